@@ -1,0 +1,19 @@
+"""Data sets of chest X-rays: indexing, decoding, fingerprinting, label mapping."""
+
+from auditor.data.loading import (
+    MAX_PIXELS,
+    Dataset,
+    ImageReadError,
+    fingerprint,
+    load_image,
+    load_images,
+    map_labels,
+    open_dataset,
+    parse_label_map,
+    stratified_subset,
+)
+
+__all__ = [
+    "MAX_PIXELS", "Dataset", "ImageReadError", "fingerprint", "load_image", "load_images", "map_labels",
+    "open_dataset", "parse_label_map", "stratified_subset",
+]

@@ -1,0 +1,160 @@
+"""Classification metrics as pure functions (no torch, no I/O).
+
+Point estimates come from scikit-learn. Confidence intervals are percentile
+bootstrap intervals (Efron & Tibshirani, *An Introduction to the Bootstrap*,
+1993): resampling *patients* when patient ids are known (a patient's images
+stay together, since images of one patient are correlated), else images.
+Every bootstrap replicate is computed from a resampled confusion matrix, so
+the interval of each metric uses the same replicates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+DEFAULT_N_BOOT = 1000
+CI_LEVEL = 0.95
+
+
+def _group_index(groups: Sequence[str | None] | None, n: int) -> np.ndarray:
+    """Integer group id per sample; samples without an id form their own group."""
+    if groups is None:
+        return np.arange(n)
+    out = np.empty(n, dtype=np.int64)
+    # dense, deterministic numbering: anonymous samples first, then named groups by first appearance
+    named = {}
+    nxt = 0
+    for i, g in enumerate(groups):
+        if g is None or g == "":
+            out[i] = nxt
+            nxt += 1
+    for i, g in enumerate(groups):
+        if g is None or g == "":
+            continue
+        key = str(g)
+        if key not in named:
+            named[key] = nxt
+            nxt += 1
+        out[i] = named[key]
+    return out
+
+
+def _metrics_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro-F1 and per-class rates from (B, K, K) confusion matrices."""
+    cm = cm.astype(np.float64)
+    total = cm.sum(axis=(1, 2))
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    pred = cm.sum(axis=1)
+    true = cm.sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(total > 0, tp.sum(axis=1) / total, np.nan)
+        prec = np.where(pred > 0, tp / pred, 0.0)
+        rec = np.where(true > 0, tp / true, 0.0)
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+        tn = total[:, None] - true - pred + tp
+        neg = total[:, None] - true
+        spec = np.where(neg > 0, tn / neg, np.nan)
+    present = true > 0
+    macro_f1 = np.where(present.any(axis=1), (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
+    # a class absent from a resample has no recall: leave it out of that class's interval
+    return {"accuracy": acc, "macro_f1": macro_f1, "recall": np.where(present, rec, np.nan), "specificity": spec}
+
+
+def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n_boot: int = DEFAULT_N_BOOT,
+                  seed: int = 0) -> np.ndarray:
+    """``(n_boot, K, K)`` confusion matrices of cluster-bootstrap resamples."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    gid = _group_index(groups, len(y_true))
+    n_groups = int(gid.max()) + 1 if len(gid) else 0
+    per_group = np.zeros((n_groups, k * k), dtype=np.float64)
+    np.add.at(per_group, (gid, y_true * k + y_pred), 1.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = np.zeros((n_boot, n_groups), dtype=np.float64)
+    rows = np.repeat(np.arange(n_boot), n_groups)
+    np.add.at(weights, (rows, draws.ravel()), 1.0)
+    return (weights @ per_group).reshape(n_boot, k, k)
+
+
+def _ci(values: np.ndarray) -> list[float] | None:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return None
+    lo, hi = np.quantile(v, [(1 - CI_LEVEL) / 2, 1 - (1 - CI_LEVEL) / 2])
+    return [float(lo), float(hi)]
+
+
+def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
+                    groups: Sequence[str | None] | None = None, seed: int = 0,
+                    n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+    """Accuracy, per-class and averaged precision/recall/F1, sensitivity/specificity, CIs.
+
+    ``y_true``/``y_pred`` are class indices into ``class_names``. Returns the
+    ``metrics`` object of results.json. Sensitivity is the class's recall,
+    specificity its one-vs-rest true-negative rate.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    k = len(class_names)
+    labels = list(range(k))
+    n = int(len(y_true))
+    if n == 0:
+        return {"n": 0, "labels": list(class_names), "accuracy": None, "accuracy_ci": None, "macro_f1": None,
+                "macro_f1_ci": None, "weighted_f1": None, "per_class": {}, "confusion_matrix": [[0] * k for _ in range(k)]}
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    present = [i for i in labels if support[i] > 0]
+    macro_f1 = float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if present else None
+    weighted_f1 = float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))
+    boot = _metrics_from_cm(bootstrap_cms(y_true, y_pred, k, groups, n_boot, seed)) if n_boot > 0 else None
+    point = _metrics_from_cm(cm[None])
+    per_class = {}
+    for i, name in enumerate(class_names):
+        spec = point["specificity"][0, i]
+        per_class[name] = {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            "sensitivity": float(rec[i]) if support[i] > 0 else None,
+            "specificity": None if not np.isfinite(spec) else float(spec),
+            "sensitivity_ci": _ci(boot["recall"][:, i]) if boot is not None and support[i] > 0 else None,
+        }
+    return {
+        "n": n,
+        "labels": list(class_names),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy_ci": _ci(boot["accuracy"]) if boot is not None else None,
+        "macro_f1": macro_f1,
+        "macro_f1_ci": _ci(boot["macro_f1"]) if boot is not None else None,
+        "weighted_f1": weighted_f1,
+        "macro_precision": float(np.mean([prec[i] for i in present])) if present else None,
+        "macro_recall": float(np.mean([rec[i] for i in present])) if present else None,
+        "per_class": per_class,
+        "confusion_matrix": cm.astype(int).tolist(),
+        "bootstrap": {"n_boot": n_boot, "unit": "patient" if groups is not None and any(groups) else "image",
+                      "seed": seed, "level": CI_LEVEL},
+    }
+
+
+def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: Sequence[int]) -> dict[str, Any]:
+    """Attack success rate (misclassified / all, as in TransferAttack's evaluation),
+    flip rate (clean-correct that became wrong / clean-correct), and the count of
+    flips per (true class -> adversarial prediction)."""
+    y_true = np.asarray(y_true)
+    y_clean = np.asarray(y_clean)
+    y_adv = np.asarray(y_adv)
+    n = len(y_true)
+    correct = y_clean == y_true
+    flipped = correct & (y_adv != y_true)
+    return {
+        "attack_success_rate": float(np.mean(y_adv != y_true)) if n else None,
+        "flip_rate": float(flipped.sum() / correct.sum()) if correct.sum() else None,
+        "n_clean_correct": int(correct.sum()),
+        "n_flipped": int(flipped.sum()),
+        "changed_prediction_rate": float(np.mean(y_adv != y_clean)) if n else None,
+    }

@@ -1,0 +1,211 @@
+"""ONNX Runtime adapters: the only module that imports ``onnxruntime``.
+
+* :class:`OnnxClassifier` runs an image classifier under its :class:`ModelSpec`;
+* :class:`OnnxImageModel` runs an image->image model (denoiser, CycleGAN
+  generator) used as a preprocessor defense.
+
+Security: model files are untrusted. External-data references must be relative
+paths that stay inside the model's folder (no absolute paths, no ``..``, no
+symlinks leaving the folder); the file size is bounded; a protobuf that does
+not parse is a one-line :class:`ModelContractError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from auditor.errors import ModelContractError, RuntimeFailure
+from auditor.models.spec import decode_output, encode_input, read_spec
+from auditor.types import ModelSpec
+
+MAX_MODEL_BYTES = 2 * 1024**3
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_external_data(model, path: Path) -> None:
+    base = path.parent.resolve()
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+    for t in tensors:
+        if t.data_location != 1:  # 1 = EXTERNAL
+            continue
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        p = Path(loc)
+        if not loc or p.is_absolute() or ".." in p.parts:
+            raise ModelContractError(f"{path}: external data path {loc!r} of tensor {t.name!r} leaves the model folder")
+        target = (base / p).resolve()
+        if base not in target.parents and target != base:
+            raise ModelContractError(f"{path}: external data {loc!r} resolves outside the model folder")
+        if not target.is_file():
+            raise ModelContractError(f"{path}: external data file {loc!r} is missing")
+
+
+def load_onnx_proto(path: str | Path):
+    """Parse an ONNX file without trusting it; raise one-line errors."""
+    import onnx
+
+    p = Path(path)
+    if not p.exists():
+        raise ModelContractError(f"{p}: model file not found")
+    if not p.is_file():
+        raise ModelContractError(f"{p}: not a regular file")
+    size = p.stat().st_size
+    if size == 0:
+        raise ModelContractError(f"{p}: model file is empty")
+    if size > MAX_MODEL_BYTES:
+        raise ModelContractError(f"{p}: model file is {size / 1e9:.1f} GB, above the 2 GB limit")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ModelContractError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise ModelContractError(f"{p}: the ONNX file holds no graph")
+    _check_external_data(model, p)
+    return model
+
+
+def available_providers(device: str = "auto") -> list[str]:
+    """Execution providers to ask for: CUDA first when available and allowed, CPU last."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in have:
+        raise RuntimeFailure("CUDA requested (--device cuda) but ONNX Runtime has no CUDA provider here")
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in have:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _cuda_device_present() -> bool:
+    # onnxruntime-gpu lists the CUDA provider even without a GPU; creating the
+    # session then falls back with a noisy warning. Look for a device first.
+    return any(Path("/dev").glob("nvidia[0-9]*")) or bool(os.environ.get("XRAY_AUDIT_ASSUME_CUDA"))
+
+
+def make_session(path: str | Path, device: str = "auto", threads: int | None = None):
+    """An ``InferenceSession`` on the best provider; records which one runs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or max(1, min(os.cpu_count() or 1, 8))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers = available_providers(device)
+    if providers[0] == "CUDAExecutionProvider" and not _cuda_device_present():
+        if device == "cuda":
+            raise RuntimeFailure("CUDA requested (--device cuda) but no NVIDIA device is present")
+        providers = ["CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelContractError(f"{path}: ONNX Runtime cannot load the model ({msg[:200]})") from None
+
+
+class OnnxClassifier:
+    """An ONNX image classifier driven through its :class:`ModelSpec`.
+
+    ``predict_proba`` takes ``(N, 1, H, W)`` grey images in ``[0, 1]`` at the
+    spec's size and returns ``(N, K)`` class probabilities.
+    """
+
+    def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto",
+                 threads: int | None = None, overrides: dict | None = None) -> None:
+        self.path = str(path)
+        proto = load_onnx_proto(path)
+        self.spec = spec or read_spec(path, model=proto, overrides=overrides)
+        self.sha256 = sha256_file(path)
+        self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+        self.producer = f"{proto.producer_name} {proto.producer_version}".strip()
+        del proto
+        self.session = make_session(path, device, threads)
+        self.provider = self.session.get_providers()[0]
+
+    def predict_raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw model outputs for one batch."""
+        feed = {self.spec.input_name: encode_input(x, self.spec)}
+        try:
+            (out,) = self.session.run([self.spec.output_name], feed)
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelContractError(f"{self.path}: inference failed ({msg[:200]})") from None
+        return out
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 32,
+                      progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Class probabilities, batched; ``progress(n)`` is called after each batch."""
+        if not self.spec.dynamic_batch:
+            batch_size = 1
+        out = []
+        for i in range(0, len(x), batch_size):
+            chunk = x[i : i + batch_size]
+            out.append(decode_output(self.predict_raw(chunk), self.spec))
+            if progress:
+                progress(len(chunk))
+        k = self.spec.num_classes
+        return np.concatenate(out, axis=0) if out else np.zeros((0, k))
+
+    def identity(self) -> dict:
+        """What the report records about the model."""
+        return {"path": self.path, "sha256": self.sha256, "opset": self.opset, "producer": self.producer,
+                "provider": self.provider, "spec": self.spec.to_dict()}
+
+
+class OnnxImageModel:
+    """An ONNX image->image model (denoiser, CycleGAN generator) used before the classifier.
+
+    Contract: one input and one output of the same shape ``(N, C, H, W)`` with
+    C in {1, 3}, values in ``[0, 1]``. A 3-channel output is averaged to grey.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        self.path = str(path)
+        proto = load_onnx_proto(path)
+        g = proto.graph
+        inits = {i.name for i in g.initializer}
+        ins = [i for i in g.input if i.name not in inits]
+        if len(ins) != 1 or len(g.output) != 1:
+            raise ModelContractError(f"{path}: an image->image model needs one input and one output")
+
+        def dims(v):
+            return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in v.type.tensor_type.shape.dim]
+
+        din, dout = dims(ins[0]), dims(g.output[0])
+        if len(din) != 4 or len(dout) != 4:
+            raise ModelContractError(f"{path}: image->image model needs rank-4 input and output, got {din} -> {dout}")
+        if any(a is not None and b is not None and a != b for a, b in zip(din[1:], dout[1:])):
+            raise ModelContractError(f"{path}: output shape {dout} differs from input shape {din}")
+        self.channels = din[1] if din[1] in (1, 3) else 1
+        self.input_name, self.output_name = ins[0].name, g.output[0].name
+        self.sha256 = sha256_file(path)
+        self.session = make_session(path, device, threads)
+
+    def __call__(self, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Apply to an ``(N, 1, H, W)`` batch in ``[0, 1]``; returns the same shape."""
+        outs = []
+        for i in range(0, len(x), batch_size):
+            chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
+            feed = np.repeat(chunk, 3, axis=1) if self.channels == 3 else chunk
+            (y,) = self.session.run([self.output_name], {self.input_name: feed})
+            if y.shape[0] != chunk.shape[0] or y.shape[2:] != chunk.shape[2:]:
+                raise ModelContractError(f"{self.path}: output shape {y.shape} differs from input shape {feed.shape}")
+            if y.shape[1] == 3:
+                y = y.mean(axis=1, keepdims=True)
+            outs.append(np.clip(y, 0.0, 1.0).astype(np.float32))
+        return np.concatenate(outs, axis=0) if outs else np.zeros_like(x)

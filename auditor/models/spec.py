@@ -1,0 +1,344 @@
+"""ModelSpec: read the input/output contract of an ONNX classifier, and apply it.
+
+The contract is read once, in this order (later wins):
+
+1. the graph: input name, rank-4 shape -> layout, channels, size; element type;
+   output shape -> number of classes; the op producing the output -> output kind;
+2. ``metadata_props``: either one key ``xray_audit.spec`` holding ModelSpec JSON
+   (what our exporter writes) or loose keys ``class_names``/``labels``/``classes``,
+   ``scaling``, ``mean``, ``std``, ``layout``, ``output_kind``;
+3. a sidecar JSON file ``<model>.onnx.json`` with ModelSpec keys;
+4. CLI flags.
+
+When nothing says how intensities are scaled, the documented default ``unit``
+(``[0, 1]``) is used and a warning is recorded in the spec (and so in the report).
+
+This module and ``auditor.models.onnx`` are the only places that know about
+layout, channel count and scaling; everything else sees ``(N, 1, H, W)`` grey
+images in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor.errors import ModelContractError, UsageError
+from auditor.types import DTYPES, IMAGENET_MEAN, IMAGENET_STD, LAYOUTS, OUTPUT_KINDS, SCALINGS, ModelSpec
+
+DEFAULT_SIZE = 224
+METADATA_KEY = "xray_audit.spec"
+
+# ONNX TensorProto element types we can feed
+_ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8"}
+
+
+def scaling_mean_std(scaling: str, channels: int, mean=None, std=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) in the model's input units for a named scaling.
+
+    The model input is ``(x * factor - mean) / std`` with ``factor`` = 255 for
+    ``0-255`` and 1 otherwise (``x`` in ``[0, 1]``). ``custom`` takes explicit
+    mean/std given in ``[0, 1]`` units.
+    """
+    if scaling == "unit":
+        m, s = (0.0,), (1.0,)
+    elif scaling == "0-255":
+        m, s = (0.0,), (1.0,)
+    elif scaling == "imagenet":
+        m, s = IMAGENET_MEAN, IMAGENET_STD
+        if channels == 1:
+            m, s = (float(np.mean(IMAGENET_MEAN)),), (float(np.mean(IMAGENET_STD)),)
+    elif scaling == "minus1-1":
+        m, s = (0.5,), (0.5,)
+    elif scaling == "custom":
+        if mean is None or std is None:
+            raise UsageError("scaling 'custom' needs --mean and --std")
+        m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        if any(v <= 0 for v in s):
+            raise UsageError(f"std must be positive, got {list(s)}")
+    else:
+        raise UsageError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    if len(m) == 1 and channels > 1:
+        m, s = m * channels, s * channels
+    if len(m) != channels or len(s) != channels:
+        raise UsageError(f"mean/std need 1 or {channels} values, got {len(m)}/{len(s)}")
+    return tuple(float(v) for v in m), tuple(float(v) for v in s)
+
+
+def _dim(d) -> int | None:
+    return d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+
+
+def _parse_list(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        items = json.loads(value)
+        return [str(v) for v in items]
+    if value.startswith("{"):  # {"0": "normal", ...}
+        items = json.loads(value)
+        return [str(items[k]) for k in sorted(items, key=lambda k: int(k))]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _graph_facts(model, path: str) -> dict[str, Any]:
+    """Facts read from the ONNX graph itself."""
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ModelContractError(f"{path}: expected exactly one image input, found {len(inputs)} ({names})")
+    inp = inputs[0]
+    ttype = inp.type.tensor_type if inp.type.HasField("tensor_type") else None
+    if ttype is None:
+        raise ModelContractError(f"{path}: input {inp.name!r} is not a tensor")
+    elem = _ONNX_DTYPES.get(ttype.elem_type)
+    if elem is None:
+        raise ModelContractError(f"{path}: input {inp.name!r} has element type {ttype.elem_type}, not float32/float16/uint8")
+    dims = [_dim(d) for d in ttype.shape.dim] if ttype.HasField("shape") else []
+    if len(dims) != 4:
+        raise ModelContractError(f"{path}: input {inp.name!r} has rank {len(dims)}, an image classifier needs rank 4 (N,C,H,W or N,H,W,C)")
+    facts: dict[str, Any] = {"input_name": inp.name, "dtype": elem, "dynamic_batch": dims[0] is None}
+    d1, d3 = dims[1], dims[3]
+    if d1 in (1, 3) and d3 not in (1, 3):
+        facts.update(layout="NCHW", channels=d1, hw=(dims[2], dims[3]))
+    elif d3 in (1, 3) and d1 not in (1, 3):
+        facts.update(layout="NHWC", channels=d3, hw=(dims[1], dims[2]))
+    elif d1 in (1, 3) and d3 in (1, 3):
+        facts.update(layout="NCHW", channels=d1, hw=(dims[2], dims[3]), ambiguous=True)
+    else:
+        raise ModelContractError(
+            f"{path}: input {inp.name!r} shape {['?' if d is None else d for d in dims]} has no channel axis of size 1 or 3"
+        )
+
+    # output: the first rank-2 output (N, K) or (N, 1)
+    outs = list(graph.output)
+    chosen = None
+    for o in outs:
+        if not o.type.HasField("tensor_type"):
+            continue
+        odims = [_dim(d) for d in o.type.tensor_type.shape.dim]
+        if len(odims) == 2:
+            chosen = (o.name, odims)
+            break
+    if chosen is None:
+        shapes = [[_dim(d) for d in o.type.tensor_type.shape.dim] for o in outs if o.type.HasField("tensor_type")]
+        raise ModelContractError(f"{path}: no output of shape (N, K) or (N, 1); outputs have shapes {shapes}")
+    facts["output_name"], odims = chosen
+    facts["num_outputs"] = odims[1]
+    producer = next((n for n in graph.node if facts["output_name"] in n.output), None)
+    op = producer.op_type if producer is not None else ""
+    k = odims[1]
+    if k == 1:
+        facts["output_kind"] = "sigmoid_probability" if op == "Sigmoid" else "sigmoid_logit"
+    elif op in ("Softmax", "LogSoftmax"):
+        facts["output_kind"] = "probabilities" if op == "Softmax" else "logits"
+    else:
+        facts["output_kind"] = "logits"
+    return facts
+
+
+def _metadata_overrides(model, path: str) -> dict[str, Any]:
+    props = {p.key: p.value for p in model.metadata_props}
+    out: dict[str, Any] = {}
+    if METADATA_KEY in props:
+        try:
+            doc = json.loads(props[METADATA_KEY])
+        except json.JSONDecodeError as exc:
+            raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not valid JSON ({exc.msg})") from None
+        if not isinstance(doc, dict):
+            raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not a JSON object")
+        allowed = {"layout", "channels", "height", "width", "scaling", "mean", "std", "output_kind", "class_names", "dtype"}
+        out.update({k: v for k, v in doc.items() if k in allowed})
+    for key in ("class_names", "labels", "classes"):
+        if key in props and "class_names" not in out:
+            try:
+                out["class_names"] = _parse_list(props[key])
+            except (json.JSONDecodeError, ValueError, KeyError):
+                raise ModelContractError(f"{path}: metadata {key!r} is neither a JSON list nor comma-separated") from None
+    for key in ("scaling", "layout", "output_kind"):
+        if key in props and key not in out:
+            out[key] = props[key].strip()
+    for key in ("mean", "std"):
+        if key in props and key not in out:
+            out[key] = [float(v) for v in _parse_list(props[key])]
+    return out
+
+
+def _validate_overrides(over: dict[str, Any], origin: str) -> None:
+    checks = {"layout": LAYOUTS, "scaling": SCALINGS, "output_kind": OUTPUT_KINDS, "dtype": DTYPES}
+    for key, allowed in checks.items():
+        if key in over and over[key] not in allowed:
+            raise ModelContractError(f"{origin}: {key} {over[key]!r} is not one of {', '.join(allowed)}")
+    if "channels" in over and over["channels"] not in (1, 3):
+        raise ModelContractError(f"{origin}: channels must be 1 or 3, got {over['channels']!r}")
+
+
+def read_spec(
+    path: str | Path,
+    *,
+    model=None,
+    sidecar: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    default_size: int = DEFAULT_SIZE,
+) -> ModelSpec:
+    """Read the ModelSpec of an ONNX file (graph, then metadata, sidecar, flags).
+
+    ``overrides`` holds CLI values (``layout``, ``channels``, ``scaling``,
+    ``mean``, ``std``, ``class_names``, ``output_kind``, ``image_size``); ``None``
+    values are ignored. ``model`` may be an already loaded ``onnx.ModelProto``.
+    """
+    path = str(path)
+    if model is None:
+        from auditor.models.onnx import load_onnx_proto
+
+        model = load_onnx_proto(path)
+    facts = _graph_facts(model, path)
+    sources: dict[str, str] = {k: "graph" for k in ("input_name", "layout", "channels", "dtype", "output_kind")}
+    warnings: list[str] = []
+    if facts.pop("ambiguous", False):
+        warnings.append("layout is ambiguous from the input shape; assumed NCHW (set --layout to change)")
+    values: dict[str, Any] = {
+        "input_name": facts["input_name"],
+        "layout": facts["layout"],
+        "channels": facts["channels"],
+        "dtype": facts["dtype"],
+        "output_name": facts["output_name"],
+        "output_kind": facts["output_kind"],
+        "dynamic_batch": facts["dynamic_batch"],
+    }
+    h, w = facts["hw"]
+    values["dynamic_size"] = h is None or w is None
+    values["height"], values["width"] = (h or default_size), (w or default_size)
+    sources["height"] = sources["width"] = "graph" if not values["dynamic_size"] else "default"
+
+    layers: list[tuple[str, dict[str, Any]]] = [("metadata", _metadata_overrides(model, path))]
+    side = Path(sidecar) if sidecar else Path(path + ".json")
+    if side.is_file():
+        try:
+            doc = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelContractError(f"{side}: sidecar is not readable JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise ModelContractError(f"{side}: sidecar must hold a JSON object")
+        layers.append(("sidecar", doc))
+    elif sidecar:
+        raise ModelContractError(f"{side}: sidecar file not found")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "image_size" in flags:
+        size = int(flags.pop("image_size"))
+        if not values["dynamic_size"] and (size, size) != (values["height"], values["width"]):
+            raise UsageError(f"--image-size {size} conflicts with the model's fixed input {values['height']}x{values['width']}")
+        flags["height"] = flags["width"] = size
+    layers.append(("flag", flags))
+
+    for origin, over in layers:
+        _validate_overrides(over, f"{path} ({origin})")
+        for key, val in over.items():
+            if key in ("height", "width") and not values["dynamic_size"] and int(val) != values[key]:
+                continue  # a fixed graph size wins over metadata
+            if key in ("layout", "channels", "scaling", "mean", "std", "output_kind", "class_names", "height", "width"):
+                values[key] = val
+                sources[key] = origin
+
+    channels = int(values["channels"])
+    if "scaling" not in values:
+        if "mean" in values and "std" in values:
+            values["scaling"] = "custom"
+            sources["scaling"] = sources.get("mean", "default")
+        else:
+            values["scaling"] = "unit" if values["dtype"] != "uint8" else "0-255"
+            sources["scaling"] = "default"
+            if values["dtype"] != "uint8":
+                warnings.append(
+                    "input scaling not declared by the model; assumed [0,1] (set --scaling or metadata 'scaling')"
+                )
+    if values["dtype"] == "uint8" and values["scaling"] != "0-255":
+        raise ModelContractError(f"{path}: a uint8 input takes 0-255 pixels; scaling {values['scaling']!r} is impossible")
+    mean, std = scaling_mean_std(values["scaling"], channels, values.get("mean"), values.get("std"))
+
+    k = facts["num_outputs"]
+    names = values.get("class_names")
+    n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
+    if names:
+        names = [str(n) for n in names]
+        if len(names) != n_classes:
+            raise ModelContractError(
+                f"{path}: {len(names)} class names ({', '.join(names)}) for a model with {n_classes} classes"
+            )
+        if len({n.lower() for n in names}) != len(names):
+            raise ModelContractError(f"{path}: duplicate class names {names}")
+    else:
+        if k is None:
+            raise ModelContractError(f"{path}: the number of classes is dynamic and no class names are given (--labels)")
+        names = ["negative", "positive"] if n_classes == 2 and k == 1 else [f"class_{i}" for i in range(n_classes)]
+        sources["class_names"] = "default"
+        warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
+    if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
+        raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+
+    return ModelSpec(
+        input_name=values["input_name"],
+        layout=values["layout"],
+        channels=channels,
+        height=int(values["height"]),
+        width=int(values["width"]),
+        dtype=values["dtype"],
+        scaling=values["scaling"],
+        mean=mean,
+        std=std,
+        output_name=values["output_name"],
+        output_kind=values["output_kind"],
+        class_names=tuple(names),
+        dynamic_batch=bool(values["dynamic_batch"]),
+        dynamic_size=bool(values["dynamic_size"]),
+        sources=sources,
+        warnings=tuple(warnings),
+    )
+
+
+def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Turn an ``(N, 1, H, W)`` grey batch in ``[0, 1]`` into the model's input tensor."""
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"expected an (N, 1, H, W) batch, got shape {x.shape}")
+    x = np.asarray(x, dtype=np.float32)
+    if spec.channels == 3:
+        x = np.repeat(x, 3, axis=1)
+    if spec.dtype == "uint8":
+        out = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    else:
+        factor = 255.0 if spec.scaling == "0-255" else 1.0
+        mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        out = ((x * factor - mean) / std).astype(np.float16 if spec.dtype == "float16" else np.float32)
+    if spec.layout == "NHWC":
+        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+    return out
+
+
+def decode_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Model outputs -> class probabilities ``(N, K)`` as float64."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim != 2:
+        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
+    kind = spec.output_kind
+    if kind in ("sigmoid_logit", "sigmoid_probability"):
+        p = raw[:, :1]
+        if kind == "sigmoid_logit":
+            p = 1.0 / (1.0 + np.exp(-p))
+        return np.concatenate([1.0 - p, p], axis=1)
+    if kind == "probabilities":
+        s = raw.sum(axis=1, keepdims=True)
+        return raw / np.where(s > 0, s, 1.0)
+    z = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def spec_with(spec: ModelSpec, **changes: Any) -> ModelSpec:
+    """A copy of ``spec`` with some fields changed."""
+    return dataclasses.replace(spec, **changes)

@@ -1,0 +1,257 @@
+"""Plain data types shared by every layer of xray-audit.
+
+This module imports nothing from the rest of the package, so any layer may
+import it. Everything here is a frozen dataclass or a small enum-like set of
+string constants; results are JSON-compatible (``to_dict``/``from_dict``).
+
+Conventions used across the package:
+
+* An *image batch* is a ``numpy.ndarray`` (or ``torch.Tensor`` inside
+  attacks) of shape ``(N, 1, H, W)``, dtype float32, grey values in ``[0, 1]``.
+  Channel replication, layout (NCHW/NHWC) and intensity scaling happen only in
+  the model adapters, driven by :class:`ModelSpec`.
+* Class indices always refer to ``ModelSpec.class_names`` of the target model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "float16", "uint8")
+OUTPUT_KINDS = ("logits", "probabilities", "sigmoid_logit", "sigmoid_probability")
+#: Named intensity scalings. ``custom`` uses explicit mean/std.
+SCALINGS = ("unit", "0-255", "imagenet", "minus1-1", "custom")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Input/output contract of an image classifier.
+
+    The model receives ``(x_in_0_1 * factor - mean) / std`` per channel where
+    ``factor`` is 255 for the ``0-255`` scaling and 1 otherwise; see
+    :func:`auditor.models.spec.scaling_mean_std`.
+    """
+
+    input_name: str = "input"
+    layout: str = "NCHW"
+    channels: int = 3
+    height: int = 224
+    width: int = 224
+    dtype: str = "float32"
+    scaling: str = "unit"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    output_name: str = "output"
+    output_kind: str = "logits"
+    class_names: tuple[str, ...] = ()
+    dynamic_batch: bool = True
+    dynamic_size: bool = False
+    #: where each field came from: "graph", "metadata", "sidecar", "flag", "default"
+    sources: dict[str, str] = field(default_factory=dict)
+    #: warnings raised while reading the contract (e.g. defaulted scaling)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model distinguishes (2 for a single sigmoid unit)."""
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dictionary."""
+        d = dataclasses.asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["class_names"] = list(self.class_names)
+        d["warnings"] = list(self.warnings)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ModelSpec keys: {sorted(unknown)}")
+        kw = dict(d)
+        for key in ("mean", "std", "class_names", "warnings"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset: where it is, its label and its patient."""
+
+    path: str  #: absolute path on disk
+    label: str  #: label as written in the dataset (before mapping)
+    rel_path: str = ""  #: path relative to the dataset root, used in reports
+    patient_id: str | None = None
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something that could not run or be read, with the reason. Never dropped silently."""
+
+    name: str
+    reason: str
+    kind: str = "item"  #: "image", "attack", "defense", "condition", "detector", ...
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-compatible dictionary."""
+        return {"name": self.name, "reason": self.reason, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Evaluation of the target on one input condition (clean, attacked, defended).
+
+    ``metrics`` follows the results.json schema: ``accuracy``, ``accuracy_ci``,
+    ``macro_f1``, ``macro_f1_ci``, ``weighted_f1``, ``per_class`` {class:
+    {precision, recall, f1, support, sensitivity, specificity}},
+    ``confusion_matrix``, ``labels``, ``n``.
+    """
+
+    name: str
+    kind: str  #: "clean" | "attack" | "defense" | "style_blend"
+    metrics: dict[str, Any]
+    attack: str | None = None
+    epsilon: float | None = None
+    surrogate: str | None = None
+    threat_model: str | None = None  #: "transfer" | "white-box" | None
+    defense: str | None = None
+    #: attack_success_rate, flip_rate, linf_mean, l2_mean, ssim_mean, psnr_mean, cost_ms_per_image, ...
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: predicted class index per sample, aligned with AuditResult.samples
+    predictions: tuple[int, ...] = ()
+
+    def to_dict(self, with_predictions: bool = False) -> dict[str, Any]:
+        """JSON-compatible dictionary (predictions go to samples.csv unless asked)."""
+        d = {
+            "name": self.name,
+            "kind": self.kind,
+            "attack": self.attack,
+            "epsilon": self.epsilon,
+            "surrogate": self.surrogate,
+            "threat_model": self.threat_model,
+            "defense": self.defense,
+            "metrics": self.metrics,
+        }
+        d.update(self.extra)
+        if with_predictions:
+            d["predictions"] = list(self.predictions)
+        return d
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """One acceptance criterion (``--fail-under name=threshold``) and its verdict."""
+
+    name: str
+    threshold: float
+    value: float | None
+    passed: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dictionary."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything a scan produced; the only input of the renderers.
+
+    ``model`` holds ``path``, ``sha256``, ``spec`` (ModelSpec dict);
+    ``data`` holds ``root``, ``format``, ``manifest_sha256``, ``n_images``,
+    ``per_class``, ``skipped`` (list of Skipped dicts), ``caveats``;
+    ``samples`` is one dict per image (``path``, ``label``, ``label_index``,
+    ``patient_id``, ``sha256``) aligned with every condition's predictions.
+    """
+
+    schema_version: str
+    tool_version: str
+    created: str
+    finished: str
+    command: str
+    model: dict[str, Any]
+    data: dict[str, Any]
+    conditions: tuple[Condition, ...]
+    samples: tuple[dict[str, Any], ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    skipped: tuple[Skipped, ...] = ()
+    detector: dict[str, Any] | None = None
+    gates: tuple[GateOutcome, ...] = ()
+    #: results of further models scanned with ``--compare`` (same data and sets)
+    compared: tuple["AuditResult", ...] = ()
+    #: free-form extras a later stage adds (examples, figures meta, ...)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the target model."""
+        return tuple(self.model.get("spec", {}).get("class_names", ()))
+
+    def condition(self, name: str) -> Condition | None:
+        """The condition with this name, or None."""
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        return None
+
+    def to_dict(self, with_predictions: bool = False) -> dict[str, Any]:
+        """The results.json document."""
+        return {
+            "schema_version": self.schema_version,
+            "tool_version": self.tool_version,
+            "created": self.created,
+            "finished": self.finished,
+            "command": self.command,
+            "model": self.model,
+            "data": self.data,
+            "parameters": self.parameters,
+            "environment": self.environment,
+            "conditions": [c.to_dict(with_predictions) for c in self.conditions],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "detector": self.detector,
+            "gates": [g.to_dict() for g in self.gates],
+            "compared": [r.to_dict(with_predictions) for r in self.compared],
+            "extras": self.extras,
+            "samples": list(self.samples) if with_predictions else [],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditResult":
+        """Rebuild from a results.json document (see ``auditor.report.load_results``)."""
+        cond_keys = {"name", "kind", "attack", "epsilon", "surrogate", "threat_model", "defense", "metrics", "predictions"}
+        conditions = []
+        for c in d.get("conditions", []):
+            extra = {k: v for k, v in c.items() if k not in cond_keys}
+            conditions.append(
+                Condition(
+                    name=c["name"], kind=c["kind"], metrics=c["metrics"], attack=c.get("attack"),
+                    epsilon=c.get("epsilon"), surrogate=c.get("surrogate"),
+                    threat_model=c.get("threat_model"), defense=c.get("defense"),
+                    extra=extra, predictions=tuple(c.get("predictions", ())),
+                )
+            )
+        return cls(
+            schema_version=d["schema_version"], tool_version=d["tool_version"], created=d["created"],
+            finished=d.get("finished", ""), command=d.get("command", ""), model=d["model"], data=d["data"],
+            conditions=tuple(conditions), samples=tuple(d.get("samples", ())),
+            parameters=d.get("parameters", {}), environment=d.get("environment", {}),
+            skipped=tuple(Skipped(**s) for s in d.get("skipped", [])), detector=d.get("detector"),
+            gates=tuple(GateOutcome(**g) for g in d.get("gates", [])),
+            compared=tuple(cls.from_dict(r) for r in d.get("compared", [])),
+            extras=d.get("extras", {}),
+        )
