@@ -1,0 +1,247 @@
+"""The scan orchestrator: data -> clean -> adversarial sets -> defenses -> detector -> AuditResult.
+
+:class:`Auditor` takes its parts as arguments and frozen :class:`ScanOptions`;
+the heavy pieces (attacks, defenses, detectors) are imported lazily so a clean
+scan never loads torch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor import __version__
+from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
+from auditor.errors import DataError, UsageError
+from auditor.metrics import compute_attack_rates, compute_metrics
+from auditor.progress import Reporter
+from auditor.types import SCHEMA_VERSION, AuditResult, Condition, Skipped
+
+KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
+BLEND_ALPHAS = (0.1, 0.3, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Everything that shapes a scan; recorded in results.json as ``parameters``."""
+
+    attacks: tuple[str, ...] = ()
+    epsilons: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)
+    surrogate: str | None = None
+    defenses: str | None = None
+    bpda: bool = False
+    detector: bool = True
+    seed: int = 0
+    batch_size: int = 32
+    attack_batch_size: int = 4
+    max_images: int | None = None
+    n_boot: int = 1000
+    device: str = "auto"
+    precision: str = "fp32"
+    cache_dir: str = ".xray-audit-cache"
+    style_backend: str = "randconv"
+    stm_checkpoint: str | None = None
+    style_image: str | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    data_format: str = "auto"
+    images_dir: str | None = None
+    strict: bool = False
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dictionary."""
+        d = asdict(self)
+        d["epsilons"] = [round(e * 255, 4) for e in self.epsilons]
+        d["epsilons_unit"] = "1/255 of the [0,1] intensity range"
+        return d
+
+
+def eps_name(eps: float) -> str:
+    """``8/255`` -> ``"8"``; non-integer multiples keep two decimals."""
+    v = eps * 255
+    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
+
+
+def environment() -> dict[str, Any]:
+    """Host and library versions (no torch import unless already loaded)."""
+    import importlib.metadata as md
+    import sys
+
+    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                           "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+    for pkg in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "torchvision", "scikit-learn",
+                "scikit-image", "opencv-python-headless", "weasyprint"):
+        try:
+            env[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        env["cuda_available"] = bool(torch.cuda.is_available())
+        if env["cuda_available"]:
+            env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+@dataclass
+class LoadedData:
+    """The images of a scan, their labels and identity."""
+
+    images: np.ndarray
+    y: np.ndarray
+    samples: list
+    groups: list
+    info: dict[str, Any]
+
+
+class Auditor:
+    """Runs one scan of a target model (plus ``compare`` models on the same inputs)."""
+
+    def __init__(self, target, options: ScanOptions, reporter: Reporter | None = None, command: str = "") -> None:
+        self.target = target
+        self.options = options
+        self.reporter = reporter or Reporter(quiet=True)
+        self.command = command
+        self.skipped: list[Skipped] = []
+
+    # ----------------------------------------------------------------- data
+    def load_data(self, data: str) -> LoadedData:
+        """Index, sample, fingerprint, decode and label-map the data set."""
+        opt, spec = self.options, self.target.spec
+        ds = open_dataset(data, opt.data_format, opt.images_dir)
+        samples = list(ds.samples)
+        # map labels before decoding so a mismatch fails fast
+        map_labels([s.label for s in samples], spec.class_names, opt.label_map)
+        if opt.max_images is not None:
+            if opt.max_images < 1:
+                raise UsageError("--max-images must be at least 1")
+            keep = stratified_subset([s.label for s in samples], opt.max_images, opt.seed)
+            samples = [samples[i] for i in keep]
+        with self.reporter.task("Reading images", len(samples)) as adv:
+            images, kept, skipped = load_images(samples, (spec.height, spec.width), progress=adv)
+        samples = [samples[i] for i in kept]
+        if not samples:
+            raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
+        samples, manifest_sha = fingerprint(samples)
+        y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
+        per_class = {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)}
+        all_skipped = list(ds.skipped) + skipped
+        for s in all_skipped:
+            self.reporter.warn(f"skipped {s.name}: {s.reason}")
+        info = {
+            "root": str(Path(data).resolve()),
+            "format": ds.format,
+            "manifest_sha256": manifest_sha,
+            "n_images": len(samples),
+            "per_class": per_class,
+            "skipped": [s.to_dict() for s in all_skipped],
+            "caveats": list(ds.caveats),
+            "patient_ids": sum(1 for s in samples if s.patient_id),
+            "sampled_from": len(ds.samples) if opt.max_images is not None else None,
+        }
+        groups = [s.patient_id for s in samples]
+        return LoadedData(images, y, samples, groups, info)
+
+    # ----------------------------------------------------------------- evaluation helpers
+    def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:
+        with self.reporter.task(what, len(x)) as adv:
+            return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+
+    def _condition(self, name: str, kind: str, pred: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
+        metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,
+                                  seed=self.options.seed, n_boot=self.options.n_boot)
+        return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred), **kw)
+
+    # ----------------------------------------------------------------- run
+    def run(self, data_path: str, compare: list | None = None) -> AuditResult:
+        """Run the whole scan and return the result (nothing is written here)."""
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        t0 = time.perf_counter()
+        opt = self.options
+        data = self.load_data(data_path)
+        self.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
+        sets = self._adversarial_sets(data) if opt.attacks else []
+        preprocessors = self._preprocessors(data) if opt.defenses else []
+        models = [self.target] + list(compare or [])
+        results = []
+        for model in models:
+            conditions = self._evaluate_model(model, data, sets, preprocessors)
+            results.append(conditions)
+        detector = self._detector(data, sets) if (opt.detector and sets) else None
+        timings = {"seconds_total": round(time.perf_counter() - t0, 2)}
+        finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+        def build(model, conditions, det):
+            return AuditResult(
+                schema_version=SCHEMA_VERSION, tool_version=__version__, created=created, finished=finished,
+                command=self.command, model=model.identity(), data=data.info, conditions=tuple(conditions),
+                samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
+                               "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
+                parameters={**opt.to_dict(), "sets": [st["meta"] for st in sets]},
+                environment={**environment(), **timings, "onnx_provider": model.provider},
+                skipped=tuple(self.skipped), detector=det,
+            )
+
+        compared = tuple(build(m, c, None) for m, c in zip(models[1:], results[1:]))
+        main = build(self.target, results[0], detector)
+        return AuditResult(**{**main.__dict__, "compared": compared})
+
+    def _evaluate_model(self, model, data: LoadedData, sets: list[dict], preprocessors: list) -> list[Condition]:
+        names = model.spec.class_names
+        if [c.lower() for c in names] != [c.lower() for c in self.target.spec.class_names]:
+            raise UsageError(f"{model.path}: classes {list(names)} differ from the target's {list(self.target.spec.class_names)}")
+        label = Path(model.path).name
+        clean_pred = self._predict(model, data.images, f"Clean inference ({label})").argmax(1)
+        conditions = [self._condition("clean", "clean", clean_pred, data, names)]
+        adv_preds: dict[str, np.ndarray] = {}
+        for st in sets:
+            pred = self._predict(model, st["images"], f"{st['name']} ({label})").argmax(1)
+            adv_preds[st["name"]] = pred
+            extra = {**compute_attack_rates(data.y, clean_pred, pred), **st["stats"], "label": st["label"],
+                     "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
+            if st["kind"] == "style_blend":
+                extra["opacity"] = st["alpha"]
+            conditions.append(self._condition(st["name"], st["kind"], pred, data, names, attack=st["attack"],
+                                              epsilon=st.get("epsilon"), surrogate=st.get("surrogate"),
+                                              threat_model=st.get("threat_model"), extra=extra))
+        for pre in preprocessors:
+            try:
+                cleaned = pre(data.images)
+            except Exception as exc:  # a defense failing on this data is a skip, not a crash
+                self.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
+                continue
+            pred = self._predict(model, cleaned, f"{pre.name}/clean ({label})").argmax(1)
+            cost = getattr(pre, "cost_ms_per_image", None)
+            conditions.append(self._condition(f"{pre.name}/clean", "defense", pred, data, names, defense=pre.name,
+                                              extra={**compute_attack_rates(data.y, clean_pred, pred),
+                                                     "cost_ms_per_image": cost}))
+            for st in sets:
+                dpred = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})").argmax(1)
+                conditions.append(self._condition(
+                    f"{pre.name}/{st['name']}", "defense", dpred, data, names, attack=st["attack"],
+                    epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
+                    defense=pre.name, extra={**compute_attack_rates(data.y, clean_pred, dpred), "cost_ms_per_image": cost,
+                                             "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
+        return conditions
+
+    # ----------------------------------------------------------------- attacks
+    def _adversarial_sets(self, data: LoadedData) -> list[dict]:
+        from auditor.attack_stage import build_sets
+
+        return build_sets(self, data)
+
+    def _preprocessors(self, data: LoadedData) -> list:
+        from auditor.defense_stage import build_preprocessors
+
+        return build_preprocessors(self, data)
+
+    def _detector(self, data: LoadedData, sets: list[dict]) -> dict | None:
+        from auditor.defense_stage import run_detectors
+
+        return run_detectors(self, data, sets)

@@ -1,0 +1,92 @@
+"""The ``xray-audit`` command line.
+
+Sub-commands are imported only when used, so ``xray-audit --help`` stays fast
+and never imports torch. Every :class:`~auditor.errors.AuditError` becomes one
+line on stderr and its documented exit code (see ``auditor.errors``); other
+exceptions are internal errors (exit 5) with a traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from auditor import __version__
+from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AuditError
+
+#: command name -> (module, attribute, short help)
+COMMANDS = {
+    "inspect": ("auditor.cli.inspect_cmd", "inspect_command", "Print the input/output contract of an ONNX model."),
+    "scan": ("auditor.cli.scan_cmd", "scan_command", "Audit an ONNX classifier on a data set and write reports."),
+    "report": ("auditor.cli.report_cmd", "report_command", "Re-render reports from a results.json."),
+    "attack": ("auditor.cli.attack_cmd", "attack_command", "Build cached adversarial sets with a surrogate."),
+    "train": ("auditor.cli.train_cmd", "train_group", "Train the reference model and the defense models."),
+    "demo": ("auditor.cli.demo_cmd", "demo_command", "Run the built-in demo on synthetic phantoms."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports sub-commands on demand and maps errors to exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:  # noqa: D102
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:  # noqa: D102
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except AuditError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: work already finished is kept (cached sets resume on the next run)", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except MemoryError:
+            click.echo("error: out of memory (try --batch-size or --max-images)", err=True)
+            ctx.exit(4)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if debug:
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            click.echo(f"internal error: {type(exc).__name__}: {first} (re-run with --debug for a traceback)", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xray-audit")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Audit chest X-ray classifiers (ONNX) for robustness against USMM and STM transfer attacks.
+
+    Exit codes: 0 ok, 1 gate failed, 2 usage error, 3 invalid model or data,
+    4 runtime failure, 5 internal error, 130 interrupted.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="xray-audit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

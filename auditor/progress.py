@@ -1,0 +1,43 @@
+"""Progress display: rich bars on a terminal (stderr), silence elsewhere or when quiet."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+
+class Reporter:
+    """Prints stage messages and drives progress bars on stderr.
+
+    Bars appear only when stderr is a terminal and ``quiet`` is off, so logs
+    and CI output stay clean (ART#87/#640 show why nested tools must be able
+    to silence bars).
+    """
+
+    def __init__(self, quiet: bool = False, progress: bool | None = None) -> None:
+        self.quiet = quiet
+        self.show_bars = (not quiet) and (sys.stderr.isatty() if progress is None else progress)
+
+    def info(self, message: str) -> None:
+        """One line of status on stderr (suppressed by ``quiet``)."""
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        """A warning line on stderr (always shown)."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A context giving ``advance(n)``; draws a bar when bars are on."""
+        if not self.show_bars or total <= 0:
+            yield lambda n=1: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.console import Console
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            tid = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(tid, n)

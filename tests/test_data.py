@@ -1,0 +1,189 @@
+"""Data sets: folder, CSV, NIH table, DICOM, corrupt files, symlink loops, label mapping, sampling."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from auditor.data import fingerprint, load_image, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+from auditor.data.loading import MAX_PIXELS, ImageReadError
+from auditor.errors import DataError
+from onnx_factory import write_image_folder
+
+
+def test_folder_dataset_with_patient_manifest(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=3, patient_manifest=True)
+    ds = open_dataset(root)
+    assert ds.format == "folder"
+    assert ds.per_class() == {"normal": 3, "pneumonia": 3, "pneumothorax": 3}
+    assert all(s.patient_id and s.patient_id.startswith("P") for s in ds.samples)
+    x, kept, skipped = load_images(ds.samples, (32, 32))
+    assert x.shape == (9, 1, 32, 32) and x.dtype == np.float32 and not skipped
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_csv_manifest(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=2)
+    rows = ["path,label,patient_id"] + [f"{p.relative_to(root).as_posix()},{p.parent.name},X{i}"
+                                        for i, p in enumerate(sorted(root.rglob("*.png")))]
+    rows.append("missing/file.png,normal,X99")
+    (root / "list.csv").write_text("\n".join(rows) + "\n")
+    ds = open_dataset(root / "list.csv")
+    assert ds.format == "csv" and len(ds.samples) == 6
+    assert [s.reason for s in ds.skipped] == ["file listed in the manifest does not exist"]
+
+
+def test_csv_manifest_without_label_column(tmp_path):
+    (tmp_path / "m.csv").write_text("path,kind\na.png,x\n")
+    with pytest.raises(DataError, match="'label'"):
+        open_dataset(tmp_path / "m.csv")
+
+
+def test_nih_table_mapping(tmp_path):
+    img = (np.full((40, 40), 128)).astype(np.uint8)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ["a.png", "b.png", "c.png", "d.png"]:
+        cv2.imwrite(str(images / name), img)
+    (tmp_path / "Data_Entry_2017.csv").write_text(
+        "Image Index,Finding Labels,Follow-up #,Patient ID\n"
+        "a.png,No Finding,0,1\nb.png,Pneumonia|Infiltration,0,2\nc.png,Pneumonia|Pneumothorax,0,3\n"
+        "d.png,Effusion,0,4\n")
+    ds = open_dataset(tmp_path / "Data_Entry_2017.csv")
+    assert ds.format == "nih"
+    assert [(s.rel_path, s.label, s.patient_id) for s in ds.samples] == [("a.png", "normal", "1"), ("b.png", "pneumonia", "2")]
+    assert ds.skipped[0].name == "c.png" and "several classes" in ds.skipped[0].reason
+
+
+def _write_dicom(path, arr, photometric="MONOCHROME2", slope=1.0, intercept=0.0, window=None):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = arr.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_16bit_monochrome1_and_window(tmp_path):
+    ramp = np.tile(np.linspace(0, 4000, 64), (64, 1)).astype(np.uint16)
+    _write_dicom(tmp_path / "m2.dcm", ramp)
+    _write_dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1")
+    a = load_image(tmp_path / "m2.dcm")
+    b = load_image(tmp_path / "m1.dcm")
+    assert a.shape == (64, 64) and a[0, 0] == 0.0 and a[0, -1] == 1.0
+    np.testing.assert_allclose(a, 1.0 - b, atol=1e-6)
+    # a narrow VOI window saturates both ends
+    _write_dicom(tmp_path / "w.dcm", ramp, window=(2000, 400))
+    w = load_image(tmp_path / "w.dcm")
+    assert (w[:, :10] == 0).all() and (w[:, -10:] == 1).all()
+
+
+def test_dicom_without_extension_in_folder(tmp_path):
+    (tmp_path / "d" / "normal").mkdir(parents=True)
+    _write_dicom(tmp_path / "d" / "normal" / "IM0001", np.full((32, 32), 1000, np.uint16))
+    ds = open_dataset(tmp_path / "d")
+    assert len(ds.samples) == 1
+    x, kept, skipped = load_images(ds.samples, (16, 16))
+    assert x.shape == (1, 1, 16, 16) and not skipped
+
+
+def test_corrupt_and_truncated_images_are_skipped_with_reason(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=2)
+    good = sorted(root.rglob("*.png"))[0]
+    data = good.read_bytes()
+    (root / "normal" / "truncated.png").write_bytes(data[: len(data) // 2])
+    (root / "normal" / "garbage.png").write_bytes(b"not an image")
+    ds = open_dataset(root)
+    x, kept, skipped = load_images(ds.samples, (32, 32))
+    reasons = {s.name: s.reason for s in skipped}
+    assert set(reasons) == {"normal/truncated.png", "normal/garbage.png"}
+    assert "truncated" in reasons["normal/truncated.png"] or "corrupt" in reasons["normal/truncated.png"]
+    assert len(kept) == 6
+
+
+def test_gigantic_image_refused(tmp_path, monkeypatch):
+    import auditor.data.loading as loading
+
+    monkeypatch.setattr(loading, "MAX_PIXELS", 100)
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((20, 20), np.uint8))
+    with pytest.raises(ImageReadError, match="above the limit"):
+        load_image(tmp_path / "big.png")
+    assert MAX_PIXELS >= 10_000_000
+
+
+def test_16bit_png_and_rgb_and_odd_aspect(tmp_path):
+    cv2.imwrite(str(tmp_path / "16.png"), np.full((30, 30), 65535, np.uint16))
+    assert load_image(tmp_path / "16.png").max() == pytest.approx(1.0)
+    rgb = np.zeros((20, 60, 3), np.uint8)
+    rgb[..., 1] = 255
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
+    out = load_image(tmp_path / "rgb.png", (16, 16))
+    assert out.shape == (16, 16) and 0.5 < out.mean() < 0.7  # green -> luminance ~0.59
+
+
+def test_symlink_loop_is_reported_not_followed_forever(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    os.symlink(root / "normal", root / "normal" / "loop")
+    ds = open_dataset(root)
+    assert len(ds.samples) == 3
+    assert any("loop" in s.reason for s in ds.skipped)
+
+
+def test_empty_and_missing(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        open_dataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        open_dataset(tmp_path / "empty")
+    (tmp_path / "e2" / "normal").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images"):
+        open_dataset(tmp_path / "e2")
+
+
+def test_label_mapping():
+    classes = ("Normal", "Pneumonia", "Pneumothorax")
+    np.testing.assert_array_equal(map_labels(["normal", "PNEUMONIA", "pneumothorax"], classes), [0, 1, 2])
+    np.testing.assert_array_equal(map_labels(["ptx"], classes, parse_label_map("PTX=pneumothorax")), [2])
+    with pytest.raises(DataError, match=r"\['effusion'\] match no model class"):
+        map_labels(["normal", "effusion"], classes)
+    with pytest.raises(DataError, match="no data label matches"):
+        map_labels(["cat", "dog"], classes)
+    with pytest.raises(DataError, match="not DATA_LABEL=MODEL_CLASS"):
+        parse_label_map("oops")
+
+
+def test_fingerprint_is_location_independent(tmp_path):
+    a = write_image_folder(tmp_path / "a", n_per_class=2)
+    b = write_image_folder(tmp_path / "b", n_per_class=2)
+    _, ha = fingerprint(open_dataset(a).samples)
+    samples_b, hb = fingerprint(open_dataset(b).samples)
+    assert ha == hb and all(len(s.sha256) == 64 for s in samples_b)
+    (b / "normal" / "img_000.png").write_bytes((b / "normal" / "img_001.png").read_bytes())
+    assert fingerprint(open_dataset(b).samples)[1] != ha
+
+
+def test_stratified_subset_is_seeded_and_stratified():
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    s1 = stratified_subset(labels, 10, seed=3)
+    assert s1 == stratified_subset(labels, 10, seed=3)
+    assert s1 != stratified_subset(labels, 10, seed=4)
+    counts = {k: sum(labels[i] == k for i in s1) for k in "abc"}
+    assert counts == {"a": 5, "b": 3, "c": 2}
+    assert stratified_subset(labels, 500, seed=0) == list(range(100))
