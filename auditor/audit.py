@@ -174,6 +174,10 @@ class Auditor:
             conditions = self._evaluate_model(model, data, sets, preprocessors)
             results.append(conditions)
         detector = self._detector(data, sets) if (opt.detector and sets) else None
+        from auditor.examples import build_examples
+
+        examples = build_examples(data.images, data.y, [s.rel_path for s in data.samples], self.target.spec.class_names,
+                                  results[0], sets, preprocessors)
         timings = {"seconds_total": round(time.perf_counter() - t0, 2)}
         finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -186,6 +190,7 @@ class Auditor:
                 parameters={**opt.to_dict(), "sets": [st["meta"] for st in sets]},
                 environment={**environment(), **timings, "onnx_provider": model.provider},
                 skipped=tuple(self.skipped), detector=det,
+                extras={"examples": examples} if model is self.target else {},
             )
 
         compared = tuple(build(m, c, None) for m, c in zip(models[1:], results[1:]))

@@ -1,0 +1,99 @@
+"""Scan stage: build (or load from the cache) the adversarial sets of a scan.
+
+Each set is a dict: ``name`` (``usmm@8``), ``kind`` (``attack``/``style_blend``),
+``attack``, ``epsilon``, ``surrogate``, ``threat_model``, ``images`` (N,1,H,W),
+``stats`` (perturbation norms, SSIM, PSNR against clean), ``label`` and ``meta``
+(cache key, timing, cache hit) for results.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from auditor.errors import UsageError
+from auditor.types import Skipped
+
+if TYPE_CHECKING:  # pragma: no cover
+    from auditor.audit import Auditor, LoadedData
+
+GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
+
+
+def _skip(auditor: "Auditor", name: str, reason: str, kind: str = "attack") -> None:
+    if auditor.options.strict:
+        raise UsageError(f"{name}: {reason} (--strict)")
+    auditor.reporter.warn(f"skipped {name}: {reason}")
+    auditor.skipped.append(Skipped(name, reason, kind))
+
+
+def load_scan_surrogate(auditor: "Auditor"):
+    """The surrogate of the scan, or None (recorded as skipped) when it cannot be built."""
+    from auditor.attacks.device import pick_device
+    from auditor.models.torch import ConversionFailed, load_surrogate
+
+    opt = auditor.options
+    device = pick_device(opt.device)
+    try:
+        return load_surrogate(opt.surrogate, auditor.target.spec, auditor.target.path, device)
+    except ConversionFailed as exc:
+        _skip(auditor, f"surrogate {opt.surrogate}", str(exc))
+        return None
+
+
+def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
+    """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
+    from auditor.audit import BLEND_ALPHAS, eps_name
+
+    opt = auditor.options
+    sets: list[dict] = []
+    names = [s.rel_path or Path(s.path).name for s in data.samples]
+    wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
+    if wanted:
+        from auditor.attacks.device import pick_device
+        from auditor.attacks.sets import build_adversarial_set, perturbation_stats
+        from auditor.attacks.stm import StyleBackendUnavailable
+
+        surrogate = load_scan_surrogate(auditor)
+        if surrogate is not None:
+            device = pick_device(opt.device)
+            sur_label = surrogate.identity.get("label") or opt.surrogate
+            for attack in wanted:
+                for eps in opt.epsilons:
+                    name = f"{attack}@{eps_name(eps)}"
+                    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
+                    if attack == "usmm":
+                        params.update(mask_pool=data.images, mask_pool_labels=data.y)
+                    if attack == "stm":
+                        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+                    auditor.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
+                    try:
+                        with auditor.reporter.task(f"{name}", len(data.images)) as adv:
+                            aset = build_adversarial_set(
+                                attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
+                                data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
+                                device=device, precision=opt.precision, progress=adv)
+                    except StyleBackendUnavailable as exc:
+                        _skip(auditor, name, str(exc))
+                        break  # every epsilon of this attack needs the same backend
+                    sets.append({
+                        "name": name, "kind": "attack", "attack": attack, "epsilon": eps, "surrogate": sur_label,
+                        "threat_model": surrogate.threat_model, "images": aset.images,
+                        "stats": perturbation_stats(data.images, aset.images), "label": aset.label,
+                        "meta": {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
+                                 "seconds": round(aset.seconds, 2), "backend": aset.backend,
+                                 "surrogate": surrogate.identity,
+                                 "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}},
+                    })
+    if "blend" in opt.attacks:
+        from auditor.attacks.sets import perturbation_stats
+        from auditor.attacks.style_blend import style_blend_set
+
+        for alpha in BLEND_ALPHAS:
+            images, label = style_blend_set(data.images, alpha=alpha, style_image=opt.style_image, seed=opt.seed)
+            sets.append({"name": f"blend@{alpha:g}", "kind": "style_blend", "attack": "blend", "epsilon": None,
+                         "alpha": alpha, "surrogate": None, "threat_model": "visible manipulation (no gradients)",
+                         "images": images, "stats": perturbation_stats(data.images, images), "label": label,
+                         "meta": {"name": f"blend@{alpha:g}", "cache_hit": False, "backend": None,
+                                  "style_image": opt.style_image or "built-in procedural texture"}})
+    return sets
