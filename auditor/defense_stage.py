@@ -26,7 +26,9 @@ def build_preprocessors(auditor: "Auditor", data: "LoadedData") -> list:
 
         sur = load_scan_surrogate(auditor)
         if sur is not None:
-            feature_extractor = getattr(sur, "features", None)
+            from auditor.defenses.feature import ConvFeatureExtractor
+
+            feature_extractor = ConvFeatureExtractor(sur.module)
     out = []
     for item in parse_defenses(opt.defenses, feature_extractor=feature_extractor):
         if isinstance(item, Skipped):
