@@ -138,7 +138,7 @@ class FeatureConsistencyDefense(Preprocessor):
         self.batch_size = int(batch_size)
         self._device = device
         self._ref_cache: dict[tuple[int, int], list] = {}
-        self.name = f"feature:{self.reference_path}"
+        self.name = f"feature:{Path(self.reference_path).name}"
         self.label = f"feature-consistency optimisation toward {Path(self.reference_path).name} ({self.iterations} Adam steps)"
         self.params = {"reference": self.reference_path, "iterations": self.iterations, "lr": self.lr,
                        "content_weight": self.content_weight, "style_weight": self.style_weight,

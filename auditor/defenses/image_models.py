@@ -54,7 +54,7 @@ class OnnxImagePreprocessor(Preprocessor):
         self.kind = kind
         self.batch_size = int(batch_size)
         self.model = OnnxImageModel(self.path, device=device)
-        self.name = f"{kind}:{self.path}"
+        self.name = f"{kind}:{Path(self.path).name}"  # full path and hash are in params
         self.label = f"{KINDS[kind]}: {Path(self.path).name}"
         self.params = {"path": self.path, "sha256": self.model.sha256, "channels": self.model.channels}
         self._torch_module = torch_module

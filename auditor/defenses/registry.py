@@ -108,7 +108,7 @@ def parse_defenses(spec: str | None, *, feature_extractor: Callable | None = Non
         elif name == "feature":
             path = _check_path(name, value)
             if feature_extractor is None:
-                add(Skipped(f"feature:{path}", "no feature extractor available (needs a torch surrogate, --surrogate)",
+                add(Skipped(f"feature:{Path(path).name}", "no feature extractor available (needs a torch surrogate, --surrogate)",
                             "defense"))
             else:
                 from auditor.defenses.feature import FeatureConsistencyDefense

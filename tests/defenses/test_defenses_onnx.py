@@ -51,7 +51,7 @@ def batch() -> np.ndarray:
 def test_identity_model_returns_input(tmp_path, batch, kind, channels):
     pre = OnnxImagePreprocessor(identity_model(tmp_path / "id.onnx", channels), kind=kind, device="cpu")
     np.testing.assert_allclose(pre(batch), batch, atol=1e-6)
-    assert pre.name == f"{kind}:{tmp_path / 'id.onnx'}"
+    assert pre.name == f"{kind}:id.onnx" and pre.params["path"] == str(tmp_path / 'id.onnx')
     assert len(pre.params["sha256"]) == 64
 
 

@@ -60,7 +60,7 @@ def ref_png(tmp_path):
 def test_feature_without_extractor_is_skipped(ref_png):
     out = parse_defenses(f"jpeg:75,feature:{ref_png}")
     assert out[0].name == "jpeg:75"
-    assert isinstance(out[1], Skipped) and out[1].kind == "defense" and out[1].name == f"feature:{ref_png}"
+    assert isinstance(out[1], Skipped) and out[1].kind == "defense" and out[1].name == f"feature:{ref_png.name}"
     assert "feature extractor" in out[1].reason
 
 
