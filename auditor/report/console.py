@@ -1,0 +1,79 @@
+"""Terminal summary (rich): accuracy per condition, gates and skipped items."""
+
+from __future__ import annotations
+
+import io
+from typing import IO
+
+from auditor.report.base import Renderer
+from auditor.report.html import fmt_ci, fmt_eps, fmt_pct, summary_numbers
+from auditor.types import AuditResult
+
+
+def _tables(result: AuditResult) -> list:
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list = []
+    model = result.model
+    title = Text(f"xray-audit {result.tool_version} — {model.get('path', '?')} "
+                 f"(sha256 {str(model.get('sha256', ''))[:12]}) on {result.data.get('n_images', '?')} images")
+    out.append(title)
+    table = Table(title="Accuracy per condition", title_justify="left")
+    table.add_column("condition", overflow="fold", min_width=10)
+    table.add_column("kind")
+    for col in ("accuracy", "95% CI", "macro-F1", "ASR", "flips"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for c in result.conditions:
+        m = c.metrics
+        table.add_row(Text(c.name), Text(c.kind), fmt_pct(m.get("accuracy")), fmt_ci(m.get("accuracy_ci")),
+                      fmt_pct(m.get("macro_f1")), fmt_pct(c.extra.get("attack_success_rate")),
+                      fmt_pct(c.extra.get("flip_rate")))
+    out.append(table)
+    s = summary_numbers(result)
+    if s["worst"] is not None:
+        w = s["worst"]
+        out.append(Text(f"Worst case under attack: {fmt_pct(w.metrics.get('accuracy'))} "
+                        f"({w.attack} at ε = {fmt_eps(w.epsilon)}, condition {w.name})"))
+    if s["best_defense"] is not None:
+        b = s["best_defense"]
+        out.append(Text(f"Best defense: {b['name']} — worst attacked accuracy {fmt_pct(b['robust'])}, "
+                        f"clean cost {fmt_pct(b['clean_cost'], signed=True, points=True)}"))
+    if result.gates:
+        gates = Table(title="Gates", title_justify="left")
+        for col in ("gate", "threshold", "value", "verdict", "detail"):
+            gates.add_column(col, overflow="fold")
+        for g in result.gates:
+            verdict = Text("PASS", style="bold green") if g.passed else Text("FAIL", style="bold red")
+            gates.add_row(Text(g.name), f"{g.threshold:g}", "—" if g.value is None else f"{g.value:.4f}",
+                          verdict, Text(g.detail))
+        out.append(gates)
+    skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
+    if skipped:
+        out.append(Text(f"{len(skipped)} item(s) skipped (see the report for reasons)", style="yellow"))
+    return out
+
+
+def print_summary(result: AuditResult, stream: IO[str] | None = None, console=None) -> None:
+    """Print the summary to ``console`` (a rich Console) or to ``stream`` (default stdout)."""
+    from rich.console import Console
+
+    con = console or Console(file=stream, highlight=False, soft_wrap=False)
+    for item in _tables(result):
+        con.print(item)
+
+
+class ConsoleRenderer(Renderer):
+    """The console summary as plain text (no colour codes), 100 columns wide."""
+
+    name = "console"
+    suffix = ".txt"
+    filename = ""
+
+    def render(self, result: AuditResult) -> str:
+        from rich.console import Console
+
+        buf = io.StringIO()
+        con = Console(file=buf, width=100, color_system=None, force_terminal=False, highlight=False)
+        print_summary(result, console=con)
+        return buf.getvalue()

@@ -1,0 +1,492 @@
+"""``report.html``: the human report, rendered with Jinja2 from the ``templates`` package.
+
+The numbers shown are worked out here, in :func:`build_context`; the template
+only lays them out. Autoescaping is on for every template, so class names,
+paths and reasons taken from the data can never inject markup. The stylesheet
+(``templates/report.css``) and every figure are inlined, so the file is
+self-contained and contains no external URL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import PurePath
+from typing import Any
+
+from auditor.report.base import Renderer
+from auditor.report.gates import attack_conditions
+from auditor.report.jsonfmt import results_digest
+from auditor.types import AuditResult, Condition
+
+#: example images shown at most (the rest are counted in a note)
+MAX_EXAMPLES = 24
+TEMPLATE = "report.html.j2"
+#: class names treated as "no disease" (no missed-disease rate)
+NORMAL_NAMES = frozenset({"normal", "no finding", "no_finding", "healthy", "negative"})
+IMAGE_KINDS = ("clean", "adversarial", "perturbation", "defended")
+DETECTOR_TITLES = {
+    "calibration": "Calibration",
+    "reference_based": "Reference-based detector (edge / SSIM against the clean original)",
+    "feature_squeezing": "Feature squeezing",
+    "fft_example": "Frequency-spectrum example",
+}
+_B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)$")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt_pct(v: Any, digits: int = 1, signed: bool = False, points: bool = False) -> str:
+    """0.853 -> ``85.3%`` (``points``: ``85.3 pp``); None -> ``—``."""
+    if not _finite(v):
+        return "—"
+    text = f"{100 * v:+.{digits}f}" if signed else f"{100 * v:.{digits}f}"
+    return text + (" pp" if points else "%")
+
+
+def fmt_ci(ci: Any, digits: int = 1) -> str:
+    """[0.7, 0.95] -> ``70.0–95.0%``; missing -> ``—``."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(_finite(v) for v in ci):
+        return "—"
+    return f"{100 * ci[0]:.{digits}f}–{100 * ci[1]:.{digits}f}%"
+
+
+def fmt_num(v: Any, digits: int = 3) -> str:
+    """A plain number with ``digits`` decimals; ints stay ints; None -> ``—``."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if not _finite(v):
+        return "—"
+    return f"{v:.{digits}f}"
+
+
+def fmt_eps(eps: Any) -> str:
+    """8/255 (as a float in [0, 1]) -> ``8/255``; 2.5/255 -> ``2.5/255``."""
+    if not _finite(eps):
+        return "—"
+    v = eps * 255
+    if abs(v - round(v)) < 1e-6:
+        return f"{int(round(v))}/255"
+    return f"{v:.2f}".rstrip("0").rstrip(".") + "/255"
+
+
+def fmt_value(v: Any) -> str:
+    """Any parameter/environment value as one line of text."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float, str)):
+        return str(v)
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float, str)) and not isinstance(x, bool) for x in v):
+        return ", ".join(str(x) for x in v) if v else "—"
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def is_normal(name: str) -> bool:
+    """True for the class meaning "no disease" (no missed-disease rate for it)."""
+    return str(name).strip().casefold() in NORMAL_NAMES
+
+
+def clean_condition(result: AuditResult) -> Condition | None:
+    """The undefended clean condition."""
+    return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
+
+
+def _acc(c: Condition | None) -> float | None:
+    v = c.metrics.get("accuracy") if c is not None else None
+    return v if _finite(v) else None
+
+
+def _base_name(c: Condition) -> str:
+    """``jpeg:75/usmm@8`` -> ``usmm@8``."""
+    if c.defense and c.name.startswith(f"{c.defense}/"):
+        return c.name[len(c.defense) + 1:]
+    return c.name.split("/", 1)[1] if "/" in c.name else c.name
+
+
+def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
+    """One dict per defense: defended-clean accuracy, clean cost and worst attacked accuracy."""
+    clean_acc = _acc(clean_condition(result))
+    names = list(dict.fromkeys(c.defense for c in result.conditions if c.defense))
+    out = []
+    for d in names:
+        conds = [c for c in result.conditions if c.defense == d]
+        dclean = next((c for c in conds if _base_name(c) == "clean" or (c.attack is None and c.kind != "attack")), None)
+        attacked = []
+        for c in conds:
+            base = result.condition(_base_name(c))
+            if c is not dclean and base is not None and base.kind == "attack" and _acc(c) is not None:
+                attacked.append(c)
+        robust_cond = min(attacked, key=lambda c: _acc(c)) if attacked else None
+        dclean_acc = _acc(dclean)
+        out.append({
+            "name": d,
+            "clean_cond": dclean,
+            "clean_acc": dclean_acc,
+            "clean_cost": (clean_acc - dclean_acc) if clean_acc is not None and dclean_acc is not None else None,
+            "robust": _acc(robust_cond),
+            "robust_cond": robust_cond,
+            "cost_ms": next((c.extra.get("cost_ms_per_image") for c in conds
+                             if _finite(c.extra.get("cost_ms_per_image"))), None),
+        })
+    return out
+
+
+def summary_numbers(result: AuditResult) -> dict[str, Any]:
+    """Executive-summary figures: clean, worst case under attack, best defense, gates."""
+    attacks = [c for c in attack_conditions(result) if _acc(c) is not None]
+    worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
+    defenses = defense_summaries(result)
+    ranked = [d for d in defenses if d["robust"] is not None] or [d for d in defenses if d["clean_acc"] is not None]
+    best = max(ranked, key=lambda d: (d["robust"] if d["robust"] is not None else -1.0,
+                                      d["clean_acc"] if d["clean_acc"] is not None else -1.0)) if ranked else None
+    failed = [g for g in result.gates if not g.passed]
+    return {"clean": clean_condition(result), "worst": worst, "best_defense": best, "defenses": defenses,
+            "gates_total": len(result.gates), "gates_failed": len(failed)}
+
+
+def _attack_sort_key(c: Condition) -> tuple:
+    return (c.attack or c.name, c.epsilon if _finite(c.epsilon) else math.inf, c.name)
+
+
+def _label_of(result: AuditResult, c: Condition) -> list[str]:
+    return list(c.metrics.get("labels") or result.class_names)
+
+
+def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
+    per_class = c.metrics.get("per_class") or {}
+    rows = []
+    for name in _label_of(result, c) or list(per_class):
+        pc = per_class.get(name) or {}
+        sens = pc.get("sensitivity")
+        normal = is_normal(name)
+        rows.append({"name": name, "precision": pc.get("precision"), "recall": pc.get("recall"), "f1": pc.get("f1"),
+                     "support": pc.get("support"), "sensitivity": sens, "sensitivity_ci": pc.get("sensitivity_ci"),
+                     "specificity": pc.get("specificity"), "normal": normal,
+                     "missed": (1.0 - sens) if _finite(sens) and not normal else None})
+    return rows
+
+
+def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
+    rows = []
+    for c in result.conditions:
+        if c.defense or c.kind not in ("attack", "style_blend"):
+            continue
+        x = c.extra
+        rows.append({"name": c.name, "linf": x.get("linf_mean"), "l2": x.get("l2_mean"), "ssim": x.get("ssim_mean"),
+                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": x.get("backend")})
+    return rows if any(any(_finite(r[k]) for k in ("linf", "l2", "ssim", "psnr")) for r in rows) else []
+
+
+def _threat_groups(result: AuditResult) -> list[dict[str, Any]]:
+    groups: dict[tuple, dict[str, Any]] = {}
+    for c in result.conditions:
+        if c.defense or c.kind not in ("attack", "style_blend"):
+            continue
+        key = (c.threat_model or "unspecified", c.surrogate or "—")
+        g = groups.setdefault(key, {"threat_model": key[0], "surrogate": key[1], "attacks": {}})
+        g["attacks"].setdefault(c.attack or c.name, []).append(c)
+    out = []
+    for g in groups.values():
+        tm = g["threat_model"].lower()
+        if tm == "transfer":
+            atlas = "AML.T0005 Create Proxy AI Model; AML.T0043.002 Craft Adversarial Data: Black-Box Transfer"
+        elif tm in ("white-box", "whitebox", "white_box"):
+            atlas = "AML.T0043.000 Craft Adversarial Data: White-Box Optimization"
+        else:
+            atlas = "AML.T0043 Craft Adversarial Data"
+        attacks = []
+        for name, conds in g["attacks"].items():
+            conds = sorted(conds, key=_attack_sort_key)
+            budgets = [fmt_eps(c.epsilon) for c in conds if _finite(c.epsilon)]
+            others = [c.name for c in conds if not _finite(c.epsilon)]
+            attacks.append({"name": name, "budgets": ", ".join(budgets + others)})
+        out.append({**g, "atlas": atlas, "attacks": attacks, "kind": tm})
+    return out
+
+
+def _before_after(result: AuditResult, defenses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    clean_acc = _acc(clean_condition(result))
+    rows = []
+    conds = sorted((c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")),
+                   key=_attack_sort_key)
+    for c in conds:
+        best_name, best_acc = None, None
+        for d in defenses:
+            dc = result.condition(f"{d['name']}/{c.name}")
+            if _acc(dc) is not None and (best_acc is None or _acc(dc) > best_acc):
+                best_name, best_acc = d["name"], _acc(dc)
+        after = _acc(c)
+        rows.append({"label": c.name, "before": clean_acc, "after": after, "defended": best_acc, "defense": best_name,
+                     "drop": (after - clean_acc) if after is not None and clean_acc is not None else None,
+                     "recovered": (best_acc - after) if best_acc is not None and after is not None else None,
+                     "eps": fmt_eps(c.epsilon), "attack": c.attack or c.name})
+    return rows
+
+
+def _matrix(result: AuditResult, defenses: list[dict[str, Any]]) -> dict[str, Any]:
+    attacks = sorted((c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")),
+                     key=_attack_sort_key)
+    cols = ["clean"] + [c.name for c in attacks]
+    rows = ["no defense"] + [d["name"] for d in defenses]
+    values = []
+    for r in rows:
+        line = []
+        for col in cols:
+            name = col if r == "no defense" else f"{r}/{col}"
+            cond = result.condition(name)
+            if cond is None and r == "no defense" and col == "clean":
+                cond = clean_condition(result)
+            line.append(_acc(cond))
+        values.append(line)
+    return {"rows": rows, "cols": cols, "values": values}
+
+
+def _confusion_panels(result: AuditResult, best: dict[str, Any] | None) -> list[tuple[str, Condition]]:
+    panels: list[tuple[str, Condition]] = []
+    clean = clean_condition(result)
+    if clean is not None:
+        panels.append(("clean", clean))
+    by_attack: dict[str, Condition] = {}
+    for c in attack_conditions(result):
+        key = c.attack or c.name
+        cur = by_attack.get(key)
+        if cur is None or (c.epsilon or 0) > (cur.epsilon or 0):
+            by_attack[key] = c
+    for key in sorted(by_attack):
+        c = by_attack[key]
+        panels.append((f"{c.attack or c.name} at ε = {fmt_eps(c.epsilon)}" if _finite(c.epsilon) else c.name, c))
+    if best is not None:
+        c = best["robust_cond"] or best["clean_cond"]
+        if c is not None:
+            panels.append((f"best defense: {c.name}", c))
+    return [(t, c) for t, c in panels if c.metrics.get("confusion_matrix")]
+
+
+def _curves(result: AuditResult) -> list[dict[str, Any]]:
+    series: dict[str, list[Condition]] = {}
+    for c in result.conditions:
+        if c.kind == "attack" and _finite(c.epsilon) and _acc(c) is not None:
+            label = (c.attack or c.name) if not c.defense else f"{c.attack} + {c.defense}"
+            series.setdefault(label, []).append(c)
+    out = []
+    for label, conds in series.items():
+        conds.sort(key=lambda c: c.epsilon)
+        cis = [c.metrics.get("accuracy_ci") or [None, None] for c in conds]
+        out.append({"label": label, "eps255": [round(c.epsilon * 255, 4) for c in conds],
+                    "acc": [_acc(c) for c in conds], "lo": [ci[0] for ci in cis], "hi": [ci[1] for ci in cis],
+                    "dashed": bool(conds[0].defense)})
+    out.sort(key=lambda s: (s["dashed"], s["label"]))
+    return out
+
+
+def _detector(result: AuditResult) -> list[dict[str, Any]]:
+    det = result.detector or {}
+    out = []
+    order = {k: i for i, k in enumerate(DETECTOR_TITLES)}
+    for key in sorted(det, key=lambda k: (order.get(k, len(order)), k)):
+        block = det[key]
+        if not isinstance(block, dict):
+            continue
+        title = DETECTOR_TITLES.get(key, key.replace("_", " ").capitalize())
+        per = block.get("per_condition") if isinstance(block.get("per_condition"), dict) else {}
+        metric_keys = sorted({k for v in per.values() if isinstance(v, dict) for k, x in v.items()
+                              if (_finite(x) or x is None) and not k.startswith("roc")})
+        rows = [{"name": name, "values": [(v or {}).get(k) for k in metric_keys]} for name, v in per.items()]
+        curves = []
+        for name, v in per.items():
+            for rkey, pts in sorted((v or {}).items() if isinstance(v, dict) else []):
+                # detector output: "roc_<score>": [[fpr, tpr], ...]
+                if rkey.startswith("roc_") and isinstance(pts, list) and pts and isinstance(pts[0], (list, tuple)):
+                    score = rkey[4:]
+                    curves.append({"label": f"{name} ({score})", "fpr": [p[0] for p in pts], "tpr": [p[1] for p in pts],
+                                   "auc": v.get(f"auc_{score}")})
+            roc = (v or {}).get("roc") if isinstance(v, dict) else None
+            if isinstance(roc, dict) and "fpr" in roc:
+                curves.append({"label": name, "fpr": roc.get("fpr"), "tpr": roc.get("tpr"), "auc": roc.get("auc")})
+            elif isinstance(roc, dict):
+                for score, pts in sorted(roc.items()):
+                    if isinstance(pts, dict):
+                        curves.append({"label": f"{name} ({score})", "fpr": pts.get("fpr"), "tpr": pts.get("tpr"),
+                                       "auc": pts.get("auc", v.get(f"auc_{score}"))})
+        scalars = [(k, block[k]) for k in sorted(block) if k not in ("per_condition", "thresholds")
+                   and not isinstance(block[k], (dict, list))]
+        thresholds = block.get("thresholds") if isinstance(block.get("thresholds"), dict) else {}
+        extra = {k: block[k] for k in sorted(block) if k not in ("per_condition", "thresholds")
+                 and isinstance(block[k], (dict, list)) and k not in ("spectra", "calibration", "benign")}
+        out.append({"key": key, "title": title, "metric_keys": metric_keys, "rows": rows, "scalars": scalars,
+                    "thresholds": sorted(thresholds.items()), "extra": extra, "curves": curves})
+    return out
+
+
+def _image_uri(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    m = _DATA_IMAGE.match(value.strip())
+    if m:
+        return "data:image/%s;base64,%s" % (m.group(1), re.sub(r"\s+", "", m.group(2)))
+    if _B64.match(value):
+        return "data:image/png;base64," + re.sub(r"\s+", "", value)
+    return None
+
+
+def _examples(result: AuditResult) -> dict[str, Any]:
+    items = result.extras.get("examples") if isinstance(result.extras, dict) else None
+    items = [e for e in (items or []) if isinstance(e, dict)]
+    shown = []
+    for e in items[:MAX_EXAMPLES]:
+        images = e.get("images") or {}
+        preds = e.get("predictions") or {}
+        panels = []
+        for kind in list(IMAGE_KINDS) + sorted(k for k in images if k not in IMAGE_KINDS):
+            uri = _image_uri(images.get(kind))
+            if uri:
+                panels.append({"kind": kind, "uri": uri, "prediction": preds.get(kind)})
+        shown.append({"cls": e.get("class", ""), "path": e.get("path", ""), "condition": e.get("condition"),
+                      "panels": panels})
+    return {"items": shown, "omitted": max(0, len(items) - MAX_EXAMPLES)}
+
+
+def _seeds(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if "seed" in str(k).lower() and not isinstance(obj[k], (dict, list)):
+                out.append((path, obj[k]))
+            else:
+                out.extend(_seeds(obj[k], path))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_seeds(v, f"{prefix}[{i}]"))
+    return out
+
+
+def _model_label(r: AuditResult) -> str:
+    path = str(r.model.get("path", "model"))
+    return f"{PurePath(path).name} ({str(r.model.get('sha256', ''))[:8]})"
+
+
+def _comparison(result: AuditResult) -> dict[str, Any] | None:
+    if not result.compared:
+        return None
+    models = [result, *result.compared]
+    names = list(dict.fromkeys(c.name for r in models for c in r.conditions))
+    rows = []
+    for name in names:
+        rows.append({"name": name, "values": [_acc(r.condition(name)) for r in models]})
+    worst = []
+    for r in models:
+        accs = [_acc(c) for c in attack_conditions(r) if _acc(c) is not None]
+        worst.append(min(accs) if accs else None)
+    return {"models": [_model_label(r) for r in models], "rows": rows, "worst": worst}
+
+
+def _section_plots(result: AuditResult, ctx: dict[str, Any]) -> dict[str, Any]:
+    from auditor.report import plots
+
+    clean_acc = _acc(ctx["clean"])
+    figs: dict[str, Any] = {}
+    figs["confusion"] = [{"title": t, "name": c.name,
+                          "uri": plots.confusion_matrix_figure(c.metrics["confusion_matrix"], _label_of(result, c), t)}
+                         for t, c in ctx["confusion_panels"]]
+    figs["curves"] = plots.accuracy_vs_eps_figure(ctx["curves"], clean_acc)
+    m = ctx["matrix"]
+    figs["heatmap"] = (plots.heatmap_figure(m["rows"], m["cols"], m["values"], "accuracy (%) by defense × attack")
+                       if len(m["rows"]) > 1 or len(m["cols"]) > 1 else None)
+    figs["before_after"] = plots.before_after_figure(ctx["before_after"])
+    curves = [c for d in ctx["detector"] for c in d["curves"]]
+    figs["roc"] = plots.roc_figure(curves) if curves else None
+    fft = (result.detector or {}).get("fft_example") or {}
+    figs["fft"] = (plots.fft_figure(fft["spectra"], f"{fft.get('condition', '')}: {fft.get('sample', '')}")
+                   if isinstance(fft.get("spectra"), dict) else None)
+    return figs
+
+
+def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, Any]:
+    """Everything the template shows, computed from ``result`` only."""
+    s = summary_numbers(result)
+    spec = result.model.get("spec") or {}
+    data_skipped = [d for d in result.data.get("skipped", []) if isinstance(d, dict)]
+    skipped = [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped]
+    ctx: dict[str, Any] = {
+        "r": result,
+        "digest": results_digest(result),
+        "date": (result.created or "")[:10],
+        "model_name": PurePath(str(result.model.get("path", "model"))).name,
+        "model_sha": str(result.model.get("sha256", "")),
+        "spec_rows": [(k, fmt_value(spec[k])) for k in spec if k not in ("sources",)],
+        "spec_sources": spec.get("sources") or {},
+        "per_class_counts": sorted((result.data.get("per_class") or {}).items()),
+        "data_skipped": data_skipped,
+        "skipped": skipped,
+        "caveats": result.data.get("caveats") or [],
+        "clean": s["clean"],
+        "worst": s["worst"],
+        "best_defense": s["best_defense"],
+        "defenses": s["defenses"],
+        "gates_total": s["gates_total"],
+        "gates_failed": s["gates_failed"],
+        "conditions": [{"c": c, "per_class": _per_class_rows(result, c)} for c in result.conditions],
+        "perturbation": _perturbation_rows(result),
+        "threat_groups": _threat_groups(result),
+        "before_after": _before_after(result, s["defenses"]),
+        "matrix": _matrix(result, s["defenses"]),
+        "confusion_panels": _confusion_panels(result, s["best_defense"]),
+        "curves": _curves(result),
+        "detector": _detector(result),
+        "examples": _examples(result),
+        "comparison": _comparison(result),
+        "parameters": [(k, fmt_value(v)) for k, v in sorted(result.parameters.items(), key=lambda kv: str(kv[0]))],
+        "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
+        "environment": [(k, fmt_value(v)) for k, v in sorted(result.environment.items(), key=lambda kv: str(kv[0]))],
+        "has_transfer": any(g["kind"] == "transfer" for g in _threat_groups(result)),
+        "has_whitebox": any(g["kind"] in ("white-box", "whitebox") for g in _threat_groups(result)),
+    }
+    ctx["figures"] = _section_plots(result, ctx) if with_figures else {}
+    return ctx
+
+
+def environment():
+    """The Jinja2 environment over the ``templates`` package (autoescape on for every template)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("templates", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(pct=fmt_pct, ci=fmt_ci, num=fmt_num, eps=fmt_eps, value=fmt_value)
+    return env
+
+
+def render_html(result: AuditResult) -> str:
+    """report.html for ``result``."""
+    return environment().get_template(TEMPLATE).render(**build_context(result))
+
+
+class HtmlRenderer(Renderer):
+    """report.html (self-contained: inline CSS and figures, no external URL)."""
+
+    name = "html"
+    suffix = ".html"
+    filename = "report.html"
+
+    def render(self, result: AuditResult) -> str:
+        return render_html(result)

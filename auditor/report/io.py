@@ -1,0 +1,131 @@
+"""Reading results.json back (with consistency checks) and writing reports atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from auditor.errors import ResultsError, UsageError
+from auditor.types import SCHEMA_VERSION, AuditResult
+
+#: tolerance between a stored accuracy and the confusion matrix's trace / total
+ACCURACY_TOLERANCE = 1e-6
+
+
+def _major(version: Any) -> int | None:
+    try:
+        return int(str(version).split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+def check_metrics(metrics: dict[str, Any], where: str) -> None:
+    """Raise :class:`ResultsError` if a condition's metrics contradict each other."""
+    labels = metrics.get("labels")
+    cm = metrics.get("confusion_matrix")
+    if labels is None or cm is None:
+        return
+    k = len(labels)
+    if not isinstance(cm, list) or len(cm) != k or any(not isinstance(r, list) or len(r) != k for r in cm):
+        shape = f"{len(cm)} rows" if isinstance(cm, list) else type(cm).__name__
+        raise ResultsError(f"{where}: confusion matrix ({shape}) does not match the {k} labels")
+    try:
+        total = sum(int(v) for row in cm for v in row)
+        trace = sum(int(cm[i][i]) for i in range(k))
+    except (TypeError, ValueError):
+        raise ResultsError(f"{where}: confusion matrix holds non-integer counts") from None
+    n = metrics.get("n")
+    if n is not None and total != n:
+        raise ResultsError(f"{where}: confusion matrix counts {total} images but n is {n}")
+    acc = metrics.get("accuracy")
+    if acc is not None and total > 0 and abs(float(acc) - trace / total) > ACCURACY_TOLERANCE:
+        raise ResultsError(f"{where}: accuracy {acc} differs from the confusion matrix ({trace}/{total})")
+
+
+def check_result(result: AuditResult, where: str = "results") -> None:
+    """Consistency checks of every condition (and of every compared model)."""
+    for cond in result.conditions:
+        check_metrics(cond.metrics, f"{where}: condition {cond.name!r}")
+    for i, other in enumerate(result.compared):
+        check_result(other, f"{where}: compared model {i + 1}")
+
+
+def load_results(path: str | os.PathLike) -> AuditResult:
+    """Read a results.json written by ``xray-audit scan``.
+
+    Raises :class:`ResultsError` with a one-line message for an unreadable
+    file, invalid JSON, a schema whose major version is newer than this
+    tool's, missing fields, or inconsistent metrics.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{p}: not UTF-8 text") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{p}: not a results document (top level is {type(doc).__name__})")
+    if "schema_version" not in doc:
+        raise ResultsError(f"{p}: no schema_version; not a results.json written by xray-audit")
+    theirs, ours = _major(doc["schema_version"]), _major(SCHEMA_VERSION)
+    if theirs is None:
+        raise ResultsError(f"{p}: unreadable schema_version {doc['schema_version']!r}")
+    if ours is not None and theirs > ours:
+        raise ResultsError(f"{p}: schema {doc['schema_version']} is newer than this xray-audit reads "
+                           f"({SCHEMA_VERSION}); upgrade xray-audit")
+    try:
+        result = AuditResult.from_dict(doc)
+    except KeyError as exc:
+        raise ResultsError(f"{p}: missing field {exc.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ResultsError(f"{p}: malformed results ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    check_result(result, str(p))
+    return result
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` so that the file is either complete or absent.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk,
+    then renamed over ``path`` (``os.replace`` is atomic on one filesystem).
+    On any failure the temporary file is removed and an existing ``path`` is
+    left untouched. A folder that cannot be written raises :class:`UsageError`.
+    """
+    target = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    folder = target.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot write {target.name} there ({exc.strerror or exc})") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise UsageError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return target

@@ -1,0 +1,89 @@
+"""Format registry, results.json, samples.csv, junit.xml and the console summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from auditor.errors import UsageError
+from auditor.report.base import FORMATS, OutputFormat, Renderer, parse_formats
+from auditor.report.console import ConsoleRenderer, print_summary
+from auditor.report.csvfmt import CsvRenderer
+from auditor.report.jsonfmt import JsonRenderer, results_digest
+from auditor.report.junit import JunitRenderer
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat))
+def test_every_format_maps_to_its_renderer(fmt):
+    renderer = fmt.to_renderer()
+    assert isinstance(renderer, Renderer)
+    assert renderer.name == fmt.value
+    assert FORMATS[fmt.value] is fmt
+
+
+def test_format_registry_is_exhaustive():
+    assert set(FORMATS) == {"json", "csv", "html", "pdf", "junit", "console"}
+    assert {f.to_renderer().name for f in OutputFormat} == set(FORMATS)
+
+
+def test_parse_formats_order_dedup_and_unknown():
+    assert parse_formats("html, JSON,html,,pdf") == (OutputFormat.HTML, OutputFormat.JSON, OutputFormat.PDF)
+    assert parse_formats(["csv"]) == (OutputFormat.CSV,)
+    with pytest.raises(UsageError, match="unknown report format 'sarif'"):
+        parse_formats("json,sarif")
+
+
+def test_json_is_exactly_to_dict(result):
+    text = JsonRenderer().render(result)
+    assert json.loads(text) == json.loads(json.dumps(result.to_dict(with_predictions=True)))
+    assert text == json.dumps(result.to_dict(with_predictions=True), indent=2, sort_keys=True) + "\n"
+    assert results_digest(result) == results_digest(result)
+    assert len(results_digest(result)) == 64
+
+
+def test_csv_columns_and_rows(plain_result):
+    text = CsvRenderer().render(plain_result)
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["path", "label", "patient_id", "clean", "usmm@4", "usmm@8", "usmm@16", "stm@8",
+                       "jpeg:75/clean", "jpeg:75/usmm@8"]
+    assert len(rows) == 1 + len(plain_result.samples)
+    # sample 0 is a normal image predicted pneumonia when clean (the fixture's first error)
+    assert rows[1][:4] == ["normal/img00.png", "normal", "", "pneumonia"]
+    assert rows[2][2] == "p00"
+    # sample 10 (pneumonia) becomes pneumothorax under usmm@8 only from eps 8 on
+    assert rows[11][4:6] == ["pneumonia", "pneumothorax"]
+    assert text == CsvRenderer().render(plain_result)
+
+
+def test_csv_without_predictions_keeps_cells_empty(plain_result):
+    from dataclasses import replace
+
+    stripped = replace(plain_result, conditions=tuple(replace(c, predictions=()) for c in plain_result.conditions))
+    rows = list(csv.reader(io.StringIO(CsvRenderer().render(stripped))))
+    assert rows[1][3:] == [""] * len(plain_result.conditions)
+
+
+def test_junit_one_testcase_per_gate(result):
+    root = ET.fromstring(JunitRenderer().render(result))
+    suite = root.find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["accuracy", "robust_accuracy"]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None and "0.7" in failure.get("message")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["results_sha256"] == results_digest(result)
+
+
+def test_console_summary_text(result):
+    text = ConsoleRenderer().render(result)
+    assert "usmm@16" in text and "85.0%" in text and "robust_accuracy" in text and "FAIL" in text
+    assert "\x1b[" not in text
+    buf = io.StringIO()
+    print_summary(result, stream=buf)
+    assert "Accuracy per condition" in buf.getvalue()

@@ -1,0 +1,143 @@
+"""load_results checks, write_atomic and render_all."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from auditor.errors import ResultsError, UsageError
+from auditor.report import io as report_io
+from auditor.report.io import load_results, write_atomic
+from auditor.report.jsonfmt import results_json
+from auditor.report.render import render_all
+
+
+def _write(tmp_path: Path, doc) -> Path:
+    p = tmp_path / "results.json"
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return p
+
+
+def test_round_trip(tmp_path, plain_result):
+    loaded = load_results(_write(tmp_path, results_json(plain_result)))
+    assert results_json(loaded) == results_json(plain_result)
+    # with predictions too (samples and per-condition predictions survive)
+    loaded = load_results(_write(tmp_path, plain_result.to_dict(with_predictions=True)))
+    assert loaded.samples == plain_result.samples
+    assert loaded.condition("usmm@8").predictions == plain_result.condition("usmm@8").predictions
+
+
+def _doc(result):
+    return copy.deepcopy(json.loads(results_json(result)))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(schema_version="2.0"), "newer than this xray-audit reads"),
+    (lambda d: d.pop("schema_version"), "no schema_version"),
+    (lambda d: d.pop("model"), "missing field 'model'"),
+    (lambda d: d["conditions"][1]["metrics"]["confusion_matrix"].pop(), "does not match the 3 labels"),
+    (lambda d: d["conditions"][1]["metrics"].update(n=21), "counts 20 images but n is 21"),
+    (lambda d: d["conditions"][0]["metrics"].update(accuracy=0.9), "differs from the confusion matrix"),
+    (lambda d: d["compared"][0]["conditions"][2]["metrics"]["confusion_matrix"][0].append(0), "compared model 1"),
+])
+def test_inconsistent_results_are_refused(tmp_path, plain_result, mutate, message):
+    doc = _doc(plain_result)
+    mutate(doc)
+    with pytest.raises(ResultsError, match=message) as info:
+        load_results(_write(tmp_path, doc))
+    assert "\n" not in str(info.value)
+
+
+def test_unreadable_inputs(tmp_path):
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        load_results(_write(tmp_path, '{"schema_version": "1.0",'))
+    with pytest.raises(ResultsError, match="not a results document"):
+        load_results(_write(tmp_path, "[1, 2]"))
+    with pytest.raises(ResultsError, match="cannot read"):
+        load_results(tmp_path / "missing.json")
+
+
+def test_older_minor_versions_are_read(tmp_path, plain_result):
+    doc = _doc(plain_result)
+    doc["schema_version"] = "1.7"
+    assert load_results(_write(tmp_path, doc)).schema_version == "1.7"
+
+
+def test_write_atomic_writes_and_replaces(tmp_path):
+    target = tmp_path / "report.html"
+    write_atomic(target, "first")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.pdf"
+    old = tmp_path / "junit.xml"
+    old.write_text("previous")
+
+    def failing_fsync(fd):
+        # the bytes are in the temporary file when the failure happens
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_io.os, "fsync", failing_fsync)
+    with pytest.raises(UsageError, match="No space left on device"):
+        write_atomic(target, b"%PDF-" + b"x" * 100_000)
+    with pytest.raises(UsageError):
+        write_atomic(old, "new content")
+    assert not target.exists()
+    assert old.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml"]
+
+
+def test_write_atomic_interrupt_cleans_up(tmp_path, monkeypatch):
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_io.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "results.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root can write anywhere")
+def test_not_writable_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UsageError, match="cannot write"):
+            write_atomic(ro / "report.html", "x")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_missing_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="cannot write report.html"):
+        write_atomic(tmp_path / "nope" / "report.html", "x")
+
+
+def test_render_all_writes_the_files(tmp_path, result):
+    written = render_all(result, tmp_path / "out", "json,csv,html,pdf,junit,console")
+    assert {k: p.name for k, p in written.items()} == {
+        "json": "results.json", "csv": "samples.csv", "html": "report.html", "pdf": "report.pdf", "junit": "junit.xml"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written.values())
+    assert written["pdf"].read_bytes().startswith(b"%PDF-1.7")
+    assert load_results(written["json"]) is not None
+
+
+def test_render_all_validates_formats_first(tmp_path, result):
+    with pytest.raises(UsageError, match="unknown report format"):
+        render_all(result, tmp_path / "out", ["json", "docx"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_all_unwritable_output(tmp_path, result):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="cannot create the output folder"):
+        render_all(result, blocker / "out", "json")
