@@ -1,0 +1,408 @@
+"""STM: the Style Transfer Method on MI-FGSM.
+
+Zhijin Ge, Fanhua Shang, Hongying Liu, Yuanyuan Liu, Liang Wan, Wei Feng,
+Xiaosen Wang, "Improving the Transferability of Adversarial Examples with
+Arbitrary Style Transfer", ACM MM 2023, arXiv:2308.10601.
+
+Per iteration every image gets ``num_style`` (20) copies::
+
+    x_s = ST(x_adv, z)                              # a freshly stylised image, no gradient through ST
+    r   ~ U(-beta * eps, beta * eps) per pixel
+    x_b = gamma * x_adv + (1 - gamma) * x_s + r     # NOT clamped (as in the paper and both codes)
+
+The gradient is taken w.r.t. ``x_b`` made a leaf and averaged over the copies,
+then fed to MI-FGSM. STM's output is an ordinary L-inf perturbation; the
+stylised images are never returned.
+
+Style backends (built once in :meth:`STM.setup`, never per step):
+
+* ``randconv`` (default, offline): per copy, either a random ``k x k``
+  convolution (``k`` in {1, 3, 5, 7}, weights ~ N(0, 1/(C k^2)), reflection
+  padding) re-standardised to the input's per-image mean/std and clipped to
+  ``[0, 1]`` (random-convolution style randomisation after Xu et al., ICLR 2021),
+  or -- with probability 0.5 -- an ``adain-stats`` jitter;
+* ``adain-stats``: random per-image mean/std jitter (a pixel-space AdaIN);
+* ``ghiasi``: the real arbitrary-style network (Ghiasi et al., BMVC 2017, as
+  packaged by Jackson et al.'s Style Augmentation) loaded from a user-supplied
+  ``checkpoint_transformer.pth`` (key ``state_dict_ghiasi``) and, optionally,
+  ``checkpoint_embeddings.pth`` (``pbn_embedding_mean``/``_covariance``; the
+  style vector is then z ~ N(mu, Sigma), else N(0, I)). Missing weights raise
+  :class:`StyleBackendUnavailable`.
+
+Grey images meet a colour style network in one place only,
+:meth:`STM.stylise`: replicate to 3 channels, stylise, average back to grey.
+
+Official arguments: epsilon 16/255, alpha epsilon/T, T 10, decay 1.0,
+num_style 20, gamma 0.5, beta 2.0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from auditor.attacks.base import GradientAttack, _check
+from auditor.attacks.device import precision_context
+from auditor.errors import UsageError
+
+STYLE_BACKENDS = ("randconv", "adain-stats", "ghiasi")
+TRANSFORMER_FILE = "checkpoint_transformer.pth"
+EMBEDDINGS_FILE = "checkpoint_embeddings.pth"
+
+
+class StyleBackendUnavailable(UsageError):
+    """The requested style backend cannot run here (e.g. no Ghiasi checkpoint); the caller records a Skipped."""
+
+
+class StyleBackend(Protocol):
+    """Maps ``(M, in_channels, H, W)`` images in ``[0, 1]`` to stylised images of the same shape, no gradient."""
+
+    name: str
+    in_channels: int  #: 1 = works on any channel count per channel; 3 = a colour network
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor: ...  # noqa: D102
+
+
+def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    return mean, std
+
+
+class AdainStatsStyle:
+    """Pixel-space AdaIN with random target statistics, per image and channel.
+
+    ``out = clip((x - mu) / sigma * sigma * u + mu + v, 0, 1)`` with
+    ``u ~ U(std_low, std_high)`` and ``v ~ U(-mean_shift, mean_shift)``.
+    """
+
+    name = "adain-stats"
+    in_channels = 1
+
+    def __init__(self, mean_shift: float = 0.2, std_low: float = 0.5, std_high: float = 1.5) -> None:
+        self.mean_shift, self.std_low, self.std_high = mean_shift, std_low, std_high
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # noqa: D102
+        m, c = x.shape[:2]
+        u = torch.rand((m, c, 1, 1), generator=gen).to(x.device, x.dtype)
+        v = torch.rand((m, c, 1, 1), generator=gen).to(x.device, x.dtype)
+        scale = self.std_low + (self.std_high - self.std_low) * u
+        shift = (2 * v - 1) * self.mean_shift
+        mean, _ = _stats(x)
+        return ((x - mean) * scale + mean + shift).clamp(0.0, 1.0)
+
+
+class RandConvStyle:
+    """Random-convolution texture randomisation, mixed with :class:`AdainStatsStyle` for ``adain_prob`` of copies."""
+
+    name = "randconv"
+    in_channels = 1
+    kernel_sizes = (1, 3, 5, 7)
+
+    def __init__(self, adain_prob: float = 0.5) -> None:
+        self.adain_prob = adain_prob
+        self.adain = AdainStatsStyle()
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # noqa: D102
+        m, c, h, w = x.shape
+        which = torch.randint(len(self.kernel_sizes), (m,), generator=gen)
+        use_adain = torch.rand((m,), generator=gen) < self.adain_prob
+        adain = self.adain(x, gen)
+        out = torch.empty_like(x)
+        mean_in, std_in = _stats(x)
+        for ki, k in enumerate(self.kernel_sizes):
+            sel = torch.nonzero(which == ki).flatten()
+            if sel.numel() == 0:
+                continue
+            weight = torch.randn((sel.numel() * c, c, k, k), generator=gen) / float(c * k * k) ** 0.5
+            xs = x[sel.to(x.device)]
+            xin = xs.reshape(1, -1, h, w)
+            if k > 1:
+                xin = F.pad(xin, (k // 2,) * 4, mode="reflect")
+            y = F.conv2d(xin, weight.to(x.device, x.dtype), groups=sel.numel()).reshape(-1, c, h, w)
+            my, sy = _stats(y)
+            y = (y - my) / sy.clamp_min(1e-6) * std_in[sel.to(x.device)] + mean_in[sel.to(x.device)]
+            out[sel.to(x.device)] = y.clamp(0.0, 1.0)
+        return torch.where(use_adain.to(x.device).view(-1, 1, 1, 1), adain, out)
+
+
+# ---------------------------------------------------------------- Ghiasi et al. arbitrary style network
+class _ConvIN(nn.Module):
+    """Reflection pad -> conv -> instance norm (no affine) -> ReLU (unconditioned layers)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1) -> None:
+        super().__init__()
+        self.pad = k // 2
+        self.conv = nn.Conv2d(cin, cout, k, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = self.conv(F.pad(x, (self.pad,) * 4, mode="reflect"))
+        return F.relu(F.instance_norm(x))
+
+
+class _UpConvCIN(nn.Module):
+    """Optional nearest x2 upsample -> reflection pad -> conv -> IN -> style affine (gamma, beta) -> optional ReLU."""
+
+    def __init__(self, cin: int, cout: int, k: int, upsample: bool, relu: bool = True) -> None:
+        super().__init__()
+        self.upsample, self.relu, self.pad = upsample, relu, k // 2
+        self.conv = nn.Conv2d(cin, cout, k)
+        self.fc_beta = nn.Linear(100, cout)
+        self.fc_gamma = nn.Linear(100, cout)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.instance_norm(self.conv(F.pad(x, (self.pad,) * 4, mode="reflect")))
+        x = self.fc_gamma(z)[:, :, None, None] * x + self.fc_beta(z)[:, :, None, None]
+        return F.relu(x) if self.relu else x
+
+
+class _ResCIN(nn.Module):
+    """Residual block of two 3x3 conv + IN + style-conditioned affine (ReLU after the first)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3)
+        self.conv2 = nn.Conv2d(ch, ch, 3)
+        self.fc_beta1, self.fc_gamma1 = nn.Linear(100, ch), nn.Linear(100, ch)
+        self.fc_beta2, self.fc_gamma2 = nn.Linear(100, ch), nn.Linear(100, ch)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = F.instance_norm(self.conv1(F.pad(x, (1,) * 4, mode="reflect")))
+        y = F.relu(self.fc_gamma1(z)[:, :, None, None] * y + self.fc_beta1(z)[:, :, None, None])
+        y = F.instance_norm(self.conv2(F.pad(y, (1,) * 4, mode="reflect")))
+        y = self.fc_gamma2(z)[:, :, None, None] * y + self.fc_beta2(z)[:, :, None, None]
+        return x + y
+
+
+class GhiasiNet(nn.Module):
+    """The arbitrary-style transformer of Ghiasi et al. (BMVC 2017), per docs/algorithms.md section 4.3.
+
+    Parameter names follow the published ``checkpoint_transformer.pth``
+    (``layers.<i>.conv``, ``fc_beta``/``fc_gamma``, ``conv1``/``conv2``,
+    ``fc_beta1``...), so its ``state_dict_ghiasi`` loads directly. About 1.95 M
+    parameters; input sides must be multiples of 4 (see :meth:`GhiasiStyle.__call__`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([
+            _ConvIN(3, 32, 9), _ConvIN(32, 64, 3, 2), _ConvIN(64, 128, 3, 2),
+            *[_ResCIN(128) for _ in range(5)],
+            _UpConvCIN(128, 64, 3, upsample=True), _UpConvCIN(64, 32, 3, upsample=True),
+            _UpConvCIN(32, 3, 9, upsample=False, relu=False),
+        ])
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i < 3 else layer(x, z)
+        return torch.sigmoid(x)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ghiasi_files(checkpoint: str | Path | None) -> tuple[Path, Path | None]:
+    """(transformer, embeddings or None) for a folder or a transformer file; raises StyleBackendUnavailable."""
+    if not checkpoint:
+        raise StyleBackendUnavailable(
+            f"style backend 'ghiasi' needs {TRANSFORMER_FILE} (pass --stm-checkpoint DIR); it is not shipped")
+    p = Path(checkpoint)
+    transformer = p / TRANSFORMER_FILE if p.is_dir() else p
+    if not transformer.is_file():
+        raise StyleBackendUnavailable(f"style backend 'ghiasi': {transformer} not found")
+    emb = transformer.parent / EMBEDDINGS_FILE
+    return transformer, (emb if emb.is_file() else None)
+
+
+class GhiasiStyle:
+    """The Ghiasi network with style vectors z ~ N(mu_PBN, Sigma_PBN) (or N(0, I) without embeddings)."""
+
+    name = "ghiasi"
+    in_channels = 3
+
+    def __init__(self, checkpoint: str | Path | None, device: torch.device, precision: str = "fp32") -> None:
+        self.transformer, self.embeddings = ghiasi_files(checkpoint)
+        self.device, self.precision = device, precision
+        try:
+            doc = torch.load(self.transformer, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
+            raise StyleBackendUnavailable(f"{self.transformer}: cannot be read as a torch checkpoint "
+                                          f"({type(exc).__name__})") from None
+        state = doc.get("state_dict_ghiasi") if isinstance(doc, dict) else None
+        if not isinstance(state, dict):
+            raise StyleBackendUnavailable(f"{self.transformer}: no 'state_dict_ghiasi' entry")
+        net = GhiasiNet()
+        missing = [k for k in net.state_dict() if k not in state]
+        if missing:
+            raise StyleBackendUnavailable(f"{self.transformer}: state_dict_ghiasi lacks {len(missing)} tensors "
+                                          f"(first: {missing[0]})")
+        try:
+            net.load_state_dict({k: state[k] for k in net.state_dict()}, strict=True)
+        except RuntimeError as exc:
+            raise StyleBackendUnavailable(f"{self.transformer}: tensor shapes do not match the Ghiasi network "
+                                          f"({str(exc).splitlines()[-1].strip()[:120]})") from None
+        self.net = net.eval().requires_grad_(False).to(device)
+        self.mean = torch.zeros(100)
+        self.factor = torch.eye(100)
+        self.z_source = "N(0, I)"
+        if self.embeddings is not None:
+            try:
+                emb = torch.load(self.embeddings, map_location="cpu", weights_only=True)
+                mu = torch.as_tensor(emb["pbn_embedding_mean"], dtype=torch.float64).flatten()
+                cov = torch.as_tensor(emb["pbn_embedding_covariance"], dtype=torch.float64)
+            except Exception as exc:  # noqa: BLE001
+                raise StyleBackendUnavailable(f"{self.embeddings}: no readable pbn_embedding_mean/covariance "
+                                              f"({type(exc).__name__})") from None
+            if mu.shape != (100,) or cov.shape != (100, 100):
+                raise StyleBackendUnavailable(f"{self.embeddings}: expected a 100-d mean and 100x100 covariance")
+            u, s, _ = torch.linalg.svd(cov)
+            self.factor = (u * s.clamp_min(0).sqrt()).float()  # z = A n + mu, A = U diag(sqrt(s))
+            self.mean = mu.float()
+            self.z_source = "N(mu_PBN, Sigma_PBN)"
+
+    def identity(self) -> dict[str, Any]:
+        """Checkpoint digests (part of the cache key)."""
+        return {"transformer_sha256": _sha256(self.transformer),
+                "embeddings_sha256": _sha256(self.embeddings) if self.embeddings else None}
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # noqa: D102
+        m, _, h, w = x.shape
+        z = torch.randn((m, 100), generator=gen) @ self.factor.T + self.mean
+        ph, pw = (-h) % 4, (-w) % 4
+        xin = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x
+        with precision_context(self.precision, self.device):
+            out = self.net(xin, z.to(x.device))
+        return out.float()[:, :, :h, :w]
+
+
+def make_style_backend(name: str, checkpoint: str | Path | None = None,
+                       device: torch.device | None = None, precision: str = "fp32") -> StyleBackend:
+    """Build a style backend by name (once per attack)."""
+    if name == "randconv":
+        return RandConvStyle()
+    if name == "adain-stats":
+        return AdainStatsStyle()
+    if name == "ghiasi":
+        return GhiasiStyle(checkpoint, device or torch.device("cpu"), precision)
+    raise UsageError(f"unknown style backend {name!r}; choose one of {', '.join(STYLE_BACKENDS)}")
+
+
+class STM(GradientAttack):
+    """STM (arXiv:2308.10601) on the shared MI-FGSM loop.
+
+    Arguments beyond :class:`~auditor.attacks.base.GradientAttack`'s:
+
+    * ``num_style=20`` -- stylised copies per image and iteration;
+    * ``gamma=0.5`` -- weight of the adversarial image in the mix;
+    * ``beta=2.0`` -- noise bound factor, ``r ~ U(-beta eps, beta eps)`` per pixel;
+    * ``style_backend="randconv"`` -- ``randconv``, ``adain-stats``, ``ghiasi``, or a
+      :class:`StyleBackend` object (tests, custom networks);
+    * ``checkpoint_dir=None`` -- folder with ``checkpoint_transformer.pth`` for ``ghiasi``.
+
+    Example::
+
+        atk = STM(model, epsilon=8 / 255)            # offline RandConv style substitute
+        x_adv = atk(x, y, seed=0)
+    """
+
+    name = "stm"
+    display_name = "STM"
+    grad_wrt_copies = True
+
+    def __init__(self, model: nn.Module, *, num_style: int = 20, gamma: float = 0.5, beta: float = 2.0,
+                 style_backend: str | StyleBackend = "randconv", checkpoint_dir: str | Path | None = None,
+                 **loop: Any) -> None:
+        super().__init__(model, **loop)
+        _check(isinstance(num_style, int) and num_style >= 1, f"stm: num_style {num_style!r} must be an integer >= 1")
+        _check(0 <= gamma <= 1, f"stm: gamma {gamma!r} must lie in [0, 1]")
+        _check(beta >= 0, f"stm: beta {beta!r} must be >= 0")
+        if isinstance(style_backend, str):
+            _check(style_backend in STYLE_BACKENDS,
+                   f"stm: unknown style backend {style_backend!r}; choose one of {', '.join(STYLE_BACKENDS)}")
+            if style_backend == "ghiasi":
+                ghiasi_files(checkpoint_dir)  # fail early, before any work
+        self.num_style, self.gamma, self.beta = num_style, float(gamma), float(beta)
+        self.style_backend = style_backend
+        self.checkpoint_dir = checkpoint_dir
+        self.backend: StyleBackend | None = None if isinstance(style_backend, str) else style_backend
+        #: style-network rows computed so far
+        self.style_rows = 0
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the style backend."""
+        return self.style_backend if isinstance(self.style_backend, str) else getattr(self.style_backend, "name", "custom")
+
+    @property
+    def label(self) -> str:
+        """``STM (style backend: randconv)`` and the like."""
+        extra = ""
+        if isinstance(self.backend, GhiasiStyle):
+            extra = f", z ~ {self.backend.z_source}"
+        return f"STM (style backend: {self.backend_name}{extra})"
+
+    def setup(self) -> None:
+        """Frozen surrogate, and the style backend built once."""
+        super().setup()
+        if self.backend is None:
+            self.backend = make_style_backend(self.backend_name, self.checkpoint_dir, self.device, self.precision)
+
+    def key_extras(self) -> dict[str, Any]:
+        """The style backend and, for ``ghiasi``, the checkpoint digests."""
+        extras: dict[str, Any] = {"style_backend": self.backend_name}
+        if self.backend_name == "ghiasi":
+            transformer, emb = ghiasi_files(self.checkpoint_dir)
+            extras.update(transformer_sha256=_sha256(transformer), embeddings_sha256=_sha256(emb) if emb else None)
+        return extras
+
+    def params(self) -> dict[str, Any]:
+        """Loop parameters plus the STM settings."""
+        return {**super().params(), "num_style": self.num_style, "gamma": self.gamma, "beta": self.beta,
+                "style_backend": self.backend_name}
+
+    @property
+    def num_copies(self) -> int:
+        """``num_style`` copies per image (20 with the defaults)."""
+        return self.num_style
+
+    def stylise(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Stylised copies of ``x`` (same shape), chunked; the only grey <-> colour conversion of STM."""
+        assert self.backend is not None
+        grey_to_colour = self.backend.in_channels == 3 and x.shape[1] == 1
+        rows = self.chunk_rows(x)
+        outs = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], rows):
+                part = x[start:start + rows]
+                if grey_to_colour:
+                    part = part.expand(-1, 3, -1, -1)
+                out = self.backend(part, gen)
+                if grey_to_colour:
+                    out = out.mean(1, keepdim=True)
+                outs.append(out.to(x.dtype))
+                self.style_rows += part.shape[0]
+        return torch.cat(outs)
+
+    def transform(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """``num_style`` mixes ``gamma x_adv + (1 - gamma) ST(x_adv) + r`` per image, copy-major, unclamped."""
+        x_rep = x_adv.repeat(self.num_style, 1, 1, 1)
+        styled = self.stylise(x_rep, gen)
+        bound = self.beta * self.epsilon
+        noise = (torch.rand(x_rep.shape, generator=gen) * 2 - 1).to(x_adv.device, x_adv.dtype) * bound
+        return self.gamma * x_rep + (1 - self.gamma) * styled + noise
+
+    def aggregate(self, grads: torch.Tensor, n: int) -> torch.Tensor:
+        """Mean over the stylised copies."""
+        return grads.view(-1, n, *grads.shape[1:]).mean(0)

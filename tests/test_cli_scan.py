@@ -1,0 +1,107 @@
+"""`xray-audit scan` (clean) and `xray-audit report` through CliRunner: files, keys, gates, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from onnx_factory import make_classifier, write_image_folder
+
+CLASSES = ["normal", "pneumonia", "pneumothorax"]
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return write_image_folder(tmp_path / "data", n_per_class=4, patient_manifest=True)
+
+
+def _scan(*args):
+    return CliRunner().invoke(cli, ["scan", *map(str, args), "--n-boot", "100", "-q"])
+
+
+@pytest.mark.parametrize("kind", ["keras", "torch"])
+def test_clean_scan_writes_results(tmp_path, data, kind):
+    if kind == "keras":
+        model = make_classifier(tmp_path / "k.onnx", layout="NHWC", scaling="0-255", output="probabilities",
+                                class_names=CLASSES)
+    else:
+        model = make_classifier(tmp_path / "t.onnx", layout="NCHW", scaling="imagenet", size=None, class_names=CLASSES)
+    out = tmp_path / "out"
+    r = _scan(model, "--data", data, "--out", out, "--image-size", "32", "--format", "json,csv,html")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["conditions"][0]["name"] == "clean"
+    assert doc["conditions"][0]["metrics"]["accuracy"] == 1.0
+    assert doc["model"]["spec"]["layout"] == ("NHWC" if kind == "keras" else "NCHW")
+    assert len(doc["model"]["sha256"]) == 64 and len(doc["data"]["manifest_sha256"]) == 64
+    rows = list(csv.DictReader((out / "samples.csv").open()))
+    assert len(rows) == 12 and {r["label"] for r in rows} == set(CLASSES)
+    assert "clean" in (out / "report.html").read_text()
+    assert "accuracy" in r.output.lower()  # console summary
+
+
+def test_gates_drive_exit_code(tmp_path, data):
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    ok = _scan(model, "--data", data, "--out", tmp_path / "a", "--format", "json,junit", "--fail-under", "accuracy=0.9")
+    assert ok.exit_code == 0, ok.output
+    junit = (tmp_path / "a" / "junit.xml").read_text()
+    assert "accuracy" in junit and "<failure" not in junit
+    bad = _scan(model, "--data", data, "--out", tmp_path / "b", "--format", "json,junit",
+                "--fail-under", "accuracy=0.9,robust_accuracy=0.5")
+    assert bad.exit_code == 1  # robust accuracy was not measured: the gate fails
+    assert "<failure" in (tmp_path / "b" / "junit.xml").read_text()
+    usage = _scan(model, "--data", data, "--out", tmp_path / "c", "--fail-under", "speed=3")
+    assert usage.exit_code == 2
+
+
+def test_strict_turns_skips_into_failure(tmp_path, data):
+    (data / "normal" / "broken.png").write_bytes(b"junk")
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    assert _scan(model, "--data", data, "--out", tmp_path / "a", "--format", "json").exit_code == 0
+    r = _scan(model, "--data", data, "--out", tmp_path / "b", "--format", "json", "--strict")
+    assert r.exit_code == 1 and "skipped" in r.output
+
+
+def test_input_errors(tmp_path, data):
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    r = _scan(model, "--data", tmp_path / "nowhere", "--out", tmp_path / "o")
+    assert r.exit_code == 3 and r.output.startswith("error:") and "not found" in r.output
+    other = write_image_folder(tmp_path / "other", classes=("cat", "dog", "bird"), n_per_class=1)
+    r = _scan(model, "--data", other, "--out", tmp_path / "o")
+    assert r.exit_code == 3 and "no data label matches" in r.output
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--attacks", "usmm")
+    assert r.exit_code == 2 and "surrogate" in r.output
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--attacks", "fgsm2", "--surrogate", "x.pt")
+    assert r.exit_code == 2 and "unknown attack" in r.output
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--eps", "300")
+    assert r.exit_code == 2 and "outside (0, 1]" in r.output
+
+
+def test_label_map_renames(tmp_path):
+    data = write_image_folder(tmp_path / "d", classes=("NORMAL", "PNA", "PTX"), n_per_class=2)
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json", "--label-map",
+              "pna=pneumonia,ptx=pneumothorax")
+    assert r.exit_code == 0, r.output
+
+
+def test_report_rerenders_without_recomputing(tmp_path, data):
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    out = tmp_path / "out"
+    assert _scan(model, "--data", data, "--out", out, "--format", "json").exit_code == 0
+    r = CliRunner().invoke(cli, ["report", str(out / "results.json"), "--format", "html,csv", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((tmp_path / "r" / "samples.csv").open()))
+    assert len(rows) == 12 and all(row.get("clean") for row in rows)
+    r = CliRunner().invoke(cli, ["report", str(out / "results.json"), "--format", "json", "--out", str(tmp_path / "g"),
+                                 "--fail-under", "accuracy=1.0"])
+    assert r.exit_code == 0
+    doc = json.loads((out / "results.json").read_text())
+    doc["schema_version"] = "99.0"
+    (tmp_path / "new.json").write_text(json.dumps(doc))
+    r = CliRunner().invoke(cli, ["report", str(tmp_path / "new.json")])
+    assert r.exit_code == 3 and "schema" in r.output
