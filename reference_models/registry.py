@@ -105,3 +105,78 @@ def last_conv_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     m = model
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+# --------------------------------------------------------------------------- checkpoints and local weights
+def make_checkpoint(model: nn.Module, arch: str, num_classes: int, in_channels: int, spec: dict,
+                    extra: dict | None = None) -> dict:
+    """The ``CHECKPOINT_FORMAT`` dict of a trained network (tensors moved to CPU).
+
+    ``spec`` is ``ModelSpec.to_dict()`` of the network's own input (what the
+    state dict expects); ``extra`` holds plain JSON-like values (recipe name,
+    class names, metrics) and is stored under ``"extra"``.
+    """
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": int(num_classes),
+            "in_channels": int(in_channels), "state_dict": state, "spec": dict(spec)}
+    if extra:
+        ckpt["extra"] = dict(extra)
+    return ckpt
+
+
+def load_checkpoint(path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network of a checkpoint written by :func:`make_checkpoint` (``weights_only=True``).
+
+    Returns ``(model in eval mode, checkpoint dict without the state dict)``.
+    Raises ``ValueError`` with a one-line message when the file is not such a checkpoint.
+    """
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except Exception as exc:  # unpickling refused, truncated file, not a torch file
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an xray-audit checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    model = build_model(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["in_channels"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model, meta
+
+
+#: torchvision ImageNet weight files, as named in the torch hub cache (never downloaded here)
+IMAGENET_WEIGHT_FILES = {
+    "resnet50": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
+    "resnet18": ("resnet18-f37072fd.pth",),
+}
+
+
+def find_local_imagenet_weights(arch: str) -> str | None:
+    """Path of a locally cached torchvision ImageNet weight file for ``arch``, or None.
+
+    Looks in ``torch.hub.get_dir()/checkpoints`` only; nothing is downloaded.
+    """
+    from pathlib import Path
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in IMAGENET_WEIGHT_FILES.get(arch, ()):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return None
+
+
+def load_imagenet_backbone(model: nn.Module, weights_path: str) -> None:
+    """Copy cached ImageNet weights into a registered ResNet (head excluded).
+
+    A 1-channel ``conv1`` receives the sum of the RGB filters (a grey image
+    replicated to 3 channels gives the same response).
+    """
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    for key, value in state.items():
+        if key.startswith("fc.") or key not in own:
+            continue
+        if key == "conv1.weight" and own[key].shape[1] == 1 and value.shape[1] == 3:
+            value = value.sum(dim=1, keepdim=True)
+        if own[key].shape == value.shape:
+            own[key] = value
+    model.load_state_dict(own)

@@ -20,6 +20,16 @@ from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 DEFAULT_FORMATS = "json,csv,html,pdf"
 
 
+def default_cache_dir() -> str:
+    """``$XRAY_AUDIT_CACHE``, else ``$XDG_CACHE_HOME/xray-audit``, else ``~/.cache/xray-audit``."""
+    import os
+
+    if os.environ.get("XRAY_AUDIT_CACHE"):
+        return os.environ["XRAY_AUDIT_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xray-audit")
+
+
 def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
     from auditor.audit import KNOWN_ATTACKS
 
@@ -119,7 +129,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Inference batch size.")
 @click.option("--attack-batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--cache-dir", default=".xray-audit-cache", show_default=True, type=click.Path(file_okay=False))
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Adversarial-set cache (default: $XRAY_AUDIT_CACHE or ~/.cache/xray-audit).")
 @click.option("--style-backend", type=click.Choice(["randconv", "adain-stats", "ghiasi"]), default="randconv",
               show_default=True, help="STM style network (ghiasi needs --stm-checkpoint).")
 @click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
@@ -139,7 +150,7 @@ def scan_command(model, data, data_format, images_dir, label_map, out, attacks, 
         attacks=_parse_attacks(attacks, surrogate), epsilons=parse_epsilons(eps), surrogate=surrogate,
         defenses=defenses, bpda=bpda, detector=detector, seed=seed, batch_size=batch_size,
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
-        cache_dir=cache_dir, style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
+        cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
         label_map=parse_label_map(label_map), data_format=data_format, images_dir=images_dir,
     )
     if exit_code:
