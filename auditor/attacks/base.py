@@ -45,11 +45,11 @@ from auditor.errors import UsageError
 
 #: pixels x rows of one surrogate chunk at the default (20 rows of 224x224)
 _ROW_BUDGET = 20 * 224 * 224
-_MAX_ROWS = 64
+_MAX_ROWS = 32
 
 
 def default_batch_rows(height: int, width: int) -> int:
-    """Rows per surrogate chunk: about 20 images of 224x224 worth of pixels, at most 64."""
+    """Rows per surrogate chunk: about 20 images of 224x224 worth of pixels, at most 32."""
     return int(max(1, min(_MAX_ROWS, round(_ROW_BUDGET / float(height * width)))))
 
 
@@ -73,6 +73,8 @@ class GradientAttack:
     * ``max_batch_rows=None`` -- rows per surrogate pass (default from the image size);
     * ``precision="fp32"`` -- ``fp32``, ``bf16`` (autocast) or ``auto`` (= fp32);
     * ``channels_last=True`` -- run the surrogate in channels_last memory format;
+    * ``fold_bn=True`` -- attack a copy of the surrogate with eval-mode BatchNorm folded into
+      its convolutions (same function, fewer passes; the caller's module is not changed);
     * ``device=None`` -- where to run (default: where the model's parameters are).
 
     Calling the attack with ``x`` (``(N, 1, H, W)`` float tensor in ``[0, 1]``),
@@ -91,7 +93,7 @@ class GradientAttack:
 
     def __init__(self, model: nn.Module, *, epsilon: float = 16 / 255, steps: int = 10, alpha: float | None = None,
                  decay: float = 1.0, norm: str = "linf", max_batch_rows: int | None = None,
-                 precision: str = "fp32", channels_last: bool = True,
+                 precision: str = "fp32", channels_last: bool = True, fold_bn: bool = True,
                  device: str | torch.device | None = None) -> None:
         _check(isinstance(model, nn.Module), f"attack {self.name}: model must be a torch nn.Module, got {type(model).__name__}")
         _check(isinstance(epsilon, (int, float)) and 0 < float(epsilon) <= 1,
@@ -116,6 +118,7 @@ class GradientAttack:
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = bool(channels_last)
+        self.fold_bn = bool(fold_bn)
         #: free-text notes about how the attack ran (fallbacks), for reports
         self.notes: list[str] = []
         #: surrogate rows (forward+backward-to-input passes) computed so far
@@ -124,9 +127,13 @@ class GradientAttack:
 
     # ------------------------------------------------------------------ hooks
     def setup(self) -> None:
-        """Prepare once: eval mode, frozen parameters, device, memory format. Override to load resources."""
+        """Prepare once: eval mode, frozen parameters, BN folding, device, memory format. Override to load resources."""
         self.model.eval()
         self.model.requires_grad_(False)
+        if self.fold_bn:
+            from auditor.models.torch import fold_batchnorm
+
+            self.model = fold_batchnorm(self.model)
         self.model.to(self.device)
         if self.channels_last:
             if hasattr(self.model, "set_channels_last"):

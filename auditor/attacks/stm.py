@@ -383,7 +383,7 @@ class STM(GradientAttack):
         grey_to_colour = self.backend.in_channels == 3 and x.shape[1] == 1
         rows = self.chunk_rows(x)
         outs = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, x.shape[0], rows):
                 part = x[start:start + rows]
                 if grey_to_colour:
@@ -393,7 +393,7 @@ class STM(GradientAttack):
                     out = out.mean(1, keepdim=True)
                 outs.append(out.to(x.dtype))
                 self.style_rows += part.shape[0]
-        return torch.cat(outs)
+        return torch.cat(outs).clone()  # a normal tensor again (inference tensors cannot join autograd)
 
     def transform(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """``num_style`` mixes ``gamma x_adv + (1 - gamma) ST(x_adv) + r`` per image, copy-major, unclamped."""

@@ -72,14 +72,14 @@ def style_blend(x: np.ndarray, style: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def gatys_stylise(images: np.ndarray, style: np.ndarray, feature_model: Any, steps: int = 100,
-                  style_weight: float = 1e4, content_weight: float = 1.0, lr: float = 0.02,
-                  seed: int = 0) -> np.ndarray:
+                  style_weight: float = 1e4, content_weight: float = 1.0, lr: float = 0.02) -> np.ndarray:
     """Gatys content/Gram optimisation of each image towards ``style`` on ``feature_model``'s conv features.
 
     ``feature_model`` is a torch module taking ``(N, 1, H, W)`` in ``[0, 1]``
     (e.g. a surrogate's ``.module``); up to five evenly spaced ``Conv2d``
     outputs give the Gram (style) targets, the middle one the content target.
-    ``steps`` is capped at 500. Returns ``(N, 1, H, W)`` in ``[0, 1]``.
+    ``steps`` is capped at 500. Deterministic (starts from the content image,
+    no random draws). Returns ``(N, 1, H, W)`` in ``[0, 1]``.
     """
     import torch
 
@@ -104,7 +104,6 @@ def gatys_stylise(images: np.ndarray, style: np.ndarray, feature_model: Any, ste
         return f @ f.transpose(1, 2) / (c * h * w)
 
     try:
-        torch.manual_seed(seed)
         x0 = torch.from_numpy(np.asarray(images, dtype=np.float32))
         s = torch.from_numpy(np.asarray(style, dtype=np.float32)).expand(1, 1, *x0.shape[-2:])
         with torch.no_grad():
@@ -147,6 +146,6 @@ def style_blend_set(images: np.ndarray, alpha: float, style_image: str | Path | 
     if gatys_steps:
         if surrogate is None:
             raise UsageError("Gatys style blending needs a surrogate for its features (--surrogate)")
-        style = gatys_stylise(images, style, surrogate, steps=gatys_steps, seed=seed)
+        style = gatys_stylise(images, style, surrogate, steps=gatys_steps)
         source += f", Gatys {gatys_steps} steps on surrogate features"
     return style_blend(images, style, alpha), f"style blend alpha={alpha:g} ({source})"
