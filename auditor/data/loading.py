@@ -259,8 +259,11 @@ def _read_dicom(path: Path) -> np.ndarray:
 
 
 def _read_raster(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
+    # WeasyPrint switches Pillow's global LOAD_TRUNCATED_IMAGES on when it is imported;
+    # a truncated radiograph must be reported, not silently padded with grey.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as im:
             w, h = im.size
