@@ -1,0 +1,111 @@
+"""A full scan through the CLI: attacks x epsilons, defenses, detectors, compare, cache reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from onnx_factory import make_classifier, write_image_folder
+from reference_models.registry import build_model, make_checkpoint
+
+CLASSES = ["normal", "pneumonia", "pneumothorax"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scan")
+    data = write_image_folder(root / "data", n_per_class=4, size=32, patient_manifest=True)
+    target = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
+    other = make_classifier(root / "other.onnx", channels=3, scaling="imagenet", class_names=CLASSES)
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 3, 1).eval()
+    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
+            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    sur = root / "surrogate.pt"
+    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), sur)
+    return root, data, target, other, sur
+
+
+def _run(root, data, target, sur, out, *extra):
+    args = ["scan", str(target), "--data", str(data), "--out", str(root / out), "--surrogate", str(sur),
+            "--cache-dir", str(root / "cache"), "--n-boot", "50", "-q", "--format", "json,html", *extra]
+    return CliRunner().invoke(cli, args)
+
+
+def test_attack_defense_matrix_and_detector(setup):
+    root, data, target, other, sur = setup
+    r = _run(root, data, target, sur, "out", "--attacks", "mifgsm,usmm,stm", "--eps", "4,16",
+             "--defenses", "jpeg:75,median:3", "--compare", str(other))
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "out" / "results.json").read_text())
+    names = [c["name"] for c in doc["conditions"]]
+    attacks = [f"{a}@{e}" for a in ("mifgsm", "usmm", "stm") for e in (4, 16)]
+    assert names[0] == "clean"
+    assert set(attacks) <= set(names)
+    for d in ("jpeg:75", "median:3"):
+        assert f"{d}/clean" in names and all(f"{d}/{a}" in names for a in attacks)
+    by = {c["name"]: c for c in doc["conditions"]}
+    usmm = by["usmm@16"]
+    assert usmm["attack"] == "usmm" and usmm["epsilon"] == pytest.approx(16 / 255)
+    assert usmm["threat_model"] == "transfer" and usmm["surrogate"]
+    for key in ("attack_success_rate", "flip_rate", "linf_mean", "l2_mean", "ssim_mean", "psnr_mean"):
+        assert key in usmm
+    assert usmm["linf_max"] <= 16 / 255 + 1e-6
+    assert "randconv" in by["stm@16"]["label"]
+    assert by["jpeg:75/clean"]["cost_ms_per_image"] > 0
+    det = doc["detector"]
+    assert set(det["reference_based"]["per_condition"]) == set(attacks)
+    assert "auc_edge" in det["reference_based"]["per_condition"]["usmm@16"]
+    assert det["feature_squeezing"]["per_condition"]["stm@4"]["n"] > 0
+    assert len(doc["compared"]) == 1
+    assert [c["name"] for c in doc["compared"][0]["conditions"]] == names
+    html = (root / "out" / "report.html").read_text()
+    assert "usmm@16" in html and "jpeg:75" in html
+
+
+def test_second_scan_reuses_cached_sets(setup):
+    root, data, target, other, sur = setup
+    assert _run(root, data, target, sur, "a", "--attacks", "usmm", "--eps", "8", "--no-detector").exit_code == 0
+    r = _run(root, data, other, sur, "b", "--attacks", "usmm", "--eps", "8", "--no-detector")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "b" / "results.json").read_text())
+    assert doc["conditions"][1]["cache_hit"] is True
+
+
+def test_missing_stm_checkpoint_is_skipped_or_strict_error(setup):
+    root, data, target, other, sur = setup
+    r = _run(root, data, target, sur, "s", "--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi",
+             "--no-detector")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "s" / "results.json").read_text())
+    assert [c["name"] for c in doc["conditions"]] == ["clean"]
+    assert doc["skipped"] and doc["skipped"][0]["kind"] == "attack"
+    r = _run(root, data, target, sur, "s2", "--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi", "--strict")
+    assert r.exit_code == 2
+
+
+def test_blend_and_white_box(setup):
+    root, data, target, other, sur = setup
+    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(root / "w"), "--surrogate",
+                                 "target", "--attacks", "mifgsm,blend", "--eps", "8", "--cache-dir", str(root / "cache"),
+                                 "--n-boot", "0", "-q", "--format", "json", "--no-detector"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "w" / "results.json").read_text())
+    by = {c["name"]: c for c in doc["conditions"]}
+    assert by["mifgsm@8"]["threat_model"] == "white-box"
+    assert {"blend@0.1", "blend@1"} <= set(by) and by["blend@1"]["kind"] == "style_blend"
+
+
+def test_surrogate_with_other_classes_is_refused(setup, tmp_path):
+    root, data, target, other, _ = setup
+    net = build_model("small_cnn", 3, 1)
+    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
+            "std": [1.0], "class_names": ["a", "b", "c"], "output_kind": "logits"}
+    bad = tmp_path / "bad.pt"
+    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
+    r = _run(root, data, target, bad, "x", "--attacks", "mifgsm", "--eps", "8")
+    assert r.exit_code == 2 and "class" in r.output
