@@ -168,10 +168,16 @@ class Auditor:
         self.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
         sets = self._adversarial_sets(data) if opt.attacks else []
         preprocessors = self._preprocessors(data) if opt.defenses else []
+        if opt.bpda and sets and preprocessors:
+            from auditor.defense_stage import build_bpda_sets
+
+            adaptive = build_bpda_sets(self, data, preprocessors, sets)
+        else:
+            adaptive = []
         models = [self.target] + list(compare or [])
         results = []
         for model in models:
-            conditions = self._evaluate_model(model, data, sets, preprocessors)
+            conditions = self._evaluate_model(model, data, sets, preprocessors, adaptive)
             results.append(conditions)
         detector = self._detector(data, sets) if (opt.detector and sets) else None
         from auditor.examples import build_examples
@@ -187,7 +193,7 @@ class Auditor:
                 command=self.command, model=model.identity(), data=data.info, conditions=tuple(conditions),
                 samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
-                parameters={**opt.to_dict(), "sets": [st["meta"] for st in sets]},
+                parameters={**opt.to_dict(), "sets": [st["meta"] for st in sets + adaptive]},
                 environment={**environment(), **timings, "onnx_provider": model.provider},
                 skipped=tuple(self.skipped), detector=det,
                 extras={"examples": examples} if model is self.target else {},
@@ -197,7 +203,8 @@ class Auditor:
         main = build(self.target, results[0], detector)
         return AuditResult(**{**main.__dict__, "compared": compared})
 
-    def _evaluate_model(self, model, data: LoadedData, sets: list[dict], preprocessors: list) -> list[Condition]:
+    def _evaluate_model(self, model, data: LoadedData, sets: list[dict], preprocessors: list,
+                        adaptive: list[dict] = ()) -> list[Condition]:
         names = model.spec.class_names
         if [c.lower() for c in names] != [c.lower() for c in self.target.spec.class_names]:
             raise UsageError(f"{model.path}: classes {list(names)} differ from the target's {list(self.target.spec.class_names)}")
@@ -233,6 +240,23 @@ class Auditor:
                     epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
                     defense=pre.name, extra={**compute_attack_rates(data.y, clean_pred, dpred), "cost_ms_per_image": cost,
                                              "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
+        by_name = {c.name: c for c in conditions}
+        for st in adaptive:
+            pre = st["defense"]
+            pred = self._predict(model, pre(st["images"]), f"{st['name']} ({label})").argmax(1)
+            cond = self._condition(st["name"], "defense", pred, data, names, attack=st["attack"], epsilon=st["epsilon"],
+                                   surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,
+                                   extra={**compute_attack_rates(data.y, clean_pred, pred), **st["stats"],
+                                          "adaptive": True, "label": st["label"], "gradient": st["meta"]["gradient"]})
+            non_adaptive = by_name.get(f"{pre.name}/{st['base']}")
+            if non_adaptive is not None:
+                drop = non_adaptive.metrics["accuracy"] - cond.metrics["accuracy"]
+                cond.extra["accuracy_drop_vs_non_adaptive"] = drop
+                # flag a defense whose benefit largely vanishes once the attacker knows it
+                undefended = by_name[st["base"]].metrics["accuracy"]
+                benefit = non_adaptive.metrics["accuracy"] - undefended
+                cond.extra["benefit_vanishes"] = bool(benefit > 0 and cond.metrics["accuracy"] - undefended < 0.5 * benefit)
+            conditions.append(cond)
         return conditions
 
     # ----------------------------------------------------------------- attacks

@@ -89,3 +89,59 @@ def run_detectors(auditor: "Auditor", data: "LoadedData", sets: list[dict]) -> d
                         "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
                         "note": "spectra downsampled to 64x64 for the report"},
     }
+
+
+def build_bpda_sets(auditor: "Auditor", data: "LoadedData", preprocessors: list, sets: list[dict]) -> list[dict]:
+    """Adaptive check (BPDA, Athalye et al., ICML 2018): attack surrogate∘defense with the defense's
+    torch path (exact, or straight-through where it is not differentiable), at the largest epsilon of
+    each gradient attack. Each set carries ``defense``: the target sees ``defense(x_adv)``."""
+    import dataclasses
+    from pathlib import Path
+
+    from auditor.attack_stage import load_scan_surrogate
+    from auditor.attacks.device import pick_device
+    from auditor.attacks.sets import build_adversarial_set, perturbation_stats
+    from auditor.defenses.bpda import defended_module
+
+    opt = auditor.options
+    attacked = [s for s in sets if s["kind"] == "attack"]
+    if not attacked or not preprocessors:
+        return []
+    surrogate = load_scan_surrogate(auditor)
+    if surrogate is None:
+        return []
+    top = {}
+    for s in attacked:
+        if s["attack"] not in top or s["epsilon"] > top[s["attack"]]["epsilon"]:
+            top[s["attack"]] = s
+    names = [s.rel_path for s in data.samples]
+    device = pick_device(opt.device)
+    out = []
+    for pre in preprocessors:
+        module = defended_module(surrogate.module, pre)
+        if isinstance(module, Skipped):
+            auditor.skipped.append(module)
+            continue
+        ident = dict(surrogate.identity)
+        ident["sha256"] = list(ident.get("sha256", [])) + [f"bpda:{pre.name}:{pre.params.get('sha256', '')}"]
+        ident["label"] = f"{ident.get('label', opt.surrogate)} + {pre.name} ({module.gradient} gradient)"
+        adaptive = dataclasses.replace(surrogate, module=module, identity=ident)
+        for attack, base in top.items():
+            params = {"epsilon": base["epsilon"], **opt.attack_params.get(attack, {})}
+            if attack == "usmm":
+                params.update(mask_pool=data.images, mask_pool_labels=data.y)
+            if attack == "stm":
+                params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+            name = f"{base['name']}+bpda:{pre.name}"
+            auditor.reporter.info(f"adaptive attack {name}")
+            with auditor.reporter.task(name, len(data.images)) as adv:
+                aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
+                                             data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
+                                             device=device, precision=opt.precision, progress=adv)
+            out.append({"name": name, "kind": "adaptive", "attack": attack, "epsilon": base["epsilon"],
+                        "surrogate": ident["label"], "threat_model": "transfer (adaptive: BPDA through the defense)",
+                        "defense": pre, "base": base["name"], "images": aset.images,
+                        "stats": perturbation_stats(data.images, aset.images), "label": f"{aset.label} + BPDA",
+                        "meta": {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": module.gradient,
+                                 "seconds": round(aset.seconds, 2), "backend": aset.backend}})
+    return out

@@ -109,3 +109,17 @@ def test_surrogate_with_other_classes_is_refused(setup, tmp_path):
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
     r = _run(root, data, target, bad, "x", "--attacks", "mifgsm", "--eps", "8")
     assert r.exit_code == 2 and "class" in r.output
+
+
+def test_bpda_adaptive_conditions(setup):
+    root, data, target, other, sur = setup
+    r = _run(root, data, target, sur, "bpda", "--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75",
+             "--bpda", "--no-detector")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "bpda" / "results.json").read_text())
+    by = {c["name"]: c for c in doc["conditions"]}
+    adaptive = by["mifgsm@8+bpda:jpeg:75"]
+    assert adaptive["adaptive"] is True and adaptive["defense"] == "jpeg:75"
+    assert adaptive["gradient"] == "straight-through"
+    assert "accuracy_drop_vs_non_adaptive" in adaptive and isinstance(adaptive["benefit_vanishes"], bool)
+    assert adaptive["linf_max"] <= 8 / 255 + 1e-6

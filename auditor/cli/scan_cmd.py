@@ -103,6 +103,9 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
                        **extra) -> int:
     """The demo's scan: clean + USMM/STM (if a surrogate is given) + JPEG defense + detector."""
     attacks = ("usmm", "stm") if surrogate_path else ()
+    extra.setdefault("defenses", "jpeg:75,median:3")
+    extra.setdefault("cache_dir", str(Path(out_dir).parent / "cache"))
+    extra.setdefault("n_boot", 500)
     return run_scan(model_path, data_dir, out_dir, quiet=quiet, surrogate=surrogate_path, attacks=attacks,
                     command=f"xray-audit demo --out {shlex.quote(str(Path(out_dir).parent))}", **extra)
 
