@@ -132,6 +132,11 @@ class Auditor:
         y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         per_class = {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)}
         all_skipped = list(ds.skipped) + skipped
+        caveats = list(ds.caveats)
+        readme = Path(data) / "README.md"
+        if readme.is_file() and "SYNTHETIC" in readme.read_text(encoding="utf-8", errors="replace")[:4000]:
+            caveats.insert(0, "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
+                              "about performance on radiographs")
         for s in all_skipped:
             self.reporter.warn(f"skipped {s.name}: {s.reason}")
         info = {
@@ -141,7 +146,7 @@ class Auditor:
             "n_images": len(samples),
             "per_class": per_class,
             "skipped": [s.to_dict() for s in all_skipped],
-            "caveats": list(ds.caveats),
+            "caveats": caveats,
             "patient_ids": sum(1 for s in samples if s.patient_id),
             "sampled_from": len(ds.samples) if opt.max_images is not None else None,
         }
@@ -182,6 +187,8 @@ class Auditor:
         detector = self._detector(data, sets) if (opt.detector and sets) else None
         from auditor.examples import build_examples
 
+        set_meta = [st["meta"] for st in sets + adaptive]
+
         examples = build_examples(data.images, data.y, [s.rel_path for s in data.samples], self.target.spec.class_names,
                                   results[0], sets, preprocessors)
         timings = {"seconds_total": round(time.perf_counter() - t0, 2)}
@@ -193,10 +200,10 @@ class Auditor:
                 command=self.command, model=model.identity(), data=data.info, conditions=tuple(conditions),
                 samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
-                parameters={**opt.to_dict(), "sets": [st["meta"] for st in sets + adaptive]},
+                parameters=opt.to_dict(),
                 environment={**environment(), **timings, "onnx_provider": model.provider},
                 skipped=tuple(self.skipped), detector=det,
-                extras={"examples": examples} if model is self.target else {},
+                extras={"examples": examples, "adversarial_sets": set_meta} if model is self.target else {"adversarial_sets": set_meta},
             )
 
         compared = tuple(build(m, c, None) for m, c in zip(models[1:], results[1:]))

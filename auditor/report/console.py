@@ -58,7 +58,8 @@ def print_summary(result: AuditResult, stream: IO[str] | None = None, console=No
     """Print the summary to ``console`` (a rich Console) or to ``stream`` (default stdout)."""
     from rich.console import Console
 
-    con = console or Console(file=stream, highlight=False, soft_wrap=False)
+    con = console or Console(file=stream, highlight=False, soft_wrap=False,
+                             width=None if (stream is not None and getattr(stream, "isatty", lambda: False)()) else 110)
     for item in _tables(result):
         con.print(item)
 
