@@ -69,10 +69,19 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                     auditor.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
                     try:
                         with auditor.reporter.task(f"{name}", len(data.images)) as adv:
-                            aset = build_adversarial_set(
-                                attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
-                                data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                device=device, precision=opt.precision, progress=adv)
+                            if opt.ray_address:
+                                from auditor.distributed import build_set_on_ray
+
+                                aset = build_set_on_ray(
+                                    attack, params, surrogate, opt.surrogate, auditor.target.spec, auditor.target.path,
+                                    data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
+                                    opt.seed, batch_size=opt.attack_batch_size, precision=opt.precision,
+                                    address=opt.ray_address, workers=opt.workers, progress=adv)
+                            else:
+                                aset = build_adversarial_set(
+                                    attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
+                                    data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
+                                    device=device, precision=opt.precision, progress=adv)
                     except StyleBackendUnavailable as exc:
                         _skip(auditor, name, str(exc))
                         break  # every epsilon of this attack needs the same backend

@@ -53,6 +53,8 @@ class ScanOptions:
     images_dir: str | None = None
     strict: bool = False
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ray_address: str | None = None
+    workers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dictionary."""

@@ -183,14 +183,18 @@ def eps_label(eps: float) -> str:
 def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, images: np.ndarray,
                           labels: np.ndarray, names: list[str], cache_dir: str | Path, manifest_sha256: str,
                           seed: int, batch_size: int = 8, device: Any = None, precision: str = "fp32",
-                          progress: Callable[[int], None] | None = None) -> AdversarialSet:
+                          progress: Callable[[int], None] | None = None,
+                          only_batches: "set[int] | None" = None) -> AdversarialSet:
     """Attack ``images`` (``(N, 1, H, W)`` float32 in ``[0, 1]``) on ``surrogate``, or load the cached set.
 
     ``labels`` are target class indices, ``names`` the source file names (kept
     for the PNGs). ``params`` go to :func:`auditor.attacks.registry.make_attack`
     (``epsilon``, ``mask_pool``/``mask_pool_labels`` for USMM, ``style_backend``/
     ``checkpoint_dir`` for STM, ...). ``progress(n)`` is called after every
-    finished (or loaded) batch of ``n`` images. Raises
+    finished (or loaded) batch of ``n`` images. ``only_batches`` (a shard of a
+    distributed run, see :mod:`auditor.distributed`) computes just those batches
+    and returns a *partial* set (``extra["partial"]``, no index written; images
+    of other batches are zero). Raises
     :class:`~auditor.attacks.stm.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
     """
@@ -265,6 +269,9 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     linf_max = 0.0
     for b, start in enumerate(starts):
         stop = min(n, start + batch_size)
+        if only_batches is not None and b not in only_batches:
+            result[start:stop] = 0.0
+            continue
         marker = set_dir / "batches" / f"{b:05d}.json"
         done = None
         if marker.is_file():
@@ -299,6 +306,10 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
 
     seconds = time.perf_counter() - t0
     eff = _canonical(attack.params())
+    if only_batches is not None:
+        return AdversarialSet(result, key, set_dir, eff, attack.label, eps, False, seconds, backend, attack.name,
+                              tuple(files), tuple(attack.notes), str(attack.device), attack.precision, computed, loaded,
+                              attack.surrogate_rows, {"linf_max": linf_max, "partial": True})
     index = {"key": key, "attack": attack.name, "label": attack.label, "epsilon": eps, "params": eff,
              "files": files, "names": list(names), "n": n, "batches": len(starts), "linf_max": linf_max,
              "notes": list(attack.notes), "tool_version": __version__, "seconds_last_run": round(seconds, 3),

@@ -138,11 +138,14 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
               show_default=True, help="STM style network (ghiasi needs --stm-checkpoint).")
 @click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
 @click.option("--style-image", type=click.Path(dir_okay=False), help="Style image for the blend attack.")
+@click.option("--ray-address", help="Spread attack batches over Ray: 'local' or a cluster address ('auto'); "
+              "--cache-dir must be on a shared file system.")
+@click.option("--workers", type=click.IntRange(1), help="Ray tasks per adversarial set (default: available CPUs).")
 @click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
                  compare, formats, fail_under, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
-                 style_backend, stm_checkpoint, style_image, n_boot, seed, device, quiet, no_progress, **kw) -> None:
+                 style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress, **kw) -> None:
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
@@ -155,6 +158,7 @@ def scan_command(model, data, data_format, images_dir, label_map, out, attacks, 
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
         cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
         label_map=parse_label_map(label_map), data_format=data_format, images_dir=images_dir,
+        ray_address=ray_address, workers=workers,
     )
     if exit_code:
         click.get_current_context().exit(exit_code)

@@ -1,0 +1,91 @@
+"""Scale-out of adversarial-set generation on Ray (https://docs.ray.io), an existing distributed engine.
+
+The unit of work is one batch of a set (what :func:`auditor.attacks.sets.build_adversarial_set`
+already makes resumable). Each Ray task loads the surrogate itself and computes a shard of
+batches (``only_batches``), writing them into the shared cache folder; the driver then loads
+the finished set (a cache hit per batch) and writes its index. Requirements:
+
+* ``pip install "xray-audit[distributed]"`` (Ray) on every node;
+* ``--cache-dir`` on a file system every node sees (NFS, a mounted bucket, ...), and the
+  surrogate checkpoint(s) at the same path on every node;
+* ``--ray-address auto`` (an existing cluster) or ``local`` (a local Ray instance; useful on one
+  big machine and in tests).
+
+Nothing here schedules work by itself: Ray places the tasks, retries failed ones
+(``max_retries``), and an interrupted run resumes from the batches already on disk.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from auditor.errors import UsageError
+
+
+def _init_ray(address: str, num_cpus: int | None):
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray-address needs Ray: pip install 'xray-audit[distributed]'") from None
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+        if address == "local":
+            if num_cpus:
+                kw["num_cpus"] = num_cpus
+            ray.init(**kw)
+        else:
+            ray.init(address=address, **kw)
+    return ray
+
+
+def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str | None, attack_name: str,
+                  params: dict, images, labels, names: list[str], cache_dir: str, manifest_sha256: str, seed: int,
+                  batch_size: int, precision: str, shard: list[int], threads: int) -> int:
+    """One Ray task: load the surrogate here and compute the batches of ``shard``."""
+    import torch
+
+    from auditor.attacks.sets import build_adversarial_set
+    from auditor.models.torch import load_surrogate
+    from auditor.types import ModelSpec
+
+    torch.set_num_threads(max(1, threads))
+    surrogate = load_surrogate(surrogate_spec, ModelSpec.from_dict(target_spec_dict), target_path, "cpu")
+    aset = build_adversarial_set(attack_name, params, surrogate, np.asarray(images), np.asarray(labels), names,
+                                 cache_dir, manifest_sha256, seed, batch_size=batch_size, device="cpu",
+                                 precision=precision, only_batches=set(shard))
+    return aset.batches_computed
+
+
+def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrogate_spec: str, target_spec,
+                     target_path: str | None, images: np.ndarray, labels: np.ndarray, names: list[str],
+                     cache_dir: str | Path, manifest_sha256: str, seed: int, *, batch_size: int = 8,
+                     precision: str = "fp32", address: str = "local", workers: int | None = None,
+                     threads_per_worker: int = 1, progress: Callable[[int], None] | None = None):
+    """Build one adversarial set with its batches spread over Ray tasks; returns the finished set.
+
+    ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
+    is the same on every worker because it depends only on content).
+    """
+    from auditor.attacks.sets import build_adversarial_set
+
+    ray = _init_ray(address, workers)
+    n_batches = math.ceil(len(images) / batch_size)
+    n_workers = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), n_batches))
+    shards = [list(range(k, n_batches, n_workers)) for k in range(n_workers)]
+    remote = ray.remote(num_cpus=threads_per_worker, max_retries=2)(_shard_worker)
+    images_ref, labels_ref = ray.put(np.asarray(images)), ray.put(np.asarray(labels))
+    refs = [remote.remote(surrogate_spec, target_spec.to_dict(), target_path, attack_name, params, images_ref,
+                          labels_ref, list(names), str(cache_dir), manifest_sha256, seed, batch_size, precision,
+                          shard, threads_per_worker) for shard in shards]
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        if progress:
+            progress(0)
+    ray.get(refs)  # re-raise a worker's error here
+    return build_adversarial_set(attack_name, params, surrogate, images, labels, names, cache_dir, manifest_sha256,
+                                 seed, batch_size=batch_size, device="cpu", precision=precision, progress=progress)
