@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from auditor.errors import DataError
+from auditor.hashing import sha256_file
 from auditor.types import Sample, Skipped
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
@@ -352,13 +353,7 @@ def load_images(samples, size: tuple[int, int], progress=None) -> tuple[np.ndarr
 
 
 # --------------------------------------------------------------------------- fingerprint, labels, sampling
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file
 
 
 def fingerprint(samples) -> tuple[list[Sample], str]:

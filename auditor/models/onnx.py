@@ -12,7 +12,6 @@ not parse is a one-line :class:`ModelContractError`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -20,19 +19,11 @@ from typing import Callable
 import numpy as np
 
 from auditor.errors import ModelContractError, RuntimeFailure
+from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
 from auditor.models.spec import decode_output, encode_input, read_spec
 from auditor.types import ModelSpec
 
 MAX_MODEL_BYTES = 2 * 1024**3
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_external_data(model, path: Path) -> None:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auditor.hashing import sha256_file
 from auditor.errors import ModelContractError, RuntimeFailure, UsageError
 from auditor.types import ModelSpec
 
@@ -38,12 +38,7 @@ class ConversionFailed(RuntimeFailure):
     """The ONNX target cannot be turned into an equivalent torch module; the caller records a Skipped."""
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 class TorchClassifier(nn.Module):
