@@ -15,9 +15,9 @@ if [ ! -f "$SUR" ]; then
 fi
 [ -f "$OUT/target/model.onnx" ] || t xray-audit train reference --data "$CXR" --out "$OUT/target" --arch small_cnn \
   --image-size 128 --epochs 30 --lr 1e-3 --min-epochs 8 --patience 4 --seed 7 --no-progress --overwrite
-[ -f "$OUT/denoiser/model.onnx" ] || t xray-audit train denoiser --data "$CXR" --out "$OUT/denoiser" --surrogate "$SUR" \
-  --image-size 128 --epochs 8 --max-images 240 --no-progress --overwrite
+[ -f "$OUT/denoiser/denoiser.onnx" ] || t xray-audit train denoiser --data "$CXR" --out "$OUT/denoiser" --surrogate "$SUR" \
+  --epochs 8 --max-images 240 --no-progress --overwrite
 t xray-audit scan "$OUT/target/model.onnx" --data "$CXR" --out "$OUT/clean" --format json,csv --no-progress
 t xray-audit scan "$OUT/target/model.onnx" --data "$CXR" --out "$OUT/audit" --surrogate "$SUR" --attacks usmm,stm \
-  --eps 4,8,16 --max-images "$N" --defenses "jpeg,denoiser:$OUT/denoiser/model.onnx" --attack-batch-size 6 \
+  --eps 4,8,16 --max-images "$N" --defenses "jpeg,denoiser:$OUT/denoiser/denoiser.onnx" --attack-batch-size 6 \
   --cache-dir "$OUT/cache" --no-progress
