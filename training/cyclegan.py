@@ -18,7 +18,6 @@ Cycle-Consistent Adversarial Networks", ICCV 2017), CPU-scale (algorithms.md sec
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import asdict
@@ -30,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common import RunDir, atomic_torch_save, atomic_write_text, log, progress_bar, show_bars
+from training.common import RunDir, log, progress_bar, show_bars
 from training.denoiser import IMAGE_MODEL_FORMAT
-from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, prepare
+from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
 
 
 class _ResBlock(nn.Module):
@@ -123,18 +122,15 @@ def train_cyclegan(cfg: DefenseConfig) -> dict[str, Any]:
 
     Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "history", "extra_metrics", "seconds"}``.
     """
-    from auditor.data.loading import file_sha256
-    from reference_models.cards import write_model_card
-    from training.export import export_image_model
-    from training.recipes import _is_synthetic
-
     t_start = time.perf_counter()
     cfg, sur, data, split, device = prepare(cfg)
     lr = cfg.lr or 2e-4
     decay = cfg.epochs if cfg.decay_epochs is None else cfg.decay_epochs
     total = cfg.epochs + decay
     bars = show_bars(cfg.quiet, cfg.progress)
-    sur_sha = file_sha256(cfg.surrogate)
+    from auditor.hashing import sha256_file
+
+    sur_sha = sha256_file(cfg.surrogate)
     identity = {"recipe": "cyclegan", "arch": f"resnet-gen-w{cfg.width}-r{cfg.n_res}", "image_size": cfg.image_size,
                 "seed": cfg.seed, "data_manifest_sha256": data.manifest_sha256, "surrogate_sha256": sur_sha,
                 "kinds": list(cfg.kinds)}
@@ -249,41 +245,23 @@ def train_cyclegan(cfg: DefenseConfig) -> dict[str, Any]:
                  eps=[float(e) for e in cfg.eps], surrogate=Path(cfg.surrogate).name, surrogate_sha256=sur_sha,
                  domain_a="attacked (" + ", ".join(kinds_a) + ")", domain_b="clean", n_a=int(len(bank_a)), n_b=int(len(clean_b)))
     recipe = {"name": "cyclegan", "arch": identity["arch"], "hyperparameters": hyper}
-    out = run.path
-    ckpt = out / "cyclegan.pt"
-    atomic_torch_save({"format": IMAGE_MODEL_FORMAT, "arch": "cyclegan-resnet-generator", "config": g_ab.config,
-                       "state_dict": {k: v.detach().cpu() for k, v in g_ab.state_dict().items()},
-                       "image_size": cfg.image_size,
-                       "g_ba_state_dict": {k: v.detach().cpu() for k, v in g_ba.state_dict().items()}}, ckpt)
-    onnx_path = out / "cyclegan.onnx"
-    synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
-    info = export_image_model(g_ab, onnx_path, data.images[split.test[:4]], recipe=recipe,
-                              manifest_sha256=data.manifest_sha256, metrics=extra,
-                              extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"})
-    card = {
-        "name": f"cyclegan-restorer-{cfg.image_size}px", "kind": "CycleGAN generator attacked->clean (image->image preprocessor)",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "synthetic": synthetic,
-        "summary": "CycleGAN restoration (Zhu et al., ICCV 2017); use as `--defenses cyclegan:PATH` in `xray-audit scan`.",
-        "files": {"onnx": {"path": onnx_path.name, "sha256": file_sha256(onnx_path)},
-                  "checkpoint": {"path": ckpt.name, "sha256": file_sha256(ckpt)}},
-        "spec": {"layout": "NCHW", "channels": 1, "height": cfg.image_size, "width": cfg.image_size, "scaling": "unit",
-                 "output_kind": "image", "class_names": []},
-        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
-                 "per_class": data.per_class(), "skipped": [s.to_dict() for s in data.skipped], "caveats": data.caveats},
-        "split": split.describe(data),
-        "recipe": {"name": "cyclegan", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
-        "training": {"epochs_run": len(history), "seconds": time.perf_counter() - t_start,
-                     "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
-                     "device": str(device)},
-        "extra_metrics": extra,
-        "limitations": [
-            *(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
-            "Tiny CPU-scale networks and few epochs: far from the paper's 200 epochs; expect artefacts and "
-            "incomplete removal (the project's source documents report both).",
-            "Evaluated only against defense-unaware attacks on the surrogate; adaptive attacks are not covered.",
-        ],
-    }
-    md, js = write_model_card(out / "cyclegan_card", card)
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
-    return {"out": str(out), "onnx": info["path"], "checkpoint": str(ckpt), "card_md": str(md), "card_json": str(js),
-            "history": history, "extra_metrics": extra, "seconds": time.perf_counter() - t_start, "export": info}
+    return finish_image_model(
+        net=g_ab, stem="cyclegan", cfg=cfg, data=data, split=split, recipe=recipe, extra=extra, history=history,
+        t_start=t_start, out=run.path,
+        ckpt_doc={"format": IMAGE_MODEL_FORMAT, "arch": "cyclegan-resnet-generator", "config": g_ab.config,
+                  "state_dict": {k: v.detach().cpu() for k, v in g_ab.state_dict().items()}, "image_size": cfg.image_size,
+                  "g_ba_state_dict": {k: v.detach().cpu() for k, v in g_ba.state_dict().items()}},
+        card={
+            "name": f"cyclegan-restorer-{cfg.image_size}px",
+            "kind": "CycleGAN generator attacked->clean (image->image preprocessor)",
+            "summary": "CycleGAN restoration (Zhu et al., ICCV 2017); use as `--defenses cyclegan:PATH` in `xray-audit scan`.",
+            "recipe": {"name": "cyclegan", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
+            "training": {"epochs_run": len(history), "seconds": time.perf_counter() - t_start,
+                         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+                         "device": str(device)},
+            "limitations": [
+                "Tiny CPU-scale networks and few epochs: far from the paper's 200 epochs; expect artefacts and "
+                "incomplete removal (the project's source documents report both).",
+                "Evaluated only against defense-unaware attacks on the surrogate; adaptive attacks are not covered.",
+            ],
+        })

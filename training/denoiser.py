@@ -19,7 +19,6 @@ Using High-Level Representation Guided Denoiser", CVPR 2018), CPU-scale (algorit
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common import RunDir, atomic_torch_save, atomic_write_text, log, progress_bar, show_bars
-from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, prepare
+from training.common import RunDir, log, progress_bar, show_bars
+from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
 
 IMAGE_MODEL_FORMAT = "xray-audit-image-model/1"
 
@@ -93,10 +92,6 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
 
     Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "history", "extra_metrics", "seconds"}``.
     """
-    from reference_models.cards import write_model_card
-    from training.export import export_image_model
-    from training.recipes import _is_synthetic
-
     t_start = time.perf_counter()
     cfg, sur, data, split, device = prepare(cfg)
     lr = cfg.lr or 1e-3
@@ -199,44 +194,24 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
                  architecture=den.config, surrogate=Path(cfg.surrogate).name, surrogate_sha256=sur_sha,
                  surrogate_arch=sur.arch, bank_seconds=bank_seconds)
     recipe = {"name": "denoiser", "arch": "hgd-unet", "hyperparameters": hyper}
-    out = run.path
-    ckpt = out / "denoiser.pt"
-    atomic_torch_save({"format": IMAGE_MODEL_FORMAT, "arch": "hgd-unet", "config": den.config,
-                       "state_dict": {k: v.detach().cpu() for k, v in den.state_dict().items()},
-                       "image_size": cfg.image_size}, ckpt)
-    onnx_path = out / "denoiser.onnx"
-    synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
-    info = export_image_model(den, onnx_path, data.images[split.test[:4]], recipe=recipe,
-                              manifest_sha256=data.manifest_sha256, metrics=extra,
-                              extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"})
-    from auditor.data.loading import file_sha256 as sha
-
-    card = {
-        "name": f"hgd-denoiser-{cfg.image_size}px", "kind": "denoiser (image->image preprocessor)",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "synthetic": synthetic,
-        "summary": "HGD denoiser (Liao et al., CVPR 2018), feature-guided by the surrogate; use as "
-                   "`--defenses denoiser:PATH` in `xray-audit scan`.",
-        "files": {"onnx": {"path": onnx_path.name, "sha256": sha(onnx_path)}, "checkpoint": {"path": ckpt.name, "sha256": sha(ckpt)}},
-        "spec": {"layout": "NCHW", "channels": 1, "height": cfg.image_size, "width": cfg.image_size, "scaling": "unit",
-                 "output_kind": "image", "class_names": []},
-        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
-                 "per_class": data.per_class(), "skipped": [s.to_dict() for s in data.skipped], "caveats": data.caveats},
-        "split": split.describe(data),
-        "recipe": {"name": "denoiser", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "seconds": time.perf_counter() - t_start,
-                     "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
-                     "training_pairs": int(len(bank_tr)), "device": str(device)},
-        "extra_metrics": extra,
-        "limitations": [
-            *(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
-            "Guided by one surrogate; the removal of perturbations made on other models is not guaranteed.",
-            "Evaluated here only against defense-unaware attacks on the surrogate; an adaptive (BPDA) attacker "
-            "can often defeat input-transform defenses (Athalye et al., ICML 2018).",
-            "HGD outputs may be over-smoothed on X-rays (the project's source documents report nearly grey outputs); "
-            "check clean accuracy after the denoiser.",
-        ],
-    }
-    md, js = write_model_card(out / "denoiser_card", card)
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
-    return {"out": str(out), "onnx": info["path"], "checkpoint": str(ckpt), "card_md": str(md), "card_json": str(js),
-            "history": history, "extra_metrics": extra, "seconds": time.perf_counter() - t_start, "export": info}
+    return finish_image_model(
+        net=den, stem="denoiser", cfg=cfg, data=data, split=split, recipe=recipe, extra=extra, history=history,
+        t_start=t_start, out=run.path,
+        ckpt_doc={"format": IMAGE_MODEL_FORMAT, "arch": "hgd-unet", "config": den.config,
+                  "state_dict": {k: v.detach().cpu() for k, v in den.state_dict().items()}, "image_size": cfg.image_size},
+        card={
+            "name": f"hgd-denoiser-{cfg.image_size}px", "kind": "denoiser (image->image preprocessor)",
+            "summary": "HGD denoiser (Liao et al., CVPR 2018), feature-guided by the surrogate; use as "
+                       "`--defenses denoiser:PATH` in `xray-audit scan`.",
+            "recipe": {"name": "denoiser", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
+            "training": {"epochs_run": len(history), "best_epoch": best_epoch, "seconds": time.perf_counter() - t_start,
+                         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+                         "training_pairs": int(len(bank_tr)), "device": str(device)},
+            "limitations": [
+                "Guided by one surrogate; the removal of perturbations made on other models is not guaranteed.",
+                "Evaluated here only against defense-unaware attacks on the surrogate; an adaptive (BPDA) attacker "
+                "can often defeat input-transform defenses (Athalye et al., ICML 2018).",
+                "HGD outputs may be over-smoothed on X-rays (the project's source documents report nearly grey "
+                "outputs); check clean accuracy after the denoiser.",
+            ],
+        })

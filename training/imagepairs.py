@@ -220,3 +220,45 @@ def defense_eval(sur: Surrogate, model: nn.Module, data: TrainData, test_idx: np
             "surrogate_accuracy_clean": acc_clean, "surrogate_accuracy_adversarial": acc_adv,
             "surrogate_accuracy_clean_after_defense": acc_clean_def,
             "surrogate_accuracy_adversarial_after_defense": acc_adv_def, "seconds": time.perf_counter() - t0}
+
+
+def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "DefenseConfig", data: TrainData, split: Split,
+                       recipe: dict, extra: dict, history: list, t_start: float, card: dict, out: Path) -> dict[str, Any]:
+    """Save the checkpoint, export + verify the ONNX image->image model and write its model card.
+
+    Shared by the denoiser and CycleGAN recipes. ``card`` holds the recipe-specific card fields
+    (name, kind, summary, recipe, training, limitations); the data, split, files and spec
+    fields are filled in here.
+    """
+    import json
+
+    from auditor.hashing import sha256_file
+    from reference_models.cards import write_model_card
+    from training.common import atomic_torch_save, atomic_write_text
+    from training.export import export_image_model
+    from training.recipes import _is_synthetic
+
+    ckpt = out / f"{stem}.pt"
+    atomic_torch_save(ckpt_doc, ckpt)
+    onnx_path = out / f"{stem}.onnx"
+    synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
+    info = export_image_model(net, onnx_path, data.images[split.test[:4]], recipe=recipe,
+                              manifest_sha256=data.manifest_sha256, metrics=extra,
+                              extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"})
+    full = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "synthetic": synthetic, **card,
+        "files": {"onnx": {"path": onnx_path.name, "sha256": sha256_file(onnx_path)},
+                  "checkpoint": {"path": ckpt.name, "sha256": sha256_file(ckpt)}},
+        "spec": {"layout": "NCHW", "channels": 1, "height": cfg.image_size, "width": cfg.image_size, "scaling": "unit",
+                 "output_kind": "image", "class_names": []},
+        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
+                 "per_class": data.per_class(), "skipped": [s.to_dict() for s in data.skipped], "caveats": data.caveats},
+        "split": split.describe(data),
+        "extra_metrics": extra,
+    }
+    full["limitations"] = [*(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
+                           *card.get("limitations", [])]
+    md, js = write_model_card(out / f"{stem}_card", full)
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    return {"out": str(out), "onnx": info["path"], "checkpoint": str(ckpt), "card_md": str(md), "card_json": str(js),
+            "history": history, "extra_metrics": extra, "seconds": time.perf_counter() - t_start, "export": info}
