@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from typing import IO
 
 from auditor.report.base import Renderer
@@ -58,8 +59,10 @@ def print_summary(result: AuditResult, stream: IO[str] | None = None, console=No
     """Print the summary to ``console`` (a rich Console) or to ``stream`` (default stdout)."""
     from rich.console import Console
 
-    con = console or Console(file=stream, highlight=False, soft_wrap=False,
-                             width=None if (stream is not None and getattr(stream, "isatty", lambda: False)()) else 110)
+    out = stream if stream is not None else sys.stdout
+    on_terminal = bool(getattr(out, "isatty", lambda: False)())
+    # a terminal sets its own width; logs and pipes get 110 columns so the table does not wrap
+    con = console or Console(file=out, highlight=False, soft_wrap=False, width=None if on_terminal else 110)
     for item in _tables(result):
         con.print(item)
 
