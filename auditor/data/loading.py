@@ -10,8 +10,7 @@ Supported layouts (``fmt="auto"`` picks one):
   ``Finding Labels``, ``Patient ID``) with a finding->class mapping; images are
   looked up beside the table or in ``images/``;
 * DICOM files (``.dcm`` or ``DICM`` magic) may appear in any layout; they are
-  read with pydicom (modality LUT/rescale, VOI LUT, MONOCHROME1 inversion,
-  8-16 bit).
+  decoded and made grey by :mod:`auditor.data.dicom`.
 
 Unreadable files are never dropped silently: they come back as
 :class:`~auditor.types.Skipped` with the reason.
