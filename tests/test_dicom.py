@@ -322,3 +322,49 @@ def test_class_folder_scan_skips_only_the_corrupt_files(test_files, tmp_path):
     colour = [k for k, v in notes.items() if any("BT.601" in n for n in v)]
     assert "normal/SC_rgb_jpeg_dcmtk.dcm" in colour or "pneumonia/SC_rgb_jpeg_dcmtk.dcm" in colour
     json.dumps(notes)  # JSON-ready for results.json
+
+
+# ------------------------------------------------------------------ what happens to the rest
+def test_fallback_plugin_is_recorded(test_files, monkeypatch):
+    """When pylibjpeg fails, the next installed plugin decodes and the note names it and the failure."""
+    from pydicom.pixels import get_decoder
+
+    path = _bundled(test_files, "MR_small_RLE.dcm")
+    decoder = get_decoder(RLE)
+    if "pydicom" not in decoder.available_plugins:
+        pytest.skip("pydicom's own RLE plugin is not available")
+    real = type(decoder).as_array
+
+    def failing(self, src, **kw):
+        if kw.get("decoding_plugin") == "pylibjpeg":
+            raise RuntimeError("simulated failure")
+        return real(self, src, **kw)
+
+    monkeypatch.setattr(type(decoder), "as_array", failing)
+    got = read_dicom(path)
+    assert "decoded by pydicom's 'pydicom' plugin after pylibjpeg: simulated failure" in got.notes
+    np.testing.assert_array_equal(got.image, read_dicom(_bundled(test_files, "MR_small.dcm")).image)
+
+
+def test_transfer_syntax_without_decoder_is_skipped_with_its_name(test_files, tmp_path):
+    ds = pydicom.dcmread(str(_bundled(test_files, "MR_small_RLE.dcm")))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: pydicom has no decoder
+    ds.save_as(str(tmp_path / "mpeg2.dcm"))
+    with pytest.raises(ImageReadError) as err:
+        read_dicom(tmp_path / "mpeg2.dcm")
+    assert str(err.value) == ("Transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100) cannot be "
+                              "decoded: pydicom has no decoder for it.")
+
+
+def test_unsupported_photometric_is_skipped_with_the_reason(tmp_path):
+    _write_rgb(tmp_path / "hsv.dcm", np.zeros((8, 8, 3), np.uint8), "HSV")
+    with pytest.raises(ImageReadError, match="photometric interpretation 'HSV' with 3 sample"):
+        read_dicom(tmp_path / "hsv.dcm")
+
+
+def test_oversized_dicom_is_refused_before_decoding(test_files, monkeypatch):
+    import auditor.data.loading as loading
+
+    monkeypatch.setattr(loading, "MAX_PIXELS", 100)
+    with pytest.raises(ImageReadError, match="above the limit of 100 pixels"):
+        read_dicom(_bundled(test_files, "MR_small.dcm"))

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.data.loading import MAX_PIXELS, ImageReadError
+from auditor.data import loading
+from auditor.data.loading import ImageReadError
 
 #: ITU-R BT.601 luma weights for R, G, B
 BT601 = (0.299, 0.587, 0.114)
@@ -125,7 +126,7 @@ def _ts_name(ts) -> str:
 
 
 def _check_shape(ds) -> int:
-    """Number of frames; refuses pixel-less objects and images above :data:`MAX_PIXELS`."""
+    """Number of frames; refuses pixel-less objects and frames above ``loading.MAX_PIXELS``."""
     if "PixelData" not in ds:
         kind = getattr(ds.get("SOPClassUID"), "name", "") or ds.get("Modality", "") or "unknown kind"
         raise ImageReadError(f"DICOM object holds no pixel data (SOP class: {kind}).")
@@ -135,8 +136,8 @@ def _check_shape(ds) -> int:
     except (AttributeError, TypeError, ValueError) as exc:
         raise ImageReadError(_sentence(f"DICOM image attributes are invalid ({type(exc).__name__}: "
                                        f"{_one_line(exc)})")) from None
-    if rows * cols > MAX_PIXELS:
-        raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {MAX_PIXELS} pixels.")
+    if rows * cols > loading.MAX_PIXELS:
+        raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {loading.MAX_PIXELS} pixels.")
     return max(frames, 1)
 
 
@@ -155,8 +156,8 @@ def _frame_index(ds, frames: int) -> tuple[int, str | None]:
     return 0, f"multi-frame object: frame 1 of {frames} used (no valid Representative Frame Number)"
 
 
-def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str]]:
-    """Decode one frame; returns (array, meta, plugin, pydicom warnings)."""
+def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str], list[str]]:
+    """Decode one frame; returns (array, meta, plugin, pydicom warnings, failures of preferred plugins)."""
     from pydicom.pixels import get_decoder
 
     try:
@@ -183,7 +184,7 @@ def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str]
                 failures.append(_plugin_error(plugin, exc))
                 continue
         notes = sorted({_one_line(w.message) for w in caught})
-        return arr, meta, plugin or None, notes
+        return arr, meta, plugin or None, notes, failures
     raise ImageReadError(_sentence(f"Pixel data in {_ts_name(ts)} could not be decoded, the file is probably "
                                    f"corrupt or truncated ({'; '.join(failures)})"))
 
@@ -217,46 +218,51 @@ def _grey_from_palette(arr: np.ndarray, ds) -> tuple[np.ndarray, str]:
                                        "grey = ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B")
 
 
-def read_dicom(path: str | Path) -> DicomImage:
-    """Decode a DICOM file into one grey frame; raises :class:`ImageReadError` with a full-sentence reason."""
-    ds = _read_dataset(Path(path))
-    ts = _transfer_syntax(ds)
-    frames = _check_shape(ds)
-    index, frame_note = _frame_index(ds, frames)
-    arr, meta, plugin, decode_warnings = _decode(ds, ts, index)
-    notes = [frame_note] if frame_note else []
-    if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
-        notes.append(f"transfer syntax {_ts_name(ts)} is outside the tested set; decoded by pydicom "
-                     f"({plugin or 'native'})")
-    elif plugin and plugin != "pylibjpeg":
-        notes.append(f"decoded by pydicom's {plugin!r} plugin after pylibjpeg failed")
-    if str(ts) in _LOSSY:
-        notes.append(f"lossy-compressed pixel data: {SUPPORTED_TRANSFER_SYNTAXES[str(ts)]}")
-    elif str(ds.get("LossyImageCompression", "")).strip() == "01":
-        notes.append("pixel data were lossy-compressed at some point (Lossy Image Compression = 01)")
-    notes += [f"pydicom warned while decoding: {w}" for w in decode_warnings]
+def _grey(arr: np.ndarray, meta: dict, ds) -> tuple[np.ndarray, str | None]:
+    """Grey ``[0, 1]`` image of a decoded frame and the note on its colour conversion (None for grey)."""
     stored_pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     pi = str(meta.get("photometric_interpretation", stored_pi)).strip().upper()
     spp = int(meta.get("samples_per_pixel", ds.get("SamplesPerPixel", 1)) or 1)
     if spp == 1 and pi in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise ImageReadError(f"DICOM frame has shape {arr.shape}, expected a 2-D grey image.")
-        img = _grey_from_monochrome(arr, ds, pi)
-    elif spp == 1 and pi == "PALETTE COLOR":
-        img, note = _grey_from_palette(arr, ds)
-        notes.append(note)
-    elif spp == 3 and pi in _COLOUR and arr.ndim == 3:
+        return _grey_from_monochrome(arr, ds, pi), None
+    if spp == 1 and pi == "PALETTE COLOR":
+        return _grey_from_palette(arr, ds)
+    if spp == 3 and pi in _COLOUR and arr.ndim == 3:
         if pi != "RGB":
             from pydicom.pixels import convert_color_space
 
             arr = convert_color_space(arr, pi, "RGB")
         bits = int(meta.get("bits_stored") or ds.get("BitsStored") or 8)
         via = f"stored as {stored_pi}, converted to RGB by pydicom, then " if stored_pi != "RGB" else ""
-        img = _luma(arr, 2.0**bits - 1)
-        notes.append(f"colour image ({via}grey = ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B of "
-                     f"{bits}-bit samples)")
-    else:
-        raise ImageReadError(f"DICOM photometric interpretation {stored_pi!r} with {spp} sample(s) per pixel "
-                             f"is not supported; only MONOCHROME1, MONOCHROME2, PALETTE COLOR, RGB and YBR "
-                             f"colour images can be audited.")
+        return _luma(arr, 2.0**bits - 1), (f"colour image ({via}grey = ITU-R BT.601 luma 0.299 R + 0.587 G + "
+                                           f"0.114 B of {bits}-bit samples)")
+    raise ImageReadError(f"DICOM photometric interpretation {stored_pi!r} with {spp} sample(s) per pixel is not "
+                         f"supported; only MONOCHROME1, MONOCHROME2, PALETTE COLOR, RGB and YBR colour images can "
+                         f"be audited.")
+
+
+def read_dicom(path: str | Path) -> DicomImage:
+    """Decode a DICOM file into one grey frame; raises :class:`ImageReadError` with a full-sentence reason."""
+    ds = _read_dataset(Path(path))
+    ts = _transfer_syntax(ds)
+    frames = _check_shape(ds)
+    index, frame_note = _frame_index(ds, frames)
+    arr, meta, plugin, decode_warnings, failures = _decode(ds, ts, index)
+    notes = [frame_note] if frame_note else []
+    if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
+        notes.append(f"transfer syntax {_ts_name(ts)} is outside the tested set; decoded by pydicom "
+                     f"({plugin or 'native'})")
+    elif plugin and plugin != "pylibjpeg":
+        why = f"after {'; '.join(failures)}" if failures else "(pylibjpeg is not installed)"
+        notes.append(f"decoded by pydicom's {plugin!r} plugin {why}")
+    if str(ts) in _LOSSY:
+        notes.append(f"lossy-compressed pixel data: {SUPPORTED_TRANSFER_SYNTAXES[str(ts)]}")
+    elif str(ds.get("LossyImageCompression", "")).strip() == "01":
+        notes.append("pixel data were lossy-compressed at some point (Lossy Image Compression = 01)")
+    notes += [f"pydicom warned while decoding: {w}" for w in decode_warnings]
+    img, colour_note = _grey(arr, meta, ds)
+    if colour_note:
+        notes.append(colour_note)
     return DicomImage(img.astype(np.float32), _ts_name(ts), tuple(notes))
