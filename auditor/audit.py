@@ -149,7 +149,8 @@ class Auditor:
             "n_images": len(samples),
             "per_class": per_class,
             "skipped": [s.to_dict() for s in all_skipped],
-            "conversions": [{"name": k, "notes": notes[k]} for k in (s.rel_path or s.path for s in samples) if k in notes],
+            "conversions": [{"name": k, "notes": notes[k]}
+                            for k in (s.rel_path or s.path for s in samples) if k in notes],
             "caveats": caveats,
             "patient_ids": sum(1 for s in samples if s.patient_id),
             "sampled_from": len(ds.samples) if opt.max_images is not None else None,
