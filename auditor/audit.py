@@ -125,8 +125,9 @@ class Auditor:
                 raise UsageError("--max-images must be at least 1")
             keep = stratified_subset([s.label for s in samples], opt.max_images, opt.seed)
             samples = [samples[i] for i in keep]
+        notes: dict[str, list[str]] = {}
         with self.reporter.task("Reading images", len(samples)) as adv:
-            images, kept, skipped = load_images(samples, (spec.height, spec.width), progress=adv)
+            images, kept, skipped = load_images(samples, (spec.height, spec.width), progress=adv, notes=notes)
         samples = [samples[i] for i in kept]
         if not samples:
             raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
@@ -148,6 +149,8 @@ class Auditor:
             "n_images": len(samples),
             "per_class": per_class,
             "skipped": [s.to_dict() for s in all_skipped],
+            "conversions": [{"name": k, "notes": notes[k]}
+                            for k in (s.rel_path or s.path for s in samples) if k in notes],
             "caveats": caveats,
             "patient_ids": sum(1 for s in samples if s.patient_id),
             "sampled_from": len(ds.samples) if opt.max_images is not None else None,

@@ -91,3 +91,26 @@ def test_clean_scan_on_shared_chest_xrays(shared_cxr, tmp_path):
     m = res.conditions[0].metrics
     assert sum(map(sum, m["confusion_matrix"])) == 1408
     assert m["bootstrap"]["unit"] == "patient"
+
+
+def test_dicom_conversions_and_full_skip_reasons_reach_results_and_report(tmp_path):
+    pytest.importorskip("pydicom", reason="pydicom is not installed")
+    from pydicom.data import get_testdata_file
+
+    from auditor.report.html import render_html
+
+    colour = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)
+    truncated = get_testdata_file("MR_truncated.dcm", download=False)
+    if not (colour and truncated):
+        pytest.skip("pydicom's bundled test files are not installed")
+    data = write_image_folder(tmp_path / "d", n_per_class=2)
+    (data / "normal" / "sc.dcm").write_bytes(open(colour, "rb").read())
+    (data / "pneumonia" / "cut.dcm").write_bytes(open(truncated, "rb").read())
+    res = _scan(make_classifier(tmp_path / "m.onnx", class_names=CLASSES), data)
+    doc = json.loads(json.dumps(res.to_dict()))
+    assert [c["name"] for c in doc["data"]["conversions"]] == ["normal/sc.dcm"]
+    assert any("0.299 R + 0.587 G + 0.114 B" in n for n in doc["data"]["conversions"][0]["notes"])
+    (reason,) = [s["reason"] for s in doc["data"]["skipped"] if s["name"] == "pneumonia/cut.dcm"]
+    assert reason.endswith("or the transfer syntax may be incorrect).")
+    html = render_html(res)
+    assert "Images converted while loading" in html and reason in html

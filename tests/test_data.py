@@ -95,6 +95,20 @@ def test_dicom_16bit_monochrome1_and_window(tmp_path):
     assert (w[:, :10] == 0).all() and (w[:, -10:] == 1).all()
 
 
+def test_dicom_rescale_is_applied_before_the_window(tmp_path):
+    # stored 0..4000 with slope 2, intercept -1000 gives -1000..7000; a window centred at 3000 (rescaled
+    # units) of width 400 saturates below stored 1900 and above stored 2100
+    ramp = np.tile(np.linspace(0, 4000, 81), (8, 1)).astype(np.uint16)
+    _write_dicom(tmp_path / "r.dcm", ramp, slope=2.0, intercept=-1000.0, window=(3000, 400))
+    img = load_image(tmp_path / "r.dcm")
+    stored = ramp[0].astype(float)
+    assert (img[0, stored <= 1850] == 0).all() and (img[0, stored >= 2150] == 1).all()
+    assert 0 < img[0, list(stored).index(2000)] < 1
+    # a negative slope turns the picture over
+    _write_dicom(tmp_path / "n.dcm", ramp, slope=-1.0, intercept=4000.0)
+    np.testing.assert_allclose(load_image(tmp_path / "n.dcm")[0], 1.0 - stored / 4000.0, atol=1e-6)
+
+
 def test_dicom_without_extension_in_folder(tmp_path):
     (tmp_path / "d" / "normal").mkdir(parents=True)
     _write_dicom(tmp_path / "d" / "normal" / "IM0001", np.full((32, 32), 1000, np.uint16))

@@ -10,8 +10,7 @@ Supported layouts (``fmt="auto"`` picks one):
   ``Finding Labels``, ``Patient ID``) with a finding->class mapping; images are
   looked up beside the table or in ``images/``;
 * DICOM files (``.dcm`` or ``DICM`` magic) may appear in any layout; they are
-  read with pydicom (modality LUT/rescale, VOI LUT, MONOCHROME1 inversion,
-  8-16 bit).
+  decoded and made grey by :mod:`auditor.data.dicom`.
 
 Unreadable files are never dropped silently: they come back as
 :class:`~auditor.types.Skipped` with the reason.
@@ -234,29 +233,12 @@ def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | N
 
 
 # --------------------------------------------------------------------------- images
-def _read_dicom(path: Path) -> np.ndarray:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Grey frame and conversion notes of a DICOM file (see :mod:`auditor.data.dicom`)."""
+    from auditor.data.dicom import read_dicom
 
-    try:
-        ds = pydicom.dcmread(str(path))
-        arr = ds.pixel_array
-    except Exception as exc:
-        raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {str(exc)[:80]})") from None
-    if getattr(ds, "NumberOfFrames", 1) not in (None, 1) and arr.ndim == 3:
-        raise ImageReadError("multi-frame DICOM is not supported")
-    if arr.ndim != 2:
-        raise ImageReadError(f"DICOM pixel array has shape {arr.shape}, expected a 2-D grey image")
-    if arr.size > MAX_PIXELS:
-        raise ImageReadError(f"image has {arr.size} pixels, above the limit of {MAX_PIXELS}")
-    img = apply_modality_lut(arr, ds).astype(np.float64)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        img = apply_voi_lut(img, ds).astype(np.float64)
-    lo, hi = float(img.min()), float(img.max())
-    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-        img = 1.0 - img
-    return img.astype(np.float32)
+    dcm = read_dicom(path)
+    return dcm.image, dcm.notes
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -292,7 +274,7 @@ def _read_raster(path: Path) -> np.ndarray:
     except Image.DecompressionBombError:
         raise ImageReadError(f"image above the limit of {MAX_PIXELS} pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"corrupt or truncated image ({str(exc)[:80]})") from None
+        raise ImageReadError(f"corrupt or truncated image ({' '.join(str(exc).split())})") from None
 
 
 def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -319,32 +301,44 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """One image as float32 grey ``(H, W)`` in ``[0, 1]``; raises :class:`ImageReadError`."""
+    return load_image_noted(path, size)[0]
+
+
+def load_image_noted(path: str | Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Like :func:`load_image`, plus the conversions applied (colour to grey, frame choice, ...)."""
     p = Path(path)
     try:
         if not p.is_file():
             raise ImageReadError("file not found")
     except OSError as exc:
         raise ImageReadError(f"cannot stat ({exc.strerror or exc})") from None
-    img = _read_dicom(p) if _is_dicom(p) else _read_raster(p)
+    img, notes = _read_dicom(p) if _is_dicom(p) else (_read_raster(p), ())
     if not np.isfinite(img).all():
         raise ImageReadError("image holds NaN or infinite values")
-    return _fit(img, size) if size else img
+    return (_fit(img, size) if size else img), notes
 
 
-def load_images(samples, size: tuple[int, int], progress=None) -> tuple[np.ndarray, list[int], list[Skipped]]:
+def load_images(samples, size: tuple[int, int], progress=None,
+                notes: dict[str, list[str]] | None = None) -> tuple[np.ndarray, list[int], list[Skipped]]:
     """Decode samples into an ``(N, 1, H, W)`` float32 batch.
 
     Returns the batch of the readable images, their indices into ``samples`` and
     the :class:`Skipped` entries of the others. ``progress(1)`` is called per image.
+    If ``notes`` is a dict, the conversions applied to each image that needed one
+    (colour to grey, frame of a multi-frame DICOM, ...) are stored in it by name.
     """
     arrs, kept, skipped = [], [], []
     for i, s in enumerate(samples):
         path = s.path if isinstance(s, Sample) else str(s)
+        name = getattr(s, "rel_path", "") or path
         try:
-            arrs.append(load_image(path, size))
+            img, img_notes = load_image_noted(path, size)
+            arrs.append(img)
             kept.append(i)
+            if img_notes and notes is not None:
+                notes[name] = list(img_notes)
         except ImageReadError as exc:
-            skipped.append(Skipped(getattr(s, "rel_path", "") or path, str(exc), "image"))
+            skipped.append(Skipped(name, str(exc), "image"))
         if progress:
             progress(1)
     h, w = size

@@ -421,6 +421,7 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
     s = summary_numbers(result)
     spec = result.model.get("spec") or {}
     data_skipped = [d for d in result.data.get("skipped", []) if isinstance(d, dict)]
+    data_conversions = [d for d in result.data.get("conversions", []) if isinstance(d, dict)]
     skipped = [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped]
     ctx: dict[str, Any] = {
         "r": result,
@@ -432,6 +433,7 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "spec_sources": spec.get("sources") or {},
         "per_class_counts": sorted((result.data.get("per_class") or {}).items()),
         "data_skipped": data_skipped,
+        "data_conversions": data_conversions,
         "skipped": skipped,
         "caveats": result.data.get("caveats") or [],
         "clean": s["clean"],
