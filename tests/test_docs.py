@@ -7,8 +7,8 @@ Rules (see docs/architecture.md §1):
   number of a heading of that file;
 * a document is never cited by its bare name (``algorithms.md §6``): the path must be spelled
   ``docs/algorithms.md`` so it can be checked;
-* a ``§`` in code belongs to such a reference;
-* repository paths quoted in the docs (``auditor/attacks/usmm.py``) exist;
+* a ``§`` in code belongs to such a reference, and a bare ``§N`` in a document is one of its own sections;
+* files quoted in the docs (``auditor/attacks/usmm.py``, ``attacks/sets.py``) exist;
 * README.md links to docs/.
 """
 
@@ -27,10 +27,11 @@ SKIP_DIRS = {".git", "build", "dist", "node_modules", "__pycache__", "demo-out",
 
 _NUM = r"\d+(?:\.\d+)*"
 _ANCHOR = rf"(?:§\s*|sections?\s+)({_NUM})"
-REF = re.compile(rf"docs/([\w.-]+\.md)((?:(?:\s*,\s*|\s+and\s+|\s+)(?:§\s*|sections?\s+){_NUM})*)")
+REF = re.compile(rf"docs/([\w.-]+\.md)`?((?:(?:\s*,\s*|\s+and\s+|\s+)(?:§\s*|sections?\s+){_NUM})*)")
 BARE = re.compile(r"(?<![\w/.-])([\w-]+)\.md\b")
 HEADING = re.compile(rf"^#{{1,6}}\s+({_NUM})\.?\s", re.MULTILINE)
-REPO_PATH = re.compile(r"`((?:auditor|training|reference_models|tests|bench|templates|scripts|docs)/[\w./-]*\w)(?::[\w.]+)?`")
+#: a file quoted in the docs: `auditor/attacks/usmm.py`, `attacks/sets.py`, `feature.py:FeatureConsistencyDefense`
+REPO_PATH = re.compile(r"`([\w/-]*[\w-]+\.(?:py|j2|md|toml|sh))(?::[\w.]+)?`")
 
 
 def _python_files() -> list[Path]:
@@ -52,8 +53,11 @@ def _rel(p: Path) -> str:
     return p.relative_to(ROOT).as_posix()
 
 
-def reference_problems(text: str, label: str, python: bool) -> list[str]:
-    """Unresolvable documentation references in ``text`` (file ``label``), as ``label:line: message``."""
+def reference_problems(text: str, label: str, python: bool, own_sections: set[str] | None = None) -> list[str]:
+    """Unresolvable documentation references in ``text`` (file ``label``), as ``label:line: message``.
+
+    ``own_sections`` (a document checking itself): a bare ``§N`` must be one of them.
+    """
     problems: list[str] = []
     covered: list[tuple[int, int]] = []
 
@@ -73,10 +77,13 @@ def reference_problems(text: str, label: str, python: bool) -> list[str]:
     for m in BARE.finditer(text):
         if m.group(1) in DOC_STEMS or (DOCS / f"{m.group(1)}.md").is_file():
             problems.append(f"{where(m.start())}: cite {m.group(0)} as docs/{m.group(0)}")
-    if python:
-        for m in re.finditer("§", text):
-            if not any(a <= m.start() < b for a, b in covered):
-                problems.append(f"{where(m.start())}: '§' outside a docs/<name>.md reference")
+    for m in re.finditer(rf"§\s*({_NUM})?", text):
+        if any(a <= m.start() < b for a, b in covered):
+            continue
+        if python:
+            problems.append(f"{where(m.start())}: '§' outside a docs/<name>.md reference")
+        elif own_sections is not None and m.group(1) and m.group(1) not in own_sections:
+            problems.append(f"{where(m.start())}: this document has no section {m.group(1)}")
     return problems
 
 
@@ -92,7 +99,8 @@ def test_every_documentation_reference_resolves(group):
     files = _python_files() if group == "python" else [ROOT / "README.md", *_doc_files()]
     assert files, f"no {group} files found under {ROOT}"
     problems = [msg for f in files
-                for msg in reference_problems(f.read_text(encoding="utf-8", errors="replace"), _rel(f), f.suffix == ".py")]
+                for msg in reference_problems(f.read_text(encoding="utf-8", errors="replace"), _rel(f), f.suffix == ".py",
+                                              _sections(f) if f.parent == DOCS else None)]
     assert problems == []
 
 
@@ -102,10 +110,29 @@ def test_code_cites_the_docs():
     assert len(cited) >= 10, [_rel(f) for f in cited]
 
 
+def _resolves(quoted: str, files: list[str]) -> bool:
+    """A quoted path names a repository file exactly or by its trailing parts (``attacks/sets.py``)."""
+    return any(f == quoted or f.endswith("/" + quoted) for f in files)
+
+
 def test_paths_quoted_in_the_docs_exist():
+    files = [_rel(p) for p in ROOT.rglob("*") if p.is_file()
+             and not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts)]
     missing = [f"{_rel(doc)}: {m.group(1)}" for doc in _doc_files()
-               for m in REPO_PATH.finditer(doc.read_text(encoding="utf-8")) if not (ROOT / m.group(1)).exists()]
+               for m in REPO_PATH.finditer(doc.read_text(encoding="utf-8")) if not _resolves(m.group(1), files)]
     assert missing == []
+
+
+def test_a_document_checks_its_own_section_references():
+    text = "## 1. One\n\n## 2. Two\n\nsee §2 and §3; docs/algorithms.md §5.3 is elsewhere\n"
+    problems = reference_problems(text, "doc.md", python=False, own_sections={"1", "2"})
+    assert len(problems) == 1 and "no section 3" in problems[0]
+
+
+@pytest.mark.parametrize("quoted, ok", [("auditor/attacks/usmm.py", True), ("attacks/usmm.py", True),
+                                        ("usmm.py", True), ("attacks/nowhere.py", False), ("sm.py", False)])
+def test_quoted_path_resolution(quoted, ok):
+    assert _resolves(quoted, ["auditor/attacks/usmm.py", "auditor/attacks/stm.py"]) is ok
 
 
 def test_readme_links_to_the_docs():
@@ -120,6 +147,7 @@ def test_readme_links_to_the_docs():
     ("docs/algorithms.md §7.6, §7.7 and section 9", []),
     ("docs/algorithms.md §99", ["has no section 99"]),
     ("docs/algorithms.md §7.6 and §42.1", ["has no section 42.1"]),
+    ("`docs/architecture.md` §77", ["has no section 77"]),
     ("docs/nowhere.md", ["does not exist"]),
     ("per algorithms.md section 6.4", ["cite algorithms.md as docs/algorithms.md"]),
     ("(perf.md caution)", ["cite perf.md as docs/perf.md"]),
