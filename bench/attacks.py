@@ -4,7 +4,7 @@ Prints, per surrogate (ResNet50, ResNet18) and resolution (224, 128) and per
 variant (fp32 NCHW, fp32 channels_last, bf16 channels_last):
 
 * bare surrogate forward + backward-to-input, images/s and GFLOP/s
-  (FLOP counts from docs/perf.md; backward-to-input = one more forward);
+  (FLOP counts from docs/algorithms.md §11; backward-to-input = one more forward);
 * MI-FGSM, USMM and STM (randconv backend) seconds per image (T = 10) and
   surrogate rows/s; loop overhead = attack time / (its rows at the bare rate) - 1.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
                   "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2")
-#: forward GFLOP per image (docs/perf.md)
+#: forward GFLOP per image (docs/algorithms.md §11)
 FWD_GFLOP = {("resnet50", 224): 8.17, ("resnet50", 128): 2.67, ("resnet18", 224): 3.63, ("resnet18", 128): 1.18}
 
 

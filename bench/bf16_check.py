@@ -1,4 +1,4 @@
-"""Does bf16 keep attack success within 2 points of fp32 on a trained surrogate? (perf.md caution)
+"""Does bf16 keep attack success within 2 points of fp32 on a trained surrogate? (docs/algorithms.md §11)
 
 Usage: python bench/bf16_check.py SURROGATE.pt TARGET.onnx DATA_DIR [--n 40] [--eps 8] [--attacks usmm,mifgsm]
 Prints, per attack, the white-box (surrogate) and transfer (target) attack success rates for fp32 and

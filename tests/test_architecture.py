@@ -1,4 +1,4 @@
-"""Layering rules of docs/architecture.md, enforced by walking the imports of every module."""
+"""Layering rules of docs/architecture.md §2, enforced by walking the imports of every module."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 * :func:`seeds_augment` -- the seeds' recipe: rotation within +-5 degrees,
   shifts and zoom within +-5 %, brightness x[0.9, 1.1] (border fill);
 * :func:`attack_family_augment` -- the families the audited attacks use
-  (algorithms.md section 6.1): intensity scaling ``s*x`` with s in [0.1, 1]
+  (docs/algorithms.md §7.7): intensity scaling ``s*x`` with s in [0.1, 1]
   (USMM's uniform scale, Wang et al. arXiv 2311.12051), multiplicative gain
   masks in [0.5, 1.5] made from another image of the batch (USMM's mix mask),
   uniform noise of +-32/255, and random convolutions (Xu et al., "Robust and

@@ -1,5 +1,5 @@
 """CycleGAN-based restoration of attacked X-rays (Zhu et al., "Unpaired Image-to-Image Translation using
-Cycle-Consistent Adversarial Networks", ICCV 2017), CPU-scale (algorithms.md section 6.5).
+Cycle-Consistent Adversarial Networks", ICCV 2017), CPU-scale (docs/algorithms.md §7.5).
 
 * Domain A: attacked images (FGSM / MI-FGSM / noise made on the surrogate from
   one half of the training images); domain B: clean images (the other half),

@@ -1,5 +1,5 @@
 """HGD: High-level representation Guided Denoiser (Liao et al., "Defense against Adversarial Attacks
-Using High-Level Representation Guided Denoiser", CVPR 2018), CPU-scale (algorithms.md section 6.4).
+Using High-Level Representation Guided Denoiser", CVPR 2018), CPU-scale (docs/algorithms.md §7.4).
 
 * Network: a U-Net ("DUNET") that predicts a correction added to the input,
   ``output = clip(x + f(x), 0, 1)``. Block = 3x3 conv (no bias) + BN + ReLU.

@@ -10,7 +10,7 @@ per clean image, perturbed versions of the requested kinds:
 * ``mifgsm`` -- MI-FGSM, 5 steps, decay 1.0, at eps;
 
 generated once (HGD's ``prepare_data`` builds its attack bank the same way,
-algorithms.md section 6.4) and kept in memory as float32.
+docs/algorithms.md §7.4) and kept in memory as float32.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classifier recipes: the seeds' reference recipe and two defenses built on it.
 
-The reference recipe (algorithms.md section 10, from the STM member's final
+The reference recipe (docs/algorithms.md §12, from the STM member's final
 report) as reproduced here:
 
 * patient-wise 60/20/20 split, stratified, seed 42 (:func:`training.common.patient_split`);
@@ -13,7 +13,7 @@ report) as reproduced here:
   best weights restored); ReduceLROnPlateau (factor 0.1, patience 2);
 * test-split metrics with 95 % bootstrap intervals (:func:`auditor.metrics.compute_metrics`).
 
-Defenses (algorithms.md sections 6.1 and 6.2):
+Defenses (docs/algorithms.md §7.7):
 
 * ``augment`` -- the same recipe with the attack families' transforms added
   (:func:`training.augment.attack_family_augment`);
@@ -478,8 +478,8 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "synthetic": synthetic,
         "summary": {"reference": "Reference chest X-ray classifier (the seeds' recipe, patient-wise split).",
-                    "augment": "Defense: reference recipe plus the attack families' augmentations (algorithms.md 6.1).",
-                    "adversarial": "Defense: adversarial fine-tuning of a reference model (algorithms.md 6.2)."}[cfg.recipe],
+                    "augment": "Defense: reference recipe plus the attack families' augmentations (docs/algorithms.md §7.7).",
+                    "adversarial": "Defense: adversarial fine-tuning of a reference model (docs/algorithms.md §7.7)."}[cfg.recipe],
         "files": files,
         "spec": spec.to_dict(),
         "pretrained": recipe["pretrained"] or (f"initialised from {Path(cfg.init).name} (sha256 {init_sha[:12]}...)" if cfg.init else None),

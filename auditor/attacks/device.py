@@ -5,7 +5,7 @@
 ``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast
 context for the surrogate's forward pass.
 
-bf16 caution (docs/perf.md): on a random-init ResNet50 the bf16 input gradient
+bf16 caution (docs/algorithms.md §11): on a random-init ResNet50 the bf16 input gradient
 had cosine 0.08 with fp32. ``auto`` therefore means fp32 unless the caller opts
 in *and* the CPU has native bf16 (``avx512_bf16`` or AMX).
 """

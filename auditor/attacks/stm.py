@@ -182,7 +182,7 @@ class _ResCIN(nn.Module):
 
 
 class GhiasiNet(nn.Module):
-    """The arbitrary-style transformer of Ghiasi et al. (BMVC 2017), per docs/algorithms.md section 4.3.
+    """The arbitrary-style transformer of Ghiasi et al. (BMVC 2017), per docs/algorithms.md §5.3.
 
     Parameter names follow the published ``checkpoint_transformer.pth``
     (``layers.<i>.conv``, ``fc_beta``/``fc_gamma``, ``conv1``/``conv2``,

@@ -1,7 +1,7 @@
 """The seeds' visible "style transfer manipulation": alpha-blending a style image into the X-ray.
 
 This is *not* the STM attack of Ge et al. (see :mod:`auditor.attacks.stm` and
-docs/algorithms.md section 4.5): the project's source documents blend a
+docs/algorithms.md §6): the project's source documents blend a
 decorative style image at 100/50/30/10 % opacity, optionally after a
 Gatys-style content/Gram optimisation (Gatys, Ecker, Bethge, "Image Style
 Transfer Using Convolutional Neural Networks", CVPR 2016). It is

@@ -1,6 +1,6 @@
 """Adversarial-input detectors, calibrated to a target false-positive rate on benign data.
 
-(a) **Reference-based** edge/SSIM detector (the project's source document, algorithms.md §6.7):
+(a) **Reference-based** edge/SSIM detector (the project's source document, docs/algorithms.md §9.1):
     compare a suspect image with its trusted original. Canny edge maps E1, E2 (OpenCV, 8-bit
     grey, thresholds 100/200 by default — a common OpenCV choice, *not* from the source);
     ``edge = mean |E1 - E2|`` on a 0-255 scale; SSIM (Wang et al., IEEE TIP 2004) with
@@ -188,7 +188,7 @@ def log_spectrum(img: np.ndarray) -> np.ndarray:
 
 
 def fft_spectra(clean: np.ndarray, suspect: np.ndarray) -> dict[str, np.ndarray]:
-    """Log-magnitude spectra for the report's FFT figure (algorithms.md §6.7 step 5).
+    """Log-magnitude spectra for the report's FFT figure (docs/algorithms.md §9.4).
 
     Returns ``{"clean", "suspect", "difference"}``, each float32 ``(H, W)``; ``difference`` is the
     spectrum of the difference image ``suspect - clean`` (the perturbation's spectrum). A visual

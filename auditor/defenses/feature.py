@@ -11,7 +11,7 @@ the project's torch surrogate, since pretrained VGG weights cannot be downloaded
 The numeric settings are not given by the source; the defaults follow the PyTorch
 neural-style tutorial (content = deepest layer, style = all given layers, Gram divided by
 C*H*W, MSE losses, style weight 1e6, content weight 1) with a bounded Adam budget
-(20 steps, lr 0.01) and a clamp to [0, 1] after every step (algorithms.md section 6.6).
+(20 steps, lr 0.01) and a clamp to [0, 1] after every step (docs/algorithms.md §7.6).
 
 Limits: the optimisation is not differentiable in any useful closed form, so BPDA uses the
 identity (Athalye, Carlini and Wagner, ICML 2018); it is also slow (T forward/backward passes

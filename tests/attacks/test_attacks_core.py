@@ -191,7 +191,7 @@ def test_ghiasi_backend_loads_user_checkpoint(tmp_path, batch):
     x, y = batch
     torch.manual_seed(0)
     net = GhiasiNet()
-    assert sum(p.numel() for p in net.parameters()) == 1_954_593  # docs/algorithms.md section 4.3
+    assert sum(p.numel() for p in net.parameters()) == 1_954_593  # docs/algorithms.md §5.3
     torch.save({"state_dict_ghiasi": net.state_dict()}, tmp_path / "checkpoint_transformer.pth")
     cov = torch.eye(100, dtype=torch.float64) * 0.02
     torch.save({"pbn_embedding_mean": torch.zeros(100), "pbn_embedding_covariance": cov},
