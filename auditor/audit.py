@@ -76,8 +76,11 @@ def environment() -> dict[str, Any]:
     import importlib.metadata as md
     import sys
 
+    from auditor.allocator import allocator_name
+
     env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+                           "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                           "allocator": allocator_name()}
     for pkg in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "torchvision", "scikit-learn",
                 "scikit-image", "opencv-python-headless", "weasyprint"):
         try:
