@@ -13,8 +13,8 @@ from auditor.report.gates import attack_conditions
 from auditor.transfer import STRONG_SURROGATE_FLIP, WEAK_TARGET_FLIP, audit_transfer
 from auditor.types import AuditResult
 
-ADVICE = ("Try a stronger or an ensemble surrogate at the target's input size (`xray-audit train surrogates`, "
-          "then `--surrogate DIR`), or `--surrogate target` (white-box) where the model converts with onnx2torch.")
+ADVICE = ("Try a stronger or an ensemble surrogate at the target's input size (xray-audit train surrogates, "
+          "then --surrogate DIR), or --surrogate target (white-box) where the model converts with onnx2torch.")
 
 
 def _pct(v: Any) -> str:
