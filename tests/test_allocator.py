@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.allocator import OPT_OUT, TRIED, find_jemalloc, reexec_plan
+from auditor.allocator import DEFAULT_MALLOC_CONF, OPT_OUT, TRIED, find_jemalloc, reexec_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = "/usr/lib/libjemalloc.so.2"
@@ -21,6 +21,11 @@ LIB = "/usr/lib/libjemalloc.so.2"
 def test_torch_commands_reexec_with_jemalloc(args):
     env = reexec_plan(args, {"PATH": "/bin"}, LIB, loaded=False)
     assert env is not None and env["LD_PRELOAD"] == LIB and env[TRIED] == "1" and env["PATH"] == "/bin"
+    assert env["MALLOC_CONF"] == DEFAULT_MALLOC_CONF
+
+
+def test_user_malloc_conf_wins():
+    assert reexec_plan(["scan"], {"MALLOC_CONF": "narenas:1"}, LIB, loaded=False)["MALLOC_CONF"] == "narenas:1"
 
 
 def test_existing_preload_is_kept():
@@ -49,7 +54,7 @@ def _scan_env(tmp_path, extra_env):
 
     data = write_image_folder(tmp_path / "data", n_per_class=2, size=16)
     model = make_classifier(tmp_path / "m.onnx", channels=1, size=16, class_names=["normal", "pneumonia", "pneumothorax"])
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", TRIED, OPT_OUT)}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", TRIED, OPT_OUT)}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **extra_env)
     out = tmp_path / "out"
     subprocess.run([sys.executable, "-m", "auditor", "scan", str(model), "--data", str(data), "--out", str(out),
@@ -60,7 +65,7 @@ def _scan_env(tmp_path, extra_env):
 
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc.so.2 is not installed (apt-get install libjemalloc2)")
 def test_scan_runs_under_jemalloc_and_records_it(tmp_path):
-    assert _scan_env(tmp_path, {}) == "jemalloc"
+    assert _scan_env(tmp_path, {}) == f"jemalloc (MALLOC_CONF={DEFAULT_MALLOC_CONF})"
 
 
 def test_opt_out_records_the_system_allocator(tmp_path):
