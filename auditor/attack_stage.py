@@ -2,8 +2,10 @@
 
 Each set is a dict: ``name`` (``usmm@8``), ``kind`` (``attack``/``style_blend``),
 ``attack``, ``epsilon``, ``surrogate``, ``threat_model``, ``images`` (N,1,H,W),
-``stats`` (perturbation norms, SSIM, PSNR against clean), ``label`` and ``meta``
-(cache key, timing, cache hit) for results.json.
+``stats`` (perturbation norms, SSIM, PSNR against clean), ``label``, ``meta``
+(cache key, timing, cache hit) for results.json and, for gradient attacks,
+``surrogate_eval`` (the surrogate's predictions on the clean and on the quantised
+adversarial images and its input size; see :mod:`auditor.transfer`).
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
         from auditor.attacks.device import pick_device
         from auditor.attacks.sets import build_adversarial_set, perturbation_stats
         from auditor.attacks.stm import StyleBackendUnavailable
+        from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
 
         surrogate = load_scan_surrogate(auditor)
         if surrogate is not None:
             device = pick_device(opt.device)
             sur_label = surrogate.identity.get("label") or opt.surrogate
+            sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+            sur_sizes = input_sizes(surrogate.module)
             for attack in wanted:
                 for eps in opt.epsilons:
                     name = f"{attack}@{eps_name(eps)}"
@@ -93,6 +98,9 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                                  "seconds": round(aset.seconds, 2), "backend": aset.backend,
                                  "surrogate": surrogate.identity,
                                  "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}},
+                        "surrogate_eval": {"clean_pred": sur_clean, "input_sizes": sur_sizes,
+                                           "adv_pred": surrogate_predict(surrogate.module, aset.images,
+                                                                         opt.batch_size, device)},
                     })
     if "blend" in opt.attacks:
         from auditor.attacks.sets import perturbation_stats

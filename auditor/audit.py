@@ -21,6 +21,7 @@ from auditor.data import fingerprint, load_images, map_labels, open_dataset, str
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
+from auditor.transfer import set_diagnostics, transfer_summary
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition, Skipped
 
 KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
@@ -75,8 +76,11 @@ def environment() -> dict[str, Any]:
     import importlib.metadata as md
     import sys
 
+    from auditor.allocator import allocator_name
+
     env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+                           "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                           "allocator": allocator_name()}
     for pkg in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "torchvision", "scikit-learn",
                 "scikit-image", "opencv-python-headless", "weasyprint"):
         try:
@@ -208,7 +212,8 @@ class Auditor:
                 parameters=opt.to_dict(),
                 environment={**environment(), **timings, "onnx_provider": model.provider},
                 skipped=tuple(self.skipped), detector=det,
-                extras={"examples": examples, "adversarial_sets": set_meta} if model is self.target else {"adversarial_sets": set_meta},
+                extras={**({"examples": examples} if model is self.target else {}), "adversarial_sets": set_meta,
+                        "transfer": transfer_summary(conditions)},
             )
 
         compared = tuple(build(m, c, None) for m, c in zip(models[1:], results[1:]))
@@ -231,6 +236,10 @@ class Auditor:
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
             if st["kind"] == "style_blend":
                 extra["opacity"] = st["alpha"]
+            if "surrogate_eval" in st:
+                ev = st["surrogate_eval"]
+                extra["transfer"] = set_diagnostics(data.y, clean_pred, pred, ev["clean_pred"], ev["adv_pred"],
+                                                    ev["input_sizes"], (model.spec.height, model.spec.width))
             conditions.append(self._condition(st["name"], st["kind"], pred, data, names, attack=st["attack"],
                                               epsilon=st.get("epsilon"), surrogate=st.get("surrogate"),
                                               threat_model=st.get("threat_model"), extra=extra))

@@ -59,6 +59,33 @@ def resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
     return _torchvision_resnet(18, num_classes, in_channels)
 
 
+class DenseNetClassifier(nn.Module):
+    """DenseNet-121 features (Huang et al., CVPR 2017; the CheXNet backbone, Rajpurkar et al. 2017) + the head.
+
+    Dense connectivity instead of residual sums: a surrogate architecturally
+    unlike the ResNets, for ensembles (Liu et al., ICLR 2017).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        from torchvision import models
+
+        base = models.densenet121(weights=None)
+        if in_channels != 3:
+            base.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.features = base.features
+        self.fc = ClassifierHead(base.classifier.in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = torch.relu(self.features(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def densenet121(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """DenseNet-121 with the seeds' head (see :class:`DenseNetClassifier`)."""
+    return DenseNetClassifier(num_classes, in_channels)
+
+
 class SmallCNN(nn.Module):
     """A four-block CNN (about 0.1 M parameters) for the demo and for tests."""
 
@@ -81,6 +108,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "resnet18": resnet18,
     "small_cnn": SmallCNN,
+    "densenet121": densenet121,
 }
 
 
@@ -102,6 +130,8 @@ def last_conv_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The last convolutional feature map (the HGD guidance tap) of a registered architecture."""
     if isinstance(model, SmallCNN):
         return model.features(x)
+    if isinstance(model, DenseNetClassifier):
+        return torch.relu(model.features(x))
     m = model
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     return m.layer4(m.layer3(m.layer2(m.layer1(x))))

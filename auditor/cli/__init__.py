@@ -84,7 +84,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (re-executes under jemalloc for torch work, see ``auditor.allocator``)."""
+    from auditor.allocator import maybe_reexec
+
+    maybe_reexec()
     cli(prog_name="xray-audit")
 
 

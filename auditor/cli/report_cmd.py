@@ -17,17 +17,21 @@ from auditor.errors import EXIT_GATE_FAILED
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: beside results.json).")
 @click.option("--format", "formats", default="html,pdf", show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
+@click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
-def report_command(results: str, out: str | None, formats: str, fail_under: str | None, strict: bool) -> None:
+def report_command(results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None,
+                   strict: bool) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
     from auditor.report.console import print_summary
-    from auditor.report.gates import evaluate_gates, parse_gates
+    from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
     from auditor.report.io import load_results
     from auditor.report.render import render_all
 
+    gates = parse_gates(fail_under) if fail_under else ()
+    min_transfer = check_min_transfer(min_transfer, gates)
     result = load_results(results)
     if fail_under:
-        result = replace(result, gates=tuple(evaluate_gates(result, parse_gates(fail_under))))
+        result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
     out_dir = Path(out) if out else Path(results).parent
     written = render_all(result, out_dir, split_list(formats))
     print_summary(result, stream=sys.stdout)

@@ -48,18 +48,19 @@ def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
 
 def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFAULT_FORMATS, fail_under: str | None = None,
              strict: bool = False, quiet: bool = False, progress: bool | None = None, overrides: dict | None = None,
-             sidecar: str | None = None, command: str = "", **options) -> int:
+             sidecar: str | None = None, command: str = "", min_transfer: float | None = None, **options) -> int:
     """Library entry of the scan command; returns the exit code (0 or 1)."""
     from auditor.audit import Auditor, ScanOptions
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
-    from auditor.report.gates import evaluate_gates, parse_gates
+    from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
     from auditor.report.render import render_all
 
     reporter = Reporter(quiet=quiet, progress=progress)
     fmts = split_list(formats)
     gates = parse_gates(fail_under) if fail_under else []
+    min_transfer = check_min_transfer(min_transfer, gates)
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFA
     if gates:
         from dataclasses import replace
 
-        result = replace(result, gates=tuple(evaluate_gates(result, gates)))
+        result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
     written = render_all(result, out_dir, fmts)
     from auditor.report.console import print_summary
 
@@ -127,6 +128,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--compare", multiple=True, type=click.Path(dir_okay=False), help="Further ONNX models scanned on the same sets.")
 @click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates, e.g. accuracy=0.8,robust_accuracy=0.5 (see README).")
+@click.option("--min-transfer", type=float, help="Robustness gates fail when the transfer efficiency "
+              "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).")
 @click.option("--strict", is_flag=True, help="Skipped images, attacks or defenses make the scan fail (exit 1).")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Inference batch size.")
@@ -144,13 +147,13 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
-                 compare, formats, fail_under, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
+                 compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
                  style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress, **kw) -> None:
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
     exit_code = run_scan(
-        model, data, out, compare=compare, formats=formats, fail_under=fail_under, strict=strict, quiet=quiet,
+        model, data, out, compare=compare, formats=formats, fail_under=fail_under, min_transfer=min_transfer, strict=strict, quiet=quiet,
         progress=False if no_progress else None, overrides=contract_overrides(kw), sidecar=kw.get("sidecar"),
         command=" ".join(shlex.quote(a) for a in ["xray-audit", *sys.argv[1:]]),
         attacks=_parse_attacks(attacks, surrogate), epsilons=parse_epsilons(eps), surrogate=surrogate,

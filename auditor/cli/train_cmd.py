@@ -39,7 +39,7 @@ def _common(func):
 
 def _classifier_options(func):
     opts = [
-        click.option("--arch", type=click.Choice(["resnet50", "resnet18", "small_cnn"]), default="resnet50", show_default=True),
+        click.option("--arch", type=click.Choice(["resnet50", "resnet18", "small_cnn", "densenet121"]), default="resnet50", show_default=True),
         click.option("--image-size", type=click.IntRange(16, 1024), default=224, show_default=True,
                      help="Square input size (128 for quick CPU runs)."),
         click.option("--pretrained", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
@@ -137,6 +137,32 @@ def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> 
     cfg = _classifier_config("adversarial", {**kw, "lr": lr, "patience": patience}, init=init, attack=attack.lower(),
                              adv_eps=parse_epsilons(eps), adv_fraction=adv_fraction)
     _print_classifier(train_adversarial(cfg))
+
+
+@train_group.command("surrogates")
+@_common
+@click.option("--archs", default="resnet18,small_cnn,densenet121", show_default=True,
+              help="One member per architecture (repeats allowed), each trained on its own patient fold.")
+@click.option("--image-size", type=click.IntRange(16, 1024), default=224, show_default=True,
+              help="Square input size of every member (ideally the target's).")
+@click.option("--exclude", type=click.Path(), help="Folder or CSV manifest (e.g. the audit's test split) whose "
+              "patients and images no member may see.")
+@click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
+@click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early-stopping patience (val loss).")
+@click.option("--min-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="Epochs before early stopping and lr reduction may act.")
+def surrogates_command(archs, exclude, **kw) -> None:
+    """A surrogate zoo: several architectures on disjoint patient folds; use the folder as --surrogate DIR."""
+    from training.zoo import parse_archs, train_zoo
+
+    names = parse_archs(archs)
+    base = _classifier_config("reference", {**kw, "arch": names[0]})
+    doc = train_zoo(kw["data"], kw["out"], names, base, exclude=exclude)
+    for m in doc["members"]:
+        acc = m["test_accuracy"]
+        click.echo(f"{m['arch']:<12} fold {m['fold']}: {m['n_images']} images, {m['n_patients']} patients, "
+                   f"test accuracy {'—' if acc is None else f'{acc:.3f}'}  ({m['card']})")
+    click.echo(f"zoo: {kw['out']}/zoo.json (use --surrogate {kw['out']})")
 
 
 def _defense_config(kw: dict, **extra):

@@ -321,9 +321,47 @@ def class_permutation(surrogate_names: tuple[str, ...], target_names: tuple[str,
     return [s.index(name) for name in t]
 
 
+ZOO_FILE = "zoo.json"
+
+
+def zoo_members(folder: str | Path) -> list[str]:
+    """Checkpoint paths of a surrogate zoo folder (``zoo.json`` of ``xray-audit train surrogates``).
+
+    Each member's SHA-256 must match the one recorded when it was trained
+    (:class:`ModelContractError` otherwise, as for a missing member).
+    """
+    root = Path(folder)
+    index = root / ZOO_FILE
+    if not index.is_file():
+        raise UsageError(f"{root}: a folder given to --surrogate must be a surrogate zoo with {ZOO_FILE} "
+                         "(xray-audit train surrogates)")
+    import json
+
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+        members = [(str(m["checkpoint"]), str(m["sha256"])) for m in doc["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelContractError(f"{index}: not a surrogate zoo index ({type(exc).__name__})") from None
+    if not members:
+        raise ModelContractError(f"{index}: the zoo has no members")
+    paths = []
+    for rel, sha in members:
+        p = (root / rel).resolve()
+        if root.resolve() not in p.parents:
+            raise ModelContractError(f"{index}: member {rel!r} lies outside the zoo folder")
+        if not p.is_file():
+            raise ModelContractError(f"{index}: member checkpoint {rel} not found")
+        if _sha256(p) != sha:
+            raise ModelContractError(f"{index}: member {rel} does not match the SHA-256 recorded in the zoo")
+        paths.append(str(p))
+    return paths
+
+
 def load_surrogate(spec_string: str, target_spec: ModelSpec | None, target_path: str | Path | None,
                    device: torch.device | str = "cpu") -> Surrogate:
     """``PATH``, ``PATH,PATH,...`` (logit-averaging ensemble) or ``target`` (white-box via onnx2torch).
+
+    A ``PATH`` that is a folder is a surrogate zoo (:func:`zoo_members`): all its members join the ensemble.
 
     Raises :class:`UsageError` for an empty spec or class-set mismatch,
     :class:`ModelContractError` for a bad checkpoint and
@@ -340,7 +378,8 @@ def load_surrogate(spec_string: str, target_spec: ModelSpec | None, target_path:
                  "arch": "onnx2torch", "label": "target (white-box, onnx2torch)",
                  "agreement_max_prob_diff": model.meta["agreement_max_prob_diff"]}
         return Surrogate(model, tuple(target_spec.class_names), ident, "white-box")
-    paths = [p.strip() for p in text.split(",") if p.strip()]
+    paths = [m for p in text.split(",") if p.strip()
+             for m in (zoo_members(p.strip()) if Path(p.strip()).is_dir() else [p.strip()])]
     members: list[TorchClassifier] = []
     names: tuple[str, ...] | None = tuple(target_spec.class_names) if target_spec is not None else None
     for p in paths:

@@ -8,6 +8,7 @@ from typing import IO
 
 from auditor.report.base import Renderer
 from auditor.report.html import fmt_ci, fmt_eps, fmt_pct, summary_numbers
+from auditor.report.transfer_view import headline as transfer_headline
 from auditor.types import AuditResult
 
 
@@ -40,6 +41,12 @@ def _tables(result: AuditResult) -> list:
         b = s["best_defense"]
         out.append(Text(f"Best defense: {b['name']} — worst attacked accuracy {fmt_pct(b['robust'])}, "
                         f"clean cost {fmt_pct(b['clean_cost'], signed=True, points=True)}"))
+    verdict = transfer_headline(result)
+    if verdict is not None:
+        style = "bold red" if verdict["weak"] else None
+        out.append(Text(("WEAK EVIDENCE: " if verdict["weak"] else "") + " ".join(verdict["sentences"]), style=style))
+        if verdict["advice"]:
+            out.append(Text(verdict["advice"]))
     if result.gates:
         gates = Table(title="Gates", title_justify="left")
         for col in ("gate", "threshold", "value", "verdict", "detail"):

@@ -19,6 +19,13 @@ max_flip_rate              highest flip rate over attack conditions             
 A gate whose value cannot be measured on the result (no attack conditions, a
 class without images, a class the model does not have) fails with the detail
 ``not measured``.
+
+``--min-transfer X`` guards the robustness gates (``robust_accuracy``,
+``robust_sensitivity:<class>``, ``max_attack_success_rate``, ``max_flip_rate``)
+against a vacuous transfer audit: each of them fails, whatever its value, when
+the audit transfer efficiency (:func:`auditor.transfer.audit_transfer`: the
+best target flip rate / surrogate flip rate over the transfer conditions;
+white-box conditions count as 1) is below ``X`` or cannot be measured.
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from auditor.errors import UsageError
+from auditor.transfer import audit_transfer
 from auditor.types import AuditResult, Condition, GateOutcome
 
 #: gates measured on one number, without a class
 SIMPLE_GATES = ("accuracy", "macro_f1", "robust_accuracy", "max_attack_success_rate", "max_flip_rate")
+#: gates measured under attack, which ``--min-transfer`` guards
+ROBUSTNESS_GATES = ("robust_accuracy", "robust_sensitivity", "max_attack_success_rate", "max_flip_rate")
 #: gates that need ``:<class>``
 CLASS_GATES = ("sensitivity", "robust_sensitivity")
 #: gates whose threshold is an upper bound
@@ -195,6 +205,39 @@ def evaluate_gate(result: AuditResult, gate: GateSpec) -> GateOutcome:
     return GateOutcome(gate.name, gate.threshold, value, passed, detail)
 
 
-def evaluate_gates(result: AuditResult, gates: Iterable[GateSpec]) -> tuple[GateOutcome, ...]:
-    """Verdicts of ``gates`` (from :func:`parse_gates`) on ``result``, in order."""
-    return tuple(evaluate_gate(result, g) for g in gates)
+def check_min_transfer(value: float | None, gates: Iterable[GateSpec]) -> float | None:
+    """Validate ``--min-transfer``: a fraction in [0, 1], only together with a robustness gate."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise UsageError(f"--min-transfer {value:g} must be a fraction between 0 and 1 (e.g. 0.5)")
+    if not any(g.metric in ROBUSTNESS_GATES for g in gates):
+        raise UsageError("--min-transfer guards robustness gates; add one, e.g. --fail-under robust_accuracy=0.7")
+    return value
+
+
+def _vacuous(outcome: GateOutcome, verdict: dict, min_transfer: float) -> GateOutcome:
+    eff = verdict["efficiency"]
+    if eff is not None and eff >= min_transfer:
+        detail = f"{outcome.detail}; transfer efficiency {eff:.3f} >= --min-transfer {min_transfer:g}"
+        return GateOutcome(outcome.name, outcome.threshold, outcome.value, outcome.passed, detail)
+    shown = "not measured" if eff is None else f"{eff:.3f}"
+    measured = outcome.detail.partition(": ")[2] if outcome.detail.startswith(("passed: ", "failed: ")) else outcome.detail
+    detail = (f"failed: vacuous audit, transfer efficiency {shown} < --min-transfer {min_transfer:g} "
+              f"(the attacks did not carry over from the surrogate); measured {measured}")
+    return GateOutcome(outcome.name, outcome.threshold, outcome.value, False, detail)
+
+
+def evaluate_gates(result: AuditResult, gates: Iterable[GateSpec],
+                   min_transfer: float | None = None) -> tuple[GateOutcome, ...]:
+    """Verdicts of ``gates`` (from :func:`parse_gates`) on ``result``, in order.
+
+    With ``min_transfer``, robustness gates also fail on a vacuous transfer audit (module docstring).
+    """
+    gates = tuple(gates)
+    outcomes = [evaluate_gate(result, g) for g in gates]
+    if min_transfer is None:
+        return tuple(outcomes)
+    verdict = audit_transfer(result.conditions)
+    return tuple(_vacuous(o, verdict, min_transfer) if g.metric in ROBUSTNESS_GATES else o
+                 for g, o in zip(gates, outcomes))

@@ -18,6 +18,7 @@ from typing import Any
 from auditor.report.base import Renderer
 from auditor.report.gates import attack_conditions
 from auditor.report.jsonfmt import results_digest
+from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.types import AuditResult, Condition
 
 #: example images shown at most (the rest are counted in a note)
@@ -460,6 +461,8 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
             for m in (result.extras.get("adversarial_sets") or []) if isinstance(m, dict)],
         "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
         "environment": [(k, fmt_value(v)) for k, v in sorted(result.environment.items(), key=lambda kv: str(kv[0]))],
+        "transfer_headline": headline(result),
+        "transfer_rows": diagnostic_rows(result),
         "has_transfer": any(g["kind"] == "transfer" for g in _threat_groups(result)),
         "has_whitebox": any(g["kind"] in ("white-box", "whitebox") for g in _threat_groups(result)),
     }
