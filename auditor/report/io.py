@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import ResultsError, UsageError
+from auditor.errors import ResultsError, os_error
 from auditor.types import SCHEMA_VERSION, AuditResult
 
 #: tolerance between a stored accuracy and the confusion matrix's trace / total
@@ -142,7 +142,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     The bytes go to a temporary file in the same folder, are flushed to disk,
     then renamed over ``path`` (``os.replace`` is atomic on one filesystem).
     On any failure the temporary file is removed and an existing ``path`` is
-    left untouched. A folder that cannot be written raises :class:`UsageError`.
+    left untouched. A folder that cannot be written raises :class:`UsageError` (exit 2), a full
+    disk or an I/O error :class:`RuntimeFailure` (exit 4).
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
@@ -150,7 +151,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     except OSError as exc:
-        raise UsageError(f"{folder}: cannot write {target.name} there ({exc.strerror or exc})") from None
+        raise os_error(exc, f"{folder}: cannot write {target.name} there") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -165,6 +166,6 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):
-            raise UsageError(f"{target}: cannot write ({exc.strerror or exc})") from None
+            raise os_error(exc, f"{target}: cannot write") from None
         raise
     return target
