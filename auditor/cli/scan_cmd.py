@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import (
+    MAX_ATTACK_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    MAX_BOOTSTRAP,
     common_run_options,
     contract_overrides,
     model_contract_options,
@@ -205,8 +208,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--fail-under", help="Gates, e.g. accuracy=0.8,robust_accuracy=0.5 (see README).")
 @click.option("--strict", is_flag=True, help="Skipped images, attacks or defenses make the scan fail (exit 1).")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Inference batch size.")
-@click.option("--attack-batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True, help="Inference batch size.")
+@click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Adversarial-set cache (default: $XRAY_AUDIT_CACHE or ~/.cache/xray-audit).")
@@ -217,7 +220,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--ray-address", help="Spread attack batches over Ray: 'local' or a cluster address ('auto'); "
               "--cache-dir must be on a shared file system.")
 @click.option("--workers", type=click.IntRange(1), help="Ray tasks per adversarial set (default: available CPUs).")
-@click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
+@click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
                  compare, formats, fail_under, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,

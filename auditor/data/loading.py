@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.errors import DataError
+from auditor.errors import DataError, UsageError
 from auditor.hashing import sha256_file
 from auditor.types import Sample, Skipped
 
@@ -378,9 +378,9 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     for part in text.split(","):
         if not part.strip():
             continue
-        if "=" not in part:
-            raise DataError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
-        a, b = part.split("=", 1)
+        a, sep, b = part.partition("=")  # the FIRST '=': a model class may contain '='
+        if not sep or not a.strip() or not b.strip():
+            raise UsageError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
         out[a.strip().lower()] = b.strip()
     return out
 
