@@ -165,7 +165,8 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None) -> Dataset:
         return _nih_dataset(csv_path, rows, images_dir, DEFAULT_FINDING_MAP)
     pcol = "path" if "path" in cols else "file" if "file" in cols else None
     if pcol is None or "label" not in cols:
-        raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {sorted(cols)}")
+        names = sorted(str(c) for c in cols if c is not None)  # None: cells beyond the header
+        raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {names}")
     base = images_dir or csv_path.parent
     skipped: list[Skipped] = []
     samples = []
