@@ -59,6 +59,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
 
     names_wanted = _parse_attack_names(attacks)
     epsilons = parse_epsilons(eps)
+    label_mapping = parse_label_map(label_map)  # every flag before the surrogate is loaded
     reporter = Reporter(quiet=quiet, progress=False if no_progress else None)
     dev = pick_device(device)
 
@@ -77,7 +78,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     samples = list(ds.samples)
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
-    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), parse_label_map(label_map))
+    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), label_mapping)
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
         images, kept, skipped_imgs = load_images(samples, size, progress=adv)

@@ -151,6 +151,9 @@ def _run_scan_staged(model, data, stage, *, compare, fmts, gates, strict, quiet,
         others = []
         for path in compare:
             cspec = read_spec(path, overrides={k: v for k, v in (overrides or {}).items() if k != "class_names"})
+            if [c.lower() for c in cspec.class_names] != [c.lower() for c in spec.class_names]:
+                raise UsageError(f"--compare {path}: classes {list(cspec.class_names)} differ from the target's "
+                                 f"{list(spec.class_names)}")
             others.append(OnnxClassifier(path, spec=cspec, device=device))
         opts = ScanOptions(strict=strict, **options)
         result = Auditor(target, opts, reporter, command=command).run(data, compare=others)

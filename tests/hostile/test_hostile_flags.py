@@ -122,3 +122,19 @@ def test_debug_still_shows_a_traceback_for_internal_details(model, tmp_path):
     """``--debug`` keeps the raw exception (here the usage error) instead of the one-line form."""
     r = invoke("--debug", *scan_args(model, tmp_path / "nowhere", tmp_path / "out", "--defenses", "jpeg:500"))
     assert r.exit_code != 0 and r.exception is not None and not isinstance(r.exception, SystemExit)
+
+
+def test_compare_model_with_other_classes_is_refused_before_the_scan(model, tmp_path):
+    """Missing data would be exit 3: exit 2 proves the --compare classes were checked before reading it."""
+    other = tiny_model(tmp_path / "other.onnx", class_names=("cat", "dog", "bird"))
+    out = tmp_path / "out"
+    r = run_and_check(out, scan_args(model, tmp_path / "no-data", out, "--compare", other), 2)
+    assert "--compare" in r.stderr
+
+
+def test_attack_command_checks_label_map_before_loading_the_surrogate(tmp_path):
+    """The surrogate file is junk: a label-map error proves the flag was checked first."""
+    r = invoke("attack", "--surrogate", _file(tmp_path), "--data", tmp_path, "--out", tmp_path / "sets",
+               "--label-map", "oops")
+    assert_outcome(r, 2)
+    assert "label-map" in r.stderr
