@@ -100,6 +100,8 @@ class StagedOutput:
         """
         assert self.path is not None, "commit() outside the context"
         staged = sorted(p.name for p in self.path.iterdir() if p.is_file())
+        if not staged:  # e.g. --format console: this run writes no file, so it replaces none
+            return {}
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             backup = Path(tempfile.mkdtemp(prefix=f"{self._tag()}{os.getpid()}-old-", dir=self.path.parent))

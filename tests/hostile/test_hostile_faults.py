@@ -203,3 +203,10 @@ def test_interrupt_while_writing_keeps_earlier_outputs(hostile_base, tmp_path, m
     r = invoke(*scan_args(hostile_base["model"], hostile_base["data"], out))
     assert r.exit_code == 130 and "Traceback" not in r.stderr
     assert snapshot(out) == before
+
+
+def test_console_only_run_leaves_earlier_files_alone(hostile_base, tmp_path):
+    out = tmp_path / "out"
+    before = previous_outputs(out)
+    assert_outcome(invoke(*scan_args(hostile_base["model"], hostile_base["data"], out, "--format", "console")), 0)
+    assert snapshot(out) == before

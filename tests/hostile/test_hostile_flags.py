@@ -37,7 +37,6 @@ BAD_SCAN_FLAGS = {
     "attack_without_surrogate": lambda t: ["--attacks", "usmm"],
     "surrogate_missing": lambda t: ["--attacks", "usmm", "--surrogate", t / "missing.pt"],
     "style_image_missing": lambda t: ["--attacks", "blend", "--style-image", t / "missing.png"],
-    "ghiasi_without_checkpoint": lambda t: ["--attacks", "stm", "--surrogate", _file(t), "--style-backend", "ghiasi"],
     "format_unknown": lambda t: ["--format", "json,xlsx"],
     "batch_size_zero": lambda t: ["--batch-size", "0"],
     "batch_size_huge": lambda t: ["--batch-size", "100000"],
