@@ -18,6 +18,8 @@ code  meaning
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
@@ -61,3 +63,20 @@ class RuntimeFailure(AuditError):
     """The work could not run here: missing device, failed export check, out of memory."""
 
     exit_code = EXIT_RUNTIME
+
+
+#: errno values that say "this machine cannot do it now" (disk full, quota, I/O error), not "bad flag"
+_ENVIRONMENT_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EIO", "EFBIG", "ENOMEM") if hasattr(errno, n))
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """True for an ``OSError`` caused by the environment (full disk, quota, I/O error)."""
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
+
+
+def os_error(exc: OSError, what: str) -> AuditError:
+    """The project error for an ``OSError`` on ``what``: full disk and friends are exit 4, the rest exit 2."""
+    reason = exc.strerror or str(exc)
+    if is_environment_error(exc):
+        return RuntimeFailure(f"{what}: {reason}")
+    return UsageError(f"{what}: {reason}")

@@ -21,6 +21,10 @@ from typing import Any
 
 SCHEMA_VERSION = "1.0"
 
+#: largest image (height x width) the tool decodes or feeds to a model; a decompression-bomb and
+#: untrusted-model guard (the same figure as ``auditor.data.loading.MAX_PIXELS``)
+MAX_IMAGE_PIXELS = 64_000_000
+
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "uint8")
 OUTPUT_KINDS = ("logits", "probabilities", "sigmoid_logit", "sigmoid_probability")

@@ -10,7 +10,7 @@ import pytest
 
 from auditor.data import fingerprint, load_image, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
 from auditor.data.loading import MAX_PIXELS, ImageReadError
-from auditor.errors import DataError
+from auditor.errors import DataError, UsageError
 from onnx_factory import write_image_folder
 
 
@@ -179,7 +179,7 @@ def test_label_mapping():
         map_labels(["normal", "effusion"], classes)
     with pytest.raises(DataError, match="no data label matches"):
         map_labels(["cat", "dog"], classes)
-    with pytest.raises(DataError, match="not DATA_LABEL=MODEL_CLASS"):
+    with pytest.raises(UsageError, match="not DATA_LABEL=MODEL_CLASS"):  # a bad flag: exit 2 (issue 10)
         parse_label_map("oops")
 
 

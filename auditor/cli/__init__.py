@@ -14,7 +14,7 @@ import sys
 import click
 
 from auditor import __version__
-from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AuditError
+from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, AuditError, is_environment_error
 
 #: command name -> (module, attribute, short help)
 COMMANDS = {
@@ -56,14 +56,25 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: work already finished is kept (cached sets resume on the next run)", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except click.ClickException as exc:
+            if debug:
+                raise
+            # one line, like every other error (click's default adds a usage block)
+            hint = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx else ""
+            click.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            ctx.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
         except MemoryError:
             click.echo("error: out of memory (try --batch-size or --max-images)", err=True)
-            ctx.exit(4)
+            ctx.exit(EXIT_RUNTIME)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if debug:
                 raise
+            if is_environment_error(exc):  # e.g. the cache's disk filled up mid-attack
+                where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                click.echo(f"error: {where}{exc.strerror or exc} (a problem of this machine, not of the input)", err=True)
+                ctx.exit(EXIT_RUNTIME)
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             click.echo(f"internal error: {type(exc).__name__}: {first} (re-run with --debug for a traceback)", err=True)
             ctx.exit(EXIT_INTERNAL)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from auditor.cli.options import common_run_options, parse_epsilons, split_list
+from auditor.cli.options import MAX_ATTACK_BATCH_SIZE, common_run_options, parse_epsilons, split_list
 from auditor.errors import EXIT_GATE_FAILED, UsageError
 
 GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
@@ -38,7 +38,7 @@ def _parse_attack_names(text: str) -> list[str]:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
               help="Surrogate arithmetic (bf16: faster on CPUs with avx512_bf16, check attack success first).")
-@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's).")
 @click.option("--style-backend", type=click.Choice(["randconv", "adain-stats", "ghiasi"]), default="randconv",
@@ -59,6 +59,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
 
     names_wanted = _parse_attack_names(attacks)
     epsilons = parse_epsilons(eps)
+    label_mapping = parse_label_map(label_map)  # every flag before the surrogate is loaded
     reporter = Reporter(quiet=quiet, progress=False if no_progress else None)
     dev = pick_device(device)
 
@@ -77,7 +78,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     samples = list(ds.samples)
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
-    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), parse_label_map(label_map))
+    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), label_mapping)
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
         images, kept, skipped_imgs = load_images(samples, size, progress=adv)

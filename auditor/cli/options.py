@@ -11,6 +11,33 @@ from auditor.errors import UsageError
 from auditor.types import LAYOUTS, OUTPUT_KINDS, SCALINGS
 
 
+#: upper bounds of the flags that size work (memory grows with batch x image pixels)
+MAX_BATCH_SIZE = 1024
+MAX_ATTACK_BATCH_SIZE = 256
+MAX_BOOTSTRAP = 100_000
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number > 0 (learning rates): ``nan``, ``inf``, 0 and negatives are usage errors."""
+
+    name = "positive number"
+
+    def __init__(self, maximum: float | None = None) -> None:
+        self.maximum = maximum
+
+    def convert(self, value, param, ctx):  # noqa: D102
+        import math
+
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v <= 0 or (self.maximum is not None and v > self.maximum):
+            upper = f" and at most {self.maximum:g}" if self.maximum is not None else ""
+            self.fail(f"{value!r} must be a finite number above 0{upper}", param, ctx)
+        return v
+
+
 def model_contract_options(func):
     """Flags that override what the ONNX file says about its input/output contract."""
     opts = [

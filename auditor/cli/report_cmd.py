@@ -22,21 +22,36 @@ from auditor.errors import EXIT_GATE_FAILED
 def report_command(results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None,
                    strict: bool) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
+    from auditor.capture import capture_library_output
+    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes
+    from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
     from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
     from auditor.report.io import load_results
-    from auditor.report.render import render_all
+    from auditor.report.render import FILE_FORMATS, render_all
+    from auditor.report.staging import StagedOutput
 
+    fmts = split_list(formats)
+    parse_formats(fmts)
     gates = parse_gates(fail_under) if fail_under else ()
     min_transfer = check_min_transfer(min_transfer, gates)
+    _check_dir_flag(out, "--out")
     result = load_results(results)
-    if fail_under:
+    check_gate_classes(gates, result.class_names, where=results)
+    if gates:
         result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
     out_dir = Path(out) if out else Path(results).parent
-    written = render_all(result, out_dir, split_list(formats))
+    # beside the results.json it renders, the other files belong to the same run: keep them
+    same_run = out_dir.absolute() == Path(results).absolute().parent
+    debug = bool((click.get_current_context().find_root().obj or {}).get("debug"))
+    with StagedOutput(out_dir, managed=FILE_FORMATS.values()) as stage:
+        with capture_library_output(show=debug):
+            render_all(result, stage.path, fmts)
+        written = stage.commit(stale="keep" if same_run else "remove")
     print_summary(result, stream=sys.stdout)
-    for fmt, path in written.items():
-        click.echo(f"wrote {fmt}: {path}", err=True)
+    kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}
+    for name, path in written.items():
+        click.echo(f"wrote {kinds.get(name, name)}: {path}", err=True)
     failed = [g for g in result.gates if not g.passed]
     skipped = list(result.skipped) + list(result.data.get("skipped", []))
     if failed or (strict and skipped):

@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import (
+    MAX_ATTACK_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    MAX_BOOTSTRAP,
     common_run_options,
     contract_overrides,
     model_contract_options,
@@ -46,49 +49,126 @@ def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _check_dir_flag(path: str | None, flag: str) -> None:
+    """A folder flag must not be, or lie under, an existing regular file (checked before any work)."""
+    if not path:
+        return
+    p = Path(path).expanduser().absolute()
+    for q in (p, *p.parents):
+        try:
+            if q.exists():
+                if not q.is_dir():
+                    what = "is a file" if q == p else f"lies under the file {q}"
+                    raise UsageError(f"{flag} {path}: {what}, not a folder")
+                return
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot be checked ({exc.strerror or exc})") from None
+
+
+def _check_file_flag(path: str | None, flag: str) -> None:
+    if path and not Path(path).expanduser().is_file():
+        raise UsageError(f"{flag} {path}: file not found")
+
+
+def check_scan_flags(options: dict, gates=()) -> None:
+    """Every flag of a scan that can be checked without the model or the data, checked at once.
+
+    Raises :class:`UsageError` (exit 2) before any image is read or attacked.
+    """
+    from auditor.defenses.registry import check_defenses
+
+    check_defenses(options.get("defenses"))
+    if options.get("attacks") or options.get("bpda"):
+        _check_dir_flag(options.get("cache_dir"), "--cache-dir")
+    _check_file_flag(options.get("style_image"), "--style-image")
+    # a missing STM style checkpoint is not checked here: it makes the STM attack a Skipped item
+    surrogate = options.get("surrogate")
+    if surrogate and surrogate.strip().lower() != "target":
+        for part in split_list(surrogate):
+            _check_file_flag(part, "--surrogate")
+
+
+def check_gate_classes(gates, class_names, where: str = "the model") -> None:
+    """``--fail-under sensitivity:<class>`` must name one of the model's classes (case-insensitive)."""
+    known = {c.casefold() for c in class_names}
+    for g in gates:
+        if g.cls is not None and known and g.cls.casefold() not in known:
+            raise UsageError(f"--fail-under {g.name}: {where} has no class {g.cls!r} (classes: {', '.join(class_names)})")
+
+
 def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFAULT_FORMATS, fail_under: str | None = None,
              strict: bool = False, quiet: bool = False, progress: bool | None = None, overrides: dict | None = None,
-             sidecar: str | None = None, command: str = "", min_transfer: float | None = None, **options) -> int:
-    """Library entry of the scan command; returns the exit code (0 or 1)."""
+             sidecar: str | None = None, command: str = "", debug: bool = False,
+             min_transfer: float | None = None, **options) -> int:
+    """Library entry of the scan command; returns the exit code (0 or 1).
+
+    Reports are written into a staging folder beside ``out`` and moved into
+    place only when all of them are complete (see :mod:`auditor.report.staging`).
+    Library warnings during the scan go to ``extras.notes`` of results.json
+    instead of stderr (``debug=True`` shows them instead).
+    """
+    from auditor.report.base import parse_formats
+    from auditor.report.gates import check_min_transfer, parse_gates
+    from auditor.report.render import FILE_FORMATS
+    from auditor.report.staging import StagedOutput
+
+    fmts = split_list(formats)
+    parse_formats(fmts)
+    gates = parse_gates(fail_under) if fail_under else []
+    min_transfer = check_min_transfer(min_transfer, gates)
+    check_scan_flags(options, gates)
+    _check_dir_flag(out, "--out")
+    with StagedOutput(out, managed=FILE_FORMATS.values()) as stage:
+        return _run_scan_staged(model, data, stage, compare=compare, fmts=fmts, gates=gates, strict=strict, quiet=quiet,
+                                progress=progress, overrides=overrides, sidecar=sidecar, command=command, debug=debug,
+                                min_transfer=min_transfer,
+                                **options)
+
+
+def _run_scan_staged(model, data, stage, *, compare, fmts, gates, strict, quiet, progress, overrides, sidecar, command,
+                     debug, min_transfer=None, **options) -> int:
+    from dataclasses import replace
+
     from auditor.audit import Auditor, ScanOptions
+    from auditor.capture import capture_library_output
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
-    from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
-    from auditor.report.render import render_all
+    from auditor.report.gates import evaluate_gates
+    from auditor.report.render import FILE_FORMATS, render_all
 
     reporter = Reporter(quiet=quiet, progress=progress)
-    fmts = split_list(formats)
-    gates = parse_gates(fail_under) if fail_under else []
-    min_transfer = check_min_transfer(min_transfer, gates)
-    out_dir = Path(out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-    spec = read_spec(model, sidecar=sidecar, overrides=overrides or {})
-    for w in spec.warnings:
-        reporter.warn(w)
-    device = options.get("device", "auto")
-    target = OnnxClassifier(model, spec=spec, device=device)
-    reporter.info(f"model {model}: {spec.channels}x{spec.height}x{spec.width} {spec.layout}, classes "
-                  f"{', '.join(spec.class_names)}; ONNX Runtime provider {target.provider}")
-    others = []
-    for path in compare:
-        cspec = read_spec(path, overrides={k: v for k, v in (overrides or {}).items() if k != "class_names"})
-        others.append(OnnxClassifier(path, spec=cspec, device=device))
-    opts = ScanOptions(strict=strict, **options)
-    result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
+    with capture_library_output(show=debug) as notes:
+        spec = read_spec(model, sidecar=sidecar, overrides=overrides or {})
+        check_gate_classes(gates, spec.class_names)
+        for w in spec.warnings:
+            reporter.warn(w)
+        device = options.get("device", "auto")
+        target = OnnxClassifier(model, spec=spec, device=device)
+        reporter.info(f"model {model}: {spec.channels}x{spec.height}x{spec.width} {spec.layout}, classes "
+                      f"{', '.join(spec.class_names)}; ONNX Runtime provider {target.provider}")
+        others = []
+        for path in compare:
+            cspec = read_spec(path, overrides={k: v for k, v in (overrides or {}).items() if k != "class_names"})
+            if [c.lower() for c in cspec.class_names] != [c.lower() for c in spec.class_names]:
+                raise UsageError(f"--compare {path}: classes {list(cspec.class_names)} differ from the target's "
+                                 f"{list(spec.class_names)}")
+            others.append(OnnxClassifier(path, spec=cspec, device=device))
+        opts = ScanOptions(strict=strict, **options)
+        result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
+    if notes:
+        result = replace(result, extras={**result.extras, "notes": list(notes)})
     if gates:
-        from dataclasses import replace
-
         result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
-    written = render_all(result, out_dir, fmts)
+    with capture_library_output(show=debug):
+        render_all(result, stage.path, fmts)
+    written = stage.commit()
     from auditor.report.console import print_summary
 
     print_summary(result, stream=sys.stdout)
-    for fmt, path in written.items():
-        reporter.info(f"wrote {fmt}: {path}")
+    kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}
+    for name, path in written.items():
+        reporter.info(f"wrote {kinds.get(name, name)}: {path}")
     failed = [g for g in result.gates if not g.passed]
     if failed:
         click.echo(f"gate(s) failed: {', '.join(g.name for g in failed)}", err=True)
@@ -132,8 +212,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
               "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).")
 @click.option("--strict", is_flag=True, help="Skipped images, attacks or defenses make the scan fail (exit 1).")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Inference batch size.")
-@click.option("--attack-batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True, help="Inference batch size.")
+@click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Adversarial-set cache (default: $XRAY_AUDIT_CACHE or ~/.cache/xray-audit).")
@@ -144,7 +224,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--ray-address", help="Spread attack batches over Ray: 'local' or a cluster address ('auto'); "
               "--cache-dir must be on a shared file system.")
 @click.option("--workers", type=click.IntRange(1), help="Ray tasks per adversarial set (default: available CPUs).")
-@click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
+@click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
                  compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
@@ -161,7 +241,7 @@ def scan_command(model, data, data_format, images_dir, label_map, out, attacks, 
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
         cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
         label_map=parse_label_map(label_map), data_format=data_format, images_dir=images_dir,
-        ray_address=ray_address, workers=workers,
+        ray_address=ray_address, workers=workers, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")),
     )
     if exit_code:
         click.get_current_context().exit(exit_code)

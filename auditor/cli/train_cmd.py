@@ -13,7 +13,7 @@ import functools
 
 import click
 
-from auditor.cli.options import parse_epsilons, split_list
+from auditor.cli.options import PositiveFloat, parse_epsilons, split_list
 
 
 def _common(func):
@@ -44,7 +44,7 @@ def _classifier_options(func):
                      help="Square input size (128 for quick CPU runs)."),
         click.option("--pretrained", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
                      help="ImageNet weights, only from the local torch hub cache (never downloaded)."),
-        click.option("--lr", type=float, help="Adam learning rate of phase 2 (default 1e-4)."),
+        click.option("--lr", type=PositiveFloat(maximum=10.0), help="Adam learning rate of phase 2 (default 1e-4)."),
         click.option("--head-epochs", type=click.IntRange(0), help="Phase-1 epochs, head only (default 2 with ImageNet weights, else 0)."),
         click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early-stopping patience (val loss)."),
         click.option("--min-epochs", type=click.IntRange(0), default=0, show_default=True,
@@ -125,7 +125,7 @@ def augment_command(init, **kw) -> None:
 @click.option("--eps", default="2,4,8", show_default=True, help="L-inf budgets in 1/255 units, drawn per batch/image.")
 @click.option("--adv-fraction", type=click.FloatRange(0.01, 1.0), default=0.5, show_default=True,
               help="Share of each batch replaced by adversarial images.")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--lr", type=PositiveFloat(maximum=10.0), default=1e-4, show_default=True)
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True)
 def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> None:
     """Defense: fine-tune a reference model on 50/50 clean/adversarial batches (FGSM-RS by default)."""
@@ -187,7 +187,7 @@ def _defense_options(func):
         click.option("--kinds", default="noop,noise,fgsm,mifgsm", show_default=True, help="Perturbations in the training bank."),
         click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets of the bank, 1/255 units."),
         click.option("--max-images", type=click.IntRange(4), help="Use at most N training images (bank generation is slow on CPU)."),
-        click.option("--lr", type=float, help="Learning rate (denoiser 1e-3, CycleGAN 2e-4)."),
+        click.option("--lr", type=PositiveFloat(maximum=10.0), help="Learning rate (denoiser 1e-3, CycleGAN 2e-4)."),
     ]
     for opt in reversed(opts):
         func = opt(func)

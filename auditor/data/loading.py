@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.errors import DataError
+from auditor.errors import DataError, UsageError
 from auditor.hashing import sha256_file
 from auditor.types import Sample, Skipped
 
@@ -164,7 +164,8 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None) -> Dataset:
         return _nih_dataset(csv_path, rows, images_dir, DEFAULT_FINDING_MAP)
     pcol = "path" if "path" in cols else "file" if "file" in cols else None
     if pcol is None or "label" not in cols:
-        raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {sorted(cols)}")
+        names = sorted(str(c) for c in cols if c is not None)  # None: cells beyond the header
+        raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {names}")
     base = images_dir or csv_path.parent
     skipped: list[Skipped] = []
     samples = []
@@ -372,9 +373,9 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     for part in text.split(","):
         if not part.strip():
             continue
-        if "=" not in part:
-            raise DataError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
-        a, b = part.split("=", 1)
+        a, sep, b = part.partition("=")  # the FIRST '=': a model class may contain '='
+        if not sep or not a.strip() or not b.strip():
+            raise UsageError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
         out[a.strip().lower()] = b.strip()
     return out
 

@@ -6,7 +6,7 @@ Grammar: a comma-separated list of ``name`` or ``name:value`` items, split at th
     jpeg                 -> jpeg:90, jpeg:75, jpeg:50, jpeg:30   (default sweep)
     jpeg:Q               -> JPEG quality Q in 1..100
     bitdepth[:B]         -> B bits in 1..8 (default 4)
-    median[:K]           -> odd K >= 3 (default 3)
+    median[:K]           -> odd K in 3..31 (default 3)
     denoiser:PATH        -> ONNX image->image denoiser
     cyclegan:PATH        -> ONNX CycleGAN generator (adversarial -> clean)
     feature:REF          -> feature-consistency optimisation toward reference image REF
@@ -28,7 +28,7 @@ from auditor.types import Skipped
 KNOWN_DEFENSES = {
     "jpeg": "jpeg[:Q] JPEG re-encoding (no Q: sweep 90,75,50,30)",
     "bitdepth": "bitdepth[:B] bit-depth reduction, B in 1..8",
-    "median": "median[:K] median filter, odd K >= 3",
+    "median": "median[:K] median filter, odd K from 3 to 31",
     "denoiser": "denoiser:PATH ONNX image->image denoiser",
     "cyclegan": "cyclegan:PATH ONNX CycleGAN generator",
     "feature": "feature:REF feature-consistency toward reference image REF",
@@ -58,6 +58,40 @@ def _check_path(name: str, value: str) -> str:
     return str(p)
 
 
+def _items(spec: str | None) -> list[tuple[str, str]]:
+    """``(name, value)`` pairs of the flag, with the names checked."""
+    out = []
+    for raw in (spec or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, _, value = item.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        if name not in KNOWN_DEFENSES:
+            raise UsageError(f"--defenses: unknown defense {name!r} (known: {', '.join(KNOWN_DEFENSES)})")
+        out.append((name, value))
+    return out
+
+
+def check_defenses(spec: str | None) -> None:
+    """Validate ``--defenses`` without loading anything heavy (no ONNX session, no torch).
+
+    Run before any image is read or attacked, so ``jpeg:500`` or ``median:999999`` fails at
+    once with :class:`UsageError` instead of after the attacks.
+    """
+    from auditor.defenses.transforms import BitDepthReduction, JpegCompression, MedianSmoothing
+
+    for name, value in _items(spec):
+        if name == "jpeg" and value:
+            JpegCompression(_int_value(name, value))
+        elif name == "bitdepth" and value:
+            BitDepthReduction(_int_value(name, value))
+        elif name == "median" and value:
+            MedianSmoothing(_int_value(name, value))
+        elif name in ("denoiser", "cyclegan", "feature"):
+            _check_path(name, value)
+
+
 def parse_defenses(spec: str | None, *, feature_extractor: Callable | None = None,
                    device: str = "auto") -> list[Preprocessor | Skipped]:
     """Build the preprocessors named in ``spec`` (see the module docstring for the grammar).
@@ -83,14 +117,7 @@ def parse_defenses(spec: str | None, *, feature_extractor: Callable | None = Non
             seen.add(item.name)
             out.append(item)
 
-    for raw in (spec or "").split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition(":")
-        name, value = name.strip().lower(), value.strip()
-        if name not in KNOWN_DEFENSES:
-            raise UsageError(f"--defenses: unknown defense {name!r} (known: {', '.join(KNOWN_DEFENSES)})")
+    for name, value in _items(spec):
         if name == "jpeg":
             qualities = JPEG_DEFAULT_SWEEP if not value else (_int_value(name, value),)
             for q in qualities:

@@ -22,6 +22,9 @@ from auditor.errors import DataError, UsageError
 
 #: JPEG qualities swept when ``jpeg`` is given without a value (75 is Guo et al.'s value)
 JPEG_DEFAULT_SWEEP = (90, 75, 50, 30)
+#: largest median window: its cost grows with the square of the kernel, and beyond this the
+#: filter erases the anatomy as well as any perturbation
+MAX_MEDIAN_KERNEL = 31
 
 
 class JpegCompression(Preprocessor):
@@ -96,13 +99,14 @@ class MedianSmoothing(Preprocessor):
     scipy directly with a ``(1, 1, k, k)`` window over the batch.
 
     Args:
-        kernel: odd window size >= 3 (default 3).
+        kernel: odd window size in 3..:data:`MAX_MEDIAN_KERNEL` (default 3).
     """
 
     def __init__(self, kernel: int = 3) -> None:
         super().__init__()
-        if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or int(kernel) < 3 or int(kernel) % 2 == 0:
-            raise UsageError(f"median kernel {kernel!r} is invalid (expected an odd integer >= 3)")
+        if (isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or not 3 <= int(kernel) <= MAX_MEDIAN_KERNEL
+                or int(kernel) % 2 == 0):
+            raise UsageError(f"median kernel {kernel!r} is invalid (expected an odd integer from 3 to {MAX_MEDIAN_KERNEL})")
         self.kernel = int(kernel)
         self.name = f"median:{self.kernel}"
         self.label = f"median filter {self.kernel}x{self.kernel} (reflect border)"

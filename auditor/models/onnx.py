@@ -20,7 +20,7 @@ import numpy as np
 
 from auditor.errors import ModelContractError, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
-from auditor.models.spec import decode_output, encode_input, read_spec
+from auditor.models.spec import check_input_size, decode_output, encode_input, read_spec
 from auditor.types import ModelSpec
 
 MAX_MODEL_BYTES = 2 * 1024**3
@@ -182,6 +182,7 @@ class OnnxImageModel:
             raise ModelContractError(f"{path}: image->image model needs rank-4 input and output, got {din} -> {dout}")
         if any(a is not None and b is not None and a != b for a, b in zip(din[1:], dout[1:])):
             raise ModelContractError(f"{path}: output shape {dout} differs from input shape {din}")
+        check_input_size(din[2], din[3], f"{path}: input")
         self.channels = din[1] if din[1] in (1, 3) else 1
         self.input_name, self.output_name = ins[0].name, g.output[0].name
         self.sha256 = sha256_file(path)

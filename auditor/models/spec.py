@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 
 from auditor.errors import ModelContractError, UsageError
-from auditor.types import DTYPES, IMAGENET_MEAN, IMAGENET_STD, LAYOUTS, OUTPUT_KINDS, SCALINGS, ModelSpec
+from auditor.types import (
+    DTYPES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LAYOUTS,
+    MAX_IMAGE_PIXELS,
+    OUTPUT_KINDS,
+    SCALINGS,
+    ModelSpec,
+)
 
 DEFAULT_SIZE = 224
 METADATA_KEY = "xray_audit.spec"
@@ -77,11 +86,26 @@ def _parse_list(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("["):
         items = json.loads(value)
+        if not isinstance(items, list) or any(isinstance(v, (list, dict)) for v in items):
+            raise ValueError("not a flat JSON list")
         return [str(v) for v in items]
     if value.startswith("{"):  # {"0": "normal", ...}
         items = json.loads(value)
+        if not isinstance(items, dict):
+            raise ValueError("not a JSON object")
         return [str(items[k]) for k in sorted(items, key=lambda k: int(k))]
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def check_input_size(height: int | None, width: int | None, origin: str) -> None:
+    """Refuse an input size whose pixel count exceeds :data:`~auditor.types.MAX_IMAGE_PIXELS`.
+
+    Called on the graph's fixed size before any session or buffer exists, so an
+    untrusted model cannot make the audit allocate a 20000x20000 batch.
+    """
+    if height is not None and width is not None and height * width > MAX_IMAGE_PIXELS:
+        raise ModelContractError(f"{origin}: input of {height}x{width} = {height * width} pixels is above the "
+                                 f"limit of {MAX_IMAGE_PIXELS} pixels")
 
 
 def _graph_facts(model, path: str) -> dict[str, Any]:
@@ -114,6 +138,7 @@ def _graph_facts(model, path: str) -> dict[str, Any]:
         raise ModelContractError(
             f"{path}: input {inp.name!r} shape {['?' if d is None else d for d in dims]} has no channel axis of size 1 or 3"
         )
+    check_input_size(*facts["hw"], f"{path}: input {inp.name!r}")
 
     # output: the first rank-2 output (N, K) or (N, 1)
     outs = list(graph.output)
@@ -165,17 +190,64 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
             out[key] = props[key].strip()
     for key in ("mean", "std"):
         if key in props and key not in out:
-            out[key] = [float(v) for v in _parse_list(props[key])]
+            try:
+                out[key] = [float(v) for v in _parse_list(props[key])]
+            except (json.JSONDecodeError, ValueError, KeyError):
+                raise ModelContractError(f"{path}: metadata {key!r} = {props[key][:40]!r} is not a list of numbers") from None
     return out
 
 
-def _validate_overrides(over: dict[str, Any], origin: str) -> None:
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and bool(np.isfinite(float(v)))
+
+
+def _check_types(over: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Type and range checks of one override layer (metadata JSON, sidecar, flags).
+
+    Untrusted metadata must fail as a one-line :class:`ModelContractError`, never
+    as a ``ValueError`` deep inside; returns the layer with lists normalised.
+    """
+    out = dict(over)
+    for key in ("layout", "scaling", "output_kind", "dtype"):
+        if key in out and not isinstance(out[key], str):
+            raise ModelContractError(f"{origin}: {key} must be a string, got {type(out[key]).__name__}")
+    for key in ("height", "width"):
+        if key in out:
+            v = out[key]
+            if not _is_int(v) or not 1 <= v <= MAX_IMAGE_PIXELS:
+                raise ModelContractError(f"{origin}: {key} must be a positive integer, got {str(v)[:40]!r}")
+    if "height" in out and "width" in out:
+        check_input_size(out["height"], out["width"], origin)
+    for key in ("mean", "std"):
+        if key in out:
+            v = [out[key]] if _is_number(out[key]) else out[key]
+            if not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 3 or not all(_is_number(x) for x in v):
+                raise ModelContractError(f"{origin}: {key} must be a list of 1 or 3 finite numbers, got {str(out[key])[:40]!r}")
+            out[key] = [float(x) for x in v]
+    if "class_names" in out:
+        v = out["class_names"]
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) or _is_int(x) for x in v):
+            raise ModelContractError(f"{origin}: class_names must be a list of strings, got {str(v)[:40]!r}")
+        names = [str(x).strip() for x in v]
+        if any(not n or len(n) > 200 for n in names):
+            raise ModelContractError(f"{origin}: class names must be non-empty and at most 200 characters")
+        out["class_names"] = names
+    return out
+
+
+def _validate_overrides(over: dict[str, Any], origin: str) -> dict[str, Any]:
+    over = _check_types(over, origin)
     checks = {"layout": LAYOUTS, "scaling": SCALINGS, "output_kind": OUTPUT_KINDS, "dtype": DTYPES}
     for key, allowed in checks.items():
         if key in over and over[key] not in allowed:
             raise ModelContractError(f"{origin}: {key} {over[key]!r} is not one of {', '.join(allowed)}")
-    if "channels" in over and over["channels"] not in (1, 3):
+    if "channels" in over and (not _is_int(over["channels"]) or over["channels"] not in (1, 3)):
         raise ModelContractError(f"{origin}: channels must be 1 or 3, got {over['channels']!r}")
+    return over
 
 
 def read_spec(
@@ -237,7 +309,12 @@ def read_spec(
     layers.append(("flag", flags))
 
     for origin, over in layers:
-        _validate_overrides(over, f"{path} ({origin})")
+        try:
+            over = _validate_overrides(over, f"{path} ({origin})")
+        except ModelContractError as exc:
+            if origin == "flag":  # a bad flag value is a usage error, not a broken model
+                raise UsageError(str(exc)) from None
+            raise
         for key, val in over.items():
             if key in ("height", "width") and not values["dynamic_size"] and int(val) != values[key]:
                 continue  # a fixed graph size wins over metadata
@@ -281,6 +358,7 @@ def read_spec(
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
         raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
 
+    check_input_size(int(values["height"]), int(values["width"]), f"{path} ({sources.get('height', 'graph')})")
     return ModelSpec(
         input_name=values["input_name"],
         layout=values["layout"],

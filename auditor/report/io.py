@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import ResultsError, UsageError
+from auditor.errors import ResultsError, os_error
 from auditor.types import SCHEMA_VERSION, AuditResult
 
 #: tolerance between a stored accuracy and the confusion matrix's trace / total
 ACCURACY_TOLERANCE = 1e-6
+#: largest results.json read back (a scan of 100,000 images with 40 conditions is about 60 MB)
+MAX_RESULTS_BYTES = 256 * 1024**2
 
 
 def _major(version: Any) -> int | None:
@@ -60,17 +62,18 @@ def load_results(path: str | os.PathLike) -> AuditResult:
     file, invalid JSON, a schema whose major version is newer than this
     tool's, missing fields, or inconsistent metrics.
     """
+    from auditor.report.schema import ValidationError, describe_error, validate_document
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultsError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{p}: not UTF-8 text") from None
+    text = read_capped(p, MAX_RESULTS_BYTES)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise ResultsError(f"{p}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ResultsError(f"{p}: unreadable JSON value ({str(exc).split(';')[0][:120]})") from None
     if not isinstance(doc, dict):
         raise ResultsError(f"{p}: not a results document (top level is {type(doc).__name__})")
     if "schema_version" not in doc:
@@ -82,6 +85,12 @@ def load_results(path: str | os.PathLike) -> AuditResult:
         raise ResultsError(f"{p}: schema {doc['schema_version']} is newer than this xray-audit reads "
                            f"({SCHEMA_VERSION}); upgrade xray-audit")
     try:
+        validate_document(doc)
+    except ValidationError as exc:
+        raise ResultsError(f"{p}: does not match the results schema ({describe_error(exc)})") from None
+    except ValueError as exc:
+        raise ResultsError(f"{p}: does not match the results schema ({exc})") from None
+    try:
         result = AuditResult.from_dict(doc)
     except KeyError as exc:
         raise ResultsError(f"{p}: missing field {exc.args[0]!r}") from None
@@ -89,6 +98,36 @@ def load_results(path: str | os.PathLike) -> AuditResult:
         raise ResultsError(f"{p}: malformed results ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     check_result(result, str(p))
     return result
+
+
+def read_capped(path: Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, else :class:`ResultsError`.
+
+    Devices, FIFOs and folders are refused before reading, and the read itself
+    stops after ``limit + 1`` bytes, so ``/dev/zero`` or a growing file cannot
+    exhaust memory.
+    """
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ResultsError(f"{path}: not a regular file")
+    if st.st_size > limit:
+        raise ResultsError(f"{path}: {st.st_size} bytes, above the limit of {limit} bytes for a results file")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise ResultsError(f"{path}: larger than the limit of {limit} bytes for a results file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not UTF-8 text") from None
 
 
 def _umask() -> int:
@@ -103,7 +142,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     The bytes go to a temporary file in the same folder, are flushed to disk,
     then renamed over ``path`` (``os.replace`` is atomic on one filesystem).
     On any failure the temporary file is removed and an existing ``path`` is
-    left untouched. A folder that cannot be written raises :class:`UsageError`.
+    left untouched. A folder that cannot be written raises :class:`UsageError` (exit 2), a full
+    disk or an I/O error :class:`RuntimeFailure` (exit 4).
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
@@ -111,7 +151,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     except OSError as exc:
-        raise UsageError(f"{folder}: cannot write {target.name} there ({exc.strerror or exc})") from None
+        raise os_error(exc, f"{folder}: cannot write {target.name} there") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -126,6 +166,6 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):
-            raise UsageError(f"{target}: cannot write ({exc.strerror or exc})") from None
+            raise os_error(exc, f"{target}: cannot write") from None
         raise
     return target

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.errors import ResultsError, UsageError
+from auditor.errors import ResultsError, RuntimeFailure, UsageError
 from auditor.report import io as report_io
 from auditor.report.io import load_results, write_atomic
 from auditor.report.jsonfmt import results_json
@@ -85,9 +85,10 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(report_io.os, "fsync", failing_fsync)
-    with pytest.raises(UsageError, match="No space left on device"):
+    # a full disk is the environment (exit 4), not a bad flag (issue 10)
+    with pytest.raises(RuntimeFailure, match="No space left on device"):
         write_atomic(target, b"%PDF-" + b"x" * 100_000)
-    with pytest.raises(UsageError):
+    with pytest.raises(RuntimeFailure):
         write_atomic(old, "new content")
     assert not target.exists()
     assert old.read_text() == "previous"

@@ -1,0 +1,242 @@
+"""The results.json schema (pydantic), checked before a results file is rendered.
+
+A results.json may come from anyone (``xray-audit report`` re-renders files sent
+around), so every field a renderer reads is validated for type and range here:
+fractions lie in ``[0, 1]`` (or are null/NaN where a metric is undefined), counts
+are non-negative integers below :data:`MAX_COUNT`, lists hold what they claim.
+Unknown keys are kept (forward compatible within one schema major version);
+free-form dictionaries (``parameters``, ``environment``, ``extras``) only have to
+be JSON objects, and the whole document may nest at most :data:`MAX_DEPTH` levels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["MAX_COUNT", "MAX_DEPTH", "ValidationError", "check_depth", "describe_error", "validate_document"]
+
+#: deepest nesting of lists/objects accepted in a results.json (ours nest about 8 levels)
+MAX_DEPTH = 64
+#: largest count (images, confusion-matrix cell, class index) accepted
+MAX_COUNT = 10**9
+#: largest absolute value of a free measurement (norms, costs, PSNR)
+MAX_MEASURE = 1e12
+
+
+def _fraction(v: Optional[float]) -> Optional[float]:
+    if v is None or math.isnan(v):
+        return v
+    if not 0.0 <= v <= 1.0:
+        raise ValueError("must be a fraction in [0, 1]")
+    return v
+
+
+def _measure(v: Optional[float]) -> Optional[float]:
+    if v is None or math.isnan(v):
+        return v
+    if not abs(v) <= MAX_MEASURE:
+        raise ValueError(f"must be a finite number of magnitude at most {MAX_MEASURE:g}")
+    return v
+
+
+Fraction = Annotated[Optional[float], AfterValidator(_fraction)]
+Measure = Annotated[Optional[float], AfterValidator(_measure)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Text = Annotated[str, Field(max_length=100_000)]
+Interval = Optional[Annotated[list[Fraction], Field(min_length=2, max_length=2)]]
+
+
+class _Open(BaseModel):
+    """Strict types for the declared keys, unknown keys kept."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class _Closed(BaseModel):
+    """Strict types, no unknown keys (rebuilt with ``**`` into a dataclass)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class PerClass(_Open):
+    """Per-class metrics of one condition."""
+
+    precision: Fraction = None
+    recall: Fraction = None
+    f1: Fraction = None
+    sensitivity: Fraction = None
+    specificity: Fraction = None
+    sensitivity_ci: Interval = None
+    support: Optional[Count] = None
+
+
+class Metrics(_Open):
+    """A condition's metrics block."""
+
+    accuracy: Fraction = None
+    accuracy_ci: Interval = None
+    macro_f1: Fraction = None
+    macro_f1_ci: Interval = None
+    weighted_f1: Fraction = None
+    labels: Optional[Annotated[list[Text], Field(max_length=10_000)]] = None
+    confusion_matrix: Optional[list[list[Count]]] = None
+    n: Optional[Count] = None
+    per_class: Optional[dict[str, Optional[PerClass]]] = None
+
+
+class ConditionDoc(_Open):
+    """One condition (clean, attack, defense) with its metrics and per-image predictions."""
+
+    name: Text
+    kind: Text
+    metrics: Metrics
+    attack: Optional[Text] = None
+    epsilon: Fraction = None
+    surrogate: Optional[Text] = None
+    threat_model: Optional[Text] = None
+    defense: Optional[Text] = None
+    predictions: list[Count] = []
+    attack_success_rate: Fraction = None
+    flip_rate: Fraction = None
+    recovered_rate: Fraction = None
+    opacity: Fraction = None
+    linf_mean: Measure = None
+    linf_max: Measure = None
+    l2_mean: Measure = None
+    ssim_mean: Measure = None
+    psnr_mean: Measure = None
+    cost_ms_per_image: Measure = None
+    accuracy_drop_vs_non_adaptive: Measure = None
+
+
+class SkippedDoc(_Closed):
+    """Something that was skipped, with the reason."""
+
+    name: Text
+    reason: Text
+    kind: Text = "item"
+
+
+class GateDoc(_Closed):
+    """A stored gate verdict."""
+
+    name: Text
+    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    value: Optional[Annotated[float, Field(allow_inf_nan=False)]]
+    passed: bool
+    detail: Text = ""
+
+
+class SpecDoc(_Open):
+    """The parts of the stored ModelSpec the reports show."""
+
+    class_names: Annotated[list[Text], Field(max_length=10_000)] = []
+    sources: dict[str, Text] = {}
+
+
+class ModelDoc(_Open):
+    """Identity of the scanned model."""
+
+    path: Text = ""
+    sha256: Text = ""
+    spec: SpecDoc = SpecDoc()
+
+
+class DataDoc(_Open):
+    """Identity of the data set and what was skipped while reading it."""
+
+    skipped: list[SkippedDoc] = []
+    caveats: list[Text] = []
+    per_class: dict[str, Count] = {}
+    n_images: Optional[Count] = None
+
+
+class SampleDoc(_Open):
+    """One image of the scan (aligned with every condition's predictions)."""
+
+    path: Text = ""
+    label: Text = ""
+    label_index: Optional[Count] = None
+    patient_id: Optional[Text] = None
+    sha256: Text = ""
+
+
+_Row = Annotated[list[Measure], Field(max_length=512)]
+
+
+class FftExample(_Open):
+    """The frequency-spectrum example of the detector section."""
+
+    spectra: dict[str, _Row | Annotated[list[_Row], Field(max_length=512)]] = {}
+
+
+class DetectorDoc(_Open):
+    """Detector blocks: each one a JSON object."""
+
+    fft_example: Optional[FftExample] = None
+
+
+class ResultsDoc(_Open):
+    """A whole results.json (``compared`` holds further documents of the same shape)."""
+
+    schema_version: Text
+    tool_version: Text
+    created: Text
+    finished: Text = ""
+    command: Text = ""
+    model: ModelDoc
+    data: DataDoc
+    conditions: Annotated[list[ConditionDoc], Field(min_length=1)]
+    samples: list[SampleDoc] = []
+    parameters: dict[str, Any] = {}
+    environment: dict[str, Any] = {}
+    skipped: list[SkippedDoc] = []
+    detector: Optional[dict[str, dict[str, Any]]] = None
+    gates: list[GateDoc] = []
+    compared: list["ResultsDoc"] = []
+    extras: dict[str, Any] = {}
+
+
+def check_depth(doc: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value (iterative); raises ``ValueError`` past ``limit``."""
+    deepest = 0
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(f"nested more than {limit} levels deep")
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in children)
+    return deepest
+
+
+def validate_document(doc: Any) -> None:
+    """Raise :class:`pydantic.ValidationError` (or ``ValueError``) if ``doc`` breaks the schema."""
+    check_depth(doc)
+    ResultsDoc.model_validate(doc)
+    detector = doc.get("detector") if isinstance(doc, dict) else None
+    if isinstance(detector, dict):
+        DetectorDoc.model_validate(detector)
+    for other in doc.get("compared", []) if isinstance(doc, dict) else []:
+        if isinstance(other, dict) and isinstance(other.get("detector"), dict):
+            DetectorDoc.model_validate(other["detector"])
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first schema violation as ``location: message`` (one line)."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if err.get("type") == "missing" and loc:
+        where = f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else ""
+        return f"missing field {loc[-1]!r}{where}{more}"
+    return f"{'.'.join(loc) or 'document'}: {err.get('msg', 'invalid')}{more}"
