@@ -111,6 +111,9 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                 reporter.warn(f"skipped {name}: {exc}")
                 skipped.append({"name": name, "reason": str(exc), "kind": "attack"})
                 break
+            for warning in aset.warnings:
+                reporter.warn(f"{set_name}: {warning}")
+                skipped.append({"name": f"{set_name} cache", "reason": warning, "kind": "cache"})
             stats = perturbation_stats(images, aset.images)
             reporter.info(f"{set_name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
                           f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")
