@@ -91,6 +91,12 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _on_8bit_grid(images: np.ndarray) -> bool:
+    """True when every pixel is an 8-bit level ``k/255`` (up to float32 rounding)."""
+    c = np.asarray(images, dtype=np.float64) * 255.0
+    return bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)
+
+
 @dataclass
 class LoadedData:
     """The images of a scan, their labels and identity."""
@@ -139,6 +145,11 @@ class Auditor:
         if readme.is_file() and "SYNTHETIC" in readme.read_text(encoding="utf-8", errors="replace")[:4000]:
             caveats.insert(0, "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
                               "about performance on radiographs")
+        if any(a != "blend" for a in opt.attacks) and not _on_8bit_grid(images):
+            caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
+                           "source): adversarial PNGs stay within epsilon of each pixel's nearest 8-bit level, so "
+                           "the measured L-inf to the float clean image (linf_max) may exceed epsilon by up to "
+                           "half a grey level")
         for s in all_skipped:
             self.reporter.warn(f"skipped {s.name}: {s.reason}")
         info = {

@@ -2,7 +2,7 @@
 
 * :class:`TorchClassifier` wraps a network so it takes ``(N, 1, H, W)`` grey
   images in ``[0, 1]`` and returns logits in the *target's* class order:
-  bilinear resize (antialias off, to the network's H x W when different) ->
+  antialiased bilinear resize (:func:`resize_for_network`, to the network's H x W when different) ->
   channel replication -> ``(x * factor - mean) / std`` from the ModelSpec ->
   layout -> network -> logits (probabilities/sigmoid outputs are mapped back
   to logits) -> optional class permutation.
@@ -39,6 +39,18 @@ class ConversionFailed(RuntimeFailure):
 
 
 _sha256 = sha256_file
+
+
+def resize_for_network(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``(N, C, H, W)`` to ``size`` with antialiasing (a widened triangle filter when shrinking).
+
+    Without antialiasing a 4x reduction samples only 2 of every 4 rows and
+    columns: 3/4 of the set's pixels would get a zero gradient and never be
+    attacked. With it every input pixel contributes to (and receives gradient
+    from) the output, which is also what an area/anti-aliased resize in the
+    target's own preprocessing does.
+    """
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class TorchClassifier(nn.Module):
@@ -78,7 +90,7 @@ class TorchClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
+            x = resize_for_network(x, self.size)
         if x.shape[1] != self.in_channels:
             if x.shape[1] != 1:
                 raise ValueError(f"expected grey (N, 1, H, W) input, got {tuple(x.shape)}")
@@ -285,7 +297,7 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
 def _network_input(model: TorchClassifier, x: torch.Tensor) -> torch.Tensor:
     """What ``model.network`` receives for grey ``x`` (the preprocessing half of ``forward``)."""
     if tuple(x.shape[-2:]) != model.size:
-        x = F.interpolate(x, size=model.size, mode="bilinear", align_corners=False, antialias=False)
+        x = resize_for_network(x, model.size)
     x = x.expand(-1, model.in_channels, -1, -1)
     x = (x * model.factor - model.mean) / model.std
     return x.permute(0, 2, 3, 1).contiguous() if model.spec.layout == "NHWC" else x
