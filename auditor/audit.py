@@ -18,7 +18,7 @@ import numpy as np
 
 from auditor import __version__
 from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
-from auditor.errors import DataError, UsageError
+from auditor.errors import DataError, NonFiniteOutput, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition, Skipped
@@ -117,6 +117,7 @@ class Auditor:
         self.reporter = reporter or Reporter(quiet=True)
         self.command = command
         self.skipped: list[Skipped] = []
+        self._sample_names: list[str] = []  #: file of each scored row, for error messages
 
     # ----------------------------------------------------------------- data
     def load_data(self, data: str) -> LoadedData:
@@ -164,12 +165,19 @@ class Auditor:
             "sampled_from": len(ds.samples) if opt.max_images is not None else None,
         }
         groups = [s.patient_id for s in samples]
+        self._sample_names = [s.rel_path or s.path for s in samples]
         return LoadedData(images, y, samples, groups, info)
 
     # ----------------------------------------------------------------- evaluation helpers
     def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:
-        with self.reporter.task(what, len(x)) as adv:
-            return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+        try:
+            with self.reporter.task(what, len(x)) as adv:
+                return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+        except NonFiniteOutput as exc:
+            names = self._sample_names
+            first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
+            raise NonFiniteOutput(f"{model.path}: {what}: the model returned NaN or infinite outputs for "
+                                  f"{len(exc.rows)} of {len(x)} image(s); first file: {first}", exc.rows) from None
 
     def _condition(self, name: str, kind: str, pred: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
         metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,

@@ -105,3 +105,31 @@ def test_report_rerenders_without_recomputing(tmp_path, data):
     (tmp_path / "new.json").write_text(json.dumps(doc))
     r = CliRunner().invoke(cli, ["report", str(tmp_path / "new.json")])
     assert r.exit_code == 3 and "schema" in r.output
+
+
+def _nan_for_dark_images(path, src):
+    """``src`` with ``log(brightness - 0.3)`` added to every logit: NaN for the dark ("normal") images."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.array(0.3, np.float32), "dark_cut"))
+    g.node.extend([helper.make_node("Sub", ["bright2", "dark_cut"], ["shifted"]),
+                   helper.make_node("Log", ["shifted"], ["nan_if_dark"]),
+                   helper.make_node("Add", ["logits", "nan_if_dark"], ["logits_nan"])])
+    g.output[0].name = "logits_nan"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_nan_outputs_are_an_error_not_a_class(tmp_path, data):
+    good = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    model = _nan_for_dark_images(tmp_path / "nan.onnx", good)
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json",
+              "--fail-under", "sensitivity:pneumothorax=0.9")
+    assert r.exit_code == 3, r.output
+    assert "NaN or infinite outputs for 4 of 12 image(s)" in r.output and "normal/img_000.png" in r.output
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -187,3 +187,17 @@ def test_stratified_subset_is_seeded_and_stratified():
     counts = {k: sum(labels[i] == k for i in s1) for k in "abc"}
     assert counts == {"a": 5, "b": 3, "c": 2}
     assert stratified_subset(labels, 500, seed=0) == list(range(100))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_float_tiff_with_non_finite_pixel_is_skipped_not_black(tmp_path, bad):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    arr = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32)).astype(np.float32)
+    Image.fromarray(arr, mode="F").save(root / "normal" / "ok.tif")
+    arr[5, 7] = bad
+    Image.fromarray(arr, mode="F").save(root / "normal" / "bad.tif")
+    x, kept, skipped = load_images(open_dataset(root).samples, (32, 32))
+    assert [(s.name, s.reason) for s in skipped] == [("normal/bad.tif", "image holds 1 NaN or infinite pixel value(s)")]
+    assert len(kept) == 4 and np.isfinite(x).all()

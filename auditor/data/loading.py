@@ -234,6 +234,14 @@ def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | N
 
 
 # --------------------------------------------------------------------------- images
+def _require_finite(arr: np.ndarray) -> None:
+    """Raise :class:`ImageReadError` when pixels are NaN or infinite (checked *before* any normalisation,
+    which would otherwise turn them into a plausible-looking image)."""
+    bad = arr.size - int(np.isfinite(arr).sum())
+    if bad:
+        raise ImageReadError(f"image holds {bad} NaN or infinite pixel value(s)")
+
+
 def _read_dicom(path: Path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -250,8 +258,10 @@ def _read_dicom(path: Path) -> np.ndarray:
     if arr.size > MAX_PIXELS:
         raise ImageReadError(f"image has {arr.size} pixels, above the limit of {MAX_PIXELS}")
     img = apply_modality_lut(arr, ds).astype(np.float64)
+    _require_finite(img)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         img = apply_voi_lut(img, ds).astype(np.float64)
+        _require_finite(img)
     lo, hi = float(img.min()), float(img.max())
     img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
@@ -280,6 +290,7 @@ def _read_raster(path: Path) -> np.ndarray:
                 return np.clip(arr / maxv, 0, 1).astype(np.float32)
             if mode == "F":
                 arr = np.asarray(im, dtype=np.float32)
+                _require_finite(arr)
                 lo, hi = float(arr.min()), float(arr.max())
                 return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
             if mode != "L":

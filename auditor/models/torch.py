@@ -140,6 +140,19 @@ class Ensemble(nn.Module):
         return torch.stack([m(x) for m in self.members]).mean(0)
 
 
+def check_finite_weights(module: nn.Module, where: str) -> None:
+    """Refuse a network whose parameters or buffers hold NaN or infinite values (:class:`ModelContractError`).
+
+    Such a network has no meaningful gradient: an "attack" on it would move
+    pixels by noise and still be reported as a result.
+    """
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelContractError(f"{where}: weights hold NaN or infinite values ({bad} in {name!r}); "
+                                     "the surrogate cannot be used")
+
+
 def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
@@ -229,6 +242,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))[:160]
         raise ModelContractError(f"{path}: weights do not fit architecture {doc['arch']} ({first})") from None
+    check_finite_weights(net, str(path))
     model = TorchClassifier(net, doc["spec"], in_channels=doc["in_channels"], class_index=class_index)
     model.meta = {"arch": doc["arch"], "path": str(path), "sha256": _sha256(path)}
     return model.eval().requires_grad_(False).to(device)
@@ -271,6 +285,7 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     except Exception as exc:  # noqa: BLE001 - onnx2torch raises NotImplementedError, KeyError, ...
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConversionFailed(f"{onnx_path}: onnx2torch cannot convert the model ({type(exc).__name__}: {msg})") from None
+    check_finite_weights(net, str(onnx_path))
     model = TorchClassifier(net, spec).eval().requires_grad_(False)
     x = _sample_images(spec) if images is None else np.asarray(images[:8], dtype=np.float32)
     try:

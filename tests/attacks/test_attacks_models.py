@@ -215,3 +215,16 @@ class _SumLogits(nn.Module):
 
     def forward(self, x):  # noqa: D102
         return self.net(x).sum(-1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_surrogate_with_non_finite_weights_is_refused(tmp_path, bad):
+    torch.manual_seed(0)
+    state = build_model("small_cnn", 3, 1).state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = bad
+    path = _write_checkpoint(tmp_path / "nan.pt", state_dict=state)
+    with pytest.raises(ModelContractError, match="NaN or infinite") as err:
+        load_surrogate(str(path), None, None)
+    assert err.value.exit_code == 3 and key in str(err.value)
