@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from auditor import __version__
-from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
+from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, stratified_subset
 from auditor.errors import DataError, NonFiniteOutput, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
@@ -51,6 +51,7 @@ class ScanOptions:
     label_map: dict[str, str] = field(default_factory=dict)
     data_format: str = "auto"
     images_dir: str | None = None
+    allow_outside_root: bool = False
     strict: bool = False
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     ray_address: str | None = None
@@ -123,7 +124,7 @@ class Auditor:
     def load_data(self, data: str) -> LoadedData:
         """Index, sample, fingerprint, decode and label-map the data set."""
         opt, spec = self.options, self.target.spec
-        ds = open_dataset(data, opt.data_format, opt.images_dir)
+        ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
         samples = list(ds.samples)
         # map labels before decoding so a mismatch fails fast
         map_labels([s.label for s in samples], spec.class_names, opt.label_map)
@@ -137,6 +138,11 @@ class Auditor:
         samples = [samples[i] for i in kept]
         if not samples:
             raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
+        samples, _ = fingerprint(samples)
+        keep, duplicates = drop_duplicates(samples)
+        if duplicates:
+            samples, images = [samples[i] for i in keep], images[keep]
+            skipped = skipped + duplicates
         samples, manifest_sha = fingerprint(samples)
         y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         per_class = {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)}
@@ -146,6 +152,9 @@ class Auditor:
         if readme.is_file() and "SYNTHETIC" in readme.read_text(encoding="utf-8", errors="replace")[:4000]:
             caveats.insert(0, "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
                               "about performance on radiographs")
+        if duplicates:
+            caveats.append(f"{len(duplicates)} exact-duplicate file(s) (same SHA-256 as another image of the same "
+                           "label) were counted once; they are listed with the skipped files")
         if any(a != "blend" for a in opt.attacks) and not _on_8bit_grid(images):
             caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
                            "source): adversarial PNGs stay within epsilon of each pixel's nearest 8-bit level, so "

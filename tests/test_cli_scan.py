@@ -133,3 +133,22 @@ def test_nan_outputs_are_an_error_not_a_class(tmp_path, data):
     assert r.exit_code == 3, r.output
     assert "NaN or infinite outputs for 4 of 12 image(s)" in r.output and "normal/img_000.png" in r.output
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_duplicate_files_are_counted_once_and_listed(tmp_path, data):
+    import shutil
+
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    src = sorted((data / "pneumonia").glob("*.png"))[0]
+    shutil.copy(src, data / "pneumonia" / "again.png")
+    shutil.copy(src, data / "pneumonia" / "zagain.png")
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["data"]["n_images"] == 12 and doc["conditions"][0]["metrics"]["n"] == 12
+    dups = [s for s in doc["data"]["skipped"] if "exact duplicate" in s["reason"]]
+    assert sorted(s["name"] for s in dups) == [f"pneumonia/{src.name}", "pneumonia/zagain.png"]
+    assert any("2 exact-duplicate file(s)" in c for c in doc["data"]["caveats"])
+    shutil.copy(src, data / "normal" / "same_pixels.png")
+    r = _scan(model, "--data", data, "--out", tmp_path / "o2", "--format", "json")
+    assert r.exit_code == 3 and "normal/same_pixels.png" in r.output and "pneumonia/again.png" in r.output

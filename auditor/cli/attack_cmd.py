@@ -53,7 +53,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.attacks.device import pick_device
     from auditor.attacks.sets import build_adversarial_set, eps_label, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+    from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
 
@@ -78,12 +78,15 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
     y_all = map_labels([s.label for s in samples], tuple(sur.class_names), parse_label_map(label_map))
+    samples, _ = fingerprint(samples)
+    unique, duplicates = drop_duplicates(samples)  # same content twice: once; under two labels: DataError
+    samples, y_all = [samples[i] for i in unique], y_all[unique]
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
         images, kept, skipped_imgs = load_images(samples, size, progress=adv)
     samples = [samples[i] for i in kept]
     y = y_all[kept]
-    skipped = [s.to_dict() for s in (*ds.skipped, *skipped_imgs)]
+    skipped = [s.to_dict() for s in (*ds.skipped, *duplicates, *skipped_imgs)]
     for s in skipped:
         reporter.warn(f"skipped {s['kind']} {s['name']}: {s['reason']}")
     if not samples:
