@@ -180,12 +180,6 @@ def grid_levels(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.int16)
 
 
-def on_grid(x: np.ndarray, tol: float = 1e-3) -> bool:
-    """True when every value of ``x`` is an 8-bit level ``k/255`` (up to float32 rounding, ``tol`` levels)."""
-    c = np.asarray(x, dtype=np.float64) * 255.0
-    return bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= tol)
-
-
 def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
     """8-bit levels of ``x_adv`` that use the whole budget exactly; returns ``uint8``.
 
