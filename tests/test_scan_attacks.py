@@ -173,3 +173,20 @@ def test_poisoned_cache_png_leaves_the_report_unchanged_and_warns(setup, tmp_pat
     cv2.imwrite(str(pngs[0]), np.zeros_like(cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)))
     r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "strict"), "--strict"])
     assert r.exit_code == 1, r.output
+
+
+def test_surrogate_with_nan_weights_is_refused_before_the_attack(setup, tmp_path):
+    root, data, target, other, _ = setup
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 3, 1)
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
+            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    bad = tmp_path / "nan.pt"
+    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
+    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate",
+                                 str(bad), "--attacks", "usmm", "--eps", "8", "--cache-dir", str(tmp_path / "c"), "-q",
+                                 "--format", "json", "--no-detector"])
+    assert r.exit_code == 3 and "NaN or infinite" in r.output
+    assert not list((tmp_path / "c").rglob("*.png"))  # nothing was attacked
