@@ -90,12 +90,16 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                     except StyleBackendUnavailable as exc:
                         _skip(auditor, name, str(exc))
                         break  # every epsilon of this attack needs the same backend
+                    for warning in aset.warnings:  # a cached batch failed its integrity check
+                        auditor.reporter.warn(f"{name}: {warning}")
+                        auditor.skipped.append(Skipped(f"{name} cache", warning, "cache"))
                     sets.append({
                         "name": name, "kind": "attack", "attack": attack, "epsilon": eps, "surrogate": sur_label,
                         "threat_model": surrogate.threat_model, "images": aset.images,
                         "stats": perturbation_stats(data.images, aset.images), "label": aset.label,
                         "meta": {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
                                  "seconds": round(aset.seconds, 2), "backend": aset.backend,
+                                 "cache_warnings": list(aset.warnings),
                                  "surrogate": surrogate.identity,
                                  "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}},
                         "surrogate_eval": {"clean_pred": sur_clean, "input_sizes": sur_sizes,

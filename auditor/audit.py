@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from auditor import __version__
-from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
-from auditor.errors import DataError, UsageError
+from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, stratified_subset
+from auditor.errors import DataError, NonFiniteOutput, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
 from auditor.transfer import set_diagnostics, transfer_summary
@@ -52,6 +52,7 @@ class ScanOptions:
     label_map: dict[str, str] = field(default_factory=dict)
     data_format: str = "auto"
     images_dir: str | None = None
+    allow_outside_root: bool = False
     strict: bool = False
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     ray_address: str | None = None
@@ -95,6 +96,12 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _on_8bit_grid(images: np.ndarray) -> bool:
+    """True when every pixel is an 8-bit level ``k/255`` (up to float32 rounding)."""
+    c = np.asarray(images, dtype=np.float64) * 255.0
+    return bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)
+
+
 @dataclass
 class LoadedData:
     """The images of a scan, their labels and identity."""
@@ -115,12 +122,13 @@ class Auditor:
         self.reporter = reporter or Reporter(quiet=True)
         self.command = command
         self.skipped: list[Skipped] = []
+        self._sample_names: list[str] = []  #: file of each scored row, for error messages
 
     # ----------------------------------------------------------------- data
     def load_data(self, data: str) -> LoadedData:
         """Index, sample, fingerprint, decode and label-map the data set."""
         opt, spec = self.options, self.target.spec
-        ds = open_dataset(data, opt.data_format, opt.images_dir)
+        ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
         samples = list(ds.samples)
         # map labels before decoding so a mismatch fails fast
         map_labels([s.label for s in samples], spec.class_names, opt.label_map)
@@ -135,6 +143,11 @@ class Auditor:
         samples = [samples[i] for i in kept]
         if not samples:
             raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
+        samples, _ = fingerprint(samples)
+        keep, duplicates = drop_duplicates(samples)
+        if duplicates:
+            samples, images = [samples[i] for i in keep], images[keep]
+            skipped = skipped + duplicates
         samples, manifest_sha = fingerprint(samples)
         y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         per_class = {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)}
@@ -144,6 +157,14 @@ class Auditor:
         if readme.is_file() and "SYNTHETIC" in readme.read_text(encoding="utf-8", errors="replace")[:4000]:
             caveats.insert(0, "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
                               "about performance on radiographs")
+        if duplicates:
+            caveats.append(f"{len(duplicates)} exact-duplicate file(s) (same SHA-256 as another image of the same "
+                           "label) were counted once; they are listed with the skipped files")
+        if any(a != "blend" for a in opt.attacks) and not _on_8bit_grid(images):
+            caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
+                           "source): adversarial PNGs stay within epsilon of each pixel's nearest 8-bit level, so "
+                           "the measured L-inf to the float clean image (linf_max) may exceed epsilon by up to "
+                           "half a grey level")
         for s in all_skipped:
             self.reporter.warn(f"skipped {s.name}: {s.reason}")
         info = {
@@ -160,12 +181,19 @@ class Auditor:
             "sampled_from": len(ds.samples) if opt.max_images is not None else None,
         }
         groups = [s.patient_id for s in samples]
+        self._sample_names = [s.rel_path or s.path for s in samples]
         return LoadedData(images, y, samples, groups, info)
 
     # ----------------------------------------------------------------- evaluation helpers
     def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:
-        with self.reporter.task(what, len(x)) as adv:
-            return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+        try:
+            with self.reporter.task(what, len(x)) as adv:
+                return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+        except NonFiniteOutput as exc:
+            names = self._sample_names
+            first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
+            raise NonFiniteOutput(f"{model.path}: {what}: the model returned NaN or infinite outputs for "
+                                  f"{len(exc.rows)} of {len(x)} image(s); first file: {first}", exc.rows) from None
 
     def _condition(self, name: str, kind: str, pred: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
         metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,

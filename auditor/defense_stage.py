@@ -138,6 +138,9 @@ def build_bpda_sets(auditor: "Auditor", data: "LoadedData", preprocessors: list,
                 aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
                                              data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
                                              device=device, precision=opt.precision, progress=adv)
+            for warning in aset.warnings:  # a cached batch failed its integrity check
+                auditor.reporter.warn(f"{name}: {warning}")
+                auditor.skipped.append(Skipped(f"{name} cache", warning, "cache"))
             out.append({"name": name, "kind": "adaptive", "attack": attack, "epsilon": base["epsilon"],
                         "surrogate": ident["label"], "threat_model": "transfer (adaptive: BPDA through the defense)",
                         "defense": pre, "base": base["name"], "images": aset.images,

@@ -44,8 +44,8 @@ def _init_ray(address: str, num_cpus: int | None):
 
 def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str | None, attack_name: str,
                   params: dict, images, labels, names: list[str], cache_dir: str, manifest_sha256: str, seed: int,
-                  batch_size: int, precision: str, shard: list[int], threads: int) -> int:
-    """One Ray task: load the surrogate here and compute the batches of ``shard``."""
+                  batch_size: int, precision: str, shard: list[int], threads: int) -> list[str]:
+    """One Ray task: load the surrogate here and compute the batches of ``shard``; returns the cache warnings."""
     import torch
 
     from auditor.attacks.sets import build_adversarial_set
@@ -57,7 +57,7 @@ def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str 
     aset = build_adversarial_set(attack_name, params, surrogate, np.asarray(images), np.asarray(labels), names,
                                  cache_dir, manifest_sha256, seed, batch_size=batch_size, device="cpu",
                                  precision=precision, only_batches=set(shard))
-    return aset.batches_computed
+    return list(aset.warnings)
 
 
 def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrogate_spec: str, target_spec,
@@ -86,6 +86,11 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
         done, pending = ray.wait(pending, num_returns=1)
         if progress:
             progress(0)
-    ray.get(refs)  # re-raise a worker's error here
-    return build_adversarial_set(attack_name, params, surrogate, images, labels, names, cache_dir, manifest_sha256,
+    worker_warnings = [w for ws in ray.get(refs) for w in ws]  # re-raises a worker's error here
+    aset = build_adversarial_set(attack_name, params, surrogate, images, labels, names, cache_dir, manifest_sha256,
                                  seed, batch_size=batch_size, device="cpu", precision=precision, progress=progress)
+    if worker_warnings:
+        from dataclasses import replace
+
+        aset = replace(aset, warnings=tuple(worker_warnings) + aset.warnings, cache_hit=False)
+    return aset

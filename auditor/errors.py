@@ -47,6 +47,14 @@ class ModelContractError(AuditError):
     exit_code = EXIT_INPUT
 
 
+class NonFiniteOutput(ModelContractError):
+    """A model returned NaN or infinite outputs; ``rows`` are the affected input rows (never scored as a class)."""
+
+    def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.rows = tuple(rows)
+
+
 class DataError(AuditError):
     """The data set is missing, empty, or its labels do not match the model."""
 

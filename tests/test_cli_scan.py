@@ -105,3 +105,50 @@ def test_report_rerenders_without_recomputing(tmp_path, data):
     (tmp_path / "new.json").write_text(json.dumps(doc))
     r = CliRunner().invoke(cli, ["report", str(tmp_path / "new.json")])
     assert r.exit_code == 3 and "schema" in r.output
+
+
+def _nan_for_dark_images(path, src):
+    """``src`` with ``log(brightness - 0.3)`` added to every logit: NaN for the dark ("normal") images."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.array(0.3, np.float32), "dark_cut"))
+    g.node.extend([helper.make_node("Sub", ["bright2", "dark_cut"], ["shifted"]),
+                   helper.make_node("Log", ["shifted"], ["nan_if_dark"]),
+                   helper.make_node("Add", ["logits", "nan_if_dark"], ["logits_nan"])])
+    g.output[0].name = "logits_nan"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_nan_outputs_are_an_error_not_a_class(tmp_path, data):
+    good = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    model = _nan_for_dark_images(tmp_path / "nan.onnx", good)
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json",
+              "--fail-under", "sensitivity:pneumothorax=0.9")
+    assert r.exit_code == 3, r.output
+    assert "NaN or infinite outputs for 4 of 12 image(s)" in r.output and "normal/img_000.png" in r.output
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_duplicate_files_are_counted_once_and_listed(tmp_path, data):
+    import shutil
+
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    src = sorted((data / "pneumonia").glob("*.png"))[0]
+    shutil.copy(src, data / "pneumonia" / "again.png")
+    shutil.copy(src, data / "pneumonia" / "zagain.png")
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["data"]["n_images"] == 12 and doc["conditions"][0]["metrics"]["n"] == 12
+    dups = [s for s in doc["data"]["skipped"] if "exact duplicate" in s["reason"]]
+    assert sorted(s["name"] for s in dups) == [f"pneumonia/{src.name}", "pneumonia/zagain.png"]
+    assert any("2 exact-duplicate file(s)" in c for c in doc["data"]["caveats"])
+    shutil.copy(src, data / "normal" / "same_pixels.png")
+    r = _scan(model, "--data", data, "--out", tmp_path / "o2", "--format", "json")
+    assert r.exit_code == 3 and "normal/same_pixels.png" in r.output and "pneumonia/again.png" in r.output

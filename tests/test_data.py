@@ -201,3 +201,84 @@ def test_stratified_subset_is_seeded_and_stratified():
     counts = {k: sum(labels[i] == k for i in s1) for k in "abc"}
     assert counts == {"a": 5, "b": 3, "c": 2}
     assert stratified_subset(labels, 500, seed=0) == list(range(100))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_float_tiff_with_non_finite_pixel_is_skipped_not_black(tmp_path, bad):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    arr = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32)).astype(np.float32)
+    Image.fromarray(arr, mode="F").save(root / "normal" / "ok.tif")
+    arr[5, 7] = bad
+    Image.fromarray(arr, mode="F").save(root / "normal" / "bad.tif")
+    x, kept, skipped = load_images(open_dataset(root).samples, (32, 32))
+    assert [(s.name, s.reason) for s in skipped] == [("normal/bad.tif", "image holds 1 NaN or infinite pixel value(s)")]
+    assert len(kept) == 4 and np.isfinite(x).all()
+
+
+def test_symlink_out_of_the_data_root_is_skipped(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    outside = write_image_folder(tmp_path / "elsewhere", n_per_class=2)
+    os.symlink(outside, root / "normal" / "root")  # a folder link leaving the root
+    os.symlink(next((outside / "pneumonia").glob("*.png")), root / "normal" / "stray.png")  # a file link
+    ds = open_dataset(root)
+    assert ds.per_class() == {"normal": 1, "pneumonia": 1, "pneumothorax": 1}
+    reasons = {os.path.basename(s.name): s.reason for s in ds.skipped}
+    assert reasons == {"root": "outside the data root", "stray.png": "outside the data root"}
+
+
+def test_class_folder_linked_from_outside_is_skipped(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    outside = write_image_folder(tmp_path / "elsewhere", classes=("cardiomegaly",), n_per_class=2)
+    os.symlink(outside / "cardiomegaly", root / "cardiomegaly")
+    ds = open_dataset(root)
+    assert "cardiomegaly" not in ds.per_class()
+    assert [(os.path.basename(s.name), s.reason) for s in ds.skipped] == [("cardiomegaly", "outside the data root")]
+
+
+def test_loop_to_the_root_does_not_relabel_other_classes(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=2)
+    os.symlink("..", root / "normal" / "loop")
+    os.symlink("../pneumonia", root / "normal" / "other")
+    ds = open_dataset(root)
+    assert ds.per_class() == {"normal": 2, "pneumonia": 2, "pneumothorax": 2}
+    assert all(s.rel_path.split("/")[0] == s.label for s in ds.samples)
+    reasons = {os.path.basename(s.name): s.reason for s in ds.skipped}
+    assert set(reasons) == {"loop", "other"}
+    assert "loop" in reasons["loop"] and "class folder 'pneumonia'" in reasons["other"]
+
+
+def test_csv_paths_outside_the_root_need_the_flag(tmp_path):
+    root = write_image_folder(tmp_path / "d", n_per_class=1)
+    outside = write_image_folder(tmp_path / "elsewhere", n_per_class=1)
+    img = next((outside / "normal").glob("*.png"))
+    man = root / "list.csv"
+    man.write_text("path,label\n" + f"normal/{next((root / 'normal').glob('*.png')).name},normal\n"
+                   f"../elsewhere/normal/{img.name},normal\n{img},normal\n")
+    ds = open_dataset(man)
+    assert len(ds.samples) == 1
+    assert [s.reason.split(" (")[0] for s in ds.skipped] == ["outside the data root"] * 2
+    assert "--allow-outside-root" in ds.skipped[0].reason
+    assert len(open_dataset(man, allow_outside_root=True).samples) == 3
+
+
+def test_duplicates_counted_once_and_conflicting_labels_refused(tmp_path):
+    import shutil
+
+    from auditor.data import drop_duplicates
+
+    root = write_image_folder(tmp_path / "d", n_per_class=2)
+    first = sorted((root / "normal").glob("*.png"))[0]
+    shutil.copy(first, root / "normal" / "copy.png")
+    samples, _ = fingerprint(open_dataset(root).samples)
+    keep, dups = drop_duplicates(samples)
+    assert len(samples) == 7 and len(keep) == 6
+    assert [(d.name, d.reason) for d in dups] == [
+        (f"normal/{first.name}", "exact duplicate of normal/copy.png (same SHA-256): counted once")]
+    shutil.copy(first, root / "pneumonia" / "relabelled.png")
+    samples, _ = fingerprint(open_dataset(root).samples)
+    with pytest.raises(DataError, match="labelled 'normal' as normal/copy.png and 'pneumonia' as "
+                                        "pneumonia/relabelled.png") as err:
+        drop_duplicates(samples)
+    assert err.value.exit_code == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -144,3 +145,48 @@ def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     assert a["predictions"] == b["predictions"] and a["linf_mean"] == b["linf_mean"]
     batches = sorted((tmp_path / "rc").glob("*/batches/*.json"))
     assert len(batches) == 4  # 12 images in batches of 3
+
+
+def test_poisoned_cache_png_leaves_the_report_unchanged_and_warns(setup, tmp_path):
+    """A white image written over a cached PNG is detected, the batch recomputed, the numbers unchanged."""
+    import cv2
+
+    root, data, target, other, sur = setup
+    common = ["scan", str(target), "--data", str(data), "--surrogate", str(sur), "--attacks", "mifgsm", "--eps", "8",
+              "--no-detector", "--n-boot", "50", "-q", "--format", "json", "--cache-dir", str(tmp_path / "c")]
+    assert CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "ref")]).exit_code == 0
+    pngs = sorted((tmp_path / "c").glob("*/mifgsm_eps8/*/*.png"))
+    assert pngs
+    cv2.imwrite(str(pngs[0]), np.full_like(cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED), 255))
+    r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "poisoned")])
+    assert r.exit_code == 0, r.output
+    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
+    got = json.loads((tmp_path / "poisoned" / "results.json").read_text())
+    a, b = ref["conditions"][1], got["conditions"][1]
+    assert b["predictions"] == a["predictions"] and b["metrics"] == a["metrics"]
+    for key in ("linf_max", "linf_mean", "l2_mean", "ssim_mean", "attack_success_rate", "flip_rate"):
+        assert b[key] == a[key]
+    assert b["linf_max"] <= 8 / 255 + 1e-6 and b["cache_hit"] is False
+    warned = [s for s in got["skipped"] if s["kind"] == "cache"]
+    assert len(warned) == 1 and "SHA-256" in warned[0]["reason"] and "recomputed" in warned[0]["reason"]
+    assert not [s for s in ref["skipped"] if s["kind"] == "cache"]
+    cv2.imwrite(str(pngs[0]), np.zeros_like(cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)))
+    r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "strict"), "--strict"])
+    assert r.exit_code == 1, r.output
+
+
+def test_surrogate_with_nan_weights_is_refused_before_the_attack(setup, tmp_path):
+    root, data, target, other, _ = setup
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 3, 1)
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
+            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    bad = tmp_path / "nan.pt"
+    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
+    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate",
+                                 str(bad), "--attacks", "usmm", "--eps", "8", "--cache-dir", str(tmp_path / "c"), "-q",
+                                 "--format", "json", "--no-detector"])
+    assert r.exit_code == 3 and "NaN or infinite" in r.output
+    assert not list((tmp_path / "c").rglob("*.png"))  # nothing was attacked

@@ -41,7 +41,7 @@ from torch import nn
 
 from auditor.attacks.device import pick_device, precision_context, resolve_precision
 from auditor.attacks.projection import NORMS, project
-from auditor.errors import UsageError
+from auditor.errors import ModelContractError, UsageError
 
 #: pixels x rows of one surrogate chunk at the default (20 rows of 224x224)
 _ROW_BUDGET = 20 * 224 * 224
@@ -231,6 +231,10 @@ class GradientAttack:
                     logits = self.model(leaf)
                 loss = F.cross_entropy(logits.float(), labels[start:stop], reduction="sum") / total
                 (g,) = torch.autograd.grad(loss, leaf)
+            if not bool(torch.isfinite(g).all()):
+                rows = int((~torch.isfinite(g.flatten(1))).any(1).sum())
+                raise ModelContractError(f"attack {self.name}: the surrogate gave NaN or infinite gradients for {rows} "
+                                         "image(s); the attack is refused (an attack on such gradients is noise)")
             out[start:stop] = g
             self.surrogate_rows += stop - start
         return out

@@ -17,9 +17,16 @@ run with the same key loads the finished batches and computes only the rest.
 Batch ``b`` is attacked with a seed derived from ``(seed, b)``, so a resumed
 set is identical to an uninterrupted one.
 
-Quantisation rounds to the nearest 8-bit level (the reference code floors),
-then keeps each pixel on the 8-bit grid inside ``[x - eps, x + eps] ∩ [0, 1]``
-so the stored image still satisfies the budget.
+Integrity: a batch's done-marker records the SHA-256 of every PNG written, the
+digest of the clean batch and the manifest SHA-256 it was made from. Loading a
+batch (also on a full cache hit) re-checks all of them and the ε bound; a batch
+that fails is recomputed and the set carries a warning (:attr:`AdversarialSet.warnings`).
+A shared cache therefore cannot feed a tampered or corrupted image into a verdict.
+
+Quantisation rounds to the nearest 8-bit level (the reference code floors) in
+integer arithmetic: each pixel stays within ``E = eps * 255`` levels of the
+clean image's own 8-bit level, so pixels the attack put on the ε edge stay on
+it (see :func:`quantize` for clean images that are not on the 8-bit grid).
 """
 
 from __future__ import annotations
@@ -38,8 +45,6 @@ import numpy as np
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
 INDEX_FILE = "index.json"
-#: tolerance of the budget check after quantisation (float rounding only)
-QUANT_TOL = 1e-5
 
 
 @dataclass
@@ -64,6 +69,8 @@ class AdversarialSet:
     batches_loaded: int = 0
     surrogate_rows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: cached batches that failed their integrity check and were recomputed (one line each)
+    warnings: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -113,21 +120,25 @@ def _atomic_write_json(path: Path, doc: Any) -> None:
     _atomic_write_bytes(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def _write_png(path: Path, img_u8: np.ndarray) -> None:
+def _write_png(path: Path, img_u8: np.ndarray) -> str:
+    """Write an 8-bit grey PNG atomically; returns the SHA-256 of the bytes written."""
     import cv2
 
     ok, buf = cv2.imencode(".png", img_u8)
     if not ok:
         raise RuntimeFailure(f"{path}: PNG encoding failed")
-    _atomic_write_bytes(path, buf.tobytes())
+    data = buf.tobytes()
+    _atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def _read_png(path: Path) -> np.ndarray:
+def _decode_png(data: bytes) -> np.ndarray | None:
+    """An 8-bit grey image from PNG bytes, or None when it is anything else."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.dtype != np.uint8 or img.ndim != 2:
-        raise DataError(f"{path}: cached adversarial image is unreadable or not 8-bit grey")
+        return None
     return img
 
 
@@ -152,20 +163,56 @@ def output_names(names: list[str]) -> list[str]:
     return out
 
 
-def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
-    """Round to 8-bit levels inside ``[x - eps, x + eps] ∩ [0, 1]``; returns uint8 levels.
+def budget_levels(eps: float) -> int:
+    """The budget ``eps`` in whole 8-bit grey levels: the largest integer ``E`` with ``E / 255 <= eps``.
 
-    Where that interval holds no 8-bit level (``eps`` below half a level and
-    ``x`` off the grid) the level nearest to ``x`` is used.
+    ``eps`` is a float, so a budget meant as ``k/255`` may arrive as ``k/255``
+    plus or minus one float ulp; values within 1e-6 of a level count as that
+    level. This is the only tolerance of the quantisation.
     """
-    a = np.asarray(x_adv, dtype=np.float64) * 255.0
-    c = np.asarray(x, dtype=np.float64) * 255.0
-    e = eps * 255.0
-    lo = np.clip(np.ceil(c - e - 1e-6), 0, 255)
-    hi = np.clip(np.floor(c + e + 1e-6), 0, 255)
-    k = np.clip(np.rint(a), lo, hi)
-    k = np.where(lo <= hi, k, np.clip(np.rint(c), 0, 255))
+    v = float(eps) * 255.0
+    r = round(v)
+    return int(r) if abs(v - r) < 1e-6 else int(np.floor(v))
+
+
+def grid_levels(x: np.ndarray) -> np.ndarray:
+    """The nearest 8-bit level (``int16`` in ``0..255``) of every value of ``x`` in ``[0, 1]``."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.int16)
+
+
+def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
+    """8-bit levels of ``x_adv`` that use the whole budget exactly; returns ``uint8``.
+
+    Integer arithmetic on the 8-bit grid: with ``g`` the clean image's nearest
+    level and ``E = budget_levels(eps)``, each pixel is ``rint(255 * x_adv)``
+    clamped to ``[g - E, g + E] ∩ [0, 255]``. A pixel the attack left on the
+    ε edge therefore stays on the edge (``|k - g| == E``), whatever the float
+    rounding of ``x_adv``.
+
+    Clean images on the 8-bit grid (8-bit files at the model's size) give
+    ``|k/255 - x| <= E/255 <= eps`` exactly. Clean images off the grid (resized,
+    or from >8-bit sources) are bounded against their own grid value ``g``:
+    the stored image differs from the *float* clean image by at most
+    ``eps + 0.5/255``; callers measure and report that true L-inf.
+    """
+    g = grid_levels(x).astype(np.int32)
+    e = budget_levels(eps)
+    a = np.rint(np.asarray(x_adv, dtype=np.float64) * 255.0).astype(np.int64)
+    k = np.clip(a, np.maximum(g - e, 0), np.minimum(g + e, 255))
     return k.astype(np.uint8)
+
+
+def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
+    """Check stored ``levels`` against the clean ``x``: integer bound ``|k - g| <= E``; returns the true float L-inf.
+
+    Raises :class:`DataError` when a level lies outside the budget.
+    """
+    g = grid_levels(x).astype(np.int32)
+    e = budget_levels(eps)
+    over = np.abs(levels.astype(np.int32) - g) > e
+    if over.any():
+        raise DataError(f"{int(over.sum())} pixel(s) lie more than {e} grey level(s) from the clean image")
+    return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -245,71 +292,69 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     t0 = time.perf_counter()
 
     index_path = set_dir / INDEX_FILE
+    index_ok = False
     if index_path.is_file():
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
-            cached = index.get("key") == key and index.get("files") == files
+            index_ok = index.get("key") == key and index.get("files") == files
         except (OSError, json.JSONDecodeError):
-            cached = False
-        if cached and all((set_dir / f).is_file() for f in files):
-            out = np.stack([_read_png(set_dir / f) for f in files])[:, None].astype(np.float32) / 255.0
-            if progress:
-                progress(n)
-            return AdversarialSet(out, key, set_dir, index.get("params", {}), index.get("label", attack.label), eps,
-                                  True, time.perf_counter() - t0, backend, attack.name, tuple(files),
-                                  tuple(index.get("notes", ())), str(attack.device), attack.precision, 0,
-                                  int(index.get("batches", 0)), 0, {"linf_max": index.get("linf_max")})
+            index_ok = False
 
-    attack.ensure_setup()  # heavy resources (style network) once, before the first batch
-    set_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(set_dir / "request.json", request)
     result = np.empty_like(images)
     starts = list(range(0, n, batch_size))
     computed = loaded = 0
     linf_max = 0.0
+    warnings: list[str] = []
     for b, start in enumerate(starts):
         stop = min(n, start + batch_size)
         if only_batches is not None and b not in only_batches:
             result[start:stop] = 0.0
             continue
         marker = set_dir / "batches" / f"{b:05d}.json"
-        done = None
-        if marker.is_file():
+        clean = images[start:stop]
+        batch_files = files[start:stop]
+        levels = None
+        if marker.exists():
             try:
-                done = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                done = None
-        if done and done.get("files") == files[start:stop] and all((set_dir / f).is_file() for f in files[start:stop]):
-            result[start:stop] = np.stack([_read_png(set_dir / f) for f in files[start:stop]])[:, None] / 255.0
-            linf_max = max(linf_max, float(done.get("linf_max", 0.0)))
-            loaded += 1
-        else:
+                levels = _verified_batch(set_dir, marker, batch_files, clean, manifest_sha256, eps)
+                loaded += 1
+            except CacheMismatch as exc:
+                warnings.append(f"{sub} batch {b}: {exc}; the batch was recomputed")
+        if levels is None:
+            if not computed:
+                attack.ensure_setup()  # heavy resources (style network) once, before the first computed batch
+                set_dir.mkdir(parents=True, exist_ok=True)
+                _atomic_write_json(set_dir / "request.json", request)
             tb = time.perf_counter()
-            x = torch.from_numpy(images[start:stop])
-            y = torch.from_numpy(labels[start:stop])
-            x_adv = attack(x, y, seed=batch_seed(seed, b)).cpu().numpy()
-            levels = quantize(x_adv, images[start:stop], eps)
-            q = levels.astype(np.float32) / 255.0
-            bl = float(np.abs(q.astype(np.float64) - images[start:stop]).max()) if q.size else 0.0
-            if bl > max(eps, 0.5 / 255) + QUANT_TOL:
-                raise RuntimeFailure(f"{attack.name}: quantised batch {b} exceeds the budget ({bl * 255:.3f}/255 > "
-                                     f"{eps * 255:.3f}/255)")
-            for i in range(stop - start):
-                _write_png(set_dir / files[start + i], levels[i, 0])
-            _atomic_write_json(marker, {"batch": b, "files": files[start:stop], "linf_max": bl,
+            x_adv = attack(torch.from_numpy(clean), torch.from_numpy(labels[start:stop]),
+                           seed=batch_seed(seed, b)).cpu().numpy()
+            levels = quantize(x_adv, clean, eps)
+            try:
+                bl = check_levels(levels, clean, eps)
+            except DataError as exc:  # cannot happen after quantize: a bug, not bad input
+                raise RuntimeFailure(f"{attack.name}: quantised batch {b}: {exc}") from None
+            digests = [_write_png(set_dir / f, levels[i, 0]) for i, f in enumerate(batch_files)]
+            _atomic_write_json(marker, {"batch": b, "files": batch_files, "png_sha256": digests,
+                                        "clean_sha256": _digest(clean), "manifest_sha256": manifest_sha256,
+                                        "epsilon_levels": budget_levels(eps), "linf_max": bl,
                                         "seconds": round(time.perf_counter() - tb, 3)})
-            result[start:stop] = q
-            linf_max = max(linf_max, bl)
             computed += 1
+        result[start:stop] = levels.astype(np.float32) / 255.0
+        linf_max = max(linf_max, _float_linf(result[start:stop], clean))
         if progress:
             progress(stop - start)
 
     seconds = time.perf_counter() - t0
+    cache_hit = index_ok and computed == 0 and only_batches is None
+    if cache_hit:
+        return AdversarialSet(result, key, set_dir, index.get("params", {}), index.get("label", attack.label), eps,
+                              True, seconds, backend, attack.name, tuple(files), tuple(index.get("notes", ())),
+                              str(attack.device), attack.precision, 0, loaded, 0, {"linf_max": linf_max})
     eff = _canonical(attack.params())
     if only_batches is not None:
         return AdversarialSet(result, key, set_dir, eff, attack.label, eps, False, seconds, backend, attack.name,
                               tuple(files), tuple(attack.notes), str(attack.device), attack.precision, computed, loaded,
-                              attack.surrogate_rows, {"linf_max": linf_max, "partial": True})
+                              attack.surrogate_rows, {"linf_max": linf_max, "partial": True}, tuple(warnings))
     index = {"key": key, "attack": attack.name, "label": attack.label, "epsilon": eps, "params": eff,
              "files": files, "names": list(names), "n": n, "batches": len(starts), "linf_max": linf_max,
              "notes": list(attack.notes), "tool_version": __version__, "seconds_last_run": round(seconds, 3),
@@ -317,7 +362,54 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     _atomic_write_json(index_path, index)
     return AdversarialSet(result, key, set_dir, eff, attack.label, eps, False, seconds, backend, attack.name,
                           tuple(files), tuple(attack.notes), str(attack.device), attack.precision, computed, loaded,
-                          attack.surrogate_rows, {"linf_max": linf_max})
+                          attack.surrogate_rows, {"linf_max": linf_max}, tuple(warnings))
+
+
+def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
+    return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0
+
+
+class CacheMismatch(Exception):
+    """A cached batch does not match what it claims to be; the message is the reason."""
+
+
+def _verified_batch(set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str,
+                    eps: float) -> np.ndarray:
+    """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after checking it; raises :class:`CacheMismatch`.
+
+    Checks: the done-marker parses and lists these files; it was made from this
+    clean batch and manifest; every PNG's SHA-256 is the one recorded when it
+    was written; every PNG is 8-bit grey of the clean size; and every pixel is
+    within the ε budget of the clean image (:func:`check_levels`).
+    """
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CacheMismatch("done-marker unreadable") from None
+    if not isinstance(done, dict) or done.get("files") != files:
+        raise CacheMismatch("done-marker lists other files")
+    if done.get("manifest_sha256") != manifest_sha256 or done.get("clean_sha256") != _digest(clean):
+        raise CacheMismatch("made from other clean images")
+    digests = done.get("png_sha256")
+    if not isinstance(digests, list) or len(digests) != len(files):
+        raise CacheMismatch("no SHA-256 recorded for its PNGs")
+    out = np.empty(clean.shape, np.uint8)
+    for i, (f, want) in enumerate(zip(files, digests)):
+        try:
+            data = (set_dir / f).read_bytes()
+        except OSError:
+            raise CacheMismatch(f"{f} missing") from None
+        if hashlib.sha256(data).hexdigest() != want:
+            raise CacheMismatch(f"{f} changed since it was written (SHA-256 mismatch)")
+        img = _decode_png(data)
+        if img is None or img.shape != clean.shape[-2:]:
+            raise CacheMismatch(f"{f} is not an 8-bit grey image of the set's size")
+        out[i, 0] = img
+    try:
+        check_levels(out, clean, eps)
+    except DataError as exc:
+        raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
+    return out
 
 
 def perturbation_stats(x: np.ndarray, x_adv: np.ndarray) -> dict[str, float]:

@@ -53,7 +53,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.attacks.device import pick_device
     from auditor.attacks.sets import build_adversarial_set, eps_label, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+    from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
 
@@ -79,12 +79,15 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
     y_all = map_labels([s.label for s in samples], tuple(sur.class_names), label_mapping)
+    samples, _ = fingerprint(samples)
+    unique, duplicates = drop_duplicates(samples)  # same content twice: once; under two labels: DataError
+    samples, y_all = [samples[i] for i in unique], y_all[unique]
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
         images, kept, skipped_imgs = load_images(samples, size, progress=adv)
     samples = [samples[i] for i in kept]
     y = y_all[kept]
-    skipped = [s.to_dict() for s in (*ds.skipped, *skipped_imgs)]
+    skipped = [s.to_dict() for s in (*ds.skipped, *duplicates, *skipped_imgs)]
     for s in skipped:
         reporter.warn(f"skipped {s['kind']} {s['name']}: {s['reason']}")
     if not samples:
@@ -112,6 +115,9 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                 reporter.warn(f"skipped {name}: {exc}")
                 skipped.append({"name": name, "reason": str(exc), "kind": "attack"})
                 break
+            for warning in aset.warnings:
+                reporter.warn(f"{set_name}: {warning}")
+                skipped.append({"name": f"{set_name} cache", "reason": warning, "kind": "cache"})
             stats = perturbation_stats(images, aset.images)
             reporter.info(f"{set_name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
                           f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")

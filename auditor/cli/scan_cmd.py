@@ -196,6 +196,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
 @click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
 @click.option("--images-dir", type=click.Path(file_okay=False), help="Where CSV/NIH image paths are relative to.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Let a CSV/NIH manifest list images whose real location is outside its data root.")
 @click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...")
 @click.option("--out", default="xray-audit-out", show_default=True, type=click.Path(file_okay=False))
 @model_contract_options
@@ -228,7 +230,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
                  compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
-                 style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress, **kw) -> None:
+                 style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress,
+                 allow_outside_root=False, **kw) -> None:
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
@@ -241,6 +244,7 @@ def scan_command(model, data, data_format, images_dir, label_map, out, attacks, 
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
         cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
         label_map=parse_label_map(label_map), data_format=data_format, images_dir=images_dir,
+        allow_outside_root=allow_outside_root,
         ray_address=ray_address, workers=workers, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")),
     )
     if exit_code:

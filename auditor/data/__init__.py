@@ -4,6 +4,7 @@ from auditor.data.loading import (
     MAX_PIXELS,
     Dataset,
     ImageReadError,
+    drop_duplicates,
     fingerprint,
     load_image,
     load_images,
@@ -14,6 +15,6 @@ from auditor.data.loading import (
 )
 
 __all__ = [
-    "MAX_PIXELS", "Dataset", "ImageReadError", "fingerprint", "load_image", "load_images", "map_labels",
+    "MAX_PIXELS", "Dataset", "ImageReadError", "drop_duplicates", "fingerprint", "load_image", "load_images", "map_labels",
     "open_dataset", "parse_label_map", "stratified_subset",
 ]

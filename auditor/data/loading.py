@@ -61,8 +61,18 @@ class Dataset:
         return dict(sorted(Counter(self.labels).items()))
 
 
+OUTSIDE_ROOT = "outside the data root"
+
+
+def _inside(real: str, base: str) -> bool:
+    """True when the real path ``real`` is ``base`` or lies below it."""
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 @dataclass
 class _Walk:
+    root: str  #: real path of the data root
+    classes: dict[str, str] = field(default_factory=dict)  #: real path of each class folder -> class name
     seen: set[str] = field(default_factory=set)
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -80,13 +90,36 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
-def _walk_images(folder: Path, state: _Walk) -> list[Path]:
-    """Image files below ``folder``, following symlinks but refusing loops."""
+def _folder_refusal(real: str, own_class: str, state: _Walk) -> str | None:
+    """Why a (linked) sub-folder whose real location is ``real`` must not be walked, or None."""
+    if not _inside(real, state.root):
+        return OUTSIDE_ROOT
+    if _inside(own_class, real):
+        return "symlink loop: leads back to a parent folder"
+    other = next((name for base, name in state.classes.items() if base != own_class and _inside(real, base)), None)
+    if other is not None:
+        return f"symlink into the class folder {other!r} (its images would be relabelled)"
+    if real in state.seen:
+        return "symlink loop: folder already visited"
+    return None
+
+
+def _walk_images(folder: Path, state: _Walk, own_class: str | None = None) -> list[Path]:
+    """Image files below ``folder``, following symlinks that stay inside the data root and its class.
+
+    ``own_class`` is the real path of the class folder being walked (``None``
+    for the class folder itself). Links leaving the data root, leading back up,
+    or into another class folder are skipped with the reason.
+    """
     out: list[Path] = []
     real = os.path.realpath(folder)
-    if real in state.seen:
-        state.skipped.append(Skipped(str(folder), "symlink loop: folder already visited", "image"))
-        return out
+    if own_class is None:
+        own_class = real
+    else:
+        reason = _folder_refusal(real, own_class, state)
+        if reason:
+            state.skipped.append(Skipped(str(folder), reason, "image"))
+            return out
     state.seen.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -99,10 +132,14 @@ def _walk_images(folder: Path, state: _Walk) -> list[Path]:
             continue
         try:
             if e.is_dir(follow_symlinks=True):
-                out.extend(_walk_images(p, state))
+                out.extend(_walk_images(p, state, own_class))
             elif e.is_file(follow_symlinks=True):
-                if p.suffix.lower() in IMAGE_EXTS or _is_dicom(p):
-                    out.append(p)
+                if not (p.suffix.lower() in IMAGE_EXTS or _is_dicom(p)):
+                    continue
+                if not _inside(os.path.realpath(p), state.root):
+                    state.skipped.append(Skipped(str(p), OUTSIDE_ROOT, "image"))
+                    continue
+                out.append(p)
             elif e.is_symlink():
                 state.skipped.append(Skipped(str(p), "broken symlink", "image"))
         except OSError as exc:  # ELOOP on self-referencing links
@@ -133,35 +170,50 @@ def _patient_ids_from_manifest(root: Path) -> dict[str, str]:
 
 
 def _folder_dataset(root: Path) -> Dataset:
-    state = _Walk()
+    state = _Walk(os.path.realpath(root))
     classes = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     if not classes:
         raise DataError(f"{root}: no class sub-folders (expected root/<class>/<image>)")
     pids = _patient_ids_from_manifest(root)
     samples = []
+    walkable = []
     for cdir in classes:
+        real = os.path.realpath(cdir)
+        if not _inside(real, state.root) or real == state.root:
+            state.skipped.append(Skipped(str(cdir), OUTSIDE_ROOT if real != state.root else
+                                         "symlink loop: class folder is the data root", "image"))
+        elif real in state.classes:
+            state.skipped.append(Skipped(str(cdir), f"same folder as class {state.classes[real]!r}", "image"))
+        else:
+            state.classes[real] = cdir.name
+            walkable.append(cdir)
+    state.seen.add(state.root)
+    for cdir in walkable:
         for p in _walk_images(cdir, state):
             rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
             samples.append(Sample(path=str(p), label=cdir.name, rel_path=rel, patient_id=pids.get(rel)))
     return Dataset(str(root), "folder", tuple(samples), tuple(state.skipped))
 
 
-def _resolve_rel(base: Path, rel: str, skipped: list[Skipped]) -> Path | None:
+def _resolve_rel(base: Path, rel: str, skipped: list[Skipped], allow_outside_root: bool = False) -> Path | None:
     p = Path(rel)
     full = p if p.is_absolute() else base / p
     if not full.exists():
         skipped.append(Skipped(rel, "file listed in the manifest does not exist", "image"))
         return None
+    if not allow_outside_root and not _inside(os.path.realpath(full), os.path.realpath(base)):
+        skipped.append(Skipped(rel, f"{OUTSIDE_ROOT} ({base}; --allow-outside-root permits it)", "image"))
+        return None
     return full
 
 
-def _csv_dataset(csv_path: Path, images_dir: Path | None) -> Dataset:
+def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bool = False) -> Dataset:
     rows = _read_csv(csv_path)
     if not rows:
         raise DataError(f"{csv_path}: manifest has no rows")
     cols = set(rows[0])
     if {"Image Index", "Finding Labels"} <= cols:
-        return _nih_dataset(csv_path, rows, images_dir, DEFAULT_FINDING_MAP)
+        return _nih_dataset(csv_path, rows, images_dir, DEFAULT_FINDING_MAP, allow_outside_root)
     pcol = "path" if "path" in cols else "file" if "file" in cols else None
     if pcol is None or "label" not in cols:
         names = sorted(str(c) for c in cols if c is not None)  # None: cells beyond the header
@@ -174,14 +226,14 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None) -> Dataset:
         if not rel or not label:
             skipped.append(Skipped(rel or "<empty>", "manifest row without path or label", "image"))
             continue
-        full = _resolve_rel(base, rel, skipped)
+        full = _resolve_rel(base, rel, skipped, allow_outside_root)
         if full is not None:
             samples.append(Sample(str(full), label, rel, (r.get("patient_id") or "").strip() or None))
     return Dataset(str(csv_path), "csv", tuple(samples), tuple(skipped))
 
 
 def _nih_dataset(table: Path, rows: list[dict[str, str]], images_dir: Path | None,
-                 finding_map: dict[str, str]) -> Dataset:
+                 finding_map: dict[str, str], allow_outside_root: bool = False) -> Dataset:
     base = images_dir or (table.parent / "images" if (table.parent / "images").is_dir() else table.parent)
     skipped: list[Skipped] = []
     samples = []
@@ -199,15 +251,23 @@ def _nih_dataset(table: Path, rows: list[dict[str, str]], images_dir: Path | Non
         if not full.exists():
             skipped.append(Skipped(name, "listed in the NIH table but not found", "image"))
             continue
+        if not allow_outside_root and not _inside(os.path.realpath(full), os.path.realpath(base)):
+            skipped.append(Skipped(name, f"{OUTSIDE_ROOT} ({base}; --allow-outside-root permits it)", "image"))
+            continue
         samples.append(Sample(str(full), mapped.pop(), name, (r.get("Patient ID") or "").strip() or None))
     return Dataset(str(table), "nih", tuple(samples), tuple(skipped))
 
 
 def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | None = None,
-                 finding_map: dict[str, str] | None = None) -> Dataset:
+                 finding_map: dict[str, str] | None = None, allow_outside_root: bool = False) -> Dataset:
     """Index a data set; images are not decoded yet.
 
     ``root`` is a folder (``folder`` layout) or a CSV (manifest or NIH table).
+    Confinement: a file or folder whose real location (symlinks resolved) is
+    outside the data root -- the folder, or for a CSV its ``images_dir`` or
+    its own folder -- is skipped with the reason ``outside the data root``.
+    ``allow_outside_root`` lifts that for CSV/NIH manifests only. In a folder,
+    links back up the tree or into another class folder are skipped too.
     """
     p = Path(root)
     if not p.exists():
@@ -223,9 +283,9 @@ def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | N
         if not p.is_file():
             raise DataError(f"{p}: not a CSV file")
         if fmt == "nih":
-            ds = _nih_dataset(p, _read_csv(p), img_dir, finding_map or DEFAULT_FINDING_MAP)
+            ds = _nih_dataset(p, _read_csv(p), img_dir, finding_map or DEFAULT_FINDING_MAP, allow_outside_root)
         else:
-            ds = _csv_dataset(p, img_dir)
+            ds = _csv_dataset(p, img_dir, allow_outside_root)
     else:
         raise DataError(f"unknown data format {fmt!r}; use auto, folder, csv or nih")
     if not ds.samples:
@@ -234,11 +294,20 @@ def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | N
 
 
 # --------------------------------------------------------------------------- images
+def _require_finite(arr: np.ndarray) -> None:
+    """Raise :class:`ImageReadError` when pixels are NaN or infinite (checked *before* any normalisation,
+    which would otherwise turn them into a plausible-looking image)."""
+    bad = arr.size - int(np.isfinite(arr).sum())
+    if bad:
+        raise ImageReadError(f"image holds {bad} NaN or infinite pixel value(s)")
+
+
 def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     """Grey frame and conversion notes of a DICOM file (see :mod:`auditor.data.dicom`)."""
     from auditor.data.dicom import read_dicom
 
     dcm = read_dicom(path)
+    _require_finite(dcm.image)
     return dcm.image, dcm.notes
 
 
@@ -263,6 +332,7 @@ def _read_raster(path: Path) -> np.ndarray:
                 return np.clip(arr / maxv, 0, 1).astype(np.float32)
             if mode == "F":
                 arr = np.asarray(im, dtype=np.float32)
+                _require_finite(arr)
                 lo, hi = float(arr.min()), float(arr.max())
                 return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
             if mode != "L":
@@ -363,6 +433,33 @@ def fingerprint(samples) -> tuple[list[Sample], str]:
         out.append(Sample(s.path, s.label, s.rel_path, s.patient_id, digest))
     lines = sorted(f"{s.rel_path}\t{s.label}\t{s.sha256}\n" for s in out)
     return out, hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def drop_duplicates(samples) -> tuple[list[int], list[Skipped]]:
+    """Indices of the samples to keep (first of each SHA-256) and a :class:`Skipped` per exact duplicate.
+
+    ``samples`` must carry their SHA-256 (see :func:`fingerprint`). The same
+    content listed twice (a copy, a link, a repeated manifest row) is scored
+    once. The same content under two labels is a :class:`DataError` naming
+    both paths: the ground truth is contradictory and no verdict can stand.
+    """
+    first: dict[str, Sample] = {}
+    keep: list[int] = []
+    dups: list[Skipped] = []
+    for i, s in enumerate(samples):
+        if not s.sha256:
+            raise ValueError("drop_duplicates needs fingerprinted samples")
+        seen = first.get(s.sha256)
+        if seen is None:
+            first[s.sha256] = s
+            keep.append(i)
+        elif seen.label != s.label:
+            raise DataError(f"the same image (SHA-256 {s.sha256[:12]}...) is labelled {seen.label!r} as "
+                            f"{seen.rel_path or seen.path} and {s.label!r} as {s.rel_path or s.path}")
+        else:
+            dups.append(Skipped(s.rel_path or s.path, f"exact duplicate of {seen.rel_path or seen.path} "
+                                f"(same SHA-256): counted once", "image"))
+    return keep, dups
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from auditor.errors import ModelContractError, RuntimeFailure
+from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
 from auditor.models.spec import check_input_size, decode_output, encode_input, read_spec
 from auditor.types import ModelSpec
@@ -140,15 +140,27 @@ class OnnxClassifier:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 32,
                       progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Class probabilities, batched; ``progress(n)`` is called after each batch."""
+        """Class probabilities, batched; ``progress(n)`` is called after each batch.
+
+        Raises :class:`NonFiniteOutput` (exit 3) naming the number of images
+        when any output is NaN or infinite: such a row has no class.
+        """
         if not self.spec.dynamic_batch:
             batch_size = 1
         out = []
+        bad: list[int] = []
         for i in range(0, len(x), batch_size):
             chunk = x[i : i + batch_size]
-            out.append(decode_output(self.predict_raw(chunk), self.spec))
+            raw = np.asarray(self.predict_raw(chunk))
+            probs = decode_output(raw, self.spec)
+            finite = np.isfinite(raw.reshape(len(raw), -1)).all(1) & np.isfinite(probs).all(1)
+            bad.extend(i + int(j) for j in np.flatnonzero(~finite))
+            out.append(probs)
             if progress:
                 progress(len(chunk))
+        if bad:
+            raise NonFiniteOutput(f"{self.path}: the model returned NaN or infinite outputs for {len(bad)} of "
+                                  f"{len(x)} image(s) (first: row {bad[0]})", rows=tuple(bad))
         k = self.spec.num_classes
         return np.concatenate(out, axis=0) if out else np.zeros((0, k))
 

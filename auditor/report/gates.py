@@ -17,8 +17,9 @@ max_flip_rate              highest flip rate over attack conditions             
 ========================== ===================================================== =========
 
 A gate whose value cannot be measured on the result (no attack conditions, a
-class without images, a class the model does not have) fails with the detail
-``not measured``.
+class without images, a class the model does not have, or a NaN/infinite value
+in any condition it looks at) fails with the detail ``not measured``: a gate
+never passes on NaN.
 
 ``--min-transfer X`` guards the robustness gates (``robust_accuracy``,
 ``robust_sensitivity:<class>``, ``max_attack_success_rate``, ``max_flip_rate``)
@@ -143,19 +144,31 @@ Measure = tuple[float | None, str]
 
 
 def _number(value) -> float | None:
+    """``value`` as a float (NaN and infinities kept, so the caller can refuse them); None when absent."""
     if value is None:
         return None
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+        return float("nan")
+
+
+def _single(value, where: str) -> Measure:
+    v = _number(value)
+    if v is None:
+        return None, NOT_MEASURED
+    if not math.isfinite(v):
+        return None, f"{NOT_MEASURED}: {where} value is {v} (not a finite number)"
+    return v, where
 
 
 def _extreme(conds: list[Condition], get: Callable[[Condition], float | None], worst_is_min: bool) -> Measure:
     values = [(v, c.name) for c in conds if (v := _number(get(c))) is not None]
     if not values:
         return None, NOT_MEASURED
+    broken = [name for v, name in values if not math.isfinite(v)]
+    if broken:  # a NaN is never the best or the worst: the gate cannot be judged
+        return None, f"{NOT_MEASURED}: {broken[0]} value is not a finite number"
     pick = min if worst_is_min else max
     value, name = pick(values, key=lambda t: t[0])
     return value, f"worst: {name}"
@@ -164,12 +177,8 @@ def _extreme(conds: list[Condition], get: Callable[[Condition], float | None], w
 def _measure(result: AuditResult, gate: GateSpec) -> Measure:
     clean = _clean(result)
     attacks = attack_conditions(result)
-    if gate.metric == "accuracy":
-        v = _number(clean.metrics.get("accuracy")) if clean else None
-        return v, "clean" if v is not None else NOT_MEASURED
-    if gate.metric == "macro_f1":
-        v = _number(clean.metrics.get("macro_f1")) if clean else None
-        return v, "clean" if v is not None else NOT_MEASURED
+    if gate.metric in ("accuracy", "macro_f1"):
+        return _single(clean.metrics.get(gate.metric) if clean else None, "clean")
     if gate.metric == "robust_accuracy":
         return _extreme(attacks, lambda c: c.metrics.get("accuracy"), worst_is_min=True)
     if gate.metric == "max_attack_success_rate":
@@ -186,8 +195,7 @@ def _measure(result: AuditResult, gate: GateSpec) -> Measure:
         return (c.metrics["per_class"][key] or {}).get("sensitivity") if key else None
 
     if gate.metric == "sensitivity":
-        v = _number(sensitivity(clean))
-        return v, "clean" if v is not None else NOT_MEASURED
+        return _single(sensitivity(clean), "clean")
     if gate.metric == "robust_sensitivity":
         return _extreme(attacks, sensitivity, worst_is_min=True)
     raise AssertionError(f"unhandled gate {gate.metric}")  # pragma: no cover - parse_gates rejects it

@@ -73,8 +73,10 @@ def test_invariants(name, eps, batch):
     assert float(a.min()) >= 0 and float(a.max()) <= 1
     assert float((a - x).abs().max()) <= eps + 1e-6
     assert float((a - x).abs().max()) > eps / 2  # it moved
-    q = quantize(a.numpy(), x.numpy(), eps).astype(np.float64) / 255
-    assert np.abs(q - x.numpy()).max() <= eps + 1e-6
+    k = quantize(a.numpy(), x.numpy(), eps).astype(np.int64)
+    # x is off the 8-bit grid: eps levels around each clean pixel's own level, so <= eps + half a level
+    assert np.abs(k - np.rint(x.numpy().astype(np.float64) * 255)).max() == round(eps * 255)
+    assert np.abs(k / 255 - x.numpy()).max() <= eps + 0.5 / 255 + 1e-6
     assert torch.equal(a, atk(x, y, seed=1))
     if not name.startswith("mifgsm"):
         assert not torch.equal(a, atk(x, y, seed=2))
@@ -267,3 +269,26 @@ def test_white_box_attacks_succeed_on_trained_tiny_cnn():
         with torch.no_grad():
             acc = float((net(xa).argmax(1) == y).float().mean())
         assert acc <= clean - 0.5, (atk.name, clean, acc)
+
+
+class NaNForBrightNet(nn.Module):
+    """Finite weights, but the logits are NaN once a pixel exceeds 0.9 (log of a negative number)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.fc(torch.log(0.9 - x).mean((1, 2, 3))[:, None])
+
+
+def test_non_finite_gradients_refuse_the_attack():
+    from auditor.errors import ModelContractError
+
+    x = torch.full((2, 1, H, W), 0.5)
+    x[1, 0, 0, 0] = 0.95
+    with pytest.raises(ModelContractError, match="NaN or infinite gradients for 1 image") as err:
+        MIFGSM(NaNForBrightNet(), epsilon=8 / 255, steps=2)(x, torch.tensor([0, 1]), seed=0)
+    assert err.value.exit_code == 3
+    out = MIFGSM(NaNForBrightNet(), epsilon=8 / 255, steps=2)(x[:1], torch.tensor([0]), seed=0)
+    assert torch.isfinite(out).all()  # finite gradients: the attack runs

@@ -190,3 +190,41 @@ def test_fold_batchnorm_keeps_the_function_and_the_original(tmp_path):
     assert torch.allclose(x.grad, xg.grad, atol=1e-6, rtol=1e-4)
     plain = nn.Linear(2, 2)
     assert fold_batchnorm(plain) is plain
+
+
+@pytest.mark.parametrize("size", [(512, 128), (500, 128)])
+def test_every_pixel_of_a_larger_set_gets_gradient(size):
+    """512->128 (and a non-integer 500->128): the surrogate's resize leaves no pixel without gradient."""
+    src, dst = size
+    spec = ModelSpec(channels=1, height=dst, width=dst, scaling="unit", mean=(0.0,), std=(1.0,), class_names=("a", "b"))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 2, 3, padding=1), nn.Flatten(2))
+    model = TorchClassifier(_SumLogits(net), spec).eval()
+    x = torch.rand(1, 1, src, src, requires_grad=True)
+    model(x)[:, 1].sum().backward()
+    zero = (x.grad == 0).float().mean().item()
+    assert zero == 0.0, f"{zero:.1%} of the pixels get no gradient"
+
+
+class _SumLogits(nn.Module):
+    """Per-class sum of a per-pixel map: every resized pixel influences the logits."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):  # noqa: D102
+        return self.net(x).sum(-1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_surrogate_with_non_finite_weights_is_refused(tmp_path, bad):
+    torch.manual_seed(0)
+    state = build_model("small_cnn", 3, 1).state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = bad
+    path = _write_checkpoint(tmp_path / "nan.pt", state_dict=state)
+    with pytest.raises(ModelContractError, match="NaN or infinite") as err:
+        load_surrogate(str(path), None, None)
+    assert err.value.exit_code == 3 and key in str(err.value)

@@ -11,6 +11,7 @@ from torch import nn
 
 from auditor.attacks.sets import (
     batch_seed,
+    budget_levels,
     build_adversarial_set,
     output_names,
     perturbation_stats,
@@ -49,14 +50,63 @@ def _data(n: int = 5):
 
 
 def test_quantize_rounds_and_keeps_the_budget():
-    x = np.array([0.5, 0.5, 10.3 / 255, 0.999, 0.0], np.float64)
     eps = 2 / 255
-    x_adv = np.array([0.5 + 2 / 255, 0.5 - 2 / 255, (10.3 + 2) / 255, 1.0, 0.0])
+    # clean values on the 8-bit grid (as float32 k/255): the float budget holds exactly
+    x = (np.array([128, 128, 10, 254, 0]) / 255).astype(np.float32)
+    x_adv = np.array([128 + 2, 128 - 2, 10 + 2.3, 255, 0]) / 255
     k = quantize(x_adv, x, eps)
-    assert np.abs(k / 255 - x).max() <= eps + 1e-9
-    assert k[2] == 12  # 12.3 rounds to 12 (floor would give the same; 12.6 -> 12 by the budget)
-    assert quantize(np.array([12.6 / 255]), np.array([10.6 / 255]), eps)[0] == 12
-    assert quantize(np.array([0.7]), np.array([0.7]), 0.1 / 255)[0] == round(0.7 * 255)  # no level in the ball
+    assert k.tolist() == [130, 126, 12, 255, 0]
+    assert np.abs(k / 255 - x.astype(np.float64)).max() <= eps + 1e-7
+    assert quantize(np.array([12.6 / 255]), np.array([10 / 255], np.float32), eps)[0] == 12  # 13 is over budget
+    assert quantize(np.array([11.4 / 255]), np.array([10 / 255], np.float32), eps)[0] == 11  # rounds, not floors
+    # clean values off the grid (resized images): bounded against the clean pixel's own level g
+    xo = np.array([10.3, 10.6, 127.5]) / 255
+    ko = quantize(np.array([12.6, 12.6, 129.5]) / 255, xo, eps)
+    assert ko.tolist() == [12, 13, 130]  # g = 10, 11, 128 (round half to even); |k - g| <= 2
+    assert np.abs(ko / 255 - xo).max() <= eps + 0.5 / 255 + 1e-12
+    assert quantize(np.array([0.7]), np.array([0.7]), 0.1 / 255)[0] == round(0.7 * 255)  # E = 0: the clean level
+
+
+def _budget_use(x: np.ndarray, eps: float) -> tuple[float, float, int, int]:
+    """MI-FGSM on ``x`` (8-bit values as float32): mean |delta| before/after quantising (levels), max |k - g|, lost edges."""
+    from auditor.attacks.mifgsm import MIFGSM
+
+    y = torch.zeros(len(x), dtype=torch.long)
+    x_adv = MIFGSM(CountingNet(), epsilon=eps, steps=5)(torch.from_numpy(x), y, seed=0).numpy()
+    assert x_adv.dtype == np.float32
+    k = quantize(x_adv, x, eps).astype(np.int32)
+    g = np.rint(x.astype(np.float64) * 255).astype(np.int32)
+    e = budget_levels(eps)
+    before = np.abs(x_adv.astype(np.float64) - x) * 255
+    on_edge = np.abs(before - e) < 1e-3
+    lost = int((np.abs(k - g)[on_edge] != e).sum())
+    return float(before.mean()), float(np.abs(k - g).mean()), int(np.abs(k - g).max()), lost
+
+
+@pytest.mark.parametrize("eps_levels", [4, 8])
+def test_quantize_uses_the_whole_budget_on_8bit_float32_images(eps_levels):
+    rng = np.random.default_rng(1)
+    x = (rng.integers(0, 256, (3, 1, 48, 48)) / 255).astype(np.float32)  # 8-bit grid, float32 like load_images
+    before, after, worst, lost = _budget_use(x, eps_levels / 255)
+    assert worst == eps_levels  # max |delta| = eps * 255 levels exactly
+    assert lost == 0  # every pixel the attack put on the edge stays there
+    assert after == pytest.approx(before, rel=0.01)
+
+
+@pytest.mark.shared_data
+def test_quantize_uses_the_whole_budget_on_real_chest_xrays(shared_cxr):
+    from auditor.data import load_images, open_dataset
+
+    samples = list(open_dataset(shared_cxr).samples)[:: 200][:4]
+    size = (256, 256)  # the images' own size: no resize, 8-bit PNGs as float32
+    x, kept, skipped = load_images(samples, size)
+    if len(kept) < 2 or not np.allclose(x * 255, np.rint(x * 255), atol=1e-3):
+        pytest.skip(f"{shared_cxr} has no readable 8-bit {size[0]}x{size[1]} images to test with")
+    assert x.dtype == np.float32
+    for e in (4, 8):
+        before, after, worst, lost = _budget_use(x, e / 255)
+        assert worst == e and lost == 0
+        assert after == pytest.approx(before, rel=0.01)
 
 
 def test_output_names_keep_sources():
@@ -69,7 +119,10 @@ def test_build_then_cache_hit(tmp_path):
     params = {"epsilon": 8 / 255, "steps": 2}
     s1 = build_adversarial_set("mifgsm", params, sur, x, y, names, tmp_path, "m" * 64, seed=3, batch_size=2)
     assert not s1.cache_hit and s1.batches_computed == 3 and s1.label == "MI-FGSM"
-    assert np.abs(s1.images - x).max() <= 8 / 255 + 1e-6
+    # x is off the 8-bit grid: within 8 levels of each clean pixel's own level, so <= 8.5/255 of the float
+    assert np.abs(np.rint(s1.images * 255) - np.rint(x * 255)).max() <= 8
+    measured = float(np.abs(s1.images.astype(np.float64) - x).max())
+    assert measured <= 8.5 / 255 + 1e-6 and s1.extra["linf_max"] == pytest.approx(measured, abs=1e-9)
     assert np.allclose(s1.images * 255, np.rint(s1.images * 255), atol=1e-4)
     index = json.loads((s1.dir / "index.json").read_text())
     assert index["key"] == s1.key and len(index["files"]) == 5
@@ -126,3 +179,47 @@ def test_perturbation_stats_by_hand():
     assert st["psnr_mean"] == pytest.approx((10 * np.log10(64 / 0.01) + 100) / 2, rel=1e-4)
     assert 0 < st["ssim_mean"] < 1
     assert perturbation_stats(x, x)["ssim_mean"] == pytest.approx(1.0)
+
+
+def _poison(path, value: int = 255) -> None:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), np.full_like(img, value))
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_poisoned_cache_png_is_recomputed_with_a_warning(tmp_path, complete):
+    x, y, names = _data(5)
+    x = (np.rint(x * 255) / 255).astype(np.float32)
+    params = {"epsilon": 8 / 255, "steps": 2}
+    ref = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path / "ref", "m", seed=3, batch_size=2)
+    s1 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    _poison(s1.dir / s1.files[3])  # a white image, far outside the budget, in batch 1
+    if not complete:
+        (s1.dir / "index.json").unlink()  # an interrupted set resumes through the same check
+    s2 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    np.testing.assert_array_equal(s2.images, ref.images)
+    assert not s2.cache_hit and s2.batches_computed == 1 and s2.batches_loaded == 2
+    assert len(s2.warnings) == 1 and "batch 1" in s2.warnings[0] and "SHA-256" in s2.warnings[0]
+    assert s2.extra["linf_max"] <= 8 / 255 + 1e-6
+    s3 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    assert s3.cache_hit and not s3.warnings  # the repaired set is trusted again
+
+
+def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tmp_path):
+    x, y, names = _data(4)
+    x = (np.rint(x * 255) / 255).astype(np.float32)
+    params = {"epsilon": 4 / 255, "steps": 2}
+    s1 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=0, batch_size=2)
+    png = s1.dir / s1.files[0]
+    _poison(png, 0)
+    marker = s1.dir / "batches" / "00000.json"
+    doc = json.loads(marker.read_text())
+    import hashlib
+
+    doc["png_sha256"][0] = hashlib.sha256(png.read_bytes()).hexdigest()  # a writer that also forged the hash
+    marker.write_text(json.dumps(doc))
+    s2 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=0, batch_size=2)
+    assert len(s2.warnings) == 1 and "budget" in s2.warnings[0]
+    assert np.abs(np.rint(s2.images * 255) - np.rint(x * 255)).max() <= 4

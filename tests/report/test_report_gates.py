@@ -67,3 +67,34 @@ def test_no_attack_conditions_is_not_measured(plain_result):
     outcomes = evaluate_gates(clean_only, parse_gates("robust_accuracy=0.5,max_flip_rate=0.3,accuracy=0.8"))
     assert [(o.passed, o.value, o.detail) for o in outcomes[:2]] == [(False, None, "not measured")] * 2
     assert outcomes[2].passed
+
+
+def _with_value(result, name: str, key: str, value, per_class: str | None = None):
+    conds = []
+    for c in result.conditions:
+        if c.name == name:
+            metrics = dict(c.metrics)
+            if per_class:
+                metrics["per_class"] = {**metrics["per_class"], per_class: {**metrics["per_class"][per_class], key: value}}
+            elif key in metrics:
+                metrics[key] = value
+            c = replace(c, metrics=metrics, extra={**c.extra, key: value} if key in c.extra else c.extra)
+        conds.append(c)
+    return replace(result, conditions=tuple(conds))
+
+
+@pytest.mark.parametrize("spec, cond, key, per_class", [
+    ("accuracy=0.1", "clean", "accuracy", None),
+    ("macro_f1=0.1", "clean", "macro_f1", None),
+    ("sensitivity:normal=0.1", "clean", "sensitivity", "normal"),
+    ("robust_accuracy=0.1", "usmm@4", "accuracy", None),       # usmm@16 (0.5) would still be the worst
+    ("robust_sensitivity:normal=0.0", "usmm@4", "sensitivity", "normal"),
+    ("max_flip_rate=1.0", "usmm@4", "flip_rate", None),
+    ("max_attack_success_rate=1.0", "usmm@4", "attack_success_rate", None),
+])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_gate_never_passes_on_nan(plain_result, spec, cond, key, per_class, bad):
+    (ok,) = evaluate_gates(plain_result, parse_gates(spec))
+    assert ok.passed  # the threshold is lax: only the NaN can make it fail
+    (outcome,) = evaluate_gates(_with_value(plain_result, cond, key, bad, per_class), parse_gates(spec))
+    assert not outcome.passed and outcome.value is None and outcome.detail.startswith("not measured")
