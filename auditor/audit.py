@@ -162,9 +162,8 @@ class Auditor:
                            "label) were counted once; they are listed with the skipped files")
         if any(a != "blend" for a in opt.attacks) and not _on_8bit_grid(images):
             caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
-                           "source): adversarial PNGs stay within epsilon of each pixel's nearest 8-bit level, so "
-                           "the measured L-inf to the float clean image (linf_max) may exceed epsilon by up to "
-                           "half a grey level")
+                           "source): adversarial PNGs keep every pixel within epsilon of the float clean image, so "
+                           "some pixels cannot reach the budget's edge exactly (up to one grey level short)")
         for s in all_skipped:
             self.reporter.warn(f"skipped {s.name}: {s.reason}")
         info = {

@@ -175,43 +175,65 @@ def budget_levels(eps: float) -> int:
     return int(r) if abs(v - r) < 1e-6 else int(np.floor(v))
 
 
-def grid_levels(x: np.ndarray) -> np.ndarray:
-    """The nearest 8-bit level (``int16`` in ``0..255``) of every value of ``x`` in ``[0, 1]``."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.int16)
+#: A clean value within this many grey levels of an 8-bit level counts as on the grid. float32
+#: stores ``k/255`` with an error below 2e-5 levels; so an on-grid pixel may end up to 4e-7 (1e-4/255)
+#: beyond eps in float terms, never a whole level.
+GRID_TOLERANCE_LEVELS = 1e-4
+
+
+def allowed_levels(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The range ``[lo, hi]`` of 8-bit levels (``int32``) that keep each pixel within ``eps`` of the clean ``x``.
+
+    With ``E = budget_levels(eps)``: a clean value on the 8-bit grid (level
+    ``g``) allows ``[g - E, g + E]`` in exact integer arithmetic; a value off the
+    grid (``v = 255 x`` not a whole number: a resized or >8-bit image) allows
+    ``[ceil(v - E), floor(v + E)]``, the levels whose float distance to ``x``
+    is at most ``E / 255 <= eps``. Both are clipped to ``[0, 255]``. Where the
+    range is empty (``E = 0`` off the grid) it is the nearest level alone, and
+    the measured L-inf (reported as ``linf_max``) then exceeds ``eps`` by
+    less than half a level.
+    """
+    v = np.asarray(x, dtype=np.float64) * 255.0
+    e = budget_levels(eps)
+    g = np.rint(v)
+    on_grid = np.abs(v - g) <= GRID_TOLERANCE_LEVELS
+    lo = np.where(on_grid, g - e, np.ceil(v - e))
+    hi = np.where(on_grid, g + e, np.floor(v + e))
+    empty = lo > hi
+    lo, hi = np.where(empty, g, lo), np.where(empty, g, hi)
+    lo = np.clip(lo, 0, 255).astype(np.int32)
+    hi = np.clip(hi, 0, 255).astype(np.int32)
+    return lo, hi
 
 
 def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
-    """8-bit levels of ``x_adv`` that use the whole budget exactly; returns ``uint8``.
+    """8-bit levels of ``x_adv`` that use the whole budget and never exceed it; returns ``uint8``.
 
-    Integer arithmetic on the 8-bit grid: with ``g`` the clean image's nearest
-    level and ``E = budget_levels(eps)``, each pixel is ``rint(255 * x_adv)``
-    clamped to ``[g - E, g + E] ∩ [0, 255]``. A pixel the attack left on the
-    ε edge therefore stays on the edge (``|k - g| == E``), whatever the float
-    rounding of ``x_adv``.
-
-    Clean images on the 8-bit grid (8-bit files at the model's size) give
-    ``|k/255 - x| <= E/255 <= eps`` exactly. Clean images off the grid (resized,
-    or from >8-bit sources) are bounded against their own grid value ``g``:
-    the stored image differs from the *float* clean image by at most
-    ``eps + 0.5/255``; callers measure and report that true L-inf.
+    Each pixel is ``rint(255 * x_adv)`` clamped into :func:`allowed_levels`.
+    For clean images on the 8-bit grid (8-bit files at the model's size) the
+    clamp is integer arithmetic around the clean level, so a pixel the attack
+    left on the ε edge stays exactly on the edge whatever the float rounding
+    of ``x_adv``, and the stored L-inf is exactly ``eps``. For clean images off
+    the grid the stored image stays within ``eps`` of the *float* clean image
+    (up to one level of the budget on one side cannot be reached by any 8-bit
+    value); callers measure and report the true L-inf.
     """
-    g = grid_levels(x).astype(np.int32)
-    e = budget_levels(eps)
-    a = np.rint(np.asarray(x_adv, dtype=np.float64) * 255.0).astype(np.int64)
-    k = np.clip(a, np.maximum(g - e, 0), np.minimum(g + e, 255))
-    return k.astype(np.uint8)
+    lo, hi = allowed_levels(x, eps)
+    a = np.rint(np.asarray(x_adv, dtype=np.float64) * 255.0)
+    return np.clip(a, lo, hi).astype(np.uint8)
 
 
 def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
-    """Check stored ``levels`` against the clean ``x``: integer bound ``|k - g| <= E``; returns the true float L-inf.
+    """Check stored ``levels`` against the clean ``x`` (:func:`allowed_levels`); returns the true float L-inf.
 
     Raises :class:`DataError` when a level lies outside the budget.
     """
-    g = grid_levels(x).astype(np.int32)
-    e = budget_levels(eps)
-    over = np.abs(levels.astype(np.int32) - g) > e
+    lo, hi = allowed_levels(x, eps)
+    k = levels.astype(np.int32)
+    over = (k < lo) | (k > hi)
     if over.any():
-        raise DataError(f"{int(over.sum())} pixel(s) lie more than {e} grey level(s) from the clean image")
+        raise DataError(f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
+                        f"({budget_levels(eps)} grey level(s))")
     return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
 
 
