@@ -165,6 +165,11 @@ class Auditor:
                                   seed=self.options.seed, n_boot=self.options.n_boot)
         return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred), **kw)
 
+    def _rates(self, data: LoadedData, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+        """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
+        return compute_attack_rates(data.y, clean_pred, pred, groups=data.groups if any(data.groups) else None,
+                                    seed=self.options.seed, n_boot=self.options.n_boot)
+
     # ----------------------------------------------------------------- run
     def run(self, data_path: str, compare: list | None = None) -> AuditResult:
         """Run the whole scan and return the result (nothing is written here)."""
@@ -224,7 +229,7 @@ class Auditor:
         for st in sets:
             pred = self._predict(model, st["images"], f"{st['name']} ({label})").argmax(1)
             adv_preds[st["name"]] = pred
-            extra = {**compute_attack_rates(data.y, clean_pred, pred), **st["stats"], "label": st["label"],
+            extra = {**self._rates(data, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
             if st["kind"] == "style_blend":
                 extra["opacity"] = st["alpha"]
@@ -240,14 +245,14 @@ class Auditor:
             pred = self._predict(model, cleaned, f"{pre.name}/clean ({label})").argmax(1)
             cost = getattr(pre, "cost_ms_per_image", None)
             conditions.append(self._condition(f"{pre.name}/clean", "defense", pred, data, names, defense=pre.name,
-                                              extra={**compute_attack_rates(data.y, clean_pred, pred),
+                                              extra={**self._rates(data, clean_pred, pred),
                                                      "cost_ms_per_image": cost}))
             for st in sets:
                 dpred = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})").argmax(1)
                 conditions.append(self._condition(
                     f"{pre.name}/{st['name']}", "defense", dpred, data, names, attack=st["attack"],
                     epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
-                    defense=pre.name, extra={**compute_attack_rates(data.y, clean_pred, dpred), "cost_ms_per_image": cost,
+                    defense=pre.name, extra={**self._rates(data, clean_pred, dpred), "cost_ms_per_image": cost,
                                              "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
         by_name = {c.name: c for c in conditions}
         for st in adaptive:
@@ -255,7 +260,7 @@ class Auditor:
             pred = self._predict(model, pre(st["images"]), f"{st['name']} ({label})").argmax(1)
             cond = self._condition(st["name"], "defense", pred, data, names, attack=st["attack"], epsilon=st["epsilon"],
                                    surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,
-                                   extra={**compute_attack_rates(data.y, clean_pred, pred), **st["stats"],
+                                   extra={**self._rates(data, clean_pred, pred), **st["stats"],
                                           "adaptive": True, "label": st["label"], "gradient": st["meta"]["gradient"]})
             non_adaptive = by_name.get(f"{pre.name}/{st['base']}")
             if non_adaptive is not None:
