@@ -255,7 +255,7 @@ def _ci_text(ci: Any) -> str:
 def selection_text(v: dict[str, Any]) -> str:
     """How the defense was chosen, in words."""
     if v["mode"] == "held-out":
-        return (f"chosen on {v['n_select']} images (a seeded half of the patients, seed {v['seed']}) and "
+        return (f"chosen on {v['n_select']} images, a seeded half of the patients (seed {v['seed']}), and "
                 f"measured on the other {v['n_eval']}")
     return (f"chosen and measured on the same {v['n_eval']} images, too few to hold out half of the patients, "
             f"so the choice may flatter it")
