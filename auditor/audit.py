@@ -70,6 +70,13 @@ def eps_name(eps: float) -> str:
     return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
 
 
+def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
+    """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``,
+    so no headline passes a substitute off as the paper's style network."""
+    backend = f"[{style_backend}]" if attack == "stm" and style_backend else ""
+    return f"{attack}{backend}@{eps_name(eps)}"
+
+
 def environment() -> dict[str, Any]:
     """Host and library versions (no torch import unless already loaded)."""
     import importlib.metadata as md
@@ -231,6 +238,8 @@ class Auditor:
             adv_preds[st["name"]] = pred
             extra = {**self._rates(data, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
+            if st["meta"].get("style_diversity") is not None:
+                extra["style_diversity"] = st["meta"]["style_diversity"]
             if st["kind"] == "style_blend":
                 extra["opacity"] = st["alpha"]
             conditions.append(self._condition(st["name"], st["kind"], pred, data, names, attack=st["attack"],

@@ -145,6 +145,17 @@ def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
     return rows
 
 
+def backend_text(c: Condition) -> str | None:
+    """The style backend of a set and, for STM, its measured share of near-affine style copies."""
+    backend = c.extra.get("backend")
+    if not backend:
+        return None
+    d = c.extra.get("style_diversity")
+    if isinstance(d, dict) and _finite(d.get("near_affine_share")):
+        return f"{backend} · near-affine style copies {fmt_pct(d['near_affine_share'])} of {d.get('copies', '?')}"
+    return f"{backend} · near-affine style copies not measured" if c.attack == "stm" else str(backend)
+
+
 def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
     rows = []
     for c in result.conditions:
@@ -152,7 +163,8 @@ def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
             continue
         x = c.extra
         rows.append({"name": c.name, "linf": x.get("linf_mean"), "l2": x.get("l2_mean"), "ssim": x.get("ssim_mean"),
-                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": x.get("backend")})
+                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": backend_text(c),
+                     "stm": c.attack == "stm"})
     return rows if any(any(_finite(r[k]) for k in ("linf", "l2", "ssim", "psnr")) for r in rows) else []
 
 
