@@ -175,3 +175,13 @@ def test_console_summary_prints_the_verdict():
     assert "No defense raised the worst-case attacked accuracy beyond its 95% CI" in text
     assert defense_verdict(result)["candidate"]["clean_change_text"] in text
     assert "50.0% (" in text  # usmm@16's attack success rate with its CI
+
+
+def test_report_defines_both_rates_and_shows_their_cis(html_text):
+    start = html_text.index('id="rate-definitions"')
+    note = html_text[start:html_text.index("</p>", start)]
+    assert "classifies correctly when clean" in note and "clean errors are not counted" in note
+    assert "differs from the clean prediction" in note
+    conditions = html_text[html_text.index('id="conditions-table"'):]
+    conditions = conditions[:conditions.index("</table>")]
+    assert "10.0–60.0%" in conditions and "5.0–55.0%" in conditions  # the fixture's ASR and flip-rate CIs
