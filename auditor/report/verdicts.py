@@ -120,7 +120,8 @@ class Scorer:
         self.y = np.array([int(s.get("label_index", -1)) for s in result.samples], dtype=np.int64)
         self.groups = [s.get("patient_id") for s in result.samples]
         self.seed = int(result.parameters.get("seed", 0) or 0)
-        self.n_boot = int(result.parameters.get("n_boot", DEFAULT_N_BOOT) or DEFAULT_N_BOOT)
+        n_boot = result.parameters.get("n_boot")
+        self.n_boot = int(n_boot) if isinstance(n_boot, int) and n_boot >= 0 else DEFAULT_N_BOOT
 
     def has_predictions(self, conds: Sequence[Condition]) -> bool:
         """True when every condition carries one prediction per sample."""
@@ -275,5 +276,9 @@ def verdict_text(v: dict[str, Any]) -> str:
     vanish = f" For {c['name']} the {VANISHES_TEXT}." if c["benefit_vanishes"] else ""
     if v["significant"]:
         return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}"
+    if b and b["ci"] is None:
+        return (f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
+                f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
+                f"has {figures}; {base}.{adaptive}{vanish}")
     return (f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
             f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}")

@@ -185,3 +185,12 @@ def test_report_defines_both_rates_and_shows_their_cis(html_text):
     conditions = html_text[html_text.index('id="conditions-table"'):]
     conditions = conditions[:conditions.index("</table>")]
     assert "10.0–60.0%" in conditions and "5.0–55.0%" in conditions  # the fixture's ASR and flip-rate CIs
+
+
+def test_without_a_ci_no_defense_is_named_best():
+    y = np.array([0, 1] * 20)
+    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(30)), "jpeg/clean": y.copy(), "jpeg/usmm@16": y.copy()}
+    result = _result(y, preds)
+    result = AuditResult(**{**result.__dict__, "parameters": {"seed": 3, "n_boot": 0}})
+    v = defense_verdict(result)
+    assert v["best"] is None and v["text"].startswith("No best defense is named: the undefended worst case has no 95% CI")
