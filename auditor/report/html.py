@@ -18,7 +18,7 @@ from typing import Any
 from auditor.report.base import Renderer
 from auditor.report.gates import attack_conditions
 from auditor.report.jsonfmt import results_digest
-from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive, defense_summaries, defense_verdict, signed_change
+from auditor.report.verdicts import VANISHES_TEXT, defended_on, defense_summaries, defense_verdict, is_adaptive
 from auditor.types import AuditResult, Condition
 
 #: example images shown at most (the rest are counted in a note)
