@@ -21,6 +21,7 @@ Four rules, each a small function here (the HTML and console summaries only lay 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
@@ -159,7 +160,7 @@ def patient_halves(samples: Sequence[dict], seed: int) -> tuple[np.ndarray, np.n
     order = np.random.default_rng(seed).permutation(len(patients))
     chosen: set[str] = set()
     count = 0
-    sizes = {p: keys.count(p) for p in patients}
+    sizes = Counter(keys)
     for j in order:
         if count >= n / 2:
             break
