@@ -396,6 +396,9 @@ class STM(GradientAttack):
     def key_extras(self) -> dict[str, Any]:
         """The style backend and, for ``ghiasi``, the checkpoint digests."""
         extras: dict[str, Any] = {"style_backend": self.backend_name}
+        if self.backend_name == "randconv":  # sets made by an earlier randconv must not be reused
+            extras["randconv"] = {"kernel_sizes": list(RandConvStyle.kernel_sizes), "zero_mean": True,
+                                  "mix_max": RandConvStyle().mix_max}
         if self.backend_name == "ghiasi":
             transformer, emb = ghiasi_files(self.checkpoint_dir)
             extras.update(transformer_sha256=_sha256(transformer), embeddings_sha256=_sha256(emb) if emb else None)

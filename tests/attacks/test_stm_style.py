@@ -100,3 +100,9 @@ def test_the_attack_measures_its_style_copies_and_records_them(tmp_path):
     again = build_adversarial_set("stm", params, surrogate, x, y, names, tmp_path, "m" * 64, 0, batch_size=2)
     assert again.cache_hit and again.key == first.key  # the measurement never enters the cache key
     assert again.params["style_diversity"] == first.params["style_diversity"]
+
+
+def test_sets_of_an_earlier_randconv_are_not_reused():
+    # the cache key sees the backend's configuration, not just its name
+    extras = STM(_Net()).key_extras()
+    assert extras["randconv"] == {"kernel_sizes": [3, 5, 7, 9], "zero_mean": True, "mix_max": 0.8}
