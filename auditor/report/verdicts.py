@@ -12,9 +12,10 @@ Four rules, each a small function here (the HTML and console summaries only lay 
   images it is scored on. With too few images (or no per-image predictions) it is
   chosen and scored on the same images, and says so.
 * **Beyond the CI or not at all.** A defense is named "best" only when its worst
-  attacked accuracy on the evaluation half lies above the 95% CI (patient bootstrap)
-  of the undefended worst case on that half; otherwise the summary says that no
-  defense raised the worst case beyond its CI.
+  attacked accuracy on the evaluation half lies above the 95% CI (patient bootstrap,
+  widened to the Wilson score interval so an all-wrong worst case is not a
+  zero-width ``[0, 0]``) of the undefended worst case on that half; otherwise the
+  summary says that no defense raised the worst case beyond its CI.
 * **Signed words for the clean change.** ``+5.0 pp gain``, ``−3.0 pp loss``.
 """
 
@@ -208,13 +209,34 @@ def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
             fig["clean_acc"] if fig["clean_acc"] is not None else -1.0)
 
 
+def wilson_interval(k: float, n: int, z: float = 1.959964) -> list[float] | None:
+    """Wilson score 95% interval of ``k`` successes in ``n`` (Wilson, JASA 1927); never zero-width."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def guarded_ci(ci: list[float] | None, acc: float, n: int) -> list[float] | None:
+    """The bootstrap CI widened to cover the Wilson interval: a percentile bootstrap collapses to
+    ``[0, 0]`` when every image is wrong, which would let any defense "clear" it."""
+    if ci is None:
+        return None
+    w = wilson_interval(acc * n, n)
+    return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
+
+
 def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any] | None:
-    """The worst undefended attack condition on ``idx``, its accuracy and 95% CI there."""
+    """The worst undefended attack condition on ``idx``, its accuracy and 95% CI there (bootstrap,
+    widened to the Wilson interval)."""
     scored = [(a, c) for c in attack_conditions(result) if (a := scorer.accuracy(c, idx)) is not None]
     if not scored:
         return None
     acc, cond = min(scored, key=lambda t: t[0])
-    return {"cond": cond, "accuracy": acc, "ci": scorer.accuracy_ci(cond, idx)}
+    n = len(idx) if idx is not None else int(cond.metrics.get("n") or 0)
+    return {"cond": cond, "accuracy": acc, "ci": guarded_ci(scorer.accuracy_ci(cond, idx), acc, n)}
 
 
 def defense_verdict(result: AuditResult) -> dict[str, Any] | None:

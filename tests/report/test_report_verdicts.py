@@ -194,3 +194,13 @@ def test_without_a_ci_no_defense_is_named_best():
     result = AuditResult(**{**result.__dict__, "parameters": {"seed": 3, "n_boot": 0}})
     v = defense_verdict(result)
     assert v["best"] is None and v["text"].startswith("No best defense is named: the undefended worst case has no 95% CI")
+
+
+def test_an_all_wrong_worst_case_is_not_a_zero_width_ci():
+    # every image is fooled undefended (bootstrap CI [0, 0]); 2 of 40 right with the defense is no evidence
+    y = np.array([0, 1] * 20)
+    preds = {"clean": y.copy(), "usmm@8": _wrong(y, range(40)), "jpeg/clean": y.copy(),
+             "jpeg/usmm@8": _wrong(y, range(2, 40))}
+    v = defense_verdict(_result(y, preds))
+    assert v["baseline"]["accuracy"] == 0.0 and v["baseline"]["ci"][1] > 0.05
+    assert not v["significant"] and v["best"] is None
