@@ -45,7 +45,7 @@ def load_scan_surrogate(auditor: "Auditor"):
 
 def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
-    from auditor.audit import BLEND_ALPHAS, eps_name
+    from auditor.audit import BLEND_ALPHAS, set_name
 
     opt = auditor.options
     sets: list[dict] = []
@@ -65,7 +65,7 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
             sur_sizes = input_sizes(surrogate.module)
             for attack in wanted:
                 for eps in opt.epsilons:
-                    name = f"{attack}@{eps_name(eps)}"
+                    name = set_name(attack, eps, opt.style_backend)
                     params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
                     if attack == "usmm":
                         params.update(mask_pool=data.images, mask_pool_labels=data.y)
@@ -100,6 +100,7 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                         "meta": {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
                                  "seconds": round(aset.seconds, 2), "backend": aset.backend,
                                  "cache_warnings": list(aset.warnings),
+                                 "style_diversity": aset.params.get("style_diversity"),
                                  "surrogate": surrogate.identity,
                                  "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}},
                         "surrogate_eval": {"clean_pred": sur_clean, "input_sizes": sur_sizes,

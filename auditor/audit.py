@@ -72,6 +72,13 @@ def eps_name(eps: float) -> str:
     return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
 
 
+def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
+    """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``,
+    so no headline passes a substitute off as the paper's style network."""
+    backend = f"[{style_backend}]" if attack == "stm" and style_backend else ""
+    return f"{attack}{backend}@{eps_name(eps)}"
+
+
 def environment() -> dict[str, Any]:
     """Host and library versions (no torch import unless already loaded)."""
     import importlib.metadata as md
@@ -199,6 +206,11 @@ class Auditor:
                                   seed=self.options.seed, n_boot=self.options.n_boot)
         return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred), **kw)
 
+    def _rates(self, data: LoadedData, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+        """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
+        return compute_attack_rates(data.y, clean_pred, pred, groups=data.groups if any(data.groups) else None,
+                                    seed=self.options.seed, n_boot=self.options.n_boot)
+
     # ----------------------------------------------------------------- run
     def run(self, data_path: str, compare: list | None = None) -> AuditResult:
         """Run the whole scan and return the result (nothing is written here)."""
@@ -259,8 +271,10 @@ class Auditor:
         for st in sets:
             pred = self._predict(model, st["images"], f"{st['name']} ({label})").argmax(1)
             adv_preds[st["name"]] = pred
-            extra = {**compute_attack_rates(data.y, clean_pred, pred), **st["stats"], "label": st["label"],
+            extra = {**self._rates(data, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
+            if st["meta"].get("style_diversity") is not None:
+                extra["style_diversity"] = st["meta"]["style_diversity"]
             if st["kind"] == "style_blend":
                 extra["opacity"] = st["alpha"]
             if "surrogate_eval" in st:
@@ -279,14 +293,14 @@ class Auditor:
             pred = self._predict(model, cleaned, f"{pre.name}/clean ({label})").argmax(1)
             cost = getattr(pre, "cost_ms_per_image", None)
             conditions.append(self._condition(f"{pre.name}/clean", "defense", pred, data, names, defense=pre.name,
-                                              extra={**compute_attack_rates(data.y, clean_pred, pred),
+                                              extra={**self._rates(data, clean_pred, pred),
                                                      "cost_ms_per_image": cost}))
             for st in sets:
                 dpred = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})").argmax(1)
                 conditions.append(self._condition(
                     f"{pre.name}/{st['name']}", "defense", dpred, data, names, attack=st["attack"],
                     epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
-                    defense=pre.name, extra={**compute_attack_rates(data.y, clean_pred, dpred), "cost_ms_per_image": cost,
+                    defense=pre.name, extra={**self._rates(data, clean_pred, dpred), "cost_ms_per_image": cost,
                                              "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
         by_name = {c.name: c for c in conditions}
         for st in adaptive:
@@ -294,7 +308,7 @@ class Auditor:
             pred = self._predict(model, pre(st["images"]), f"{st['name']} ({label})").argmax(1)
             cond = self._condition(st["name"], "defense", pred, data, names, attack=st["attack"], epsilon=st["epsilon"],
                                    surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,
-                                   extra={**compute_attack_rates(data.y, clean_pred, pred), **st["stats"],
+                                   extra={**self._rates(data, clean_pred, pred), **st["stats"],
                                           "adaptive": True, "label": st["label"], "gradient": st["meta"]["gradient"]})
             non_adaptive = by_name.get(f"{pre.name}/{st['base']}")
             if non_adaptive is not None:

@@ -63,6 +63,17 @@ def _metrics_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": acc, "macro_f1": macro_f1, "recall": np.where(present, rec, np.nan), "specificity": spec}
 
 
+def _bootstrap_weights(gid: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n_groups)`` multiplicities of each group in each cluster-bootstrap resample."""
+    n_groups = int(gid.max()) + 1 if len(gid) else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = np.zeros((n_boot, n_groups), dtype=np.float64)
+    rows = np.repeat(np.arange(n_boot), n_groups)
+    np.add.at(weights, (rows, draws.ravel()), 1.0)
+    return weights
+
+
 def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n_boot: int = DEFAULT_N_BOOT,
                   seed: int = 0) -> np.ndarray:
     """``(n_boot, K, K)`` confusion matrices of cluster-bootstrap resamples."""
@@ -72,12 +83,7 @@ def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n
     n_groups = int(gid.max()) + 1 if len(gid) else 0
     per_group = np.zeros((n_groups, k * k), dtype=np.float64)
     np.add.at(per_group, (gid, y_true * k + y_pred), 1.0)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    weights = np.zeros((n_boot, n_groups), dtype=np.float64)
-    rows = np.repeat(np.arange(n_boot), n_groups)
-    np.add.at(weights, (rows, draws.ravel()), 1.0)
-    return (weights @ per_group).reshape(n_boot, k, k)
+    return (_bootstrap_weights(gid, n_boot, seed) @ per_group).reshape(n_boot, k, k)
 
 
 def _ci(values: np.ndarray) -> list[float] | None:
@@ -141,20 +147,54 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: S
     }
 
 
-def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: Sequence[int]) -> dict[str, Any]:
-    """Attack success rate (misclassified / all, as in TransferAttack's evaluation),
-    flip rate (clean-correct that became wrong / clean-correct), and the count of
-    flips per (true class -> adversarial prediction)."""
+def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -> list[float] | None:
+    """Cluster-bootstrap 95% CI of ``sum(num) / sum(den)`` (per-image 0/1 indicators)."""
+    if n_boot <= 0 or len(num) == 0:
+        return None
+    gid = _group_index(groups, len(num))
+    n_groups = int(gid.max()) + 1
+    per_group = np.zeros((n_groups, 2), dtype=np.float64)
+    np.add.at(per_group, gid, np.stack([num, den], axis=1).astype(np.float64))
+    sums = _bootstrap_weights(gid, n_boot, seed) @ per_group
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
+    return _ci(ratio)
+
+
+def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: Sequence[int],
+                         groups: Sequence[str | None] | None = None, seed: int = 0,
+                         n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+    """Attack success rate and flip rate of one attacked (or defended) condition, with 95% CIs.
+
+    * **attack success rate** = images classified correctly when clean that the
+      condition makes wrong / images classified correctly when clean. Clean
+      errors are left out: an attack cannot "succeed" on an image the model
+      already gets wrong (the usual untargeted definition; TransferAttack's
+      wrong/all would count clean errors as successes).
+    * **flip rate** = images whose prediction differs from the clean prediction
+      / all images (whatever the label says).
+
+    CIs are percentile cluster-bootstrap intervals over patients when
+    ``groups`` holds patient ids (else over images), the same resampling as
+    :func:`compute_metrics` with the same ``seed``.
+    """
     y_true = np.asarray(y_true)
     y_clean = np.asarray(y_clean)
     y_adv = np.asarray(y_adv)
     n = len(y_true)
     correct = y_clean == y_true
-    flipped = correct & (y_adv != y_true)
+    fooled = correct & (y_adv != y_true)
+    changed = y_adv != y_clean
+    use_groups = groups if groups is not None and any(groups) else None
+    ones = np.ones(n, dtype=bool)
     return {
-        "attack_success_rate": float(np.mean(y_adv != y_true)) if n else None,
-        "flip_rate": float(flipped.sum() / correct.sum()) if correct.sum() else None,
+        "attack_success_rate": float(fooled.sum() / correct.sum()) if correct.sum() else None,
+        "attack_success_rate_ci": ratio_ci(fooled, correct, use_groups, n_boot, seed) if correct.sum() else None,
+        "flip_rate": float(changed.mean()) if n else None,
+        "flip_rate_ci": ratio_ci(changed, ones, use_groups, n_boot, seed) if n else None,
         "n_clean_correct": int(correct.sum()),
-        "n_flipped": int(flipped.sum()),
-        "changed_prediction_rate": float(np.mean(y_adv != y_clean)) if n else None,
+        "n_fooled": int(fooled.sum()),
+        "n_flipped": int(changed.sum()),
+        "rates_bootstrap": {"n_boot": n_boot, "unit": "patient" if use_groups is not None else "image",
+                            "seed": seed, "level": CI_LEVEL},
     }

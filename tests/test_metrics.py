@@ -74,10 +74,37 @@ def test_absent_class_has_no_sensitivity():
 
 
 def test_attack_rates():
-    r = compute_attack_rates([0, 1, 2, 0], [0, 1, 0, 0], [1, 1, 0, 2])
-    assert r["attack_success_rate"] == pytest.approx(3 / 4)
-    assert r["flip_rate"] == pytest.approx(2 / 3)  # 3 clean-correct, 2 flipped
-    assert r["n_flipped"] == 2
+    # clean-correct: images 0, 1, 3; the attack makes 0 and 3 wrong; predictions change on 0 and 3
+    r = compute_attack_rates([0, 1, 2, 0], [0, 1, 0, 0], [1, 1, 0, 2], n_boot=50)
+    assert r["attack_success_rate"] == pytest.approx(2 / 3)  # over the 3 clean-correct images
+    assert r["flip_rate"] == pytest.approx(2 / 4)  # prediction changed vs clean, over all images
+    assert r["n_clean_correct"] == 3 and r["n_fooled"] == 2 and r["n_flipped"] == 2
+
+
+def test_attack_success_rate_ignores_clean_errors():
+    # the model is wrong on half the images when clean and the attack changes nothing
+    y = [0, 1] * 10
+    clean = [0, 0] * 10
+    r = compute_attack_rates(y, clean, clean, n_boot=100)
+    assert r["attack_success_rate"] == 0.0
+    assert r["flip_rate"] == 0.0
+    assert r["attack_success_rate_ci"] == [0.0, 0.0] and r["flip_rate_ci"] == [0.0, 0.0]
+
+
+def test_attack_rate_cis_resample_patients():
+    y = np.array([0] * 12)
+    clean = np.array([0] * 12)
+    adv = np.array([1] * 6 + [0] * 6)  # patient P1 (first 6 images) fully fooled, P2 not at all
+    groups = ["P1"] * 6 + ["P2"] * 6
+    r = compute_attack_rates(y, clean, adv, groups=groups, n_boot=300, seed=0)
+    assert r["attack_success_rate"] == pytest.approx(0.5)
+    assert r["rates_bootstrap"]["unit"] == "patient"
+    # whole patients only: each resample is 0, 0.5 or 1, so the interval spans [0, 1]
+    assert r["attack_success_rate_ci"] == [0.0, 1.0] and r["flip_rate_ci"] == [0.0, 1.0]
+    by_image = compute_attack_rates(y, clean, adv, n_boot=300, seed=0)
+    assert by_image["rates_bootstrap"]["unit"] == "image"
+    lo, hi = by_image["attack_success_rate_ci"]
+    assert 0.0 < lo < 0.5 < hi < 1.0
 
 
 def test_empty_input():

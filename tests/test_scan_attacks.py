@@ -44,7 +44,7 @@ def test_attack_defense_matrix_and_detector(setup):
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "out" / "results.json").read_text())
     names = [c["name"] for c in doc["conditions"]]
-    attacks = [f"{a}@{e}" for a in ("mifgsm", "usmm", "stm") for e in (4, 16)]
+    attacks = [f"{a}@{e}" for a in ("mifgsm", "usmm", "stm[randconv]") for e in (4, 16)]  # STM names its backend
     assert names[0] == "clean"
     assert set(attacks) <= set(names)
     for d in ("jpeg:75", "median:3"):
@@ -53,19 +53,24 @@ def test_attack_defense_matrix_and_detector(setup):
     usmm = by["usmm@16"]
     assert usmm["attack"] == "usmm" and usmm["epsilon"] == pytest.approx(16 / 255)
     assert usmm["threat_model"] == "transfer" and usmm["surrogate"]
-    for key in ("attack_success_rate", "flip_rate", "linf_mean", "l2_mean", "ssim_mean", "psnr_mean"):
+    for key in ("attack_success_rate", "flip_rate", "linf_mean", "l2_mean", "ssim_mean", "psnr_mean",
+                "attack_success_rate_ci", "flip_rate_ci"):
         assert key in usmm
+    assert usmm["rates_bootstrap"]["unit"] == "patient"
     assert usmm["linf_max"] <= 16 / 255 + 1e-6
-    assert "randconv" in by["stm@16"]["label"]
+    assert "randconv" in by["stm[randconv]@16"]["label"]
+    style = by["stm[randconv]@16"]["style_diversity"]
+    assert style["copies"] > 0 and 0 <= style["near_affine_share"] <= 1 and "style_diversity" not in usmm
     assert by["jpeg:75/clean"]["cost_ms_per_image"] > 0
     det = doc["detector"]
     assert set(det["reference_based"]["per_condition"]) == set(attacks)
     assert "auc_edge" in det["reference_based"]["per_condition"]["usmm@16"]
-    assert det["feature_squeezing"]["per_condition"]["stm@4"]["n"] > 0
+    assert det["feature_squeezing"]["per_condition"]["stm[randconv]@4"]["n"] > 0
     assert len(doc["compared"]) == 1
     assert [c["name"] for c in doc["compared"][0]["conditions"]] == names
     html = (root / "out" / "report.html").read_text()
-    assert "usmm@16" in html and "jpeg:75" in html
+    assert "usmm@16" in html and "jpeg:75" in html and "stm[randconv]@16" in html
+    assert "near-affine" in html  # the style-diversity figure next to the backend name
 
 
 def test_second_scan_reuses_cached_sets(setup):

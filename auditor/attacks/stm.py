@@ -16,11 +16,20 @@ stylised images are never returned.
 
 Style backends (built once in :meth:`STM.setup`, never per step):
 
-* ``randconv`` (default, offline): per copy, either a random ``k x k``
-  convolution (``k`` in {1, 3, 5, 7}, weights ~ N(0, 1/(C k^2)), reflection
-  padding) re-standardised to the input's per-image mean/std and clipped to
-  ``[0, 1]`` (random-convolution style randomisation after Xu et al., ICLR 2021),
-  or -- with probability 0.5 -- an ``adain-stats`` jitter;
+* ``randconv`` (default, offline): multi-scale random convolutions with random
+  mixing after Xu, Liu, Yang, Raffel & Niethammer, "Robust and Generalizable
+  Visual Representation Learning via Random Convolutions", ICLR 2021 (RandConv):
+  per copy a ``k x k`` kernel, ``k`` drawn from {3, 5, 7, 9}, weights ~
+  N(0, 1/(C k^2)) with their mean removed, reflection padding; the response is
+  re-standardised to the input's per-image mean/std and mixed as
+  ``a x + (1 - a) conv(x)`` with ``a ~ U(0, 0.8)``, then clipped to ``[0, 1]``.
+  Why the kernel mean goes: on one grey channel the mean of a random kernel only
+  rescales ``x`` (after re-standardisation an affine intensity change, the
+  degenerate case of a 1x1 kernel), so what is left is a random band-pass
+  texture filter; the mixing cap keeps every copy at least 20% texture. The
+  share of copies with ``|corr(ST(x), x)| > 0.98`` (near-affine copies, i.e.
+  intensity jitter rather than a style change) is measured during the attack
+  on the copies actually used (:attr:`STM.style_diversity`);
 * ``adain-stats``: random per-image mean/std jitter (a pixel-space AdaIN);
 * ``ghiasi``: the real arbitrary-style network (Ghiasi et al., BMVC 2017, as
   packaged by Jackson et al.'s Style Augmentation) loaded from a user-supplied
@@ -51,6 +60,8 @@ from auditor.attacks.device import precision_context
 from auditor.errors import UsageError
 
 STYLE_BACKENDS = ("randconv", "adain-stats", "ghiasi")
+#: a style copy this correlated with its input (in absolute value) is an intensity change, not a style change
+NEAR_AFFINE_CORR = 0.98
 TRANSFORMER_FILE = "checkpoint_transformer.pth"
 EMBEDDINGS_FILE = "checkpoint_embeddings.pth"
 
@@ -98,37 +109,58 @@ class AdainStatsStyle:
 
 
 class RandConvStyle:
-    """Random-convolution texture randomisation, mixed with :class:`AdainStatsStyle` for ``adain_prob`` of copies."""
+    """Multi-scale random convolutions with random mixing (RandConv, Xu et al., ICLR 2021), for grey images.
+
+    Kernel sizes ``{3, 5, 7, 9}`` (never 1x1), zero-mean Gaussian weights, the
+    response re-standardised to the input's statistics and mixed with the input
+    at a random weight ``a ~ U(0, mix_max)``.
+    """
 
     name = "randconv"
     in_channels = 1
-    kernel_sizes = (1, 3, 5, 7)
+    kernel_sizes = (3, 5, 7, 9)
 
-    def __init__(self, adain_prob: float = 0.5) -> None:
-        self.adain_prob = adain_prob
-        self.adain = AdainStatsStyle()
+    def __init__(self, mix_max: float = 0.8) -> None:
+        if not 0.0 <= mix_max < 1.0:
+            raise UsageError(f"randconv: mix_max {mix_max!r} must lie in [0, 1)")
+        self.mix_max = mix_max
+
+    def _filtered(self, xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+        """One random zero-mean ``k x k`` filter per image of ``xs`` (grouped conv, reflection padding)."""
+        n, c, h, w = xs.shape
+        weight = torch.randn((n * c, c, k, k), generator=gen) / float(c * k * k) ** 0.5
+        weight = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
+        pad = min(k // 2, h - 1, w - 1)  # reflection needs the pad below the side
+        xin = F.pad(xs.reshape(1, -1, h, w), (pad,) * 4, mode="reflect" if pad else "constant")
+        y = F.conv2d(xin, weight.to(xs.device, xs.dtype), groups=n)
+        if y.shape[-2:] != (h, w):  # images smaller than the kernel: resize back
+            y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+        return y.reshape(n, c, h, w)
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # noqa: D102
-        m, c, h, w = x.shape
+        m = x.shape[0]
         which = torch.randint(len(self.kernel_sizes), (m,), generator=gen)
-        use_adain = torch.rand((m,), generator=gen) < self.adain_prob
-        adain = self.adain(x, gen)
-        out = torch.empty_like(x)
+        alpha = (torch.rand((m, 1, 1, 1), generator=gen) * self.mix_max).to(x.device, x.dtype)
         mean_in, std_in = _stats(x)
+        out = torch.empty_like(x)
         for ki, k in enumerate(self.kernel_sizes):
-            sel = torch.nonzero(which == ki).flatten()
+            sel = torch.nonzero(which == ki).flatten().to(x.device)
             if sel.numel() == 0:
                 continue
-            weight = torch.randn((sel.numel() * c, c, k, k), generator=gen) / float(c * k * k) ** 0.5
-            xs = x[sel.to(x.device)]
-            xin = xs.reshape(1, -1, h, w)
-            if k > 1:
-                xin = F.pad(xin, (k // 2,) * 4, mode="reflect")
-            y = F.conv2d(xin, weight.to(x.device, x.dtype), groups=sel.numel()).reshape(-1, c, h, w)
+            y = self._filtered(x[sel], k, gen)
             my, sy = _stats(y)
-            y = (y - my) / sy.clamp_min(1e-6) * std_in[sel.to(x.device)] + mean_in[sel.to(x.device)]
-            out[sel.to(x.device)] = y.clamp(0.0, 1.0)
-        return torch.where(use_adain.to(x.device).view(-1, 1, 1, 1), adain, out)
+            out[sel] = (y - my) / sy.clamp_min(1e-6) * std_in[sel] + mean_in[sel]
+        return (alpha * x + (1 - alpha) * out).clamp(0.0, 1.0)
+
+
+def abs_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|corr(a_i, b_i)|`` per row over all pixels (0 where either row is constant)."""
+    a = a.flatten(1).float()
+    b = b.flatten(1).float()
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 0, (a * b).sum(1).abs() / den.clamp_min(1e-30), torch.zeros_like(den))
 
 
 # ---------------------------------------------------------------- Ghiasi et al. arbitrary style network
@@ -339,6 +371,8 @@ class STM(GradientAttack):
         self.backend: StyleBackend | None = None if isinstance(style_backend, str) else style_backend
         #: style-network rows computed so far
         self.style_rows = 0
+        #: style copies with |corr(ST(x), x)| > NEAR_AFFINE_CORR so far (see :attr:`style_diversity`)
+        self.near_affine_rows = 0
 
     @property
     def backend_name(self) -> str:
@@ -362,15 +396,31 @@ class STM(GradientAttack):
     def key_extras(self) -> dict[str, Any]:
         """The style backend and, for ``ghiasi``, the checkpoint digests."""
         extras: dict[str, Any] = {"style_backend": self.backend_name}
+        if self.backend_name == "randconv":  # sets made by an earlier randconv must not be reused
+            extras["randconv"] = {"kernel_sizes": list(RandConvStyle.kernel_sizes), "zero_mean": True,
+                                  "mix_max": RandConvStyle().mix_max}
         if self.backend_name == "ghiasi":
             transformer, emb = ghiasi_files(self.checkpoint_dir)
             extras.update(transformer_sha256=_sha256(transformer), embeddings_sha256=_sha256(emb) if emb else None)
         return extras
 
+    @property
+    def style_diversity(self) -> dict[str, Any] | None:
+        """How many style copies only changed intensity: ``near_affine_share`` of the ``copies`` computed so
+        far had ``|corr(ST(x), x)| > threshold``; None before the first copy."""
+        if not self.style_rows:
+            return None
+        return {"copies": self.style_rows, "near_affine": self.near_affine_rows, "threshold": NEAR_AFFINE_CORR,
+                "near_affine_share": self.near_affine_rows / self.style_rows}
+
     def params(self) -> dict[str, Any]:
-        """Loop parameters plus the STM settings."""
-        return {**super().params(), "num_style": self.num_style, "gamma": self.gamma, "beta": self.beta,
-                "style_backend": self.backend_name}
+        """Loop parameters plus the STM settings; after the attack ran, also the measured ``style_diversity``
+        (absent before, so it never enters a cache key)."""
+        out = {**super().params(), "num_style": self.num_style, "gamma": self.gamma, "beta": self.beta,
+               "style_backend": self.backend_name}
+        if self.style_diversity is not None:
+            out["style_diversity"] = self.style_diversity
+        return out
 
     @property
     def num_copies(self) -> int:
@@ -393,6 +443,8 @@ class STM(GradientAttack):
                     out = out.mean(1, keepdim=True)
                 outs.append(out.to(x.dtype))
                 self.style_rows += part.shape[0]
+                corr = abs_correlation(out, x[start:start + rows])
+                self.near_affine_rows += int((corr > NEAR_AFFINE_CORR).sum())
         return torch.cat(outs).clone()  # a normal tensor again (inference tensors cannot join autograd)
 
     def transform(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -51,7 +51,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                    no_progress) -> None:
     """Attack the images in --data with a surrogate and write 8-bit adversarial PNG sets to --out."""
     from auditor.attacks.device import pick_device
-    from auditor.attacks.sets import build_adversarial_set, eps_label, perturbation_stats
+    from auditor.audit import set_name as condition_name
+    from auditor.attacks.sets import build_adversarial_set, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
     from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
     from auditor.models.torch import load_surrogate, read_checkpoint
@@ -99,7 +100,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     summary: list[dict] = []
     for name in names_wanted:
         for e in epsilons:
-            set_name = f"{name}@{eps_label(e)}"
+            set_name = condition_name(name, e, style_backend)
             params: dict = {"epsilon": e}
             if name == "usmm":
                 params.update(mask_pool=images, mask_pool_labels=y)
@@ -123,7 +124,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                           f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")
             summary.append({"name": set_name, "attack": name, "epsilon": e, "label": aset.label, "key": aset.key,
                             "dir": str(aset.dir), "cache_hit": aset.cache_hit, "seconds": round(aset.seconds, 2),
-                            "backend": aset.backend, "notes": list(aset.notes), "n_images": len(aset.images),
+                            "backend": aset.backend, "style_diversity": aset.params.get("style_diversity"),
+                            "notes": list(aset.notes), "n_images": len(aset.images),
                             "stats": stats})
     doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
            "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped}

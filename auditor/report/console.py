@@ -12,6 +12,14 @@ from auditor.report.transfer_view import headline as transfer_headline
 from auditor.types import AuditResult
 
 
+def _rate(value, ci) -> str:
+    """``41.2% (10–60)``: a rate with its 95% CI in whole percent; ``—`` when not measured."""
+    text = fmt_pct(value)
+    if text != "—" and isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        text += f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f})"
+    return text
+
+
 def _tables(result: AuditResult) -> list:
     from rich.table import Table
     from rich.text import Text
@@ -24,23 +32,23 @@ def _tables(result: AuditResult) -> list:
     table = Table(title="Accuracy per condition", title_justify="left")
     table.add_column("condition", overflow="fold", min_width=10)
     table.add_column("kind")
-    for col in ("accuracy", "95% CI", "macro-F1", "ASR", "flips"):
+    for col in ("accuracy", "95% CI", "macro-F1", "ASR (95% CI)", "flips (95% CI)"):
         table.add_column(col, justify="right", no_wrap=True)
     for c in result.conditions:
         m = c.metrics
         table.add_row(Text(c.name), Text(c.kind), fmt_pct(m.get("accuracy")), fmt_ci(m.get("accuracy_ci")),
-                      fmt_pct(m.get("macro_f1")), fmt_pct(c.extra.get("attack_success_rate")),
-                      fmt_pct(c.extra.get("flip_rate")))
+                      fmt_pct(m.get("macro_f1")), _rate(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
+                      _rate(c.extra.get("flip_rate"), c.extra.get("flip_rate_ci")))
     out.append(table)
+    out.append(Text("ASR: share of the images correct when clean that the condition makes wrong; "
+                    "flips: share of all images whose prediction differs from the clean one."))
     s = summary_numbers(result)
     if s["worst"] is not None:
         w = s["worst"]
         out.append(Text(f"Worst case under attack: {fmt_pct(w.metrics.get('accuracy'))} "
                         f"({w.attack} at ε = {fmt_eps(w.epsilon)}, condition {w.name})"))
-    if s["best_defense"] is not None:
-        b = s["best_defense"]
-        out.append(Text(f"Best defense: {b['name']} — worst attacked accuracy {fmt_pct(b['robust'])}, "
-                        f"clean cost {fmt_pct(b['clean_cost'], signed=True, points=True)}"))
+    if s["defense_verdict"] is not None:
+        out.append(Text(s["defense_verdict"]["text"]))
     verdict = transfer_headline(result)
     if verdict is not None:
         style = "bold red" if verdict["weak"] else None

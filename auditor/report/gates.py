@@ -16,6 +16,10 @@ max_attack_success_rate    highest attack success rate over attack conditions   
 max_flip_rate              highest flip rate over attack conditions              <= value
 ========================== ===================================================== =========
 
+Attack success rate: of the images correct when clean, the share the attack makes wrong; flip
+rate: of all images, the share whose prediction differs from the clean one (see
+:func:`auditor.metrics.compute_attack_rates`). ``max_flip_rate`` is the recommended robustness gate.
+
 A gate whose value cannot be measured on the result (no attack conditions, a
 class without images, a class the model does not have, or a NaN/infinite value
 in any condition it looks at) fails with the detail ``not measured``: a gate

@@ -19,6 +19,7 @@ from auditor.report.base import Renderer
 from auditor.report.gates import attack_conditions
 from auditor.report.jsonfmt import results_digest
 from auditor.report.transfer_view import diagnostic_rows, headline
+from auditor.report.verdicts import VANISHES_TEXT, defended_on, defense_summaries, defense_verdict, is_adaptive
 from auditor.types import AuditResult, Condition
 
 #: example images shown at most (the rest are counted in a note)
@@ -111,52 +112,16 @@ def _acc(c: Condition | None) -> float | None:
     return v if _finite(v) else None
 
 
-def _base_name(c: Condition) -> str:
-    """``jpeg:75/usmm@8`` -> ``usmm@8``."""
-    if c.defense and c.name.startswith(f"{c.defense}/"):
-        return c.name[len(c.defense) + 1:]
-    return c.name.split("/", 1)[1] if "/" in c.name else c.name
-
-
-def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
-    """One dict per defense: defended-clean accuracy, clean cost and worst attacked accuracy."""
-    clean_acc = _acc(clean_condition(result))
-    names = list(dict.fromkeys(c.defense for c in result.conditions if c.defense))
-    out = []
-    for d in names:
-        conds = [c for c in result.conditions if c.defense == d]
-        dclean = next((c for c in conds if _base_name(c) == "clean" or (c.attack is None and c.kind != "attack")), None)
-        attacked = []
-        for c in conds:
-            base = result.condition(_base_name(c))
-            if c is not dclean and base is not None and base.kind == "attack" and _acc(c) is not None:
-                attacked.append(c)
-        robust_cond = min(attacked, key=lambda c: _acc(c)) if attacked else None
-        dclean_acc = _acc(dclean)
-        out.append({
-            "name": d,
-            "clean_cond": dclean,
-            "clean_acc": dclean_acc,
-            "clean_cost": (clean_acc - dclean_acc) if clean_acc is not None and dclean_acc is not None else None,
-            "robust": _acc(robust_cond),
-            "robust_cond": robust_cond,
-            "cost_ms": next((c.extra.get("cost_ms_per_image") for c in conds
-                             if _finite(c.extra.get("cost_ms_per_image"))), None),
-        })
-    return out
-
-
 def summary_numbers(result: AuditResult) -> dict[str, Any]:
-    """Executive-summary figures: clean, worst case under attack, best defense, gates."""
+    """Executive-summary figures: clean, worst case under attack, the defense verdict, gates."""
     attacks = [c for c in attack_conditions(result) if _acc(c) is not None]
     worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
-    defenses = defense_summaries(result)
-    ranked = [d for d in defenses if d["robust"] is not None] or [d for d in defenses if d["clean_acc"] is not None]
-    best = max(ranked, key=lambda d: (d["robust"] if d["robust"] is not None else -1.0,
-                                      d["clean_acc"] if d["clean_acc"] is not None else -1.0)) if ranked else None
+    verdict = defense_verdict(result)
     failed = [g for g in result.gates if not g.passed]
-    return {"clean": clean_condition(result), "worst": worst, "best_defense": best, "defenses": defenses,
-            "gates_total": len(result.gates), "gates_failed": len(failed)}
+    return {"clean": clean_condition(result), "worst": worst, "defense_verdict": verdict,
+            "best_defense": verdict["best"] if verdict else None,
+            "defense_candidate": verdict["candidate"] if verdict else None,
+            "defenses": defense_summaries(result), "gates_total": len(result.gates), "gates_failed": len(failed)}
 
 
 def _attack_sort_key(c: Condition) -> tuple:
@@ -181,6 +146,17 @@ def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
     return rows
 
 
+def backend_text(c: Condition) -> str | None:
+    """The style backend of a set and, for STM, its measured share of near-affine style copies."""
+    backend = c.extra.get("backend")
+    if not backend:
+        return None
+    d = c.extra.get("style_diversity")
+    if isinstance(d, dict) and _finite(d.get("near_affine_share")):
+        return f"{backend} · near-affine style copies {fmt_pct(d['near_affine_share'])} of {d.get('copies', '?')}"
+    return f"{backend} · near-affine style copies not measured" if c.attack == "stm" else str(backend)
+
+
 def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
     rows = []
     for c in result.conditions:
@@ -188,7 +164,8 @@ def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
             continue
         x = c.extra
         rows.append({"name": c.name, "linf": x.get("linf_mean"), "l2": x.get("l2_mean"), "ssim": x.get("ssim_mean"),
-                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": x.get("backend")})
+                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": backend_text(c),
+                     "stm": c.attack == "stm"})
     return rows if any(any(_finite(r[k]) for k in ("linf", "l2", "ssim", "psnr")) for r in rows) else []
 
 
@@ -219,19 +196,19 @@ def _threat_groups(result: AuditResult) -> list[dict[str, Any]]:
     return out
 
 
-def _before_after(result: AuditResult, defenses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _before_after(result: AuditResult, candidate: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per attack condition: clean, attacked, and attacked with the one defense the summary chose
+    (never a per-row maximum), adaptive-aware, on all images."""
     clean_acc = _acc(clean_condition(result))
     rows = []
     conds = sorted((c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")),
                    key=_attack_sort_key)
     for c in conds:
-        best_name, best_acc = None, None
-        for d in defenses:
-            dc = result.condition(f"{d['name']}/{c.name}")
-            if _acc(dc) is not None and (best_acc is None or _acc(dc) > best_acc):
-                best_name, best_acc = d["name"], _acc(dc)
+        dc = defended_on(result, candidate["name"], c.name) if candidate else None
+        best_acc = _acc(dc)
         after = _acc(c)
-        rows.append({"label": c.name, "before": clean_acc, "after": after, "defended": best_acc, "defense": best_name,
+        rows.append({"label": c.name, "before": clean_acc, "after": after, "defended": best_acc,
+                     "defense": dc.name if dc is not None else None,
                      "drop": (after - clean_acc) if after is not None and clean_acc is not None else None,
                      "recovered": (best_acc - after) if best_acc is not None and after is not None else None,
                      "eps": fmt_eps(c.epsilon), "attack": c.attack or c.name})
@@ -273,23 +250,32 @@ def _confusion_panels(result: AuditResult, best: dict[str, Any] | None) -> list[
     if best is not None:
         c = best["robust_cond"] or best["clean_cond"]
         if c is not None:
-            panels.append((f"best defense: {c.name}", c))
+            panels.append((f"top-ranked defense: {c.name}", c))
     return [(t, c) for t, c in panels if c.metrics.get("confusion_matrix")]
 
 
+def _curve_label(c: Condition) -> str:
+    """``usmm`` undefended, ``usmm + jpeg:75`` defended, ``usmm + jpeg:75 (BPDA)`` adaptive."""
+    attack = c.attack or c.name
+    if not c.defense:
+        return attack
+    return f"{attack} + {c.defense}" + (" (BPDA)" if is_adaptive(c) else "")
+
+
 def _curves(result: AuditResult) -> list[dict[str, Any]]:
+    """Accuracy-vs-ε series: each attack undefended (solid) and under each defense (dashed)."""
     series: dict[str, list[Condition]] = {}
     for c in result.conditions:
-        if c.kind == "attack" and _finite(c.epsilon) and _acc(c) is not None:
-            label = (c.attack or c.name) if not c.defense else f"{c.attack} + {c.defense}"
-            series.setdefault(label, []).append(c)
+        gradient_attack = c.kind == "attack" or (c.kind == "defense" and c.attack)
+        if gradient_attack and _finite(c.epsilon) and _acc(c) is not None:
+            series.setdefault(_curve_label(c), []).append(c)
     out = []
     for label, conds in series.items():
         conds.sort(key=lambda c: c.epsilon)
         cis = [c.metrics.get("accuracy_ci") or [None, None] for c in conds]
         out.append({"label": label, "eps255": [round(c.epsilon * 255, 4) for c in conds],
                     "acc": [_acc(c) for c in conds], "lo": [ci[0] for ci in cis], "hi": [ci[1] for ci in cis],
-                    "dashed": bool(conds[0].defense)})
+                    "dashed": bool(conds[0].defense), "group": conds[0].attack or conds[0].name})
     out.sort(key=lambda s: (s["dashed"], s["label"]))
     return out
 
@@ -446,9 +432,12 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "conditions": [{"c": c, "per_class": _per_class_rows(result, c)} for c in result.conditions],
         "perturbation": _perturbation_rows(result),
         "threat_groups": _threat_groups(result),
-        "before_after": _before_after(result, s["defenses"]),
+        "defense_verdict": s["defense_verdict"],
+        "defense_candidate": s["defense_candidate"],
+        "vanishes_text": VANISHES_TEXT,
+        "before_after": _before_after(result, s["defense_candidate"]),
         "matrix": _matrix(result, s["defenses"]),
-        "confusion_panels": _confusion_panels(result, s["best_defense"]),
+        "confusion_panels": _confusion_panels(result, s["defense_candidate"]),
         "curves": _curves(result),
         "detector": _detector(result),
         "examples": _examples(result),

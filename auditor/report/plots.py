@@ -102,11 +102,13 @@ def accuracy_vs_eps_figure(series: Sequence[dict], clean_accuracy: float | None,
     """Accuracy against ε (in /255) per attack, with 95% CI error bars.
 
     ``series``: dicts with ``label``, ``eps255`` (list), ``acc``, ``lo``, ``hi``
-    (lists, ``None`` allowed for a missing CI) and optional ``dashed``.
+    (lists, ``None`` allowed for a missing CI), optional ``dashed`` (a defended series, drawn next
+    to its undefended one) and optional ``group`` (series of one attack share a colour).
     """
     series = [s for s in series if any(_finite(a) for a in s["acc"])]
     if not series:
         return None
+    groups = list(dict.fromkeys(s.get("group", s["label"]) for s in series))
     with _figure(6.4, 3.4) as fig:
         ax = fig.add_subplot()
         if _finite(clean_accuracy):
@@ -117,8 +119,9 @@ def accuracy_vs_eps_figure(series: Sequence[dict], clean_accuracy: float | None,
             ys = [p[1] for p in pts]
             err_lo = [max(0.0, p[1] - p[2]) if _finite(p[2]) else 0.0 for p in pts]
             err_hi = [max(0.0, p[3] - p[1]) if _finite(p[3]) else 0.0 for p in pts]
-            color = PALETTE[idx % len(PALETTE)]
-            ax.errorbar(xs, ys, yerr=[err_lo, err_hi], color=color, marker="o", ms=3.5, lw=1.4, capsize=2.5,
+            color = PALETTE[groups.index(s.get("group", s["label"])) % len(PALETTE)]
+            marker = "so^vD"[idx % 5] if s.get("dashed") else "o"
+            ax.errorbar(xs, ys, yerr=[err_lo, err_hi], color=color, marker=marker, ms=3.5, lw=1.4, capsize=2.5,
                         ls="--" if s.get("dashed") else "-", label=s["label"])
         all_x = sorted({x for s in series for x in s["eps255"]})
         ax.set_xticks(all_x, [f"{x:g}/255" for x in all_x])

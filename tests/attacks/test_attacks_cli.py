@@ -46,7 +46,7 @@ def test_attack_command_writes_sets_and_hits_cache(tiny):
     res = _run(args)
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "attack_summary.json").read_text())
-    assert [s["name"] for s in doc["sets"]] == ["mifgsm@8", "usmm@8", "stm@8"]
+    assert [s["name"] for s in doc["sets"]] == ["mifgsm@8", "usmm@8", "stm[randconv]@8"]  # STM names its backend
     assert doc["image_size"] == [32, 32] and doc["surrogate"]["arch"] == "small_cnn"
     for s in doc["sets"]:
         # 40 -> 32 px resize puts the clean images off the 8-bit grid: still within eps of the float values
@@ -54,6 +54,7 @@ def test_attack_command_writes_sets_and_hits_cache(tiny):
         pngs = sorted(p.relative_to(s["dir"]).as_posix() for p in __import__("pathlib").Path(s["dir"]).rglob("*.png"))
         assert len(pngs) == 6 and pngs[0] == f"{s['attack']}_eps8/normal/normal_0.png"
     assert doc["sets"][2]["label"] == "STM (style backend: randconv)"
+    assert doc["sets"][2]["style_diversity"]["copies"] > 0 and doc["sets"][0]["style_diversity"] is None
     assert doc["sets"][1]["label"] == "USMM (masks: other-class pool)"
     res2 = _run(args)
     assert res2.exit_code == 0

@@ -50,10 +50,13 @@ def _preds(wrong: dict[int, int]) -> tuple[int, ...]:
 
 
 def _rates(pred, clean_pred) -> dict:
+    """Attack success rate over the clean-correct images, flip rate over all images (auditor.metrics)."""
     correct = [i for i in range(N) if clean_pred[i] == Y[i]]
-    flipped = [i for i in correct if pred[i] != Y[i]]
-    return {"attack_success_rate": sum(p != y for p, y in zip(pred, Y)) / N,
-            "flip_rate": len(flipped) / len(correct), "n_clean_correct": len(correct), "n_flipped": len(flipped)}
+    fooled = [i for i in correct if pred[i] != Y[i]]
+    flipped = [i for i in range(N) if pred[i] != clean_pred[i]]
+    return {"attack_success_rate": len(fooled) / len(correct), "attack_success_rate_ci": [0.1, 0.6],
+            "flip_rate": len(flipped) / N, "flip_rate_ci": [0.05, 0.55], "n_clean_correct": len(correct),
+            "n_fooled": len(fooled), "n_flipped": len(flipped)}
 
 
 def _png() -> str:

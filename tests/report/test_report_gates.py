@@ -45,9 +45,11 @@ CASES = [
     ("robust_accuracy=0.51", False, 0.5, "failed"),
     ("sensitivity:Pneumothorax=0.8", True, 0.8, "passed"),  # class names match case-insensitively
     ("robust_sensitivity:pneumothorax=0.5", False, 0.2, "failed"),
-    ("max_attack_success_rate=0.5", True, 0.5, "passed"),    # upper bound: equal passes
-    ("max_attack_success_rate=0.4", False, 0.5, "failed"),
-    ("max_flip_rate=0.3", False, 7 / 17, "failed"),
+    # attack success rate counts only the 17 clean-correct images: usmm@16 fools 7 of them
+    ("max_attack_success_rate=0.45", True, 7 / 17, "passed"),
+    ("max_attack_success_rate=0.4", False, 7 / 17, "failed"),
+    ("max_flip_rate=0.35", True, 7 / 20, "passed"),          # upper bound: equal passes (7 of 20 predictions change)
+    ("max_flip_rate=0.3", False, 7 / 20, "failed"),
     ("sensitivity:cardiomegaly=0.5", False, None, "not measured"),
 ]
 

@@ -64,7 +64,7 @@ def test_executive_summary_numbers(html_text):
     summary = " ".join(_parse(html_text).text["summary"])
     assert "85.0%" in summary and "70.0–95.0%" in summary            # clean accuracy and its CI
     assert "50.0%" in summary and "16/255" in summary and "usmm" in summary  # worst case with ε
-    assert "jpeg:75" in summary and "+5.0 pp" in summary              # best defense and clean cost 85 -> 80
+    assert "jpeg:75" in summary and "−5.0 pp loss" in summary      # top defense and its clean change 85 -> 80
     assert "FAIL" in summary and "1 of 2 passed" in summary
     assert re.search(r'id="clean-accuracy">85\.0%<', html_text)
 

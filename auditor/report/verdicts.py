@@ -1,0 +1,307 @@
+"""Defense verdicts of the executive summary: figures that cannot flatter a defense.
+
+Four rules, each a small function here (the HTML and console summaries only lay them out):
+
+* **Adaptive beats non-adaptive.** Where ``--bpda`` ran, a defense's accuracy under an
+  attack is the worse of the non-adaptive condition (``jpeg:75/usmm@16``) and the
+  adaptive one (``usmm@16+bpda:jpeg:75``, BPDA: Athalye, Carlini & Wagner, ICML 2018),
+  and ``benefit_vanishes`` is shown in words.
+* **Select on one half, report on the other.** The best defense is chosen on a seeded
+  half of the patients (images without a patient id are their own patient) and its
+  figures are measured on the other half, so the choice cannot fit the noise of the
+  images it is scored on. With too few images (or no per-image predictions) it is
+  chosen and scored on the same images, and says so.
+* **Beyond the CI or not at all.** A defense is named "best" only when its worst
+  attacked accuracy on the evaluation half lies above the 95% CI (patient bootstrap,
+  widened to the Wilson score interval so an all-wrong worst case is not a
+  zero-width ``[0, 0]``) of the undefended worst case on that half; otherwise the
+  summary says that no defense raised the worst case beyond its CI.
+* **Signed words for the clean change.** ``+5.0 pp gain``, ``−3.0 pp loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from auditor.metrics import DEFAULT_N_BOOT, ratio_ci
+from auditor.report.gates import attack_conditions
+from auditor.types import AuditResult, Condition
+
+#: fewest images each half needs for the held-out selection
+MIN_HALF_IMAGES = 10
+ADAPTIVE_MARK = "+bpda:"
+VANISHES_TEXT = "benefit vanishes under an adaptive attack"
+MINUS = "\u2212"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def signed_change(v: Any, digits: int = 1) -> str:
+    """A change of accuracy in words: 0.05 -> ``+5.0 pp gain``, -0.03 -> ``−3.0 pp loss``; None -> ``—``."""
+    if not _finite(v):
+        return "—"
+    pp = round(100 * v, digits)
+    if pp == 0:
+        return f"{0:.{digits}f} pp (no change)"
+    return f"+{pp:.{digits}f} pp gain" if pp > 0 else f"{MINUS}{-pp:.{digits}f} pp loss"
+
+
+# --------------------------------------------------------------------------- which conditions belong to a defense
+
+
+def _clean(result: AuditResult) -> Condition | None:
+    return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
+
+
+def is_adaptive(c: Condition) -> bool:
+    """True for an adaptive (BPDA) condition of a defense."""
+    return bool(c.defense) and (bool(c.extra.get("adaptive")) or ADAPTIVE_MARK in c.name)
+
+
+def attacked_base(c: Condition) -> str:
+    """The undefended attack condition a defended one replays: ``jpeg:75/usmm@8`` and
+    ``usmm@8+bpda:jpeg:75`` -> ``usmm@8``."""
+    if is_adaptive(c):
+        return c.name.split(ADAPTIVE_MARK, 1)[0]
+    if c.defense and c.name.startswith(f"{c.defense}/"):
+        return c.name[len(c.defense) + 1:]
+    return c.name.split("/", 1)[1] if "/" in c.name else c.name
+
+
+def defense_names(result: AuditResult) -> list[str]:
+    """Defenses of the result, in order of first appearance."""
+    return list(dict.fromkeys(c.defense for c in result.conditions if c.defense))
+
+
+def defense_clean(result: AuditResult, defense: str) -> Condition | None:
+    """The defended clean condition (``jpeg:75/clean``)."""
+    return next((c for c in result.conditions if c.defense == defense and not is_adaptive(c)
+                 and attacked_base(c) == "clean"), None)
+
+
+def defense_attacked(result: AuditResult, defense: str) -> list[Condition]:
+    """Every attacked condition of a defense: non-adaptive and adaptive (BPDA)."""
+    out = []
+    for c in result.conditions:
+        if c.defense != defense:
+            continue
+        base = result.condition(attacked_base(c))
+        if base is not None and base.kind == "attack" and not base.defense:
+            out.append(c)
+    return out
+
+
+def defended_on(result: AuditResult, defense: str, base_name: str) -> Condition | None:
+    """The condition that counts for ``defense`` against ``base_name``: the worse (lower accuracy) of the
+    non-adaptive and the adaptive one."""
+    conds = [c for c in result.conditions if c.defense == defense and attacked_base(c) == base_name
+             and _finite(c.metrics.get("accuracy"))]
+    return min(conds, key=lambda c: c.metrics["accuracy"]) if conds else None
+
+
+def benefit_vanishes(result: AuditResult, defense: str) -> bool:
+    """True when an adaptive condition of ``defense`` flags ``benefit_vanishes``."""
+    return any(is_adaptive(c) and c.extra.get("benefit_vanishes") for c in defense_attacked(result, defense))
+
+
+# --------------------------------------------------------------------------- accuracy on a subset of images
+
+
+class Scorer:
+    """Accuracy of a condition on a subset of the images (from its per-image predictions), or on all
+    images from its stored metrics when ``idx`` is None."""
+
+    def __init__(self, result: AuditResult) -> None:
+        self.n = len(result.samples)
+        self.y = np.array([int(s.get("label_index", -1)) for s in result.samples], dtype=np.int64)
+        self.groups = [s.get("patient_id") for s in result.samples]
+        self.seed = int(result.parameters.get("seed", 0) or 0)
+        n_boot = result.parameters.get("n_boot")
+        self.n_boot = int(n_boot) if isinstance(n_boot, int) and n_boot >= 0 else DEFAULT_N_BOOT
+
+    def has_predictions(self, conds: Sequence[Condition]) -> bool:
+        """True when every condition carries one prediction per sample."""
+        return self.n > 0 and all(len(c.predictions) == self.n for c in conds)
+
+    def correct(self, c: Condition, idx: np.ndarray) -> np.ndarray:
+        """Per-image correctness of ``c`` on ``idx``."""
+        return np.asarray(c.predictions, dtype=np.int64)[idx] == self.y[idx]
+
+    def accuracy(self, c: Condition | None, idx: np.ndarray | None) -> float | None:
+        """Accuracy of ``c`` on the images ``idx`` (None: the stored accuracy on all images)."""
+        if c is None:
+            return None
+        if idx is None:
+            v = c.metrics.get("accuracy")
+            return float(v) if _finite(v) else None
+        return float(self.correct(c, idx).mean()) if len(idx) else None
+
+    def accuracy_ci(self, c: Condition, idx: np.ndarray | None) -> list[float] | None:
+        """95% CI of the accuracy of ``c`` on ``idx`` (patient bootstrap); the stored CI for all images."""
+        if idx is None:
+            ci = c.metrics.get("accuracy_ci")
+            return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+        groups = [self.groups[i] for i in idx]
+        hits = self.correct(c, idx)
+        return ratio_ci(hits, np.ones(len(idx), bool), groups if any(groups) else None, self.n_boot, self.seed)
+
+
+def patient_halves(samples: Sequence[dict], seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(selection, evaluation)`` image indices: a seeded half of the patients each (images without a
+    patient id count as their own patient); None when a half would hold fewer than MIN_HALF_IMAGES."""
+    n = len(samples)
+    keys = [str(s.get("patient_id")) if s.get("patient_id") else f"\0image{i}" for i, s in enumerate(samples)]
+    patients = list(dict.fromkeys(keys))
+    order = np.random.default_rng(seed).permutation(len(patients))
+    chosen: set[str] = set()
+    count = 0
+    sizes = Counter(keys)
+    for j in order:
+        if count >= n / 2:
+            break
+        chosen.add(patients[j])
+        count += sizes[patients[j]]
+    sel = np.array([i for i, k in enumerate(keys) if k in chosen], dtype=np.int64)
+    ev = np.array([i for i, k in enumerate(keys) if k not in chosen], dtype=np.int64)
+    if len(sel) < MIN_HALF_IMAGES or len(ev) < MIN_HALF_IMAGES:
+        return None
+    return sel, ev
+
+
+# --------------------------------------------------------------------------- per-defense figures
+
+
+def defense_figures(result: AuditResult, defense: str, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any]:
+    """Clean accuracy with the defense, its signed clean change, and its worst attacked accuracy
+    (the minimum over non-adaptive and adaptive conditions) on the images ``idx``."""
+    clean_acc = scorer.accuracy(_clean(result), idx)
+    dclean = defense_clean(result, defense)
+    dclean_acc = scorer.accuracy(dclean, idx)
+    scored = [(a, c) for c in defense_attacked(result, defense) if (a := scorer.accuracy(c, idx)) is not None]
+    robust, robust_cond = min(scored, key=lambda t: t[0]) if scored else (None, None)
+    change = dclean_acc - clean_acc if dclean_acc is not None and clean_acc is not None else None
+    return {"name": defense, "clean_cond": dclean, "clean_acc": dclean_acc, "clean_change": change,
+            "clean_change_text": signed_change(change), "robust": robust, "robust_cond": robust_cond,
+            "adaptive": any(is_adaptive(c) for c in defense_attacked(result, defense)),
+            "benefit_vanishes": benefit_vanishes(result, defense)}
+
+
+def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
+    """One dict per defense on all images (the defenses table), adaptive-aware."""
+    scorer = Scorer(result)
+    out = []
+    for d in defense_names(result):
+        fig = defense_figures(result, d, scorer, None)
+        fig["cost_ms"] = next((c.extra.get("cost_ms_per_image") for c in result.conditions
+                               if c.defense == d and _finite(c.extra.get("cost_ms_per_image"))), None)
+        out.append(fig)
+    return out
+
+
+def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
+    return (fig["robust"] if fig["robust"] is not None else -1.0,
+            fig["clean_acc"] if fig["clean_acc"] is not None else -1.0)
+
+
+def wilson_interval(k: float, n: int, z: float = 1.959964) -> list[float] | None:
+    """Wilson score 95% interval of ``k`` successes in ``n`` (Wilson, JASA 1927); never zero-width."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def guarded_ci(ci: list[float] | None, acc: float, n: int) -> list[float] | None:
+    """The bootstrap CI widened to cover the Wilson interval: a percentile bootstrap collapses to
+    ``[0, 0]`` when every image is wrong, which would let any defense "clear" it."""
+    if ci is None:
+        return None
+    w = wilson_interval(acc * n, n)
+    return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
+
+
+def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any] | None:
+    """The worst undefended attack condition on ``idx``, its accuracy and 95% CI there (bootstrap,
+    widened to the Wilson interval)."""
+    scored = [(a, c) for c in attack_conditions(result) if (a := scorer.accuracy(c, idx)) is not None]
+    if not scored:
+        return None
+    acc, cond = min(scored, key=lambda t: t[0])
+    n = len(idx) if idx is not None else int(cond.metrics.get("n") or 0)
+    return {"cond": cond, "accuracy": acc, "ci": guarded_ci(scorer.accuracy_ci(cond, idx), acc, n)}
+
+
+def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
+    """The executive summary's defense verdict, or None when no defense was evaluated.
+
+    Keys: ``mode`` (``held-out`` or ``same images``), ``n_select``/``n_eval``, ``candidate``
+    (figures of the defense ranked first on the selection images, measured on the evaluation
+    images), ``baseline`` (undefended worst case there, with CI), ``significant`` (the
+    candidate's worst attacked accuracy is above that CI), ``best`` (the candidate when
+    significant, else None) and ``text`` (one sentence for the summary).
+    """
+    names = defense_names(result)
+    if not names:
+        return None
+    scorer = Scorer(result)
+    halves = patient_halves(result.samples, scorer.seed) if scorer.has_predictions(result.conditions) else None
+    sel, ev = halves if halves is not None else (None, None)
+    ranked = sorted(names, key=lambda d: _rank_key(defense_figures(result, d, scorer, sel)), reverse=True)
+    candidate = defense_figures(result, ranked[0], scorer, ev)
+    baseline = undefended_worst(result, scorer, ev)
+    ci = baseline["ci"] if baseline else None
+    significant = bool(candidate["robust"] is not None and ci is not None and candidate["robust"] > ci[1])
+    verdict = {"mode": "held-out" if halves is not None else "same images",
+               "n_select": len(sel) if sel is not None else len(result.samples) or None,
+               "n_eval": len(ev) if ev is not None else len(result.samples) or None,
+               "seed": scorer.seed, "candidate": candidate, "baseline": baseline, "significant": significant,
+               "best": candidate if significant else None}
+    verdict["text"] = verdict_text(verdict)
+    return verdict
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}%" if _finite(v) else "—"
+
+
+def _ci_text(ci: Any) -> str:
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if isinstance(ci, (list, tuple)) and len(ci) == 2 else "—"
+
+
+def selection_text(v: dict[str, Any]) -> str:
+    """How the defense was chosen, in words."""
+    if v["mode"] == "held-out":
+        return (f"chosen on {v['n_select']} images, a seeded half of the patients (seed {v['seed']}), and "
+                f"measured on the other {v['n_eval']}")
+    return (f"chosen and measured on the same {v['n_eval']} images, too few to hold out half of the patients, "
+            f"so the choice may flatter it")
+
+
+def verdict_text(v: dict[str, Any]) -> str:
+    """One paragraph: the best defense and its figures, or that no defense raised the worst case."""
+    c, b = v["candidate"], v["baseline"]
+    base = (f"the undefended worst case there is {_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {_ci_text(b['ci'])})"
+            if b else "no undefended attack condition to compare with")
+    figures = (f"worst attacked accuracy {_pct(c['robust'])}"
+               + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
+               + f", clean accuracy change {c['clean_change_text']}")
+    adaptive = (" These figures take the worse of the non-adaptive and the adaptive (BPDA) attack."
+                if c["adaptive"] else " This defense was evaluated non-adaptively only, so its figures are an upper "
+                "bound on real robustness.")
+    vanish = f" For {c['name']} the {VANISHES_TEXT}." if c["benefit_vanishes"] else ""
+    if v["significant"]:
+        return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}"
+    if b and b["ci"] is None:
+        return (f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
+                f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
+                f"has {figures}; {base}.{adaptive}{vanish}")
+    return (f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
+            f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}")
