@@ -62,9 +62,15 @@ def test_single_sigmoid_unit_is_binary(tmp_path, output):
 def test_uint8_input(tmp_path):
     path = make_classifier(tmp_path / "u.onnx", dtype="uint8", layout="NHWC", class_names=CLASSES)
     spec = read_spec(path)
-    assert spec.dtype == "uint8" and spec.scaling == "0-255" and not spec.warnings[:0]
+    assert spec.dtype == "uint8" and spec.scaling == "0-255" and spec.warnings == ()
     x, y = brightness_images(3, 32)
     assert encode_input(x, spec).dtype == np.uint8
+    # [0, 1] -> 8-bit levels rounds to the nearest level (not down), clipped to [0, 255]
+    levels = np.array([0.0, 1.4, 1.6, 127.5 - 1e-3, 127.5 + 1e-3, 254.6, 255.0, 300.0, -3.0], np.float32) / 255
+    enc = encode_input(levels.reshape(1, 1, 1, -1), spec)
+    assert enc.shape == (1, 1, levels.size, 3)
+    np.testing.assert_array_equal(enc[0, 0, :, 0], [0, 1, 2, 127, 128, 255, 255, 255, 0])
+    np.testing.assert_array_equal(enc[..., 0], enc[..., 2])
     assert (OnnxClassifier(path, spec=spec).predict_proba(x).argmax(1) == y).all()
 
 

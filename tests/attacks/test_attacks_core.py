@@ -222,12 +222,17 @@ def test_registry_validates_names_and_params():
     assert isinstance(atk, GradientAttack) and atk.num_copies == 10 and atk.alpha == pytest.approx(0.4 / 255)
 
 
-def test_device_selection():
+def test_device_selection(monkeypatch):
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cpu", "cuda")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeFailure, match="cuda"):
-            pick_device("cuda")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    # both branches of "auto" and of an explicit "cuda", whatever this host has
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda") and pick_device("cuda") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeFailure, match="cuda"):
+        pick_device("cuda")
+    monkeypatch.undo()
     with pytest.raises(UsageError):
         pick_device("tpu")
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
