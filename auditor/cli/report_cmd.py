@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import split_list
-from auditor.errors import EXIT_GATE_FAILED
 
 
 @click.command("report")
@@ -21,7 +20,7 @@ from auditor.errors import EXIT_GATE_FAILED
 def report_command(results: str, out: str | None, formats: str, fail_under: str | None, strict: bool) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
     from auditor.report.console import print_summary
-    from auditor.report.gates import evaluate_gates, parse_gates
+    from auditor.report.gates import evaluate_gates, exit_status, parse_gates, skipped_items
     from auditor.report.io import load_results
     from auditor.report.render import render_all
 
@@ -33,7 +32,8 @@ def report_command(results: str, out: str | None, formats: str, fail_under: str 
     print_summary(result, stream=sys.stdout)
     for fmt, path in written.items():
         click.echo(f"wrote {fmt}: {path}", err=True)
-    failed = [g for g in result.gates if not g.passed]
-    skipped = list(result.skipped) + list(result.data.get("skipped", []))
-    if failed or (strict and skipped):
-        click.get_current_context().exit(EXIT_GATE_FAILED)
+    code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    if message:
+        click.echo(message, err=True)
+    if code:
+        click.get_current_context().exit(code)

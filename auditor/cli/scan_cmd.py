@@ -15,7 +15,7 @@ from auditor.cli.options import (
     parse_epsilons,
     split_list,
 )
-from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from auditor.errors import UsageError
 
 DEFAULT_FORMATS = "json,csv,html,pdf"
 
@@ -49,12 +49,12 @@ def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
 def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFAULT_FORMATS, fail_under: str | None = None,
              strict: bool = False, quiet: bool = False, progress: bool | None = None, overrides: dict | None = None,
              sidecar: str | None = None, command: str = "", **options) -> int:
-    """Library entry of the scan command; returns the exit code (0 or 1)."""
+    """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``)."""
     from auditor.audit import Auditor, ScanOptions
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
-    from auditor.report.gates import evaluate_gates, parse_gates
+    from auditor.report.gates import evaluate_gates, exit_status, parse_gates, skipped_items
     from auditor.report.render import render_all
 
     reporter = Reporter(quiet=quiet, progress=progress)
@@ -88,15 +88,10 @@ def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFA
     print_summary(result, stream=sys.stdout)
     for fmt, path in written.items():
         reporter.info(f"wrote {fmt}: {path}")
-    failed = [g for g in result.gates if not g.passed]
-    if failed:
-        click.echo(f"gate(s) failed: {', '.join(g.name for g in failed)}", err=True)
-        return EXIT_GATE_FAILED
-    all_skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
-    if strict and all_skipped:
-        click.echo(f"--strict: {len(all_skipped)} item(s) skipped; see the report", err=True)
-        return EXIT_GATE_FAILED
-    return EXIT_OK
+    code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    if message:
+        click.echo(message, err=True)
+    return code
 
 
 def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_path: str | None, quiet: bool = False,
@@ -127,7 +122,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--compare", multiple=True, type=click.Path(dir_okay=False), help="Further ONNX models scanned on the same sets.")
 @click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates, e.g. accuracy=0.8,robust_accuracy=0.5 (see README).")
-@click.option("--strict", is_flag=True, help="Skipped images, attacks or defenses make the scan fail (exit 1).")
+@click.option("--strict", is_flag=True, help="Any skip (image, attack, defense, BPDA, detector) makes the scan exit 1 after writing its reports.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Inference batch size.")
 @click.option("--attack-batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")

@@ -67,3 +67,28 @@ def test_no_attack_conditions_is_not_measured(plain_result):
     outcomes = evaluate_gates(clean_only, parse_gates("robust_accuracy=0.5,max_flip_rate=0.3,accuracy=0.8"))
     assert [(o.passed, o.value, o.detail) for o in outcomes[:2]] == [(False, None, "not measured")] * 2
     assert outcomes[2].passed
+
+
+def test_one_strict_policy():
+    from auditor.report.gates import exit_status
+    from auditor.types import Skipped
+
+    img = {"name": "a.png", "reason": "truncated", "kind": "image"}
+    assert exit_status([], [], strict=True) == (0, None)
+    assert exit_status([], [img], strict=False) == (0, None)
+    for item in (img, Skipped("stm@8", "no weights", "attack"), Skipped("detector", "too few", "detector")):
+        code, message = exit_status([], [item], strict=True)
+        assert code == 1 and "1 item(s) skipped" in message
+    code, message = exit_status(["accuracy"], [img], strict=False)
+    assert code == 1 and message == "gate(s) failed: accuracy"
+
+
+def test_skipped_items_lists_data_and_stage_skips(plain_result):
+    from dataclasses import replace
+
+    from auditor.report.gates import skipped_items
+    from auditor.types import Skipped
+
+    res = replace(plain_result, skipped=(Skipped("bpda:jpeg:75", "no torch path", "defense"),),
+                  data={**plain_result.data, "skipped": [{"name": "x.png", "reason": "junk", "kind": "image"}]})
+    assert [s["kind"] for s in skipped_items(res)] == ["image", "defense"]
