@@ -10,7 +10,7 @@ import torch
 from auditor.defenses.base import Preprocessor
 from auditor.defenses.bpda import DefendedModule, defended_module
 from auditor.defenses.transforms import BitDepthReduction, JpegCompression, MedianSmoothing
-from auditor.types import Skipped  # noqa: E402
+from auditor.types import Skipped
 
 
 def tiny_surrogate() -> torch.nn.Module:
