@@ -14,7 +14,7 @@ import sys
 import click
 
 from auditor import __version__
-from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AuditError
+from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_RUNTIME, AuditError
 
 #: command name -> (module, attribute, short help)
 COMMANDS = {
@@ -49,8 +49,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AuditError as exc:
-            if debug:
-                raise
+            _traceback(debug)
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -58,15 +57,30 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except MemoryError:
-            click.echo("error: out of memory (try --batch-size or --max-images)", err=True)
-            ctx.exit(4)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
-            if debug:
-                raise
+            _traceback(debug)
+            if is_out_of_memory(exc):
+                click.echo("error: out of memory (try --batch-size, --attack-batch-size or --max-images)", err=True)
+                ctx.exit(EXIT_RUNTIME)
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             click.echo(f"internal error: {type(exc).__name__}: {first} (re-run with --debug for a traceback)", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for Python's MemoryError and torch's allocation failures (``torch.OutOfMemoryError``,
+    and the plain RuntimeError its CPU allocator raises), without importing torch."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def _traceback(debug: bool) -> None:
+    """Under ``--debug``, print the traceback of the exception being handled; the exit code stays documented."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
