@@ -29,6 +29,8 @@ def test_parse_full_spec():
     ("accuracy=80", "between 0 and 1"),
     ("accuracy=nan", "between 0 and 1"),
     ("accuracy=0.8,accuracy=0.9", "given twice"),
+    ("accuracy=-0.1", "between 0 and 1"),
+    ("max_flip_rate=-0.5", "between 0 and 1"),
 ])
 def test_parse_errors_are_one_line_usage_errors(spec, message):
     with pytest.raises(UsageError, match=message) as info:
@@ -47,6 +49,7 @@ CASES = [
     ("robust_sensitivity:pneumothorax=0.5", False, 0.2, "failed"),
     ("max_attack_success_rate=0.5", True, 0.5, "passed"),    # upper bound: equal passes
     ("max_attack_success_rate=0.4", False, 0.5, "failed"),
+    ("max_attack_success_rate=0.6", True, 0.5, "passed"),    # upper bound: below passes
     ("max_flip_rate=0.3", False, 7 / 17, "failed"),
     ("sensitivity:cardiomegaly=0.5", False, None, "not measured"),
 ]
@@ -92,3 +95,45 @@ def test_skipped_items_lists_data_and_stage_skips(plain_result):
     res = replace(plain_result, skipped=(Skipped("bpda:jpeg:75", "no torch path", "defense"),),
                   data={**plain_result.data, "skipped": [{"name": "x.png", "reason": "junk", "kind": "image"}]})
     assert [s["kind"] for s in skipped_items(res)] == ["image", "defense"]
+
+
+def test_parse_bounds_and_empty_items():
+    assert [g.threshold for g in parse_gates("accuracy=0,macro_f1=1")] == [0.0, 1.0]
+    assert [g.name for g in parse_gates("accuracy=0.8,,macro_f1=0.5, ,max_flip_rate=0.3")] == [
+        "accuracy", "macro_f1", "max_flip_rate"]
+
+
+def test_details_say_what_was_measured_where(plain_result):
+    out = {o.name: o for o in evaluate_gates(plain_result, parse_gates(
+        "accuracy=0.8,max_attack_success_rate=0.4,sensitivity:pneumothorax=0.8,macro_f1=0.5,"
+        "robust_sensitivity:cardiomegaly=0.5"))}
+    assert out["accuracy"].detail == "passed: 0.8500 (required >= 0.8; clean)"
+    assert out["max_attack_success_rate"].detail == "failed: 0.5000 (required <= 0.4; worst: usmm@16)"
+    assert out["sensitivity:pneumothorax"].detail.endswith("(required >= 0.8; clean)")
+    assert out["macro_f1"].detail.endswith("; clean)")
+    assert out["robust_sensitivity:cardiomegaly"].detail == (
+        "not measured: no class 'cardiomegaly' in the results (classes: normal, pneumonia, pneumothorax)")
+
+
+def test_gates_on_a_reloaded_results_json(plain_result, tmp_path):
+    """``xray-audit report --fail-under``: gates on results read back from JSON give the same verdicts."""
+    from auditor.report.io import load_results
+    from auditor.report.jsonfmt import results_json
+
+    path = tmp_path / "results.json"
+    path.write_text(results_json(plain_result))
+    gates = parse_gates("accuracy=0.8,robust_accuracy=0.5,max_flip_rate=0.3,robust_sensitivity:pneumothorax=0.5")
+    fresh = [(o.passed, o.value, o.detail) for o in evaluate_gates(plain_result, gates)]
+    assert [(o.passed, o.value, o.detail) for o in evaluate_gates(load_results(path), gates)] == fresh
+    assert all(v is not None for _, v, _ in fresh)
+
+
+def test_clean_condition_found_by_kind_and_unreadable_numbers(plain_result):
+    clean = plain_result.condition("clean")
+    renamed = replace(plain_result, conditions=tuple(replace(c, name="baseline") if c is clean else c
+                                                     for c in plain_result.conditions))
+    (acc,) = evaluate_gates(renamed, parse_gates("accuracy=0.8"))
+    assert acc.value == pytest.approx(0.85) and acc.passed
+    broken = replace(plain_result, conditions=(replace(clean, metrics={**clean.metrics, "accuracy": "n/a"}),))
+    (acc,) = evaluate_gates(broken, parse_gates("accuracy=0.8"))
+    assert (acc.passed, acc.value, acc.detail) == (False, None, "not measured")
