@@ -155,3 +155,45 @@ def test_patient_bootstrap_covers_on_clustered_data():
     lo, hi = _coverage_bounds()
     assert lo <= hits / COVERAGE_RUNS <= hi, hits / COVERAGE_RUNS
     assert hits_images / COVERAGE_RUNS < lo  # the check has the power to see a wrong resampling unit
+
+
+def test_bootstrap_intervals_equal_an_independent_resampling():
+    """The percentile intervals re-derived from scratch: the same seeded image resamples, each scored
+    with scikit-learn (accuracy, macro-F1 over the classes present, per-class recall), then the
+    2.5% and 97.5% quantiles. A rare class (3 of 40) is absent from some resamples and has one
+    prediction in others."""
+    from sklearn.metrics import f1_score, recall_score
+
+    rng = np.random.default_rng(11)
+    y = np.array([0] * 22 + [1] * 15 + [2] * 3)
+    p = np.where(rng.random(40) < 0.75, y, (y + 1 + rng.integers(0, 2, 40)) % 3)
+    p[37:] = [2, 0, 1]
+    n_boot, seed = 300, 4
+    m = compute_metrics(y, p, CLASSES, seed=seed, n_boot=n_boot)
+    draws = np.random.default_rng(seed).integers(0, 40, size=(n_boot, 40))
+    acc, f1, rec = [], [], {k: [] for k in range(3)}
+    for d in draws:
+        yt, yp = y[d], p[d]
+        present = sorted(set(yt.tolist()))
+        acc.append(np.mean(yt == yp))
+        f1.append(f1_score(yt, yp, labels=present, average="macro", zero_division=0))
+        for k in present:
+            rec[k].append(recall_score(yt, yp, labels=[k], average="macro", zero_division=0))
+    assert len(rec[2]) < n_boot  # the rare class is missing from some resamples
+
+    def q(v):
+        return np.quantile(v, [0.025, 0.975])
+
+    np.testing.assert_allclose(m["accuracy_ci"], q(acc), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m["macro_f1_ci"], q(f1), rtol=0, atol=1e-12)
+    for k, name in enumerate(CLASSES):
+        np.testing.assert_allclose(m["per_class"][name]["sensitivity_ci"], q(rec[k]), rtol=0, atol=1e-12)
+
+
+def test_small_supports_defaults_and_empty_bootstrap():
+    m = compute_metrics([0, 1, 1, 2], [0, 1, 0, 2], CLASSES, n_boot=20)
+    assert m["per_class"]["normal"]["sensitivity"] == 1.0  # one image is enough to have a sensitivity
+    assert m["per_class"]["pneumonia"]["sensitivity"] == 0.5
+    assert m["bootstrap"]["seed"] == 0 and m["bootstrap"]["n_boot"] == 20
+    assert compute_metrics([0, 1], [0, 1], CLASSES, n_boot=0)["accuracy_ci"] is None
+    np.testing.assert_array_equal(bootstrap_cms(np.array([], int), np.array([], int), 3, n_boot=5), np.zeros((5, 3, 3)))

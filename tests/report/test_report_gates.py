@@ -128,12 +128,17 @@ def test_gates_on_a_reloaded_results_json(plain_result, tmp_path):
     assert all(v is not None for _, v, _ in fresh)
 
 
-def test_clean_condition_found_by_kind_and_unreadable_numbers(plain_result):
+def test_clean_condition_found_by_kind_and_unreadable_numbers(plain_result, tmp_path):
+    from auditor.report.io import load_results
+    from auditor.report.jsonfmt import results_json
+
     clean = plain_result.condition("clean")
     renamed = replace(plain_result, conditions=tuple(replace(c, name="baseline") if c is clean else c
                                                      for c in plain_result.conditions))
-    (acc,) = evaluate_gates(renamed, parse_gates("accuracy=0.8"))
-    assert acc.value == pytest.approx(0.85) and acc.passed
+    (tmp_path / "r.json").write_text(results_json(renamed))
+    for res in (renamed, load_results(tmp_path / "r.json")):
+        (acc,) = evaluate_gates(res, parse_gates("accuracy=0.8"))
+        assert acc.value == pytest.approx(0.85) and acc.passed
     broken = replace(plain_result, conditions=(replace(clean, metrics={**clean.metrics, "accuracy": "n/a"}),))
     (acc,) = evaluate_gates(broken, parse_gates("accuracy=0.8"))
     assert (acc.passed, acc.value, acc.detail) == (False, None, "not measured")
