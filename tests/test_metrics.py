@@ -81,6 +81,25 @@ def test_attack_rates():
     assert r["attack_success_rate"] == pytest.approx(3 / 4)
     assert r["flip_rate"] == pytest.approx(2 / 3)  # 3 clean-correct, 2 flipped
     assert r["n_flipped"] == 2
+    # changed: any prediction that differs from the clean one, in either direction (0->1, 0->2)
+    assert r["changed_prediction_rate"] == pytest.approx(2 / 4)
+    assert compute_attack_rates([0, 2], [2, 0], [1, 1])["changed_prediction_rate"] == 1.0
+
+
+def test_group_index_gives_anonymous_samples_their_own_group():
+    from auditor.metrics import _group_index
+
+    np.testing.assert_array_equal(_group_index(["a", None, "a", "", "b"], 5), [2, 0, 2, 1, 3])
+    np.testing.assert_array_equal(_group_index(None, 3), [0, 1, 2])
+
+
+def test_macro_precision_recall_and_bootstrap_default_seed():
+    m = compute_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], CLASSES, n_boot=10)
+    # precision 1/2, 2/3, 0; recall 1/2, 1, 0
+    assert m["macro_precision"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert m["macro_recall"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    y, p = np.array([0, 1, 2, 0, 1]), np.array([0, 1, 1, 0, 2])
+    np.testing.assert_array_equal(bootstrap_cms(y, p, 3, n_boot=30), bootstrap_cms(y, p, 3, n_boot=30, seed=0))
 
 
 def test_empty_input():
