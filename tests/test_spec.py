@@ -236,3 +236,22 @@ def test_image_to_image_model_identity_and_shape_check(tmp_path):
                                     "pool", [x2], [y2]), tmp_path / "pool.onnx")
     with pytest.raises(ModelContractError, match="differs"):
         OnnxImageModel(path2)
+
+
+def test_contract_contradictions_are_refused(tmp_path):
+    """A uint8 input with another scaling, more (or fewer) class names than outputs, a sigmoid kind
+    on a K-way output: each is a one-line contract error, not a silently wrong encoding."""
+    u8 = make_classifier(tmp_path / "u8.onnx", dtype="uint8", layout="NHWC", class_names=CLASSES)
+    with pytest.raises(ModelContractError, match="uint8 input takes 0-255"):
+        read_spec(u8, overrides={"scaling": "imagenet"})
+    three = make_classifier(tmp_path / "k3.onnx", class_names=CLASSES)
+    for names in (CLASSES + ["extra"], CLASSES[:2]):
+        with pytest.raises(ModelContractError, match="class names"):
+            read_spec(three, overrides={"class_names": tuple(names)})
+    with pytest.raises(ModelContractError, match=r"needs a \(N, 1\) output"):
+        read_spec(three, overrides={"output_kind": "sigmoid_logit", "class_names": ("normal", "pneumonia")})
+
+
+def test_single_sigmoid_unit_without_names_is_negative_positive(tmp_path):
+    spec = read_spec(make_classifier(tmp_path / "s.onnx", output="sigmoid_logit"))
+    assert spec.class_names == ("negative", "positive") and spec.num_classes == 2
