@@ -4,7 +4,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup demo test test-fast bench
+.PHONY: setup demo test test-fast bench mutation
 
 setup:
 	bash scripts/setup.sh
@@ -20,3 +20,8 @@ test-fast: setup
 
 bench: setup
 	$(PYTHON) bench/attacks.py --quick
+
+# mutation testing of the verdict modules (slow; not part of `make test`): see scripts/mutation.sh
+mutation: setup
+	$(PYTHON) -m pip install -q -e ".[mutation]"
+	PYTHON=$(PYTHON) bash scripts/mutation.sh

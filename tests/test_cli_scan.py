@@ -63,7 +63,14 @@ def test_strict_turns_skips_into_failure(tmp_path, data):
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     assert _scan(model, "--data", data, "--out", tmp_path / "a", "--format", "json").exit_code == 0
     r = _scan(model, "--data", data, "--out", tmp_path / "b", "--format", "json", "--strict")
-    assert r.exit_code == 1 and "skipped" in r.output
+    assert r.exit_code == 1 and "skipped (image)" in r.output
+    # the report command applies the same policy to a results.json
+    r = CliRunner().invoke(cli, ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out",
+                                 str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out",
+                                 str(tmp_path / "r"), "--strict"])
+    assert r.exit_code == 1 and "skipped (image)" in r.output
 
 
 def test_input_errors(tmp_path, data):

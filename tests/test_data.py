@@ -139,7 +139,9 @@ def test_gigantic_image_refused(tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path / "big.png"), np.zeros((20, 20), np.uint8))
     with pytest.raises(ImageReadError, match="above the limit"):
         load_image(tmp_path / "big.png")
-    assert MAX_PIXELS >= 10_000_000
+    cv2.imwrite(str(tmp_path / "at_limit.png"), np.zeros((10, 10), np.uint8))
+    assert load_image(tmp_path / "at_limit.png").shape == (10, 10)  # the limit itself is allowed ("> 64 MP")
+    assert MAX_PIXELS == 64_000_000  # README: oversized means > 64 megapixels
 
 
 def test_16bit_png_and_rgb_and_odd_aspect(tmp_path):

@@ -50,7 +50,10 @@ def test_bootstrap_ci_contains_point_and_is_seeded():
     b = compute_metrics(y, p, CLASSES, seed=5, n_boot=400)
     assert a == b
     lo, hi = a["accuracy_ci"]
-    assert lo < a["accuracy"] < hi and hi - lo < 0.15
+    # the width of a 95% interval: the normal approximation 2 * 1.96 * sqrt(acc (1 - acc) / n) within
+    # 10% (a 90% interval is 16% narrower, a 99% one 31% wider)
+    normal_width = 2 * 1.959964 * np.sqrt(a["accuracy"] * (1 - a["accuracy"]) / 300)
+    assert lo < a["accuracy"] < hi and 0.9 < (hi - lo) / normal_width < 1.1
     assert a["bootstrap"]["unit"] == "image"
 
 
@@ -107,6 +110,133 @@ def test_attack_rate_cis_resample_patients():
     assert 0.0 < lo < 0.5 < hi < 1.0
 
 
+def test_group_index_gives_anonymous_samples_their_own_group():
+    from auditor.metrics import _group_index
+
+    np.testing.assert_array_equal(_group_index(["a", None, "a", "", "b"], 5), [2, 0, 2, 1, 3])
+    np.testing.assert_array_equal(_group_index(None, 3), [0, 1, 2])
+
+
+def test_macro_precision_recall_and_bootstrap_default_seed():
+    m = compute_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], CLASSES, n_boot=10)
+    # precision 1/2, 2/3, 0; recall 1/2, 1, 0
+    assert m["macro_precision"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert m["macro_recall"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    y, p = np.array([0, 1, 2, 0, 1]), np.array([0, 1, 1, 0, 2])
+    np.testing.assert_array_equal(bootstrap_cms(y, p, 3, n_boot=30), bootstrap_cms(y, p, 3, n_boot=30, seed=0))
+
+
 def test_empty_input():
     m = compute_metrics([], [], CLASSES)
     assert m["n"] == 0 and m["accuracy"] is None
+
+
+#: simulated data sets per coverage check; the coverage estimate has sd sqrt(.95 * .05 / M) ~ 1.1 points
+COVERAGE_RUNS = 400
+
+
+def _coverage_bounds() -> tuple[float, float]:
+    """95% nominal coverage +- 3 binomial sd of its estimate over COVERAGE_RUNS intervals.
+
+    A 90% interval labelled 95% covers ~90% and fails (4.5 sd below); so does an image-level
+    bootstrap on clustered data (see below).
+    """
+    sd = float(np.sqrt(0.95 * 0.05 / COVERAGE_RUNS))
+    return 0.95 - 3 * sd, 0.95 + 3 * sd
+
+
+def _intervals(y, p, k, groups, seed):
+    """The intervals compute_metrics reports, from the same functions it uses."""
+    from auditor.metrics import _ci, _metrics_from_cm, bootstrap_cms
+
+    boot = _metrics_from_cm(bootstrap_cms(y, p, k, groups, 400, seed))
+    return _ci(boot["accuracy"]), _ci(boot["recall"][:, 0])
+
+
+def test_interval_helpers_are_what_compute_metrics_reports():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 120)
+    p = np.where(rng.random(120) < 0.7, y, (y + 1) % 3)
+    groups = [f"P{i // 2}" for i in range(120)]
+    m = compute_metrics(y, p, CLASSES, groups=groups, seed=9, n_boot=400)
+    acc_ci, sens_ci = _intervals(y, p, 3, groups, 9)
+    assert m["accuracy_ci"] == acc_ci and m["per_class"][CLASSES[0]]["sensitivity_ci"] == sens_ci
+    assert m["bootstrap"]["level"] == 0.95
+
+
+def test_bootstrap_intervals_cover_the_truth_95_percent_of_the_time():
+    """Accuracy and sensitivity intervals on simulated sets with known truth (independent images)."""
+    prior, recall = np.array([0.5, 0.3, 0.2]), np.array([0.9, 0.7, 0.8])
+    truth = float(prior @ recall)
+    rng = np.random.default_rng(1)
+    hits = np.zeros(2)
+    for run in range(COVERAGE_RUNS):
+        y = rng.choice(3, 200, p=prior)
+        right = rng.random(200) < recall[y]
+        p = np.where(right, y, (y + 1 + rng.integers(0, 2, 200)) % 3)
+        (alo, ahi), (slo, shi) = _intervals(y, p, 3, None, run)
+        hits += [alo <= truth <= ahi, slo <= recall[0] <= shi]
+    lo, hi = _coverage_bounds()
+    assert lo <= hits[0] / COVERAGE_RUNS <= hi and lo <= hits[1] / COVERAGE_RUNS <= hi, hits / COVERAGE_RUNS
+
+
+def test_patient_bootstrap_covers_on_clustered_data():
+    """50 patients x 4 images whose correctness shares the patient's ability (Beta(2, 0.5), mean 0.8):
+    resampling patients covers the population accuracy; resampling images would not (too narrow)."""
+    rng = np.random.default_rng(2)
+    patient = np.repeat(np.arange(50), 4)
+    groups = [f"P{i}" for i in patient]
+    y = np.zeros(200, dtype=np.int64)
+    hits = hits_images = 0
+    for run in range(COVERAGE_RUNS):
+        right = rng.random(200) < rng.beta(2, 0.5, 50)[patient]
+        p = np.where(right, 0, 1)
+        (lo, hi), _ = _intervals(y, p, 2, groups, run)
+        hits += lo <= 0.8 <= hi
+        (lo, hi), _ = _intervals(y, p, 2, None, run)
+        hits_images += lo <= 0.8 <= hi
+    lo, hi = _coverage_bounds()
+    assert lo <= hits / COVERAGE_RUNS <= hi, hits / COVERAGE_RUNS
+    assert hits_images / COVERAGE_RUNS < lo  # the check has the power to see a wrong resampling unit
+
+
+def test_bootstrap_intervals_equal_an_independent_resampling():
+    """The percentile intervals re-derived from scratch: the same seeded image resamples, each scored
+    with scikit-learn (accuracy, macro-F1 over the classes present, per-class recall), then the
+    2.5% and 97.5% quantiles. A rare class (3 of 40) is absent from some resamples and has one
+    prediction in others."""
+    from sklearn.metrics import f1_score, recall_score
+
+    rng = np.random.default_rng(11)
+    y = np.array([0] * 22 + [1] * 15 + [2] * 3)
+    p = np.where(rng.random(40) < 0.75, y, (y + 1 + rng.integers(0, 2, 40)) % 3)
+    p[37:] = [2, 0, 1]
+    n_boot, seed = 300, 4
+    m = compute_metrics(y, p, CLASSES, seed=seed, n_boot=n_boot)
+    draws = np.random.default_rng(seed).integers(0, 40, size=(n_boot, 40))
+    acc, f1, rec = [], [], {k: [] for k in range(3)}
+    for d in draws:
+        yt, yp = y[d], p[d]
+        present = sorted(set(yt.tolist()))
+        acc.append(np.mean(yt == yp))
+        f1.append(f1_score(yt, yp, labels=present, average="macro", zero_division=0))
+        for k in present:
+            rec[k].append(recall_score(yt, yp, labels=[k], average="macro", zero_division=0))
+    assert len(rec[2]) < n_boot  # the rare class is missing from some resamples
+
+    def q(v):
+        return np.quantile(v, [0.025, 0.975])
+
+    np.testing.assert_allclose(m["accuracy_ci"], q(acc), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m["macro_f1_ci"], q(f1), rtol=0, atol=1e-12)
+    for k, name in enumerate(CLASSES):
+        np.testing.assert_allclose(m["per_class"][name]["sensitivity_ci"], q(rec[k]), rtol=0, atol=1e-12)
+
+
+def test_small_supports_defaults_and_empty_bootstrap():
+    m = compute_metrics([0, 1, 1, 2], [0, 1, 0, 2], CLASSES, n_boot=20)
+    assert m["per_class"]["normal"]["sensitivity"] == 1.0  # one image is enough to have a sensitivity
+    assert m["per_class"]["pneumonia"]["sensitivity"] == 0.5
+    assert m["bootstrap"]["seed"] == 0 and m["bootstrap"]["n_boot"] == 20
+    assert compute_metrics([0, 1], [0, 1], CLASSES, n_boot=0)["accuracy_ci"] is None
+    np.testing.assert_array_equal(bootstrap_cms(np.array([], int), np.array([], int), 3, n_boot=5), np.zeros((5, 3, 3)))

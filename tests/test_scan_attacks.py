@@ -91,7 +91,8 @@ def test_missing_stm_checkpoint_is_skipped_or_strict_error(setup):
     assert [c["name"] for c in doc["conditions"]] == ["clean"]
     assert doc["skipped"] and doc["skipped"][0]["kind"] == "attack"
     r = _run(root, data, target, sur, "s2", "--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi", "--strict")
-    assert r.exit_code == 2
+    assert r.exit_code == 1, r.output  # README: --strict and a skip -> 1, after the reports are written
+    assert json.loads((root / "s2" / "results.json").read_text())["skipped"][0]["kind"] == "attack"
 
 
 def test_blend_and_white_box(setup):
@@ -195,3 +196,51 @@ def test_surrogate_with_nan_weights_is_refused_before_the_attack(setup, tmp_path
                                  "--format", "json", "--no-detector"])
     assert r.exit_code == 3 and "NaN or infinite" in r.output
     assert not list((tmp_path / "c").rglob("*.png"))  # nothing was attacked
+
+
+def _strict_case(kind, root, data, sur, monkeypatch):
+    """Arguments of a scan that skips exactly one item of ``kind`` (and the data folder it reads)."""
+    if kind == "image":
+        broken = write_image_folder(root / "data_broken", n_per_class=4)
+        (broken / "normal" / "broken.png").write_bytes(b"not a png")
+        return broken, ["--attacks", "none"]
+    if kind == "attack":
+        return data, ["--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi", "--no-detector"]
+    if kind == "defense":  # the feature defense needs a torch surrogate's features
+        ref = write_image_folder(root / "ref", classes=("r",), n_per_class=1) / "r" / "img_000.png"
+        return data, ["--defenses", f"jpeg:75,feature:{ref}"]
+    if kind == "bpda":  # a defense without a torch path cannot be attacked adaptively
+        import auditor.defenses.bpda as bpda
+        from auditor.types import Skipped
+
+        monkeypatch.setattr(bpda, "defended_module",
+                            lambda module, pre: Skipped(f"bpda:{pre.name}", "no torch path (test)", "defense"))
+        return data, ["--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75", "--bpda", "--no-detector"]
+    assert kind == "detector"  # 6 images are too few to calibrate on 3 and test on 3
+    few = write_image_folder(root / "data_few", n_per_class=2)
+    return few, ["--attacks", "mifgsm", "--eps", "8"]
+
+
+@pytest.mark.parametrize("kind", ["image", "attack", "defense", "bpda", "detector"])
+def test_strict_makes_any_skip_exit_1_after_the_reports(setup, kind, monkeypatch, tmp_path):
+    """One --strict policy: every kind of skip -> exit 1 once results.json and the HTML are written."""
+    root, data, target, other, sur = setup
+    data_dir, args = _strict_case(kind, tmp_path, data, sur, monkeypatch)
+    surrogate = [] if kind == "defense" else ["--surrogate", str(sur)]  # no surrogate: no features to compare
+
+    def scan(out, *extra):
+        return CliRunner().invoke(cli, ["scan", str(target), "--data", str(data_dir), "--out", str(tmp_path / out),
+                                        *surrogate, "--cache-dir", str(root / "cache"), "--n-boot", "0", "-q",
+                                        "--format", "json,html", *args, *extra])
+
+    r = scan("lax")
+    assert r.exit_code == 0, r.output
+    r = scan("strict", "--strict")
+    assert r.exit_code == 1, r.output
+    assert f"skipped ({kind if kind != 'bpda' else 'defense'})" in r.output
+    doc = json.loads((tmp_path / "strict" / "results.json").read_text())
+    assert (tmp_path / "strict" / "report.html").is_file()
+    kinds = [s["kind"] for s in doc["skipped"] + doc["data"]["skipped"]]
+    assert kinds == [kind if kind != "bpda" else "defense"], kinds
+    if kind == "bpda":
+        assert doc["skipped"][0]["name"] == "bpda:jpeg:75"

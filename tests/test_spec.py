@@ -62,9 +62,15 @@ def test_single_sigmoid_unit_is_binary(tmp_path, output):
 def test_uint8_input(tmp_path):
     path = make_classifier(tmp_path / "u.onnx", dtype="uint8", layout="NHWC", class_names=CLASSES)
     spec = read_spec(path)
-    assert spec.dtype == "uint8" and spec.scaling == "0-255" and not spec.warnings[:0]
+    assert spec.dtype == "uint8" and spec.scaling == "0-255" and spec.warnings == ()
     x, y = brightness_images(3, 32)
     assert encode_input(x, spec).dtype == np.uint8
+    # [0, 1] -> 8-bit levels rounds to the nearest level (not down), clipped to [0, 255]
+    levels = np.array([0.0, 1.4, 1.6, 127.5 - 1e-3, 127.5 + 1e-3, 254.6, 255.0, 300.0, -3.0], np.float32) / 255
+    enc = encode_input(levels.reshape(1, 1, 1, -1), spec)
+    assert enc.shape == (1, 1, levels.size, 3)
+    np.testing.assert_array_equal(enc[0, 0, :, 0], [0, 1, 2, 127, 128, 255, 255, 255, 0])
+    np.testing.assert_array_equal(enc[..., 0], enc[..., 2])
     assert (OnnxClassifier(path, spec=spec).predict_proba(x).argmax(1) == y).all()
 
 
@@ -230,3 +236,22 @@ def test_image_to_image_model_identity_and_shape_check(tmp_path):
                                     "pool", [x2], [y2]), tmp_path / "pool.onnx")
     with pytest.raises(ModelContractError, match="differs"):
         OnnxImageModel(path2)
+
+
+def test_contract_contradictions_are_refused(tmp_path):
+    """A uint8 input with another scaling, more (or fewer) class names than outputs, a sigmoid kind
+    on a K-way output: each is a one-line contract error, not a silently wrong encoding."""
+    u8 = make_classifier(tmp_path / "u8.onnx", dtype="uint8", layout="NHWC", class_names=CLASSES)
+    with pytest.raises(ModelContractError, match="uint8 input takes 0-255"):
+        read_spec(u8, overrides={"scaling": "imagenet"})
+    three = make_classifier(tmp_path / "k3.onnx", class_names=CLASSES)
+    for names in (CLASSES + ["extra"], CLASSES[:2]):
+        with pytest.raises(ModelContractError, match="class names"):
+            read_spec(three, overrides={"class_names": tuple(names)})
+    with pytest.raises(ModelContractError, match=r"needs a \(N, 1\) output"):
+        read_spec(three, overrides={"output_kind": "sigmoid_logit", "class_names": ("normal", "pneumonia")})
+
+
+def test_single_sigmoid_unit_without_names_is_negative_positive(tmp_path):
+    spec = read_spec(make_classifier(tmp_path / "s.onnx", output="sigmoid_logit"))
+    assert spec.class_names == ("negative", "positive") and spec.num_classes == 2

@@ -1,7 +1,7 @@
 """Adversarial sets: generate in batches, quantise to 8 bit, store as PNGs, cache and resume.
 
 A set lives in ``cache_dir/<key>/`` where ``key`` is the SHA-256 of everything
-that determines its content: the surrogate checkpoints' SHA-256s, the data
+that determines its content: the surrogate checkpoints' SHA-256s (a bare module: its weights), the data
 manifest SHA-256 (plus digests of the exact image array, labels and names),
 the attack name and all its parameters, the seed, the resolution, the batch
 size, the precision and the tool version. Layout::
@@ -99,6 +99,21 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return f"<{type(value).__name__}:{getattr(value, 'name', '')}>"
+
+
+def _surrogate_sha256(surrogate: Any) -> list[str]:
+    """What identifies the surrogate in a cache key: its checkpoints' SHA-256s (``identity``), or,
+    for a bare ``nn.Module`` without one, a digest of its architecture and weights."""
+    sha = list(getattr(surrogate, "identity", {}).get("sha256", []))
+    if sha:
+        return sha
+    module = getattr(surrogate, "module", surrogate)
+    h = hashlib.sha256(repr(module).encode("utf-8"))
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu()
+        h.update(f"{name}:{t.dtype}".encode("utf-8"))
+        h.update(_digest((t.double() if t.is_floating_point() else t).numpy()).encode("ascii"))
+    return [f"weights:{h.hexdigest()}"]
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -296,7 +311,7 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
         "params": key_params,
         "effective": _canonical(attack.params()),
         "extras": _canonical(attack.key_extras()),
-        "surrogate_sha256": list(getattr(surrogate, "identity", {}).get("sha256", [])),
+        "surrogate_sha256": _surrogate_sha256(surrogate),
         "surrogate_classes": list(getattr(surrogate, "class_names", ())),
         "manifest_sha256": manifest_sha256,
         "images_sha256": _digest(images),

@@ -49,8 +49,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AuditError as exc:
-            if debug:
-                raise
+            _traceback(debug)
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -65,12 +64,11 @@ class LazyGroup(click.Group):
             hint = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx else ""
             click.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
             ctx.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-        except MemoryError:
-            click.echo("error: out of memory (try --batch-size or --max-images)", err=True)
-            ctx.exit(EXIT_RUNTIME)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
-            if debug:
-                raise
+            _traceback(debug)
+            if is_out_of_memory(exc):
+                click.echo("error: out of memory (try --batch-size, --attack-batch-size or --max-images)", err=True)
+                ctx.exit(EXIT_RUNTIME)
             if is_environment_error(exc):  # e.g. the cache's disk filled up mid-attack
                 where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
                 click.echo(f"error: {where}{exc.strerror or exc} (a problem of this machine, not of the input)", err=True)
@@ -78,6 +76,22 @@ class LazyGroup(click.Group):
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             click.echo(f"internal error: {type(exc).__name__}: {first} (re-run with --debug for a traceback)", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for Python's MemoryError and torch's allocation failures (``torch.OutOfMemoryError``,
+    and the plain RuntimeError its CPU allocator raises), without importing torch."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def _traceback(debug: bool) -> None:
+    """Under ``--debug``, print the traceback of the exception being handled; the exit code stays documented."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import MAX_ATTACK_BATCH_SIZE, common_run_options, parse_epsilons, split_list
-from auditor.errors import EXIT_GATE_FAILED, UsageError
+from auditor.errors import UsageError
 
 GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
 
@@ -111,8 +111,6 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                     aset = build_adversarial_set(name, params, sur, images, y, names, Path(out), manifest, seed,
                                                  batch_size=batch_size, device=dev, precision=precision, progress=adv)
             except StyleBackendUnavailable as exc:
-                if strict:
-                    raise
                 reporter.warn(f"skipped {name}: {exc}")
                 skipped.append({"name": name, "reason": str(exc), "kind": "attack"})
                 break
@@ -131,6 +129,10 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
            "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
-    if strict and skipped:
-        click.echo(f"{len(skipped)} item(s) skipped (--strict)", err=True)
-        click.get_current_context().exit(EXIT_GATE_FAILED)
+    from auditor.report.gates import exit_status
+
+    code, message = exit_status((), skipped, strict)
+    if message:
+        click.echo(message, err=True)
+    if code:
+        click.get_current_context().exit(code)

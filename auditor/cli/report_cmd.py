@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import split_list
-from auditor.errors import EXIT_GATE_FAILED
 
 
 @click.command("report")
@@ -26,7 +25,7 @@ def report_command(results: str, out: str | None, formats: str, fail_under: str 
     from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
-    from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
+    from auditor.report.gates import check_min_transfer, evaluate_gates, exit_status, parse_gates, skipped_items
     from auditor.report.io import load_results
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.report.staging import StagedOutput
@@ -52,7 +51,8 @@ def report_command(results: str, out: str | None, formats: str, fail_under: str 
     kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}
     for name, path in written.items():
         click.echo(f"wrote {kinds.get(name, name)}: {path}", err=True)
-    failed = [g for g in result.gates if not g.passed]
-    skipped = list(result.skipped) + list(result.data.get("skipped", []))
-    if failed or (strict and skipped):
-        click.get_current_context().exit(EXIT_GATE_FAILED)
+    code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    if message:
+        click.echo(message, err=True)
+    if code:
+        click.get_current_context().exit(code)

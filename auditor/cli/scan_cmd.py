@@ -18,7 +18,7 @@ from auditor.cli.options import (
     parse_epsilons,
     split_list,
 )
-from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from auditor.errors import UsageError
 
 DEFAULT_FORMATS = "json,csv,html,pdf"
 
@@ -100,7 +100,7 @@ def run_scan(model: str, data: str, out: str, *, compare=(), formats: str = DEFA
              strict: bool = False, quiet: bool = False, progress: bool | None = None, overrides: dict | None = None,
              sidecar: str | None = None, command: str = "", debug: bool = False,
              min_transfer: float | None = None, **options) -> int:
-    """Library entry of the scan command; returns the exit code (0 or 1).
+    """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``).
 
     Reports are written into a staging folder beside ``out`` and moved into
     place only when all of them are complete (see :mod:`auditor.report.staging`).
@@ -134,7 +134,7 @@ def _run_scan_staged(model, data, stage, *, compare, fmts, gates, strict, quiet,
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
-    from auditor.report.gates import evaluate_gates
+    from auditor.report.gates import evaluate_gates, exit_status, skipped_items
     from auditor.report.render import FILE_FORMATS, render_all
 
     reporter = Reporter(quiet=quiet, progress=progress)
@@ -169,15 +169,10 @@ def _run_scan_staged(model, data, stage, *, compare, fmts, gates, strict, quiet,
     kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}
     for name, path in written.items():
         reporter.info(f"wrote {kinds.get(name, name)}: {path}")
-    failed = [g for g in result.gates if not g.passed]
-    if failed:
-        click.echo(f"gate(s) failed: {', '.join(g.name for g in failed)}", err=True)
-        return EXIT_GATE_FAILED
-    all_skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
-    if strict and all_skipped:
-        click.echo(f"--strict: {len(all_skipped)} item(s) skipped; see the report", err=True)
-        return EXIT_GATE_FAILED
-    return EXIT_OK
+    code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    if message:
+        click.echo(message, err=True)
+    return code
 
 
 def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_path: str | None, quiet: bool = False,
@@ -212,7 +207,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--fail-under", help="Gates, e.g. accuracy=0.8,robust_accuracy=0.5 (see README).")
 @click.option("--min-transfer", type=float, help="Robustness gates fail when the transfer efficiency "
               "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).")
-@click.option("--strict", is_flag=True, help="Skipped images, attacks or defenses make the scan fail (exit 1).")
+@click.option("--strict", is_flag=True, help="Any skip (image, attack, defense, BPDA, detector) makes the scan exit 1 after writing its reports.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True, help="Inference batch size.")
 @click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")

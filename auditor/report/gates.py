@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from auditor.errors import UsageError
+from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from auditor.transfer import audit_transfer
 from auditor.types import AuditResult, Condition, GateOutcome
 
@@ -253,3 +253,28 @@ def evaluate_gates(result: AuditResult, gates: Iterable[GateSpec],
     verdict = audit_transfer(result.conditions)
     return tuple(_vacuous(o, verdict, min_transfer) if g.metric in ROBUSTNESS_GATES else o
                  for g, o in zip(gates, outcomes))
+
+
+# ----------------------------------------------------------------------------- the exit verdict
+def skipped_items(result: AuditResult) -> list[dict]:
+    """Everything a scan skipped, as dicts (``name``, ``reason``, ``kind``): unreadable images and
+    data entries, then attacks, defenses, BPDA checks and detectors (``result.skipped``)."""
+    items = [dict(s) for s in result.data.get("skipped", [])]
+    return items + [s.to_dict() for s in result.skipped]
+
+
+def exit_status(failed_gates: Iterable[str], skipped: Iterable, strict: bool) -> tuple[int, str | None]:
+    """The one ``--strict`` policy of every command: ``(exit code, message for stderr)``.
+
+    A failed gate gives 1. Under ``strict`` any skipped item (an image, an attack, a defense, a
+    BPDA check, a detector) also gives 1; the command calls this after its work is finished and
+    its reports are written, so the reports always exist and list what was skipped.
+    """
+    failed = list(failed_gates)
+    if failed:
+        return EXIT_GATE_FAILED, f"gate(s) failed: {', '.join(failed)}"
+    items = list(skipped)
+    if strict and items:
+        kinds = sorted({str(s.get("kind", "item") if isinstance(s, dict) else getattr(s, "kind", "item")) for s in items})
+        return EXIT_GATE_FAILED, f"--strict: {len(items)} item(s) skipped ({', '.join(kinds)}); see the report"
+    return EXIT_OK, None

@@ -96,6 +96,31 @@ def test_project_is_exact_on_box():
     assert torch.allclose(out, torch.tensor([[[[1.0, 0.93], [0.97, 0.99]]]]))
 
 
+def test_project_l2_is_the_exact_euclidean_projection():
+    """Hand-computed: outside the ball the perturbation is scaled onto the sphere, inside it is kept."""
+    x = torch.full((3, 1, 2, 2), 0.5)
+    d = torch.tensor([0.3, -0.4, 0.0, 0.0]).view(1, 1, 2, 2)  # ||d||_2 = 0.5
+    z = x + torch.stack([d[0], 0.2 * d[0], 0 * d[0]])  # norms 0.5, 0.1, 0
+    out = project(z, x, 0.25, "l2")
+    torch.testing.assert_close(out[0], x[0] + 0.5 * d[0])  # 0.5 -> 0.25: scaled by 0.25 / 0.5
+    torch.testing.assert_close(out[1], z[1])  # inside the ball (norm 0.1 < 1): unchanged
+    torch.testing.assert_close(out[2], x[2])  # no perturbation stays none
+    # then the pixel range: towards x, never out of [0, 1]
+    edge = project(torch.full((1, 1, 1, 2), 2.0), torch.full((1, 1, 1, 2), 0.9), 1.0, "l2")
+    torch.testing.assert_close(edge, torch.ones(1, 1, 1, 2))
+
+
+def test_project_norm_names():
+    x = torch.zeros(1, 1, 2, 2)
+    z = torch.full((1, 1, 2, 2), 0.5)
+    # a norm name built at run time (as from a CLI flag), not an interned literal
+    assert torch.equal(project(z, x, 0.1, "".join(["l", "2"])), project(z, x, 0.1, "l2"))
+    assert torch.equal(project(z, x, 0.1, "".join(["li", "nf"])), torch.full_like(z, 0.1))
+    for bad in ("l1", "linfinity", "a", "z"):
+        with pytest.raises(ValueError, match="unknown norm"):
+            project(z, x, 0.1, bad)
+
+
 def test_usmm_scale_grid_and_guard():
     assert usmm_scales(5, 0.1, 0.75) == pytest.approx([0.1, 0.2625, 0.425, 0.5875, 0.75])
     assert usmm_scales(1, 0.1, 0.75) == [0.75]
@@ -224,12 +249,17 @@ def test_registry_validates_names_and_params():
     assert isinstance(atk, GradientAttack) and atk.num_copies == 10 and atk.alpha == pytest.approx(0.4 / 255)
 
 
-def test_device_selection():
+def test_device_selection(monkeypatch):
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cpu", "cuda")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeFailure, match="cuda"):
-            pick_device("cuda")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    # both branches of "auto" and of an explicit "cuda", whatever this host has
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda") and pick_device("cuda") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeFailure, match="cuda"):
+        pick_device("cuda")
+    monkeypatch.undo()
     with pytest.raises(UsageError):
         pick_device("tpu")
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"

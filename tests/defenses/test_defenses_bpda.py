@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
-from auditor.defenses.base import Preprocessor  # noqa: E402
-from auditor.defenses.bpda import DefendedModule, defended_module  # noqa: E402
-from auditor.defenses.transforms import BitDepthReduction, JpegCompression, MedianSmoothing  # noqa: E402
-from auditor.types import Skipped  # noqa: E402
+from auditor.defenses.base import Preprocessor
+from auditor.defenses.bpda import DefendedModule, defended_module
+from auditor.defenses.transforms import BitDepthReduction, JpegCompression, MedianSmoothing
+from auditor.types import Skipped
 
 
 def tiny_surrogate() -> torch.nn.Module:

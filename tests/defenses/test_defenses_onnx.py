@@ -84,7 +84,7 @@ def test_not_an_onnx_file_is_contract_error(tmp_path):
 
 
 def test_torch_path_is_exact_via_onnx2torch(tmp_path, batch):
-    torch = pytest.importorskip("torch")
+    import torch
     pre = OnnxImagePreprocessor(identity_model(tmp_path / "id.onnx", 3), device="cpu")
     assert pre.gradient == "exact" and pre.differentiable
     assert pre.params["torch_path"] == "onnx2torch"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -37,12 +38,13 @@ def test_parse_formats_order_dedup_and_unknown():
         parse_formats("json,sarif")
 
 
-def test_json_is_exactly_to_dict(result):
+def test_json_is_exactly_to_dict(result, plain_result):
     text = JsonRenderer().render(result)
     assert json.loads(text) == json.loads(json.dumps(result.to_dict(with_predictions=True)))
     assert text == json.dumps(result.to_dict(with_predictions=True), indent=2, sort_keys=True) + "\n"
-    assert results_digest(result) == results_digest(result)
-    assert len(results_digest(result)) == 64
+    # the digest identifies exactly this JSON text: sha256 of its UTF-8 bytes, and it changes with the content
+    assert results_digest(result) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert results_digest(plain_result) != results_digest(result)
 
 
 def test_csv_columns_and_rows(plain_result):

@@ -29,6 +29,8 @@ def test_parse_full_spec():
     ("accuracy=80", "between 0 and 1"),
     ("accuracy=nan", "between 0 and 1"),
     ("accuracy=0.8,accuracy=0.9", "given twice"),
+    ("accuracy=-0.1", "between 0 and 1"),
+    ("max_flip_rate=-0.5", "between 0 and 1"),
 ])
 def test_parse_errors_are_one_line_usage_errors(spec, message):
     with pytest.raises(UsageError, match=message) as info:
@@ -50,6 +52,7 @@ CASES = [
     ("max_attack_success_rate=0.4", False, 7 / 17, "failed"),
     ("max_flip_rate=0.35", True, 7 / 20, "passed"),          # upper bound: equal passes (7 of 20 predictions change)
     ("max_flip_rate=0.3", False, 7 / 20, "failed"),
+    ("max_attack_success_rate=0.5", True, 7 / 17, "passed"),  # upper bound: below passes
     ("sensitivity:cardiomegaly=0.5", False, None, "not measured"),
 ]
 
@@ -100,3 +103,75 @@ def test_a_gate_never_passes_on_nan(plain_result, spec, cond, key, per_class, ba
     assert ok.passed  # the threshold is lax: only the NaN can make it fail
     (outcome,) = evaluate_gates(_with_value(plain_result, cond, key, bad, per_class), parse_gates(spec))
     assert not outcome.passed and outcome.value is None and outcome.detail.startswith("not measured")
+
+
+def test_one_strict_policy():
+    from auditor.report.gates import exit_status
+    from auditor.types import Skipped
+
+    img = {"name": "a.png", "reason": "truncated", "kind": "image"}
+    assert exit_status([], [], strict=True) == (0, None)
+    assert exit_status([], [img], strict=False) == (0, None)
+    for item in (img, Skipped("stm@8", "no weights", "attack"), Skipped("detector", "too few", "detector")):
+        code, message = exit_status([], [item], strict=True)
+        assert code == 1 and "1 item(s) skipped" in message
+    code, message = exit_status(["accuracy"], [img], strict=False)
+    assert code == 1 and message == "gate(s) failed: accuracy"
+
+
+def test_skipped_items_lists_data_and_stage_skips(plain_result):
+    from dataclasses import replace
+
+    from auditor.report.gates import skipped_items
+    from auditor.types import Skipped
+
+    res = replace(plain_result, skipped=(Skipped("bpda:jpeg:75", "no torch path", "defense"),),
+                  data={**plain_result.data, "skipped": [{"name": "x.png", "reason": "junk", "kind": "image"}]})
+    assert [s["kind"] for s in skipped_items(res)] == ["image", "defense"]
+
+
+def test_parse_bounds_and_empty_items():
+    assert [g.threshold for g in parse_gates("accuracy=0,macro_f1=1")] == [0.0, 1.0]
+    assert [g.name for g in parse_gates("accuracy=0.8,,macro_f1=0.5, ,max_flip_rate=0.3")] == [
+        "accuracy", "macro_f1", "max_flip_rate"]
+
+
+def test_details_say_what_was_measured_where(plain_result):
+    out = {o.name: o for o in evaluate_gates(plain_result, parse_gates(
+        "accuracy=0.8,max_attack_success_rate=0.4,sensitivity:pneumothorax=0.8,macro_f1=0.5,"
+        "robust_sensitivity:cardiomegaly=0.5"))}
+    assert out["accuracy"].detail == "passed: 0.8500 (required >= 0.8; clean)"
+    assert out["max_attack_success_rate"].detail == "failed: 0.4118 (required <= 0.4; worst: usmm@16)"
+    assert out["sensitivity:pneumothorax"].detail.endswith("(required >= 0.8; clean)")
+    assert out["macro_f1"].detail.endswith("; clean)")
+    assert out["robust_sensitivity:cardiomegaly"].detail == (
+        "not measured: no class 'cardiomegaly' in the results (classes: normal, pneumonia, pneumothorax)")
+
+
+def test_gates_on_a_reloaded_results_json(plain_result, tmp_path):
+    """``xray-audit report --fail-under``: gates on results read back from JSON give the same verdicts."""
+    from auditor.report.io import load_results
+    from auditor.report.jsonfmt import results_json
+
+    path = tmp_path / "results.json"
+    path.write_text(results_json(plain_result))
+    gates = parse_gates("accuracy=0.8,robust_accuracy=0.5,max_flip_rate=0.3,robust_sensitivity:pneumothorax=0.5")
+    fresh = [(o.passed, o.value, o.detail) for o in evaluate_gates(plain_result, gates)]
+    assert [(o.passed, o.value, o.detail) for o in evaluate_gates(load_results(path), gates)] == fresh
+    assert all(v is not None for _, v, _ in fresh)
+
+
+def test_clean_condition_found_by_kind_and_unreadable_numbers(plain_result, tmp_path):
+    from auditor.report.io import load_results
+    from auditor.report.jsonfmt import results_json
+
+    clean = plain_result.condition("clean")
+    renamed = replace(plain_result, conditions=tuple(replace(c, name="baseline") if c is clean else c
+                                                     for c in plain_result.conditions))
+    (tmp_path / "r.json").write_text(results_json(renamed))
+    for res in (renamed, load_results(tmp_path / "r.json")):
+        (acc,) = evaluate_gates(res, parse_gates("accuracy=0.8"))
+        assert acc.value == pytest.approx(0.85) and acc.passed
+    broken = replace(plain_result, conditions=(replace(clean, metrics={**clean.metrics, "accuracy": "n/a"}),))
+    (acc,) = evaluate_gates(broken, parse_gates("accuracy=0.8"))
+    assert (acc.passed, acc.value) == (False, None) and acc.detail.startswith("not measured")

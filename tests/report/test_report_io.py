@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -105,16 +107,42 @@ def test_write_atomic_interrupt_cleans_up(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root can write anywhere")
-def test_not_writable_folder(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+@contextlib.contextmanager
+def _unprivileged():
+    """Run the body without root's override of file permissions (seteuid to nobody, then back).
+
+    Root writes into any folder whatever its mode, so a permission test run as root must drop the
+    effective uid; as an ordinary user there is nothing to drop.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
     try:
-        with pytest.raises(UsageError, match="cannot write"):
-            write_atomic(ro / "report.html", "x")
+        yield
     finally:
-        ro.chmod(0o700)
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_not_writable_folder():
+    # a world-traversable parent (pytest's tmp_path is 0700 and owned by root), one folder without
+    # write permission and one with it as the control
+    with tempfile.TemporaryDirectory(prefix="xray-ro-") as parent:
+        base = Path(parent)
+        base.chmod(0o755)
+        ro, rw = base / "ro", base / "rw"
+        ro.mkdir(mode=0o555)
+        rw.mkdir()
+        rw.chmod(0o777)
+        ro.chmod(0o555)
+        with _unprivileged():
+            with pytest.raises(UsageError, match="cannot write report.html"):
+                write_atomic(ro / "report.html", "x")
+            assert write_atomic(rw / "report.html", "x").read_text() == "x"
+        assert list(ro.iterdir()) == []
+        ro.chmod(0o755)
 
 
 def test_missing_folder_is_a_usage_error(tmp_path):

@@ -114,7 +114,6 @@ def test_adversarial_needs_init_and_known_attack(reference_run, phantom_dir, tmp
 
 
 def test_adversarial_with_an_auditor_attack(reference_run, phantom_dir, tmp_path):
-    pytest.importorskip("auditor.attacks.registry")
     from training.recipes import train_adversarial
 
     res = train_adversarial(tiny_config(phantom_dir, tmp_path / "mi", init=reference_run["checkpoint"], attack="mifgsm",
