@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from auditor import __version__
-from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
+from auditor.data import DROP, drop_labels, fingerprint, load_images, map_labels, open_dataset, stratified_subset
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
@@ -117,7 +117,7 @@ class Auditor:
         """Index, sample, fingerprint, decode and label-map the data set."""
         opt, spec = self.options, self.target.spec
         ds = open_dataset(data, opt.data_format, opt.images_dir)
-        samples = list(ds.samples)
+        samples, dropped = self._drop_classes(list(ds.samples))
         # map labels before decoding so a mismatch fails fast
         map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         if opt.max_images is not None:
@@ -150,10 +150,25 @@ class Auditor:
             "skipped": [s.to_dict() for s in all_skipped],
             "caveats": caveats,
             "patient_ids": sum(1 for s in samples if s.patient_id),
-            "sampled_from": len(ds.samples) if opt.max_images is not None else None,
+            "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
+            "dropped": dropped,
         }
         groups = [s.patient_id for s in samples]
         return LoadedData(images, y, samples, groups, info)
+
+    def _drop_classes(self, samples: list) -> tuple[list, dict[str, int]]:
+        """Remove the data labels that ``--label-map LABEL=-`` drops; {label: images dropped}."""
+        kept, dropped = drop_labels([s.label for s in samples], self.options.label_map)
+        unused = sorted(k for k, v in self.options.label_map.items() if v.strip() == DROP
+                        and k.lower() not in {d.lower() for d in dropped})
+        if unused:
+            have = sorted({s.label for s in samples})
+            raise UsageError(f"--label-map drops {unused}, which no image has (data labels: {have})")
+        if not kept:
+            raise DataError("--label-map drops every image of the data set")
+        for label, n in dropped.items():
+            self.reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
+        return [samples[i] for i in kept], dropped
 
     # ----------------------------------------------------------------- evaluation helpers
     def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:

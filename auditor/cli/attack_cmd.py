@@ -30,7 +30,7 @@ def _parse_attack_names(text: str) -> list[str]:
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
 @click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
 @click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
-@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...")
+@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
 @click.option("--target", type=click.Path(dir_okay=False),
               help="ONNX target: its classes and input size are used (default: the surrogate checkpoint's spec).")
 @click.option("--attacks", default="usmm,stm", show_default=True, help="Comma list of mifgsm, usmm, stm.")
@@ -53,7 +53,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.attacks.device import pick_device
     from auditor.attacks.sets import build_adversarial_set, eps_label, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+    from auditor.data import (drop_labels, fingerprint, load_images, map_labels, open_dataset, parse_label_map,
+                              stratified_subset)
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
 
@@ -74,10 +75,14 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     size = (image_size, image_size) if image_size else (spec.height, spec.width)
 
     ds = open_dataset(data, fmt=data_format)
-    samples = list(ds.samples)
+    lmap = parse_label_map(label_map)
+    kept, dropped = drop_labels([s.label for s in ds.samples], lmap)
+    samples = [ds.samples[i] for i in kept]
+    for label, n in dropped.items():
+        reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
-    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), parse_label_map(label_map))
+    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), lmap)
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
         images, kept, skipped_imgs = load_images(samples, size, progress=adv)
@@ -119,7 +124,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                             "backend": aset.backend, "notes": list(aset.notes), "n_images": len(aset.images),
                             "stats": stats})
     doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
-           "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped}
+           "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped,
+           "dropped": dropped}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     if strict and skipped:

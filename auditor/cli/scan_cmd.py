@@ -115,7 +115,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
 @click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
 @click.option("--images-dir", type=click.Path(file_okay=False), help="Where CSV/NIH image paths are relative to.")
-@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...")
+@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
 @click.option("--out", default="xray-audit-out", show_default=True, type=click.Path(file_okay=False))
 @model_contract_options
 @click.option("--attacks", help="Comma list of mifgsm, usmm, stm, blend, or none (default: usmm,stm with a surrogate).")
