@@ -175,10 +175,12 @@ class Auditor:
         with self.reporter.task(what, len(x)) as adv:
             return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
 
-    def _condition(self, name: str, kind: str, pred: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
+    def _condition(self, name: str, kind: str, proba: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
+        pred = proba.argmax(1)
         metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,
                                   seed=self.options.seed, n_boot=self.options.n_boot)
-        return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred), **kw)
+        return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred),
+                         probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba), **kw)
 
     # ----------------------------------------------------------------- run
     def run(self, data_path: str, compare: list | None = None) -> AuditResult:
@@ -233,17 +235,18 @@ class Auditor:
         if [c.lower() for c in names] != [c.lower() for c in self.target.spec.class_names]:
             raise UsageError(f"{model.path}: classes {list(names)} differ from the target's {list(self.target.spec.class_names)}")
         label = Path(model.path).name
-        clean_pred = self._predict(model, data.images, f"Clean inference ({label})").argmax(1)
-        conditions = [self._condition("clean", "clean", clean_pred, data, names)]
+        clean_proba = self._predict(model, data.images, f"Clean inference ({label})")
+        clean_pred = clean_proba.argmax(1)
+        conditions = [self._condition("clean", "clean", clean_proba, data, names)]
         adv_preds: dict[str, np.ndarray] = {}
         for st in sets:
-            pred = self._predict(model, st["images"], f"{st['name']} ({label})").argmax(1)
-            adv_preds[st["name"]] = pred
+            proba = self._predict(model, st["images"], f"{st['name']} ({label})")
+            pred = adv_preds[st["name"]] = proba.argmax(1)
             extra = {**compute_attack_rates(data.y, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
             if st["kind"] == "style_blend":
                 extra["opacity"] = st["alpha"]
-            conditions.append(self._condition(st["name"], st["kind"], pred, data, names, attack=st["attack"],
+            conditions.append(self._condition(st["name"], st["kind"], proba, data, names, attack=st["attack"],
                                               epsilon=st.get("epsilon"), surrogate=st.get("surrogate"),
                                               threat_model=st.get("threat_model"), extra=extra))
         for pre in preprocessors:
@@ -252,23 +255,26 @@ class Auditor:
             except Exception as exc:  # a defense failing on this data is a skip, not a crash
                 self.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
                 continue
-            pred = self._predict(model, cleaned, f"{pre.name}/clean ({label})").argmax(1)
+            proba = self._predict(model, cleaned, f"{pre.name}/clean ({label})")
+            pred = proba.argmax(1)
             cost = getattr(pre, "cost_ms_per_image", None)
-            conditions.append(self._condition(f"{pre.name}/clean", "defense", pred, data, names, defense=pre.name,
+            conditions.append(self._condition(f"{pre.name}/clean", "defense", proba, data, names, defense=pre.name,
                                               extra={**compute_attack_rates(data.y, clean_pred, pred),
                                                      "cost_ms_per_image": cost}))
             for st in sets:
-                dpred = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})").argmax(1)
+                dproba = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})")
+                dpred = dproba.argmax(1)
                 conditions.append(self._condition(
-                    f"{pre.name}/{st['name']}", "defense", dpred, data, names, attack=st["attack"],
+                    f"{pre.name}/{st['name']}", "defense", dproba, data, names, attack=st["attack"],
                     epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
                     defense=pre.name, extra={**compute_attack_rates(data.y, clean_pred, dpred), "cost_ms_per_image": cost,
                                              "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
         by_name = {c.name: c for c in conditions}
         for st in adaptive:
             pre = st["defense"]
-            pred = self._predict(model, pre(st["images"]), f"{st['name']} ({label})").argmax(1)
-            cond = self._condition(st["name"], "defense", pred, data, names, attack=st["attack"], epsilon=st["epsilon"],
+            proba = self._predict(model, pre(st["images"]), f"{st['name']} ({label})")
+            pred = proba.argmax(1)
+            cond = self._condition(st["name"], "defense", proba, data, names, attack=st["attack"], epsilon=st["epsilon"],
                                    surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,
                                    extra={**compute_attack_rates(data.y, clean_pred, pred), **st["stats"],
                                           "adaptive": True, "label": st["label"], "gradient": st["meta"]["gradient"]})
