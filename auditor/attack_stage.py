@@ -41,6 +41,17 @@ def load_scan_surrogate(auditor: "Auditor"):
         return None
 
 
+def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):
+    """The attack stage's clock: projections after first batches, seconds per image per set."""
+    from auditor.attack_eta import StageClock
+    from auditor.audit import eps_name
+
+    opt = auditor.options
+    plan = [(f"{a}@{eps_name(e)}", a) for a in attacks for e in opt.epsilons]
+    steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
+    return StageClock.for_sets(plan, n_images, auditor.reporter.info, steps)
+
+
 def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
     from auditor.audit import BLEND_ALPHAS, eps_name
@@ -57,6 +68,7 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
         surrogate = load_scan_surrogate(auditor)
         if surrogate is not None:
             device = pick_device(opt.device)
+            clock = _stage_clock(auditor, wanted, len(data.images))
             sur_label = surrogate.identity.get("label") or opt.surrogate
             for attack in wanted:
                 for eps in opt.epsilons:
@@ -81,16 +93,20 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                                 aset = build_adversarial_set(
                                     attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
                                     data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                    device=device, precision=opt.precision, progress=adv)
+                                    device=device, precision=opt.precision, progress=adv,
+                                    on_batch=clock.batch_timer(name))
                     except StyleBackendUnavailable as exc:
                         _skip(auditor, name, str(exc))
+                        clock.forget(attack)
                         break  # every epsilon of this attack needs the same backend
                     sets.append({
                         "name": name, "kind": "attack", "attack": attack, "epsilon": eps, "surrogate": sur_label,
                         "threat_model": surrogate.threat_model, "images": aset.images,
                         "stats": perturbation_stats(data.images, aset.images), "label": aset.label,
                         "meta": {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
-                                 "seconds": round(aset.seconds, 2), "backend": aset.backend,
+                                 "seconds": round(aset.seconds, 2), "seconds_per_image": clock.seconds_per_image(name) or (
+                                     None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
+                                 "backend": aset.backend,
                                  "surrogate": surrogate.identity,
                                  "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}},
                     })

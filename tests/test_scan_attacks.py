@@ -144,3 +144,26 @@ def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     assert a["predictions"] == b["predictions"] and a["linf_mean"] == b["linf_mean"]
     batches = sorted((tmp_path / "rc").glob("*/batches/*.json"))
     assert len(batches) == 4  # 12 images in batches of 3
+
+
+def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
+    root, data, target, _, sur = setup
+    args = ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate", str(sur),
+            "--cache-dir", str(tmp_path / "cache"), "--n-boot", "20", "--format", "json,html", "--no-progress",
+            "--attacks", "mifgsm,usmm", "--eps", "8", "--attack-batch-size", "3", "--max-images", "6", "--no-detector"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("attack stage:")]
+    # one projection after the first batch, a revised one when the first usmm batch is measured
+    assert len(lines) == 2, r.output
+    assert "first mifgsm batch" in lines[0] and "projected" in lines[0] and "usmm estimated" in lines[0]
+    assert "first usmm batch" in lines[1] and "estimated" not in lines[1]
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    sets = doc["extras"]["adversarial_sets"]
+    assert [s["name"] for s in sets] == ["mifgsm@8", "usmm@8"]
+    assert all(s["seconds_per_image"] > 0 and not s["cache_hit"] for s in sets)
+    assert "Seconds per image" in (tmp_path / "o" / "report.html").read_text()
+    again = CliRunner().invoke(cli, [*args[:5], str(tmp_path / "o2"), *args[6:]])
+    assert again.exit_code == 0 and "attack stage:" not in again.output  # all cached: nothing to project
+    assert all(s["seconds_per_image"] is None and s["cache_hit"]
+               for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"])

@@ -184,14 +184,16 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
                           labels: np.ndarray, names: list[str], cache_dir: str | Path, manifest_sha256: str,
                           seed: int, batch_size: int = 8, device: Any = None, precision: str = "fp32",
                           progress: Callable[[int], None] | None = None,
-                          only_batches: "set[int] | None" = None) -> AdversarialSet:
+                          only_batches: "set[int] | None" = None,
+                          on_batch: Callable[[int, float], None] | None = None) -> AdversarialSet:
     """Attack ``images`` (``(N, 1, H, W)`` float32 in ``[0, 1]``) on ``surrogate``, or load the cached set.
 
     ``labels`` are target class indices, ``names`` the source file names (kept
     for the PNGs). ``params`` go to :func:`auditor.attacks.registry.make_attack`
     (``epsilon``, ``mask_pool``/``mask_pool_labels`` for USMM, ``style_backend``/
     ``checkpoint_dir`` for STM, ...). ``progress(n)`` is called after every
-    finished (or loaded) batch of ``n`` images. ``only_batches`` (a shard of a
+    finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
+    *computed* (not loaded), with its wall time. ``only_batches`` (a shard of a
     distributed run, see :mod:`auditor.distributed`) computes just those batches
     and returns a *partial* set (``extra["partial"]``, no index written; images
     of other batches are zero). Raises
@@ -296,8 +298,11 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
                                      f"{eps * 255:.3f}/255)")
             for i in range(stop - start):
                 _write_png(set_dir / files[start + i], levels[i, 0])
+            batch_seconds = time.perf_counter() - tb
             _atomic_write_json(marker, {"batch": b, "files": files[start:stop], "linf_max": bl,
-                                        "seconds": round(time.perf_counter() - tb, 3)})
+                                        "seconds": round(batch_seconds, 3)})
+            if on_batch:
+                on_batch(stop - start, batch_seconds)
             result[start:stop] = q
             linf_max = max(linf_max, bl)
             computed += 1
