@@ -52,6 +52,41 @@ def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):
     return StageClock.for_sets(plan, n_images, auditor.reporter.info, steps)
 
 
+def _attack_params(opt, attack: str, eps: float, data: "LoadedData") -> dict:
+    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
+    if attack == "usmm":
+        params.update(mask_pool=data.images, mask_pool_labels=data.y)
+    if attack == "stm":
+        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+    return params
+
+
+def resolve_scan_precision(auditor: "Auditor", surrogate, attacks: list[str], data: "LoadedData", device) -> str:
+    """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the auditor)."""
+    opt = auditor.options
+    if opt.precision != "auto":
+        return opt.precision
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(opt.attack_batch_size, len(data.images))
+    for attack in attacks:
+        try:
+            atk = make_attack(attack, surrogate, **_attack_params(opt, attack, opt.epsilons[0], data), device=device)
+            rec = choose_precision_cached(atk, data.images[:n], data.y[:n], batch_seed(opt.seed, 0), opt.cache_dir,
+                                          surrogate.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue  # reported when the attack itself runs
+        auditor.precision_choice = rec
+        auditor.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+                              f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+                              + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+        return rec["chosen"]
+    return "fp32"
+
+
 def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
     from auditor.audit import BLEND_ALPHAS, eps_name
@@ -69,15 +104,12 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
         if surrogate is not None:
             device = pick_device(opt.device)
             clock = _stage_clock(auditor, wanted, len(data.images))
+            precision = resolve_scan_precision(auditor, surrogate, wanted, data, device)
             sur_label = surrogate.identity.get("label") or opt.surrogate
             for attack in wanted:
                 for eps in opt.epsilons:
                     name = f"{attack}@{eps_name(eps)}"
-                    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
-                    if attack == "usmm":
-                        params.update(mask_pool=data.images, mask_pool_labels=data.y)
-                    if attack == "stm":
-                        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+                    params = _attack_params(opt, attack, eps, data)
                     auditor.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
                     try:
                         with auditor.reporter.task(f"{name}", len(data.images)) as adv:
@@ -87,13 +119,13 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                                 aset = build_set_on_ray(
                                     attack, params, surrogate, opt.surrogate, auditor.target.spec, auditor.target.path,
                                     data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
-                                    opt.seed, batch_size=opt.attack_batch_size, precision=opt.precision,
+                                    opt.seed, batch_size=opt.attack_batch_size, precision=precision,
                                     address=opt.ray_address, workers=opt.workers, progress=adv)
                             else:
                                 aset = build_adversarial_set(
                                     attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
                                     data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                    device=device, precision=opt.precision, progress=adv,
+                                    device=device, precision=precision, progress=adv,
                                     on_batch=clock.batch_timer(name))
                     except StyleBackendUnavailable as exc:
                         _skip(auditor, name, str(exc))

@@ -43,7 +43,7 @@ class ScanOptions:
     max_images: int | None = None
     n_boot: int = 1000
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     cache_dir: str = ".xray-audit-cache"
     style_backend: str = "randconv"
     stm_checkpoint: str | None = None
@@ -111,6 +111,8 @@ class Auditor:
         self.reporter = reporter or Reporter(quiet=True)
         self.command = command
         self.skipped: list[Skipped] = []
+        #: what ``--precision auto`` measured and chose (set by the attack stage)
+        self.precision_choice: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- data
     def load_data(self, data: str) -> LoadedData:
@@ -220,7 +222,8 @@ class Auditor:
                 samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
                 parameters=opt.to_dict(),
-                environment={**environment(), **timings, "onnx_provider": model.provider},
+                environment={**environment(), **timings, "onnx_provider": model.provider,
+                             **({"precision_choice": self.precision_choice} if self.precision_choice else {})},
                 skipped=tuple(self.skipped), detector=det,
                 extras={"examples": examples, "adversarial_sets": set_meta} if model is self.target else {"adversarial_sets": set_meta},
             )

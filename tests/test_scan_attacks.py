@@ -163,7 +163,14 @@ def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
     assert [s["name"] for s in sets] == ["mifgsm@8", "usmm@8"]
     assert all(s["seconds_per_image"] > 0 and not s["cache_hit"] for s in sets)
     assert "Seconds per image" in (tmp_path / "o" / "report.html").read_text()
+    # --precision auto (the default) measured both precisions and the sets ran at the chosen one
+    choice = doc["environment"]["precision_choice"]
+    assert doc["parameters"]["precision"] == "auto" and choice["requested"] == "auto"
+    assert choice["fp32_ms_per_row"] > 0 and choice["bf16_ms_per_row"] > 0
+    assert {s["params"]["precision"] for s in sets} == {choice["chosen"]}
+    assert "precision auto: " + choice["chosen"] in r.output
     again = CliRunner().invoke(cli, [*args[:5], str(tmp_path / "o2"), *args[6:]])
     assert again.exit_code == 0 and "attack stage:" not in again.output  # all cached: nothing to project
+    assert "measured earlier" in again.output  # the same precision decision, so the cached sets are found
     assert all(s["seconds_per_image"] is None and s["cache_hit"]
                for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"])

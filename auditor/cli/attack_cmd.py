@@ -26,6 +26,28 @@ def _parse_attack_names(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _auto_precision(attacks, sur, images, y, eps, batch_size, seed, dev, style_backend, stm_checkpoint, out):
+    """``--precision auto``: the decision record of the first attack that can run, or None."""
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(batch_size, len(images))
+    for name in attacks:
+        params: dict = {"epsilon": eps, "device": dev}
+        if name == "usmm":
+            params.update(mask_pool=images, mask_pool_labels=y)
+        if name == "stm":
+            params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
+        try:
+            return choose_precision_cached(make_attack(name, sur, **params), images[:n], y[:n], batch_seed(seed, 0),
+                                           out, sur.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue
+    return None
+
+
 @click.command("attack")
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
 @click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
@@ -36,8 +58,8 @@ def _parse_attack_names(text: str) -> list[str]:
 @click.option("--attacks", default="usmm,stm", show_default=True, help="Comma list of mifgsm, usmm, stm.")
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
-              help="Surrogate arithmetic (bf16: faster on CPUs with avx512_bf16, check attack success first).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Surrogate arithmetic; auto times fp32 and bf16 here and checks bf16 on the first batch.")
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's).")
@@ -94,6 +116,11 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     if not samples:
         raise UsageError(f"{data}: no readable images to attack")
     names = [s.rel_path or Path(s.path).name for s in samples]
+    precision_choice = None
+    if precision == "auto":
+        precision_choice = _auto_precision(names_wanted, sur, images, y, epsilons[0], batch_size, seed, dev,
+                                           style_backend, stm_checkpoint, out)
+        precision = precision_choice["chosen"] if precision_choice else "fp32"
     reporter.info(f"{len(samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
                   f"({sur.threat_model}), device {dev}, precision {precision}")
 
@@ -124,7 +151,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                             "backend": aset.backend, "notes": list(aset.notes), "n_images": len(aset.images),
                             "stats": stats})
     doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
-           "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped,
+           "image_size": list(size), "seed": seed, "precision": precision, "precision_choice": precision_choice, "sets": summary, "skipped": skipped,
            "dropped": dropped}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
