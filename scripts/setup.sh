@@ -62,8 +62,8 @@ if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" 
 fi
 
 # (Re)build the venv. A venv made from another interpreter is replaced, not patched.
-if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)' 2>/dev/null)" != \
-     "$("$base_python" -c 'import sys; print(sys._base_executable)')" ]; then
+base_of() { "$1" -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null; }
+if [ -x "$VENV/bin/python" ] && [ "$(base_of "$VENV/bin/python")" != "$(base_of "$base_python")" ]; then
   echo "setup: $VENV was made from another interpreter; rebuilding it"
   rm -rf "$VENV"
 fi
