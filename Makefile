@@ -1,8 +1,12 @@
 # The two commands of the README:
 #   make demo   set up, then run the built-in demo (synthetic phantoms -> train -> scan -> reports)
 #   make test   set up, then run the whole test suite
+# Setup (scripts/setup.sh) builds a virtual environment in the checkout ($(VENV)) from $(PYTHON) and
+# installs xray-audit there at the versions of constraints.txt; $(PYTHON) itself is never modified.
 PYTHON ?= python3
-export PYTHON
+VENV ?= .venv
+export PYTHON VENV
+PY := $(VENV)/bin/python
 
 .PHONY: setup demo test test-fast bench mutation
 
@@ -10,18 +14,18 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PYTHON) -m auditor demo --out demo-out
+	$(PY) -m auditor demo --out demo-out
 
 test: setup
-	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout=900 tests
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: setup
-	$(PYTHON) -m pytest -q -m "not heavy" tests
+	$(PY) -m pytest -q -m "not heavy" tests
 
 bench: setup
-	$(PYTHON) bench/attacks.py --quick
+	$(PY) bench/attacks.py --quick
 
 # mutation testing of the verdict modules (slow; not part of `make test`): see scripts/mutation.sh
 mutation: setup
-	$(PYTHON) -m pip install -q -e ".[mutation]"
-	PYTHON=$(PYTHON) bash scripts/mutation.sh
+	$(PY) -m pip install -q -e ".[mutation]"
+	PYTHON=$(PY) bash scripts/mutation.sh

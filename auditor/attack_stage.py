@@ -41,6 +41,52 @@ def load_scan_surrogate(auditor: "Auditor"):
         return None
 
 
+def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):
+    """The attack stage's clock: projections after first batches, seconds per image per set."""
+    from auditor.attack_eta import StageClock
+    from auditor.audit import eps_name
+
+    opt = auditor.options
+    plan = [(f"{a}@{eps_name(e)}", a) for a in attacks for e in opt.epsilons]
+    steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
+    return StageClock.for_sets(plan, n_images, auditor.reporter.info, steps)
+
+
+def _attack_params(opt, attack: str, eps: float, data: "LoadedData") -> dict:
+    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
+    if attack == "usmm":
+        params.update(mask_pool=data.images, mask_pool_labels=data.y)
+    if attack == "stm":
+        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+    return params
+
+
+def resolve_scan_precision(auditor: "Auditor", surrogate, attacks: list[str], data: "LoadedData", device) -> str:
+    """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the auditor)."""
+    opt = auditor.options
+    if opt.precision != "auto":
+        return opt.precision
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(opt.attack_batch_size, len(data.images))
+    for attack in attacks:
+        try:
+            atk = make_attack(attack, surrogate, **_attack_params(opt, attack, opt.epsilons[0], data), device=device)
+            rec = choose_precision_cached(atk, data.images[:n], data.y[:n], batch_seed(opt.seed, 0), opt.cache_dir,
+                                          surrogate.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue  # reported when the attack itself runs
+        auditor.precision_choice = rec
+        auditor.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+                              f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+                              + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+        return rec["chosen"]
+    return "fp32"
+
+
 def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
     from auditor.audit import BLEND_ALPHAS, set_name
@@ -58,17 +104,15 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
         surrogate = load_scan_surrogate(auditor)
         if surrogate is not None:
             device = pick_device(opt.device)
+            clock = _stage_clock(auditor, wanted, len(data.images))
+            precision = resolve_scan_precision(auditor, surrogate, wanted, data, device)
             sur_label = surrogate.identity.get("label") or opt.surrogate
             sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
             sur_sizes = input_sizes(surrogate.module)
             for attack in wanted:
                 for eps in opt.epsilons:
                     name = set_name(attack, eps, opt.style_backend)
-                    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
-                    if attack == "usmm":
-                        params.update(mask_pool=data.images, mask_pool_labels=data.y)
-                    if attack == "stm":
-                        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+                    params = _attack_params(opt, attack, eps, data)
                     auditor.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
                     try:
                         with auditor.reporter.task(f"{name}", len(data.images)) as adv:
@@ -78,15 +122,17 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                                 aset = build_set_on_ray(
                                     attack, params, surrogate, opt.surrogate, auditor.target.spec, auditor.target.path,
                                     data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
-                                    opt.seed, batch_size=opt.attack_batch_size, precision=opt.precision,
+                                    opt.seed, batch_size=opt.attack_batch_size, precision=precision,
                                     address=opt.ray_address, workers=opt.workers, progress=adv)
                             else:
                                 aset = build_adversarial_set(
                                     attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
                                     data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                    device=device, precision=opt.precision, progress=adv)
+                                    device=device, precision=precision, progress=adv,
+                                    on_batch=clock.batch_timer(name))
                     except StyleBackendUnavailable as exc:
                         _skip(auditor, name, str(exc))
+                        clock.forget(attack)
                         break  # every epsilon of this attack needs the same backend
                     for warning in aset.warnings:  # a cached batch failed its integrity check
                         auditor.reporter.warn(f"{name}: {warning}")
@@ -96,7 +142,9 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                         "threat_model": surrogate.threat_model, "images": aset.images,
                         "stats": perturbation_stats(data.images, aset.images), "label": aset.label,
                         "meta": {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
-                                 "seconds": round(aset.seconds, 2), "backend": aset.backend,
+                                 "seconds": round(aset.seconds, 2), "seconds_per_image": clock.seconds_per_image(name) or (
+                                     None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
+                                 "backend": aset.backend,
                                  "cache_warnings": list(aset.warnings),
                                  "style_diversity": aset.params.get("style_diversity"),
                                  "surrogate": surrogate.identity,

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from auditor import __version__
-from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, stratified_subset
+from auditor.data import (DROP, drop_duplicates, drop_labels, fingerprint, load_images, map_labels, open_dataset,
+                          stratified_subset)
 from auditor.errors import DataError, NonFiniteOutput, UsageError
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
@@ -44,7 +45,7 @@ class ScanOptions:
     max_images: int | None = None
     n_boot: int = 1000
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     cache_dir: str = ".xray-audit-cache"
     style_backend: str = "randconv"
     stm_checkpoint: str | None = None
@@ -130,13 +131,15 @@ class Auditor:
         self.command = command
         self.skipped: list[Skipped] = []
         self._sample_names: list[str] = []  #: file of each scored row, for error messages
+        #: what ``--precision auto`` measured and chose (set by the attack stage)
+        self.precision_choice: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- data
     def load_data(self, data: str) -> LoadedData:
         """Index, sample, fingerprint, decode and label-map the data set."""
         opt, spec = self.options, self.target.spec
         ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
-        samples = list(ds.samples)
+        samples, dropped = self._drop_classes(list(ds.samples))
         # map labels before decoding so a mismatch fails fast
         map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         if opt.max_images is not None:
@@ -184,11 +187,26 @@ class Auditor:
                             for k in (s.rel_path or s.path for s in samples) if k in notes],
             "caveats": caveats,
             "patient_ids": sum(1 for s in samples if s.patient_id),
-            "sampled_from": len(ds.samples) if opt.max_images is not None else None,
+            "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
+            "dropped": dropped,
         }
         groups = [s.patient_id for s in samples]
         self._sample_names = [s.rel_path or s.path for s in samples]
         return LoadedData(images, y, samples, groups, info)
+
+    def _drop_classes(self, samples: list) -> tuple[list, dict[str, int]]:
+        """Remove the data labels that ``--label-map LABEL=-`` drops; {label: images dropped}."""
+        kept, dropped = drop_labels([s.label for s in samples], self.options.label_map)
+        unused = sorted(k for k, v in self.options.label_map.items() if v.strip() == DROP
+                        and k.lower() not in {d.lower() for d in dropped})
+        if unused:
+            have = sorted({s.label for s in samples})
+            raise UsageError(f"--label-map drops {unused}, which no image has (data labels: {have})")
+        if not kept:
+            raise DataError("--label-map drops every image of the data set")
+        for label, n in dropped.items():
+            self.reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
+        return [samples[i] for i in kept], dropped
 
     # ----------------------------------------------------------------- evaluation helpers
     def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:
@@ -201,10 +219,12 @@ class Auditor:
             raise NonFiniteOutput(f"{model.path}: {what}: the model returned NaN or infinite outputs for "
                                   f"{len(exc.rows)} of {len(x)} image(s); first file: {first}", exc.rows) from None
 
-    def _condition(self, name: str, kind: str, pred: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
+    def _condition(self, name: str, kind: str, proba: np.ndarray, data: LoadedData, class_names, **kw) -> Condition:
+        pred = proba.argmax(1)
         metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,
                                   seed=self.options.seed, n_boot=self.options.n_boot)
-        return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred), **kw)
+        return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred),
+                         probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba), **kw)
 
     def _rates(self, data: LoadedData, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
         """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
@@ -249,7 +269,8 @@ class Auditor:
                 samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
                 parameters=opt.to_dict(),
-                environment={**environment(), **timings, "onnx_provider": model.provider},
+                environment={**environment(), **timings, "onnx_provider": model.provider,
+                             **({"precision_choice": self.precision_choice} if self.precision_choice else {})},
                 skipped=tuple(self.skipped), detector=det,
                 extras={**({"examples": examples} if model is self.target else {}), "adversarial_sets": set_meta,
                         "transfer": transfer_summary(conditions)},
@@ -265,12 +286,13 @@ class Auditor:
         if [c.lower() for c in names] != [c.lower() for c in self.target.spec.class_names]:
             raise UsageError(f"{model.path}: classes {list(names)} differ from the target's {list(self.target.spec.class_names)}")
         label = Path(model.path).name
-        clean_pred = self._predict(model, data.images, f"Clean inference ({label})").argmax(1)
-        conditions = [self._condition("clean", "clean", clean_pred, data, names)]
+        clean_proba = self._predict(model, data.images, f"Clean inference ({label})")
+        clean_pred = clean_proba.argmax(1)
+        conditions = [self._condition("clean", "clean", clean_proba, data, names)]
         adv_preds: dict[str, np.ndarray] = {}
         for st in sets:
-            pred = self._predict(model, st["images"], f"{st['name']} ({label})").argmax(1)
-            adv_preds[st["name"]] = pred
+            proba = self._predict(model, st["images"], f"{st['name']} ({label})")
+            pred = adv_preds[st["name"]] = proba.argmax(1)
             extra = {**self._rates(data, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
             if st["meta"].get("style_diversity") is not None:
@@ -281,7 +303,7 @@ class Auditor:
                 ev = st["surrogate_eval"]
                 extra["transfer"] = set_diagnostics(data.y, clean_pred, pred, ev["clean_pred"], ev["adv_pred"],
                                                     ev["input_sizes"], (model.spec.height, model.spec.width))
-            conditions.append(self._condition(st["name"], st["kind"], pred, data, names, attack=st["attack"],
+            conditions.append(self._condition(st["name"], st["kind"], proba, data, names, attack=st["attack"],
                                               epsilon=st.get("epsilon"), surrogate=st.get("surrogate"),
                                               threat_model=st.get("threat_model"), extra=extra))
         for pre in preprocessors:
@@ -290,23 +312,26 @@ class Auditor:
             except Exception as exc:  # a defense failing on this data is a skip, not a crash
                 self.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
                 continue
-            pred = self._predict(model, cleaned, f"{pre.name}/clean ({label})").argmax(1)
+            proba = self._predict(model, cleaned, f"{pre.name}/clean ({label})")
+            pred = proba.argmax(1)
             cost = getattr(pre, "cost_ms_per_image", None)
-            conditions.append(self._condition(f"{pre.name}/clean", "defense", pred, data, names, defense=pre.name,
+            conditions.append(self._condition(f"{pre.name}/clean", "defense", proba, data, names, defense=pre.name,
                                               extra={**self._rates(data, clean_pred, pred),
                                                      "cost_ms_per_image": cost}))
             for st in sets:
-                dpred = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})").argmax(1)
+                dproba = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})")
+                dpred = dproba.argmax(1)
                 conditions.append(self._condition(
-                    f"{pre.name}/{st['name']}", "defense", dpred, data, names, attack=st["attack"],
+                    f"{pre.name}/{st['name']}", "defense", dproba, data, names, attack=st["attack"],
                     epsilon=st.get("epsilon"), surrogate=st.get("surrogate"), threat_model=st.get("threat_model"),
                     defense=pre.name, extra={**self._rates(data, clean_pred, dpred), "cost_ms_per_image": cost,
                                              "recovered_rate": float(np.mean((dpred == data.y) & (adv_preds[st['name']] != data.y)))}))
         by_name = {c.name: c for c in conditions}
         for st in adaptive:
             pre = st["defense"]
-            pred = self._predict(model, pre(st["images"]), f"{st['name']} ({label})").argmax(1)
-            cond = self._condition(st["name"], "defense", pred, data, names, attack=st["attack"], epsilon=st["epsilon"],
+            proba = self._predict(model, pre(st["images"]), f"{st['name']} ({label})")
+            pred = proba.argmax(1)
+            cond = self._condition(st["name"], "defense", proba, data, names, attack=st["attack"], epsilon=st["epsilon"],
                                    surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,
                                    extra={**self._rates(data, clean_pred, pred), **st["stats"],
                                           "adaptive": True, "label": st["label"], "gradient": st["meta"]["gradient"]})

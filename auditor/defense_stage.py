@@ -134,7 +134,8 @@ def build_bpda_sets(auditor: "Auditor", data: "LoadedData", preprocessors: list,
             with auditor.reporter.task(name, len(data.images)) as adv:
                 aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
                                              data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                             device=device, precision=opt.precision, progress=adv)
+                                             device=device, progress=adv,
+                                             precision=(auditor.precision_choice or {}).get("chosen", opt.precision))
             for warning in aset.warnings:  # a cached batch failed its integrity check
                 auditor.reporter.warn(f"{name}: {warning}")
                 auditor.skipped.append(Skipped(f"{name} cache", warning, "cache"))

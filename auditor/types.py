@@ -137,6 +137,8 @@ class Condition:
     extra: dict[str, Any] = field(default_factory=dict)
     #: predicted class index per sample, aligned with AuditResult.samples
     predictions: tuple[int, ...] = ()
+    #: class probabilities per sample (one tuple of K floats each), aligned with AuditResult.samples
+    probabilities: tuple[tuple[float, ...], ...] = ()
 
     def to_dict(self, with_predictions: bool = False) -> dict[str, Any]:
         """JSON-compatible dictionary (predictions go to samples.csv unless asked)."""
@@ -153,6 +155,8 @@ class Condition:
         d.update(self.extra)
         if with_predictions:
             d["predictions"] = list(self.predictions)
+            if self.probabilities:
+                d["probabilities"] = [list(p) for p in self.probabilities]
         return d
 
 
@@ -237,7 +241,8 @@ class AuditResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AuditResult":
         """Rebuild from a results.json document (see ``auditor.report.load_results``)."""
-        cond_keys = {"name", "kind", "attack", "epsilon", "surrogate", "threat_model", "defense", "metrics", "predictions"}
+        cond_keys = {"name", "kind", "attack", "epsilon", "surrogate", "threat_model", "defense", "metrics", "predictions",
+                    "probabilities"}
         conditions = []
         for c in d.get("conditions", []):
             extra = {k: v for k, v in c.items() if k not in cond_keys}
@@ -247,6 +252,7 @@ class AuditResult:
                     epsilon=c.get("epsilon"), surrogate=c.get("surrogate"),
                     threat_model=c.get("threat_model"), defense=c.get("defense"),
                     extra=extra, predictions=tuple(c.get("predictions", ())),
+                    probabilities=tuple(tuple(p) for p in c.get("probabilities", ())),
                 )
             )
         return cls(

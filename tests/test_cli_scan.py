@@ -96,6 +96,44 @@ def test_label_map_renames(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_label_map_dash_drops_a_data_class(tmp_path, data):
+    model = make_classifier(tmp_path / "m.onnx", num_classes=2, class_names=["normal", "pneumonia"])
+    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json")
+    assert r.exit_code == 3 and "pneumothorax" in r.output  # without the drop the extra class is an error
+    out = tmp_path / "dropped"
+    r = _scan(model, "--data", data, "--out", out, "--format", "json,csv,html", "--label-map", "Pneumothorax=-")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["data"]["dropped"] == {"pneumothorax": 4}
+    assert doc["data"]["n_images"] == 8 and set(doc["data"]["per_class"]) == {"normal", "pneumonia"}
+    assert {row["label"] for row in csv.DictReader((out / "samples.csv").open())} == {"normal", "pneumonia"}
+    html = (out / "report.html").read_text()
+    assert "Data classes dropped" in html and "<td>pneumothorax</td><td class=\"num\">4</td>" in html
+    typo = _scan(model, "--data", data, "--out", tmp_path / "t", "--format", "json", "--label-map", "pneumothorax=-,ptx=-")
+    assert typo.exit_code == 2 and "ptx" in typo.output
+
+
+@pytest.mark.parametrize("output", ["logits", "sigmoid_logit"])
+def test_samples_csv_scores_agree_with_predictions(tmp_path, output):
+    classes = CLASSES if output == "logits" else CLASSES[:2]
+    data = write_image_folder(tmp_path / "d", classes=tuple(classes), n_per_class=3)
+    (data / classes[0] / "broken.png").write_bytes(b"junk")
+    model = make_classifier(tmp_path / "m.onnx", output=output, num_classes=len(classes), class_names=classes)
+    out = tmp_path / "o"
+    assert _scan(model, "--data", data, "--out", out, "--format", "csv").exit_code == 0
+    rows = list(csv.DictReader((out / "samples.csv").open()))
+    scored = [r for r in rows if r["skipped"] == "no"]
+    assert len(scored) == 3 * len(classes)
+    assert [(r["path"].endswith("broken.png"), r["skip_reason"] != "") for r in rows if r["skipped"] == "yes"] == [(True, True)]
+    for r in scored:
+        if output == "logits":
+            p = [float(r[f"clean:p({c})"]) for c in classes]
+            assert abs(sum(p) - 1) < 1e-4 and classes[p.index(max(p))] == r["clean"]
+        else:
+            assert "clean:p(normal)" not in r
+            assert (float(r["clean:p(pneumonia)"]) > 0.5) == (r["clean"] == "pneumonia")
+
+
 def test_report_rerenders_without_recomputing(tmp_path, data):
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     out = tmp_path / "out"

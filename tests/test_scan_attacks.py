@@ -244,3 +244,33 @@ def test_strict_makes_any_skip_exit_1_after_the_reports(setup, kind, monkeypatch
     assert kinds == [kind if kind != "bpda" else "defense"], kinds
     if kind == "bpda":
         assert doc["skipped"][0]["name"] == "bpda:jpeg:75"
+
+
+def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
+    root, data, target, _, sur = setup
+    args = ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate", str(sur),
+            "--cache-dir", str(tmp_path / "cache"), "--n-boot", "20", "--format", "json,html", "--no-progress",
+            "--attacks", "mifgsm,usmm", "--eps", "8", "--attack-batch-size", "3", "--max-images", "6", "--no-detector"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("attack stage:")]
+    # one projection after the first batch, a revised one when the first usmm batch is measured
+    assert len(lines) == 2, r.output
+    assert "first mifgsm batch" in lines[0] and "projected" in lines[0] and "usmm estimated" in lines[0]
+    assert "first usmm batch" in lines[1] and "estimated" not in lines[1]
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    sets = doc["extras"]["adversarial_sets"]
+    assert [s["name"] for s in sets] == ["mifgsm@8", "usmm@8"]
+    assert all(s["seconds_per_image"] > 0 and not s["cache_hit"] for s in sets)
+    assert "Seconds per image" in (tmp_path / "o" / "report.html").read_text()
+    # --precision auto (the default) measured both precisions and the sets ran at the chosen one
+    choice = doc["environment"]["precision_choice"]
+    assert doc["parameters"]["precision"] == "auto" and choice["requested"] == "auto"
+    assert choice["fp32_ms_per_row"] > 0 and choice["bf16_ms_per_row"] > 0
+    assert {s["params"]["precision"] for s in sets} == {choice["chosen"]}
+    assert "precision auto: " + choice["chosen"] in r.output
+    again = CliRunner().invoke(cli, [*args[:5], str(tmp_path / "o2"), *args[6:]])
+    assert again.exit_code == 0 and "attack stage:" not in again.output  # all cached: nothing to project
+    assert "measured earlier" in again.output  # the same precision decision, so the cached sets are found
+    assert all(s["seconds_per_image"] is None and s["cache_hit"]
+               for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"])

@@ -268,14 +268,16 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
                           labels: np.ndarray, names: list[str], cache_dir: str | Path, manifest_sha256: str,
                           seed: int, batch_size: int = 8, device: Any = None, precision: str = "fp32",
                           progress: Callable[[int], None] | None = None,
-                          only_batches: "set[int] | None" = None) -> AdversarialSet:
+                          only_batches: "set[int] | None" = None,
+                          on_batch: Callable[[int, float], None] | None = None) -> AdversarialSet:
     """Attack ``images`` (``(N, 1, H, W)`` float32 in ``[0, 1]``) on ``surrogate``, or load the cached set.
 
     ``labels`` are target class indices, ``names`` the source file names (kept
     for the PNGs). ``params`` go to :func:`auditor.attacks.registry.make_attack`
     (``epsilon``, ``mask_pool``/``mask_pool_labels`` for USMM, ``style_backend``/
     ``checkpoint_dir`` for STM, ...). ``progress(n)`` is called after every
-    finished (or loaded) batch of ``n`` images. ``only_batches`` (a shard of a
+    finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
+    *computed* (not loaded), with its wall time. ``only_batches`` (a shard of a
     distributed run, see :mod:`auditor.distributed`) computes just those batches
     and returns a *partial* set (``extra["partial"]``, no index written; images
     of other batches are zero). Raises
@@ -371,10 +373,13 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
             except DataError as exc:  # cannot happen after quantize: a bug, not bad input
                 raise RuntimeFailure(f"{attack.name}: quantised batch {b}: {exc}") from None
             digests = [_write_png(set_dir / f, levels[i, 0]) for i, f in enumerate(batch_files)]
+            batch_seconds = time.perf_counter() - tb
             _atomic_write_json(marker, {"batch": b, "files": batch_files, "png_sha256": digests,
                                         "clean_sha256": _digest(clean), "manifest_sha256": manifest_sha256,
                                         "epsilon_levels": budget_levels(eps), "linf_max": bl,
-                                        "seconds": round(time.perf_counter() - tb, 3)})
+                                        "seconds": round(batch_seconds, 3)})
+            if on_batch:
+                on_batch(stop - start, batch_seconds)
             computed += 1
         result[start:stop] = levels.astype(np.float32) / 255.0
         linf_max = max(linf_max, _float_linf(result[start:stop], clean))

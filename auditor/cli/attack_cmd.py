@@ -26,18 +26,40 @@ def _parse_attack_names(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _auto_precision(attacks, sur, images, y, eps, batch_size, seed, dev, style_backend, stm_checkpoint, out):
+    """``--precision auto``: the decision record of the first attack that can run, or None."""
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(batch_size, len(images))
+    for name in attacks:
+        params: dict = {"epsilon": eps, "device": dev}
+        if name == "usmm":
+            params.update(mask_pool=images, mask_pool_labels=y)
+        if name == "stm":
+            params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
+        try:
+            return choose_precision_cached(make_attack(name, sur, **params), images[:n], y[:n], batch_seed(seed, 0),
+                                           out, sur.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue
+    return None
+
+
 @click.command("attack")
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
 @click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
 @click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
-@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...")
+@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
 @click.option("--target", type=click.Path(dir_okay=False),
               help="ONNX target: its classes and input size are used (default: the surrogate checkpoint's spec).")
 @click.option("--attacks", default="usmm,stm", show_default=True, help="Comma list of mifgsm, usmm, stm.")
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
-              help="Surrogate arithmetic (bf16: faster on CPUs with avx512_bf16, check attack success first).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Surrogate arithmetic; auto times fp32 and bf16 here and checks bf16 on the first batch.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's).")
@@ -54,7 +76,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.audit import set_name as condition_name
     from auditor.attacks.sets import build_adversarial_set, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import drop_duplicates, fingerprint, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+    from auditor.data import (drop_duplicates, drop_labels, fingerprint, load_images, map_labels, open_dataset,
+                              parse_label_map, stratified_subset)
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
 
@@ -76,7 +99,10 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     size = (image_size, image_size) if image_size else (spec.height, spec.width)
 
     ds = open_dataset(data, fmt=data_format)
-    samples = list(ds.samples)
+    kept, dropped = drop_labels([s.label for s in ds.samples], label_mapping)
+    samples = [ds.samples[i] for i in kept]
+    for label, n in dropped.items():
+        reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
     if max_images:
         samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
     y_all = map_labels([s.label for s in samples], tuple(sur.class_names), label_mapping)
@@ -94,6 +120,11 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     if not samples:
         raise UsageError(f"{data}: no readable images to attack")
     names = [s.rel_path or Path(s.path).name for s in samples]
+    precision_choice = None
+    if precision == "auto":
+        precision_choice = _auto_precision(names_wanted, sur, images, y, epsilons[0], batch_size, seed, dev,
+                                           style_backend, stm_checkpoint, out)
+        precision = precision_choice["chosen"] if precision_choice else "fp32"
     reporter.info(f"{len(samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
                   f"({sur.threat_model}), device {dev}, precision {precision}")
 
@@ -126,7 +157,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                             "notes": list(aset.notes), "n_images": len(aset.images),
                             "stats": stats})
     doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
-           "image_size": list(size), "seed": seed, "precision": precision, "sets": summary, "skipped": skipped}
+           "image_size": list(size), "seed": seed, "precision": precision, "precision_choice": precision_choice, "sets": summary, "skipped": skipped,
+           "dropped": dropped}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     from auditor.report.gates import exit_status

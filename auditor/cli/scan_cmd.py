@@ -193,7 +193,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--images-dir", type=click.Path(file_okay=False), help="Where CSV/NIH image paths are relative to.")
 @click.option("--allow-outside-root", is_flag=True,
               help="Let a CSV/NIH manifest list images whose real location is outside its data root.")
-@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...")
+@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
 @click.option("--out", default="xray-audit-out", show_default=True, type=click.Path(file_okay=False))
 @model_contract_options
 @click.option("--attacks", help="Comma list of mifgsm, usmm, stm, blend, or none (default: usmm,stm with a surrogate).")
@@ -211,7 +211,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True, help="Inference batch size.")
 @click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Surrogate arithmetic for attacks; auto times fp32 and bf16 here and checks bf16 on the first batch.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Adversarial-set cache (default: $XRAY_AUDIT_CACHE or ~/.cache/xray-audit).")
 @click.option("--style-backend", type=click.Choice(["randconv", "adain-stats", "ghiasi"]), default="randconv",

@@ -1,10 +1,12 @@
 """Data sets of chest X-rays: indexing, decoding, fingerprinting, label mapping."""
 
 from auditor.data.loading import (
+    DROP,
     MAX_PIXELS,
     Dataset,
     ImageReadError,
     drop_duplicates,
+    drop_labels,
     fingerprint,
     load_image,
     load_images,
@@ -15,6 +17,6 @@ from auditor.data.loading import (
 )
 
 __all__ = [
-    "MAX_PIXELS", "Dataset", "ImageReadError", "drop_duplicates", "fingerprint", "load_image", "load_images", "map_labels",
-    "open_dataset", "parse_label_map", "stratified_subset",
+    "DROP", "MAX_PIXELS", "Dataset", "ImageReadError", "drop_duplicates", "drop_labels", "fingerprint", "load_image",
+    "load_images", "map_labels", "open_dataset", "parse_label_map", "stratified_subset",
 ]

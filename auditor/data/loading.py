@@ -462,8 +462,15 @@ def drop_duplicates(samples) -> tuple[list[int], list[Skipped]]:
     return keep, dups
 
 
+#: ``--label-map LABEL=-`` drops every image of that data label from the scan
+DROP = "-"
+
+
 def parse_label_map(text: str | None) -> dict[str, str]:
-    """``"Normal=no finding,PTX=pneumothorax"`` -> {"normal": "no finding", "ptx": "pneumothorax"}."""
+    """``"Normal=no finding,PTX=pneumothorax,other=-"`` -> {"normal": "no finding", "ptx": "pneumothorax", "other": "-"}.
+
+    A target of :data:`DROP` (``-``) drops that data label (see :func:`drop_labels`).
+    """
     out: dict[str, str] = {}
     if not text:
         return out
@@ -501,6 +508,18 @@ def map_labels(labels: list[str], class_names: tuple[str, ...], label_map: dict[
             )
         raise DataError(f"data labels {sorted(missing)} match no model class {list(class_names)} (use --label-map)")
     return out
+
+
+def drop_labels(labels: list[str], label_map: dict[str, str] | None) -> tuple[list[int], dict[str, int]]:
+    """Indices of the labels kept, and {data label: images dropped} for labels mapped to :data:`DROP`."""
+    drop = {k.lower() for k, v in (label_map or {}).items() if v.strip() == DROP}
+    kept, dropped = [], {}
+    for i, lab in enumerate(labels):
+        if lab.lower() in drop:
+            dropped[lab] = dropped.get(lab, 0) + 1
+        else:
+            kept.append(i)
+    return kept, dropped
 
 
 def stratified_subset(labels: list[str], max_images: int, seed: int) -> list[int]:

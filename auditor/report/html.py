@@ -445,7 +445,7 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "parameters": [(k, fmt_value(v)) for k, v in sorted(result.parameters.items(), key=lambda kv: str(kv[0]))],
         "adversarial_sets": [
             {"name": m.get("name"), "key": str(m.get("key") or "")[:16], "cache_hit": m.get("cache_hit"),
-             "seconds": m.get("seconds"), "backend": m.get("backend") or "",
+             "seconds": m.get("seconds"), "seconds_per_image": m.get("seconds_per_image"), "backend": m.get("backend") or "",
              "surrogate": ((m.get("surrogate") or {}).get("label") if isinstance(m.get("surrogate"), dict) else "") or ""}
             for m in (result.extras.get("adversarial_sets") or []) if isinstance(m, dict)],
         "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
