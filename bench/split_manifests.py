@@ -12,7 +12,12 @@ in neither the target's training part nor its test part are those of its
 *validation* part. This script reproduces that split exactly (same loader,
 same ordering, same seed) and writes ``train.csv``, ``val.csv`` and
 ``test.csv`` (columns ``path,label,patient_id``; absolute paths), plus
-``split.json`` with counts and patient sets checked to be disjoint.
+``split.json`` with counts and patient sets checked to be disjoint. With
+``--balanced-test N`` it also writes ``test_balanced_N.csv``: N // K images of
+each of the K classes drawn from the test part (seeded, at most one image per
+patient where the class has enough patients), for audits that need a
+class-balanced sample (``scan --max-images`` draws in proportion to the
+classes).
 
 Train the surrogate with ``--data OUT/val.csv``: its own 60/20/20 split then
 runs inside the target's validation patients, so it trains on about 12 % of
@@ -59,17 +64,51 @@ def write_manifests(data_root: str, out: str | Path, seed: int = 42) -> dict:
     return summary
 
 
+def write_balanced_test(out: str | Path, n: int, seed: int = 0) -> Path:
+    """``test_balanced_N.csv``: ``n // K`` test images per class, preferring distinct patients; returns its path."""
+    import numpy as np
+
+    out = Path(out)
+    with open(out / "test.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    classes = sorted({r["label"] for r in rows})
+    per = n // len(classes)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in classes:
+        idx = [i for i, r in enumerate(rows) if r["label"] == c]
+        if len(idx) < per:
+            raise SystemExit(f"class {c} has only {len(idx)} test images, {per} asked")
+        order = rng.permutation(idx)
+        seen, first, rest = set(), [], []
+        for i in order:  # one image per patient first, then the rest
+            pid = rows[i]["patient_id"] or f"image:{rows[i]['path']}"
+            (rest if pid in seen else first).append(i)
+            seen.add(pid)
+        chosen.extend(sorted((first + rest)[:per]))
+    path = out / f"test_balanced_{n}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "patient_id"])
+        w.writeheader()
+        for i in chosen:
+            w.writerow(rows[i])
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--balanced-test", type=int, metavar="N", help="also write test_balanced_N.csv (N // K per class)")
     args = ap.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"skipped: {args.data} is absent", file=sys.stderr)
         return 0
     print(json.dumps(write_manifests(args.data, args.out, args.seed), indent=2))
+    if args.balanced_test:
+        print(write_balanced_test(args.out, args.balanced_test))
     return 0
 
 
