@@ -18,7 +18,9 @@ sensitivity and specificity of ``--positive``, each with a 95 % percentile
 bootstrap interval that resamples *patients*
 (:func:`auditor.metrics.bootstrap_cms`), and the CNN-minus-baseline difference
 in balanced accuracy with its paired bootstrap interval (same patient draws
-for both). Skips with exit 0 when the split folder is absent. Not part of the
+for both). ``--probe-border FRAC`` adds each model's scores on images whose
+inside is blanked, only a frame of FRAC of the side left (a shortcut probe).
+Skips with exit 0 when the split folder is absent. Not part of the
 tests.
 """
 
@@ -78,8 +80,22 @@ def load_split(split: Path, part: str, size: int, class_names=None):
     return load_training_data(str(split / f"{part}.csv"), size, class_names, quiet=True, progress=False)
 
 
-def predict_checkpoint(path: str, split: Path, class_names) -> np.ndarray:
-    """Class indices (in ``class_names`` order) predicted by an xray-audit checkpoint on test.csv."""
+def border_only(images: np.ndarray, frac: float) -> np.ndarray:
+    """Shortcut probe: keep a frame of ``frac`` of the side; fill the inside (the chest) with the image's mean."""
+    out = images.copy()
+    h, w = images.shape[-2:]
+    bh, bw = max(1, int(round(h * frac))), max(1, int(round(w * frac)))
+    inner = out[..., bh:h - bh, bw:w - bw]
+    inner[...] = images.mean(axis=(-2, -1), keepdims=True)
+    return out
+
+
+def predict_checkpoint(path: str, split: Path, class_names, probe_border: float = 0.0) -> dict[str, np.ndarray]:
+    """Class indices (in ``class_names`` order) predicted by an xray-audit checkpoint on test.csv.
+
+    Returns ``{"": predictions}`` plus, with ``probe_border``, ``{"border-only": ...}`` on
+    :func:`border_only` images (a model that stays accurate without the chest uses a shortcut).
+    """
     import torch
 
     from auditor.models.torch import class_permutation, load_checkpoint, read_checkpoint
@@ -88,11 +104,17 @@ def predict_checkpoint(path: str, split: Path, class_names) -> np.ndarray:
     perm = class_permutation(tuple(doc["spec"].class_names), tuple(class_names), path)
     model = load_checkpoint(path, class_index=perm, doc=doc)
     data = load_split(split, "test", int(model.size[0]), class_names)
-    preds = []
-    with torch.no_grad():
-        for s in range(0, len(data.labels), 64):
-            preds.append(model(torch.from_numpy(data.images[s:s + 64])).argmax(1).numpy())
-    return np.concatenate(preds)
+    variants = {"": data.images}
+    if probe_border:
+        variants[f"border-only {probe_border:.0%}"] = border_only(data.images, probe_border)
+    out = {}
+    for key, images in variants.items():
+        preds = []
+        with torch.no_grad():
+            for s in range(0, len(images), 64):
+                preds.append(model(torch.from_numpy(images[s:s + 64])).argmax(1).numpy())
+        out[key] = np.concatenate(preds)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positive", default="pneumonia")
     ap.add_argument("--baseline-size", type=int, default=224)
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--probe-border", type=float, default=0.0, metavar="FRAC",
+                    help="also score each model with only a border frame of FRAC visible (shortcut probe), e.g. 0.15")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     split = Path(args.split)
@@ -124,9 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     y_fit = np.concatenate([d.labels for d in fit])
     base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced")).fit(x_fit, y_fit)
     preds = {"baseline (logreg on intensity statistics)": base.predict(intensity_features(test.images))}
+    if args.probe_border:  # the same baseline fitted and scored on border-only images
+        xb = np.concatenate([intensity_features(border_only(d.images, args.probe_border)) for d in fit])
+        bb = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced")).fit(xb, y_fit)
+        preds[f"baseline (border-only {args.probe_border:.0%}, refitted)"] = bb.predict(
+            intensity_features(border_only(test.images, args.probe_border)))
     for item in args.model:
         name, _, path = item.partition("=")
-        preds[name] = predict_checkpoint(path, split, names)
+        for key, p in predict_checkpoint(path, split, names, args.probe_border).items():
+            preds[f"{name} ({key})" if key else name] = p
     groups = test.patient_ids
     out, boots = {}, {}
     for name, p in preds.items():
