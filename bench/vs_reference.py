@@ -137,19 +137,19 @@ def load_batch(data: str, names, size: int, n: int, seed: int):
     return torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
-def run_reference(cls, model, x, y, eps: float, seed: int):
+def run_reference(cls, model, x, y, eps: float, seed: int, steps: int = 10):
     """Adversarial images of the reference attack (global RNG seeded with ``seed``) and seconds taken."""
     import torch
 
     ref = type("Ref" + cls.__name__, (cls,), {"load_model": lambda self, _name: model})(
-        "surrogate", epsilon=eps, alpha=eps / 10, epoch=10, decay=1.0)
+        "surrogate", epsilon=eps, alpha=eps / steps, epoch=steps, decay=1.0)
     torch.manual_seed(seed)
     t, c = time.perf_counter(), time.process_time()
     delta = ref(x, y)
     return (x + delta).clamp(0, 1).detach(), (time.perf_counter() - t, time.process_time() - c)
 
 
-def run_ours(name: str, model, x, y, eps: float, seed: int, reference_numerics: bool = False):
+def run_ours(name: str, model, x, y, eps: float, seed: int, reference_numerics: bool = False, steps: int = 10):
     """Adversarial images of xray-audit's attack (fp32) with ``seed``, (wall, CPU) seconds and surrogate rows.
 
     ``reference_numerics`` turns off what changes float rounding but not the
@@ -161,7 +161,7 @@ def run_ours(name: str, model, x, y, eps: float, seed: int, reference_numerics: 
     extra = {"mask_source": "batch"} if name == "usmm" else {}
     if reference_numerics:
         extra.update(fold_bn=False, channels_last=False, max_batch_rows=10_000)
-    atk = make_attack(name, model, epsilon=eps, steps=10, precision="fp32", **extra)
+    atk = make_attack(name, model, epsilon=eps, steps=steps, precision="fp32", **extra)
     atk.ensure_setup()
     t, c = time.perf_counter(), time.process_time()
     out = atk(x, y, seed=seed)
@@ -197,12 +197,13 @@ def compare_one(name, ref_cls, model, x_all, y_all, eps, args, fwd, peak32, tpre
     for b, s in enumerate(range(0, n, args.batch)):
         xb, yb = x_all[s:s + args.batch], y_all[s:s + args.batch]
         seed = args.seed + b
-        jobs = [("reference", lambda: run_reference(ref_cls, model, xb, yb, eps, seed) + (None,)),
-                ("xray_audit", lambda: run_ours(name, model, xb, yb, eps, seed))]
+        t = args.steps
+        jobs = [("reference", lambda: run_reference(ref_cls, model, xb, yb, eps, seed, t) + (None,)),
+                ("xray_audit", lambda: run_ours(name, model, xb, yb, eps, seed, steps=t))]
         if b % 2:  # alternate the order so drift in machine load hits both alike
             jobs.reverse()
         if args.numerics_check:
-            jobs.append(("xray_audit_reference_numerics", lambda: run_ours(name, model, xb, yb, eps, seed, True)))
+            jobs.append(("xray_audit_reference_numerics", lambda: run_ours(name, model, xb, yb, eps, seed, True, t)))
         for who, job in jobs:
             out, (w, c), r = job()
             adv[who].append(out)
@@ -272,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear benchma
     ap.add_argument("--eps", type=float, default=8.0, help="L-inf budget in 1/255 units")
     ap.add_argument("--attacks", default="mifgsm,usmm")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=10,
+                    help="iterations T of both (10 = official); --steps 1 isolates one step's float differences "
+                         "from their amplification over T")
     ap.add_argument("--no-numerics-check", dest="numerics_check", action="store_false",
                     help="skip the extra xray-audit run with the reference's numerics (BN unfolded, NCHW, one chunk)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
