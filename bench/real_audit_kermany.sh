@@ -13,7 +13,9 @@
 # Every step is skipped when its output exists; the scans resume through --cache-dir (adversarial
 # batches are cached as they finish), so re-running after an interruption continues where it stopped.
 # Models are trained here only when missing (hours of CPU). Env knobs: N, RUNS, TARGET, SUR, EPS,
-# ATTACKS, DEFENSES, DENOISER, COMPARE, WHITEBOX, CACHE, OUT, RESULTS (copy results.json/report.pdf there).
+# ATTACKS, DEFENSES, DENOISER, COMPARE, WHITEBOX, CACHE, OUT, RESULTS (copy results.json/report.pdf there;
+# they embed example images of the data set, so keep them out of git), RESUME_TRAINING=1 (resume an
+# interrupted training run found in the model's folder).
 # Dry run:  N=10 TARGET=/work/runs/k_resnet50_128_interim/model.onnx WHITEBOX=0 bench/real_audit_kermany.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -46,7 +48,18 @@ t() { local s=$SECONDS; "$@"; echo "[timing] $((SECONDS - s)) s: $*" | tee -a "$
 DATA="$SPLIT/test_balanced_$N.csv"
 
 # 2. models, only when missing (resume an interrupted training run)
-train() { local out=$1; shift; local r=(); [ -f "$out/state.pt" ] && r=(--resume); t python -m auditor train reference "$@" --out "$out" "${r[@]}" --no-progress; }
+train() {
+  local out=$1; shift; local r=()
+  if [ -f "$out/state.pt" ]; then
+    # an unfinished run may still be training in another process: never run two on one folder
+    if [ "${RESUME_TRAINING:-0}" != 1 ]; then
+      echo "$out holds an unfinished training run (maybe still running); wait for its model, or set RESUME_TRAINING=1" >&2
+      exit 4
+    fi
+    r=(--resume)
+  fi
+  t python -m auditor train reference "$@" --out "$out" "${r[@]}" --no-progress
+}
 [ -f "$TARGET" ] || train "$(dirname "$TARGET")" --data "$KERMANY" --arch resnet50 --image-size 128 --epochs 20
 [ -f "$SUR" ] || train "$(dirname "$SUR")" --data "$SPLIT/val.csv" --arch resnet18 --image-size 128 --epochs 30 --min-epochs 5
 
