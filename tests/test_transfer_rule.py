@@ -42,9 +42,10 @@ def test_set_diagnostics_arithmetic():
                         surrogate_sizes=[(16, 16)], target_size=(32, 32))
     assert d["surrogate_accuracy_clean"] == pytest.approx(0.8)
     assert d["surrogate_accuracy"] == pytest.approx(0.2)  # only the last image stays right
-    assert d["surrogate_flip_rate"] == pytest.approx(3 / 4)  # 3 of its 4 correct images flipped
+    assert d["surrogate_flip_rate"] == pytest.approx(3 / 5)  # its prediction changed on 3 of the 5 images
+    assert d["surrogate_attack_success_rate"] == pytest.approx(3 / 4)  # 3 of its 4 correct images made wrong
     assert d["agreement_clean"] == pytest.approx(3 / 5)
-    assert d["transfer_efficiency"] == pytest.approx((1 / 4) / (3 / 4))  # target: 1 of 4 correct flipped
+    assert d["transfer_efficiency"] == pytest.approx((1 / 5) / (3 / 5))  # target: 1 of 5 predictions changed
     assert d["surrogate_input_size"] == [[16, 16]] and d["target_input_size"] == [32, 32]
     assert d["same_input_size"] is False
 

@@ -96,8 +96,12 @@ class TrainData:
 
 
 def load_training_data(root: str | Path, image_size: int, class_names: Iterable[str] | None = None,
-                       quiet: bool = False, progress: bool | None = None) -> TrainData:
+                       quiet: bool = False, progress: bool | None = None,
+                       allow_outside_root: bool = False) -> TrainData:
     """Index, fingerprint and decode a data set for training.
+
+    A CSV manifest may list images outside its own folder only with
+    ``allow_outside_root`` (``--allow-outside-root``), as for ``scan``.
 
     Unreadable images are skipped and listed (``TrainData.skipped``). Raises a
     one-line :class:`DataError` for a single class, too few images per class for
@@ -105,7 +109,7 @@ def load_training_data(root: str | Path, image_size: int, class_names: Iterable[
     """
     from auditor.data import fingerprint, load_images, open_dataset
 
-    ds = open_dataset(root)
+    ds = open_dataset(root, allow_outside_root=allow_outside_root)
     samples, manifest_sha = fingerprint(ds.samples)
     names = tuple(class_names) if class_names else tuple(sorted({s.label for s in samples}))
     lower = {n.lower(): i for i, n in enumerate(names)}

@@ -98,6 +98,7 @@ class TrainConfig:
     attack: str = "fgsm-rs"
     adv_eps: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
     adv_fraction: float = 0.5
+    allow_outside_root: bool = False  #: a CSV manifest may list images outside its folder
     n_boot: int = 1000
     class_names: tuple[str, ...] | None = None
     export: bool = True
@@ -290,7 +291,8 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # weight initialisation of the freshly built network
     bars = show_bars(cfg.quiet, cfg.progress)
 
-    data = load_training_data(cfg.data, cfg.image_size, cfg.class_names, quiet=cfg.quiet, progress=cfg.progress)
+    data = load_training_data(cfg.data, cfg.image_size, cfg.class_names, quiet=cfg.quiet, progress=cfg.progress,
+                              allow_outside_root=cfg.allow_outside_root)
     synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
     split = patient_split(data.labels, data.groups(), seed=cfg.seed)
 

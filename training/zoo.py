@@ -76,7 +76,9 @@ def _excluded(exclude: str | None) -> tuple[set[str], set[str]]:
         return set(), set()
     from auditor.data import fingerprint, open_dataset
 
-    samples, _ = fingerprint(open_dataset(exclude).samples)
+    # the held-out set is only read to leave its patients and images out, never trained on or scored,
+    # so a manifest of it may point anywhere (e.g. at the data folder from a split-manifests CSV)
+    samples, _ = fingerprint(open_dataset(exclude, allow_outside_root=True).samples)
     return {s.patient_id for s in samples if s.patient_id}, {s.sha256 for s in samples}
 
 
@@ -137,7 +139,9 @@ def train_zoo(data: str, out: str, archs: Sequence[str], base: TrainConfig, excl
         _write_manifest(manifest, fold)
         log(f"zoo member {i + 1}/{len(archs)}: {arch} on {len(fold)} images "
             f"({len({s.patient_id or s.path for s in fold})} patients)", base.quiet)
+        # the fold manifest, written just above, lists images of the data folder: outside the zoo folder
         cfg = replace(base, data=str(manifest), out=str(root / f"{i}_{arch}"), arch=arch, recipe="reference",
+                      allow_outside_root=True,
                       name=f"zoo-{i}-{arch}-{base.image_size}px")
         res = train_classifier(cfg)
         if Path(res["checkpoint"]).resolve() != (root / f"{i}_{arch}" / "model.pt").resolve():

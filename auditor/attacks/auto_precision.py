@@ -1,7 +1,7 @@
 """``--precision auto``: measure fp32 and bf16 on this host with the scan's own surrogate, then choose.
 
 Whether bf16 pays depends on the host: on one of this project's CPUs bf16 ran USMM 2.2x faster than
-fp32, on another 1.25x slower (docs/perf.md), and bf16 input gradients can differ a lot from fp32 on
+fp32, on another 1.25x slower (docs/algorithms.md §11), and bf16 input gradients can differ a lot from fp32 on
 some networks. So ``auto`` decides per scan, at the start of the attack stage:
 
 1. **Speed**: a few forward+backward-to-input passes of the actual (BN-folded, channels_last)

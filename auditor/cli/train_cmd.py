@@ -49,6 +49,8 @@ def _classifier_options(func):
         click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early-stopping patience (val loss)."),
         click.option("--min-epochs", type=click.IntRange(0), default=0, show_default=True,
                      help="Phase-2 epochs before early stopping and lr reduction may act."),
+        click.option("--allow-outside-root", is_flag=True,
+                     help="Let a CSV manifest list images whose real location is outside its folder."),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -81,7 +83,7 @@ def _classifier_config(recipe: str, kw: dict, **extra):
 
     args = dict(data=kw["data"], out=kw["out"], recipe=recipe, seed=kw["seed"], device=kw["device"], resume=kw["resume"],
                 overwrite=kw["overwrite"], quiet=kw["quiet"], progress=False if kw["no_progress"] else None,
-                max_steps=kw["max_steps"], n_boot=kw["n_boot"])
+                max_steps=kw["max_steps"], n_boot=kw["n_boot"], allow_outside_root=bool(kw.get("allow_outside_root")))
     for key in ("arch", "image_size", "lr", "head_epochs", "patience", "min_epochs", "epochs", "batch_size"):
         if kw.get(key) is not None:
             args[key] = kw[key]

@@ -330,9 +330,14 @@ def _image_uri(value: Any) -> str | None:
     return None
 
 
+def _as_list(value: Any) -> list:
+    """``value`` when it is a list, else an empty list (results.json is untrusted input)."""
+    return value if isinstance(value, list) else []
+
+
 def _examples(result: AuditResult) -> dict[str, Any]:
     items = result.extras.get("examples") if isinstance(result.extras, dict) else None
-    items = [e for e in (items or []) if isinstance(e, dict)]
+    items = [e for e in (items if isinstance(items, list) else []) if isinstance(e, dict)]
     shown = []
     for e in items[:MAX_EXAMPLES]:
         images = e.get("images") or {}
@@ -447,7 +452,7 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
             {"name": m.get("name"), "key": str(m.get("key") or "")[:16], "cache_hit": m.get("cache_hit"),
              "seconds": m.get("seconds"), "seconds_per_image": m.get("seconds_per_image"), "backend": m.get("backend") or "",
              "surrogate": ((m.get("surrogate") or {}).get("label") if isinstance(m.get("surrogate"), dict) else "") or ""}
-            for m in (result.extras.get("adversarial_sets") or []) if isinstance(m, dict)],
+            for m in _as_list(result.extras.get("adversarial_sets")) if isinstance(m, dict)],
         "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
         "environment": [(k, fmt_value(v)) for k, v in sorted(result.environment.items(), key=lambda kv: str(kv[0]))],
         "transfer_headline": headline(result),

@@ -45,6 +45,7 @@ def _measure(v: Optional[float]) -> Optional[float]:
 Fraction = Annotated[Optional[float], AfterValidator(_fraction)]
 Measure = Annotated[Optional[float], AfterValidator(_measure)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=100_000)]
 Interval = Optional[Annotated[list[Fraction], Field(min_length=2, max_length=2)]]
 
@@ -99,8 +100,14 @@ class ConditionDoc(_Open):
     threat_model: Optional[Text] = None
     defense: Optional[Text] = None
     predictions: list[Count] = []
+    probabilities: Annotated[list[Annotated[list[Probability], Field(max_length=10_000)]], Field(max_length=MAX_COUNT)] = []
     attack_success_rate: Fraction = None
+    attack_success_rate_ci: Interval = None
     flip_rate: Fraction = None
+    flip_rate_ci: Interval = None
+    n_clean_correct: Optional[Count] = None
+    n_fooled: Optional[Count] = None
+    n_flipped: Optional[Count] = None
     recovered_rate: Fraction = None
     opacity: Fraction = None
     linf_mean: Measure = None
@@ -145,10 +152,19 @@ class ModelDoc(_Open):
     spec: SpecDoc = SpecDoc()
 
 
+class ConversionDoc(_Open):
+    """How one image was converted while loading (DICOM colour, frame, lossy codec)."""
+
+    name: Text = ""
+    notes: list[Text] = []
+
+
 class DataDoc(_Open):
     """Identity of the data set and what was skipped while reading it."""
 
     skipped: list[SkippedDoc] = []
+    conversions: list[ConversionDoc] = []
+    dropped: dict[str, Count] = {}
     caveats: list[Text] = []
     per_class: dict[str, Count] = {}
     n_images: Optional[Count] = None

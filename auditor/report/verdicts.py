@@ -119,9 +119,11 @@ class Scorer:
 
     def __init__(self, result: AuditResult) -> None:
         self.n = len(result.samples)
-        self.y = np.array([int(s.get("label_index", -1)) for s in result.samples], dtype=np.int64)
+        self.y = np.array([s["label_index"] if isinstance(s.get("label_index"), int) else -1 for s in result.samples],
+                          dtype=np.int64)
         self.groups = [s.get("patient_id") for s in result.samples]
-        self.seed = int(result.parameters.get("seed", 0) or 0)
+        seed = result.parameters.get("seed", 0)
+        self.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else 0
         n_boot = result.parameters.get("n_boot")
         self.n_boot = int(n_boot) if isinstance(n_boot, int) and n_boot >= 0 else DEFAULT_N_BOOT
 
