@@ -44,10 +44,10 @@ def load_scan_surrogate(auditor: "Auditor"):
 def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):
     """The attack stage's clock: projections after first batches, seconds per image per set."""
     from auditor.attack_eta import StageClock
-    from auditor.audit import eps_name
+    from auditor.audit import set_name
 
     opt = auditor.options
-    plan = [(f"{a}@{eps_name(e)}", a) for a in attacks for e in opt.epsilons]
+    plan = [(set_name(a, e, opt.style_backend), a) for a in attacks for e in opt.epsilons]
     steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
     return StageClock.for_sets(plan, n_images, auditor.reporter.info, steps)
 

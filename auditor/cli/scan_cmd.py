@@ -85,6 +85,11 @@ def check_scan_flags(options: dict, gates=()) -> None:
     surrogate = options.get("surrogate")
     if surrogate and surrogate.strip().lower() != "target":
         for part in split_list(surrogate):
+            if Path(part).expanduser().is_dir():  # a surrogate zoo (xray-audit train surrogates)
+                if not (Path(part).expanduser() / "zoo.json").is_file():
+                    raise UsageError(f"--surrogate {part}: a folder must be a surrogate zoo with zoo.json "
+                                     "(xray-audit train surrogates)")
+                continue
             _check_file_flag(part, "--surrogate")
 
 

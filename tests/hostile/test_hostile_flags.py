@@ -120,7 +120,7 @@ def test_out_under_a_regular_file(model, data, tmp_path):
 def test_debug_still_shows_a_traceback_for_internal_details(model, tmp_path):
     """``--debug`` adds the traceback (here of the usage error) and keeps the documented exit code."""
     r = invoke("--debug", *scan_args(model, tmp_path / "nowhere", tmp_path / "out", "--defenses", "jpeg:500"))
-    assert r.exit_code == 2 and "Traceback (most recent call last)" in r.stderr and "jpeg:500" in r.stderr
+    assert r.exit_code == 2 and "Traceback (most recent call last)" in r.stderr and "jpeg quality 500" in r.stderr
 
 
 def test_compare_model_with_other_classes_is_refused_before_the_scan(model, tmp_path):

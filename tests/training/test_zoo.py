@@ -97,7 +97,8 @@ def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
     target = doc["members"][0]["checkpoint"].replace("model.pt", "model.onnx")
     scan = CliRunner().invoke(cli, ["scan", str(zoo / target), "--data", str(held), "--out", str(tmp_path / "audit"),
                                     "--surrogate", str(zoo), "--attacks", "mifgsm", "--eps", "8", "--no-detector",
-                                    "--cache-dir", str(tmp_path / "cache"), "--n-boot", "10", "--format", "json", "-q"])
+                                    "--cache-dir", str(tmp_path / "cache"), "--n-boot", "10", "--format", "json", "-q",
+                                    "--allow-outside-root"])  # the held-out CSV lists images of the phantom folder
     assert scan.exit_code == 0, scan.output
     res = json.loads((tmp_path / "audit" / "results.json").read_text())
     cond = next(c for c in res["conditions"] if c["name"] == "mifgsm@8")
