@@ -69,7 +69,7 @@ def main() -> None:  # noqa: C901 - a linear script
     from auditor.attacks.registry import make_attack
     from auditor.models.torch import TorchClassifier
     from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
-    from reference_models.registry import build_model
+    from auditor.reference_models.registry import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

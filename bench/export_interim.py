@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from reference_models.registry import build_model, make_checkpoint
-    from training.common import atomic_torch_save, load_training_data
-    from training.export import export_classifier
-    from training.recipes import classifier_spec
+    from auditor.reference_models.registry import build_model, make_checkpoint
+    from auditor.training.common import atomic_torch_save, load_training_data
+    from auditor.training.export import export_classifier
+    from auditor.training.recipes import classifier_spec
 
     run = Path(args.run)
     out = Path(args.out)

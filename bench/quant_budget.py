@@ -31,7 +31,7 @@ def main() -> None:
     from auditor.data import load_images, open_dataset
     from auditor.models.torch import TorchClassifier
     from auditor.types import ModelSpec
-    from reference_models.registry import build_model
+    from auditor.reference_models.registry import build_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("data")

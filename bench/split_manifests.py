@@ -7,7 +7,7 @@ Usage::
 Why: the realistic black-box surrogate must never have seen the vendor's
 (target's) training patients, and the audit runs on the target's test split.
 ``xray-audit train`` splits its ``--data`` patient-wise 60/20/20
-(:func:`training.common.patient_split`, seed 42), so the only patients that are
+(:func:`auditor.training.common.patient_split`, seed 42), so the only patients that are
 in neither the target's training part nor its test part are those of its
 *validation* part. This script reproduces that split exactly (same loader,
 same ordering, same seed) and writes ``train.csv``, ``val.csv`` and
@@ -36,7 +36,7 @@ from pathlib import Path
 
 def write_manifests(data_root: str, out: str | Path, seed: int = 42) -> dict:
     """Reproduce the training split of ``data_root`` and write one CSV per part; returns the summary."""
-    from training.common import load_training_data, patient_split
+    from auditor.training.common import load_training_data, patient_split
 
     # image size does not affect the split (same files, same order, same skips); 16 px keeps it cheap
     data = load_training_data(data_root, 16, quiet=True, progress=False)

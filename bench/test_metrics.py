@@ -9,7 +9,7 @@ Usage::
 ``--split`` is a folder written by ``bench/split_manifests.py`` (``train.csv``,
 ``val.csv``, ``test.csv``). Every model is scored on ``test.csv``; so is the
 baseline, a logistic regression (class-balanced, standardised features) on
-per-image intensity statistics (:func:`training.measure_real.intensity_features`:
+per-image intensity statistics (:func:`auditor.training.measure_real.intensity_features`:
 mean, std, 5/25/50/75/95th percentiles, mean |Laplacian|), fitted on
 ``train.csv`` + ``val.csv`` at the files' native size (``--baseline-size``).
 
@@ -75,7 +75,7 @@ def score(y_true, y_pred, k: int, groups, pos: int, n_boot: int, seed: int = 0) 
 
 def load_split(split: Path, part: str, size: int, class_names=None):
     """TrainData of one CSV part at ``size`` px."""
-    from training.common import load_training_data
+    from auditor.training.common import load_training_data
 
     return load_training_data(str(split / f"{part}.csv"), size, class_names, quiet=True, progress=False,
                               allow_outside_root=True)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from training.measure_real import intensity_features
+    from auditor.training.measure_real import intensity_features
 
     test = load_split(split, "test", args.baseline_size)
     names = test.class_names

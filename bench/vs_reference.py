@@ -110,7 +110,7 @@ def load_model(checkpoint: str | None, size: int):
 
     from auditor.models.torch import TorchClassifier, load_checkpoint
     from auditor.types import ModelSpec
-    from reference_models.registry import build_model
+    from auditor.reference_models.registry import build_model
 
     if checkpoint:
         m = load_checkpoint(checkpoint)

@@ -40,7 +40,7 @@ for row in "${MODULES[@]}"; do
   if [[ -n "$ONLY" && " $ONLY " != *" $name "* ]]; then continue; fi
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  (cd "$here" && cp -a auditor tests reference_models training templates pyproject.toml "$scratch/")
+  (cd "$here" && cp -a auditor tests pyproject.toml "$scratch/")
   # pytest's -k takes "a or b": spelled with underscores above so the row splits on spaces
   sel=${tests//_or_/ or }
   sel=${sel//-k not_/-k not }

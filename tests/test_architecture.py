@@ -32,7 +32,7 @@ def _uses(path: Path, prefix: str) -> bool:
 
 
 def test_only_onnx_adapter_imports_onnxruntime():
-    offenders = [p for p in _modules("auditor") + _modules("training") if _uses(p, "onnxruntime")]
+    offenders = [p for p in _modules("auditor") if _uses(p, "onnxruntime")]
     assert [p.relative_to(ROOT).as_posix() for p in offenders] == ["auditor/models/onnx.py"]
 
 
@@ -43,12 +43,14 @@ def test_report_metrics_types_data_never_import_torch(package):
 
 
 def test_types_imports_nothing_internal():
-    assert not any(m.startswith(("auditor", "training", "reference_models")) for m in _imports(ROOT / "auditor/types.py"))
+    assert not any(m.startswith("auditor") for m in _imports(ROOT / "auditor/types.py"))
 
 
 def test_auditor_never_imports_training_except_cli():
+    """The library never imports the training recipes; the CLI does, lazily, for `xray-audit train`."""
     offenders = [p.relative_to(ROOT).as_posix() for p in _modules("auditor")
-                 if _uses(p, "training") and "/cli/" not in p.as_posix()]
+                 if _uses(p, "auditor.training") and "/cli/" not in p.as_posix()
+                 and not p.is_relative_to(ROOT / "auditor" / "training")]
     assert offenders == []
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from auditor.cli import cli
 from onnx_factory import make_classifier, write_image_folder
-from reference_models.registry import build_model, make_checkpoint
+from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 

@@ -23,7 +23,7 @@ from torch import nn
 from auditor.cli import cli
 from auditor.types import ModelSpec
 from onnx_factory import make_classifier
-from reference_models.registry import build_model, make_checkpoint
+from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia"]
 N_SMOOTH, N_NOISY = 10, 2
@@ -75,7 +75,7 @@ def _write_data(root):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from training.export import export_classifier
+    from auditor.training.export import export_classifier
 
     root = tmp_path_factory.mktemp("transfer")
     data = _write_data(root / "data")

@@ -17,7 +17,7 @@ import click
 @click.pass_context
 def demo_command(ctx: click.Context, out: str, seed: int, quick: bool, quiet: bool, no_progress: bool) -> None:
     """Run the built-in demo on SYNTHETIC chest X-ray phantoms (no patient data, no medical meaning)."""
-    from training.demo import prepare_demo
+    from auditor.training.demo import prepare_demo
 
     click.echo("xray-audit demo: everything below uses SYNTHETIC procedural phantoms, not radiographs.")
     paths = prepare_demo(out, seed=seed, quick=quick, quiet=quiet, progress=False if no_progress else None)

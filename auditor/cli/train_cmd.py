@@ -79,7 +79,7 @@ def _print_image_model(result: dict) -> None:
 
 
 def _classifier_config(recipe: str, kw: dict, **extra):
-    from training.recipes import TrainConfig
+    from auditor.training.recipes import TrainConfig
 
     args = dict(data=kw["data"], out=kw["out"], recipe=recipe, seed=kw["seed"], device=kw["device"], resume=kw["resume"],
                 overwrite=kw["overwrite"], quiet=kw["quiet"], progress=False if kw["no_progress"] else None,
@@ -103,7 +103,7 @@ def train_group() -> None:
 @_classifier_options
 def reference_command(**kw) -> None:
     """The seeds' reference recipe: patient-wise 60/20/20 split, ResNet50 head, two phases, early stopping."""
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     _print_classifier(train_reference(_classifier_config("reference", kw)))
 
@@ -114,7 +114,7 @@ def reference_command(**kw) -> None:
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from this checkpoint instead of from scratch.")
 def augment_command(init, **kw) -> None:
     """Defense: the reference recipe plus intensity scaling, gain masks, uniform noise and random convolutions."""
-    from training.recipes import train_augment
+    from auditor.training.recipes import train_augment
 
     _print_classifier(train_augment(_classifier_config("augment", kw, init=init)))
 
@@ -131,7 +131,7 @@ def augment_command(init, **kw) -> None:
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True)
 def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> None:
     """Defense: fine-tune a reference model on 50/50 clean/adversarial batches (FGSM-RS by default)."""
-    from training.recipes import train_adversarial
+    from auditor.training.recipes import train_adversarial
 
     kw.setdefault("epochs", None)
     if kw["epochs"] is None:
@@ -155,7 +155,7 @@ def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> 
               help="Epochs before early stopping and lr reduction may act.")
 def surrogates_command(archs, exclude, **kw) -> None:
     """A surrogate zoo: several architectures on disjoint patient folds; use the folder as --surrogate DIR."""
-    from training.zoo import parse_archs, train_zoo
+    from auditor.training.zoo import parse_archs, train_zoo
 
     names = parse_archs(archs)
     base = _classifier_config("reference", {**kw, "arch": names[0]})
@@ -168,7 +168,7 @@ def surrogates_command(archs, exclude, **kw) -> None:
 
 
 def _defense_config(kw: dict, **extra):
-    from training.imagepairs import KINDS, DefenseConfig
+    from auditor.training.imagepairs import KINDS, DefenseConfig
 
     kinds = tuple(k.lower() for k in split_list(kw.get("kinds"))) or KINDS
     args = dict(data=kw["data"], out=kw["out"], surrogate=kw["surrogate"], seed=kw["seed"], device=kw["device"],
@@ -201,7 +201,7 @@ def _defense_options(func):
 @_defense_options
 def denoiser_command(**kw) -> None:
     """Defense: HGD denoiser (U-Net, residual output) guided by the surrogate's last conv features."""
-    from training.denoiser import train_denoiser
+    from auditor.training.denoiser import train_denoiser
 
     _print_image_model(train_denoiser(_defense_config(kw)))
 
@@ -214,7 +214,7 @@ def denoiser_command(**kw) -> None:
 @click.option("--n-res", type=click.IntRange(1, 12), default=3, show_default=True, help="Residual blocks per generator.")
 def cyclegan_command(decay_epochs, width, n_res, **kw) -> None:
     """Defense: CycleGAN restoration (attacked -> clean generator), LSGAN, cycle lambda 10."""
-    from training.cyclegan import train_cyclegan
+    from auditor.training.cyclegan import train_cyclegan
 
     if kw.get("epochs") is None:
         kw["epochs"] = 5

@@ -7,7 +7,7 @@
   layout -> network -> logits (probabilities/sigmoid outputs are mapped back
   to logits) -> optional class permutation.
 * :func:`load_checkpoint` reads the ``xray-audit-checkpoint/1`` format of
-  :mod:`reference_models.registry` with ``torch.load(weights_only=True)``.
+  :mod:`auditor.reference_models.registry` with ``torch.load(weights_only=True)``.
 * :class:`Ensemble` averages the logits of several surrogates.
 * :func:`convert_onnx_to_torch` turns the ONNX target into a torch module with
   onnx2torch for white-box attacks and checks it agrees with ONNX Runtime.
@@ -193,7 +193,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate an ``xray-audit-checkpoint/1`` dict (weights only); one-line errors."""
-    from reference_models.registry import ARCHITECTURES, CHECKPOINT_FORMAT
+    from auditor.reference_models.registry import ARCHITECTURES, CHECKPOINT_FORMAT
 
     p = Path(path)
     if not p.is_file():
@@ -233,7 +233,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
 
     ``doc`` may pass an already validated :func:`read_checkpoint` result of ``path``.
     """
-    from reference_models.registry import build_model
+    from auditor.reference_models.registry import build_model
 
     doc = doc if doc is not None else read_checkpoint(path)
     net = build_model(doc["arch"], doc["num_classes"], doc["in_channels"])

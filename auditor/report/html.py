@@ -3,7 +3,7 @@
 The numbers shown are worked out here, in :func:`build_context`; the template
 only lays them out. Autoescaping is on for every template, so class names,
 paths and reasons taken from the data can never inject markup. The stylesheet
-(``templates/report.css``) and every figure are inlined, so the file is
+(``auditor/templates/report.css``) and every figure are inlined, so the file is
 self-contained and contains no external URL.
 """
 
@@ -469,7 +469,7 @@ def environment():
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("templates", "."),
+        loader=jinja2.PackageLoader("auditor", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

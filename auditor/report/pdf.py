@@ -11,7 +11,7 @@
   report never touches the network or the file system.
 * Images carry ``image-rendering: crisp-edges`` (no interpolation, as PDF/A
   requires); page numbers and the running header (model SHA-256, date) come
-  from CSS ``@page`` margin boxes in ``templates/report.css``.
+  from CSS ``@page`` margin boxes in ``auditor/templates/report.css``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import torch
 
 from auditor.attacks import auto_precision as ap
 from auditor.attacks.registry import make_attack
-from reference_models.registry import build_model
+from auditor.reference_models.registry import build_model
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from auditor.cli.attack_cmd import attack_command
 from auditor.types import ModelSpec
-from reference_models.registry import CHECKPOINT_FORMAT, build_model
+from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
 
 CLASSES = ("normal", "pneumonia", "pneumothorax")
 

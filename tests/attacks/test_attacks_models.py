@@ -23,7 +23,7 @@ from auditor.models.torch import (
     load_surrogate,
 )
 from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
-from reference_models.registry import CHECKPOINT_FORMAT, build_model
+from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
 
 
 class Recorder(nn.Module):

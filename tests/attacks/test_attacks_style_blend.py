@@ -52,7 +52,7 @@ def test_blend_set_with_user_style_image(tmp_path):
 def test_gatys_is_bounded_and_uses_surrogate_features():
     import torch
 
-    from reference_models.registry import build_model
+    from auditor.reference_models.registry import build_model
 
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1).eval()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import auditor
 from auditor.attacks.sets import build_adversarial_set
 from auditor.models.torch import load_surrogate
-from reference_models.registry import build_model, make_checkpoint
+from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 N, SIZE = 4, 16

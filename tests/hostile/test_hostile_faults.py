@@ -32,7 +32,7 @@ def _surrogate(path: Path) -> Path:
     import torch
 
     from auditor.types import ModelSpec
-    from reference_models.registry import CHECKPOINT_FORMAT, build_model
+    from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
 
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1)

@@ -25,7 +25,7 @@ import pytest
 from auditor.report.render import render_all
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "auditor", "templates", "training", "reference_models")
+SOURCES = ("pyproject.toml", "README.md", "auditor")
 
 pytestmark = pytest.mark.heavy
 
@@ -66,6 +66,9 @@ def test_wheel_carries_the_report_templates(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("report.html.j2", "_macros.html.j2", "report.css"):
         assert any(n.endswith("/" + template) for n in names), f"{template} missing from {wheel.name}"
+    # one top-level import namespace: nothing generic like `training` or `templates` at the top
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert tops == {"auditor"}, tops
 
 
 def test_installed_wheel_renders_the_html_report_outside_the_checkout(wheel, result, tmp_path):

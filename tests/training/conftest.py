@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.phantoms import write_phantom_dataset
+from auditor.training.phantoms import write_phantom_dataset
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def phantom_dir(tmp_path_factory) -> Path:
 
 def tiny_config(data: Path, out: Path, **kw):
     """A reference-recipe config that runs in about a second."""
-    from training.recipes import TrainConfig
+    from auditor.training.recipes import TrainConfig
 
     args = dict(data=str(data), out=str(out), arch="small_cnn", image_size=32, epochs=1, batch_size=8, lr=1e-3,
                 max_steps=2, n_boot=20, quiet=True, progress=False, device="cpu")
@@ -28,6 +28,6 @@ def tiny_config(data: Path, out: Path, **kw):
 @pytest.fixture(scope="session")
 def reference_run(phantom_dir, tmp_path_factory) -> dict:
     """One tiny reference model trained on ``phantom_dir`` (shared by several tests)."""
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     return train_reference(tiny_config(phantom_dir, tmp_path_factory.mktemp("runs") / "reference", epochs=2))

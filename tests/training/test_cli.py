@@ -24,7 +24,7 @@ def test_train_reference_cli_and_refusal_of_another_model(phantom_dir, tmp_path)
 
 
 def test_train_data_errors_exit_3(tmp_path):
-    from training.phantoms import write_phantom_dataset
+    from auditor.training.phantoms import write_phantom_dataset
 
     root = write_phantom_dataset(tmp_path / "few", 2, size=32)
     r = CliRunner().invoke(cli, ["train", "reference", "--data", str(root), "--out", str(tmp_path / "o"), *TINY])
@@ -37,7 +37,7 @@ def test_adversarial_requires_init():
 
 
 def test_prepare_demo_quick(tmp_path):
-    from training.demo import prepare_demo
+    from auditor.training.demo import prepare_demo
 
     paths = prepare_demo(tmp_path / "demo", quick=True, quiet=True, progress=False, surrogate=False)
     assert Path(paths["model"]).is_file() and Path(paths["checkpoint"]).is_file()

@@ -11,7 +11,7 @@ from auditor.errors import UsageError
 
 
 def _cfg(phantom_dir, out, surrogate, **kw):
-    from training.imagepairs import DefenseConfig
+    from auditor.training.imagepairs import DefenseConfig
 
     args = dict(data=str(phantom_dir), out=str(out), surrogate=surrogate, epochs=1, batch_size=4, max_images=8,
                 max_steps=2, attack_steps=2, n_boot=0, quiet=True, progress=False, device="cpu")
@@ -21,7 +21,7 @@ def _cfg(phantom_dir, out, surrogate, **kw):
 
 def test_denoiser_end_to_end(reference_run, phantom_dir, tmp_path):
     from auditor.models.onnx import OnnxImageModel
-    from training.denoiser import train_denoiser
+    from auditor.training.denoiser import train_denoiser
 
     res = train_denoiser(_cfg(phantom_dir, tmp_path / "den", reference_run["checkpoint"]))
     x = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
@@ -34,7 +34,7 @@ def test_denoiser_end_to_end(reference_run, phantom_dir, tmp_path):
 
 def test_cyclegan_end_to_end_and_resume(reference_run, phantom_dir, tmp_path):
     from auditor.models.onnx import OnnxImageModel
-    from training.cyclegan import train_cyclegan
+    from auditor.training.cyclegan import train_cyclegan
 
     out = tmp_path / "cg"
     first = train_cyclegan(_cfg(phantom_dir, out, reference_run["checkpoint"], epochs=1, decay_epochs=0, width=4, n_res=1))
@@ -47,7 +47,7 @@ def test_cyclegan_end_to_end_and_resume(reference_run, phantom_dir, tmp_path):
 
 
 def test_defense_needs_an_existing_surrogate(phantom_dir, tmp_path):
-    from training.denoiser import train_denoiser
+    from auditor.training.denoiser import train_denoiser
 
     with pytest.raises(UsageError, match="checkpoint not found"):
         train_denoiser(_cfg(phantom_dir, tmp_path / "d", str(tmp_path / "missing.pt")))

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from auditor.errors import RuntimeFailure
-from reference_models.registry import build_model
-from training.recipes import classifier_spec
+from auditor.reference_models.registry import build_model
+from auditor.training.recipes import classifier_spec
 
 
 def _net():
@@ -17,7 +17,7 @@ def _net():
 
 
 def test_broken_export_is_caught_and_not_kept(tmp_path, monkeypatch):
-    import training.export as ex
+    import auditor.training.export as ex
 
     real = ex._export_graph
 
@@ -37,7 +37,7 @@ def test_broken_export_is_caught_and_not_kept(tmp_path, monkeypatch):
 def test_classifier_export_with_imagenet_scaling_says_so(tmp_path):
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import encode_input
-    from training.export import export_classifier
+    from auditor.training.export import export_classifier
 
     spec = classifier_spec(("normal", "abnormal", "other"), 32, "imagenet")
     x = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
@@ -53,8 +53,8 @@ def test_classifier_export_with_imagenet_scaling_says_so(tmp_path):
 
 def test_image_model_export_is_usable_as_preprocessor(tmp_path):
     from auditor.models.onnx import OnnxImageModel
-    from training.denoiser import HGDDenoiser
-    from training.export import export_image_model
+    from auditor.training.denoiser import HGDDenoiser
+    from auditor.training.export import export_image_model
 
     torch.manual_seed(0)
     den = HGDDenoiser().eval()
@@ -71,7 +71,7 @@ def test_image_model_export_is_usable_as_preprocessor(tmp_path):
 
 
 def test_untrained_denoiser_is_the_identity():
-    from training.denoiser import HGDDenoiser
+    from auditor.training.denoiser import HGDDenoiser
 
     x = torch.rand(2, 1, 40, 40)
     assert torch.equal(HGDDenoiser().eval()(x), x)

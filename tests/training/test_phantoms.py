@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from training.phantoms import CLASSES, make_phantom, make_phantom_batch, phantom_rng, write_phantom_dataset
+from auditor.training.phantoms import CLASSES, make_phantom, make_phantom_batch, phantom_rng, write_phantom_dataset
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels():

@@ -29,7 +29,7 @@ def test_reference_onnx_has_the_contract(reference_run, phantom_dir):
 
 def test_checkpoint_matches_onnx_and_loads_weights_only(reference_run):
     from auditor.models.onnx import OnnxClassifier
-    from reference_models.registry import CHECKPOINT_FORMAT, load_checkpoint
+    from auditor.reference_models.registry import CHECKPOINT_FORMAT, load_checkpoint
 
     raw = torch.load(reference_run["checkpoint"], weights_only=True)
     assert raw["format"] == CHECKPOINT_FORMAT and raw["arch"] == "small_cnn" and raw["in_channels"] == 1
@@ -56,7 +56,7 @@ def test_onnx_metadata_and_model_card(reference_run):
 
 
 def test_resume_continues_the_epoch_counter(phantom_dir, tmp_path):
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     out = tmp_path / "run"
     first = train_reference(tiny_config(phantom_dir, out, epochs=1, patience=10))
@@ -69,14 +69,14 @@ def test_resume_continues_the_epoch_counter(phantom_dir, tmp_path):
 
 
 def test_resume_without_state_is_a_usage_error(phantom_dir, tmp_path):
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     with pytest.raises(UsageError, match="no training state"):
         train_reference(tiny_config(phantom_dir, tmp_path / "empty", resume=True))
 
 
 def test_refuses_a_folder_holding_a_different_model(phantom_dir, tmp_path):
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     out = tmp_path / "run"
     train_reference(tiny_config(phantom_dir, out))
@@ -90,7 +90,7 @@ def test_refuses_a_folder_holding_a_different_model(phantom_dir, tmp_path):
 
 def test_augment_and_adversarial_recipes(reference_run, phantom_dir, tmp_path):
     from auditor.models.spec import read_spec
-    from training.recipes import train_adversarial, train_augment
+    from auditor.training.recipes import train_adversarial, train_augment
 
     aug = train_augment(tiny_config(phantom_dir, tmp_path / "aug"))
     assert read_spec(aug["onnx"]).class_names == ("normal", "pneumonia", "pneumothorax")
@@ -105,7 +105,7 @@ def test_augment_and_adversarial_recipes(reference_run, phantom_dir, tmp_path):
 
 
 def test_adversarial_needs_init_and_known_attack(reference_run, phantom_dir, tmp_path):
-    from training.recipes import train_adversarial
+    from auditor.training.recipes import train_adversarial
 
     with pytest.raises(UsageError, match="--init"):
         train_adversarial(tiny_config(phantom_dir, tmp_path / "a"))
@@ -114,7 +114,7 @@ def test_adversarial_needs_init_and_known_attack(reference_run, phantom_dir, tmp
 
 
 def test_adversarial_with_an_auditor_attack(reference_run, phantom_dir, tmp_path):
-    from training.recipes import train_adversarial
+    from auditor.training.recipes import train_adversarial
 
     res = train_adversarial(tiny_config(phantom_dir, tmp_path / "mi", init=reference_run["checkpoint"], attack="mifgsm",
                                         max_steps=1))
@@ -122,7 +122,7 @@ def test_adversarial_with_an_auditor_attack(reference_run, phantom_dir, tmp_path
 
 
 def test_pretrained_imagenet_without_cache_is_a_usage_error(phantom_dir, tmp_path, monkeypatch):
-    from training.recipes import train_reference
+    from auditor.training.recipes import train_reference
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(UsageError, match="nothing is downloaded"):

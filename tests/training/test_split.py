@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from auditor.errors import DataError
-from training.common import load_training_data, patient_split
-from training.phantoms import write_phantom_dataset
+from auditor.training.common import load_training_data, patient_split
+from auditor.training.phantoms import write_phantom_dataset
 
 
 def test_no_patient_on_two_sides():

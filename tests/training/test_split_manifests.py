@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import load_training_data, patient_split
+from auditor.training.common import load_training_data, patient_split
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "split_manifests.py"
 
@@ -26,7 +26,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_manifests_are_the_training_split_and_patient_disjoint(tmp_path):
-    from training.phantoms import write_phantom_dataset
+    from auditor.training.phantoms import write_phantom_dataset
 
     phantom_dir = write_phantom_dataset(tmp_path / "data", 40, size=32, seed=1)  # val part must itself be splittable
     mod = _module()

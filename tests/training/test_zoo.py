@@ -18,7 +18,7 @@ N_PER_CLASS = 24
 @pytest.fixture(scope="module")
 def paired_phantoms(tmp_path_factory) -> Path:
     """3 x 24 phantoms at 32 px; two images per patient (ids rewritten in MANIFEST.csv)."""
-    from training.phantoms import write_phantom_dataset
+    from auditor.training.phantoms import write_phantom_dataset
 
     root = write_phantom_dataset(tmp_path_factory.mktemp("zoo") / "data", N_PER_CLASS, size=32, seed=1)
     with open(root / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
@@ -44,7 +44,7 @@ def _holdout(root: Path, out: Path, patients: set[str]) -> Path:
 
 
 def test_folds_are_disjoint_stratified_and_skip_held_out_patients(paired_phantoms, tmp_path):
-    from training.zoo import draw_folds
+    from auditor.training.zoo import draw_folds
 
     held = {"synthetic-normal-p0", "synthetic-pneumonia-p3"}
     f = draw_folds(str(paired_phantoms), 3, seed=0, exclude=str(_holdout(paired_phantoms, tmp_path / "t.csv", held)))
@@ -60,7 +60,7 @@ def test_folds_are_disjoint_stratified_and_skip_held_out_patients(paired_phantom
 
 @pytest.mark.parametrize("archs,msg", [("small_cnn", "at least two"), ("small_cnn,vgg99", "unknown architecture")])
 def test_parse_archs_errors(archs, msg):
-    from training.zoo import parse_archs
+    from auditor.training.zoo import parse_archs
 
     with pytest.raises(UsageError, match=msg):
         parse_archs(archs)

@@ -44,7 +44,7 @@ from torch import nn
 
 from auditor.errors import UsageError
 from auditor.types import ModelSpec
-from reference_models.registry import (
+from auditor.reference_models.registry import (
     build_model,
     find_local_imagenet_weights,
     list_architectures,
@@ -52,7 +52,7 @@ from reference_models.registry import (
     load_imagenet_backbone,
     make_checkpoint,
 )
-from training.common import (
+from auditor.training.common import (
     RunDir,
     TrainData,
     atomic_write_text,
@@ -240,7 +240,7 @@ def _train_mode(net: nn.Module, phase: int) -> None:
 
 def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module, device) -> Callable:
     """``adv(net, x, y, gen) -> x_adv`` for the adversarial recipe."""
-    from training.perturb import fgsm_rs
+    from auditor.training.perturb import fgsm_rs
 
     eps_choices = torch.tensor(cfg.adv_eps, dtype=torch.float32)
     if cfg.attack == "fgsm-rs":
@@ -282,8 +282,8 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     "history", "epochs_run", "best_epoch", "seconds", "split", "export"}``.
     """
     from auditor.metrics import compute_metrics
-    from reference_models.cards import write_model_card
-    from training.augment import AUGMENTATIONS
+    from auditor.reference_models.cards import write_model_card
+    from auditor.training.augment import AUGMENTATIONS
 
     t_start = time.perf_counter()
     cfg, init_meta, init_model = _resolve(cfg)
@@ -450,7 +450,7 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
               "init_checkpoint_sha256": init_sha}
     out = run.path
     ckpt_path = out / "model.pt"
-    from training.common import atomic_torch_save
+    from auditor.training.common import atomic_torch_save
 
     atomic_torch_save(make_checkpoint(net, cfg.arch, len(data.class_names), 1, spec.to_dict(),
                                       extra={"recipe": cfg.recipe, "class_names": list(data.class_names),
@@ -461,7 +461,7 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     export_info = None
     onnx_path = out / "model.onnx"
     if cfg.export:
-        from training.export import export_classifier
+        from auditor.training.export import export_classifier
 
         samples = data.images[split.test[:8]]
         export_info = export_classifier(net, spec, onnx_path, samples, recipe=recipe, manifest_sha256=data.manifest_sha256,

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common import RunDir, log, progress_bar, show_bars
-from training.denoiser import IMAGE_MODEL_FORMAT
-from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
+from auditor.training.common import RunDir, log, progress_bar, show_bars
+from auditor.training.denoiser import IMAGE_MODEL_FORMAT
+from auditor.training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
 
 
 class _ResBlock(nn.Module):

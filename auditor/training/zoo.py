@@ -41,9 +41,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from auditor.errors import DataError, UsageError
-from reference_models.registry import list_architectures
-from training.common import atomic_write_text, log
-from training.recipes import TrainConfig, train_classifier
+from auditor.reference_models.registry import list_architectures
+from auditor.training.common import atomic_write_text, log
+from auditor.training.recipes import TrainConfig, train_classifier
 
 ZOO_FORMAT = "xray-audit-surrogate-zoo/1"
 ZOO_FILE = "zoo.json"

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from auditor.errors import UsageError
-from training.common import Split, TrainData, load_training_data, patient_split, pick_device
+from auditor.training.common import Split, TrainData, load_training_data, patient_split, pick_device
 
 KINDS = ("noop", "noise", "fgsm", "mifgsm")
 
@@ -67,7 +67,7 @@ class Surrogate(nn.Module):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        from reference_models.registry import load_checkpoint
+        from auditor.reference_models.registry import load_checkpoint
 
         try:
             net, meta = load_checkpoint(path)
@@ -97,7 +97,7 @@ class Surrogate(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map (HGD's FGD tap)."""
-        from reference_models.registry import last_conv_features
+        from auditor.reference_models.registry import last_conv_features
 
         return last_conv_features(self.net, self.normalise(x))
 
@@ -138,7 +138,7 @@ def adversarial_bank(sur: Surrogate, images: np.ndarray, labels: np.ndarray, kin
 
     Every image gets one version of each kind, with eps drawn uniformly from ``eps``.
     """
-    from training.perturb import mifgsm, uniform_noise_perturb
+    from auditor.training.perturb import mifgsm, uniform_noise_perturb
 
     out, src, kind_of = [], [], []
     eps_t = torch.tensor(eps, dtype=torch.float32)
@@ -201,7 +201,7 @@ def defense_eval(sur: Surrogate, model: nn.Module, data: TrainData, test_idx: np
     This is a white-box-on-the-surrogate, defense-unaware check (the audit
     measures the real thing on the target model).
     """
-    from training.perturb import mifgsm
+    from auditor.training.perturb import mifgsm
 
     t0 = time.perf_counter()
     x = data.images[test_idx]
@@ -233,10 +233,10 @@ def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "Defen
     import json
 
     from auditor.hashing import sha256_file
-    from reference_models.cards import write_model_card
-    from training.common import atomic_torch_save, atomic_write_text
-    from training.export import export_image_model
-    from training.recipes import _is_synthetic
+    from auditor.reference_models.cards import write_model_card
+    from auditor.training.common import atomic_torch_save, atomic_write_text
+    from auditor.training.export import export_image_model
+    from auditor.training.recipes import _is_synthetic
 
     ckpt = out / f"{stem}.pt"
     atomic_torch_save(ckpt_doc, ckpt)

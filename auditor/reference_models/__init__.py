@@ -1,5 +1,5 @@
 """Reference architectures (the seeds' ResNet50 head and lighter variants) and their registry."""
 
-from reference_models.registry import ARCHITECTURES, build_model, list_architectures
+from auditor.reference_models.registry import ARCHITECTURES, build_model, list_architectures
 
 __all__ = ["ARCHITECTURES", "build_model", "list_architectures"]

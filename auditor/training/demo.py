@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.common import log
-from training.phantoms import write_phantom_dataset
+from auditor.training.common import log
+from auditor.training.phantoms import write_phantom_dataset
 
 #: full demo: 3 x 120 training phantoms and 3 x 20 held-out phantoms at 64 px (about a minute on 2 CPU cores)
 FULL = {"n_train": 120, "n_scan": 20, "size": 64, "epochs": 40, "surrogate_epochs": 30, "max_steps": None, "n_boot": 1000}
@@ -34,7 +34,7 @@ def prepare_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, quiet:
     ``card``, ``surrogate``, ``surrogate_card``), the target's test ``metrics``
     and ``seconds``.
     """
-    from training.recipes import TrainConfig, train_reference
+    from auditor.training.recipes import TrainConfig, train_reference
 
     t0 = time.perf_counter()
     p = QUICK if quick else FULL

@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.preprocessing import StandardScaler
 
     from auditor.metrics import compute_metrics
-    from reference_models.registry import load_checkpoint
-    from training.common import load_training_data, patient_split
-    from training.recipes import TrainConfig, train_reference
+    from auditor.reference_models.registry import load_checkpoint
+    from auditor.training.common import load_training_data, patient_split
+    from auditor.training.recipes import TrainConfig, train_reference
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

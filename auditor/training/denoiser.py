@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common import RunDir, log, progress_bar, show_bars
-from training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
+from auditor.training.common import RunDir, log, progress_bar, show_bars
+from auditor.training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
 
 IMAGE_MODEL_FORMAT = "xray-audit-image-model/1"
 
