@@ -127,3 +127,16 @@ def test_minimal_result_renders_every_section(plain_result):
     for sid in SECTIONS:
         assert p.ids.get(sid) == "section", sid
     assert "No attack was run" in " ".join(p.text["threat-model"])
+
+
+def test_headline_names_the_condition_with_its_style_backend(plain_result):
+    """The worst case is named by its condition, so an STM headline says which style backend it used."""
+    from dataclasses import replace
+
+    worst = min((c for c in plain_result.conditions if c.kind == "attack"), key=lambda c: c.metrics["accuracy"])
+    renamed = tuple(replace(c, name="stm[randconv]@16", attack="stm") if c is worst else c
+                    for c in plain_result.conditions)
+    html = render_html(replace(plain_result, conditions=renamed))
+    summary = " ".join(" ".join(_parse(html).text["summary"]).split())
+    assert "Under the strongest attack measured (stm[randconv]@16," in summary
+    assert "stm[randconv]@16 at ε" in summary  # the worst-case card
