@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from auditor.attacks.sets import (
     batch_seed,
@@ -18,23 +17,9 @@ from auditor.attacks.sets import (
     quantize,
 )
 from auditor.models.torch import Surrogate
+from attack_nets import CountingNet
 
 H = W = 32
-
-
-class CountingNet(nn.Module):
-    """Tiny fixed-weight CNN over grey images that counts the rows it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 3)
-        self.rows = 0
-
-    def forward(self, x):  # noqa: D102
-        self.rows += x.shape[0]
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
 def _surrogate() -> Surrogate:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from auditor.attacks.sets import build_adversarial_set
 from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
 from auditor.models.torch import Surrogate
+from attack_nets import CountingNet
 
 CXR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cxr"
 #: draws of the backend per image in the share tests
@@ -71,28 +71,17 @@ def test_abs_correlation_sees_affine_changes():
     assert float(abs_correlation(torch.full_like(x, 0.3), x).max()) < 1e-3  # a flat copy carries no structure
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):  # noqa: D102
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-
 def test_the_attack_measures_its_style_copies_and_records_them(tmp_path):
     x = _phantom(4, 32).numpy()
     y = np.array([0, 1, 2, 0])
-    atk = STM(_Net(), epsilon=8 / 255, num_style=5, steps=2)
+    atk = STM(CountingNet(), epsilon=8 / 255, num_style=5, steps=2)
     assert atk.style_diversity is None and "style_diversity" not in atk.params()
     atk(torch.from_numpy(x), torch.from_numpy(y), seed=0)
     d = atk.style_diversity
     assert d["copies"] == 4 * 5 * 2 and d["threshold"] == NEAR_AFFINE_CORR
     assert d["near_affine_share"] == d["near_affine"] / d["copies"] < 0.10
 
-    surrogate = Surrogate(_Net(), ("a", "b", "c"), {"kind": "checkpoint", "sha256": ["0" * 64]}, "transfer")
+    surrogate = Surrogate(CountingNet(), ("a", "b", "c"), {"kind": "checkpoint", "sha256": ["0" * 64]}, "transfer")
     names = [f"img{i}.png" for i in range(4)]
     params = {"epsilon": 8 / 255, "num_style": 3, "steps": 1}
     first = build_adversarial_set("stm", params, surrogate, x, y, names, tmp_path, "m" * 64, 0, batch_size=2)
@@ -104,5 +93,5 @@ def test_the_attack_measures_its_style_copies_and_records_them(tmp_path):
 
 def test_sets_of_an_earlier_randconv_are_not_reused():
     # the cache key sees the backend's configuration, not just its name
-    extras = STM(_Net()).key_extras()
+    extras = STM(CountingNet()).key_extras()
     assert extras["randconv"] == {"kernel_sizes": [3, 5, 7, 9], "zero_mean": True, "mix_max": 0.8}
