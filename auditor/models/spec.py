@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.inputs import decode_output, encode_input, scaling_mean_std  # noqa: F401  (public API)
+from auditor.models.onnx_file import load_onnx_proto
 from auditor.types import (
     DTYPES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LAYOUTS,
     MAX_IMAGE_PIXELS,
     OUTPUT_KINDS,
@@ -44,38 +44,6 @@ METADATA_KEY = "xray_audit.spec"
 
 # ONNX TensorProto element types we can feed
 _ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8"}
-
-
-def scaling_mean_std(scaling: str, channels: int, mean=None, std=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) in the model's input units for a named scaling.
-
-    The model input is ``(x * factor - mean) / std`` with ``factor`` = 255 for
-    ``0-255`` and 1 otherwise (``x`` in ``[0, 1]``). ``custom`` takes explicit
-    mean/std given in ``[0, 1]`` units.
-    """
-    if scaling == "unit":
-        m, s = (0.0,), (1.0,)
-    elif scaling == "0-255":
-        m, s = (0.0,), (1.0,)
-    elif scaling == "imagenet":
-        m, s = IMAGENET_MEAN, IMAGENET_STD
-        if channels == 1:
-            m, s = (float(np.mean(IMAGENET_MEAN)),), (float(np.mean(IMAGENET_STD)),)
-    elif scaling == "minus1-1":
-        m, s = (0.5,), (0.5,)
-    elif scaling == "custom":
-        if mean is None or std is None:
-            raise UsageError("scaling 'custom' needs --mean and --std")
-        m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        if any(v <= 0 for v in s):
-            raise UsageError(f"std must be positive, got {list(s)}")
-    else:
-        raise UsageError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
-    if len(m) == 1 and channels > 1:
-        m, s = m * channels, s * channels
-    if len(m) != channels or len(s) != channels:
-        raise UsageError(f"mean/std need 1 or {channels} values, got {len(m)}/{len(s)}")
-    return tuple(float(v) for v in m), tuple(float(v) for v in s)
 
 
 def _dim(d) -> int | None:
@@ -266,8 +234,6 @@ def read_spec(
     """
     path = str(path)
     if model is None:
-        from auditor.models.onnx import load_onnx_proto
-
         model = load_onnx_proto(path)
     facts = _graph_facts(model, path)
     sources: dict[str, str] = {k: "graph" for k in ("input_name", "layout", "channels", "dtype", "output_kind")}
@@ -377,44 +343,6 @@ def read_spec(
         sources=sources,
         warnings=tuple(warnings),
     )
-
-
-def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Turn an ``(N, 1, H, W)`` grey batch in ``[0, 1]`` into the model's input tensor."""
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected an (N, 1, H, W) batch, got shape {x.shape}")
-    x = np.asarray(x, dtype=np.float32)
-    if spec.channels == 3:
-        x = np.repeat(x, 3, axis=1)
-    if spec.dtype == "uint8":
-        out = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-    else:
-        factor = 255.0 if spec.scaling == "0-255" else 1.0
-        mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        out = ((x * factor - mean) / std).astype(np.float16 if spec.dtype == "float16" else np.float32)
-    if spec.layout == "NHWC":
-        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
-    return out
-
-
-def decode_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Model outputs -> class probabilities ``(N, K)`` as float64."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.ndim != 2:
-        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
-    kind = spec.output_kind
-    if kind in ("sigmoid_logit", "sigmoid_probability"):
-        p = raw[:, :1]
-        if kind == "sigmoid_logit":
-            p = 1.0 / (1.0 + np.exp(-p))
-        return np.concatenate([1.0 - p, p], axis=1)
-    if kind == "probabilities":
-        s = raw.sum(axis=1, keepdims=True)
-        return raw / np.where(s > 0, s, 1.0)
-    z = raw - raw.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def spec_with(spec: ModelSpec, **changes: Any) -> ModelSpec:

@@ -15,16 +15,16 @@ The card is a plain ``dict``; recognised keys (all optional except ``name``)::
     training {epochs_run, best_epoch, seconds, seconds_per_epoch, stopped_early},
     metrics (results.json "metrics" object), extra_metrics {name: value}, limitations [str]
 
-This module imports only the standard library.
+This module imports only the standard library and the project's atomic writer (:mod:`auditor.atomic`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from auditor.atomic import write_atomic
 
 CARD_SCHEMA = "xray-audit-model-card/1"
 
@@ -137,13 +137,6 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_model_card(stem: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``<stem>.md`` and ``<stem>.json``; returns both paths.
 
@@ -153,8 +146,8 @@ def write_model_card(stem: str | Path, card: dict[str, Any]) -> tuple[Path, Path
     stem.parent.mkdir(parents=True, exist_ok=True)
     doc = {"schema": CARD_SCHEMA, **card}
     md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
-    _atomic_write(js, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-    _atomic_write(md, render_markdown(doc))
+    write_atomic(js, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    write_atomic(md, render_markdown(doc))
     return md, js
 
 

@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from auditor.training.common import RunDir, log, progress_bar, show_bars
-from auditor.training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
+from auditor.training.imagepairs import (
+    DefenseConfig,
+    adversarial_bank,
+    cap,
+    defense_eval,
+    finish_image_model,
+    prepare,
+    surrogate_features,
+)
 
 IMAGE_MODEL_FORMAT = "xray-audit-image-model/1"
 
@@ -83,8 +91,8 @@ class HGDDenoiser(nn.Module):
 
 def _fgd_loss(sur, den: nn.Module, x_adv: torch.Tensor, x_clean: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        target = sur.features(x_clean)
-    return (sur.features(den(x_adv)) - target).abs().mean()
+        target = surrogate_features(sur, x_clean)
+    return (surrogate_features(sur, den(x_adv)) - target).abs().mean()
 
 
 def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
@@ -192,7 +200,7 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
                                                             "attack_steps", "max_images", "max_steps")}
     hyper.update(lr=lr, eps=[float(e) for e in cfg.eps], lr_milestones=milestones, loss="L1 on surrogate last conv map (FGD)",
                  architecture=den.config, surrogate=Path(cfg.surrogate).name, surrogate_sha256=sur_sha,
-                 surrogate_arch=sur.arch, bank_seconds=bank_seconds)
+                 surrogate_arch=sur.meta["arch"], bank_seconds=bank_seconds)
     recipe = {"name": "denoiser", "arch": "hgd-unet", "hyperparameters": hyper}
     return finish_image_model(
         net=den, stem="denoiser", cfg=cfg, data=data, split=split, recipe=recipe, extra=extra, history=history,

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.preprocessing import StandardScaler
 
     from auditor.metrics import compute_metrics
-    from auditor.reference_models.registry import load_checkpoint
+    from auditor.models.torch import load_checkpoint
     from auditor.training.common import load_training_data, patient_split
     from auditor.training.recipes import TrainConfig, train_reference
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # JPEG shortcut probe on the test normals
     data = load_training_data(args.data, args.image_size, quiet=True, progress=False)
-    net, meta = load_checkpoint(res["checkpoint"])
+    model = load_checkpoint(res["checkpoint"])  # [0, 1] grey -> logits, the checkpoint's input contract inside
     names = list(data.class_names)
     probe = None
     if "normal" in names and "pneumothorax" in names:
@@ -122,10 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         idx = np.array([i for i in split.test if data.labels[i] == k_n])
         x = data.images[idx]
         xj = double_jpeg(x)
-        mean, std = float(meta["spec"]["mean"][0]), float(meta["spec"]["std"][0])
         with torch.no_grad():
-            p0 = torch.softmax(net((torch.from_numpy(x) - mean) / std), 1).numpy()
-            p1 = torch.softmax(net((torch.from_numpy(xj) - mean) / std), 1).numpy()
+            p0 = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+            p1 = torch.softmax(model(torch.from_numpy(xj)), 1).numpy()
         probe = {"n_test_normals": int(len(idx)), "mean_p_pneumothorax_before": float(p0[:, k_p].mean()),
                  "mean_p_pneumothorax_after_double_jpeg75": float(p1[:, k_p].mean()),
                  "share_called_pneumothorax_before": float((p0.argmax(1) == k_p).mean()),

@@ -42,24 +42,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor.errors import UsageError
+from auditor.atomic import write_atomic
+from auditor.errors import ModelContractError, UsageError
+from auditor.models.device import pick_device
+from auditor.models.inputs import scaling_mean_std
+from auditor.models.torch import InputEncoder, build_network, read_checkpoint
 from auditor.types import ModelSpec
 from auditor.reference_models.registry import (
     build_model,
     find_local_imagenet_weights,
     list_architectures,
-    load_checkpoint,
     load_imagenet_backbone,
     make_checkpoint,
 )
 from auditor.training.common import (
     RunDir,
     TrainData,
-    atomic_write_text,
     load_training_data,
     log,
     patient_split,
-    pick_device,
     progress_bar,
     show_bars,
 )
@@ -107,18 +108,6 @@ class TrainConfig:
     augmentation: str | None = None  #: None = "seeds" (reference/adversarial), "attack-families" (augment)
 
 
-class Normalize(nn.Module):
-    """``(x - mean) / std`` for 1-channel input; identity for the unit scaling."""
-
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return (x - self.mean) / self.std
-
-
 def _is_synthetic(root: str) -> bool:
     readme = Path(root) / "README.md"
     try:
@@ -129,8 +118,6 @@ def _is_synthetic(root: str) -> bool:
 
 def classifier_spec(class_names, size: int, scaling: str) -> ModelSpec:
     """The contract of a network trained here: NCHW, 1 channel, logits."""
-    from auditor.models.spec import scaling_mean_std
-
     mean, std = scaling_mean_std(scaling, 1)
     return ModelSpec(input_name="image", layout="NCHW", channels=1, height=size, width=size, scaling=scaling,
                      mean=mean, std=std, output_name="logits", output_kind="logits",
@@ -158,10 +145,12 @@ def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.M
         if not Path(cfg.init).is_file():
             raise UsageError(f"--init {cfg.init}: checkpoint not found")
         try:
-            init_model, init_meta = load_checkpoint(cfg.init)
-        except ValueError as exc:
+            doc = read_checkpoint(cfg.init)
+            init_model = build_network(doc, cfg.init)
+        except ModelContractError as exc:
             raise UsageError(str(exc)) from None
-        spec = init_meta.get("spec") or {}
+        init_meta = {**{k: v for k, v in doc.items() if k != "state_dict"}, "spec": doc["spec"].to_dict()}
+        spec = init_meta["spec"]
         if int(init_meta.get("in_channels", 1)) != 1:
             raise UsageError(f"--init {cfg.init}: the recipes train 1-channel models, checkpoint has "
                              f"{init_meta.get('in_channels')} channels")
@@ -330,7 +319,7 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     if init_model is not None:
         net.load_state_dict(init_model.state_dict())
     net.to(device)
-    norm = Normalize(spec.mean[0], spec.std[0]).to(device)
+    norm = InputEncoder(spec).to(device)  # the model-input contract of auditor.models, as in the audit
 
     counts = np.bincount(data.labels[split.train], minlength=len(data.class_names)).astype(np.float64)
     class_w = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
@@ -496,7 +485,7 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
         "limitations": _limitations(data, cfg, synthetic, pretrained_path),
     }
     md, js = write_model_card(out / "model_card", card)
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    write_atomic(out / "history.json", json.dumps(history, indent=2) + "\n")
     return {"out": str(out), "onnx": str(onnx_path) if export_info else None, "checkpoint": str(ckpt_path),
             "card_md": str(md), "card_json": str(js), "metrics": metrics, "history": history,
             "epochs_run": len(history), "best_epoch": best_epoch, "seconds": seconds, "split": split,
