@@ -122,7 +122,7 @@ def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarra
 
     Every image gets one version of each kind, with eps drawn uniformly from ``eps``.
     """
-    from auditor.training.perturb import mifgsm, uniform_noise_perturb
+    from auditor.training.perturb import fgsm, mifgsm, uniform_noise_perturb
 
     out, src, kind_of = [], [], []
     eps_t = torch.tensor(eps, dtype=torch.float32)
@@ -137,7 +137,7 @@ def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarra
             elif k == "noise":
                 xa = uniform_noise_perturb(xb, e, gen)
             elif k == "fgsm":
-                xa = _fgsm(sur, xb, yb, e)
+                xa = fgsm(sur, xb, yb, e)
             else:
                 xa = mifgsm(sur, xb, yb, e, steps=steps)
             out.append(xa.detach().cpu().numpy())
@@ -147,15 +147,6 @@ def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarra
             advance(1)
     bank = np.concatenate(out).astype(np.float32) if out else np.zeros((0,) + images.shape[1:], np.float32)
     return bank, np.asarray(src, dtype=np.int64), kind_of
-
-
-def _fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Plain FGSM (Goodfellow et al., ICLR 2015)."""
-    import torch.nn.functional as F
-
-    x0 = x.clone().detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(F.cross_entropy(model(x0), y), x0)
-    return (x + eps.view(-1, 1, 1, 1).to(x) * g.sign()).clamp(0, 1).detach()
 
 
 def surrogate_accuracy(sur: TorchClassifier, x: np.ndarray, y: np.ndarray, device, batch: int = 64) -> tuple[float, np.ndarray]:

@@ -237,7 +237,7 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
             eps = eps_choices[torch.randint(0, len(eps_choices), (x.shape[0],), generator=gen)]
             was = net.training
             net.eval()
-            out = fgsm_rs(lambda z: net(norm(z)), x, y, eps, gen)
+            out = fgsm_rs(nn.Sequential(norm, net), x, y, eps, gen)
             net.train(was)
             return out
         return adv
