@@ -26,7 +26,7 @@ import csv
 import io
 import re
 
-from auditor.report.base import Renderer
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult, Condition
 
 FIXED_COLUMNS = ("path", "label", "patient_id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from auditor.report.base import Renderer
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from auditor.report.base import Renderer
 from auditor.report.jsonfmt import results_digest
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 SUITE_NAME = "xray-audit gates"
