@@ -218,24 +218,8 @@ def _validate_overrides(over: dict[str, Any], origin: str) -> dict[str, Any]:
     return over
 
 
-def read_spec(
-    path: str | Path,
-    *,
-    model=None,
-    sidecar: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    default_size: int = DEFAULT_SIZE,
-) -> ModelSpec:
-    """Read the ModelSpec of an ONNX file (graph, then metadata, sidecar, flags).
-
-    ``overrides`` holds CLI values (``layout``, ``channels``, ``scaling``,
-    ``mean``, ``std``, ``class_names``, ``output_kind``, ``image_size``); ``None``
-    values are ignored. ``model`` may be an already loaded ``onnx.ModelProto``.
-    """
-    path = str(path)
-    if model is None:
-        model = load_onnx_proto(path)
-    facts = _graph_facts(model, path)
+def _graph_values(facts: dict[str, Any], default_size: int) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Contract values read from the graph, where each came from, and the warnings so far."""
     sources: dict[str, str] = {k: "graph" for k in ("input_name", "layout", "channels", "dtype", "output_kind")}
     warnings: list[str] = []
     if facts.pop("ambiguous", False):
@@ -253,7 +237,12 @@ def read_spec(
     values["dynamic_size"] = h is None or w is None
     values["height"], values["width"] = (h or default_size), (w or default_size)
     sources["height"] = sources["width"] = "graph" if not values["dynamic_size"] else "default"
+    return values, sources, warnings
 
+
+def _override_layers(model, path: str, sidecar: str | Path | None, overrides: dict[str, Any] | None,
+                     values: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The layers over the graph, lowest first: ``metadata_props``, the sidecar JSON, CLI flags."""
     layers: list[tuple[str, dict[str, Any]]] = [("metadata", _metadata_overrides(model, path))]
     side = Path(sidecar) if sidecar else Path(path + ".json")
     if side.is_file():
@@ -273,7 +262,12 @@ def read_spec(
             raise UsageError(f"--image-size {size} conflicts with the model's fixed input {values['height']}x{values['width']}")
         flags["height"] = flags["width"] = size
     layers.append(("flag", flags))
+    return layers
 
+
+def _apply_layers(layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any], sources: dict[str, str],
+                  path: str) -> None:
+    """Validate each layer and let it override ``values`` (a fixed graph size always wins)."""
     for origin, over in layers:
         try:
             over = _validate_overrides(over, f"{path} ({origin})")
@@ -288,7 +282,10 @@ def read_spec(
                 values[key] = val
                 sources[key] = origin
 
-    channels = int(values["channels"])
+
+def _resolve_scaling(values: dict[str, Any], sources: dict[str, str], warnings: list[str],
+                     path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Settle ``values["scaling"]`` (custom when only mean/std are given, else the default) -> (mean, std)."""
     if "scaling" not in values:
         if "mean" in values and "std" in values:
             values["scaling"] = "custom"
@@ -302,9 +299,12 @@ def read_spec(
                 )
     if values["dtype"] == "uint8" and values["scaling"] != "0-255":
         raise ModelContractError(f"{path}: a uint8 input takes 0-255 pixels; scaling {values['scaling']!r} is impossible")
-    mean, std = scaling_mean_std(values["scaling"], channels, values.get("mean"), values.get("std"))
+    return scaling_mean_std(values["scaling"], int(values["channels"]), values.get("mean"), values.get("std"))
 
-    k = facts["num_outputs"]
+
+def _class_names(values: dict[str, Any], k: int | None, sources: dict[str, str], warnings: list[str],
+                 path: str) -> list[str]:
+    """Declared class names checked against the ``k`` outputs, or default names with a warning."""
     names = values.get("class_names")
     n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
     if names:
@@ -323,12 +323,36 @@ def read_spec(
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
         raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+    return names
 
+
+def read_spec(
+    path: str | Path,
+    *,
+    model=None,
+    sidecar: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    default_size: int = DEFAULT_SIZE,
+) -> ModelSpec:
+    """Read the ModelSpec of an ONNX file (graph, then metadata, sidecar, flags).
+
+    ``overrides`` holds CLI values (``layout``, ``channels``, ``scaling``,
+    ``mean``, ``std``, ``class_names``, ``output_kind``, ``image_size``); ``None``
+    values are ignored. ``model`` may be an already loaded ``onnx.ModelProto``.
+    """
+    path = str(path)
+    if model is None:
+        model = load_onnx_proto(path)
+    facts = _graph_facts(model, path)
+    values, sources, warnings = _graph_values(facts, default_size)
+    _apply_layers(_override_layers(model, path, sidecar, overrides, values), values, sources, path)
+    mean, std = _resolve_scaling(values, sources, warnings, path)
+    names = _class_names(values, facts["num_outputs"], sources, warnings, path)
     check_input_size(int(values["height"]), int(values["width"]), f"{path} ({sources.get('height', 'graph')})")
     return ModelSpec(
         input_name=values["input_name"],
         layout=values["layout"],
-        channels=channels,
+        channels=int(values["channels"]),
         height=int(values["height"]),
         width=int(values["width"]),
         dtype=values["dtype"],
