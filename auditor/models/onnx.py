@@ -25,6 +25,7 @@ from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto  # noqa: F
 from auditor.models.spec import check_input_size, read_spec
 from auditor.types import ModelSpec
 
+
 def available_providers(device: str = "auto") -> list[str]:
     """Execution providers to ask for: CUDA first when available and allowed, CPU last."""
     import onnxruntime as ort

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor.hashing import sha256_file
 from auditor.errors import ModelContractError, RuntimeFailure, UsageError
+from auditor.hashing import sha256_file
 from auditor.models.inputs import input_scaling
 from auditor.types import ModelSpec
 
@@ -325,9 +325,9 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     two classes differ by more than ``2 * tol``. Anything else raises
     :class:`ConversionFailed` (unsupported op, non-float input, disagreement).
     """
+    from auditor.models.inputs import decode_output
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.onnx_file import load_onnx_proto
-    from auditor.models.inputs import decode_output
 
     if spec.dtype != "float32":
         raise ConversionFailed(f"{onnx_path}: input dtype {spec.dtype} cannot carry gradients; white-box needs float32")

@@ -90,6 +90,7 @@ class ConsoleRenderer(Renderer):
     filename = ""
 
     def render(self, result: AuditResult) -> str:
+        """The terminal summary (tables of conditions and gates) as text."""
         from rich.console import Console
 
         buf = io.StringIO()

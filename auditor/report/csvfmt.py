@@ -88,6 +88,7 @@ class CsvRenderer(Renderer):
     filename = "samples.csv"
 
     def render(self, result: AuditResult) -> str:
+        """``samples.csv``: one row per image, its predictions and scores under every condition."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         header = csv_columns(result)

@@ -416,4 +416,5 @@ class HtmlRenderer(Renderer):
     filename = "report.html"
 
     def render(self, result: AuditResult) -> str:
+        """The self-contained ``report.html``."""
         return render_html(result)

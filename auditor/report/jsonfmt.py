@@ -27,4 +27,5 @@ class JsonRenderer(Renderer):
     filename = "results.json"
 
     def render(self, result: AuditResult) -> str:
+        """``results.json`` (the full result, schema-versioned)."""
         return results_json(result)

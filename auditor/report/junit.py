@@ -24,6 +24,7 @@ class JunitRenderer(Renderer):
     filename = "junit.xml"
 
     def render(self, result: AuditResult) -> str:
+        """``junit.xml``: one test case per gate."""
         failures = sum(1 for g in result.gates if not g.passed)
         counts = {"tests": str(len(result.gates)), "failures": str(failures), "errors": "0", "skipped": "0"}
         root = ET.Element("testsuites", {"name": "xray-audit", **counts})

@@ -207,9 +207,9 @@ def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "Defen
     """
     import json
 
+    from auditor.atomic import write_atomic
     from auditor.hashing import sha256_file
     from auditor.reference_models.cards import write_model_card
-    from auditor.atomic import write_atomic
     from auditor.training.common import atomic_torch_save
     from auditor.training.export import export_image_model
     from auditor.training.recipes import _is_synthetic

@@ -47,7 +47,6 @@ from auditor.errors import ModelContractError, UsageError
 from auditor.models.device import pick_device
 from auditor.models.inputs import scaling_mean_std
 from auditor.models.torch import InputEncoder, build_network, read_checkpoint
-from auditor.types import ModelSpec
 from auditor.reference_models.registry import (
     build_model,
     find_local_imagenet_weights,
@@ -64,6 +63,7 @@ from auditor.training.common import (
     progress_bar,
     show_bars,
 )
+from auditor.types import ModelSpec
 
 RECIPES = ("reference", "augment", "adversarial")
 SEEDS_REPORTED = "the seeds' report: test accuracy 0.92 on 3,600 images with ImageNet weights"

@@ -40,9 +40,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from auditor.atomic import write_atomic
 from auditor.errors import DataError, UsageError
 from auditor.reference_models.registry import list_architectures
-from auditor.atomic import write_atomic
 from auditor.training.common import log
 from auditor.training.recipes import TrainConfig, train_classifier
 
