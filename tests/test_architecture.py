@@ -163,7 +163,7 @@ def import_cycles(graph: nx.DiGraph) -> set[frozenset[str]]:
 
 
 def group(module: str) -> str:
-    """The §2 group of a dotted module name."""
+    """The layer group (docs/architecture.md §2) of a dotted module name."""
     parts = module.split(".")
     if len(parts) == 1 or parts[1] in FOUNDATION:
         return "foundation"
@@ -197,7 +197,7 @@ def test_attacks_and_defenses_do_not_import_each_other():
 def test_import_cycles_are_exactly_the_documented_ones():
     found = import_cycles(import_graph())
     assert sorted(sorted(c) for c in found - ALLOWED_CYCLES) == [], "new import cycle(s)"
-    assert sorted(sorted(c) for c in ALLOWED_CYCLES - found) == [], "cycle(s) gone: shrink ALLOWED_CYCLES and §8.1"
+    assert sorted(sorted(c) for c in ALLOWED_CYCLES - found) == [], "cycle(s) gone: shrink ALLOWED_CYCLES and docs/architecture.md §8.1"
 
 
 def test_cycle_finder_sees_lazy_and_relative_imports(tmp_path):
