@@ -16,7 +16,9 @@ setup:
 demo: setup
 	$(PY) -m auditor demo --out demo-out
 
+# ruff lints first (seconds); tests/test_lint.py runs the same check inside the suite
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: setup

@@ -13,10 +13,19 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 DEFAULT_N_BOOT = 1000
 CI_LEVEL = 0.95
+#: points kept of a ROC curve in results.json
+ROC_MAX_POINTS = 50
 
 
 def _group_index(groups: Sequence[str | None] | None, n: int) -> np.ndarray:
@@ -198,3 +207,24 @@ def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: S
         "rates_bootstrap": {"n_boot": n_boot, "unit": "patient" if use_groups is not None else "image",
                             "seed": seed, "level": CI_LEVEL},
     }
+
+
+def compute_roc(benign_scores: np.ndarray, attacked_scores: np.ndarray,
+                max_points: int = ROC_MAX_POINTS) -> tuple[float | None, list[list[float]]]:
+    """ROC AUC and curve for "higher score = attacked" (benign = 0, attacked = 1).
+
+    Returns ``(auc, [[fpr, tpr], ...])`` with at most ``max_points`` points (first and last
+    kept); ``(None, [])`` when either set is empty.
+    """
+    b = np.asarray(benign_scores, dtype=np.float64).ravel()
+    a = np.asarray(attacked_scores, dtype=np.float64).ravel()
+    if len(b) == 0 or len(a) == 0:
+        return None, []
+    y = np.r_[np.zeros(len(b)), np.ones(len(a))]
+    s = np.nan_to_num(np.r_[b, a], nan=0.0)
+    auc = float(roc_auc_score(y, s))
+    fpr, tpr, _ = roc_curve(y, s)
+    if len(fpr) > max_points:
+        idx = np.unique(np.round(np.linspace(0, len(fpr) - 1, max_points)).astype(int))
+        fpr, tpr = fpr[idx], tpr[idx]
+    return auc, [[round(float(f), 6), round(float(t), 6)] for f, t in zip(fpr, tpr)]

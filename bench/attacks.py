@@ -68,8 +68,8 @@ def main() -> None:  # noqa: C901 - a linear script
     from auditor.attacks.device import cpu_has_native_bf16, precision_context
     from auditor.attacks.registry import make_attack
     from auditor.models.torch import TorchClassifier
-    from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
     from auditor.reference_models.registry import build_model
+    from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -30,8 +30,8 @@ def main() -> None:
     from auditor.attacks.sets import budget_levels, quantize
     from auditor.data import load_images, open_dataset
     from auditor.models.torch import TorchClassifier
-    from auditor.types import ModelSpec
     from auditor.reference_models.registry import build_model
+    from auditor.types import ModelSpec
 
     ap = argparse.ArgumentParser()
     ap.add_argument("data")

@@ -109,8 +109,8 @@ def load_model(checkpoint: str | None, size: int):
     import torch
 
     from auditor.models.torch import TorchClassifier, load_checkpoint
-    from auditor.types import ModelSpec
     from auditor.reference_models.registry import build_model
+    from auditor.types import ModelSpec
 
     if checkpoint:
         m = load_checkpoint(checkpoint)
@@ -175,7 +175,6 @@ def _success(pred: np.ndarray, y: np.ndarray) -> dict:
 
 def _agreement(a, b) -> dict:
     """Per-pixel and per-image agreement of two adversarial batches (grey levels of 1/255)."""
-    import torch
 
     diff = (a - b).abs() * 255
     per_img = (diff <= 0.5).float().flatten(1).mean(1)

@@ -8,7 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from auditor.data import fingerprint, load_image, load_images, map_labels, open_dataset, parse_label_map, stratified_subset
+from auditor.data import (
+    fingerprint,
+    load_image,
+    load_images,
+    map_labels,
+    open_dataset,
+    parse_label_map,
+    stratified_subset,
+)
 from auditor.data.loading import MAX_PIXELS, ImageReadError
 from auditor.errors import DataError, UsageError
 from onnx_factory import write_image_folder

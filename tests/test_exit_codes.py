@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 import auditor.audit
 from auditor.cli import cli
-from onnx_factory import make_classifier, write_image_folder
 from auditor.reference_models.registry import build_model, make_checkpoint
+from onnx_factory import make_classifier, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

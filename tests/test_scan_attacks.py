@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from auditor.cli import cli
-from onnx_factory import make_classifier, write_image_folder
 from auditor.reference_models.registry import build_model, make_checkpoint
+from onnx_factory import make_classifier, write_image_folder
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from auditor.cli import cli
+from auditor.reference_models.registry import build_model, make_checkpoint
 from auditor.types import ModelSpec
 from onnx_factory import make_classifier
-from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia"]
 N_SMOOTH, N_NOISY = 10, 2

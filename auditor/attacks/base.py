@@ -12,6 +12,7 @@ Momentum", CVPR 2018, arXiv:1710.06081)::
 Input-transformation attacks plug in through hooks, never by re-writing the loop:
 
 * :meth:`GradientAttack.setup` -- load heavy resources once (style networks);
+* :meth:`GradientAttack.start` -- the first iterate (``x``; a random start for FGSM-RS);
 * :attr:`GradientAttack.num_copies` and :meth:`GradientAttack.transform` -- the
   ``k`` transformed copies of the batch, stacked copy-major into ``k*N`` rows;
 * :attr:`GradientAttack.grad_wrt_copies` -- ``True`` makes the copies detached
@@ -109,6 +110,8 @@ class GradientAttack:
         self.epsilon = float(epsilon)
         self.steps = int(steps)
         self.alpha = float(alpha) if alpha is not None else self.epsilon / self.steps
+        #: True when alpha is the default epsilon / steps (per-image budgets then use eps_i / steps)
+        self.default_alpha = alpha is None
         self.decay = float(decay)
         self.norm = norm
         self.max_batch_rows = max_batch_rows
@@ -170,9 +173,30 @@ class GradientAttack:
             self.setup()
             self._ready = True
 
+    def start(self, x: torch.Tensor, eps: float | torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The first iterate; ``x`` itself here (a random start overrides this, see :mod:`auditor.attacks.fgsm_rs`)."""
+        return x.clone()
+
+    def budget(self, x: torch.Tensor, epsilon: torch.Tensor | None) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """``(eps, alpha)`` of one call: the attack's own, or per-image ``(N, 1, 1, 1)`` tensors for ``epsilon``.
+
+        Per-image budgets (the training recipes draw ε per image) keep the step
+        size proportional: ``alpha_i = eps_i / steps`` with the default step size,
+        else ``alpha_i = eps_i * alpha / epsilon``.
+        """
+        if epsilon is None:
+            return self.epsilon, self.alpha
+        eps = torch.as_tensor(epsilon, dtype=torch.float32).to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+        if eps.shape[0] not in (1, x.shape[0]) or not bool(((eps > 0) & (eps <= 1)).all()):
+            raise ValueError(f"attack {self.name}: per-image epsilon must be in (0, 1], one per image")
+        return eps, (eps / self.steps if self.default_alpha else eps * (self.alpha / self.epsilon))
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Adversarial images for ``x`` (``(N, C, H, W)`` in ``[0, 1]``) with true labels ``y``."""
+                 generator: torch.Generator | None = None, epsilon: torch.Tensor | None = None) -> torch.Tensor:
+        """Adversarial images for ``x`` (``(N, C, H, W)`` in ``[0, 1]``) with true labels ``y``.
+
+        ``epsilon`` (optional, ``(N,)``) replaces the attack's budget per image for this call.
+        """
         self.ensure_setup()
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
@@ -180,7 +204,8 @@ class GradientAttack:
         y = y.detach().to(self.device, torch.long)
         if x.dim() != 4 or y.shape != (x.shape[0],):
             raise ValueError(f"expected x (N, C, H, W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
-        x_adv = x.clone()
+        eps, alpha = self.budget(x, epsilon)
+        x_adv = self.start(x, eps, generator)
         momentum = torch.zeros_like(x)
         dims = tuple(range(1, x.dim()))
         for _ in range(self.steps):
@@ -191,7 +216,7 @@ class GradientAttack:
                 step = momentum.sign()
             else:
                 step = momentum / momentum.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-            x_adv = project(x_adv + self.alpha * step, x, self.epsilon, self.norm)
+            x_adv = project(x_adv + alpha * step, x, eps, self.norm)
         return x_adv.detach()
 
     def gradient(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

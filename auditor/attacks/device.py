@@ -1,8 +1,8 @@
 """Device and numeric-precision selection for torch work (attacks, surrogates).
 
-``pick_device`` is the one place that turns ``--device auto|cpu|cuda`` into a
-:class:`torch.device`; nothing in xray-audit calls ``.cuda()`` directly.
-``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast
+``pick_device`` (defined in :mod:`auditor.models.device`, re-exported here) is
+the one place that turns ``--device auto|cpu|cuda`` into a :class:`torch.device`;
+nothing in xray-audit calls ``.cuda()`` directly. ``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast
 context for the surrogate's forward pass.
 
 bf16 caution (docs/algorithms.md §11): on a random-init ResNet50 the bf16 input gradient
@@ -19,30 +19,10 @@ from typing import ContextManager
 
 import torch
 
-from auditor.errors import RuntimeFailure, UsageError
+from auditor.errors import UsageError
+from auditor.models.device import DEVICES, pick_device  # noqa: F401  (re-exported)
 
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def pick_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (CUDA if present, else CPU), ``"cpu"`` or ``"cuda"`` -> :class:`torch.device`.
-
-    Raises :class:`RuntimeFailure` when CUDA is asked for but absent, and
-    :class:`UsageError` for an unknown name.
-    """
-    if isinstance(name, torch.device):
-        return name
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeFailure(f"device {name!r} requested but torch sees no CUDA device here (use --device cpu)")
-        return torch.device(name)
-    raise UsageError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,6 @@ import click
 from auditor.errors import UsageError
 from auditor.types import LAYOUTS, OUTPUT_KINDS, SCALINGS
 
-
 #: upper bounds of the flags that size work (memory grows with batch x image pixels)
 MAX_BATCH_SIZE = 1024
 MAX_ATTACK_BATCH_SIZE = 256

@@ -39,7 +39,8 @@ def _common(func):
 
 def _classifier_options(func):
     opts = [
-        click.option("--arch", type=click.Choice(["resnet50", "resnet18", "small_cnn", "densenet121"]), default="resnet50", show_default=True),
+        click.option("--arch", type=click.Choice(["resnet50", "resnet18", "small_cnn", "densenet121"]), default="resnet50",
+                     show_default=True),
         click.option("--image-size", type=click.IntRange(16, 1024), default=224, show_default=True,
                      help="Square input size (128 for quick CPU runs)."),
         click.option("--pretrained", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,

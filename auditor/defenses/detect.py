@@ -45,11 +45,11 @@ import numpy as np
 
 from auditor.defenses.base import Preprocessor, check_batch, to_uint8
 from auditor.errors import DataError, UsageError
+from auditor.metrics import compute_roc
 
 DEFAULT_CANNY = (100, 200)
 DEFAULT_T_SSIM = 0.95
 DEFAULT_TARGET_FPR = 0.05
-ROC_MAX_POINTS = 50
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -116,29 +116,6 @@ def _budget_threshold_below(scores: np.ndarray, budget: int) -> float:
     if budget >= len(asc):
         return float(np.nextafter(asc[-1], np.inf))
     return float(asc[max(budget, 0)])
-
-
-def compute_roc(benign_scores: np.ndarray, attacked_scores: np.ndarray,
-                max_points: int = ROC_MAX_POINTS) -> tuple[float | None, list[list[float]]]:
-    """ROC AUC and curve for "higher score = attacked" (benign = 0, attacked = 1).
-
-    Returns ``(auc, [[fpr, tpr], ...])`` with at most ``max_points`` points (first and last
-    kept); ``(None, [])`` when either set is empty.
-    """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    b = np.asarray(benign_scores, dtype=np.float64).ravel()
-    a = np.asarray(attacked_scores, dtype=np.float64).ravel()
-    if len(b) == 0 or len(a) == 0:
-        return None, []
-    y = np.r_[np.zeros(len(b)), np.ones(len(a))]
-    s = np.nan_to_num(np.r_[b, a], nan=0.0)
-    auc = float(roc_auc_score(y, s))
-    fpr, tpr, _ = roc_curve(y, s)
-    if len(fpr) > max_points:
-        idx = np.unique(np.round(np.linspace(0, len(fpr) - 1, max_points)).astype(int))
-        fpr, tpr = fpr[idx], tpr[idx]
-    return auc, [[round(float(f), 6), round(float(t), 6)] for f, t in zip(fpr, tpr)]
 
 
 # ---------------------------------------------------------------------------- benign pairs, spectra

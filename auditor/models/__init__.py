@@ -1,0 +1,1 @@
+"""Models: the input/output contract (ModelSpec), ONNX Runtime adapters, torch surrogates, devices."""

@@ -20,55 +20,10 @@ import numpy as np
 
 from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
-from auditor.models.spec import check_input_size, decode_output, encode_input, read_spec
+from auditor.models.inputs import decode_output, encode_input, grey_to_channels
+from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto  # noqa: F401  (re-exported)
+from auditor.models.spec import check_input_size, read_spec
 from auditor.types import ModelSpec
-
-MAX_MODEL_BYTES = 2 * 1024**3
-
-
-def _check_external_data(model, path: Path) -> None:
-    base = path.parent.resolve()
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-    for t in tensors:
-        if t.data_location != 1:  # 1 = EXTERNAL
-            continue
-        loc = next((e.value for e in t.external_data if e.key == "location"), "")
-        p = Path(loc)
-        if not loc or p.is_absolute() or ".." in p.parts:
-            raise ModelContractError(f"{path}: external data path {loc!r} of tensor {t.name!r} leaves the model folder")
-        target = (base / p).resolve()
-        if base not in target.parents and target != base:
-            raise ModelContractError(f"{path}: external data {loc!r} resolves outside the model folder")
-        if not target.is_file():
-            raise ModelContractError(f"{path}: external data file {loc!r} is missing")
-
-
-def load_onnx_proto(path: str | Path):
-    """Parse an ONNX file without trusting it; raise one-line errors."""
-    import onnx
-
-    p = Path(path)
-    if not p.exists():
-        raise ModelContractError(f"{p}: model file not found")
-    if not p.is_file():
-        raise ModelContractError(f"{p}: not a regular file")
-    size = p.stat().st_size
-    if size == 0:
-        raise ModelContractError(f"{p}: model file is empty")
-    if size > MAX_MODEL_BYTES:
-        raise ModelContractError(f"{p}: model file is {size / 1e9:.1f} GB, above the 2 GB limit")
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise ModelContractError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
-    if not model.HasField("graph") or len(model.graph.node) == 0:
-        raise ModelContractError(f"{p}: the ONNX file holds no graph")
-    _check_external_data(model, p)
-    return model
 
 
 def available_providers(device: str = "auto") -> list[str]:
@@ -205,7 +160,7 @@ class OnnxImageModel:
         outs = []
         for i in range(0, len(x), batch_size):
             chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
-            feed = np.repeat(chunk, 3, axis=1) if self.channels == 3 else chunk
+            feed = grey_to_channels(chunk, self.channels)
             (y,) = self.session.run([self.output_name], {self.input_name: feed})
             if y.shape[0] != chunk.shape[0] or y.shape[2:] != chunk.shape[2:]:
                 raise ModelContractError(f"{self.path}: output shape {y.shape} differs from input shape {feed.shape}")

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.inputs import decode_output, encode_input, scaling_mean_std  # noqa: F401  (public API)
+from auditor.models.onnx_file import load_onnx_proto
 from auditor.types import (
     DTYPES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LAYOUTS,
     MAX_IMAGE_PIXELS,
     OUTPUT_KINDS,
@@ -44,38 +44,6 @@ METADATA_KEY = "xray_audit.spec"
 
 # ONNX TensorProto element types we can feed
 _ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8"}
-
-
-def scaling_mean_std(scaling: str, channels: int, mean=None, std=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) in the model's input units for a named scaling.
-
-    The model input is ``(x * factor - mean) / std`` with ``factor`` = 255 for
-    ``0-255`` and 1 otherwise (``x`` in ``[0, 1]``). ``custom`` takes explicit
-    mean/std given in ``[0, 1]`` units.
-    """
-    if scaling == "unit":
-        m, s = (0.0,), (1.0,)
-    elif scaling == "0-255":
-        m, s = (0.0,), (1.0,)
-    elif scaling == "imagenet":
-        m, s = IMAGENET_MEAN, IMAGENET_STD
-        if channels == 1:
-            m, s = (float(np.mean(IMAGENET_MEAN)),), (float(np.mean(IMAGENET_STD)),)
-    elif scaling == "minus1-1":
-        m, s = (0.5,), (0.5,)
-    elif scaling == "custom":
-        if mean is None or std is None:
-            raise UsageError("scaling 'custom' needs --mean and --std")
-        m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        if any(v <= 0 for v in s):
-            raise UsageError(f"std must be positive, got {list(s)}")
-    else:
-        raise UsageError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
-    if len(m) == 1 and channels > 1:
-        m, s = m * channels, s * channels
-    if len(m) != channels or len(s) != channels:
-        raise UsageError(f"mean/std need 1 or {channels} values, got {len(m)}/{len(s)}")
-    return tuple(float(v) for v in m), tuple(float(v) for v in s)
 
 
 def _dim(d) -> int | None:
@@ -250,26 +218,8 @@ def _validate_overrides(over: dict[str, Any], origin: str) -> dict[str, Any]:
     return over
 
 
-def read_spec(
-    path: str | Path,
-    *,
-    model=None,
-    sidecar: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    default_size: int = DEFAULT_SIZE,
-) -> ModelSpec:
-    """Read the ModelSpec of an ONNX file (graph, then metadata, sidecar, flags).
-
-    ``overrides`` holds CLI values (``layout``, ``channels``, ``scaling``,
-    ``mean``, ``std``, ``class_names``, ``output_kind``, ``image_size``); ``None``
-    values are ignored. ``model`` may be an already loaded ``onnx.ModelProto``.
-    """
-    path = str(path)
-    if model is None:
-        from auditor.models.onnx import load_onnx_proto
-
-        model = load_onnx_proto(path)
-    facts = _graph_facts(model, path)
+def _graph_values(facts: dict[str, Any], default_size: int) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Contract values read from the graph, where each came from, and the warnings so far."""
     sources: dict[str, str] = {k: "graph" for k in ("input_name", "layout", "channels", "dtype", "output_kind")}
     warnings: list[str] = []
     if facts.pop("ambiguous", False):
@@ -287,7 +237,12 @@ def read_spec(
     values["dynamic_size"] = h is None or w is None
     values["height"], values["width"] = (h or default_size), (w or default_size)
     sources["height"] = sources["width"] = "graph" if not values["dynamic_size"] else "default"
+    return values, sources, warnings
 
+
+def _override_layers(model, path: str, sidecar: str | Path | None, overrides: dict[str, Any] | None,
+                     values: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The layers over the graph, lowest first: ``metadata_props``, the sidecar JSON, CLI flags."""
     layers: list[tuple[str, dict[str, Any]]] = [("metadata", _metadata_overrides(model, path))]
     side = Path(sidecar) if sidecar else Path(path + ".json")
     if side.is_file():
@@ -307,7 +262,12 @@ def read_spec(
             raise UsageError(f"--image-size {size} conflicts with the model's fixed input {values['height']}x{values['width']}")
         flags["height"] = flags["width"] = size
     layers.append(("flag", flags))
+    return layers
 
+
+def _apply_layers(layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any], sources: dict[str, str],
+                  path: str) -> None:
+    """Validate each layer and let it override ``values`` (a fixed graph size always wins)."""
     for origin, over in layers:
         try:
             over = _validate_overrides(over, f"{path} ({origin})")
@@ -322,7 +282,10 @@ def read_spec(
                 values[key] = val
                 sources[key] = origin
 
-    channels = int(values["channels"])
+
+def _resolve_scaling(values: dict[str, Any], sources: dict[str, str], warnings: list[str],
+                     path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Settle ``values["scaling"]`` (custom when only mean/std are given, else the default) -> (mean, std)."""
     if "scaling" not in values:
         if "mean" in values and "std" in values:
             values["scaling"] = "custom"
@@ -336,9 +299,12 @@ def read_spec(
                 )
     if values["dtype"] == "uint8" and values["scaling"] != "0-255":
         raise ModelContractError(f"{path}: a uint8 input takes 0-255 pixels; scaling {values['scaling']!r} is impossible")
-    mean, std = scaling_mean_std(values["scaling"], channels, values.get("mean"), values.get("std"))
+    return scaling_mean_std(values["scaling"], int(values["channels"]), values.get("mean"), values.get("std"))
 
-    k = facts["num_outputs"]
+
+def _class_names(values: dict[str, Any], k: int | None, sources: dict[str, str], warnings: list[str],
+                 path: str) -> list[str]:
+    """Declared class names checked against the ``k`` outputs, or default names with a warning."""
     names = values.get("class_names")
     n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
     if names:
@@ -357,12 +323,36 @@ def read_spec(
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
         raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+    return names
 
+
+def read_spec(
+    path: str | Path,
+    *,
+    model=None,
+    sidecar: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    default_size: int = DEFAULT_SIZE,
+) -> ModelSpec:
+    """Read the ModelSpec of an ONNX file (graph, then metadata, sidecar, flags).
+
+    ``overrides`` holds CLI values (``layout``, ``channels``, ``scaling``,
+    ``mean``, ``std``, ``class_names``, ``output_kind``, ``image_size``); ``None``
+    values are ignored. ``model`` may be an already loaded ``onnx.ModelProto``.
+    """
+    path = str(path)
+    if model is None:
+        model = load_onnx_proto(path)
+    facts = _graph_facts(model, path)
+    values, sources, warnings = _graph_values(facts, default_size)
+    _apply_layers(_override_layers(model, path, sidecar, overrides, values), values, sources, path)
+    mean, std = _resolve_scaling(values, sources, warnings, path)
+    names = _class_names(values, facts["num_outputs"], sources, warnings, path)
     check_input_size(int(values["height"]), int(values["width"]), f"{path} ({sources.get('height', 'graph')})")
     return ModelSpec(
         input_name=values["input_name"],
         layout=values["layout"],
-        channels=channels,
+        channels=int(values["channels"]),
         height=int(values["height"]),
         width=int(values["width"]),
         dtype=values["dtype"],
@@ -377,44 +367,6 @@ def read_spec(
         sources=sources,
         warnings=tuple(warnings),
     )
-
-
-def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Turn an ``(N, 1, H, W)`` grey batch in ``[0, 1]`` into the model's input tensor."""
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected an (N, 1, H, W) batch, got shape {x.shape}")
-    x = np.asarray(x, dtype=np.float32)
-    if spec.channels == 3:
-        x = np.repeat(x, 3, axis=1)
-    if spec.dtype == "uint8":
-        out = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-    else:
-        factor = 255.0 if spec.scaling == "0-255" else 1.0
-        mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        out = ((x * factor - mean) / std).astype(np.float16 if spec.dtype == "float16" else np.float32)
-    if spec.layout == "NHWC":
-        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
-    return out
-
-
-def decode_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Model outputs -> class probabilities ``(N, K)`` as float64."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.ndim != 2:
-        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
-    kind = spec.output_kind
-    if kind in ("sigmoid_logit", "sigmoid_probability"):
-        p = raw[:, :1]
-        if kind == "sigmoid_logit":
-            p = 1.0 / (1.0 + np.exp(-p))
-        return np.concatenate([1.0 - p, p], axis=1)
-    if kind == "probabilities":
-        s = raw.sum(axis=1, keepdims=True)
-        return raw / np.where(s > 0, s, 1.0)
-    z = raw - raw.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def spec_with(spec: ModelSpec, **changes: Any) -> ModelSpec:

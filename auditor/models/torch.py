@@ -6,8 +6,11 @@
   channel replication -> ``(x * factor - mean) / std`` from the ModelSpec ->
   layout -> network -> logits (probabilities/sigmoid outputs are mapped back
   to logits) -> optional class permutation.
-* :func:`load_checkpoint` reads the ``xray-audit-checkpoint/1`` format of
-  :mod:`auditor.reference_models.registry` with ``torch.load(weights_only=True)``.
+* :func:`read_checkpoint` / :func:`build_network` / :func:`load_checkpoint` read
+  the ``xray-audit-checkpoint/1`` format of :mod:`auditor.reference_models.registry`
+  with ``torch.load(weights_only=True)`` (the project's only checkpoint reader).
+* :func:`encode_tensor` / :class:`InputEncoder` -- the torch form of the
+  model-input contract of :mod:`auditor.models.inputs`.
 * :class:`Ensemble` averages the logits of several surrogates.
 * :func:`convert_onnx_to_torch` turns the ONNX target into a torch module with
   onnx2torch for white-box attacks and checks it agrees with ONNX Runtime.
@@ -26,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor.hashing import sha256_file
 from auditor.errors import ModelContractError, RuntimeFailure, UsageError
+from auditor.hashing import sha256_file
+from auditor.models.inputs import input_scaling
 from auditor.types import ModelSpec
 
 #: agreement tolerance of a converted target vs ONNX Runtime (max |prob diff|)
@@ -53,6 +57,58 @@ def resize_for_network(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def grey_to_channels_t(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Torch form of :func:`auditor.models.inputs.grey_to_channels` (a view, no copy)."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] != 1:
+        raise ValueError(f"expected grey (N, 1, H, W) input, got {tuple(x.shape)}")
+    return x.expand(-1, channels, -1, -1)
+
+
+def scaling_buffers(module: nn.Module, spec: ModelSpec, channels: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Register non-persistent ``mean``/``std`` buffers of :func:`input_scaling` on ``module``; returns the factor.
+
+    Non-persistent: they follow ``module.to(device)`` but stay out of state dicts and checkpoints.
+    """
+    factor, mean, std = input_scaling(spec, channels)
+    module.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    module.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    return factor, module.mean, module.std
+
+
+def encode_tensor(x: torch.Tensor, size: tuple[int, int], channels: int, factor: float, mean: torch.Tensor,
+                  std: torch.Tensor, layout: str, channels_last: bool = False) -> torch.Tensor:
+    """Torch form of :func:`auditor.models.inputs.encode_input`, differentiable, for float32 networks.
+
+    Grey ``(N, 1, H, W)`` in ``[0, 1]`` -> antialiased resize to ``size`` (when
+    different) -> ``channels`` -> ``(x * factor - mean) / std`` -> ``layout``
+    (``channels_last`` memory format on request for NCHW).
+    """
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = resize_for_network(x, size)
+    x = (grey_to_channels_t(x, channels) * factor - mean) / std
+    if channels_last and layout == "NCHW":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if layout == "NHWC":
+        x = x.permute(0, 2, 3, 1).contiguous()
+    return x
+
+
+class InputEncoder(nn.Module):
+    """:func:`encode_tensor` of a :class:`ModelSpec` as a module (the training recipes put it before the network)."""
+
+    def __init__(self, spec: ModelSpec, channels: int | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.channels = int(channels or spec.channels)
+        self.size = (int(spec.height), int(spec.width))
+        self.factor, _, _ = scaling_buffers(self, spec, self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return encode_tensor(x, self.size, self.channels, self.factor, self.mean, self.std, self.spec.layout)
+
+
 class TorchClassifier(nn.Module):
     """``(N, 1, H, W)`` in ``[0, 1]`` -> logits, driven by a :class:`ModelSpec`.
 
@@ -70,13 +126,7 @@ class TorchClassifier(nn.Module):
         self.in_channels = int(in_channels or spec.channels)
         if spec.dtype != "float32":
             raise ModelContractError(f"input dtype {spec.dtype} has no gradient path; torch surrogates need float32 input")
-        mean, std = list(spec.mean), list(spec.std)
-        if len(mean) != self.in_channels:
-            mean = [float(np.mean(mean))] * self.in_channels
-            std = [float(np.mean(std))] * self.in_channels
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.factor = 255.0 if spec.scaling == "0-255" else 1.0
+        self.factor, mean, std = scaling_buffers(self, spec, self.in_channels)
         self.size = (int(spec.height), int(spec.width))
         self.register_buffer("class_index", None if class_index is None else torch.tensor(class_index, dtype=torch.long),
                              persistent=False)
@@ -88,19 +138,13 @@ class TorchClassifier(nn.Module):
         self.channels_last = bool(flag)
         self.network.to(memory_format=torch.channels_last if flag else torch.contiguous_format)
 
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``self.network`` receives for a grey ``(N, 1, H, W)`` batch in ``[0, 1]``."""
+        return encode_tensor(x, self.size, self.in_channels, self.factor, self.mean, self.std, self.spec.layout,
+                             channels_last=self.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if tuple(x.shape[-2:]) != self.size:
-            x = resize_for_network(x, self.size)
-        if x.shape[1] != self.in_channels:
-            if x.shape[1] != 1:
-                raise ValueError(f"expected grey (N, 1, H, W) input, got {tuple(x.shape)}")
-            x = x.expand(-1, self.in_channels, -1, -1)
-        x = (x * self.factor - self.mean) / self.std
-        if self.channels_last and self.spec.layout == "NCHW":
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.spec.layout == "NHWC":
-            x = x.permute(0, 2, 3, 1).contiguous()
-        out = self.network(x)
+        out = self.network(self.network_input(x))
         if isinstance(out, (tuple, list)):
             out = out[0]
         out = self._to_logits(out.float())
@@ -227,15 +271,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return {**doc, "spec": spec}
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
-                    class_index: list[int] | None = None, doc: dict[str, Any] | None = None) -> TorchClassifier:
-    """A frozen, eval-mode :class:`TorchClassifier` from an ``xray-audit-checkpoint/1`` file.
+def build_network(doc: dict[str, Any], path: str | Path) -> nn.Module:
+    """The bare network of a validated :func:`read_checkpoint` result, weights loaded, in eval mode.
 
-    ``doc`` may pass an already validated :func:`read_checkpoint` result of ``path``.
+    For the training recipes, which fine-tune it; attacks use :func:`load_checkpoint`.
     """
     from auditor.reference_models.registry import build_model
 
-    doc = doc if doc is not None else read_checkpoint(path)
     net = build_model(doc["arch"], doc["num_classes"], doc["in_channels"])
     try:
         net.load_state_dict(doc["state_dict"], strict=True)
@@ -243,6 +285,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))[:160]
         raise ModelContractError(f"{path}: weights do not fit architecture {doc['arch']} ({first})") from None
     check_finite_weights(net, str(path))
+    return net.eval()
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
+                    class_index: list[int] | None = None, doc: dict[str, Any] | None = None) -> TorchClassifier:
+    """A frozen, eval-mode :class:`TorchClassifier` from an ``xray-audit-checkpoint/1`` file.
+
+    ``doc`` may pass an already validated :func:`read_checkpoint` result of ``path``.
+    """
+    doc = doc if doc is not None else read_checkpoint(path)
+    net = build_network(doc, path)
     model = TorchClassifier(net, doc["spec"], in_channels=doc["in_channels"], class_index=class_index)
     model.meta = {"arch": doc["arch"], "path": str(path), "sha256": _sha256(path)}
     return model.eval().requires_grad_(False).to(device)
@@ -272,8 +325,9 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     two classes differ by more than ``2 * tol``. Anything else raises
     :class:`ConversionFailed` (unsupported op, non-float input, disagreement).
     """
-    from auditor.models.onnx import OnnxClassifier, load_onnx_proto
-    from auditor.models.spec import decode_output
+    from auditor.models.inputs import decode_output
+    from auditor.models.onnx import OnnxClassifier
+    from auditor.models.onnx_file import load_onnx_proto
 
     if spec.dtype != "float32":
         raise ConversionFailed(f"{onnx_path}: input dtype {spec.dtype} cannot carry gradients; white-box needs float32")
@@ -291,7 +345,7 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     try:
         ref = OnnxClassifier(onnx_path, spec=spec, device="cpu").predict_proba(x)
         with torch.inference_mode():
-            raw = model.network(_network_input(model, torch.from_numpy(x))).float().numpy()
+            raw = model.network(model.network_input(torch.from_numpy(x))).float().numpy()
         got = decode_output(raw, spec)
     except ConversionFailed:
         raise
@@ -307,15 +361,6 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     model.meta = {"arch": "onnx2torch", "path": str(onnx_path), "sha256": _sha256(onnx_path),
                   "agreement_max_prob_diff": diff}
     return model
-
-
-def _network_input(model: TorchClassifier, x: torch.Tensor) -> torch.Tensor:
-    """What ``model.network`` receives for grey ``x`` (the preprocessing half of ``forward``)."""
-    if tuple(x.shape[-2:]) != model.size:
-        x = resize_for_network(x, model.size)
-    x = x.expand(-1, model.in_channels, -1, -1)
-    x = (x * model.factor - model.mean) / model.std
-    return x.permute(0, 2, 3, 1).contiguous() if model.spec.layout == "NHWC" else x
 
 
 @dataclass

@@ -12,7 +12,7 @@ A checkpoint written by the ``training`` package is a ``dict`` saved with
      "in_channels": 1, "state_dict": {...}, "spec": ModelSpec.to_dict()}
 
 Only plain tensors, numbers, strings, lists and dicts are stored, so loading
-never unpickles arbitrary objects.
+never unpickles arbitrary objects. The one reader is :func:`auditor.models.torch.read_checkpoint`.
 """
 
 from __future__ import annotations
@@ -152,25 +152,6 @@ def make_checkpoint(model: nn.Module, arch: str, num_classes: int, in_channels: 
     if extra:
         ckpt["extra"] = dict(extra)
     return ckpt
-
-
-def load_checkpoint(path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the network of a checkpoint written by :func:`make_checkpoint` (``weights_only=True``).
-
-    Returns ``(model in eval mode, checkpoint dict without the state dict)``.
-    Raises ``ValueError`` with a one-line message when the file is not such a checkpoint.
-    """
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except Exception as exc:  # unpickling refused, truncated file, not a torch file
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an xray-audit checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
-    model = build_model(ckpt["arch"], int(ckpt["num_classes"]), int(ckpt["in_channels"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return model, meta
 
 
 #: torchvision ImageNet weight files, as named in the torch hub cache (never downloaded here)

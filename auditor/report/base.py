@@ -1,4 +1,4 @@
-"""The renderer interface and the registry of output formats.
+"""The registry of output formats (``--format``); the renderer interface is :mod:`auditor.report.renderer`.
 
 Every output format is a :class:`Renderer` that reads only an
 :class:`~auditor.types.AuditResult` and returns the document as ``str`` or
@@ -10,26 +10,10 @@ the renderer that needs them, so choosing a format costs nothing up front.
 from __future__ import annotations
 
 import enum
-from abc import ABC, abstractmethod
-from typing import ClassVar, assert_never
+from typing import assert_never
 
 from auditor.errors import UsageError
-from auditor.types import AuditResult
-
-
-class Renderer(ABC):
-    """One output format."""
-
-    #: format name as given to ``--format``
-    name: ClassVar[str]
-    #: file suffix of the document, with the dot (``""`` for terminal output)
-    suffix: ClassVar[str]
-    #: default file name inside the output folder (``""``: not written to a file)
-    filename: ClassVar[str] = ""
-
-    @abstractmethod
-    def render(self, result: AuditResult) -> str | bytes:
-        """The whole document for ``result``."""
+from auditor.report.renderer import Renderer
 
 
 class OutputFormat(str, enum.Enum):

@@ -6,8 +6,8 @@ import io
 import sys
 from typing import IO
 
-from auditor.report.base import Renderer
-from auditor.report.html import fmt_ci, fmt_eps, fmt_pct, summary_numbers
+from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct, summary_numbers
+from auditor.report.renderer import Renderer
 from auditor.report.transfer_view import headline as transfer_headline
 from auditor.types import AuditResult
 
@@ -90,6 +90,7 @@ class ConsoleRenderer(Renderer):
     filename = ""
 
     def render(self, result: AuditResult) -> str:
+        """The terminal summary (tables of conditions and gates) as text."""
         from rich.console import Console
 
         buf = io.StringIO()

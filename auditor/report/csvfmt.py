@@ -26,7 +26,7 @@ import csv
 import io
 import re
 
-from auditor.report.base import Renderer
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult, Condition
 
 FIXED_COLUMNS = ("path", "label", "patient_id")
@@ -88,6 +88,7 @@ class CsvRenderer(Renderer):
     filename = "samples.csv"
 
     def render(self, result: AuditResult) -> str:
+        """``samples.csv``: one row per image, its predictions and scores under every condition."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         header = csv_columns(result)

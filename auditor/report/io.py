@@ -1,14 +1,14 @@
-"""Reading results.json back (with consistency checks) and writing reports atomically."""
+"""Reading results.json back (with consistency checks); reports are written with :func:`auditor.atomic.write_atomic`."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import ResultsError, os_error
+from auditor.atomic import write_atomic  # noqa: F401  (re-exported: the report writers' name for it)
+from auditor.errors import ResultsError
 from auditor.types import SCHEMA_VERSION, AuditResult
 
 #: tolerance between a stored accuracy and the confusion matrix's trace / total
@@ -128,44 +128,3 @@ def read_capped(path: Path, limit: int) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ResultsError(f"{path}: not UTF-8 text") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` so that the file is either complete or absent.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk,
-    then renamed over ``path`` (``os.replace`` is atomic on one filesystem).
-    On any failure the temporary file is removed and an existing ``path`` is
-    left untouched. A folder that cannot be written raises :class:`UsageError` (exit 2), a full
-    disk or an I/O error :class:`RuntimeFailure` (exit 4).
-    """
-    target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    folder = target.parent
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise os_error(exc, f"{folder}: cannot write {target.name} there") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise os_error(exc, f"{target}: cannot write") from None
-        raise
-    return target

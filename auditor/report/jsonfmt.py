@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from auditor.report.base import Renderer
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 
@@ -27,4 +27,5 @@ class JsonRenderer(Renderer):
     filename = "results.json"
 
     def render(self, result: AuditResult) -> str:
+        """``results.json`` (the full result, schema-versioned)."""
         return results_json(result)

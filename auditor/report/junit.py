@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from auditor.report.base import Renderer
 from auditor.report.jsonfmt import results_digest
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 SUITE_NAME = "xray-audit gates"
@@ -24,6 +24,7 @@ class JunitRenderer(Renderer):
     filename = "junit.xml"
 
     def render(self, result: AuditResult) -> str:
+        """``junit.xml``: one test case per gate."""
         failures = sum(1 for g in result.gates if not g.passed)
         counts = {"tests": str(len(result.gates)), "failures": str(failures), "errors": "0", "skipped": "0"}
         root = ET.Element("testsuites", {"name": "xray-audit", **counts})

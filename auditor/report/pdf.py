@@ -22,8 +22,8 @@ import datetime as _dt
 import functools
 from urllib.parse import unquote_to_bytes
 
-from auditor.report.base import Renderer
 from auditor.report.jsonfmt import results_digest, results_json
+from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 PDF_VARIANT = "pdf/a-3b"

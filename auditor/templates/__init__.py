@@ -1,0 +1,1 @@
+"""Jinja2 template and stylesheet of the HTML/PDF report (package data, read by :mod:`auditor.report.html`)."""

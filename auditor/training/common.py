@@ -1,6 +1,5 @@
-"""Shared pieces of the training recipes: device, data, patient-wise split, run folders.
+"""Shared pieces of the training recipes: data, patient-wise split, run folders.
 
-* :func:`pick_device` -- "auto" | "cpu" | "cuda", one-line error when CUDA is absent;
 * :func:`load_training_data` -- an image folder/CSV through :mod:`auditor.data`,
   decoded to ``(N, 1, H, W)`` float32 in ``[0, 1]``, fingerprinted, checked;
 * :func:`patient_split` -- 60/20/20 train/val/test, stratified by class and
@@ -12,10 +11,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +20,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from auditor.errors import DataError, RuntimeFailure, UsageError
+from auditor.atomic import write_atomic
+from auditor.errors import DataError, UsageError
 from auditor.types import Skipped
 
 #: files a run folder may hold; ``--overwrite`` removes exactly these
@@ -35,25 +33,6 @@ PATIENT_CAVEAT = (
     "unlabelled films (e.g. the SIIM pneumothorax images, whose NIH patient is unknown) the split can "
     "leak that patient across train/val/test"
 )
-
-
-def pick_device(name: str = "auto"):
-    """The torch device for ``name``; ``cuda`` without a GPU is a one-line RuntimeFailure."""
-    import torch
-
-    try:  # the attacks package owns the shared helper once it exists
-        from auditor.attacks.device import pick_device as shared  # type: ignore[import-not-found]
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return shared(name)
-    if name not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device {name!r}: choose auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeFailure("--device cuda: no CUDA device is available here")
-    if name == "auto" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device(name if name != "auto" else "cpu")
 
 
 def show_bars(quiet: bool, progress: bool | None) -> bool:
@@ -201,27 +180,14 @@ def patient_split(labels: np.ndarray, groups: list[str], seed: int = 42) -> Spli
 
 # --------------------------------------------------------------------------- run folders
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    """``torch.save`` through :func:`auditor.atomic.write_atomic` (complete file or none)."""
+    import io
+
     import torch
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
 
 
 class RunDir:
@@ -256,7 +222,7 @@ class RunDir:
         if resume and not self.state_path.is_file():
             raise UsageError(f"{self.path}: --resume given but there is no training state (state.pt) to resume")
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_json, json.dumps({"identity": self.identity}, indent=2, sort_keys=True) + "\n")
+        write_atomic(run_json, json.dumps({"identity": self.identity}, indent=2, sort_keys=True) + "\n")
 
     def _clear(self) -> None:
         for name in RUN_FILES:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from auditor.atomic import atomic_path
 from auditor.errors import RuntimeFailure
-from auditor.models.spec import encode_input
+from auditor.models.inputs import encode_input
 from auditor.types import ModelSpec
 
 OPSET = 17
@@ -98,10 +98,6 @@ def _verify(module: nn.Module, path: Path, input_name: str, batches: list[np.nda
     return worst
 
 
-def _tmp_path(final: Path) -> Path:
-    return final.with_name(f".{final.stem}.partial.onnx")
-
-
 def spec_metadata(spec: ModelSpec) -> dict[str, Any]:
     """The ``xray_audit.spec`` JSON object of a classifier spec."""
     return {"layout": spec.layout, "channels": spec.channels, "height": spec.height, "width": spec.width,
@@ -126,10 +122,8 @@ def export_classifier(model: nn.Module, spec: ModelSpec, out_path: str | Path, s
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[2:] != (spec.height, spec.width) or len(x) == 0:
         raise ValueError(f"sample_images must be (N, 1, {spec.height}, {spec.width}), got {x.shape}")
     enc = encode_input(x, spec)
-    tmp = _tmp_path(final)
-    tmp.unlink(missing_ok=True)
     example = torch.from_numpy(enc[: min(2, len(enc))])
-    try:
+    with atomic_path(final, ".onnx") as tmp:
         _export_graph(module, example, tmp, spec.input_name, spec.output_name)
         props = {
             SPEC_KEY: json.dumps(spec_metadata(spec)),
@@ -143,10 +137,6 @@ def export_classifier(model: nn.Module, spec: ModelSpec, out_path: str | Path, s
                                      f"classes {', '.join(spec.class_names)}")
         batches = [enc[:1], enc[: min(len(enc), 8)]]
         worst = _verify(module, tmp, spec.input_name, batches, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
     return {"path": str(final), "max_abs_diff": worst, "opset": OPSET}
 
 
@@ -166,9 +156,7 @@ def export_image_model(model: nn.Module, out_path: str | Path, sample_images: np
     if x.ndim != 4 or x.shape[1] != 1 or len(x) == 0:
         raise ValueError(f"sample_images must be (N, 1, H, W), got {x.shape}")
     h, w = x.shape[2:]
-    tmp = _tmp_path(final)
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(final, ".onnx") as tmp:
         _export_graph(module, torch.from_numpy(x[: min(2, len(x))]), tmp, "image", "restored",
                       image_output=True, dynamic_size=dynamic_size)
         meta = {"layout": "NCHW", "channels": 1, "height": int(h), "width": int(w), "scaling": "unit",
@@ -190,8 +178,4 @@ def export_image_model(model: nn.Module, out_path: str | Path, sample_images: np
             batches.append(F.interpolate(torch.from_numpy(x[:2]), size=(h2, w2), mode="bilinear",
                                          align_corners=False).clamp(0, 1).numpy())
         worst = _verify(module, tmp, "image", batches, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
     return {"path": str(final), "max_abs_diff": worst, "opset": OPSET}

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.errors import UsageError
-from auditor.training.common import Split, TrainData, load_training_data, patient_split, pick_device
+from auditor.errors import ModelContractError, UsageError
+from auditor.models.device import pick_device
+from auditor.models.torch import TorchClassifier, load_checkpoint
+from auditor.training.common import Split, TrainData, load_training_data, patient_split
 
 KINDS = ("noop", "noise", "fgsm", "mifgsm")
 
@@ -62,47 +64,29 @@ class DefenseConfig:
     synthetic: bool | None = None
 
 
-class Surrogate(nn.Module):
-    """A frozen classifier checkpoint wrapped as ``[0, 1]`` image -> logits (normalisation inside)."""
+def load_pair_surrogate(path: str) -> TorchClassifier:
+    """The frozen 1-channel classifier checkpoint the banks attack (``[0, 1]`` image -> logits).
 
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        from auditor.reference_models.registry import load_checkpoint
-
-        try:
-            net, meta = load_checkpoint(path)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        spec = meta.get("spec") or {}
-        if int(meta.get("in_channels", 1)) != 1:
-            raise UsageError(f"--surrogate {path}: 1-channel checkpoints only, this one has {meta.get('in_channels')}")
-        self.net = net.eval()
-        self.meta = meta
-        self.arch = meta["arch"]
-        self.image_size = int(spec.get("height") or 224)
-        self.class_names = tuple(spec.get("class_names") or ())
-        mean = float((spec.get("mean") or [0.0])[0])
-        std = float((spec.get("std") or [1.0])[0])
-        self.register_buffer("mean", torch.tensor(mean).view(1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 1, 1, 1))
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's input for a [0, 1] batch."""
-        return (x - self.mean) / self.std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.net(self.normalise(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last convolutional feature map (HGD's FGD tap)."""
-        from auditor.reference_models.registry import last_conv_features
-
-        return last_conv_features(self.net, self.normalise(x))
+    Read by :func:`auditor.models.torch.load_checkpoint`, so its input is encoded by the
+    same model-input contract as in an audit; a bad checkpoint is a :class:`UsageError`.
+    """
+    try:
+        sur = load_checkpoint(path)
+    except ModelContractError as exc:
+        raise UsageError(str(exc)) from None
+    if sur.in_channels != 1:
+        raise UsageError(f"--surrogate {path}: 1-channel checkpoints only, this one has {sur.in_channels}")
+    return sur
 
 
-def prepare(cfg: DefenseConfig) -> tuple[DefenseConfig, Surrogate, TrainData, Split, torch.device]:
+def surrogate_features(sur: TorchClassifier, x: torch.Tensor) -> torch.Tensor:
+    """The last convolutional feature map of the surrogate (HGD's FGD tap)."""
+    from auditor.reference_models.registry import last_conv_features
+
+    return last_conv_features(sur.network, sur.network_input(x))
+
+
+def prepare(cfg: DefenseConfig) -> tuple[DefenseConfig, TorchClassifier, TrainData, Split, torch.device]:
     """Validate, load the surrogate and the data, split by patient."""
     if not Path(cfg.surrogate).is_file():
         raise UsageError(f"--surrogate {cfg.surrogate}: checkpoint not found")
@@ -112,14 +96,14 @@ def prepare(cfg: DefenseConfig) -> tuple[DefenseConfig, Surrogate, TrainData, Sp
     if cfg.batch_size < 2:
         raise UsageError(f"--batch-size {cfg.batch_size}: use at least 2")
     device = pick_device(cfg.device)
-    sur = Surrogate(cfg.surrogate).to(device)
-    size = cfg.image_size or sur.image_size
-    if size != sur.image_size:
-        raise UsageError(f"--image-size {size} differs from the surrogate's input size {sur.image_size}")
+    sur = load_pair_surrogate(cfg.surrogate).to(device)
+    size = cfg.image_size or sur.spec.height
+    if size != sur.spec.height:
+        raise UsageError(f"--image-size {size} differs from the surrogate's input size {sur.spec.height}")
     from dataclasses import replace
 
     cfg = replace(cfg, image_size=size)
-    data = load_training_data(cfg.data, size, sur.class_names or None, quiet=cfg.quiet, progress=cfg.progress)
+    data = load_training_data(cfg.data, size, tuple(sur.spec.class_names) or None, quiet=cfg.quiet, progress=cfg.progress)
     split = patient_split(data.labels, data.groups(), seed=cfg.seed)
     return cfg, sur, data, split, device
 
@@ -132,13 +116,13 @@ def cap(idx: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(idx, size=n, replace=False))
 
 
-def adversarial_bank(sur: Surrogate, images: np.ndarray, labels: np.ndarray, kinds, eps, gen: torch.Generator,
+def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarray, kinds, eps, gen: torch.Generator,
                      device, steps: int = 5, batch: int = 16, advance=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Perturbed copies of ``images``: returns ``(bank (M,1,H,W), source index (M,), kind per row)``.
 
     Every image gets one version of each kind, with eps drawn uniformly from ``eps``.
     """
-    from auditor.training.perturb import mifgsm, uniform_noise_perturb
+    from auditor.training.perturb import fgsm, mifgsm, uniform_noise_perturb
 
     out, src, kind_of = [], [], []
     eps_t = torch.tensor(eps, dtype=torch.float32)
@@ -153,7 +137,7 @@ def adversarial_bank(sur: Surrogate, images: np.ndarray, labels: np.ndarray, kin
             elif k == "noise":
                 xa = uniform_noise_perturb(xb, e, gen)
             elif k == "fgsm":
-                xa = _fgsm(sur, xb, yb, e)
+                xa = fgsm(sur, xb, yb, e)
             else:
                 xa = mifgsm(sur, xb, yb, e, steps=steps)
             out.append(xa.detach().cpu().numpy())
@@ -165,16 +149,7 @@ def adversarial_bank(sur: Surrogate, images: np.ndarray, labels: np.ndarray, kin
     return bank, np.asarray(src, dtype=np.int64), kind_of
 
 
-def _fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Plain FGSM (Goodfellow et al., ICLR 2015)."""
-    import torch.nn.functional as F
-
-    x0 = x.clone().detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(F.cross_entropy(model(x0), y), x0)
-    return (x + eps.view(-1, 1, 1, 1).to(x) * g.sign()).clamp(0, 1).detach()
-
-
-def surrogate_accuracy(sur: Surrogate, x: np.ndarray, y: np.ndarray, device, batch: int = 64) -> tuple[float, np.ndarray]:
+def surrogate_accuracy(sur: TorchClassifier, x: np.ndarray, y: np.ndarray, device, batch: int = 64) -> tuple[float, np.ndarray]:
     """Accuracy and predictions of the surrogate on a [0, 1] batch."""
     preds = []
     with torch.no_grad():
@@ -194,7 +169,7 @@ def apply_model(model: nn.Module, x: np.ndarray, device, batch: int = 32) -> np.
     return np.concatenate(outs).astype(np.float32) if outs else x.copy()
 
 
-def defense_eval(sur: Surrogate, model: nn.Module, data: TrainData, test_idx: np.ndarray, device, gen: torch.Generator,
+def defense_eval(sur: TorchClassifier, model: nn.Module, data: TrainData, test_idx: np.ndarray, device, gen: torch.Generator,
                  eps: float = 8 / 255, steps: int = 5) -> dict[str, Any]:
     """Surrogate accuracy on the test split: clean, MI-FGSM(eps) adversarial, and both after the model.
 
@@ -232,9 +207,10 @@ def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "Defen
     """
     import json
 
+    from auditor.atomic import write_atomic
     from auditor.hashing import sha256_file
     from auditor.reference_models.cards import write_model_card
-    from auditor.training.common import atomic_torch_save, atomic_write_text
+    from auditor.training.common import atomic_torch_save
     from auditor.training.export import export_image_model
     from auditor.training.recipes import _is_synthetic
 
@@ -259,6 +235,6 @@ def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "Defen
     full["limitations"] = [*(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
                            *card.get("limitations", [])]
     md, js = write_model_card(out / f"{stem}_card", full)
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    write_atomic(out / "history.json", json.dumps(history, indent=2) + "\n")
     return {"out": str(out), "onnx": info["path"], "checkpoint": str(ckpt), "card_md": str(md), "card_json": str(js),
             "history": history, "extra_metrics": extra, "seconds": time.perf_counter() - t_start, "export": info}

@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,7 @@ def _summ(m: dict) -> dict:
             "recall_ci": {k: v["sensitivity_ci"] for k, v in m["per_class"].items()}, "n": m["n"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the measurement; returns 0."""
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"))
     ap.add_argument("--out", default="/tmp/real_train_out")
@@ -76,16 +76,58 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--min-epochs", type=int, default=5)
     ap.add_argument("--overwrite", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    import torch
+
+def _baseline_metrics(data_root: str, split, seed: int) -> dict[str, Any]:
+    """Logistic regression on intensity statistics of the 256 px files, on the CNN's split."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from auditor.metrics import compute_metrics
-    from auditor.reference_models.registry import load_checkpoint
     from auditor.training.common import load_training_data, patient_split
+
+    data256 = load_training_data(data_root, 256, quiet=True, progress=False)
+    split256 = patient_split(data256.labels, data256.groups(), seed=seed)
+    assert np.array_equal(split256.test, split.test), "baseline and CNN splits differ"
+    feats = intensity_features(data256.images)
+    fit_idx = np.concatenate([split256.train, split256.val])
+    base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced"))
+    base.fit(feats[fit_idx], data256.labels[fit_idx])
+    y_test = data256.labels[split256.test]
+    groups = [data256.patient_ids[i] for i in split256.test]
+    base_pred = base.predict(feats[split256.test])
+    return compute_metrics(y_test, base_pred, data256.class_names, groups=groups, seed=0)
+
+
+def _jpeg_probe(data, split, checkpoint: str) -> dict[str, Any] | None:
+    """The CNN's pneumothorax score on the test normals before and after two JPEG-75 rounds (None without both classes)."""
+    import torch
+
+    from auditor.models.torch import load_checkpoint
+
+    model = load_checkpoint(checkpoint)  # [0, 1] grey -> logits, the checkpoint's input contract inside
+    names = list(data.class_names)
+    if "normal" not in names or "pneumothorax" not in names:
+        return None
+    k_n, k_p = names.index("normal"), names.index("pneumothorax")
+    idx = np.array([i for i in split.test if data.labels[i] == k_n])
+    x = data.images[idx]
+    xj = double_jpeg(x)
+    with torch.no_grad():
+        p0 = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+        p1 = torch.softmax(model(torch.from_numpy(xj)), 1).numpy()
+    return {"n_test_normals": int(len(idx)), "mean_p_pneumothorax_before": float(p0[:, k_p].mean()),
+            "mean_p_pneumothorax_after_double_jpeg75": float(p1[:, k_p].mean()),
+            "share_called_pneumothorax_before": float((p0.argmax(1) == k_p).mean()),
+            "share_called_pneumothorax_after": float((p1.argmax(1) == k_p).mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurement; returns 0."""
+    args = _arguments(argv)
+    from auditor.training.common import load_training_data
     from auditor.training.recipes import TrainConfig, train_reference
 
     out = Path(args.out)
@@ -98,38 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     res = train_reference(cfg)
     cnn_seconds = time.perf_counter() - t0
     split = res["split"]
-
-    # baseline on the same split, features from the 256 px files
-    data256 = load_training_data(args.data, 256, quiet=True, progress=False)
-    split256 = patient_split(data256.labels, data256.groups(), seed=cfg.seed)
-    assert np.array_equal(split256.test, split.test), "baseline and CNN splits differ"
-    feats = intensity_features(data256.images)
-    fit_idx = np.concatenate([split256.train, split256.val])
-    base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced"))
-    base.fit(feats[fit_idx], data256.labels[fit_idx])
-    y_test = data256.labels[split256.test]
-    groups = [data256.patient_ids[i] for i in split256.test]
-    base_pred = base.predict(feats[split256.test])
-    base_m = compute_metrics(y_test, base_pred, data256.class_names, groups=groups, seed=0)
-
-    # JPEG shortcut probe on the test normals
+    base_m = _baseline_metrics(args.data, split, cfg.seed)
     data = load_training_data(args.data, args.image_size, quiet=True, progress=False)
-    net, meta = load_checkpoint(res["checkpoint"])
-    names = list(data.class_names)
-    probe = None
-    if "normal" in names and "pneumothorax" in names:
-        k_n, k_p = names.index("normal"), names.index("pneumothorax")
-        idx = np.array([i for i in split.test if data.labels[i] == k_n])
-        x = data.images[idx]
-        xj = double_jpeg(x)
-        mean, std = float(meta["spec"]["mean"][0]), float(meta["spec"]["std"][0])
-        with torch.no_grad():
-            p0 = torch.softmax(net((torch.from_numpy(x) - mean) / std), 1).numpy()
-            p1 = torch.softmax(net((torch.from_numpy(xj) - mean) / std), 1).numpy()
-        probe = {"n_test_normals": int(len(idx)), "mean_p_pneumothorax_before": float(p0[:, k_p].mean()),
-                 "mean_p_pneumothorax_after_double_jpeg75": float(p1[:, k_p].mean()),
-                 "share_called_pneumothorax_before": float((p0.argmax(1) == k_p).mean()),
-                 "share_called_pneumothorax_after": float((p1.argmax(1) == k_p).mean())}
+    probe = _jpeg_probe(data, split, res["checkpoint"])
 
     cnn = _summ(res["metrics"])
     bl = _summ(base_m)

@@ -1,67 +1,62 @@
-"""Cheap perturbations used *inside* training (adversarial training, denoiser and CycleGAN pairs).
+"""Perturbations used *inside* training (adversarial training, denoiser and CycleGAN pairs).
 
-These are training-time data generators, not the audited attacks (those live
-in :mod:`auditor.attacks`):
+The adversarial ones are made by the audited attack code, :mod:`auditor.attacks` (one loop, one
+projection), so a defense is trained on the same attacks the audit later runs:
 
-* :func:`fgsm_rs` -- FGSM with a uniform random start, step 1.25*eps (Wong,
-  Rice & Kolter, "Fast is better than free: Revisiting adversarial training",
-  ICLR 2020);
-* :func:`mifgsm` -- momentum iterative FGSM (Dong et al., "Boosting
-  Adversarial Attacks with Momentum", CVPR 2018), L1-mean normalised gradient,
-  decay 1.0, step eps/T;
-* :func:`uniform_noise_perturb` -- U[-eps, eps] noise.
+* :func:`fgsm_rs` -- :class:`auditor.attacks.fgsm_rs.FGSMRS`, FGSM with a uniform random start,
+  step 1.25*eps (Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial
+  training", ICLR 2020);
+* :func:`mifgsm` -- :class:`auditor.attacks.mifgsm.MIFGSM` (Dong et al., "Boosting Adversarial
+  Attacks with Momentum", CVPR 2018), L1-mean normalised gradient, decay 1.0, step eps/T;
+* :func:`fgsm` -- one MI-FGSM step of size eps, i.e. plain FGSM (Goodfellow, Shlens & Szegedy,
+  "Explaining and Harnessing Adversarial Examples", ICLR 2015);
+* :func:`uniform_noise_perturb` -- U[-eps, eps] noise (no gradient).
 
-``model`` maps a ``[0, 1]`` batch to logits (normalisation included); ``eps``
-is a float or an ``(N,)`` tensor; results are clamped to ``[0, 1]`` and lie in
-the L-inf ball of radius eps around ``x``.
+``model`` is an ``nn.Module`` mapping a ``[0, 1]`` batch to logits (the model-input contract
+inside, e.g. a :class:`auditor.models.torch.TorchClassifier`); ``eps`` is a float or an ``(N,)``
+tensor (one budget per image); results lie in ``[0, 1]`` and in the L-inf ball of radius eps
+around ``x``. The frozen-surrogate attacks run without BatchNorm folding and in the contiguous
+memory format, as the surrogate is given.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-Model = Callable[[torch.Tensor], torch.Tensor]
+from auditor.attacks.fgsm_rs import FGSMRS
+from auditor.attacks.mifgsm import MIFGSM
 
 
 def _eps(eps, x: torch.Tensor) -> torch.Tensor:
+    """``eps`` as an ``(N,)`` float32 tensor on ``x``'s device."""
     if isinstance(eps, torch.Tensor):
-        return eps.to(x.device, x.dtype).view(-1, 1, 1, 1)
-    return torch.full((x.shape[0], 1, 1, 1), float(eps), device=x.device, dtype=x.dtype)
+        return eps.to(x.device, torch.float32).reshape(-1).expand(x.shape[0])
+    return torch.full((x.shape[0],), float(eps), device=x.device, dtype=torch.float32)
 
 
-def _project(x_adv: torch.Tensor, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    return torch.max(torch.min(x_adv, x + e), x - e).clamp(0.0, 1.0)
-
-
-def fgsm_rs(model: Model, x: torch.Tensor, y: torch.Tensor, eps, gen: torch.Generator, alpha_ratio: float = 1.25) -> torch.Tensor:
+def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, gen: torch.Generator,
+            alpha_ratio: float = 1.25) -> torch.Tensor:
     """FGSM with random start (Fast-AT); returns the adversarial batch (detached)."""
     e = _eps(eps, x)
-    delta = ((torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * e)
-    x0 = (x + delta).clamp(0.0, 1.0).detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x0), y)
-    (grad,) = torch.autograd.grad(loss, x0)
-    return _project(x0.detach() + alpha_ratio * e * grad.sign(), x, e).detach()
+    attack = FGSMRS(model, epsilon=float(e.max()), alpha_ratio=alpha_ratio, device=x.device)
+    return attack(x, y, generator=gen, epsilon=e)
 
 
-def mifgsm(model: Model, x: torch.Tensor, y: torch.Tensor, eps, steps: int = 5, decay: float = 1.0) -> torch.Tensor:
+def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, steps: int = 5, decay: float = 1.0) -> torch.Tensor:
     """MI-FGSM, untargeted; returns the adversarial batch (detached)."""
     e = _eps(eps, x)
-    alpha = e / steps
-    x_adv = x.clone().detach()
-    g = torch.zeros_like(x)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        g = decay * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        x_adv = _project(x_adv.detach() + alpha * g.sign(), x, e).detach()
-    return x_adv
+    attack = MIFGSM(model, epsilon=float(e.max()), steps=steps, decay=decay, channels_last=False, fold_bn=False,
+                    device=x.device)
+    return attack(x, y, epsilon=e)
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps) -> torch.Tensor:
+    """Plain FGSM: one signed-gradient step of size eps; returns the adversarial batch (detached)."""
+    return mifgsm(model, x, y, eps, steps=1)
 
 
 def uniform_noise_perturb(x: torch.Tensor, eps, gen: torch.Generator) -> torch.Tensor:
-    """x + U[-eps, eps], clamped to [0, 1]."""
-    e = _eps(eps, x)
+    """x + U[-eps, eps], clamped to [0, 1] (noise, not an attack: it lies in the ε-ball by construction)."""
+    e = _eps(eps, x).view(-1, *([1] * (x.dim() - 1)))
     return (x + (torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * e).clamp(0.0, 1.0)

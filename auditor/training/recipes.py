@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,27 +42,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor.errors import UsageError
-from auditor.types import ModelSpec
+from auditor.atomic import write_atomic
+from auditor.errors import ModelContractError, UsageError
+from auditor.models.device import pick_device
+from auditor.models.inputs import scaling_mean_std
+from auditor.models.torch import InputEncoder, build_network, read_checkpoint
 from auditor.reference_models.registry import (
     build_model,
     find_local_imagenet_weights,
     list_architectures,
-    load_checkpoint,
     load_imagenet_backbone,
     make_checkpoint,
 )
 from auditor.training.common import (
     RunDir,
     TrainData,
-    atomic_write_text,
     load_training_data,
     log,
     patient_split,
-    pick_device,
     progress_bar,
     show_bars,
 )
+from auditor.types import ModelSpec
 
 RECIPES = ("reference", "augment", "adversarial")
 SEEDS_REPORTED = "the seeds' report: test accuracy 0.92 on 3,600 images with ImageNet weights"
@@ -107,18 +108,6 @@ class TrainConfig:
     augmentation: str | None = None  #: None = "seeds" (reference/adversarial), "attack-families" (augment)
 
 
-class Normalize(nn.Module):
-    """``(x - mean) / std`` for 1-channel input; identity for the unit scaling."""
-
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return (x - self.mean) / self.std
-
-
 def _is_synthetic(root: str) -> bool:
     readme = Path(root) / "README.md"
     try:
@@ -129,8 +118,6 @@ def _is_synthetic(root: str) -> bool:
 
 def classifier_spec(class_names, size: int, scaling: str) -> ModelSpec:
     """The contract of a network trained here: NCHW, 1 channel, logits."""
-    from auditor.models.spec import scaling_mean_std
-
     mean, std = scaling_mean_std(scaling, 1)
     return ModelSpec(input_name="image", layout="NCHW", channels=1, height=size, width=size, scaling=scaling,
                      mean=mean, std=std, output_name="logits", output_kind="logits",
@@ -158,10 +145,12 @@ def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.M
         if not Path(cfg.init).is_file():
             raise UsageError(f"--init {cfg.init}: checkpoint not found")
         try:
-            init_model, init_meta = load_checkpoint(cfg.init)
-        except ValueError as exc:
+            doc = read_checkpoint(cfg.init)
+            init_model = build_network(doc, cfg.init)
+        except ModelContractError as exc:
             raise UsageError(str(exc)) from None
-        spec = init_meta.get("spec") or {}
+        init_meta = {**{k: v for k, v in doc.items() if k != "state_dict"}, "spec": doc["spec"].to_dict()}
+        spec = init_meta["spec"]
         if int(init_meta.get("in_channels", 1)) != 1:
             raise UsageError(f"--init {cfg.init}: the recipes train 1-channel models, checkpoint has "
                              f"{init_meta.get('in_channels')} channels")
@@ -248,7 +237,7 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
             eps = eps_choices[torch.randint(0, len(eps_choices), (x.shape[0],), generator=gen)]
             was = net.training
             net.eval()
-            out = fgsm_rs(lambda z: net(norm(z)), x, y, eps, gen)
+            out = fgsm_rs(nn.Sequential(norm, net), x, y, eps, gen)
             net.train(was)
             return out
         return adv
@@ -275,50 +264,88 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
     return adv_external
 
 
-def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
-    """Run a classifier recipe end to end: data, split, training, test metrics, checkpoint, ONNX, model card.
+@dataclass
+class _Setup:
+    """Everything a classifier run fixes before its first epoch."""
 
-    Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "metrics",
-    "history", "epochs_run", "best_epoch", "seconds", "split", "export"}``.
-    """
-    from auditor.metrics import compute_metrics
-    from auditor.reference_models.cards import write_model_card
+    cfg: TrainConfig
+    device: torch.device
+    data: TrainData
+    split: Any
+    synthetic: bool
+    spec: ModelSpec
+    pretrained_path: str | None
+    head_epochs: int
+    augmentation: str
+    augment: Callable | None
+    init_sha: str | None
+    identity: dict[str, Any]
+    run: RunDir
+    net: nn.Module
+    norm: nn.Module
+    class_w: torch.Tensor
+    adv_fn: Callable | None
+
+
+@dataclass
+class _Progress:
+    """The training loop's state across epochs (what ``state.pt`` holds for a resume)."""
+
+    start_epoch: int = 0
+    best_val: float = float("inf")
+    best_state: dict[str, Any] | None = None
+    best_epoch: int | None = None
+    bad: int = 0
+    stopped: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    opt_state: dict[str, Any] | None = None
+    sched_state: dict[str, Any] | None = None
+    saved_phase: int | None = None
+
+
+def _pretrained_weights(cfg: TrainConfig) -> str | None:
+    """Path of the cached ImageNet weights asked for by ``--pretrained imagenet`` (never downloaded)."""
+    if cfg.pretrained != "imagenet":
+        return None
+    if cfg.arch == "small_cnn":
+        raise UsageError("--pretrained imagenet: there are no ImageNet weights for small_cnn")
+    path = find_local_imagenet_weights(cfg.arch)
+    if path is None:
+        raise UsageError(f"--pretrained imagenet: no cached torchvision weights for {cfg.arch} in "
+                         f"{torch.hub.get_dir()}/checkpoints (nothing is downloaded); drop --pretrained to train from scratch")
+    return path
+
+
+def _init_sha(cfg: TrainConfig, data: TrainData) -> str | None:
+    """SHA-256 of the ``--init`` checkpoint, after checking its classes are the data's."""
+    if not cfg.init:
+        return None
+    from auditor.data.loading import file_sha256
+
+    if tuple(c.lower() for c in data.class_names) != tuple(c.lower() for c in (cfg.class_names or data.class_names)):
+        raise UsageError(f"--init {cfg.init}: classes {list(cfg.class_names or ())} differ from the data's")
+    return file_sha256(cfg.init)
+
+
+def _prepare(cfg: TrainConfig) -> _Setup:
+    """Resolve the config, load and split the data, open the run folder, build the network."""
     from auditor.training.augment import AUGMENTATIONS
 
-    t_start = time.perf_counter()
     cfg, init_meta, init_model = _resolve(cfg)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation of the freshly built network
-    bars = show_bars(cfg.quiet, cfg.progress)
-
     data = load_training_data(cfg.data, cfg.image_size, cfg.class_names, quiet=cfg.quiet, progress=cfg.progress,
                               allow_outside_root=cfg.allow_outside_root)
     synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
     split = patient_split(data.labels, data.groups(), seed=cfg.seed)
-
-    pretrained_path = None
-    if cfg.pretrained == "imagenet":
-        if cfg.arch == "small_cnn":
-            raise UsageError("--pretrained imagenet: there are no ImageNet weights for small_cnn")
-        pretrained_path = find_local_imagenet_weights(cfg.arch)
-        if pretrained_path is None:
-            raise UsageError(f"--pretrained imagenet: no cached torchvision weights for {cfg.arch} in "
-                             f"{torch.hub.get_dir()}/checkpoints (nothing is downloaded); drop --pretrained to train from scratch")
+    pretrained_path = _pretrained_weights(cfg)
     scaling = "imagenet" if pretrained_path else ((init_meta or {}).get("spec", {}).get("scaling") or "unit")
     spec = classifier_spec(data.class_names, cfg.image_size, scaling)
     head_epochs = cfg.head_epochs if cfg.head_epochs is not None else (2 if pretrained_path and not cfg.init else 0)
     augmentation = cfg.augmentation or ("attack-families" if cfg.recipe == "augment" else "seeds")
     if augmentation not in AUGMENTATIONS:
         raise UsageError(f"augmentation {augmentation!r}: choose {', '.join(AUGMENTATIONS)}")
-    augment = AUGMENTATIONS[augmentation]
-
-    init_sha = None
-    if cfg.init:
-        from auditor.data.loading import file_sha256
-
-        init_sha = file_sha256(cfg.init)
-        if tuple(c.lower() for c in data.class_names) != tuple(c.lower() for c in (cfg.class_names or data.class_names)):
-            raise UsageError(f"--init {cfg.init}: classes {list(cfg.class_names or ())} differ from the data's")
+    init_sha = _init_sha(cfg, data)
     identity = {"recipe": cfg.recipe, "arch": cfg.arch, "image_size": cfg.image_size, "classes": list(data.class_names),
                 "data_manifest_sha256": data.manifest_sha256, "seed": cfg.seed, "pretrained": cfg.pretrained,
                 "init_sha256": init_sha, "in_channels": 1}
@@ -330,132 +357,203 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     if init_model is not None:
         net.load_state_dict(init_model.state_dict())
     net.to(device)
-    norm = Normalize(spec.mean[0], spec.std[0]).to(device)
-
+    norm = InputEncoder(spec).to(device)  # the model-input contract of auditor.models, as in the audit
     counts = np.bincount(data.labels[split.train], minlength=len(data.class_names)).astype(np.float64)
     class_w = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     adv_fn = _make_adv_fn(cfg, init_model, norm, device) if cfg.recipe == "adversarial" else None
+    return _Setup(cfg, device, data, split, synthetic, spec, pretrained_path, head_epochs, augmentation,
+                  AUGMENTATIONS[augmentation], init_sha, identity, run, net, norm, class_w, adv_fn)
 
-    total_epochs = head_epochs + cfg.epochs
-    state = run.load_state() if cfg.resume else None
-    history: list[dict[str, Any]] = []
-    start_epoch, best_val, best_state, best_epoch, bad, stopped = 0, float("inf"), None, None, 0, False
-    opt_state = sched_state = None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        start_epoch, best_val = int(state["epoch"]), float(state["best_val"])
-        best_state, best_epoch = state.get("best_model"), state.get("best_epoch")
-        bad, stopped, history = int(state["bad_epochs"]), bool(state["stopped"]), list(state["history"])
-        opt_state, sched_state = state.get("optimizer"), state.get("scheduler")
-        log(f"resuming {run.path} after epoch {start_epoch}", cfg.quiet)
 
+def _resume(s: _Setup) -> _Progress:
+    """The loop state of an interrupted run (``--resume``), or a fresh one."""
+    state = s.run.load_state() if s.cfg.resume else None
+    if state is None:
+        return _Progress()
+    s.net.load_state_dict(state["model"])
+    log(f"resuming {s.run.path} after epoch {int(state['epoch'])}", s.cfg.quiet)
+    return _Progress(start_epoch=int(state["epoch"]), best_val=float(state["best_val"]),
+                     best_state=state.get("best_model"), best_epoch=state.get("best_epoch"),
+                     bad=int(state["bad_epochs"]), stopped=bool(state["stopped"]), history=list(state["history"]),
+                     opt_state=state.get("optimizer"), sched_state=state.get("scheduler"),
+                     saved_phase=int(state.get("phase", 0)) if "phase" in state else None)
+
+
+def _phase_optimizer(s: _Setup, p: _Progress, phase: int, previous: int | None):
+    """Adam and ReduceLROnPlateau for ``phase`` (restored from a resumed state of the same phase)."""
+    params = _set_phase(s.net, phase)
+    opt = torch.optim.Adam(params, lr=s.cfg.head_lr if phase == 1 else s.cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=s.cfg.plateau_factor,
+                                                       patience=s.cfg.plateau_patience)
+    if p.opt_state is not None and (p.saved_phase is None or p.saved_phase == phase):
+        opt.load_state_dict(p.opt_state)
+        sched.load_state_dict(p.sched_state)
+    p.opt_state = p.sched_state = None
+    if phase == 2 and previous == 1:
+        p.best_val, p.best_state, p.best_epoch, p.bad = float("inf"), None, None, 0
+    return opt, sched
+
+
+def _train_steps(s: _Setup, opt, phase: int, epoch: int, total_epochs: int, gen: torch.Generator) -> tuple[float, int, int]:
+    """One epoch of optimiser steps; returns ``(summed loss, correct, images seen)``."""
+    cfg, data, device = s.cfg, s.data, s.device
+    n_train = len(s.split.train)
+    perm = s.split.train[torch.randperm(n_train, generator=gen).numpy()]
+    steps = (n_train + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.max_steps:
+        steps = min(steps, cfg.max_steps)
+    advance, close = progress_bar(steps, f"epoch {epoch + 1}/{total_epochs}", show_bars(cfg.quiet, cfg.progress))
+    loss_sum, correct, seen = 0.0, 0, 0
+    _train_mode(s.net, phase)
+    try:
+        for step in range(steps):
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            xb = torch.from_numpy(data.images[idx]).to(device)
+            yb = torch.from_numpy(data.labels[idx]).to(device)
+            if s.augment is not None:
+                xb = s.augment(xb, gen)
+            if s.adv_fn is not None:
+                sel = (torch.rand(len(idx), generator=gen) < cfg.adv_fraction).to(device)
+                if bool(sel.any()):
+                    xb = xb.clone()
+                    xb[sel] = s.adv_fn(s.net, xb[sel], yb[sel], gen)
+                    _train_mode(s.net, phase)
+            logits = s.net(s.norm(xb))
+            loss = F.cross_entropy(logits, yb, weight=s.class_w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+            advance(1)
+    finally:
+        close()
+    return loss_sum, correct, seen
+
+
+def _validate(s: _Setup, p: _Progress, sched, phase: int, epoch: int) -> tuple[float, float]:
+    """Validation loss and accuracy; steps the scheduler and the early-stopping counter."""
+    val_logits = _predict(s.net, s.norm, s.data.images, s.split.val, s.device)
+    val_y = torch.from_numpy(s.data.labels[s.split.val])
+    val_loss = float(F.cross_entropy(val_logits, val_y, weight=s.class_w.cpu()))
+    val_acc = float((val_logits.argmax(1) == val_y).float().mean())
+    warm = phase == 2 and (epoch - s.head_epochs) < s.cfg.min_epochs
+    if not warm:
+        sched.step(val_loss)
+    if phase == 2:
+        if val_loss < p.best_val - 1e-6:
+            p.best_val, p.best_epoch, p.bad = val_loss, epoch + 1, 0
+            p.best_state = {k: v.detach().cpu().clone() for k, v in s.net.state_dict().items()}
+        elif not warm:
+            p.bad += 1
+            p.stopped = p.bad >= s.cfg.patience
+    return val_loss, val_acc
+
+
+def _train_epochs(s: _Setup) -> _Progress:
+    """The two-phase training loop with early stopping; a per-epoch state makes it resumable."""
+    cfg = s.cfg
+    p = _resume(s)
+    total_epochs = s.head_epochs + cfg.epochs
     opt = sched = None
     cur_phase = None
-    n_train = len(split.train)
-    for epoch in range(start_epoch, total_epochs):
-        if stopped:
+    for epoch in range(p.start_epoch, total_epochs):
+        if p.stopped:
             break
-        phase = 1 if epoch < head_epochs else 2
+        phase = 1 if epoch < s.head_epochs else 2
         if phase != cur_phase:
-            params = _set_phase(net, phase)
-            opt = torch.optim.Adam(params, lr=cfg.head_lr if phase == 1 else cfg.lr)
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
-                                                               patience=cfg.plateau_patience)
-            if opt_state is not None and state is not None and int(state.get("phase", phase)) == phase:
-                opt.load_state_dict(opt_state)
-                sched.load_state_dict(sched_state)
-            opt_state = sched_state = None
-            if phase == 2 and cur_phase == 1:
-                best_val, best_state, best_epoch, bad = float("inf"), None, None, 0
+            opt, sched = _phase_optimizer(s, p, phase, cur_phase)
             cur_phase = phase
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        perm = split.train[torch.randperm(n_train, generator=gen).numpy()]
-        steps = (n_train + cfg.batch_size - 1) // cfg.batch_size
-        if cfg.max_steps:
-            steps = min(steps, cfg.max_steps)
-        advance, close = progress_bar(steps, f"epoch {epoch + 1}/{total_epochs}", bars)
-        loss_sum, correct, seen = 0.0, 0, 0
-        _train_mode(net, phase)
-        try:
-            for step in range(steps):
-                idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                if len(idx) < 2:
-                    continue
-                xb = torch.from_numpy(data.images[idx]).to(device)
-                yb = torch.from_numpy(data.labels[idx]).to(device)
-                if augment is not None:
-                    xb = augment(xb, gen)
-                if adv_fn is not None:
-                    sel = (torch.rand(len(idx), generator=gen) < cfg.adv_fraction).to(device)
-                    if bool(sel.any()):
-                        xb = xb.clone()
-                        xb[sel] = adv_fn(net, xb[sel], yb[sel], gen)
-                        _train_mode(net, phase)
-                logits = net(norm(xb))
-                loss = F.cross_entropy(logits, yb, weight=class_w)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(idx)
-                advance(1)
-        finally:
-            close()
-        val_logits = _predict(net, norm, data.images, split.val, device)
-        val_y = torch.from_numpy(data.labels[split.val])
-        val_loss = float(F.cross_entropy(val_logits, val_y, weight=class_w.cpu()))
-        val_acc = float((val_logits.argmax(1) == val_y).float().mean())
-        warm = phase == 2 and (epoch - head_epochs) < cfg.min_epochs
-        if not warm:
-            sched.step(val_loss)
-        improved = val_loss < best_val - 1e-6
-        if phase == 2:
-            if improved:
-                best_val, best_epoch, bad = val_loss, epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            elif not warm:
-                bad += 1
-                stopped = bad >= cfg.patience
+        loss_sum, correct, seen = _train_steps(s, opt, phase, epoch, total_epochs, gen)
+        val_loss, val_acc = _validate(s, p, sched, phase, epoch)
         rec = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(seen, 1),
                "train_accuracy": correct / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
                "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
-        history.append(rec)
+        p.history.append(rec)
         log(f"epoch {epoch + 1}/{total_epochs} (phase {phase}): train loss {rec['train_loss']:.4f} "
             f"acc {rec['train_accuracy']:.3f} | val loss {val_loss:.4f} acc {val_acc:.3f} | lr {rec['lr']:.1e} | "
-            f"{rec['seconds']:.1f}s" + (" | early stop" if stopped else ""), cfg.quiet)
-        run.save_state({"epoch": epoch + 1, "phase": phase, "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": best_val,
-                        "best_model": best_state, "best_epoch": best_epoch, "bad_epochs": bad, "stopped": stopped,
-                        "history": history, "identity": json.dumps(identity, sort_keys=True)})
+            f"{rec['seconds']:.1f}s" + (" | early stop" if p.stopped else ""), cfg.quiet)
+        s.run.save_state({"epoch": epoch + 1, "phase": phase,
+                          "model": {k: v.detach().cpu() for k, v in s.net.state_dict().items()},
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": p.best_val,
+                          "best_model": p.best_state, "best_epoch": p.best_epoch, "bad_epochs": p.bad,
+                          "stopped": p.stopped, "history": p.history,
+                          "identity": json.dumps(s.identity, sort_keys=True)})
+    return p
 
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    test_logits = _predict(net, norm, data.images, split.test, device)
-    y_pred = test_logits.argmax(1).numpy()
-    y_true = data.labels[split.test]
-    groups = [data.patient_ids[i] for i in split.test]
-    metrics = compute_metrics(y_true, y_pred, data.class_names, groups=groups, seed=0, n_boot=cfg.n_boot)
 
+def _hyperparameters(s: _Setup) -> dict[str, Any]:
+    """The recipe's settings as recorded in the ONNX metadata and the model card."""
+    cfg = s.cfg
     hyper = {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "resume", "overwrite", "quiet", "progress",
                                                                 "export", "synthetic", "name")}
-    hyper.update(head_epochs=head_epochs, augmentation=augmentation, class_weights=[float(v) for v in class_w.cpu()],
-                 optimizer="Adam", loss="cross-entropy (class-weighted)", early_stopping=f"val loss, patience {cfg.patience}, best restored",
+    hyper.update(head_epochs=s.head_epochs, augmentation=s.augmentation,
+                 class_weights=[float(v) for v in s.class_w.cpu()], optimizer="Adam",
+                 loss="cross-entropy (class-weighted)", early_stopping=f"val loss, patience {cfg.patience}, best restored",
                  lr_schedule=f"ReduceLROnPlateau(factor {cfg.plateau_factor}, patience {cfg.plateau_patience})")
     hyper["adv_eps"] = [float(e) for e in cfg.adv_eps]
-    recipe = {"name": cfg.recipe, "arch": cfg.arch, "hyperparameters": hyper,
-              "pretrained": "imagenet (local torchvision cache)" if pretrained_path else None,
-              "init_checkpoint_sha256": init_sha}
-    out = run.path
-    ckpt_path = out / "model.pt"
+    return hyper
+
+
+def _model_card(s: _Setup, p: _Progress, metrics: dict[str, Any], recipe: dict[str, Any], files: dict[str, Any],
+                seconds: float) -> dict[str, Any]:
+    """The model card of a finished run (:mod:`auditor.reference_models.cards`)."""
+    cfg, data = s.cfg, s.data
+    epoch_secs = [h["seconds"] for h in p.history]
+    return {
+        "name": cfg.name or f"{cfg.recipe}-{cfg.arch}-{cfg.image_size}px",
+        "kind": "classifier",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "synthetic": s.synthetic,
+        "summary": {"reference": "Reference chest X-ray classifier (the seeds' recipe, patient-wise split).",
+                    "augment": "Defense: reference recipe plus the attack families' augmentations (docs/algorithms.md §7.7).",
+                    "adversarial": "Defense: adversarial fine-tuning of a reference model (docs/algorithms.md §7.7)."}[cfg.recipe],
+        "files": files,
+        "spec": s.spec.to_dict(),
+        "pretrained": recipe["pretrained"] or (f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)"
+                                               if cfg.init else None),
+        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
+                 "per_class": data.per_class(), "skipped": [x.to_dict() for x in data.skipped], "caveats": data.caveats},
+        "split": s.split.describe(data),
+        "recipe": {"name": cfg.recipe, "description": __doc__.strip().splitlines()[0],
+                   "hyperparameters": recipe["hyperparameters"]},
+        "training": {"epochs_run": len(p.history), "best_epoch": p.best_epoch, "stopped_early": p.stopped,
+                     "seconds": seconds, "seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
+                     "device": str(s.device)},
+        "metrics": metrics,
+        "limitations": _limitations(data, cfg, s.synthetic, s.pretrained_path),
+    }
+
+
+def _publish(s: _Setup, p: _Progress, t_start: float) -> dict[str, Any]:
+    """Test metrics of the best weights, then checkpoint, ONNX export, model card and history."""
+    from auditor.data.loading import file_sha256
+    from auditor.metrics import compute_metrics
+    from auditor.reference_models.cards import write_model_card
     from auditor.training.common import atomic_torch_save
 
-    atomic_torch_save(make_checkpoint(net, cfg.arch, len(data.class_names), 1, spec.to_dict(),
+    cfg, data, net = s.cfg, s.data, s.net
+    if p.best_state is not None:
+        net.load_state_dict(p.best_state)
+    net.eval()
+    test_logits = _predict(net, s.norm, data.images, s.split.test, s.device)
+    groups = [data.patient_ids[i] for i in s.split.test]
+    metrics = compute_metrics(data.labels[s.split.test], test_logits.argmax(1).numpy(), data.class_names,
+                              groups=groups, seed=0, n_boot=cfg.n_boot)
+    recipe = {"name": cfg.recipe, "arch": cfg.arch, "hyperparameters": _hyperparameters(s),
+              "pretrained": "imagenet (local torchvision cache)" if s.pretrained_path else None,
+              "init_checkpoint_sha256": s.init_sha}
+    out = s.run.path
+    ckpt_path = out / "model.pt"
+    atomic_torch_save(make_checkpoint(net, cfg.arch, len(data.class_names), 1, s.spec.to_dict(),
                                       extra={"recipe": cfg.recipe, "class_names": list(data.class_names),
                                              "data_manifest_sha256": data.manifest_sha256,
-                                             "accuracy": metrics.get("accuracy"), "synthetic": synthetic}), ckpt_path)
+                                             "accuracy": metrics.get("accuracy"), "synthetic": s.synthetic}), ckpt_path)
     compact_metrics = {k: metrics.get(k) for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "weighted_f1")}
     compact_metrics["per_class_recall"] = {k: v["recall"] for k, v in metrics["per_class"].items()}
     export_info = None
@@ -463,44 +561,32 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.export:
         from auditor.training.export import export_classifier
 
-        samples = data.images[split.test[:8]]
-        export_info = export_classifier(net, spec, onnx_path, samples, recipe=recipe, manifest_sha256=data.manifest_sha256,
-                                        metrics=compact_metrics,
-                                        extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"})
+        samples = data.images[s.split.test[:8]]
+        export_info = export_classifier(net, s.spec, onnx_path, samples, recipe=recipe,
+                                        manifest_sha256=data.manifest_sha256, metrics=compact_metrics,
+                                        extra_metadata={"xray_audit.synthetic": "true" if s.synthetic else "false"})
     seconds = time.perf_counter() - t_start
-    epoch_secs = [h["seconds"] for h in history]
-    from auditor.data.loading import file_sha256
-
     files = {"checkpoint": {"path": ckpt_path.name, "sha256": file_sha256(ckpt_path)}}
     if export_info:
         files["onnx"] = {"path": onnx_path.name, "sha256": file_sha256(onnx_path)}
-    card = {
-        "name": cfg.name or f"{cfg.recipe}-{cfg.arch}-{cfg.image_size}px",
-        "kind": "classifier",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "synthetic": synthetic,
-        "summary": {"reference": "Reference chest X-ray classifier (the seeds' recipe, patient-wise split).",
-                    "augment": "Defense: reference recipe plus the attack families' augmentations (docs/algorithms.md §7.7).",
-                    "adversarial": "Defense: adversarial fine-tuning of a reference model (docs/algorithms.md §7.7)."}[cfg.recipe],
-        "files": files,
-        "spec": spec.to_dict(),
-        "pretrained": recipe["pretrained"] or (f"initialised from {Path(cfg.init).name} (sha256 {init_sha[:12]}...)" if cfg.init else None),
-        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
-                 "per_class": data.per_class(), "skipped": [s.to_dict() for s in data.skipped], "caveats": data.caveats},
-        "split": split.describe(data),
-        "recipe": {"name": cfg.recipe, "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "stopped_early": stopped,
-                     "seconds": seconds, "seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
-                     "device": str(device)},
-        "metrics": metrics,
-        "limitations": _limitations(data, cfg, synthetic, pretrained_path),
-    }
-    md, js = write_model_card(out / "model_card", card)
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    md, js = write_model_card(out / "model_card", _model_card(s, p, metrics, recipe, files, seconds))
+    write_atomic(out / "history.json", json.dumps(p.history, indent=2) + "\n")
     return {"out": str(out), "onnx": str(onnx_path) if export_info else None, "checkpoint": str(ckpt_path),
-            "card_md": str(md), "card_json": str(js), "metrics": metrics, "history": history,
-            "epochs_run": len(history), "best_epoch": best_epoch, "seconds": seconds, "split": split,
+            "card_md": str(md), "card_json": str(js), "metrics": metrics, "history": p.history,
+            "epochs_run": len(p.history), "best_epoch": p.best_epoch, "seconds": seconds, "split": s.split,
             "export": export_info, "class_names": list(data.class_names)}
+
+
+def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
+    """Run a classifier recipe end to end: data, split, training, test metrics, checkpoint, ONNX, model card.
+
+    Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "metrics",
+    "history", "epochs_run", "best_epoch", "seconds", "split", "export"}``.
+    """
+    t_start = time.perf_counter()
+    setup = _prepare(cfg)
+    progress = _train_epochs(setup)
+    return _publish(setup, progress, t_start)
 
 
 def train_reference(cfg: TrainConfig) -> dict[str, Any]:

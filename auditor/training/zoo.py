@@ -40,9 +40,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from auditor.atomic import write_atomic
 from auditor.errors import DataError, UsageError
 from auditor.reference_models.registry import list_architectures
-from auditor.training.common import atomic_write_text, log
+from auditor.training.common import log
 from auditor.training.recipes import TrainConfig, train_classifier
 
 ZOO_FORMAT = "xray-audit-surrogate-zoo/1"
@@ -157,5 +158,5 @@ def train_zoo(data: str, out: str, archs: Sequence[str], base: TrainConfig, excl
            "folds": folds.method, "exclude": str(Path(exclude).resolve()) if exclude else None,
            "excluded_images": folds.excluded_images, "excluded_patients": folds.excluded_patients,
            "members": members, "seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_text(root / ZOO_FILE, json.dumps(doc, indent=2) + "\n")
+    write_atomic(root / ZOO_FILE, json.dumps(doc, indent=2) + "\n")
     return doc

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from auditor.cli.attack_cmd import attack_command
-from auditor.types import ModelSpec
 from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
+from auditor.types import ModelSpec
 
 CLASSES = ("normal", "pneumonia", "pneumothorax")
 

@@ -13,7 +13,8 @@ from auditor.attacks.mifgsm import MIFGSM
 from auditor.attacks.projection import project
 from auditor.attacks.registry import list_attacks, make_attack
 from auditor.attacks.sets import quantize
-from auditor.attacks.stm import STM, GhiasiNet, StyleBackendUnavailable
+from auditor.attacks.stm import STM, StyleBackendUnavailable
+from auditor.attacks.style import GhiasiNet
 from auditor.attacks.usmm import USMM, usmm_scales
 from auditor.errors import RuntimeFailure, UsageError
 

@@ -22,8 +22,8 @@ from auditor.models.torch import (
     load_checkpoint,
     load_surrogate,
 )
-from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
+from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 
 class Recorder(nn.Module):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from attack_nets import CountingNet
 from auditor.attacks.sets import build_adversarial_set
 from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
 from auditor.models.torch import Surrogate
-from attack_nets import CountingNet
 
 CXR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cxr"
 #: draws of the backend per image in the share tests

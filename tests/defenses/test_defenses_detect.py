@@ -11,7 +11,6 @@ from auditor.defenses.detect import (
     FeatureSqueezingDetector,
     ReferenceDetector,
     calibrate_reference_detector,
-    compute_roc,
     conformal_budget,
     edge_scores,
     evaluate_detector,
@@ -20,6 +19,7 @@ from auditor.defenses.detect import (
     ssim_scores,
 )
 from auditor.errors import DataError, UsageError
+from auditor.metrics import compute_roc
 
 
 def synth(n: int, size: int = 32, seed: int = 0) -> np.ndarray:

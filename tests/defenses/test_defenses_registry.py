@@ -98,6 +98,7 @@ def test_feature_defense_runs_bounded_and_deterministic(ref_png):
 
 def test_conv_feature_extractor_taps_conv_layers(ref_png):
     import torch
+
     from auditor.defenses.feature import ConvFeatureExtractor
 
     net = torch.nn.Sequential(*[m for c in (4, 8, 8) for m in (torch.nn.LazyConv2d(c, 3, padding=1), torch.nn.ReLU())],

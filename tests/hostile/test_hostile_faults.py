@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _surrogate(path: Path) -> Path:
     import torch
 
-    from auditor.types import ModelSpec
     from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
+    from auditor.types import ModelSpec
 
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1)

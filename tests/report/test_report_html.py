@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from auditor.report.html import MAX_EXAMPLES, fmt_ci, fmt_eps, fmt_pct, render_html
-
 from conftest import HOSTILE, build_result
+
+from auditor.report.html import MAX_EXAMPLES, fmt_ci, fmt_eps, fmt_pct, render_html
 
 SECTIONS = ("summary", "model", "data", "threat-model", "conditions", "before-after", "confusion",
             "robustness-curves", "examples", "detector", "defense-matrix", "comparison", "skipped", "parameters",

@@ -29,12 +29,13 @@ def test_reference_onnx_has_the_contract(reference_run, phantom_dir):
 
 def test_checkpoint_matches_onnx_and_loads_weights_only(reference_run):
     from auditor.models.onnx import OnnxClassifier
-    from auditor.reference_models.registry import CHECKPOINT_FORMAT, load_checkpoint
+    from auditor.models.torch import load_checkpoint
+    from auditor.reference_models.registry import CHECKPOINT_FORMAT
 
     raw = torch.load(reference_run["checkpoint"], weights_only=True)
     assert raw["format"] == CHECKPOINT_FORMAT and raw["arch"] == "small_cnn" and raw["in_channels"] == 1
     assert raw["spec"]["class_names"] == ["normal", "pneumonia", "pneumothorax"]
-    net, _ = load_checkpoint(reference_run["checkpoint"])
+    net = load_checkpoint(reference_run["checkpoint"])
     x = np.random.default_rng(1).random((4, 1, 32, 32), dtype=np.float32)
     with torch.no_grad():
         p_torch = torch.softmax(net(torch.from_numpy(x)), 1).numpy()

@@ -1,0 +1,179 @@
+"""Golden test: the verdict-defining numbers of a fixed, seeded tiny scan must not change.
+
+The scan: a 3-class small CNN exported to ONNX is the target, the same network's checkpoint is the
+surrogate (so the attacks do flip predictions), 12 brightness images with patient ids, MI-FGSM, USMM
+and STM (RandConv) at ε 8 and 64, JPEG / median / feature-consistency defenses, the detectors and
+three ``--fail-under`` gates. The test compares the numbers that decide a verdict (per-condition
+accuracy and confusion matrix, ASR and flip rate with their CIs, per-image predictions, perturbation
+sizes, detector AUCs, gate outcomes, the defense verdict and the summary numbers) with
+``tests/golden/tiny_scan.json``. Times, paths, hashes of the environment and host facts are left out.
+``--precision fp32`` is pinned: ``auto`` chooses bf16 or fp32 by timing the host, which would make the
+adversarial images depend on the machine's load.
+
+Counts, predictions, class indices, names and pass/fail flags are compared exactly; floats with an
+absolute tolerance of ``FLOAT_TOL`` (probabilities and everything computed from them can differ in
+the last bits between CPUs and BLAS builds).
+
+Regenerate (only when a change of the numbers is intended, and say why in the commit message):
+
+    UPDATE_GOLDEN=1 python -m pytest -q -p no:cacheprovider tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from auditor.reference_models.registry import build_model, make_checkpoint
+from auditor.report.io import load_results
+from auditor.report.numbers import summary_numbers
+from auditor.report.verdicts import defense_verdict
+from auditor.training.export import export_classifier
+from auditor.types import ModelSpec
+from onnx_factory import brightness_images, write_image_folder
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_scan.json"
+FLOAT_TOL = 1e-4
+TRAIN_STEPS = 12
+CLASSES = ["normal", "pneumonia", "pneumothorax"]
+
+# keys left out of the comparison: wall-clock times, paths, cache bookkeeping, free text that quotes them
+_DROP = {"seconds", "seconds_per_image", "cost_ms_per_image", "dir", "cache_hit", "cache_warnings", "key",
+         "paths", "sha256", "root", "image", "images", "uri", "example", "examples", "cost_ms",
+         "fft_example"}
+
+
+def _scrub(value: Any) -> Any:
+    """Drop volatile keys recursively; round nothing (the comparison carries the tolerance)."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in sorted(value.items()) if k not in _DROP}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if dataclasses.is_dataclass(value):  # a Condition inside the verdict/summary: pinned by its name
+        return {"condition": value.name} if hasattr(value, "name") else _scrub(dataclasses.asdict(value))
+    return value
+
+
+def _condition(c: dict) -> dict:
+    keep = ("name", "kind", "attack", "epsilon", "defense", "threat_model", "backend", "n_clean_correct",
+            "n_fooled", "n_flipped", "predictions", "probabilities", "attack_success_rate",
+            "attack_success_rate_ci", "flip_rate", "flip_rate_ci", "linf_max", "linf_mean", "l2_mean",
+            "ssim_mean", "psnr_mean", "transfer", "style_diversity")
+    out = {k: c.get(k) for k in keep}
+    m = c["metrics"]
+    out["metrics"] = {k: m.get(k) for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci",
+                                             "confusion_matrix", "per_class")}
+    return _scrub(out)
+
+
+def pinned(results_json: Path) -> dict:
+    """The verdict-defining part of a results.json (and of the verdicts computed from it)."""
+    doc = json.loads(results_json.read_text())
+    result = load_results(results_json)
+    return _scrub({
+        "conditions": [_condition(c) for c in doc["conditions"]],
+        "gates": doc["gates"],
+        "skipped": doc["skipped"],
+        "detector": doc["detector"],
+        "data": {k: doc["data"][k] for k in ("n_images", "per_class", "patient_ids", "manifest_sha256")},
+        "defense_verdict": defense_verdict(result),
+        "summary": summary_numbers(result),
+    })
+
+
+def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
+    if isinstance(want, dict) and isinstance(got, dict):
+        if set(got) != set(want):
+            errors.append(f"{where}: keys differ: +{sorted(set(got) - set(want))} -{sorted(set(want) - set(got))}")
+        for k in set(got) & set(want):
+            _compare(got[k], want[k], f"{where}.{k}", errors)
+    elif isinstance(want, list) and isinstance(got, list):
+        if len(got) != len(want):
+            errors.append(f"{where}: length {len(got)} != {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want)):
+            _compare(g, w, f"{where}[{i}]", errors)
+    elif isinstance(want, float) or isinstance(got, float):
+        both_num = isinstance(got, (int, float)) and isinstance(want, (int, float))
+        if not both_num or not (math.isclose(got, want, rel_tol=0, abs_tol=FLOAT_TOL)
+                                or (math.isnan(got) and math.isnan(want))):
+            errors.append(f"{where}: {got!r} != {want!r} (±{FLOAT_TOL})")
+    elif got != want or type(got) is not type(want):
+        errors.append(f"{where}: {got!r} != {want!r}")
+
+
+def _trained_net() -> torch.nn.Module:
+    """The small CNN after a few seeded full-batch Adam steps on brightness images (CPU, deterministic)."""
+    torch.manual_seed(0)
+    net = build_model("small_cnn", 3, 1)
+    x, y = (torch.from_numpy(a) for a in brightness_images(10, 32, seed=1))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(TRAIN_STEPS):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_scan(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("golden")
+    data = write_image_folder(root / "data", n_per_class=4, size=32, patient_manifest=True)
+    spec_d = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
+              "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    net = _trained_net()
+    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec_d), root / "surrogate.pt")
+    spec = ModelSpec(input_name="input", output_name="logits", layout="NCHW", channels=1, height=32, width=32,
+                     scaling="unit", mean=(0.0,), std=(1.0,), class_names=tuple(CLASSES), output_kind="logits")
+    sample = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 1, 32, 32)
+    export_classifier(net, spec, root / "target.onnx", sample)
+    ref = data / "normal" / "img_000.png"
+    args = ["scan", str(root / "target.onnx"), "--data", str(data), "--out", str(root / "out"),
+            "--surrogate", str(root / "surrogate.pt"), "--attacks", "mifgsm,usmm,stm", "--eps", "8,64",
+            "--defenses", f"jpeg:75,median:3,feature:{ref}", "--n-boot", "50", "--seed", "0", "--precision", "fp32",
+            "--cache-dir", str(root / "cache"), "-q", "--format", "json",
+            "--fail-under", "accuracy=0.2,robust_accuracy=0.2,max_flip_rate=0.5"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code in (0, 1), r.output  # 1: a gate failed, which is part of what is pinned
+    return root / "out" / "results.json"
+
+
+def test_tiny_scan_matches_golden(tiny_scan):
+    got = pinned(tiny_scan)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"golden file rewritten: {GOLDEN} (justify the change in the commit message)")
+    if not GOLDEN.is_file():
+        pytest.fail(f"{GOLDEN} missing; create it with UPDATE_GOLDEN=1 (see the module docstring)")
+    want = json.loads(GOLDEN.read_text())
+    errors: list[str] = []
+    _compare(got, want, "results", errors)
+    assert not errors, "the tiny scan's numbers changed:\n" + "\n".join(errors[:40])
+
+
+def test_golden_comparison_catches_a_changed_prediction():
+    """The comparator is not vacuous: one changed prediction or a float beyond the tolerance fails it."""
+    want = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else pytest.skip("no golden file yet")
+    got = json.loads(json.dumps(want))
+    got["conditions"][1]["predictions"][0] = (got["conditions"][1]["predictions"][0] + 1) % 3
+    got["conditions"][1]["flip_rate"] += 2 * FLOAT_TOL
+    errors: list[str] = []
+    _compare(got, want, "results", errors)
+    assert len(errors) == 2
+    near = json.loads(json.dumps(want))
+    near["conditions"][1]["flip_rate"] += FLOAT_TOL / 10
+    errors = []
+    _compare(near, want, "results", errors)
+    assert errors == []
