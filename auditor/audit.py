@@ -38,6 +38,8 @@ class ScanOptions:
     surrogate: str | None = None
     defenses: str | None = None
     bpda: bool = False
+    #: attacks the adaptive (BPDA) check runs with; empty = every gradient attack of the scan
+    bpda_attacks: tuple[str, ...] = ()
     detector: bool = True
     seed: int = 0
     batch_size: int = 32

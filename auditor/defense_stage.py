@@ -109,6 +109,8 @@ def build_bpda_sets(auditor: "Auditor", data: "LoadedData", preprocessors: list,
         return []
     top = {}
     for s in attacked:
+        if opt.bpda_attacks and s["attack"] not in opt.bpda_attacks:
+            continue
         if s["attack"] not in top or s["epsilon"] > top[s["attack"]]["epsilon"]:
             top[s["attack"]] = s
     names = [s.rel_path for s in data.samples]

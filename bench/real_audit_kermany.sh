@@ -6,14 +6,14 @@
 #               (bench/split_manifests.py: disjoint from the target's train and test patients)
 #   images    = N class-balanced images of the target's test split (test_balanced_N.csv)
 #   attacks   = MI-FGSM (baseline), USMM, STM at eps 2, 4, 8 /255
-#   defenses  = JPEG sweep (90/75/50/30), median 3, bit depth 4, --bpda, both detectors
+#   defenses  = JPEG sweep (90/75/50/30), median 3, bit depth 4, --bpda (MI-FGSM), both detectors
 #               (+ the HGD denoiser when $DENOISER exists, + --compare $COMPARE when it exists)
 #   then the same with --surrogate target (white-box upper bound) unless WHITEBOX=0.
 #
 # Every step is skipped when its output exists; the scans resume through --cache-dir (adversarial
 # batches are cached as they finish), so re-running after an interruption continues where it stopped.
 # Models are trained here only when missing (hours of CPU). Env knobs: N, RUNS, TARGET, SUR, EPS,
-# ATTACKS, DEFENSES, DENOISER, COMPARE, WHITEBOX, CACHE, OUT, RESULTS (copy results.json/report.pdf there;
+# ATTACKS, DEFENSES, BPDA_ATTACKS (default mifgsm), DENOISER, COMPARE, WHITEBOX, CACHE, OUT, RESULTS (copy results.json/report.pdf there;
 # they embed example images of the data set, so keep them out of git), RESUME_TRAINING=1 (resume an
 # interrupted training run found in the model's folder).
 # Dry run:  N=10 TARGET=/work/runs/k_resnet50_128_interim/model.onnx WHITEBOX=0 bench/real_audit_kermany.sh
@@ -34,6 +34,7 @@ SUR="${SUR:-$RUNS/k_resnet18_sur_128/model.pt}"
 EPS="${EPS:-2,4,8}"
 ATTACKS="${ATTACKS:-mifgsm,usmm,stm}"
 DEFENSES="${DEFENSES:-jpeg,median:3,bitdepth:4}"
+BPDA_ATTACKS="${BPDA_ATTACKS:-mifgsm}"   # the adaptive check with USMM/STM costs as much as those attacks
 DENOISER="${DENOISER:-$RUNS/k_denoiser/denoiser.onnx}"
 COMPARE="${COMPARE:-$RUNS/k_resnet50_128_adv/model.onnx}"
 WHITEBOX="${WHITEBOX:-1}"
@@ -72,9 +73,9 @@ scan() {
   local out=$1 sur=$2
   if [ -f "$out/results.json" ]; then echo "done already: $out/results.json"; return; fi
   echo "python -m auditor scan $TARGET --data $DATA --out $out --surrogate $sur --attacks $ATTACKS --eps $EPS" \
-       "--defenses $DEF --bpda --detector --allow-outside-root ${CMP[*]} --cache-dir $CACHE --format json,csv,html,pdf --no-progress" > "$out.COMMAND.txt"
+       "--defenses $DEF --bpda --bpda-attacks $BPDA_ATTACKS --detector --allow-outside-root ${CMP[*]} --cache-dir $CACHE --format json,csv,html,pdf --no-progress" > "$out.COMMAND.txt"
   t python -m auditor scan "$TARGET" --data "$DATA" --out "$out" --surrogate "$sur" --attacks "$ATTACKS" --eps "$EPS" \
-    --defenses "$DEF" --bpda --detector --allow-outside-root "${CMP[@]}" --cache-dir "$CACHE" --format json,csv,html,pdf --no-progress
+    --defenses "$DEF" --bpda --bpda-attacks "$BPDA_ATTACKS" --detector --allow-outside-root "${CMP[@]}" --cache-dir "$CACHE" --format json,csv,html,pdf --no-progress
 }
 scan "$OUT/transfer" "$SUR"
 # 4. white-box upper bound (the target itself, converted with onnx2torch)

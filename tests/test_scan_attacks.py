@@ -132,6 +132,28 @@ def test_bpda_adaptive_conditions(setup):
     assert adaptive["linf_max"] <= 8 / 255 + 1e-6
 
 
+def test_bpda_attacks_restricts_the_adaptive_check(setup):
+    """--bpda-attacks mifgsm: the adaptive check runs with MI-FGSM only, and the report says which."""
+    root, data, target, other, sur = setup
+    r = _run(root, data, target, sur, "bpda_some", "--attacks", "mifgsm,usmm", "--eps", "8", "--defenses", "jpeg:75",
+             "--bpda", "--bpda-attacks", "mifgsm", "--no-detector")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "bpda_some" / "results.json").read_text())
+    adaptive = sorted(c["name"] for c in doc["conditions"] if "+bpda:" in c["name"])
+    assert adaptive == ["mifgsm@8+bpda:jpeg:75"]
+    assert doc["parameters"]["bpda_attacks"] == ["mifgsm"]
+    html = (root / "bpda_some" / "report.html").read_text()
+    assert "included (mifgsm)" in html
+
+
+@pytest.mark.parametrize("extra, message", [(("--bpda-attacks", "mifgsm"), "needs --bpda"),
+                                            (("--bpda", "--bpda-attacks", "stm"), "gradient attacks of this scan")])
+def test_bpda_attacks_usage_errors(setup, extra, message):
+    root, data, target, other, sur = setup
+    r = _run(root, data, target, sur, "bpda_bad", "--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75", *extra)
+    assert r.exit_code == 2 and message in r.output
+
+
 @pytest.mark.heavy
 def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     """Batches computed by Ray tasks give exactly the set a single process computes."""

@@ -49,6 +49,19 @@ def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _parse_bpda_attacks(text: str | None, bpda: bool, attacks: tuple[str, ...]) -> tuple[str, ...]:
+    """``--bpda-attacks mifgsm,usmm``: the scan's attacks the adaptive check runs with (empty: all)."""
+    if text is None:
+        return ()
+    if not bpda:
+        raise UsageError("--bpda-attacks needs --bpda")
+    names = tuple(dict.fromkeys(a.lower() for a in split_list(text)))
+    missing = [a for a in names if a not in attacks or a == "blend"]
+    if not names or missing:
+        raise UsageError(f"--bpda-attacks {text}: name gradient attacks of this scan ({', '.join(a for a in attacks if a != 'blend') or 'none'})")
+    return names
+
+
 def _check_dir_flag(path: str | None, flag: str) -> None:
     """A folder flag must not be, or lie under, an existing regular file (checked before any work)."""
     if not path:
@@ -206,6 +219,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--surrogate", help="Torch checkpoint(s) for transfer attacks (comma = ensemble), or 'target' (white-box).")
 @click.option("--defenses", help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF.")
 @click.option("--bpda", is_flag=True, help="Also attack surrogate+defense with straight-through gradients (adaptive check).")
+@click.option("--bpda-attacks", help="Run the adaptive check only with these attacks, e.g. mifgsm (default: every attack).")
 @click.option("--detector/--no-detector", default=True, show_default=True, help="Score the edge/SSIM and squeezing detectors.")
 @click.option("--compare", multiple=True, type=click.Path(dir_okay=False), help="Further ONNX models scanned on the same sets.")
 @click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True, help="json,csv,html,pdf,junit")
@@ -229,19 +243,21 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--workers", type=click.IntRange(1), help="Ray tasks per adversarial set (default: available CPUs).")
 @click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
-def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, detector,
+def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks, detector,
                  compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
                  style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress,
                  allow_outside_root=False, **kw) -> None:
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
+    attack_names = _parse_attacks(attacks, surrogate)
     exit_code = run_scan(
         model, data, out, compare=compare, formats=formats, fail_under=fail_under, min_transfer=min_transfer, strict=strict, quiet=quiet,
         progress=False if no_progress else None, overrides=contract_overrides(kw), sidecar=kw.get("sidecar"),
         command=" ".join(shlex.quote(a) for a in ["xray-audit", *sys.argv[1:]]),
-        attacks=_parse_attacks(attacks, surrogate), epsilons=parse_epsilons(eps), surrogate=surrogate,
-        defenses=defenses, bpda=bpda, detector=detector, seed=seed, batch_size=batch_size,
+        attacks=attack_names, epsilons=parse_epsilons(eps), surrogate=surrogate,
+        defenses=defenses, bpda=bpda, bpda_attacks=_parse_bpda_attacks(bpda_attacks, bpda, attack_names),
+        detector=detector, seed=seed, batch_size=batch_size,
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
         cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,
         label_map=parse_label_map(label_map), data_format=data_format, images_dir=images_dir,

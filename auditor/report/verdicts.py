@@ -191,6 +191,7 @@ def defense_figures(result: AuditResult, defense: str, scorer: Scorer, idx: np.n
     return {"name": defense, "clean_cond": dclean, "clean_acc": dclean_acc, "clean_change": change,
             "clean_change_text": signed_change(change), "robust": robust, "robust_cond": robust_cond,
             "adaptive": any(is_adaptive(c) for c in defense_attacked(result, defense)),
+            "adaptive_attacks": sorted({c.attack for c in defense_attacked(result, defense) if is_adaptive(c) and c.attack}),
             "benefit_vanishes": benefit_vanishes(result, defense)}
 
 
