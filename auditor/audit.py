@@ -142,7 +142,7 @@ class Auditor:
         self._sample_names: list[str] = []  #: file of each scored row, for error messages
         #: what ``--precision auto`` measured and chose (set by the attack stage)
         self.precision_choice: dict[str, Any] | None = None
-        #: images per second of every stage, per model path (results.json ``environment.throughput``)
+        #: images per second of every stage, per model path (results.json ``environment.seconds_per_stage``)
         self.throughput: dict[str, Throughput] = {}
 
     # ----------------------------------------------------------------- data
@@ -228,6 +228,15 @@ class Auditor:
         clock = self.throughput.setdefault(model.path, Throughput())
         try:
             with self.reporter.task(what, len(x)) as adv, clock.timed(stage, len(x)):
+                if self.options.ray_address:
+                    from auditor.distributed_eval import NotDistributable, predict_on_ray
+
+                    try:
+                        return predict_on_ray(model, x, self.options.batch_size, transform=transform,
+                                              address=self.options.ray_address, workers=self.options.workers,
+                                              progress=adv)
+                    except NotDistributable as exc:
+                        self.reporter.info(f"{what}: evaluated in this process, {exc}")
                 return predict_stream(model, x, self.options.batch_size, transform=transform, progress=adv)
         except NonFiniteOutput as exc:
             names = self._sample_names
@@ -286,7 +295,7 @@ class Auditor:
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
                 parameters=opt.to_dict(),
                 environment={**environment(), **timings, "onnx_provider": model.provider,
-                             "throughput": self.throughput.get(model.path, Throughput()).as_dict(),
+                             "seconds_per_stage": self.throughput.get(model.path, Throughput()).as_dict(),
                              **({"precision_choice": self.precision_choice} if self.precision_choice else {})},
                 skipped=tuple(self.skipped), detector=det,
                 extras={**({"examples": examples} if model is self.target else {}), "adversarial_sets": set_meta,

@@ -8,7 +8,7 @@ loader thread while the model infers the previous batch. Batches start at image 
 batches a whole array, so the outcomes equal those of the in-memory path.
 
 :class:`Throughput` records images per second of every stage for results.json
-(``environment.throughput``).
+(``environment.seconds_per_stage``).
 """
 
 from __future__ import annotations

@@ -156,6 +156,9 @@ class _Subset(LazyImages):
     def read(self, i: int) -> np.ndarray:
         return self.base.read(self.rows[i])
 
+    def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        return self.base.read_batch([self.rows[int(i)] for i in indices])
+
     def __reduce__(self):
         return (_Subset, (self.base, self.rows))
 
