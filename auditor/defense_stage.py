@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 COST_SAMPLE = 8
 #: the detectors are calibrated and tested on at most this many images (a seeded subset of larger scans),
 #: so their memory does not grow with the archive
-DETECTOR_MAX_IMAGES = 1000
+DETECTOR_MAX_IMAGES = 500
 
 
 def build_preprocessors(auditor: "Auditor", data: "LoadedData") -> list:

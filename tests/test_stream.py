@@ -190,6 +190,13 @@ def test_scan_records_images_per_second_per_stage(tmp_path):
     assert set(stages) == {"read", "clean", "defended"}
     assert stages["clean"]["images"] == 9 and stages["defended"]["images"] == 9
     assert all(v["seconds"] >= 0 for v in stages.values())
+    from auditor.report.schema import ValidationError, validate_document
+
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    validate_document(doc)
+    doc["environment"]["seconds_per_stage"]["clean"]["images"] = -1
+    with pytest.raises(ValidationError):
+        validate_document(doc)
 
 
 def test_detector_runs_on_a_bounded_subset_of_a_large_scan(tmp_path, monkeypatch):
