@@ -4,7 +4,7 @@ A scan never holds a whole image set in memory. :class:`LazyImages` stands where
 ``(N, 1, H, W)`` float32 array used to: it has ``len``, ``shape`` and ``dtype``, and
 indexing (``x[a:b]``, ``x[index_array]``, ``x[i, 0]``) decodes just the images asked for.
 :meth:`LazyImages.batches` walks the set in fixed batches with a bounded number of batches
-decoded ahead on a thread (OpenCV and Pillow release the GIL while decoding, so decoding
+decoded ahead on loader threads (OpenCV and Pillow release the GIL while decoding, so decoding
 overlaps inference). ``np.asarray(x)`` still materialises the whole set; only code that
 needs every image at once (the USMM mask pool, style-blend sets) does that.
 
@@ -29,10 +29,13 @@ from auditor.types import Skipped
 
 #: batches decoded ahead of the consumer (the loader's memory bound is ``(PREFETCH + 1)`` batches)
 PREFETCH = 2
+#: loader threads decoding those batches in parallel (decoding releases the GIL)
+LOADER_THREADS = 2
 
 
-def prefetch(jobs: Iterable[Callable[[], object]], depth: int = PREFETCH) -> Iterator[object]:
-    """Run ``jobs`` (callables) in order on one worker thread, at most ``depth`` ahead; yield their results.
+def prefetch(jobs: Iterable[Callable[[], object]], depth: int = PREFETCH,
+             threads: int = LOADER_THREADS) -> Iterator[object]:
+    """Run ``jobs`` (callables) on ``threads`` worker threads, at most ``depth`` ahead; yield their results in order.
 
     An exception raised by a job is raised here, in order. Unstarted jobs are cancelled when the
     consumer stops early.
@@ -43,7 +46,7 @@ def prefetch(jobs: Iterable[Callable[[], object]], depth: int = PREFETCH) -> Ite
         return
     it = iter(jobs)
     pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xray-audit-loader") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, depth)), thread_name_prefix="xray-audit-loader") as pool:
         try:
             for job in it:
                 pending.append(pool.submit(job))
@@ -159,8 +162,6 @@ class _Subset(LazyImages):
     def read_batch(self, indices: Sequence[int]) -> np.ndarray:
         return self.base.read_batch([self.rows[int(i)] for i in indices])
 
-    def __reduce__(self):
-        return (_Subset, (self.base, self.rows))
 
 
 class MappedImages(LazyImages):
@@ -176,8 +177,6 @@ class MappedImages(LazyImages):
     def read_batch(self, indices: Sequence[int]) -> np.ndarray:
         return np.asarray(self.fn(self.base.read_batch(indices)), dtype=np.float32)
 
-    def __reduce__(self):
-        return (MappedImages, (self.base, self.fn))
 
 
 class SampleImages(LazyImages):
@@ -196,8 +195,6 @@ class SampleImages(LazyImages):
     def subset(self, indices: Sequence[int]) -> "SampleImages":
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
 
-    def __reduce__(self):
-        return (SampleImages, (self.paths, self.size))
 
 
 class PngImages(LazyImages):
@@ -229,8 +226,6 @@ class PngImages(LazyImages):
             raise DataError(f"{path}: not an 8-bit grey image of size {self.size}")
         return img.astype(np.float32) / 255.0
 
-    def __reduce__(self):
-        return (PngImages, (str(self.root), self.files, self.size, self.sha256))
 
 
 def stream_digest(images, batch_size: int = 64) -> str:
@@ -239,10 +234,15 @@ def stream_digest(images, batch_size: int = 64) -> str:
     Equal to hashing ``np.ascontiguousarray(images)`` with its dtype and shape prefix
     (``auditor.attacks.sets._digest``), without holding the array.
     """
+    memo = getattr(images, "_stream_sha256", None)  # a lazy set is digested once per scan
+    if memo is not None:
+        return memo
     shape = tuple(int(v) for v in images.shape)
     h = hashlib.sha256(f"{np.dtype(np.float32).str}{shape}".encode())
     for _, batch in iter_batches(images, batch_size):
         h.update(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
+    if isinstance(images, LazyImages):
+        images._stream_sha256 = h.hexdigest()
     return h.hexdigest()
 
 
