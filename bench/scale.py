@@ -146,7 +146,8 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
     doc = json.loads((out / "results.json").read_text())
     return {"wall": wall, "own_rss": usage.ru_maxrss * 1024, "tree_rss": peak[0], "n": doc["data"]["n_images"],
             "stages": doc["environment"].get("seconds_per_stage", {}),
-            "conditions": [c["name"] for c in doc["conditions"]]}
+            "conditions": [c["name"] for c in doc["conditions"]],
+            "outcomes": [(c["name"], c["probabilities"], c["metrics"]) for c in doc["conditions"]]}
 
 
 def bare_ort(model: Path, archive: Path, batch: int, n: int = 512, repeats: int = 3) -> float:
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<28} {'images':>7} {'wall s':>8} {'img/s':>7} {'clean img/s':>11} {'own RSS':>8} {'tree RSS':>8}")
     cases = [(int(s), m, "clean") for s in args.sizes.split(",") if s for m in args.modes.split(",")]
     cases += [(int(s), m, "attack") for s in args.attack_sizes.split(",") if s for m in args.modes.split(",")]
+    first: dict[tuple[int, str], list] = {}
     for size, mode, kind in cases:
         archive = make_archive(root, size)
         extra = ["--n-boot", str(args.n_boot)]
@@ -207,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['own_rss'] / 2**30:>6.2f}GB {r['tree_rss'] / 2**30:>6.2f}GB", flush=True)
         if kind == "attack":
             print(f"  conditions: {', '.join(r['conditions'])}")
+        other = first.setdefault((size, kind), r["outcomes"])
+        if other is not r["outcomes"]:
+            print(f"  outcomes (probabilities, metrics) equal to the first mode's: {other == r['outcomes']}")
         print(f"  stages: {json.dumps(r['stages'])}")
         if args.ratio and kind == "clean" and mode == "single":
             bare = bare_ort(model, archive, 32)
