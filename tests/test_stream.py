@@ -236,3 +236,32 @@ def test_ray_evaluation_equals_a_single_process_run(tmp_path):
         assert ca["predictions"] == cb["predictions"], ca["name"]
         assert ca["probabilities"] == cb["probabilities"], ca["name"]
         assert ca["metrics"] == cb["metrics"], ca["name"]
+
+
+def _attack_scan(tmp_path):
+    data = write_image_folder(tmp_path / "d", n_per_class=3)
+    model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
+    target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
+    aud = Auditor(target, ScanOptions(attacks=("mifgsm",), epsilons=(8 / 255,), surrogate="target", n_boot=0,
+                                      detector=False, batch_size=4, cache_dir=str(tmp_path / "c")), command="t")
+    loaded = aud.load_data(str(data))
+    return aud, loaded, aud._adversarial_sets(loaded)
+
+
+def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
+    aud, loaded, sets = _attack_scan(tmp_path)
+    assert isinstance(loaded.images, SampleImages)
+    adv = sets[0]["images"]
+    assert isinstance(adv, PngImages) and len(adv) == len(loaded.images) == 9
+    files = sorted(p.relative_to(adv.root).as_posix() for p in adv.root.rglob("*.png"))
+    assert sorted(adv.files) == files  # every image is a cached PNG, read on access
+    x = np.asarray(loaded.images)
+    assert np.abs(np.asarray(adv) - x).max() <= 8 / 255 + 1e-6
+
+
+def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
+    aud, loaded, sets = _attack_scan(tmp_path)
+    adv = sets[0]["images"]
+    cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
+    with pytest.raises(DataError, match="changed during the scan"):
+        aud._evaluate_model(aud.target, loaded, sets, [])
