@@ -93,7 +93,13 @@ def predict_on_ray(model, images, batch_size: int, transform: Callable | None = 
         done, pending = ray.wait(pending, num_returns=1)
         if progress:
             progress(sum(sizes[r] for r in done))
-    parts = ray.get(refs)  # re-raises a task's error here
+    try:
+        parts = ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:  # a task's own error, as the single-process path raises it
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
     bad = [a + r for (a, _), (_, rows) in zip(bounds, parts) for r in rows]
     if bad:
         raise NonFiniteOutput(f"{model.path}: the model returned NaN or infinite outputs for {len(bad)} of "

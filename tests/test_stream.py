@@ -265,3 +265,24 @@ def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
     cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError, match="changed during the scan"):
         aud._evaluate_model(aud.target, loaded, sets, [])
+
+
+@pytest.mark.parametrize("ray_address", [None, pytest.param("local", marks=pytest.mark.heavy)])
+def test_a_defense_failing_on_the_stream_is_a_skip_with_its_own_reason(tmp_path, ray_address):
+    if ray_address:
+        pytest.importorskip("ray", reason="Ray not installed (pip install 'xray-audit[distributed]')")
+
+    class BrokenDefense:  # local, so Ray's cloudpickle sends it by value to the workers
+        name = "broken"
+
+        def __call__(self, x):
+            raise ValueError("cannot handle this")
+
+    data = write_image_folder(tmp_path / "d", n_per_class=2)
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
+    aud = Auditor(target, ScanOptions(n_boot=0, ray_address=ray_address, workers=1), command="t")
+    conds = aud._evaluate_model(target, aud.load_data(str(data)), [], [BrokenDefense()])
+    assert [c.name for c in conds] == ["clean"]
+    assert [(s.name, s.reason, s.kind) for s in aud.skipped] == [
+        ("broken", "defense failed on this data: cannot handle this", "defense")]
