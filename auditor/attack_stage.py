@@ -87,6 +87,25 @@ def resolve_scan_precision(auditor: "Auditor", surrogate, attacks: list[str], da
     return "fp32"
 
 
+def _blend_batch(x, alpha: float, style_image, seed: int):
+    from auditor.attacks.style_blend import style_blend_set
+
+    return style_blend_set(x, alpha=alpha, style_image=style_image, seed=seed)[0]
+
+
+def _blend_images(images, alpha: float, style_image, seed: int):
+    """The style-blend set at ``alpha`` (lazy when ``images`` is: each batch is blended on access) and its label."""
+    from functools import partial
+
+    from auditor.attacks.style_blend import style_blend_set
+    from auditor.data.stream import LazyImages, MappedImages
+
+    if not isinstance(images, LazyImages):
+        return style_blend_set(images, alpha=alpha, style_image=style_image, seed=seed)
+    _, label = style_blend_set(images[:1], alpha=alpha, style_image=style_image, seed=seed)
+    return MappedImages(images, partial(_blend_batch, alpha=alpha, style_image=style_image, seed=seed)), label
+
+
 def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
     from auditor.audit import BLEND_ALPHAS, set_name
@@ -155,10 +174,9 @@ def build_sets(auditor: "Auditor", data: "LoadedData") -> list[dict]:
                     })
     if "blend" in opt.attacks:
         from auditor.attacks.sets import perturbation_stats
-        from auditor.attacks.style_blend import style_blend_set
 
         for alpha in BLEND_ALPHAS:
-            images, label = style_blend_set(data.images, alpha=alpha, style_image=opt.style_image, seed=opt.seed)
+            images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
             sets.append({"name": f"blend@{alpha:g}", "kind": "style_blend", "attack": "blend", "epsilon": None,
                          "alpha": alpha, "surrogate": None, "threat_model": "visible manipulation (no gradients)",
                          "images": images, "stats": perturbation_stats(data.images, images), "label": label,

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from auditor import __version__
-from auditor.data import (DROP, drop_duplicates, drop_labels, fingerprint, load_images, map_labels, open_dataset,
-                          stratified_subset)
+from auditor.data import DROP, drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, stratified_subset
+from auditor.data.stream import SampleImages, scan_readable
 from auditor.errors import DataError, NonFiniteOutput, UsageError
+from auditor.evaluation import Throughput, predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
 from auditor.transfer import set_diagnostics, transfer_summary
@@ -106,17 +107,25 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _on_8bit_grid(images: np.ndarray) -> bool:
-    """True when every pixel is an 8-bit level ``k/255`` (up to float32 rounding)."""
-    c = np.asarray(images, dtype=np.float64) * 255.0
-    return bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)
+class _DefenseFailed(Exception):
+    """A defense raised while transforming a batch (a skip of that defense, not a crash)."""
+
+
+def _guarded(pre):
+    """``pre`` as a batch transform whose own failures surface as :class:`_DefenseFailed`."""
+    def run(x):
+        try:
+            return pre(x)
+        except Exception as exc:
+            raise _DefenseFailed(str(exc)) from exc
+    return run
 
 
 @dataclass
 class LoadedData:
-    """The images of a scan, their labels and identity."""
+    """The images of a scan (decoded on access, see :mod:`auditor.data.stream`), their labels and identity."""
 
-    images: np.ndarray
+    images: SampleImages
     y: np.ndarray
     samples: list
     groups: list
@@ -135,6 +144,8 @@ class Auditor:
         self._sample_names: list[str] = []  #: file of each scored row, for error messages
         #: what ``--precision auto`` measured and chose (set by the attack stage)
         self.precision_choice: dict[str, Any] | None = None
+        #: images per second of every stage, per model path (results.json ``environment.seconds_per_stage``)
+        self.throughput: dict[str, Throughput] = {}
 
     # ----------------------------------------------------------------- data
     def load_data(self, data: str) -> LoadedData:
@@ -150,17 +161,20 @@ class Auditor:
             keep = stratified_subset([s.label for s in samples], opt.max_images, opt.seed)
             samples = [samples[i] for i in keep]
         notes: dict[str, list[str]] = {}
-        with self.reporter.task("Reading images", len(samples)) as adv:
-            images, kept, skipped = load_images(samples, (spec.height, spec.width), progress=adv, notes=notes)
+        clock = self.throughput.setdefault(self.target.path, Throughput())
+        with self.reporter.task("Reading images", len(samples)) as adv, clock.timed("read", len(samples)):
+            kept, skipped, on_grid = scan_readable(samples, (spec.height, spec.width), batch_size=opt.batch_size,
+                                                   progress=adv, notes=notes)
         samples = [samples[i] for i in kept]
         if not samples:
             raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
         samples, _ = fingerprint(samples)
         keep, duplicates = drop_duplicates(samples)
         if duplicates:
-            samples, images = [samples[i] for i in keep], images[keep]
+            samples = [samples[i] for i in keep]
             skipped = skipped + duplicates
         samples, manifest_sha = fingerprint(samples)
+        images = SampleImages([s.path for s in samples], (spec.height, spec.width))
         y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
         per_class = {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)}
         all_skipped = list(ds.skipped) + skipped
@@ -172,7 +186,7 @@ class Auditor:
         if duplicates:
             caveats.append(f"{len(duplicates)} exact-duplicate file(s) (same SHA-256 as another image of the same "
                            "label) were counted once; they are listed with the skipped files")
-        if any(a != "blend" for a in opt.attacks) and not _on_8bit_grid(images):
+        if any(a != "blend" for a in opt.attacks) and not on_grid:
             caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
                            "source): adversarial PNGs keep every pixel within epsilon of the float clean image, so "
                            "some pixels cannot reach the budget's edge exactly (up to one grey level short)")
@@ -211,10 +225,21 @@ class Auditor:
         return [samples[i] for i in kept], dropped
 
     # ----------------------------------------------------------------- evaluation helpers
-    def _predict(self, model, x: np.ndarray, what: str) -> np.ndarray:
+    def _predict(self, model, x, what: str, stage: str = "clean", transform=None) -> np.ndarray:
+        """Probabilities of ``model`` on ``x`` (array or lazy images, ``transform`` first), streamed in batches."""
+        clock = self.throughput.setdefault(model.path, Throughput())
         try:
-            with self.reporter.task(what, len(x)) as adv:
-                return model.predict_proba(x, batch_size=self.options.batch_size, progress=adv)
+            with self.reporter.task(what, len(x)) as adv, clock.timed(stage, len(x)):
+                if self.options.ray_address:
+                    from auditor.distributed_eval import NotDistributable, predict_on_ray
+
+                    try:
+                        return predict_on_ray(model, x, self.options.batch_size, transform=transform,
+                                              address=self.options.ray_address, workers=self.options.workers,
+                                              progress=adv)
+                    except NotDistributable as exc:
+                        self.reporter.info(f"{what}: evaluated in this process, {exc}")
+                return predict_stream(model, x, self.options.batch_size, transform=transform, progress=adv)
         except NonFiniteOutput as exc:
             names = self._sample_names
             first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
@@ -272,6 +297,7 @@ class Auditor:
                                "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
                 parameters=opt.to_dict(),
                 environment={**environment(), **timings, "onnx_provider": model.provider,
+                             "seconds_per_stage": self.throughput.get(model.path, Throughput()).as_dict(),
                              **({"precision_choice": self.precision_choice} if self.precision_choice else {})},
                 skipped=tuple(self.skipped), detector=det,
                 extras={**({"examples": examples} if model is self.target else {}), "adversarial_sets": set_meta,
@@ -293,7 +319,7 @@ class Auditor:
         conditions = [self._condition("clean", "clean", clean_proba, data, names)]
         adv_preds: dict[str, np.ndarray] = {}
         for st in sets:
-            proba = self._predict(model, st["images"], f"{st['name']} ({label})")
+            proba = self._predict(model, st["images"], f"{st['name']} ({label})", stage="attacked")
             pred = adv_preds[st["name"]] = proba.argmax(1)
             extra = {**self._rates(data, clean_pred, pred), **st["stats"], "label": st["label"],
                      "cache_hit": st["meta"].get("cache_hit"), "backend": st["meta"].get("backend")}
@@ -310,18 +336,19 @@ class Auditor:
                                               threat_model=st.get("threat_model"), extra=extra))
         for pre in preprocessors:
             try:
-                cleaned = pre(data.images)
-            except Exception as exc:  # a defense failing on this data is a skip, not a crash
+                proba = self._predict(model, data.images, f"{pre.name}/clean ({label})", stage="defended",
+                                      transform=_guarded(pre))
+            except _DefenseFailed as exc:  # a defense failing on this data is a skip, not a crash
                 self.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
                 continue
-            proba = self._predict(model, cleaned, f"{pre.name}/clean ({label})")
             pred = proba.argmax(1)
             cost = getattr(pre, "cost_ms_per_image", None)
             conditions.append(self._condition(f"{pre.name}/clean", "defense", proba, data, names, defense=pre.name,
                                               extra={**self._rates(data, clean_pred, pred),
                                                      "cost_ms_per_image": cost}))
             for st in sets:
-                dproba = self._predict(model, pre(st["images"]), f"{pre.name}/{st['name']} ({label})")
+                dproba = self._predict(model, st["images"], f"{pre.name}/{st['name']} ({label})", stage="defended",
+                                       transform=pre)
                 dpred = dproba.argmax(1)
                 conditions.append(self._condition(
                     f"{pre.name}/{st['name']}", "defense", dproba, data, names, attack=st["attack"],
@@ -331,7 +358,7 @@ class Auditor:
         by_name = {c.name: c for c in conditions}
         for st in adaptive:
             pre = st["defense"]
-            proba = self._predict(model, pre(st["images"]), f"{st['name']} ({label})")
+            proba = self._predict(model, st["images"], f"{st['name']} ({label})", stage="adaptive", transform=pre)
             pred = proba.argmax(1)
             cond = self._condition(st["name"], "defense", proba, data, names, attack=st["attack"], epsilon=st["epsilon"],
                                    surrogate=st["surrogate"], threat_model=st["threat_model"], defense=pre.name,

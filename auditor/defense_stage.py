@@ -12,6 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from auditor.audit import Auditor, LoadedData
 
 COST_SAMPLE = 8
+#: the detectors are calibrated and tested on at most this many images (a seeded subset of larger scans),
+#: so their memory does not grow with the archive
+DETECTOR_MAX_IMAGES = 500
 
 
 def build_preprocessors(auditor: "Auditor", data: "LoadedData") -> list:
@@ -56,33 +59,39 @@ def run_detectors(auditor: "Auditor", data: "LoadedData", sets: list[dict]) -> d
     auditor.reporter.info("detectors: calibrating on benign pairs")
     rng_seed = opt.seed
     # calibrate on one half of the benign pairs, report FPR on the other half
-    benign = make_benign_pairs(data.images, seed=rng_seed)
-    n = len(data.images)
+    n_all = len(data.images)
+    pick = np.arange(n_all)
+    if n_all > DETECTOR_MAX_IMAGES:  # bounded memory: a seeded subset of a large scan
+        pick = np.sort(np.random.default_rng([rng_seed, 1]).choice(n_all, DETECTOR_MAX_IMAGES, replace=False))
+    images = np.asarray(data.images[pick], dtype=np.float32)
+    benign = make_benign_pairs(images, seed=rng_seed)
+    n = len(images)
     idx = np.random.default_rng(rng_seed).permutation(n)
     cal, held = np.sort(idx[: n // 2]), np.sort(idx[n // 2:])
     if len(cal) < 4 or len(held) < 4:
         auditor.skipped.append(Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector"))
         return None
-    suspects = {s["name"]: s["images"][held] for s in attacked}
-    ref = calibrate_reference_detector(data.images[cal], benign[cal])
-    ref_result = evaluate_detector(ref, data.images[held], benign[held], suspects)
+    suspects = {s["name"]: np.asarray(s["images"][pick[held]], dtype=np.float32) for s in attacked}
+    ref = calibrate_reference_detector(images[cal], benign[cal])
+    ref_result = evaluate_detector(ref, images[held], benign[held], suspects)
 
     def proba(x):
         return auditor.target.predict_proba(x, batch_size=opt.batch_size)
 
     fs = FeatureSqueezingDetector(proba)
-    fs.calibrate(data.images[cal])
-    fs_result = fs.evaluate(data.images[held], suspects)
+    fs.calibrate(images[cal])
+    fs_result = fs.evaluate(images[held], suspects)
     worst = max(attacked, key=lambda s: s.get("epsilon") or 0)
     import cv2
 
     spectra = {k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
-               for k, v in fft_spectra(data.images[held[0], 0], worst["images"][held[0], 0]).items()}
+               for k, v in fft_spectra(images[held[0], 0], worst["images"][int(pick[held[0]]), 0]).items()}
     return {
-        "calibration": {"calibration_images": int(len(cal)), "held_out_images": int(len(held)), "seed": rng_seed},
+        "calibration": {"calibration_images": int(len(cal)), "held_out_images": int(len(held)), "seed": rng_seed,
+                        **({"subset_of": int(n_all)} if n_all > n else {})},
         "reference_based": ref_result,
         "feature_squeezing": fs_result,
-        "fft_example": {"condition": worst["name"], "sample": data.samples[held[0]].rel_path,
+        "fft_example": {"condition": worst["name"], "sample": data.samples[int(pick[held[0]])].rel_path,
                         "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
                         "note": "spectra downsampled to 64x64 for the report"},
     }

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from auditor.data.stream import LazyImages
 from auditor.errors import UsageError
 
 
@@ -54,7 +55,9 @@ def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str 
 
     torch.set_num_threads(max(1, threads))
     surrogate = load_surrogate(surrogate_spec, ModelSpec.from_dict(target_spec_dict), target_path, "cpu")
-    aset = build_adversarial_set(attack_name, params, surrogate, np.asarray(images), np.asarray(labels), names,
+    if not isinstance(images, LazyImages):
+        images = np.asarray(images)
+    aset = build_adversarial_set(attack_name, params, surrogate, images, np.asarray(labels), names,
                                  cache_dir, manifest_sha256, seed, batch_size=batch_size, device="cpu",
                                  precision=precision, only_batches=set(shard))
     return list(aset.warnings)
@@ -77,7 +80,9 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
     n_workers = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), n_batches))
     shards = [list(range(k, n_batches, n_workers)) for k in range(n_workers)]
     remote = ray.remote(num_cpus=threads_per_worker, max_retries=2)(_shard_worker)
-    images_ref, labels_ref = ray.put(np.asarray(images)), ray.put(np.asarray(labels))
+    # a lazy image set travels as its file list; each task reads the images it attacks
+    images_ref = ray.put(images if isinstance(images, LazyImages) else np.asarray(images))
+    labels_ref = ray.put(np.asarray(labels))
     refs = [remote.remote(surrogate_spec, target_spec.to_dict(), target_path, attack_name, params, images_ref,
                           labels_ref, list(names), str(cache_dir), manifest_sha256, seed, batch_size, precision,
                           shard, threads_per_worker) for shard in shards]

@@ -72,15 +72,31 @@ def _metrics_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": acc, "macro_f1": macro_f1, "recall": np.where(present, rec, np.nan), "specificity": spec}
 
 
-def _bootstrap_weights(gid: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, n_groups)`` multiplicities of each group in each cluster-bootstrap resample."""
+#: group draws held at once by the bootstrap (its memory bound: 8 bytes each, a few arrays of this size)
+BOOT_CHUNK_DRAWS = 2_000_000
+
+
+def _bootstrap_sums(gid: np.ndarray, n_boot: int, seed: int, per_group: np.ndarray) -> np.ndarray:
+    """``(n_boot, M)`` sums of ``per_group`` ``(n_groups, M)`` rows over each cluster-bootstrap resample.
+
+    Resample ``b`` draws ``n_groups`` groups with replacement (row ``b`` of one
+    ``rng.integers(0, n_groups, (n_boot, n_groups))`` stream); the draws are made a block of
+    resamples at a time, so memory stays bounded for archives with many patients. The sums are
+    of whole counts, hence exact whatever the block size.
+    """
     n_groups = int(gid.max()) + 1 if len(gid) else 0
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    weights = np.zeros((n_boot, n_groups), dtype=np.float64)
-    rows = np.repeat(np.arange(n_boot), n_groups)
-    np.add.at(weights, (rows, draws.ravel()), 1.0)
-    return weights
+    out = np.zeros((n_boot, per_group.shape[1]), dtype=np.float64)
+    if n_groups == 0:
+        return out
+    block = max(1, min(n_boot, BOOT_CHUNK_DRAWS // n_groups))
+    for b0 in range(0, n_boot, block):
+        m = min(block, n_boot - b0)
+        draws = rng.integers(0, n_groups, size=(m, n_groups))
+        flat = (draws + (np.arange(m) * n_groups)[:, None]).ravel()
+        weights = np.bincount(flat, minlength=m * n_groups).reshape(m, n_groups).astype(np.float64)
+        out[b0 : b0 + m] = weights @ per_group
+    return out
 
 
 def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n_boot: int = DEFAULT_N_BOOT,
@@ -92,7 +108,7 @@ def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n
     n_groups = int(gid.max()) + 1 if len(gid) else 0
     per_group = np.zeros((n_groups, k * k), dtype=np.float64)
     np.add.at(per_group, (gid, y_true * k + y_pred), 1.0)
-    return (_bootstrap_weights(gid, n_boot, seed) @ per_group).reshape(n_boot, k, k)
+    return _bootstrap_sums(gid, n_boot, seed, per_group).reshape(n_boot, k, k)
 
 
 def _ci(values: np.ndarray) -> list[float] | None:
@@ -164,7 +180,7 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -
     n_groups = int(gid.max()) + 1
     per_group = np.zeros((n_groups, 2), dtype=np.float64)
     np.add.at(per_group, gid, np.stack([num, den], axis=1).astype(np.float64))
-    sums = _bootstrap_weights(gid, n_boot, seed) @ per_group
+    sums = _bootstrap_sums(gid, n_boot, seed, per_group)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
     return _ci(ratio)

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from auditor.data.stream import LazyImages, PngImages, stream_digest
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
 INDEX_FILE = "index.json"
@@ -51,7 +52,9 @@ INDEX_FILE = "index.json"
 class AdversarialSet:
     """A finished adversarial set (images in the input order) and how it was obtained."""
 
-    images: np.ndarray  #: (N, 1, H, W) float32, multiples of 1/255
+    #: (N, 1, H, W) float32, multiples of 1/255; read lazily from the cache (:class:`PngImages`)
+    #: when the clean images were lazy
+    images: np.ndarray | PngImages
     key: str
     dir: Path
     params: dict[str, Any]
@@ -280,7 +283,9 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     *computed* (not loaded), with its wall time. ``only_batches`` (a shard of a
     distributed run, see :mod:`auditor.distributed`) computes just those batches
     and returns a *partial* set (``extra["partial"]``, no index written; images
-    of other batches are zero). Raises
+    of other batches are zero). When ``images`` is a :class:`~auditor.data.stream.LazyImages`,
+    the set is built and verified batch by batch and its images come back as a
+    :class:`~auditor.data.stream.PngImages` reading the cache (nothing is held in memory). Raises
     :class:`~auditor.attacks.stm.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
     """
@@ -289,7 +294,9 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     from auditor import __version__
     from auditor.attacks.registry import make_attack
 
-    images = np.asarray(images, dtype=np.float32)
+    lazy = isinstance(images, LazyImages)
+    if not lazy:
+        images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     if images.ndim != 4 or images.shape[1] != 1:
         raise UsageError(f"images must be (N, 1, H, W), got {images.shape}")
@@ -316,7 +323,7 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
         "surrogate_sha256": _surrogate_sha256(surrogate),
         "surrogate_classes": list(getattr(surrogate, "class_names", ())),
         "manifest_sha256": manifest_sha256,
-        "images_sha256": _digest(images),
+        "images_sha256": stream_digest(images) if lazy else _digest(images),
         "labels_sha256": _digest(labels),
         "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
         "seed": int(seed),
@@ -339,7 +346,8 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
         except (OSError, json.JSONDecodeError):
             index_ok = False
 
-    result = np.empty_like(images)
+    result = None if lazy else np.empty_like(images)
+    png_sha256: list[str | None] = [None] * n
     starts = list(range(0, n, batch_size))
     computed = loaded = 0
     linf_max = 0.0
@@ -347,7 +355,8 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     for b, start in enumerate(starts):
         stop = min(n, start + batch_size)
         if only_batches is not None and b not in only_batches:
-            result[start:stop] = 0.0
+            if result is not None:
+                result[start:stop] = 0.0
             continue
         marker = set_dir / "batches" / f"{b:05d}.json"
         clean = images[start:stop]
@@ -355,7 +364,7 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
         levels = None
         if marker.exists():
             try:
-                levels = _verified_batch(set_dir, marker, batch_files, clean, manifest_sha256, eps)
+                levels, digests = _verified_batch(set_dir, marker, batch_files, clean, manifest_sha256, eps)
                 loaded += 1
             except CacheMismatch as exc:
                 warnings.append(f"{sub} batch {b}: {exc}; the batch was recomputed")
@@ -381,12 +390,17 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
             if on_batch:
                 on_batch(stop - start, batch_seconds)
             computed += 1
-        result[start:stop] = levels.astype(np.float32) / 255.0
-        linf_max = max(linf_max, _float_linf(result[start:stop], clean))
+        png_sha256[start:stop] = digests
+        adv = levels.astype(np.float32) / 255.0
+        if result is not None:
+            result[start:stop] = adv
+        linf_max = max(linf_max, _float_linf(adv, clean))
         if progress:
             progress(stop - start)
 
     seconds = time.perf_counter() - t0
+    if lazy:
+        result = PngImages(set_dir, files, (int(h), int(w)), png_sha256)
     cache_hit = index_ok and computed == 0 and only_batches is None
     if cache_hit:
         return AdversarialSet(result, key, set_dir, index.get("params", {}), index.get("label", attack.label), eps,
@@ -416,8 +430,9 @@ class CacheMismatch(Exception):
 
 
 def _verified_batch(set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str,
-                    eps: float) -> np.ndarray:
-    """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after checking it; raises :class:`CacheMismatch`.
+                    eps: float) -> tuple[np.ndarray, list[str]]:
+    """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after checking it, and the PNGs' SHA-256s;
+    raises :class:`CacheMismatch`.
 
     Checks: the done-marker parses and lists these files; it was made from this
     clean batch and manifest; every PNG's SHA-256 is the one recorded when it
@@ -451,27 +466,33 @@ def _verified_batch(set_dir: Path, marker: Path, files: list[str], clean: np.nda
         check_levels(out, clean, eps)
     except DataError as exc:
         raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
-    return out
+    return out, list(digests)
 
 
-def perturbation_stats(x: np.ndarray, x_adv: np.ndarray) -> dict[str, float]:
+def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
     """Mean/max L-inf, mean L2, mean SSIM (scikit-image, ``data_range=1``) and mean PSNR (dB, capped at 100).
 
-    Both arrays are ``(N, 1, H, W)`` in ``[0, 1]``; norms are per image, in ``[0, 1]`` units.
+    Both are ``(N, 1, H, W)`` in ``[0, 1]`` (arrays or :class:`~auditor.data.stream.LazyImages`, read
+    ``batch_size`` images at a time); norms are per image, in ``[0, 1]`` units.
     """
     from skimage.metrics import structural_similarity
 
-    a = np.asarray(x, dtype=np.float64)
-    b = np.asarray(x_adv, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 4:
-        raise ValueError(f"shapes differ or are not (N, C, H, W): {a.shape} vs {b.shape}")
-    if a.shape[0] == 0:
+    from auditor.data.stream import iter_batches
+
+    if tuple(x.shape) != tuple(x_adv.shape) or len(x.shape) != 4:
+        raise ValueError(f"shapes differ or are not (N, C, H, W): {tuple(x.shape)} vs {tuple(x_adv.shape)}")
+    if x.shape[0] == 0:
         return {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0, "ssim_mean": 1.0, "psnr_mean": 100.0}
-    d = (b - a).reshape(a.shape[0], -1)
-    linf = np.abs(d).max(1)
-    l2 = np.sqrt((d**2).sum(1))
-    mse = (d**2).mean(1)
-    psnr = np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0)
-    ssim = [structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0])]
-    return {"linf_mean": float(linf.mean()), "linf_max": float(linf.max()), "l2_mean": float(l2.mean()),
-            "ssim_mean": float(np.mean(ssim)), "psnr_mean": float(psnr.mean())}
+    linf, l2, psnr, ssim = [], [], [], []
+    for (_, xa), (_, xb) in zip(iter_batches(x, batch_size), iter_batches(x_adv, batch_size)):
+        a = np.asarray(xa, dtype=np.float64)
+        b = np.asarray(xb, dtype=np.float64)
+        d = (b - a).reshape(a.shape[0], -1)
+        linf.append(np.abs(d).max(1))
+        l2.append(np.sqrt((d**2).sum(1)))
+        mse = (d**2).mean(1)
+        psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
+        ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
+    linf_a, l2_a, psnr_a = np.concatenate(linf), np.concatenate(l2), np.concatenate(psnr)
+    return {"linf_mean": float(linf_a.mean()), "linf_max": float(linf_a.max()), "l2_mean": float(l2_a.mean()),
+            "ssim_mean": float(np.mean(ssim)), "psnr_mean": float(psnr_a.mean())}

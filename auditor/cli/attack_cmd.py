@@ -76,8 +76,9 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.audit import set_name as condition_name
     from auditor.attacks.sets import build_adversarial_set, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import (drop_duplicates, drop_labels, fingerprint, load_images, map_labels, open_dataset,
-                              parse_label_map, stratified_subset)
+    from auditor.data import (drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, parse_label_map,
+                              stratified_subset)
+    from auditor.data.stream import SampleImages, scan_readable
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
 
@@ -111,8 +112,9 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     samples, y_all = [samples[i] for i in unique], y_all[unique]
     samples, manifest = fingerprint(samples)
     with reporter.task("loading images", len(samples)) as adv:
-        images, kept, skipped_imgs = load_images(samples, size, progress=adv)
+        kept, skipped_imgs, _ = scan_readable(samples, size, progress=adv)
     samples = [samples[i] for i in kept]
+    images = SampleImages([s.path for s in samples], size)  # decoded batch by batch, never held whole
     y = y_all[kept]
     skipped = [s.to_dict() for s in (*ds.skipped, *duplicates, *skipped_imgs)]
     for s in skipped:

@@ -238,9 +238,10 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
               show_default=True, help="STM style network (ghiasi needs --stm-checkpoint).")
 @click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
 @click.option("--style-image", type=click.Path(dir_okay=False), help="Style image for the blend attack.")
-@click.option("--ray-address", help="Spread attack batches over Ray: 'local' or a cluster address ('auto'); "
-              "--cache-dir must be on a shared file system.")
-@click.option("--workers", type=click.IntRange(1), help="Ray tasks per adversarial set (default: available CPUs).")
+@click.option("--ray-address", help="Spread attack batches and the evaluation of every condition over Ray: 'local' "
+              "or a cluster address ('auto'); --cache-dir and the data must be on a shared file system.")
+@click.option("--workers", type=click.IntRange(1), help="Ray workers per adversarial set or condition "
+              "(default: available CPUs).")
 @click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
 def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks, detector,

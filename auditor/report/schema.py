@@ -195,6 +195,24 @@ class DetectorDoc(_Open):
     fft_example: Optional[FftExample] = None
 
 
+Rate = Annotated[float, Field(ge=0.0, le=MAX_MEASURE, allow_inf_nan=False)]
+
+
+class StageDoc(_Closed):
+    """Throughput of one stage of a scan: images, wall seconds, images per second (null without a time)."""
+
+    images: Count
+    seconds: Rate
+    images_per_second: Optional[Rate] = None
+
+
+class EnvironmentDoc(_Open):
+    """Host, library versions and timings; ``seconds_per_stage`` maps a stage (``read``, ``clean``,
+    ``attacked``, ``defended``, ``adaptive``) to its :class:`StageDoc`."""
+
+    seconds_per_stage: dict[Text, StageDoc] = {}
+
+
 class ResultsDoc(_Open):
     """A whole results.json (``compared`` holds further documents of the same shape)."""
 
@@ -208,7 +226,7 @@ class ResultsDoc(_Open):
     conditions: Annotated[list[ConditionDoc], Field(min_length=1)]
     samples: list[SampleDoc] = []
     parameters: dict[str, Any] = {}
-    environment: dict[str, Any] = {}
+    environment: EnvironmentDoc = EnvironmentDoc()
     skipped: list[SkippedDoc] = []
     detector: Optional[dict[str, dict[str, Any]]] = None
     gates: list[GateDoc] = []

@@ -1,0 +1,288 @@
+"""Images as a stream: lazy image sets read batch by batch, and a prefetching batch loader.
+
+A scan never holds a whole image set in memory. :class:`LazyImages` stands where an
+``(N, 1, H, W)`` float32 array used to: it has ``len``, ``shape`` and ``dtype``, and
+indexing (``x[a:b]``, ``x[index_array]``, ``x[i, 0]``) decodes just the images asked for.
+:meth:`LazyImages.batches` walks the set in fixed batches with a bounded number of batches
+decoded ahead on loader threads (OpenCV and Pillow release the GIL while decoding, so decoding
+overlaps inference). ``np.asarray(x)`` still materialises the whole set; only code that
+needs every image at once (the USMM mask pool, style-blend sets) does that.
+
+Two sources: :class:`SampleImages` (data-set files, decoded and fitted to the model's size by
+:func:`auditor.data.loading.load_image`) and :class:`PngImages` (8-bit PNGs of a cached
+adversarial set, each checked against the SHA-256 recorded when it was written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from auditor.data.loading import ImageReadError, load_image_noted
+from auditor.errors import DataError
+from auditor.types import Skipped
+
+#: batches decoded ahead of the consumer (the loader's memory bound is ``(PREFETCH + 1)`` batches)
+PREFETCH = 2
+#: loader threads decoding those batches in parallel (decoding releases the GIL)
+LOADER_THREADS = 2
+
+
+def prefetch(jobs: Iterable[Callable[[], object]], depth: int = PREFETCH,
+             threads: int = LOADER_THREADS) -> Iterator[object]:
+    """Run ``jobs`` (callables) on ``threads`` worker threads, at most ``depth`` ahead; yield their results in order.
+
+    An exception raised by a job is raised here, in order. Unstarted jobs are cancelled when the
+    consumer stops early.
+    """
+    if depth < 1:
+        for job in jobs:
+            yield job()
+        return
+    it = iter(jobs)
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, depth)), thread_name_prefix="xray-audit-loader") as pool:
+        try:
+            for job in it:
+                pending.append(pool.submit(job))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+class LazyImages:
+    """An ``(N, 1, H, W)`` float32 image set in ``[0, 1]`` that decodes images only when indexed."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, n: int, size: tuple[int, int]) -> None:
+        self._n = int(n)
+        self.size = (int(size[0]), int(size[1]))
+
+    # -- to implement
+    def read(self, i: int) -> np.ndarray:
+        """Image ``i`` as float32 ``(H, W)``."""
+        raise NotImplementedError
+
+    # -- array protocol
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self._n, 1, *self.size)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        """Images ``indices`` as one ``(k, 1, H, W)`` float32 array."""
+        out = np.empty((len(indices), 1, *self.size), np.float32)
+        for j, i in enumerate(indices):
+            out[j, 0] = self.read(int(i))
+        return out
+
+    def _rows(self, key) -> list[int] | int:
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self._n if key < 0 else 0)
+            if not 0 <= i < self._n:
+                raise IndexError(f"image {key} out of range for {self._n} images")
+            return i
+        if isinstance(key, slice):
+            return list(range(*key.indices(self._n)))
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (self._n,):
+                raise IndexError(f"boolean index of shape {idx.shape} for {self._n} images")
+            return [int(i) for i in np.flatnonzero(idx)]
+        return [int(i) + (self._n if i < 0 else 0) for i in idx.reshape(-1)]
+
+    def __getitem__(self, key) -> np.ndarray:
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        rows = self._rows(key)
+        if isinstance(rows, int):
+            arr = self.read(rows)[None]
+            return arr[rest] if rest else arr
+        arr = self.read_batch(rows)
+        return arr[(slice(None),) + rest] if rest else arr
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        arr = self.read_batch(range(self._n))
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __iter__(self):
+        for i in range(self._n):
+            yield self[i]
+
+    def subset(self, indices: Sequence[int]) -> "LazyImages":
+        """A lazy view of ``indices`` (in that order)."""
+        return _Subset(self, [int(i) for i in indices])
+
+    def batches(self, batch_size: int, depth: int = PREFETCH,
+                transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, batch)`` for consecutive batches of ``batch_size`` images, decoded ``depth`` ahead.
+
+        ``transform`` (a defense) runs on the loader thread too, after decoding.
+        """
+        return iter_batches(self, batch_size, depth, transform)
+
+
+def iter_batches(images, batch_size: int, depth: int = PREFETCH,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Consecutive ``(start, batch)`` of an array or a :class:`LazyImages`, prefetched ``depth`` ahead."""
+    n = len(images)
+    bs = max(1, int(batch_size))
+
+    def job(start: int):
+        def run():
+            x = images[start : start + bs]
+            return start, (transform(x) if transform is not None else np.asarray(x, dtype=np.float32))
+        return run
+
+    return prefetch((job(s) for s in range(0, n, bs)), depth if isinstance(images, LazyImages) or transform else 0)
+
+
+class _Subset(LazyImages):
+    def __init__(self, base: LazyImages, rows: list[int]) -> None:
+        super().__init__(len(rows), base.size)
+        self.base, self.rows = base, rows
+
+    def read(self, i: int) -> np.ndarray:
+        return self.base.read(self.rows[i])
+
+    def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        return self.base.read_batch([self.rows[int(i)] for i in indices])
+
+
+
+class MappedImages(LazyImages):
+    """``fn`` applied batch-wise to another lazy set (``fn`` must treat every image on its own)."""
+
+    def __init__(self, base: LazyImages, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        super().__init__(len(base), base.size)
+        self.base, self.fn = base, fn
+
+    def read(self, i: int) -> np.ndarray:
+        return self.read_batch([i])[0, 0]
+
+    def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.fn(self.base.read_batch(indices)), dtype=np.float32)
+
+
+
+class SampleImages(LazyImages):
+    """The images of data-set files, decoded and fitted to ``size`` on access."""
+
+    def __init__(self, paths: Sequence[str], size: tuple[int, int]) -> None:
+        super().__init__(len(paths), size)
+        self.paths = [str(p) for p in paths]
+
+    def read(self, i: int) -> np.ndarray:
+        try:
+            return load_image_noted(self.paths[i], self.size)[0]
+        except ImageReadError as exc:  # it was readable when the scan indexed it
+            raise DataError(f"{self.paths[i]}: became unreadable during the scan ({exc})") from None
+
+    def subset(self, indices: Sequence[int]) -> "SampleImages":
+        return SampleImages([self.paths[int(i)] for i in indices], self.size)
+
+
+
+class PngImages(LazyImages):
+    """8-bit grey PNGs under ``root`` (an adversarial set in the cache), as ``level / 255`` on access.
+
+    ``sha256`` (one per file, as recorded in the set's done-markers) is checked on every read,
+    so a file changed after the set was verified is refused, not scored.
+    """
+
+    def __init__(self, root: str | Path, files: Sequence[str], size: tuple[int, int],
+                 sha256: Sequence[str] | None = None) -> None:
+        super().__init__(len(files), size)
+        self.root, self.files = Path(root), list(files)
+        self.sha256 = list(sha256) if sha256 is not None else None
+
+    def read(self, i: int) -> np.ndarray:
+        import cv2
+
+        path = self.root / self.files[i]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cached adversarial image unreadable ({exc.strerror or exc})") from None
+        want = self.sha256[i] if self.sha256 is not None else None
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise DataError(f"{path}: cached adversarial image changed during the scan (SHA-256 mismatch)")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None or img.dtype != np.uint8 or img.shape != self.size:
+            raise DataError(f"{path}: not an 8-bit grey image of size {self.size}")
+        return img.astype(np.float32) / 255.0
+
+
+
+def stream_digest(images, batch_size: int = 64) -> str:
+    """SHA-256 of the contiguous float32 ``(N, 1, H, W)`` array, computed batch by batch.
+
+    Equal to hashing ``np.ascontiguousarray(images)`` with its dtype and shape prefix
+    (``auditor.attacks.sets._digest``), without holding the array.
+    """
+    memo = getattr(images, "_stream_sha256", None)  # a lazy set is digested once per scan
+    if memo is not None:
+        return memo
+    shape = tuple(int(v) for v in images.shape)
+    h = hashlib.sha256(f"{np.dtype(np.float32).str}{shape}".encode())
+    for _, batch in iter_batches(images, batch_size):
+        h.update(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
+    if isinstance(images, LazyImages):
+        images._stream_sha256 = h.hexdigest()
+    return h.hexdigest()
+
+
+def scan_readable(samples, size: tuple[int, int], batch_size: int = 64, progress=None,
+                  notes: dict[str, list[str]] | None = None) -> tuple[list[int], list[Skipped], bool]:
+    """Decode every sample once, in prefetched batches, keeping nothing but the verdict.
+
+    Returns the indices of the readable samples, a :class:`Skipped` per unreadable one (the same
+    entries :func:`auditor.data.loading.load_images` gives) and whether every readable image lies
+    on the 8-bit grid. ``notes`` gets the conversions applied, by name. ``progress(1)`` per image.
+    """
+    kept: list[int] = []
+    skipped: list[Skipped] = []
+    on_grid = True
+
+    def job(start: int):
+        def run():
+            out = []
+            for i in range(start, min(len(samples), start + batch_size)):
+                s = samples[i]
+                path = getattr(s, "path", None) or str(s)
+                name = getattr(s, "rel_path", "") or path
+                try:
+                    img, img_notes = load_image_noted(path, size)
+                    c = img.astype(np.float64) * 255.0
+                    out.append((i, name, None, img_notes, bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)))
+                except ImageReadError as exc:
+                    out.append((i, name, str(exc), (), True))
+            return out
+        return run
+
+    for rows in prefetch(job(s) for s in range(0, len(samples), batch_size)):
+        for i, name, error, img_notes, grid in rows:
+            if error is None:
+                kept.append(i)
+                on_grid = on_grid and grid
+                if img_notes and notes is not None:
+                    notes[name] = list(img_notes)
+            else:
+                skipped.append(Skipped(name, error, "image"))
+            if progress:
+                progress(1)
+    return kept, skipped, on_grid
