@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: docs/architecture.md §2: the group of every module (by its dotted name), and the groups each may import
 FOUNDATION = {"types", "errors", "hashing", "progress", "atomic", "capture", "allocator", "attack_eta", "templates"}
-SCAN = {"audit", "attack_stage", "defense_stage", "examples", "distributed"}
+SCAN = {"audit", "attack_stage", "defense_stage", "examples", "distributed", "evaluation", "distributed_eval"}
 MEASURES = {"metrics", "transfer"}
 MAY_IMPORT = {
     "foundation": set(),

@@ -77,6 +77,7 @@ class LazyImages:
     # -- array protocol
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """``(N, 1, H, W)``, like the array it stands in for."""
         return (self._n, 1, *self.size)
 
     def __len__(self) -> int:
@@ -172,9 +173,11 @@ class MappedImages(LazyImages):
         self.base, self.fn = base, fn
 
     def read(self, i: int) -> np.ndarray:
+        """Image ``i`` with the function applied."""
         return self.read_batch([i])[0, 0]
 
     def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        """Images ``indices`` with the function applied (one call for the batch)."""
         return np.asarray(self.fn(self.base.read_batch(indices)), dtype=np.float32)
 
 
@@ -187,12 +190,14 @@ class SampleImages(LazyImages):
         self.paths = [str(p) for p in paths]
 
     def read(self, i: int) -> np.ndarray:
+        """Image ``i`` decoded from its file; a file that became unreadable is a DataError."""
         try:
             return load_image_noted(self.paths[i], self.size)[0]
         except ImageReadError as exc:  # it was readable when the scan indexed it
             raise DataError(f"{self.paths[i]}: became unreadable during the scan ({exc})") from None
 
     def subset(self, indices: Sequence[int]) -> "SampleImages":
+        """The images ``indices`` as a new lazy set (nothing is decoded)."""
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
 
 
@@ -211,6 +216,7 @@ class PngImages(LazyImages):
         self.sha256 = list(sha256) if sha256 is not None else None
 
     def read(self, i: int) -> np.ndarray:
+        """Image ``i`` from its PNG, refused when the file no longer matches its recorded SHA-256."""
         import cv2
 
         path = self.root / self.files[i]
