@@ -24,7 +24,7 @@ from auditor.evaluation import Throughput, predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.progress import Reporter
 from auditor.transfer import set_diagnostics, transfer_summary
-from auditor.types import SCHEMA_VERSION, AuditResult, Condition, Skipped
+from auditor.types import SCHEMA_VERSION, STATED_CAVEAT_PREFIX, AuditResult, Condition, Skipped
 
 KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
 BLEND_ALPHAS = (0.1, 0.3, 0.5, 1.0)
@@ -41,6 +41,8 @@ class ScanOptions:
     bpda: bool = False
     #: attacks the adaptive (BPDA) check runs with; empty = every gradient attack of the scan
     bpda_attacks: tuple[str, ...] = ()
+    #: known limitations of the data stated by the auditor (``--caveat``), shown with the tool's own caveats
+    caveats: tuple[str, ...] = ()
     detector: bool = True
     seed: int = 0
     batch_size: int = 32
@@ -201,7 +203,7 @@ class Auditor:
             "skipped": [s.to_dict() for s in all_skipped],
             "conversions": [{"name": k, "notes": notes[k]}
                             for k in (s.rel_path or s.path for s in samples) if k in notes],
-            "caveats": caveats,
+            "caveats": [*(STATED_CAVEAT_PREFIX + c for c in opt.caveats), *caveats],
             "patient_ids": sum(1 for s in samples if s.patient_id),
             "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
             "dropped": dropped,

@@ -25,6 +25,9 @@ SCHEMA_VERSION = "1.0"
 #: untrusted-model guard (the same figure as ``auditor.data.loading.MAX_PIXELS``)
 MAX_IMAGE_PIXELS = 64_000_000
 
+#: prefix of the data caveats the auditor states with ``scan --caveat`` (results.json ``data.caveats``)
+STATED_CAVEAT_PREFIX = "stated by the auditor: "
+
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "uint8")
 OUTPUT_KINDS = ("logits", "probabilities", "sigmoid_logit", "sigmoid_probability")

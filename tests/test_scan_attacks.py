@@ -154,6 +154,22 @@ def test_bpda_attacks_usage_errors(setup, extra, message):
     assert r.exit_code == 2 and message in r.output
 
 
+def test_stated_caveats_reach_results_and_the_summary(setup):
+    """--caveat: the auditor's own caveats about the data go into data.caveats and the executive summary."""
+    root, data, target, other, sur = setup
+    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(root / "caveat"), "-q",
+                                 "--format", "json,html", "--n-boot", "0", "--caveat", "pneumothorax films <b>JPEG</b>",
+                                 "--caveat", "second caveat"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "caveat" / "results.json").read_text())
+    assert doc["data"]["caveats"][:2] == ["stated by the auditor: pneumothorax films <b>JPEG</b>",
+                                          "stated by the auditor: second caveat"]
+    html = (root / "caveat" / "report.html").read_text()
+    summary = html[html.index('id="summary"'):html.index('id="data"')]
+    assert 'id="stated-caveats"' in summary and "pneumothorax films &lt;b&gt;JPEG&lt;/b&gt;" in summary
+    assert "<b>JPEG</b>" not in html  # autoescaped
+
+
 @pytest.mark.heavy
 def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     """Batches computed by Ray tasks give exactly the set a single process computes."""

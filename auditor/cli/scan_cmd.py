@@ -219,6 +219,8 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--surrogate", help="Torch checkpoint(s) for transfer attacks (comma = ensemble), or 'target' (white-box).")
 @click.option("--defenses", help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF.")
 @click.option("--bpda", is_flag=True, help="Also attack surrogate+defense with straight-through gradients (adaptive check).")
+@click.option("--caveat", "caveats", multiple=True, help="A known limitation of the data (repeatable), shown in the "
+              "report's summary and data section, e.g. a class with its own processing chain.")
 @click.option("--bpda-attacks", help="Run the adaptive check only with these attacks, e.g. mifgsm (default: every attack).")
 @click.option("--detector/--no-detector", default=True, show_default=True, help="Score the edge/SSIM and squeezing detectors.")
 @click.option("--compare", multiple=True, type=click.Path(dir_okay=False), help="Further ONNX models scanned on the same sets.")
@@ -244,7 +246,7 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
               "(default: available CPUs).")
 @click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
-def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks, detector,
+def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks, caveats, detector,
                  compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
                  style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress,
                  allow_outside_root=False, **kw) -> None:
@@ -258,6 +260,7 @@ def scan_command(model, data, data_format, images_dir, label_map, out, attacks, 
         command=" ".join(shlex.quote(a) for a in ["xray-audit", *sys.argv[1:]]),
         attacks=attack_names, epsilons=parse_epsilons(eps), surrogate=surrogate,
         defenses=defenses, bpda=bpda, bpda_attacks=_parse_bpda_attacks(bpda_attacks, bpda, attack_names),
+        caveats=tuple(c.strip() for c in caveats if c.strip()),
         detector=detector, seed=seed, batch_size=batch_size,
         attack_batch_size=attack_batch_size, max_images=max_images, n_boot=n_boot, device=device, precision=precision,
         cache_dir=cache_dir or default_cache_dir(), style_backend=style_backend, stm_checkpoint=stm_checkpoint, style_image=style_image,

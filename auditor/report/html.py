@@ -31,10 +31,11 @@ from auditor.report.numbers import (
 from auditor.report.renderer import Renderer
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
-from auditor.types import AuditResult, Condition
+from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition
 
 #: example images shown at most (the rest are counted in a note)
 MAX_EXAMPLES = 24
+STATED = STATED_CAVEAT_PREFIX
 TEMPLATE = "report.html.j2"
 IMAGE_KINDS = ("clean", "adversarial", "perturbation", "defended")
 DETECTOR_TITLES = {
@@ -351,6 +352,8 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "data_conversions": data_conversions,
         "skipped": skipped,
         "caveats": result.data.get("caveats") or [],
+        "stated_caveats": [str(c)[len(STATED):] for c in result.data.get("caveats") or []
+                           if str(c).startswith(STATED)],
         "clean": s["clean"],
         "worst": s["worst"],
         "best_defense": s["best_defense"],
