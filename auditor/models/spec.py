@@ -357,6 +357,9 @@ def read_spec(
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
         raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+    if k == 1 and not values["output_kind"].startswith("sigmoid"):  # a softmax over one value is always 1
+        raise ModelContractError(f"{path}: a (N, 1) output needs output kind sigmoid_logit or sigmoid_probability, "
+                                 f"not {values['output_kind']}")
 
     check_input_size(int(values["height"]), int(values["width"]), f"{path} ({sources.get('height', 'graph')})")
     return ModelSpec(
