@@ -178,6 +178,7 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
 def test_build_checks_its_inputs(tmp_path):
     x, y, names = _data(3)
     bad = [dict(x=x[:, 0]), dict(x=np.repeat(x, 3, 1)), dict(y=y[:2]), dict(names=names[:2]),
+           dict(y=np.append(y, 0)), dict(names=names + ["extra.png"]), dict(y=y[:, None]),
            dict(batch_size=0), dict(batch_size=2.0)]
     for change in bad:
         args = {"x": x, "y": y, "names": names}
@@ -234,6 +235,10 @@ def test_an_index_of_another_set_is_not_a_cache_hit(tmp_path):
     again = _build(tmp_path, x, y, names)
     assert not again.cache_hit and again.batches_loaded == 2 and again.batches_computed == 0
     assert json.loads((first.dir / "index.json").read_text())["files"] == list(first.files)  # rewritten
+    for other in ("f" * 64, "0" * 64):  # an index of another key, same files
+        index = json.loads((first.dir / "index.json").read_text())
+        (first.dir / "index.json").write_text(json.dumps(dict(index, key=other)))
+        assert not _build(tmp_path, x, y, names).cache_hit
     (first.dir / "index.json").write_text("{not json")
     assert not _build(tmp_path, x, y, names).cache_hit
     assert _build(tmp_path, x, y, names).cache_hit
@@ -274,9 +279,12 @@ def _forge_png(s, i: int, img: np.ndarray) -> None:
     (lambda s: (s.dir / "batches" / "00001.json").write_text("{oops"), "done-marker unreadable"),
     (lambda s: (s.dir / "batches" / "00001.json").write_text("[1, 2]"), "lists other files"),
     (lambda s: _tamper(s, 1, lambda d, s: d.update(files=d["files"][::-1])), "lists other files"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="x")), "other clean images"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="x")), "other clean images"),
+    (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="z")), "other clean images"),
+    (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="0")), "other clean images"),
+    (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="z")), "other clean images"),
+    (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="0")), "other clean images"),
     (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"][:1])), "no SHA-256 recorded"),
+    (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"] * 2)), "no SHA-256 recorded"),
     (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256="ab")), "no SHA-256 recorded"),
     (lambda s: os.unlink(s.dir / s.files[3]), "missing"),
     (lambda s: (s.dir / s.files[3]).write_bytes(b"x"), "changed since it was written"),
