@@ -163,3 +163,31 @@ def test_probabilities_are_renormalised_and_zero_rows_stay_zero():
     np.testing.assert_allclose(decode_output(np.array([[0.2]]), sp), [[0.8, 0.2]])
     with pytest.raises(ModelContractError, match="expected"):
         decode_output(np.zeros((2, 2, 1)), spec)
+
+
+def test_outputs_that_are_not_tensors_are_passed_over(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])
+    seq = helper.make_value_info("seq", helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, None)))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    nodes = [helper.make_node("SequenceConstruct", ["x"], ["seq"]), helper.make_node("Flatten", ["x"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [seq, y]))
+    spec = read_spec(str(tmp_path / "m.onnx"), model=model)
+    assert spec.output_name == "y" and spec.num_classes == 3
+
+
+def test_a_bad_flag_is_a_usage_error_and_a_bad_sidecar_a_contract_error(tmp_path):
+    path = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
+    with pytest.raises(UsageError, match=r"\(flag\): layout 'NCWH'"):
+        read_spec(path, overrides={"layout": "NCWH"})
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"layout": "NCWH"}))
+    with pytest.raises(ModelContractError, match=r"\(sidecar\): layout 'NCWH'"):
+        read_spec(path)
+
+
+def test_a_fixed_graph_size_wins_over_a_declared_one(tmp_path):
+    path = make_classifier(tmp_path / "m.onnx", size=32, class_names=CLASSES)
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 16, "width": 16}))
+    spec = read_spec(path)
+    assert (spec.height, spec.width) == (32, 32) and spec.sources["height"] == "graph"
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 32, "width": 32}))
+    assert read_spec(path).sources["height"] == "sidecar"  # agreeing values are taken (and attributed)
