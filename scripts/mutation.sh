@@ -94,8 +94,9 @@ sys.exit(subprocess.call(shlex.split(cmd), stdout=subprocess.DEVNULL))' "$cfg" \
     cosmic-ray init "$cfg" "$db" >/dev/null
     cr-filter-operators "$db" "$cfg" >/dev/null
     if [[ "$SAMPLE" -gt 0 ]]; then
-      # a uniform sample of the pending mutants, drawn from a list sorted by what each mutant is
-      # (not by cosmic-ray's random job ids), so a seed names the same mutants on every run
+      # a uniform sample of the pending mutants: the first N of a seeded shuffle of the list sorted by
+      # what each mutant is (not by cosmic-ray's random job ids), so a seed names the same mutants on
+      # every run, and a larger N extends a smaller one
       "$PYTHON" - "$db" "$SAMPLE" "$SEED" <<'PY'
 import random, sys
 from cosmic_ray.work_db import use_db, WorkDB
@@ -106,7 +107,8 @@ with use_db(path, WorkDB.Mode.open) as db:
         return [(str(m.module_path), m.operator_name, m.occurrence, tuple(m.start_pos), tuple(m.end_pos))
                 for m in item.mutations]
     pending = sorted(db.pending_work_items, key=what)
-    keep = {item.job_id for item in random.Random(seed).sample(pending, min(n, len(pending)))}
+    random.Random(seed).shuffle(pending)
+    keep = {item.job_id for item in pending[:n]}
     for item in pending:
         if item.job_id not in keep:
             db.set_result(item.job_id, WorkResult(output="not in sample", worker_outcome=WorkerOutcome.SKIPPED))
