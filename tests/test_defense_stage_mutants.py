@@ -157,10 +157,11 @@ def _fake_detectors(monkeypatch):
 
 
 def _sets(data):
+    kind = "".join(["att", "ack"])  # built at run time, as from parsed options: not an interned literal
     return [{"name": "clean", "kind": "clean", "images": data.images},
-            {"name": "mifgsm@4", "kind": "attack", "epsilon": 4 / 255, "images": data.images + 1},
-            {"name": "mifgsm@8", "kind": "attack", "epsilon": 8 / 255, "images": data.images + 2},
-            {"name": "usmm@2", "kind": "attack", "epsilon": 2 / 255, "images": data.images + 3},
+            {"name": "mifgsm@4", "kind": kind, "epsilon": 4 / 255, "images": data.images + 1},
+            {"name": "mifgsm@8", "kind": kind, "epsilon": 8 / 255, "images": data.images + 2},
+            {"name": "usmm@2", "kind": kind, "epsilon": 2 / 255, "images": data.images + 3},
             {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images}]
 
 
@@ -242,13 +243,20 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
     return calls, sur
 
 
+def _runtime(text: str) -> str:
+    """The same string built at run time (as parsed from a CLI flag), so never an interned literal."""
+    return "".join(list(text))
+
+
 def _attack_sets():
+    kind, usmm, stm = _runtime("attack"), _runtime("usmm"), _runtime("stm")
     return [{"name": "clean", "kind": "clean"},
-            {"name": "mifgsm@4", "kind": "attack", "attack": "mifgsm", "epsilon": 4 / 255},
-            {"name": "mifgsm@8", "kind": "attack", "attack": "mifgsm", "epsilon": 8 / 255},
-            {"name": "mifgsm@2", "kind": "attack", "attack": "mifgsm", "epsilon": 2 / 255},
-            {"name": "usmm@4", "kind": "attack", "attack": "usmm", "epsilon": 4 / 255},
-            {"name": "stm@16", "kind": "attack", "attack": "stm", "epsilon": 16 / 255}]
+            {"name": "mifgsm@4", "kind": kind, "attack": "mifgsm", "epsilon": 4 / 255},
+            {"name": "mifgsm@8", "kind": kind, "attack": "mifgsm", "epsilon": 8 / 255},
+            {"name": "mifgsm@2", "kind": kind, "attack": "mifgsm", "epsilon": 2 / 255},
+            {"name": "usmm@4", "kind": kind, "attack": usmm, "epsilon": 4 / 255},
+            {"name": "stm[randconv]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},
+            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255}]  # a tie: the first wins
 
 
 def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
@@ -257,8 +265,8 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     aud.precision_choice = {"chosen": "bf16"}
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
     out = stage.build_bpda_sets(aud, data, [jpeg, median], _attack_sets())
-    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm@16+bpda:jpeg",
-                                        "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm@16+bpda:median"]
+    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
+                                        "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
     assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
     b = calls["build"]
     assert [c["params"]["epsilon"] for c in b[:3]] == [8 / 255, 4 / 255, 16 / 255]
