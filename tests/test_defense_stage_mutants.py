@@ -162,7 +162,9 @@ def _sets(data):
             {"name": "mifgsm@4", "kind": kind, "epsilon": 4 / 255, "images": data.images + 1},
             {"name": "mifgsm@8", "kind": kind, "epsilon": 8 / 255, "images": data.images + 2},
             {"name": "usmm@2", "kind": kind, "epsilon": 2 / 255, "images": data.images + 3},
-            {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images}]
+            {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images},
+            {"name": "mifgsm@8+bpda:jpeg", "kind": "adaptive", "epsilon": 1.0, "images": data.images},
+            {"name": "blend@0.5", "kind": "style_blend", "epsilon": None, "images": data.images}]
 
 
 @pytest.mark.parametrize("n", [8, 9, 11])
@@ -256,7 +258,9 @@ def _attack_sets():
             {"name": "mifgsm@2", "kind": kind, "attack": "mifgsm", "epsilon": 2 / 255},
             {"name": "usmm@4", "kind": kind, "attack": usmm, "epsilon": 4 / 255},
             {"name": "stm[randconv]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},
-            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255}]  # a tie: the first wins
+            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},  # a tie: the first wins
+            {"name": "mifgsm@8+bpda:x", "kind": "adaptive", "attack": "mifgsm", "epsilon": 1.0},  # not a base
+            {"name": "blend@0.5", "kind": "style_blend", "attack": "blend", "epsilon": None}]
 
 
 def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
@@ -272,6 +276,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert [c["params"]["epsilon"] for c in b[:3]] == [8 / 255, 4 / 255, 16 / 255]
     assert b[0]["params"] == {"epsilon": 8 / 255, "steps": 3}
     assert b[1]["params"]["mask_pool"] is data.images and b[1]["params"]["mask_pool_labels"] is data.y
+    assert sorted(b[1]["params"]) == ["epsilon", "mask_pool", "mask_pool_labels"]  # no STM options for USMM
     assert b[2]["params"] == {"epsilon": 16 / 255, "style_backend": "randconv", "checkpoint_dir": "ckpt"}
     for c in b:
         assert c["images"] is data.images and c["y"] is data.y and c["names"] == [f"c/{i}.png" for i in range(6)]
