@@ -11,6 +11,8 @@
 #   MUTATION_SAMPLE=150               score a seeded uniform random sample of N mutants per module
 #                                     (default 0: all); the rest are marked skipped ("not in sample")
 #   MUTATION_SEED=0                   seed of that sample (same seed + same code = same mutants)
+#   MUTATION_RETEST=old.sqlite        run only the mutants that survived in that earlier session of the
+#                                     same module (after adding tests: which survivors are now killed)
 #   MUTATION_SRC=/path/to/tree        mutate and test that tree instead of this checkout (e.g. an
 #                                     older commit, to score its tests on the same sample)
 #   MUTATION_OUT=mutation-out         where sessions and reports go
@@ -29,6 +31,7 @@ PYTHON=${PYTHON:-python3}
 BUDGET=${MUTATION_BUDGET:-900}
 SAMPLE=${MUTATION_SAMPLE:-0}
 SEED=${MUTATION_SEED:-0}
+RETEST=${MUTATION_RETEST:+$(cd "$(dirname "$MUTATION_RETEST")" && pwd)/$(basename "$MUTATION_RETEST")}
 OUT=$(mkdir -p "${MUTATION_OUT:-$here/mutation-out}" && cd "${MUTATION_OUT:-$here/mutation-out}" && pwd)
 ONLY=${MUTATION_MODULES:-}
 
@@ -93,7 +96,23 @@ sys.exit(subprocess.call(shlex.split(cmd), stdout=subprocess.DEVNULL))' "$cfg" \
       || { echo "$name: the test selection fails on unmutated code" >&2; exit 1; }
     cosmic-ray init "$cfg" "$db" >/dev/null
     cr-filter-operators "$db" "$cfg" >/dev/null
-    if [[ "$SAMPLE" -gt 0 ]]; then
+    if [[ -n "$RETEST" ]]; then
+      # keep only the mutants (same operator, occurrence and position) that survived in $RETEST
+      "$PYTHON" - "$db" "$RETEST" <<'PY'
+import sqlite3, sys
+from cosmic_ray.work_db import use_db, WorkDB
+from cosmic_ray.work_item import WorkResult, WorkerOutcome
+path, old = sys.argv[1:]
+survived = set(sqlite3.connect(old).execute(
+    """select m.operator_name, m.occurrence, m.start_pos_row, m.start_pos_col from work_results r
+       join mutation_specs m on m.job_id = r.job_id where r.test_outcome = 'SURVIVED'""").fetchall())
+with use_db(path, WorkDB.Mode.open) as db:
+    for item in list(db.pending_work_items):
+        m = item.mutations[0]
+        if (m.operator_name, m.occurrence, m.start_pos[0], m.start_pos[1]) not in survived:
+            db.set_result(item.job_id, WorkResult(output="not in sample", worker_outcome=WorkerOutcome.SKIPPED))
+PY
+    elif [[ "$SAMPLE" -gt 0 ]]; then
       # a uniform sample of the pending mutants: the first N of a seeded shuffle of the list sorted by
       # what each mutant is (not by cosmic-ray's random job ids), so a seed names the same mutants on
       # every run, and a larger N extends a smaller one
