@@ -275,3 +275,45 @@ def test_non_finite_gradient_message_counts_the_images():
     x[[0, 2], 0, 0, 0] = 0.95
     with pytest.raises(ModelContractError, match="for 2 image"):
         GradientAttack(NaNRows(), steps=1, channels_last=False)(x, torch.zeros(4, dtype=torch.long))
+
+
+def test_normalisation_is_per_image_over_all_channels():
+    """Dong et al. normalise each image's gradient by its mean |g| over (C, H, W), not per channel:
+    with two channels whose relative scale changes between steps, the two differ."""
+    g = torch.Generator().manual_seed(11)
+    grads = [torch.randn((2, 2, 3, 3), generator=g) * torch.tensor([1.0, 10.0 ** (2 * t - 3)]).view(1, 2, 1, 1)
+             for t in range(4)]
+    x = torch.full((2, 2, 3, 3), 0.5)
+    out = Scripted(grads, epsilon=0.4, steps=4, alpha=0.05)(x, torch.zeros(2, dtype=torch.long))
+    np.testing.assert_allclose(out.double().numpy(), _reference(x, grads, 0.4, 0.05, 1.0, "linf"), atol=2e-6)
+
+
+def test_l2_step_has_length_alpha_even_for_a_short_momentum():
+    """Opposite gradients leave a momentum of norm sqrt(0.5) < 1: the step is still alpha long."""
+    g1 = torch.ones((1, 1, 6, 6))
+    g2 = -torch.ones((1, 1, 6, 6))
+    g2[0, 0, 0, 0], g2[0, 0, 0, 1] = -0.5, -1.5  # mean |g2| = 1: the momentum is g1 + g2 exactly
+    x = torch.full((1, 1, 6, 6), 0.5)
+    out = Scripted([g1, g2], epsilon=1.0, steps=2, alpha=0.1, norm="l2")(x, torch.zeros(1, dtype=torch.long))
+    first = 0.1 / 6  # step 1: alpha * (all ones) / ||all ones|| = alpha / 6 per pixel
+    want = torch.full((1, 1, 6, 6), 0.5 + first)
+    want[0, 0, 0, 0] += 0.1 / np.sqrt(2)
+    want[0, 0, 0, 1] -= 0.1 / np.sqrt(2)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
+
+
+def test_negative_epsilon_is_refused_and_row_budget_is_20_images_of_224():
+    with pytest.raises(UsageError):
+        GradientAttack(SmallNet(), epsilon=-0.1)
+    # 20 * 224 * 224 = 1003520 pixels; these sizes sit just below and above a rounding edge
+    assert default_batch_rows(1, 80410) == 12 and default_batch_rows(1, 80153) == 13
+
+
+class WithCatchAll(GradientAttack):
+    def __init__(self, model, *, extra_option: int = 1, **rest):
+        super().__init__(model, **rest)
+
+
+def test_accepted_params_leave_out_a_catch_all():
+    names = WithCatchAll.accepted_params()
+    assert names[0] == "extra_option" and "rest" not in names and "epsilon" in names
