@@ -317,3 +317,20 @@ class WithCatchAll(GradientAttack):
 def test_accepted_params_leave_out_a_catch_all():
     names = WithCatchAll.accepted_params()
     assert names[0] == "extra_option" and "rest" not in names and "epsilon" in names
+
+
+def test_norm_name_built_at_run_time_and_documented_defaults():
+    """A norm read from a CLI flag is not an interned literal: it must select the same update."""
+    x = torch.full((1, 1, H, W), 0.5)
+    grads = _scripted_grads(steps=2, n=1)
+    run = lambda norm: Scripted([g.clone() for g in grads], epsilon=0.3, steps=2, alpha=0.1, norm=norm)(  # noqa: E731
+        x, torch.zeros(1, dtype=torch.long))
+    assert torch.equal(run("".join(["li", "nf"])), run("linf"))
+    atk = GradientAttack(SmallNet())
+    assert atk.channels_last is True and atk.fold_bn is True and atk.norm == "linf" and atk.max_batch_rows is None
+
+
+def test_setup_freezes_the_parameters_without_folding():
+    kept = GradientAttack(SmallNet().train(), fold_bn=False)
+    kept.ensure_setup()
+    assert not kept.model.training and not any(p.requires_grad for p in kept.model.parameters())
