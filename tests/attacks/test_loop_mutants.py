@@ -217,6 +217,8 @@ def test_shapes_are_checked():
     with pytest.raises(ValueError, match="expected x"):
         atk(torch.rand(2, H, W), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="expected x"):
+        atk(torch.rand(2, 1, 1, H, W), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="expected x"):
         atk(torch.rand(2, 1, H, W), torch.tensor([0, 1, 2]))
 
 
@@ -246,6 +248,7 @@ def test_default_batch_rows():
     assert default_batch_rows(4000, 4000) == 1
     atk = GradientAttack(SmallNet())
     assert atk.chunk_rows(torch.zeros(1, 1, 448, 448)) == 5
+    assert atk.chunk_rows(torch.zeros(1, 1, 224, 448)) == 10 and atk.chunk_rows(torch.zeros(1, 1, 1, 31360)) == 32
     atk.max_batch_rows = 3
     assert atk.chunk_rows(torch.zeros(1, 1, 448, 448)) == 3
 
