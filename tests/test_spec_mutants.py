@@ -40,8 +40,8 @@ def _spec(tmp_path: Path, in_dims, **kw):
 @pytest.mark.parametrize("dims,layout,channels,hw", [
     (("N", 1, 4, 4), "NCHW", 1, (4, 4)),     # a size of 4 is not a channel axis
     (("N", 3, 2, 2), "NCHW", 3, (2, 2)),     # nor is a size of 2
-    (("N", 4, 4, 1), "NHWC", 1, (4, 4)),
-    (("N", 2, 2, 3), "NHWC", 3, (2, 2)),
+    (("N", 4, 6, 1), "NHWC", 1, (4, 6)),
+    (("N", 5, 2, 3), "NHWC", 3, (5, 2)),
     (("N", 1, 32, 3), "NCHW", 1, (32, 3)),   # both ends 1 or 3: ambiguous, NCHW assumed
     (("N", 3, 32, 1), "NCHW", 3, (32, 1)),
 ])
@@ -57,6 +57,8 @@ def test_two_or_four_channel_inputs_are_refused(tmp_path, dims):
     """RGBA or two-channel inputs have no grey/RGB channel axis: a contract error, never a guessed layout."""
     with pytest.raises(ModelContractError, match="no channel axis of size 1 or 3"):
         _spec(tmp_path, dims)
+    with pytest.raises(ModelContractError, match=r"shape \['\?', 2, 32, 32\]"):  # dynamic dimensions shown as ?
+        _spec(tmp_path, ("N", 2, 32, 32))
 
 
 @pytest.mark.parametrize("value", [0, -1])
@@ -189,5 +191,36 @@ def test_a_fixed_graph_size_wins_over_a_declared_one(tmp_path):
     (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 16, "width": 16}))
     spec = read_spec(path)
     assert (spec.height, spec.width) == (32, 32) and spec.sources["height"] == "graph"
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 64, "width": 64}))
+    assert (read_spec(path).height, read_spec(path).width) == (32, 32)
     (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 32, "width": 32}))
     assert read_spec(path).sources["height"] == "sidecar"  # agreeing values are taken (and attributed)
+
+
+def test_the_pixel_limit_is_inclusive(tmp_path):
+    from auditor.models.spec import check_input_size
+    from auditor.types import MAX_IMAGE_PIXELS
+
+    check_input_size(8000, 8000, "x")  # exactly 64 000 000 pixels: allowed
+    with pytest.raises(ModelContractError, match="above the limit"):
+        check_input_size(8000, 8001, "x")
+    path = make_classifier(tmp_path / "m.onnx", size=None, class_names=CLASSES)
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"height": MAX_IMAGE_PIXELS, "width": 1}))
+    assert read_spec(path).height == MAX_IMAGE_PIXELS
+
+
+def test_encode_refuses_other_than_one_grey_channel_batches():
+    from auditor.models.spec import encode_input
+
+    spec = ModelSpec(class_names=("a", "b"))
+    for shape in ((1, 1, 1, 4, 4), (1, 4, 4), (1, 2, 4, 4)):
+        with pytest.raises(ValueError, match="expected an"):
+            encode_input(np.zeros(shape, np.float32), spec)
+
+
+def test_output_kind_from_a_flag_string_decodes_the_same():
+    """An output kind parsed at run time (not an interned literal) must select the same decoding."""
+    for kind, raw, want in (("sigmoid_logit", [[0.0]], [[0.5, 0.5]]), ("sigmoid_probability", [[0.2]], [[0.8, 0.2]]),
+                            ("probabilities", [[1.0, 3.0]], [[0.25, 0.75]])):
+        spec = ModelSpec(output_kind="".join(list(kind)), class_names=("a", "b"))
+        np.testing.assert_allclose(decode_output(np.array(raw), spec), want)
