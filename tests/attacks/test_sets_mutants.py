@@ -87,6 +87,12 @@ def test_check_levels_returns_the_float_linf_and_counts_violations():
         check_levels(np.array([[[[12, 18, 30]]]], np.uint8), x, 1 / 255)
 
 
+def test_black_pixels_with_a_sub_level_budget_stay_black():
+    assert quantize(np.array([1 / 255, 0.9 / 255]), np.array([0.0, 0.0]), 0.5 / 255).tolist() == [0, 0]
+    lo, hi = allowed_levels(np.array([0.0, 1.0]), 0.5 / 255)
+    assert lo.tolist() == [0, 255] and hi.tolist() == [0, 255]
+
+
 def test_quantize_is_rint_clamped_into_the_allowed_levels():
     x = np.array([100.0, 100.0, 100.0, 0.0, 255.0]) / 255
     xa = np.array([103.6, 96.4, 101.5, -3.0, 260.0]) / 255
@@ -212,6 +218,7 @@ def test_a_fresh_set_records_what_it_is(tmp_path):
     index = json.loads((s.dir / "index.json").read_text())
     assert (index["n"], index["batches"], index["names"], index["epsilon"]) == (5, 3, names, 4 / 255)
     assert index["params"] == s.params and index["label"] == "MI-FGSM"
+    assert index["seconds_last_run"] == round(index["seconds_last_run"], 3) >= 0  # wall time to the millisecond
 
 
 def test_a_cache_hit_loads_everything_and_computes_nothing(tmp_path):
