@@ -211,6 +211,7 @@ def test_a_fresh_set_records_what_it_is(tmp_path):
     assert request["params"] == {"epsilon": 4 / 255, "steps": 1, "precision": "fp32"}
     marker = json.loads((s.dir / "batches" / "00001.json").read_text())
     assert marker["batch"] == 1 and marker["files"] == list(s.files[2:4]) and marker["epsilon_levels"] == 4
+    assert marker["seconds"] == round(marker["seconds"], 3) >= 0
     assert marker["clean_sha256"] == _digest(x[2:4]) and marker["manifest_sha256"] == "m" * 64
     assert marker["linf_max"] == pytest.approx(float(np.abs(s.images[2:4].astype(np.float64) - x[2:4]).max()))
     for f, d in zip(marker["files"], marker["png_sha256"]):
