@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Ctrl-C semantics hold even when the test runner itself
+    was started with SIGINT ignored (a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("exits")
@@ -128,7 +134,8 @@ def test_sigint_during_the_attack_exits_130_and_keeps_finished_batches(setup, tm
     args = [sys.executable, "-m", "auditor", "scan", str(target), "--data", str(data), "--out", str(tmp_path / "out"),
             "--surrogate", str(sur), "--attacks", "usmm,stm", "--eps", "4,8,16", "--attack-batch-size", "1",
             "--no-detector", "--cache-dir", str(cache), "--n-boot", "0", "-q", "--format", "json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not list(cache.glob("*/batches/*.json")):  # wait until real work has been done

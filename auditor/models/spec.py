@@ -323,6 +323,9 @@ def _class_names(values: dict[str, Any], k: int | None, sources: dict[str, str],
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
         raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+    if k == 1 and not values["output_kind"].startswith("sigmoid"):  # a softmax over one value is always 1
+        raise ModelContractError(f"{path}: a (N, 1) output needs output kind sigmoid_logit or sigmoid_probability, "
+                                 f"not {values['output_kind']}")
     return names
 
 

@@ -28,6 +28,13 @@ from tests.hostile.helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Ctrl-C semantics hold even when the test runner itself
+    was started with SIGINT ignored (a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _surrogate(path: Path) -> Path:
     import torch
 
@@ -79,7 +86,8 @@ def test_interrupted_attack_resumes_with_identical_results(sig, attack_setup, re
     before = previous_outputs(out)
     args = [sys.executable, "-m", "auditor", *_attack_args(attack_setup, out, cache)[1:]]
     args.insert(3, "scan")
-    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if any(cache.glob("*/batches/*.json")):

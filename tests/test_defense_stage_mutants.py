@@ -1,0 +1,338 @@
+"""The defense stage's wiring (auditor/defense_stage.py), with recording stand-ins for its workers.
+
+Written to kill mutation survivors (``make mutation``, docs/mutation.md). The end-to-end behaviour
+(BPDA flags a masking defense, not a removing one) is pinned in tests/test_adaptive.py; here each
+decision of the stage is checked on its own: which defenses run or are skipped (and said so), how
+the detectors' calibration and held-out halves are drawn, which set each adaptive attack starts
+from and with which parameters, and what it records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import auditor.attack_stage as attack_stage
+import auditor.attacks.sets as sets_mod
+import auditor.defense_stage as stage
+import auditor.defenses.bpda as bpda_mod
+import auditor.defenses.detect as detect_mod
+import auditor.defenses.registry as registry_mod
+from auditor.models.torch import Surrogate
+from auditor.types import Skipped
+
+
+class Reporter:
+    def __init__(self):
+        self.infos, self.warns, self.tasks = [], [], []
+
+    def info(self, m):
+        self.infos.append(m)
+
+    def warn(self, m):
+        self.warns.append(m)
+
+    @contextlib.contextmanager
+    def task(self, name, total):
+        self.tasks.append((name, total))
+        yield lambda n: None
+
+
+def _auditor(**opts):
+    base = dict(defenses="jpeg:75", surrogate="sur.pt", seed=5, batch_size=3, attack_params={}, style_backend="randconv",
+                stm_checkpoint="ckpt", cache_dir="/tmp/unused-cache", attack_batch_size=4, device="cpu",
+                precision="fp32", bpda_attacks=())
+    base.update(opts)
+    target = SimpleNamespace(calls=[])
+
+    def predict_proba(x, batch_size):
+        target.calls.append((len(x), batch_size))
+        return np.tile([0.5, 0.5], (len(x), 1))
+
+    target.predict_proba = predict_proba
+    return SimpleNamespace(options=SimpleNamespace(**base), reporter=Reporter(), skipped=[], target=target,
+                           precision_choice=None)
+
+
+def _data(n=10, side=8):
+    images = np.random.default_rng(1).uniform(0, 1, (n, 1, side, side)).astype(np.float32)
+    return SimpleNamespace(images=images, y=np.arange(n) % 3,
+                           samples=[SimpleNamespace(rel_path=f"c/{i}.png") for i in range(n)],
+                           info={"manifest_sha256": "f" * 64})
+
+
+@dataclass
+class FakeDefense:
+    name: str = "jpeg"
+    params: dict = field(default_factory=lambda: {"sha256": "abc"})
+    measured: list = field(default_factory=list)
+
+    def measure_cost(self, x):
+        self.measured.append(x.shape)
+
+
+# --------------------------------------------------------------------------- build_preprocessors
+def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
+    good = FakeDefense()
+    skip = Skipped("median", "not installed", "defense")
+    seen = {}
+
+    def parse(spec, feature_extractor=None):
+        seen.update(spec=spec, fe=feature_extractor)
+        return [skip, good]
+
+    monkeypatch.setattr(registry_mod, "parse_defenses", parse)
+    monkeypatch.setattr(attack_stage, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
+    aud = _auditor()
+    assert stage.build_preprocessors(aud, _data(10)) == [good]
+    assert aud.skipped == [skip] and aud.reporter.warns == ["skipped median: not installed"]
+    assert good.measured == [(stage.COST_SAMPLE, 1, 8, 8)] and stage.COST_SAMPLE == 8
+    assert seen == {"spec": "jpeg:75", "fe": None}
+    assert stage.build_preprocessors(_auditor(defenses=None), _data(3)) == [good]  # no --defenses: no crash
+    assert good.measured[-1] == (3, 1, 8, 8)
+
+
+@pytest.mark.parametrize("surrogate_opt,loaded", [("sur.pt", True), ("sur.pt", False), (None, True)])
+def test_feature_defense_gets_the_surrogates_features(monkeypatch, surrogate_opt, loaded):
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    calls, seen = [], {}
+    monkeypatch.setattr(attack_stage, "load_scan_surrogate",
+                        lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None))
+    monkeypatch.setattr(registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or [])
+    aud = _auditor(defenses="feature,jpeg", surrogate=surrogate_opt)
+    assert stage.build_preprocessors(aud, _data()) == []
+    assert len(calls) == (1 if surrogate_opt else 0)
+    if surrogate_opt and loaded:
+        from auditor.defenses.feature import ConvFeatureExtractor
+
+        assert isinstance(seen["fe"], ConvFeatureExtractor)
+    else:
+        assert seen["fe"] is None
+
+
+# --------------------------------------------------------------------------- run_detectors
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+
+def _fake_detectors(monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(detect_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10)
+
+    def calibrate(clean, benign):
+        rec.calls.append(("calibrate", clean.copy(), benign.copy()))
+        return "REF"
+
+    def evaluate(det, clean, benign, suspects):
+        rec.calls.append(("evaluate", det, clean.copy(), benign.copy(), {k: v.copy() for k, v in suspects.items()}))
+        return {"ref": 1}
+
+    class FS:
+        def __init__(self, proba):
+            self.proba = proba
+
+        def calibrate(self, clean):
+            rec.calls.append(("fs_calibrate", clean.copy()))
+            self.proba(clean)
+
+        def evaluate(self, clean, suspects):
+            rec.calls.append(("fs_evaluate", clean.copy(), sorted(suspects)))
+            return {"fs": 1}
+
+    def spectra(a, b):
+        rec.calls.append(("fft", a.copy(), b.copy()))
+        return {"clean": np.full((8, 8), 1 / 3), "adv": np.zeros((8, 8))}
+
+    monkeypatch.setattr(detect_mod, "calibrate_reference_detector", calibrate)
+    monkeypatch.setattr(detect_mod, "evaluate_detector", evaluate)
+    monkeypatch.setattr(detect_mod, "FeatureSqueezingDetector", FS)
+    monkeypatch.setattr(detect_mod, "fft_spectra", spectra)
+    return rec
+
+
+def _sets(data):
+    kind = "".join(["att", "ack"])  # built at run time, as from parsed options: not an interned literal
+    return [{"name": "clean", "kind": "clean", "images": data.images},
+            {"name": "mifgsm@4", "kind": kind, "epsilon": 4 / 255, "images": data.images + 1},
+            {"name": "mifgsm@8", "kind": kind, "epsilon": 8 / 255, "images": data.images + 2},
+            {"name": "usmm@2", "kind": kind, "epsilon": 2 / 255, "images": data.images + 3},
+            {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images},
+            {"name": "mifgsm@8+bpda:jpeg", "kind": "adaptive", "epsilon": 1.0, "images": data.images},
+            {"name": "blend@0.5", "kind": "style_blend", "epsilon": None, "images": data.images}]
+
+
+@pytest.mark.parametrize("n", [8, 9, 11])
+def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
+    rec = _fake_detectors(monkeypatch)
+    aud, data = _auditor(), _data(n)
+    out = stage.run_detectors(aud, data, _sets(data))
+    perm = np.random.default_rng(5).permutation(n)
+    cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+    assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
+    kinds = [c[0] for c in rec.calls]
+    assert kinds == ["pairs", "calibrate", "evaluate", "fs_calibrate", "fs_evaluate", "fft"]
+    assert rec.calls[0] == ("pairs", 5)
+    _, c_clean, c_benign = rec.calls[1]
+    np.testing.assert_array_equal(c_clean, data.images[cal])
+    np.testing.assert_array_equal(c_benign, data.images[cal] + 10)
+    _, det, e_clean, e_benign, suspects = rec.calls[2]
+    assert det == "REF" and sorted(suspects) == ["mifgsm@4", "mifgsm@8", "usmm@2"]
+    np.testing.assert_array_equal(e_clean, data.images[held])
+    np.testing.assert_array_equal(e_benign, data.images[held] + 10)
+    np.testing.assert_array_equal(suspects["mifgsm@8"], data.images[held] + 2)
+    np.testing.assert_array_equal(rec.calls[3][1], data.images[cal])
+    np.testing.assert_array_equal(rec.calls[4][1], data.images[held])
+    assert aud.target.calls == [(n // 2, 3)]  # the target's probabilities, at --batch-size
+    # the FFT example: the first held-out image under the largest-epsilon attack
+    np.testing.assert_array_equal(rec.calls[5][1], data.images[held[0], 0])
+    np.testing.assert_array_equal(rec.calls[5][2], data.images[held[0], 0] + 2)
+    fft = out["fft_example"]
+    assert fft["condition"] == "mifgsm@8" and fft["sample"] == f"c/{held[0]}.png"
+    assert np.array(fft["spectra"]["clean"]).shape == (64, 64)
+    assert fft["spectra"]["clean"][0][0] == pytest.approx(0.333, abs=1e-6)  # rounded
+    assert out["reference_based"] == {"ref": 1} and out["feature_squeezing"] == {"fs": 1}
+    assert not aud.skipped
+
+
+@pytest.mark.parametrize("n", [7, 3])
+def test_detectors_need_four_images_per_half(monkeypatch, n):
+    rec = _fake_detectors(monkeypatch)
+    aud, data = _auditor(), _data(n)
+    assert stage.run_detectors(aud, data, _sets(data)) is None
+    assert aud.skipped == [Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector")]
+    assert [c[0] for c in rec.calls] == ["pairs"]
+
+
+def test_detectors_without_attacks_do_nothing(monkeypatch):
+    rec = _fake_detectors(monkeypatch)
+    data = _data(10)
+    assert stage.run_detectors(_auditor(), data, _sets(data)[:1]) is None
+    assert rec.calls == []
+
+
+# --------------------------------------------------------------------------- build_bpda_sets
+class FakeModule(torch.nn.Module):
+    gradient = "straight-through"
+
+
+def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
+    calls = {"build": [], "defended": [], "surrogate": 0}
+    sur = Surrogate(torch.nn.Identity(), ("a", "b", "c"), {"sha256": ["s1"], "label": "resnet"}, "transfer")
+
+    def load(aud):
+        calls["surrogate"] += 1
+        return sur if surrogate else None
+
+    def defended(module, pre):
+        calls["defended"].append((module, pre.name))
+        return Skipped(f"bpda:{pre.name}", "no torch path", "defense") if pre.name in skip else FakeModule()
+
+    def build(attack, params, adaptive, images, y, names, cache_dir, manifest, seed, **kw):
+        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=y, names=names,
+                                   cache_dir=cache_dir, manifest=manifest, seed=seed, **kw))
+        out = np.clip(images + 0.01 * (1 + len(calls["build"])), 0, 1)
+        return SimpleNamespace(images=out, key=f"k{len(calls['build'])}", cache_hit=False, seconds=1.234,
+                               backend=None, label=attack.upper(), warnings=("batch 0: poisoned",) if attack == "usmm" else ())
+
+    monkeypatch.setattr(attack_stage, "load_scan_surrogate", load)
+    monkeypatch.setattr(bpda_mod, "defended_module", defended)
+    monkeypatch.setattr(sets_mod, "build_adversarial_set", build)
+    return calls, sur
+
+
+def _runtime(text: str) -> str:
+    """The same string built at run time (as parsed from a CLI flag), so never an interned literal."""
+    return "".join(list(text))
+
+
+def _attack_sets():
+    kind, usmm, stm = _runtime("attack"), _runtime("usmm"), _runtime("stm")
+    return [{"name": "clean", "kind": "clean"},
+            {"name": "mifgsm@4", "kind": kind, "attack": "mifgsm", "epsilon": 4 / 255},
+            {"name": "mifgsm@8", "kind": kind, "attack": "mifgsm", "epsilon": 8 / 255},
+            {"name": "mifgsm@2", "kind": kind, "attack": "mifgsm", "epsilon": 2 / 255},
+            {"name": "usmm@4", "kind": kind, "attack": usmm, "epsilon": 4 / 255},
+            {"name": "stm[randconv]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},
+            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},  # a tie: the first wins
+            {"name": "mifgsm@8+bpda:x", "kind": "adaptive", "attack": "mifgsm", "epsilon": 1.0},  # not a base
+            {"name": "blend@0.5", "kind": "style_blend", "attack": "blend", "epsilon": None}]
+
+
+def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
+    """``--bpda-attacks mifgsm,stm``: USMM gets no adaptive set, the others keep their largest epsilon."""
+    calls, sur = _fake_bpda(monkeypatch)
+    aud, data = _auditor(bpda_attacks=("mifgsm", "stm")), _data(6)
+    out = stage.build_bpda_sets(aud, data, [FakeDefense("jpeg", {})], _attack_sets())
+    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
+
+
+def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
+    calls, sur = _fake_bpda(monkeypatch)
+    aud, data = _auditor(attack_params={"mifgsm": {"steps": 3}}), _data(6)
+    aud.precision_choice = {"chosen": "bf16"}
+    jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
+    out = stage.build_bpda_sets(aud, data, [jpeg, median], _attack_sets())
+    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
+                                        "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
+    assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
+    b = calls["build"]
+    assert [c["params"]["epsilon"] for c in b[:3]] == [8 / 255, 4 / 255, 16 / 255]
+    assert b[0]["params"] == {"epsilon": 8 / 255, "steps": 3}
+    assert b[1]["params"]["mask_pool"] is data.images and b[1]["params"]["mask_pool_labels"] is data.y
+    assert sorted(b[1]["params"]) == ["epsilon", "mask_pool", "mask_pool_labels"]  # no STM options for USMM
+    assert b[2]["params"] == {"epsilon": 16 / 255, "style_backend": "randconv", "checkpoint_dir": "ckpt"}
+    for c in b:
+        assert c["images"] is data.images and c["y"] is data.y and c["names"] == [f"c/{i}.png" for i in range(6)]
+        assert str(c["cache_dir"]) == "/tmp/unused-cache" and c["manifest"] == "f" * 64 and c["seed"] == 5
+        assert c["batch_size"] == 4 and c["precision"] == "bf16" and str(c["device"]) == "cpu"
+    adaptive = b[0]["adaptive"]
+    assert isinstance(adaptive.module, FakeModule) and adaptive.class_names == sur.class_names
+    assert adaptive.identity["sha256"] == ["s1", "bpda:jpeg:abc"]
+    assert adaptive.identity["label"] == "resnet + jpeg (straight-through gradient)"
+    assert b[3]["adaptive"].identity["sha256"] == ["s1", "bpda:median:"]
+    assert sur.identity == {"sha256": ["s1"], "label": "resnet"}  # the scan's surrogate is not changed
+    first = out[0]
+    assert first["kind"] == "adaptive" and first["attack"] == "mifgsm" and first["epsilon"] == 8 / 255
+    assert first["defense"] is jpeg and first["base"] == "mifgsm@8" and first["label"] == "MIFGSM + BPDA"
+    assert first["surrogate"] == "resnet + jpeg (straight-through gradient)"
+    assert first["threat_model"] == "transfer (adaptive: BPDA through the defense)"
+    assert first["meta"] == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
+                             "gradient": "straight-through", "seconds": 1.23, "backend": None}
+    assert first["stats"]["linf_max"] == pytest.approx(0.02, abs=1e-6)
+    assert aud.reporter.infos[0] == "adaptive attack mifgsm@8+bpda:jpeg"
+    assert aud.reporter.tasks[0] == ("mifgsm@8+bpda:jpeg", 6)
+    # a cached batch that failed its check: warned and listed, per adaptive set
+    assert aud.reporter.warns == ["usmm@4+bpda:jpeg: batch 0: poisoned", "usmm@4+bpda:median: batch 0: poisoned"]
+    assert Skipped("usmm@4+bpda:jpeg cache", "batch 0: poisoned", "cache") in aud.skipped
+
+
+def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkeypatch):
+    calls, sur = _fake_bpda(monkeypatch)
+    sur.identity.pop("label")
+    aud = _auditor(precision="fp32", surrogate="zoo/resnet")
+    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense()], _attack_sets()[:2])
+    assert calls["build"][0]["precision"] == "fp32"
+    assert out[0]["surrogate"] == "zoo/resnet + jpeg (straight-through gradient)"
+
+
+def test_a_defense_without_torch_path_is_skipped_not_attacked(monkeypatch):
+    calls, _ = _fake_bpda(monkeypatch, skip=("median",))
+    aud = _auditor()
+    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
+    assert [s["name"] for s in out] == ["mifgsm@4+bpda:jpeg"]
+    assert aud.skipped == [Skipped("bpda:median", "no torch path", "defense")]
+
+
+@pytest.mark.parametrize("case", ["no_attacks", "no_defenses", "no_surrogate"])
+def test_no_adaptive_sets_without_attacks_defenses_or_surrogate(monkeypatch, case):
+    calls, _ = _fake_bpda(monkeypatch, surrogate=case != "no_surrogate")
+    sets_in = _attack_sets()[:1] if case == "no_attacks" else _attack_sets()
+    pres = [] if case == "no_defenses" else [FakeDefense()]
+    assert stage.build_bpda_sets(_auditor(), _data(4), pres, sets_in) == []
+    assert calls["build"] == [] and calls["surrogate"] == (1 if case == "no_surrogate" else 0)
