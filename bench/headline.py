@@ -121,6 +121,7 @@ def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str]) -> 
 def redact(raw: dict[str, Any]) -> dict[str, Any]:
     """results.json without embedded images of the data set, with sample paths relative to the data root."""
     out = json.loads(json.dumps(raw))
+    out["compared"] = [redact(c) for c in out.get("compared") or [] if isinstance(c, dict)]
     if isinstance(out.get("extras"), dict):
         out["extras"].pop("examples", None)
         out["extras"]["redacted"] = ("example images removed and sample paths made relative to the data "
