@@ -27,18 +27,31 @@ def _skip(auditor: "Auditor", name: str, reason: str, kind: str = "attack") -> N
     auditor.skipped.append(Skipped(name, reason, kind))
 
 
+_NOT_LOADED = object()
+
+
 def load_scan_surrogate(auditor: "Auditor"):
-    """The surrogate of the scan, or None (recorded as skipped) when it cannot be built."""
+    """The surrogate of the scan, or None (recorded as skipped, once) when it cannot be built.
+
+    Read and converted once per scan (an ONNX target as ``--surrogate target`` means an ONNX→torch
+    conversion with an agreement check); every caller gets its own deep copy, so the attack loop's
+    in-place preparation (eval mode, memory format) never reaches the feature defense or BPDA.
+    """
+    import copy
+
     from auditor.attacks.device import pick_device
     from auditor.models.torch import ConversionFailed, load_surrogate
 
-    opt = auditor.options
-    device = pick_device(opt.device)
-    try:
-        return load_surrogate(opt.surrogate, auditor.target.spec, auditor.target.path, device)
-    except ConversionFailed as exc:
-        _skip(auditor, f"surrogate {opt.surrogate}", str(exc))
-        return None
+    loaded = getattr(auditor, "_scan_surrogate", _NOT_LOADED)
+    if loaded is _NOT_LOADED:
+        opt = auditor.options
+        try:
+            loaded = load_surrogate(opt.surrogate, auditor.target.spec, auditor.target.path, pick_device(opt.device))
+        except ConversionFailed as exc:
+            _skip(auditor, f"surrogate {opt.surrogate}", str(exc))
+            loaded = None
+        auditor._scan_surrogate = loaded
+    return None if loaded is None else copy.deepcopy(loaded)
 
 
 def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):

@@ -170,6 +170,29 @@ def test_stated_caveats_reach_results_and_the_summary(setup):
     assert "<b>JPEG</b>" not in html  # autoescaped
 
 
+def test_the_surrogate_is_loaded_once_per_scan(setup, monkeypatch):
+    """Attacks, the feature defense and BPDA all use the surrogate: it is read and converted once."""
+    import auditor.models.torch as mt
+
+    root, data, target, other, sur = setup
+    calls = []
+    real = mt.load_surrogate
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mt, "load_surrogate", counting)
+    ref = next((data / "normal").glob("*.png"))
+    r = _run(root, data, target, sur, "once", "--attacks", "mifgsm", "--eps", "8", "--defenses",
+             f"jpeg:75,feature:{ref}", "--bpda", "--no-detector")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "once" / "results.json").read_text())
+    names = {c["name"] for c in doc["conditions"]}
+    assert "mifgsm@8+bpda:jpeg:75" in names and any(n.startswith("feature:") for n in names)
+    assert calls == [str(sur)]
+
+
 @pytest.mark.heavy
 def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     """Batches computed by Ray tasks give exactly the set a single process computes."""
