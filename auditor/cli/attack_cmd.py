@@ -73,11 +73,18 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                    no_progress) -> None:
     """Attack the images in --data with a surrogate and write 8-bit adversarial PNG sets to --out."""
     from auditor.attacks.device import pick_device
-    from auditor.audit import set_name as condition_name
     from auditor.attacks.sets import build_adversarial_set, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.data import (drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, parse_label_map,
-                              stratified_subset)
+    from auditor.audit import set_name as condition_name
+    from auditor.data import (
+        drop_duplicates,
+        drop_labels,
+        fingerprint,
+        map_labels,
+        open_dataset,
+        parse_label_map,
+        stratified_subset,
+    )
     from auditor.data.stream import SampleImages, scan_readable
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
@@ -159,8 +166,8 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                             "notes": list(aset.notes), "n_images": len(aset.images),
                             "stats": stats})
     doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
-           "image_size": list(size), "seed": seed, "precision": precision, "precision_choice": precision_choice, "sets": summary, "skipped": skipped,
-           "dropped": dropped}
+           "image_size": list(size), "seed": seed, "precision": precision, "precision_choice": precision_choice,
+           "sets": summary, "skipped": skipped, "dropped": dropped}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     from auditor.report.gates import exit_status

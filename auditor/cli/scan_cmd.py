@@ -58,7 +58,8 @@ def _parse_bpda_attacks(text: str | None, bpda: bool, attacks: tuple[str, ...]) 
     names = tuple(dict.fromkeys(a.lower() for a in split_list(text)))
     missing = [a for a in names if a not in attacks or a == "blend"]
     if not names or missing:
-        raise UsageError(f"--bpda-attacks {text}: name gradient attacks of this scan ({', '.join(a for a in attacks if a != 'blend') or 'none'})")
+        usable = ", ".join(a for a in attacks if a != "blend") or "none"
+        raise UsageError(f"--bpda-attacks {text}: name gradient attacks of this scan ({usable})")
     return names
 
 
@@ -228,10 +229,12 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
 @click.option("--fail-under", help="Gates, e.g. accuracy=0.8,robust_accuracy=0.5 (see README).")
 @click.option("--min-transfer", type=float, help="Robustness gates fail when the transfer efficiency "
               "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).")
-@click.option("--strict", is_flag=True, help="Any skip (image, attack, defense, BPDA, detector) makes the scan exit 1 after writing its reports.")
+@click.option("--strict", is_flag=True,
+              help="Any skip (image, attack, defense, BPDA, detector) makes the scan exit 1 after writing its reports.")
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True, help="Inference batch size.")
-@click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
+@click.option("--attack-batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True,
+              help="Images per attack batch.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Surrogate arithmetic for attacks; auto times fp32 and bf16 here and checks bf16 on the first batch.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
@@ -246,9 +249,10 @@ def run_scan_from_demo(model_path: str, data_dir: str, out_dir: str, surrogate_p
               "(default: available CPUs).")
 @click.option("--n-boot", type=click.IntRange(0, MAX_BOOTSTRAP), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @common_run_options
-def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks, caveats, detector,
-                 compare, formats, fail_under, min_transfer, strict, max_images, batch_size, attack_batch_size, precision, cache_dir,
-                 style_backend, stm_checkpoint, style_image, ray_address, workers, n_boot, seed, device, quiet, no_progress,
+def scan_command(model, data, data_format, images_dir, label_map, out, attacks, eps, surrogate, defenses, bpda, bpda_attacks,
+                 caveats, detector, compare, formats, fail_under, min_transfer, strict, max_images, batch_size,
+                 attack_batch_size, precision, cache_dir, style_backend, stm_checkpoint, style_image, ray_address,
+                 workers, n_boot, seed, device, quiet, no_progress,
                  allow_outside_root=False, **kw) -> None:
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map

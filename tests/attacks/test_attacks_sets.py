@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from attack_nets import CountingNet
 from auditor.attacks.sets import (
     batch_seed,
     budget_levels,
@@ -17,7 +18,6 @@ from auditor.attacks.sets import (
     quantize,
 )
 from auditor.models.torch import Surrogate
-from attack_nets import CountingNet
 
 H = W = 32
 
