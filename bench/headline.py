@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from auditor.metrics import ratio_ci  # noqa: E402
 from auditor.report.verdicts import defended_on, defense_names  # noqa: E402
 from auditor.types import AuditResult, Condition  # noqa: E402
 
@@ -48,20 +49,12 @@ def _fmt(v: float | None, ci: Any = None) -> str:
     return s
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, groups: list[str], n_boot: int = N_BOOT,
+def paired_difference(a: np.ndarray, b: np.ndarray, groups: list[str | None], n_boot: int = N_BOOT,
                       seed: int = SEED) -> tuple[float, list[float]]:
-    """Mean of ``a - b`` (per-image 0/1 outcomes on the same images) and its 95 % CI from a bootstrap
-    that resamples patients (all images of a drawn patient enter together)."""
+    """Mean of ``a - b`` (per-image 0/1 outcomes on the same images) and its 95 % CI from the scan's own
+    patient bootstrap (``auditor.metrics.ratio_ci`` of the per-image differences over the image count)."""
     d = a.astype(np.float64) - b.astype(np.float64)
-    ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
-    gid = np.array([ids[g] for g in groups])
-    per_sum = np.bincount(gid, weights=d, minlength=len(ids))
-    per_n = np.bincount(gid, minlength=len(ids)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-    boot = per_sum[draws].sum(1) / per_n[draws].sum(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(d.mean()), [float(lo), float(hi)]
+    return float(d.mean()), ratio_ci(d, np.ones_like(d), groups, n_boot, seed)
 
 
 def _seconds_per_image(result: AuditResult, name: str) -> float | None:
@@ -75,13 +68,14 @@ def _seconds_per_image(result: AuditResult, name: str) -> float | None:
 def headline(result: AuditResult) -> str:
     """Markdown: one row per attacked condition, one column per defense, then the paired comparison."""
     y = np.array([s["label_index"] for s in result.samples])
-    groups = [str(s.get("patient_id") or f"image{i}") for i, s in enumerate(result.samples)]
+    groups = [s.get("patient_id") or None for s in result.samples]
     clean = next(c for c in result.conditions if c.kind == "clean")
     attacked = [c for c in result.conditions if c.kind == "attack"]
     defenses = defense_names(result)
     head = ["attack", "ε", "s/img", "clean", "attacked", "ASR"] + [f"{d} (worst of adaptive/non-adaptive)"
                                                                   for d in defenses]
-    lines = [f"n = {len(result.samples)} images, {len(set(groups))} patients; accuracy in % with 95 % "
+    n_patients = len({g for g in groups if g}) + groups.count(None)  # an image without an id is its own patient
+    lines = [f"n = {len(result.samples)} images, {n_patients} patients; accuracy in % with 95 % "
              "patient-bootstrap CIs", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     clean_txt = _fmt(clean.metrics.get("accuracy"), clean.metrics.get("accuracy_ci"))
     for c in sorted(attacked, key=lambda c: (c.attack or "", c.epsilon or 0)):
@@ -101,7 +95,7 @@ def headline(result: AuditResult) -> str:
     return "\n".join(lines)
 
 
-def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str]) -> list[str]:
+def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str | None]) -> list[str]:
     base = {c.epsilon: c for c in attacked if c.attack == "mifgsm"}
     out = ["Paired comparison with MI-FGSM at the same ε (target accuracy of MI-FGSM minus that of the "
            "attack, percentage points; positive = the attack transfers better):", "",
