@@ -213,7 +213,7 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     cfg, sur, data, split, device = prepare(cfg)
     lr = cfg.lr or 1e-3
     bars = show_bars(cfg.quiet, cfg.progress)
-    from auditor.data.loading import file_sha256
+    from auditor.data.fingerprint import file_sha256
 
     sur_sha = file_sha256(cfg.surrogate)
     identity = {"recipe": "denoiser", "arch": "hgd-unet", "image_size": cfg.image_size, "seed": cfg.seed,
