@@ -14,21 +14,11 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-from auditor.report.gates import attack_conditions
+from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.jsonfmt import results_digest
-from auditor.report.numbers import (
-    _acc,
-    _finite,
-    clean_condition,
-    fmt_ci,
-    fmt_eps,
-    fmt_num,
-    fmt_pct,
-    fmt_value,
-    is_normal,
-    summary_numbers,
-)
+from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
 from auditor.report.renderer import Renderer
+from auditor.report.summary import _acc, is_normal, summary_numbers
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
 from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition
