@@ -204,6 +204,33 @@ def _resume(run: RunDir, cfg: DefenseConfig, den: nn.Module, opt, sched) -> tupl
             list(state["history"]))
 
 
+def _epochs(cfg: DefenseConfig, run: RunDir, sur, den: nn.Module, opt, sched, pairs: _Pairs, device,
+            bars) -> tuple[list[dict[str, Any]], int | None]:
+    """The training epochs (resumed with ``--resume``), each checkpointed in ``run``; leaves ``den`` in eval mode
+    with the weights of the best validation loss. Returns ``(history, best epoch)``."""
+    start, best_val, best_state, best_epoch, history = _resume(run, cfg, den, opt, sched)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        train_loss = _train_steps(cfg, sur, den, opt, pairs, device, epoch, bars)
+        sched.step()
+        val = _val_loss(sur, den, pairs, device)
+        if val < best_val:
+            best_val, best_epoch = val, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in den.state_dict().items()}
+        rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
+               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        log(f"denoiser epoch {epoch + 1}/{cfg.epochs}: train L1(features) {rec['train_loss']:.4f} | val {val:.4f} | "
+            f"{rec['seconds']:.1f}s", cfg.quiet)
+        run.save_state({"epoch": epoch + 1, "model": {k: v.detach().cpu() for k, v in den.state_dict().items()},
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": best_val,
+                        "best_model": best_state, "best_epoch": best_epoch, "history": history})
+    if best_state is not None:
+        den.load_state_dict(best_state)
+    den.eval()
+    return history, best_epoch
+
+
 def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     """Train, evaluate, checkpoint and export an HGD denoiser (``denoiser.onnx`` + ``denoiser.pt`` + card).
 
@@ -228,27 +255,7 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     opt = torch.optim.Adam(den.parameters(), lr=lr)
     milestones = sorted({max(1, int(round(cfg.epochs * 0.6))), max(1, int(round(cfg.epochs * 0.9)))})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-    start, best_val, best_state, best_epoch, history = _resume(run, cfg, den, opt, sched)
-
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        train_loss = _train_steps(cfg, sur, den, opt, pairs, device, epoch, bars)
-        sched.step()
-        val = _val_loss(sur, den, pairs, device)
-        if val < best_val:
-            best_val, best_epoch = val, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in den.state_dict().items()}
-        rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
-        history.append(rec)
-        log(f"denoiser epoch {epoch + 1}/{cfg.epochs}: train L1(features) {rec['train_loss']:.4f} | val {val:.4f} | "
-            f"{rec['seconds']:.1f}s", cfg.quiet)
-        run.save_state({"epoch": epoch + 1, "model": {k: v.detach().cpu() for k, v in den.state_dict().items()},
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": best_val,
-                        "best_model": best_state, "best_epoch": best_epoch, "history": history})
-    if best_state is not None:
-        den.load_state_dict(best_state)
-    den.eval()
+    history, best_epoch = _epochs(cfg, run, sur, den, opt, sched, pairs, device, bars)
 
     extra = defense_eval(sur, den, data, split.test, device, torch.Generator().manual_seed(cfg.seed + 1))
     hyper = {k: v for k, v in asdict(cfg).items() if k in ("epochs", "batch_size", "seed", "image_size", "kinds",
