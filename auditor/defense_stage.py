@@ -48,9 +48,9 @@ def run_detectors(auditor: "Auditor", data: "LoadedData", sets: list[dict]) -> d
         FeatureSqueezingDetector,
         calibrate_reference_detector,
         evaluate_detector,
-        fft_spectra,
         make_benign_pairs,
     )
+    from auditor.defenses.spectra import fft_spectra
 
     opt = auditor.options
     attacked = [s for s in sets if s["kind"] == "attack"]

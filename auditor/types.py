@@ -22,7 +22,7 @@ from typing import Any
 SCHEMA_VERSION = "1.0"
 
 #: largest image (height x width) the tool decodes or feeds to a model; a decompression-bomb and
-#: untrusted-model guard (the same figure as ``auditor.data.loading.MAX_PIXELS``)
+#: untrusted-model guard (the same figure as ``auditor.data.limits.MAX_PIXELS``)
 MAX_IMAGE_PIXELS = 64_000_000
 
 #: prefix of the data caveats the auditor states with ``scan --caveat`` (results.json ``data.caveats``)

@@ -154,7 +154,7 @@ def bare_ort(model: Path, archive: Path, batch: int, n: int = 512, repeats: int 
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from auditor.data.loading import load_image
+    from auditor.data import load_image
     from auditor.models.onnx import make_session
 
     paths = sorted(archive.glob("*/*.jpeg"))[:n]

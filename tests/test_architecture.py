@@ -44,8 +44,6 @@ ALLOWED_CYCLES = {
     frozenset({"auditor.audit", "auditor.attack_stage"}),
     frozenset({"auditor.audit", "auditor.defense_stage"}),
     frozenset({"auditor.audit", "auditor.attack_stage", "auditor.defense_stage"}),
-    # dicom takes ImageReadError and MAX_PIXELS from loading, which the loading split of issue 16 moves
-    frozenset({"auditor.data.loading", "auditor.data.dicom"}),
 }
 
 

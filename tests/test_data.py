@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from auditor.data import (
+    MAX_PIXELS,
+    ImageReadError,
     fingerprint,
     load_image,
     load_images,
@@ -17,7 +19,6 @@ from auditor.data import (
     parse_label_map,
     stratified_subset,
 )
-from auditor.data.loading import MAX_PIXELS, ImageReadError
 from auditor.errors import DataError, UsageError
 from onnx_factory import write_image_folder
 
@@ -141,9 +142,9 @@ def test_corrupt_and_truncated_images_are_skipped_with_reason(tmp_path):
 
 
 def test_gigantic_image_refused(tmp_path, monkeypatch):
-    import auditor.data.loading as loading
+    import auditor.data.limits as limits
 
-    monkeypatch.setattr(loading, "MAX_PIXELS", 100)
+    monkeypatch.setattr(limits, "MAX_PIXELS", 100)
     cv2.imwrite(str(tmp_path / "big.png"), np.zeros((20, 20), np.uint8))
     with pytest.raises(ImageReadError, match="above the limit"):
         load_image(tmp_path / "big.png")

@@ -23,6 +23,7 @@ import auditor.defense_stage as stage
 import auditor.defenses.bpda as bpda_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
+import auditor.defenses.spectra as spectra_mod
 from auditor.models.torch import Surrogate
 from auditor.types import Skipped
 
@@ -152,7 +153,7 @@ def _fake_detectors(monkeypatch):
     monkeypatch.setattr(detect_mod, "calibrate_reference_detector", calibrate)
     monkeypatch.setattr(detect_mod, "evaluate_detector", evaluate)
     monkeypatch.setattr(detect_mod, "FeatureSqueezingDetector", FS)
-    monkeypatch.setattr(detect_mod, "fft_spectra", spectra)
+    monkeypatch.setattr(spectra_mod, "fft_spectra", spectra)
     return rec
 
 

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.data import load_images, open_dataset
+from auditor.data import ImageReadError, load_images, open_dataset
 from auditor.data.dicom import BT601, SUPPORTED_TRANSFER_SYNTAXES, read_dicom
-from auditor.data.loading import ImageReadError
 
 pydicom = pytest.importorskip("pydicom", reason="pydicom is not installed")
 
@@ -363,8 +362,8 @@ def test_unsupported_photometric_is_skipped_with_the_reason(tmp_path):
 
 
 def test_oversized_dicom_is_refused_before_decoding(test_files, monkeypatch):
-    import auditor.data.loading as loading
+    import auditor.data.limits as limits
 
-    monkeypatch.setattr(loading, "MAX_PIXELS", 100)
+    monkeypatch.setattr(limits, "MAX_PIXELS", 100)
     with pytest.raises(ImageReadError, match="above the limit of 100 pixels"):
         read_dicom(_bundled(test_files, "MR_small.dcm"))

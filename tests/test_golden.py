@@ -37,7 +37,7 @@ from click.testing import CliRunner
 from auditor.cli import cli
 from auditor.reference_models.registry import build_model, make_checkpoint
 from auditor.report.io import load_results
-from auditor.report.numbers import summary_numbers
+from auditor.report.summary import summary_numbers
 from auditor.report.verdicts import defense_verdict
 from auditor.training.export import export_classifier
 from auditor.types import ModelSpec

@@ -17,8 +17,9 @@ stylised images are never returned.
 The style backends (``randconv`` by default, ``adain-stats``, ``ghiasi``) live in
 :mod:`auditor.attacks.style`; they are built once in :meth:`STM.setup`, never per step.
 
-Grey images meet a colour style network in one place only,
-:meth:`STM.stylise`: replicate to 3 channels, stylise, average back to grey.
+Grey images meet a colour style network in one place only, :meth:`STM.stylise`: replicated to 3
+channels and averaged back to grey by the model-input contract's helpers
+(:func:`auditor.models.torch.grey_to_channels_t`, :func:`auditor.models.torch.channels_to_grey_t`).
 
 Official arguments: epsilon 16/255, alpha epsilon/T, T 10, decay 1.0,
 num_style 20, gamma 0.5, beta 2.0.
@@ -45,6 +46,7 @@ from auditor.attacks.style import (  # noqa: F401  (StyleBackendUnavailable: re-
     ghiasi_files,
     make_style_backend,
 )
+from auditor.models.torch import channels_to_grey_t, grey_to_channels_t
 
 
 class STM(GradientAttack):
@@ -153,10 +155,10 @@ class STM(GradientAttack):
             for start in range(0, x.shape[0], rows):
                 part = x[start:start + rows]
                 if grey_to_colour:
-                    part = part.expand(-1, 3, -1, -1)
+                    part = grey_to_channels_t(part, 3)
                 out = self.backend(part, gen)
                 if grey_to_colour:
-                    out = out.mean(1, keepdim=True)
+                    out = channels_to_grey_t(out)
                 outs.append(out.to(x.dtype))
                 self.style_rows += part.shape[0]
                 corr = abs_correlation(out, x[start:start + rows])

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.data import loading
-from auditor.data.loading import ImageReadError
+from auditor.data import limits
+from auditor.data.limits import ImageReadError
 
 #: ITU-R BT.601 luma weights for R, G, B
 BT601 = (0.299, 0.587, 0.114)
@@ -126,7 +126,7 @@ def _ts_name(ts) -> str:
 
 
 def _check_shape(ds) -> int:
-    """Number of frames; refuses pixel-less objects and frames above ``loading.MAX_PIXELS``."""
+    """Number of frames; refuses pixel-less objects and frames above ``limits.MAX_PIXELS``."""
     if "PixelData" not in ds:
         kind = getattr(ds.get("SOPClassUID"), "name", "") or ds.get("Modality", "") or "unknown kind"
         raise ImageReadError(f"DICOM object holds no pixel data (SOP class: {kind}).")
@@ -136,8 +136,8 @@ def _check_shape(ds) -> int:
     except (AttributeError, TypeError, ValueError) as exc:
         raise ImageReadError(_sentence(f"DICOM image attributes are invalid ({type(exc).__name__}: "
                                        f"{_one_line(exc)})")) from None
-    if rows * cols > loading.MAX_PIXELS:
-        raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {loading.MAX_PIXELS} pixels.")
+    if rows * cols > limits.MAX_PIXELS:
+        raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {limits.MAX_PIXELS} pixels.")
     return max(frames, 1)
 
 

@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from auditor.data.loading import ImageReadError, load_image_noted
+from auditor.data.decode import load_image_noted
+from auditor.data.limits import ImageReadError
 from auditor.errors import DataError
 from auditor.types import Skipped
 

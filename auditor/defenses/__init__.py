@@ -6,7 +6,8 @@ Public API (imported lazily, so ``import auditor.defenses`` does not import torc
 * :class:`Preprocessor` (``base``): ``pre(x)``, ``pre.measure_cost(x)``, ``pre.torch_forward(x_t)``;
 * :func:`defended_module` (``bpda``): ``surrogate(defense(x))`` for adaptive attacks;
 * detectors (``detect``): :func:`make_benign_pairs`, :func:`calibrate_reference_detector`,
-  :func:`evaluate_detector`, :class:`FeatureSqueezingDetector`, :func:`fft_spectra`.
+  :func:`evaluate_detector`, :class:`FeatureSqueezingDetector`;
+* the report's FFT figure (``spectra``): :func:`fft_spectra`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _EXPORTS = {
     "evaluate_detector": "detect",
     "ReferenceDetector": "detect",
     "FeatureSqueezingDetector": "detect",
-    "fft_spectra": "detect",
+    "fft_spectra": "spectra",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -44,6 +44,20 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def match_size(clean: np.ndarray, suspect: np.ndarray) -> np.ndarray:
+    """Resize each suspect image to the clean image size when they differ (area/linear filter)."""
+    if clean.shape[2:] == suspect.shape[2:]:
+        return suspect
+    import cv2
+
+    h, w = clean.shape[2:]
+    interp = cv2.INTER_AREA if suspect.shape[2] > h else cv2.INTER_LINEAR
+    out = np.empty((len(suspect), 1, h, w), np.float32)
+    for i in range(len(suspect)):
+        out[i, 0] = cv2.resize(suspect[i, 0], (w, h), interpolation=interp)
+    return np.clip(out, 0.0, 1.0)
+
+
 class Preprocessor(ABC):
     """An input-transform defense ``x -> x`` with an optional torch path for BPDA.
 

@@ -31,8 +31,8 @@ Are Not Easily Detected", AISec 2017; He et al., "Adversarial Example Defenses: 
 Weak Defenses are not Strong", WOOT 2017, which breaks feature squeezing).
 
 Metrics per attack condition: detection rate, ROC AUC of each score (benign = 0, attacked = 1,
-``sklearn.metrics.roc_auc_score``) and the ROC curve downsampled to at most 50 points.
-FFT log-magnitude spectra (:func:`fft_spectra`) are returned for the report's figure.
+``sklearn.metrics.roc_auc_score``) and the ROC curve downsampled to at most 50 points
+(:func:`auditor.metrics.compute_roc`). The report's FFT figure is :mod:`auditor.defenses.spectra`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from auditor.defenses.base import Preprocessor, check_batch, to_uint8
+from auditor.defenses.base import Preprocessor, check_batch, match_size, to_uint8
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_roc
 
@@ -66,25 +66,11 @@ def _check_target(target_fpr: float) -> float:
     return t
 
 
-def _match_size(clean: np.ndarray, suspect: np.ndarray) -> np.ndarray:
-    """Resize each suspect image to the clean image size when they differ (area/linear filter)."""
-    if clean.shape[2:] == suspect.shape[2:]:
-        return suspect
-    import cv2
-
-    h, w = clean.shape[2:]
-    interp = cv2.INTER_AREA if suspect.shape[2] > h else cv2.INTER_LINEAR
-    out = np.empty((len(suspect), 1, h, w), np.float32)
-    for i in range(len(suspect)):
-        out[i, 0] = cv2.resize(suspect[i, 0], (w, h), interpolation=interp)
-    return np.clip(out, 0.0, 1.0)
-
-
 def _pairs(clean: np.ndarray, suspect: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
     c, s = check_batch(clean, f"{who} (clean)"), check_batch(suspect, f"{who} (suspect)")
     if len(c) != len(s):
         raise DataError(f"{who}: {len(c)} clean images but {len(s)} suspect images")
-    return c, _match_size(c, s)
+    return c, match_size(c, s)
 
 
 def conformal_budget(n: int, target_fpr: float) -> int:
@@ -118,7 +104,7 @@ def _budget_threshold_below(scores: np.ndarray, budget: int) -> float:
     return float(asc[max(budget, 0)])
 
 
-# ---------------------------------------------------------------------------- benign pairs, spectra
+# ---------------------------------------------------------------------------- benign pairs
 def make_benign_pairs(x: np.ndarray, seed: int = 0, jpeg_quality: tuple[int, int] = (85, 95),
                       noise: float = 2.0 / 255.0, return_kinds: bool = False):
     """Benign counterparts of ``x`` for calibrating the reference-based detector.
@@ -148,32 +134,6 @@ def make_benign_pairs(x: np.ndarray, seed: int = 0, jpeg_quality: tuple[int, int
         for i in idx:
             kinds[i] = f"jpeg:{int(q)}"
     return (out, kinds) if return_kinds else out
-
-
-def _as_2d(img: np.ndarray) -> np.ndarray:
-    a = np.asarray(img, dtype=np.float32)
-    while a.ndim > 2 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 2:
-        raise DataError(f"fft_spectra: expected one grey image (H, W), (1, H, W) or (1, 1, H, W), got {a.shape}")
-    return a
-
-
-def log_spectrum(img: np.ndarray) -> np.ndarray:
-    """``log1p(|fftshift(fft2(img))|)`` of one grey image, float32 ``(H, W)`` (zero frequency centred)."""
-    return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(_as_2d(img))))).astype(np.float32)
-
-
-def fft_spectra(clean: np.ndarray, suspect: np.ndarray) -> dict[str, np.ndarray]:
-    """Log-magnitude spectra for the report's FFT figure (docs/algorithms.md §9.4).
-
-    Returns ``{"clean", "suspect", "difference"}``, each float32 ``(H, W)``; ``difference`` is the
-    spectrum of the difference image ``suspect - clean`` (the perturbation's spectrum). A visual
-    aid only; no decision uses it.
-    """
-    c = _as_2d(clean)
-    s = _match_size(c[None, None], _as_2d(suspect)[None, None])[0, 0]
-    return {"clean": log_spectrum(c), "suspect": log_spectrum(s), "difference": log_spectrum(s - c)}
 
 
 # ---------------------------------------------------------------------------- reference-based detector

@@ -118,7 +118,7 @@ class FeatureConsistencyDefense(Preprocessor):
                  lr: float = 0.01, content_weight: float = 1.0, style_weight: float = 1e6,
                  content_layer: int = -1, batch_size: int = 8, device: Any = None) -> None:
         super().__init__()
-        from auditor.data.loading import ImageReadError, load_image
+        from auditor.data import ImageReadError, load_image
 
         if not callable(feature_extractor):
             raise UsageError("feature defense: the feature extractor is not callable")
@@ -151,7 +151,7 @@ class FeatureConsistencyDefense(Preprocessor):
     def _reference_grams(self, size: tuple[int, int], device) -> list:
         import torch
 
-        from auditor.data.loading import load_image
+        from auditor.data import load_image
 
         if size not in self._ref_cache:
             s = torch.from_numpy(load_image(self.reference_path, size)[None, None]).to(device)

@@ -105,6 +105,8 @@ class OnnxImagePreprocessor(Preprocessor):
 
     def torch_forward(self, x_t):
         """Differentiable ``defense(x)`` on a ``(N, 1, H, W)`` tensor (straight-through if no module)."""
+        from auditor.models.torch import channels_to_grey_t, grey_to_channels_t
+
         self._ensure_torch()
         if self._torch_module is None:
             return super().torch_forward(x_t)
@@ -115,12 +117,11 @@ class OnnxImagePreprocessor(Preprocessor):
                 module.to(x_t.device)
         except StopIteration:
             pass
-        feed = x_t.repeat(1, 3, 1, 1) if self.model.channels == 3 else x_t
+        # a copy, not an expanded view: the module may write to its input in place
+        feed = grey_to_channels_t(x_t, self.model.channels).contiguous()
         y = module(feed)
         if isinstance(y, (list, tuple)):
             y = y[0]
         if y.shape[0] != x_t.shape[0] or y.shape[2:] != x_t.shape[2:]:
             raise ModelContractError(f"{self.path}: torch output shape {tuple(y.shape)} differs from input shape {tuple(feed.shape)}")
-        if y.shape[1] == 3:
-            y = y.mean(dim=1, keepdim=True)
-        return y.clamp(0.0, 1.0)
+        return channels_to_grey_t(y).clamp(0.0, 1.0)

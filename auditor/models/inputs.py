@@ -9,7 +9,9 @@ instead; this module is the one place that decides how to get there:
 * :func:`input_scaling` -- the ``(factor, mean, std)`` of the affine map
   ``(x * factor - mean) / std`` for a given channel count (shared by the numpy
   form here and the torch form, :func:`auditor.models.torch.encode_tensor`);
-* :func:`grey_to_channels` -- grey -> the model's channel count;
+* :func:`grey_to_channels` -- grey -> the model's channel count, and
+  :func:`channels_to_grey` -- an image->image model's output back to grey (the torch forms are
+  :func:`auditor.models.torch.grey_to_channels_t` and :func:`auditor.models.torch.channels_to_grey_t`);
 * :func:`encode_input` / :func:`decode_output` -- the ONNX Runtime side.
 
 No torch here: a scan without attacks must not import it.
@@ -75,6 +77,11 @@ def input_scaling(spec: ModelSpec, channels: int | None = None) -> tuple[float, 
 def grey_to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """An ``(N, 1, H, W)`` grey batch as ``(N, channels, H, W)`` (the grey value on every channel)."""
     return np.repeat(x, 3, axis=1) if channels == 3 else x
+
+
+def channels_to_grey(y: np.ndarray) -> np.ndarray:
+    """An image->image model's ``(N, C, H, W)`` output as grey: a 3-channel output is averaged, 1 channel kept."""
+    return y.mean(axis=1, keepdims=True) if y.shape[1] == 3 else y
 
 
 def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:

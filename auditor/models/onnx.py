@@ -20,7 +20,7 @@ import numpy as np
 
 from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
-from auditor.models.inputs import decode_output, encode_input, grey_to_channels
+from auditor.models.inputs import channels_to_grey, decode_output, encode_input, grey_to_channels
 from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto  # noqa: F401  (re-exported)
 from auditor.models.spec import check_input_size, read_spec
 from auditor.types import ModelSpec
@@ -164,7 +164,5 @@ class OnnxImageModel:
             (y,) = self.session.run([self.output_name], {self.input_name: feed})
             if y.shape[0] != chunk.shape[0] or y.shape[2:] != chunk.shape[2:]:
                 raise ModelContractError(f"{self.path}: output shape {y.shape} differs from input shape {feed.shape}")
-            if y.shape[1] == 3:
-                y = y.mean(axis=1, keepdims=True)
-            outs.append(np.clip(y, 0.0, 1.0).astype(np.float32))
+            outs.append(np.clip(channels_to_grey(y), 0.0, 1.0).astype(np.float32))
         return np.concatenate(outs, axis=0) if outs else np.zeros_like(x)

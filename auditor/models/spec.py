@@ -77,8 +77,12 @@ def check_input_size(height: int | None, width: int | None, origin: str) -> None
 
 
 def _graph_facts(model, path: str) -> dict[str, Any]:
-    """Facts read from the ONNX graph itself."""
-    graph = model.graph
+    """Facts read from the ONNX graph itself: its one image input, then its class-score output."""
+    return {**_input_facts(model.graph, path), **_output_facts(model.graph, path)}
+
+
+def _input_facts(graph, path: str) -> dict[str, Any]:
+    """Name, dtype, batch, layout, channels and size of the graph's one image input (size limit checked)."""
     initializers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -107,8 +111,12 @@ def _graph_facts(model, path: str) -> dict[str, Any]:
             f"{path}: input {inp.name!r} shape {['?' if d is None else d for d in dims]} has no channel axis of size 1 or 3"
         )
     check_input_size(*facts["hw"], f"{path}: input {inp.name!r}")
+    return facts
 
-    # output: the first rank-2 output (N, K) or (N, 1)
+
+def _output_facts(graph, path: str) -> dict[str, Any]:
+    """Name, width and kind (logits, probabilities, one sigmoid unit) of the first rank-2 output ``(N, K)``."""
+    facts: dict[str, Any] = {}
     outs = list(graph.output)
     chosen = None
     for o in outs:

@@ -66,6 +66,11 @@ def grey_to_channels_t(x: torch.Tensor, channels: int) -> torch.Tensor:
     return x.expand(-1, channels, -1, -1)
 
 
+def channels_to_grey_t(y: torch.Tensor) -> torch.Tensor:
+    """Torch form of :func:`auditor.models.inputs.channels_to_grey` (3 channels averaged, 1 kept)."""
+    return y.mean(dim=1, keepdim=True) if y.shape[1] == 3 else y
+
+
 def scaling_buffers(module: nn.Module, spec: ModelSpec, channels: int) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Register non-persistent ``mean``/``std`` buffers of :func:`input_scaling` on ``module``; returns the factor.
 

@@ -6,8 +6,9 @@ import io
 import sys
 from typing import IO
 
-from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct, summary_numbers
+from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct
 from auditor.report.renderer import Renderer
+from auditor.report.summary import summary_numbers
 from auditor.report.transfer_view import headline as transfer_headline
 from auditor.types import AuditResult
 

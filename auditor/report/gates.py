@@ -132,7 +132,8 @@ def attack_conditions(result: AuditResult) -> list[Condition]:
     return [c for c in result.conditions if c.kind == "attack" and not c.defense]
 
 
-def _clean(result: AuditResult) -> Condition | None:
+def clean_condition(result: AuditResult) -> Condition | None:
+    """The undefended clean condition."""
     return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
 
 
@@ -179,7 +180,7 @@ def _extreme(conds: list[Condition], get: Callable[[Condition], float | None], w
 
 
 def _measure(result: AuditResult, gate: GateSpec) -> Measure:
-    clean = _clean(result)
+    clean = clean_condition(result)
     attacks = attack_conditions(result)
     if gate.metric in ("accuracy", "macro_f1"):
         return _single(clean.metrics.get(gate.metric) if clean else None, "clean")

@@ -14,21 +14,11 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-from auditor.report.gates import attack_conditions
+from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.jsonfmt import results_digest
-from auditor.report.numbers import (
-    _acc,
-    _finite,
-    clean_condition,
-    fmt_ci,
-    fmt_eps,
-    fmt_num,
-    fmt_pct,
-    fmt_value,
-    is_normal,
-    summary_numbers,
-)
+from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
 from auditor.report.renderer import Renderer
+from auditor.report.summary import _acc, is_normal, summary_numbers
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
 from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition
@@ -332,14 +322,10 @@ def _section_plots(result: AuditResult, ctx: dict[str, Any]) -> dict[str, Any]:
     return figs
 
 
-def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, Any]:
-    """Everything the template shows, computed from ``result`` only."""
-    s = summary_numbers(result)
+def _front_context(result: AuditResult) -> dict[str, Any]:
+    """The report's identity, the model's contract, and what the data held, skipped and converted."""
     spec = result.model.get("spec") or {}
-    data_skipped = [d for d in result.data.get("skipped", []) if isinstance(d, dict)]
-    data_conversions = [d for d in result.data.get("conversions", []) if isinstance(d, dict)]
-    skipped = [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped]
-    ctx: dict[str, Any] = {
+    return {
         "r": result,
         "digest": results_digest(result),
         "date": (result.created or "")[:10],
@@ -348,12 +334,20 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "spec_rows": [(k, fmt_value(spec[k])) for k in spec if k not in ("sources",)],
         "spec_sources": spec.get("sources") or {},
         "per_class_counts": sorted((result.data.get("per_class") or {}).items()),
-        "data_skipped": data_skipped,
-        "data_conversions": data_conversions,
-        "skipped": skipped,
+        "data_skipped": [d for d in result.data.get("skipped", []) if isinstance(d, dict)],
+        "data_conversions": [d for d in result.data.get("conversions", []) if isinstance(d, dict)],
+        "skipped": [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped],
         "caveats": result.data.get("caveats") or [],
         "stated_caveats": [str(c)[len(STATED):] for c in result.data.get("caveats") or []
                            if str(c).startswith(STATED)],
+    }
+
+
+def _results_context(result: AuditResult) -> dict[str, Any]:
+    """The executive summary, the per-condition tables, the defense comparison and the transfer view."""
+    s = summary_numbers(result)
+    groups = _threat_groups(result)
+    return {
         "clean": s["clean"],
         "worst": s["worst"],
         "best_defense": s["best_defense"],
@@ -362,7 +356,7 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "gates_failed": s["gates_failed"],
         "conditions": [{"c": c, "per_class": _per_class_rows(result, c)} for c in result.conditions],
         "perturbation": _perturbation_rows(result),
-        "threat_groups": _threat_groups(result),
+        "threat_groups": groups,
         "defense_verdict": s["defense_verdict"],
         "defense_candidate": s["defense_candidate"],
         "vanishes_text": VANISHES_TEXT,
@@ -373,6 +367,16 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
         "detector": _detector(result),
         "examples": _examples(result),
         "comparison": _comparison(result),
+        "transfer_headline": headline(result),
+        "transfer_rows": diagnostic_rows(result),
+        "has_transfer": any(g["kind"] == "transfer" for g in groups),
+        "has_whitebox": any(g["kind"] in ("white-box", "whitebox") for g in groups),
+    }
+
+
+def _provenance_context(result: AuditResult) -> dict[str, Any]:
+    """How the numbers were made: parameters, the adversarial sets and their cache keys, seeds, environment."""
+    return {
         "parameters": [(k, fmt_value(v)) for k, v in sorted(result.parameters.items(), key=lambda kv: str(kv[0]))],
         "adversarial_sets": [
             {"name": m.get("name"), "key": str(m.get("key") or "")[:16], "cache_hit": m.get("cache_hit"),
@@ -381,11 +385,12 @@ def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, A
             for m in _as_list(result.extras.get("adversarial_sets")) if isinstance(m, dict)],
         "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
         "environment": [(k, fmt_value(v)) for k, v in sorted(result.environment.items(), key=lambda kv: str(kv[0]))],
-        "transfer_headline": headline(result),
-        "transfer_rows": diagnostic_rows(result),
-        "has_transfer": any(g["kind"] == "transfer" for g in _threat_groups(result)),
-        "has_whitebox": any(g["kind"] in ("white-box", "whitebox") for g in _threat_groups(result)),
     }
+
+
+def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, Any]:
+    """Everything the template shows, computed from ``result`` only."""
+    ctx = {**_front_context(result), **_results_context(result), **_provenance_context(result)}
     ctx["figures"] = _section_plots(result, ctx) if with_figures else {}
     return ctx
 

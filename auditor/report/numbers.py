@@ -1,7 +1,9 @@
-"""The numbers of a report and how they are written: formatters, the normal class, the executive summary.
+"""How the numbers of a report are written: percentages, confidence intervals, budgets, plain values.
 
-Shared by the HTML report (:mod:`auditor.report.html`) and the console summary
-(:mod:`auditor.report.console`), so both show the same figures in the same form.
+The one set of formatters of every human-readable output (the HTML report, the console
+summary, the defense verdicts, the transfer sentences), so all show a figure in the same
+form; a missing or non-finite number is written ``—``. The numbers themselves are worked out
+in :mod:`auditor.report.summary`.
 """
 
 from __future__ import annotations
@@ -9,16 +11,6 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
-
-from auditor.report.gates import attack_conditions
-from auditor.report.verdicts import defense_summaries, defense_verdict
-from auditor.types import AuditResult, Condition
-
-#: class names treated as "no disease" (no missed-disease rate)
-NORMAL_NAMES = frozenset({"normal", "no finding", "no_finding", "healthy", "negative"})
-
-
-# --------------------------------------------------------------------------- formatting
 
 
 def _finite(v: Any) -> bool:
@@ -72,33 +64,3 @@ def fmt_value(v: Any) -> str:
     if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float, str)) and not isinstance(x, bool) for x in v):
         return ", ".join(str(x) for x in v) if v else "—"
     return json.dumps(v, sort_keys=True, default=str)
-
-
-# --------------------------------------------------------------------------- analysis
-
-
-def is_normal(name: str) -> bool:
-    """True for the class meaning "no disease" (no missed-disease rate for it)."""
-    return str(name).strip().casefold() in NORMAL_NAMES
-
-
-def clean_condition(result: AuditResult) -> Condition | None:
-    """The undefended clean condition."""
-    return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
-
-
-def _acc(c: Condition | None) -> float | None:
-    v = c.metrics.get("accuracy") if c is not None else None
-    return v if _finite(v) else None
-
-
-def summary_numbers(result: AuditResult) -> dict[str, Any]:
-    """Executive-summary figures: clean, worst case under attack, the defense verdict, gates."""
-    attacks = [c for c in attack_conditions(result) if _acc(c) is not None]
-    worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
-    verdict = defense_verdict(result)
-    failed = [g for g in result.gates if not g.passed]
-    return {"clean": clean_condition(result), "worst": worst, "defense_verdict": verdict,
-            "best_defense": verdict["best"] if verdict else None,
-            "defense_candidate": verdict["candidate"] if verdict else None,
-            "defenses": defense_summaries(result), "gates_total": len(result.gates), "gates_failed": len(failed)}

@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from auditor.report.gates import attack_conditions
+from auditor.report.numbers import fmt_pct
 from auditor.transfer import STRONG_SURROGATE_FLIP, WEAK_TARGET_FLIP, audit_transfer
 from auditor.types import AuditResult
 
 ADVICE = ("Try a stronger or an ensemble surrogate at the target's input size (xray-audit train surrogates, "
           "then --surrogate DIR), or --surrogate target (white-box) where the model converts with onnx2torch.")
-
-
-def _pct(v: Any) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
 
 
 def _size(s: Any) -> str:
@@ -63,20 +60,20 @@ def headline(result: AuditResult) -> dict[str, Any] | None:
     sentences = []
     if v["weak"]:
         sentences.append(
-            f"The attacks did not transfer: on the surrogate they flipped up to {_pct(s_flip)} of the images it "
-            f"classified correctly, on the target at most {_pct(t_flip)} (rule: target flip rate below "
-            f"{_pct(WEAK_TARGET_FLIP)} while the surrogate's is above {_pct(STRONG_SURROGATE_FLIP)}). The accuracy "
+            f"The attacks did not transfer: on the surrogate they flipped up to {fmt_pct(s_flip)} of the images it "
+            f"classified correctly, on the target at most {fmt_pct(t_flip)} (rule: target flip rate below "
+            f"{fmt_pct(WEAK_TARGET_FLIP)} while the surrogate's is above {fmt_pct(STRONG_SURROGATE_FLIP)}). The accuracy "
             "under attack is therefore weak evidence of robustness: it mostly shows that this surrogate is a poor "
             "proxy for the model.")
     else:
         eff = v["efficiency"]
         sentences.append(
-            f"Transfer: the attacks flipped up to {_pct(s_flip)} of the correctly classified images on the surrogate "
-            f"and up to {_pct(t_flip)} on the target (best transfer efficiency "
+            f"Transfer: the attacks flipped up to {fmt_pct(s_flip)} of the correctly classified images on the surrogate "
+            f"and up to {fmt_pct(t_flip)} on the target (best transfer efficiency "
             f"{'—' if eff is None else f'{eff:.2f}'}); transfer results remain a lower bound on the vulnerability.")
     agreements = [r["agreement"] for r in rows if r["agreement"] is not None]
     if agreements:
-        sentences.append(f"Surrogate and target agree on {_pct(min(agreements))} of the clean images.")
+        sentences.append(f"Surrogate and target agree on {fmt_pct(min(agreements))} of the clean images.")
     mismatched = [r for r in rows if not r["same_size"]]
     if mismatched:
         r = mismatched[0]
@@ -85,7 +82,7 @@ def headline(result: AuditResult) -> dict[str, Any] | None:
     if v["weak"]:
         if wb is not None:
             sentences.append(f"White-box bound: under {wb.name} (the target's own gradients) accuracy is "
-                             f"{_pct(wb.metrics.get('accuracy'))}.")
+                             f"{fmt_pct(wb.metrics.get('accuracy'))}.")
         else:
             sentences.append("No white-box bound was measured in this scan.")
     return {"weak": v["weak"], "sentences": sentences, "advice": ADVICE if v["weak"] else None, "whitebox": wb,

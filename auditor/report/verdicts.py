@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from auditor.metrics import DEFAULT_N_BOOT, ratio_ci
-from auditor.report.gates import attack_conditions
+from auditor.report.gates import attack_conditions, clean_condition
+from auditor.report.numbers import _finite, fmt_ci, fmt_pct
 from auditor.types import AuditResult, Condition
 
 #: fewest images each half needs for the held-out selection
@@ -36,10 +37,6 @@ MIN_HALF_IMAGES = 10
 ADAPTIVE_MARK = "+bpda:"
 VANISHES_TEXT = "benefit vanishes under an adaptive attack"
 MINUS = "\u2212"
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def signed_change(v: Any, digits: int = 1) -> str:
@@ -53,10 +50,6 @@ def signed_change(v: Any, digits: int = 1) -> str:
 
 
 # --------------------------------------------------------------------------- which conditions belong to a defense
-
-
-def _clean(result: AuditResult) -> Condition | None:
-    return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
 
 
 def is_adaptive(c: Condition) -> bool:
@@ -182,7 +175,7 @@ def patient_halves(samples: Sequence[dict], seed: int) -> tuple[np.ndarray, np.n
 def defense_figures(result: AuditResult, defense: str, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any]:
     """Clean accuracy with the defense, its signed clean change, and its worst attacked accuracy
     (the minimum over non-adaptive and adaptive conditions) on the images ``idx``."""
-    clean_acc = scorer.accuracy(_clean(result), idx)
+    clean_acc = scorer.accuracy(clean_condition(result), idx)
     dclean = defense_clean(result, defense)
     dclean_acc = scorer.accuracy(dclean, idx)
     scored = [(a, c) for c in defense_attacked(result, defense) if (a := scorer.accuracy(c, idx)) is not None]
@@ -271,14 +264,6 @@ def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
     return verdict
 
 
-def _pct(v: Any) -> str:
-    return f"{100 * v:.1f}%" if _finite(v) else "—"
-
-
-def _ci_text(ci: Any) -> str:
-    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if isinstance(ci, (list, tuple)) and len(ci) == 2 else "—"
-
-
 def selection_text(v: dict[str, Any]) -> str:
     """How the defense was chosen, in words."""
     if v["mode"] == "held-out":
@@ -291,9 +276,9 @@ def selection_text(v: dict[str, Any]) -> str:
 def verdict_text(v: dict[str, Any]) -> str:
     """One paragraph: the best defense and its figures, or that no defense raised the worst case."""
     c, b = v["candidate"], v["baseline"]
-    base = (f"the undefended worst case there is {_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {_ci_text(b['ci'])})"
+    base = (f"the undefended worst case there is {fmt_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {fmt_ci(b['ci'])})"
             if b else "no undefended attack condition to compare with")
-    figures = (f"worst attacked accuracy {_pct(c['robust'])}"
+    figures = (f"worst attacked accuracy {fmt_pct(c['robust'])}"
                + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
                + f", clean accuracy change {c['clean_change_text']}")
     adaptive = (" These figures take the worse of the non-adaptive and the adaptive (BPDA) attack."

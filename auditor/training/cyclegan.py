@@ -95,7 +95,9 @@ class ImagePool:
         self.images: list[torch.Tensor] = []
         self.rng = random.Random(seed)
 
-    def query(self, batch: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def query(self, batch: torch.Tensor) -> torch.Tensor:
+        """The batch the discriminator sees: images fill the pool and pass through; once it is full each one is,
+        with probability 0.5, swapped for a random stored older fake (and takes its place), else passed through."""
         if self.size == 0:
             return batch
         out = []

@@ -204,32 +204,11 @@ def _resume(run: RunDir, cfg: DefenseConfig, den: nn.Module, opt, sched) -> tupl
             list(state["history"]))
 
 
-def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
-    """Train, evaluate, checkpoint and export an HGD denoiser (``denoiser.onnx`` + ``denoiser.pt`` + card).
-
-    Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "history", "extra_metrics", "seconds"}``.
-    """
-    t_start = time.perf_counter()
-    cfg, sur, data, split, device = prepare(cfg)
-    lr = cfg.lr or 1e-3
-    bars = show_bars(cfg.quiet, cfg.progress)
-    from auditor.data.loading import file_sha256
-
-    sur_sha = file_sha256(cfg.surrogate)
-    identity = {"recipe": "denoiser", "arch": "hgd-unet", "image_size": cfg.image_size, "seed": cfg.seed,
-                "data_manifest_sha256": data.manifest_sha256, "surrogate_sha256": sur_sha, "kinds": list(cfg.kinds)}
-    run = RunDir(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume)
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    pairs = _pairs(cfg, sur, data, split, device, gen, bars)
-
-    den = HGDDenoiser().to(device)
-    opt = torch.optim.Adam(den.parameters(), lr=lr)
-    milestones = sorted({max(1, int(round(cfg.epochs * 0.6))), max(1, int(round(cfg.epochs * 0.9)))})
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+def _epochs(cfg: DefenseConfig, run: RunDir, sur, den: nn.Module, opt, sched, pairs: _Pairs, device,
+            bars) -> tuple[list[dict[str, Any]], int | None]:
+    """The training epochs (resumed with ``--resume``), each checkpointed in ``run``; leaves ``den`` in eval mode
+    with the weights of the best validation loss. Returns ``(history, best epoch)``."""
     start, best_val, best_state, best_epoch, history = _resume(run, cfg, den, opt, sched)
-
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         train_loss = _train_steps(cfg, sur, den, opt, pairs, device, epoch, bars)
@@ -249,6 +228,34 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     if best_state is not None:
         den.load_state_dict(best_state)
     den.eval()
+    return history, best_epoch
+
+
+def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
+    """Train, evaluate, checkpoint and export an HGD denoiser (``denoiser.onnx`` + ``denoiser.pt`` + card).
+
+    Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "history", "extra_metrics", "seconds"}``.
+    """
+    t_start = time.perf_counter()
+    cfg, sur, data, split, device = prepare(cfg)
+    lr = cfg.lr or 1e-3
+    bars = show_bars(cfg.quiet, cfg.progress)
+    from auditor.data.fingerprint import file_sha256
+
+    sur_sha = file_sha256(cfg.surrogate)
+    identity = {"recipe": "denoiser", "arch": "hgd-unet", "image_size": cfg.image_size, "seed": cfg.seed,
+                "data_manifest_sha256": data.manifest_sha256, "surrogate_sha256": sur_sha, "kinds": list(cfg.kinds)}
+    run = RunDir(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume)
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    pairs = _pairs(cfg, sur, data, split, device, gen, bars)
+
+    den = HGDDenoiser().to(device)
+    opt = torch.optim.Adam(den.parameters(), lr=lr)
+    milestones = sorted({max(1, int(round(cfg.epochs * 0.6))), max(1, int(round(cfg.epochs * 0.9)))})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    history, best_epoch = _epochs(cfg, run, sur, den, opt, sched, pairs, device, bars)
 
     extra = defense_eval(sur, den, data, split.test, device, torch.Generator().manual_seed(cfg.seed + 1))
     hyper = {k: v for k, v in asdict(cfg).items() if k in ("epochs", "batch_size", "seed", "image_size", "kinds",

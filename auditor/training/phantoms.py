@@ -132,6 +132,71 @@ def _ellipse_mask(size: int, cx: float, cy: float, ax: float, ay: float, angle: 
     return m.astype(np.float32) / 255.0
 
 
+def _mediastinum(size: int, rng: np.random.Generator, cx: float, cy: float, s: float) -> np.ndarray:
+    """Soft mask of the heart (image right = patient's left) and the mediastinum."""
+    heart = _ellipse_mask(size, cx + s * rng.uniform(0.05, 0.09), cy + s * rng.uniform(0.10, 0.14),
+                          s * rng.uniform(0.14, 0.18), s * rng.uniform(0.12, 0.15), rng.uniform(-25, -10))
+    medi = _ellipse_mask(size, cx, cy - s * 0.05, s * 0.075, s * 0.34)
+    dense = np.clip(heart + medi, 0, 1)
+    return cv2.GaussianBlur(dense, (0, 0), sigmaX=max(1.0, size / 70))
+
+
+def _spine(size: int, cx: float, cy: float, s: float) -> np.ndarray:
+    """Fourteen vertebral bodies down the midline, softly blurred, as a ``[0, 1]`` layer."""
+    spine = np.zeros((size, size), np.float32)
+    vh = s * 0.05
+    for k in range(14):
+        y = cy - s * 0.42 + k * vh
+        cv2.rectangle(spine, (int((cx - s * 0.035) * 16), int(y * 16)), (int((cx + s * 0.035) * 16), int((y + vh * 0.8) * 16)),
+                      1.0, -1, cv2.LINE_AA, shift=4)
+    return cv2.GaussianBlur(spine, (0, 0), sigmaX=max(0.6, size / 150))
+
+
+def _pneumonia(size: int, rng: np.random.Generator, geom: list, lungs: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """The added density of a mottled consolidation in the lower zone of one lung."""
+    lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
+    patch = np.zeros((size, size), np.float32)
+    zone_y = ly + ay * rng.uniform(-0.1, 0.55)
+    for _ in range(int(rng.integers(4, 8))):
+        px = lx + ax * rng.uniform(-0.55, 0.55)
+        py = zone_y + ay * rng.uniform(-0.25, 0.25)
+        patch += _ellipse_mask(size, px, py, ax * rng.uniform(0.2, 0.4), ay * rng.uniform(0.1, 0.22),
+                               rng.uniform(0, 180))
+    patch = cv2.GaussianBlur(np.clip(patch, 0, 1), (0, 0), sigmaX=max(1.0, size / 45))
+    mottle = np.clip(0.75 + 0.35 * _smooth_noise(rng, size, size / 40), 0.2, 1.4)
+    return patch * mottle * lungs * (1 - dense) * rng.uniform(0.28, 0.38)
+
+
+def _pneumothorax(img: np.ndarray, markings: np.ndarray, size: int, rng: np.random.Generator, geom: list,
+                  left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Collapse one lung: dark free air without markings (``markings`` is cleared in place) and the
+    bright visceral pleural line; returns the new image."""
+    lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
+    # the collapsed lung edge: an ellipse smaller than the lung, shifted to the hilum
+    shrink = rng.uniform(0.55, 0.75)
+    ex = lx - side * ax * (1 - shrink) * 0.9
+    ey = ly + ay * (1 - shrink) * rng.uniform(0.2, 0.6)
+    inner = _ellipse_mask(size, ex, ey, ax * shrink, ay * (shrink + 0.15))
+    lung_i = left if side < 0 else right
+    gap = np.clip(lung_i - inner, 0, 1)
+    gap = cv2.GaussianBlur(gap, (0, 0), sigmaX=max(0.5, size / 200))
+    markings *= 1 - gap  # no lung markings in the pleural space
+    img -= gap * rng.uniform(0.07, 0.11)  # free air is darker than aerated lung
+    edge = np.zeros((size, size), np.uint8)
+    cv2.ellipse(edge, (int(ex * 16), int(ey * 16)), (int(ax * shrink * 16), int(ay * (shrink + 0.15) * 16)), 0, 0, 360,
+                255, max(1, int(round(size / 160))), cv2.LINE_AA, shift=4)
+    edge_f = cv2.GaussianBlur(edge.astype(np.float32) / 255.0, (0, 0), sigmaX=max(0.4, size / 300))
+    return img + edge_f * np.clip(gap * 4, 0, 1) * rng.uniform(0.16, 0.22)
+
+
+def _expose(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Exposure, contrast, scatter blur and quantum noise; clipped to ``[0, 1]``."""
+    img = (img - 0.3) * rng.uniform(0.9, 1.15) + 0.3 + rng.uniform(-0.04, 0.04)
+    img = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.4, 0.8) * max(1.0, size / 256))
+    img += rng.normal(0.0, rng.uniform(0.008, 0.018), img.shape).astype(np.float32)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
 def make_phantom(label: str, rng: np.random.Generator, size: int = 128) -> np.ndarray:
     """One phantom of class ``label`` as float32 ``(size, size)`` in ``[0, 1]``.
 
@@ -154,60 +219,20 @@ def make_phantom(label: str, rng: np.random.Generator, size: int = 128) -> np.nd
     # lung texture (markings) and vessels; kept in a separate layer so a pneumothorax can erase it
     markings = (_smooth_noise(rng, size, size / 60) * 0.03 + _draw_vessels(size, rng, geom) * 0.30) * lungs
 
-    # heart (image right = patient's left), mediastinum and spine
-    heart = _ellipse_mask(size, cx + s * rng.uniform(0.05, 0.09), cy + s * rng.uniform(0.10, 0.14),
-                          s * rng.uniform(0.14, 0.18), s * rng.uniform(0.12, 0.15), rng.uniform(-25, -10))
-    medi = _ellipse_mask(size, cx, cy - s * 0.05, s * 0.075, s * 0.34)
-    dense = np.clip(heart + medi, 0, 1)
-    dense = cv2.GaussianBlur(dense, (0, 0), sigmaX=max(1.0, size / 70))
+    dense = _mediastinum(size, rng, cx, cy, s)
     img = img * (1 - dense) + dense * (0.45 + rng.uniform(0.08, 0.14))
     markings *= 1 - dense  # the heart and mediastinum hide the lung behind them
-    spine = np.zeros((size, size), np.float32)
-    vh = s * 0.05
-    for k in range(14):
-        y = cy - s * 0.42 + k * vh
-        cv2.rectangle(spine, (int((cx - s * 0.035) * 16), int(y * 16)), (int((cx + s * 0.035) * 16), int((y + vh * 0.8) * 16)),
-                      1.0, -1, cv2.LINE_AA, shift=4)
-    img += cv2.GaussianBlur(spine, (0, 0), sigmaX=max(0.6, size / 150)) * 0.10
+    img += _spine(size, cx, cy, s) * 0.10
 
     ribs = _draw_ribs(size, rng, cx, cy, s) * body
 
     if label == "pneumonia":
-        lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
-        patch = np.zeros((size, size), np.float32)
-        zone_y = ly + ay * rng.uniform(-0.1, 0.55)
-        for _ in range(int(rng.integers(4, 8))):
-            px = lx + ax * rng.uniform(-0.55, 0.55)
-            py = zone_y + ay * rng.uniform(-0.25, 0.25)
-            patch += _ellipse_mask(size, px, py, ax * rng.uniform(0.2, 0.4), ay * rng.uniform(0.1, 0.22),
-                                   rng.uniform(0, 180))
-        patch = cv2.GaussianBlur(np.clip(patch, 0, 1), (0, 0), sigmaX=max(1.0, size / 45))
-        mottle = np.clip(0.75 + 0.35 * _smooth_noise(rng, size, size / 40), 0.2, 1.4)
-        img += patch * mottle * lungs * (1 - dense) * rng.uniform(0.28, 0.38)
+        img += _pneumonia(size, rng, geom, lungs, dense)
     elif label == "pneumothorax":
-        lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
-        # the collapsed lung edge: an ellipse smaller than the lung, shifted to the hilum
-        shrink = rng.uniform(0.55, 0.75)
-        ex = lx - side * ax * (1 - shrink) * 0.9
-        ey = ly + ay * (1 - shrink) * rng.uniform(0.2, 0.6)
-        inner = _ellipse_mask(size, ex, ey, ax * shrink, ay * (shrink + 0.15))
-        lung_i = left if side < 0 else right
-        gap = np.clip(lung_i - inner, 0, 1)
-        gap = cv2.GaussianBlur(gap, (0, 0), sigmaX=max(0.5, size / 200))
-        markings *= 1 - gap  # no lung markings in the pleural space
-        img -= gap * rng.uniform(0.07, 0.11)  # free air is darker than aerated lung
-        edge = np.zeros((size, size), np.uint8)
-        cv2.ellipse(edge, (int(ex * 16), int(ey * 16)), (int(ax * shrink * 16), int(ay * (shrink + 0.15) * 16)), 0, 0, 360,
-                    255, max(1, int(round(size / 160))), cv2.LINE_AA, shift=4)
-        edge_f = cv2.GaussianBlur(edge.astype(np.float32) / 255.0, (0, 0), sigmaX=max(0.4, size / 300))
-        img += edge_f * np.clip(gap * 4, 0, 1) * rng.uniform(0.16, 0.22)
+        img = _pneumothorax(img, markings, size, rng, geom, left, right)
 
     img += markings + ribs * 0.14
-    # exposure, contrast, scatter blur and quantum noise
-    img = (img - 0.3) * rng.uniform(0.9, 1.15) + 0.3 + rng.uniform(-0.04, 0.04)
-    img = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.4, 0.8) * max(1.0, size / 256))
-    img += rng.normal(0.0, rng.uniform(0.008, 0.018), img.shape).astype(np.float32)
-    return np.clip(img, 0.0, 1.0).astype(np.float32)
+    return _expose(img, rng, size)
 
 
 def phantom_rng(seed: int, label: str, index: int) -> np.random.Generator:

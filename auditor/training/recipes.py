@@ -320,7 +320,7 @@ def _init_sha(cfg: TrainConfig, data: TrainData) -> str | None:
     """SHA-256 of the ``--init`` checkpoint, after checking its classes are the data's."""
     if not cfg.init:
         return None
-    from auditor.data.loading import file_sha256
+    from auditor.data.fingerprint import file_sha256
 
     if tuple(c.lower() for c in data.class_names) != tuple(c.lower() for c in (cfg.class_names or data.class_names)):
         raise UsageError(f"--init {cfg.init}: classes {list(cfg.class_names or ())} differ from the data's")
@@ -532,7 +532,7 @@ def _model_card(s: _Setup, p: _Progress, metrics: dict[str, Any], recipe: dict[s
 
 def _publish(s: _Setup, p: _Progress, t_start: float) -> dict[str, Any]:
     """Test metrics of the best weights, then checkpoint, ONNX export, model card and history."""
-    from auditor.data.loading import file_sha256
+    from auditor.data.fingerprint import file_sha256
     from auditor.metrics import compute_metrics
     from auditor.reference_models.cards import write_model_card
     from auditor.training.common import atomic_torch_save

@@ -126,7 +126,7 @@ def train_zoo(data: str, out: str, archs: Sequence[str], base: TrainConfig, excl
     ``base`` carries the recipe knobs shared by every member (image size,
     epochs, seed, device, ...); ``data``/``out``/``arch`` are set per member.
     """
-    from auditor.data.loading import file_sha256
+    from auditor.data.fingerprint import file_sha256
 
     t0 = time.perf_counter()
     archs = parse_archs(archs)

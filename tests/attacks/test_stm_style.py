@@ -95,3 +95,30 @@ def test_sets_of_an_earlier_randconv_are_not_reused():
     # the cache key sees the backend's configuration, not just its name
     extras = STM(CountingNet()).key_extras()
     assert extras["randconv"] == {"kernel_sizes": [3, 5, 7, 9], "zero_mean": True, "mix_max": 0.8}
+
+
+class _ColourBackend:
+    """A 3-channel style network that records its input and weights the channels 0.3, 0.6, 0.9."""
+
+    name = "colour-test"
+    in_channels = 3
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        self.seen.append(x.clone())
+        return x * torch.tensor([0.3, 0.6, 0.9]).reshape(1, 3, 1, 1)
+
+
+def test_a_colour_style_network_gets_the_grey_value_on_every_channel_and_returns_grey():
+    x = _phantom(3, 16)
+    backend = _ColourBackend()
+    atk = STM(CountingNet(), epsilon=8 / 255, num_style=2, steps=1, style_backend=backend)
+    out = atk.stylise(x, torch.Generator().manual_seed(0))
+    fed = torch.cat(backend.seen)
+    assert fed.shape == (3, 3, 16, 16)
+    for c in range(3):
+        torch.testing.assert_close(fed[:, c:c + 1], x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, 0.6 * x)  # the mean of the three weighted copies

@@ -14,10 +14,10 @@ from auditor.defenses.detect import (
     conformal_budget,
     edge_scores,
     evaluate_detector,
-    fft_spectra,
     make_benign_pairs,
     ssim_scores,
 )
+from auditor.defenses.spectra import fft_spectra
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_roc
 

@@ -93,3 +93,18 @@ def test_torch_path_is_exact_via_onnx2torch(tmp_path, batch):
     np.testing.assert_allclose(y.detach().numpy(), pre(batch), atol=1e-6)
     (y * 2).sum().backward()
     np.testing.assert_allclose(xt.grad.numpy(), 2.0, atol=1e-6)
+
+
+def test_torch_path_feeds_a_writable_copy_to_a_colour_module(tmp_path, batch):
+    """A given torch module may write to its (3-channel) input in place; the grey input is not touched."""
+    import torch
+
+    class InPlace(torch.nn.Module):
+        def forward(self, x):
+            return x.mul_(0.5)
+
+    pre = OnnxImagePreprocessor(identity_model(tmp_path / "id.onnx", 3), device="cpu", torch_module=InPlace())
+    xt = torch.from_numpy(batch.copy())
+    y = pre.torch_forward(xt)
+    np.testing.assert_allclose(y.numpy(), 0.5 * batch, atol=1e-6)
+    np.testing.assert_array_equal(xt.numpy(), batch)

@@ -40,16 +40,16 @@ def test_capture_restores_fd2_after_an_exception(capfd):
 
 
 def _noisy_reader(monkeypatch):
-    import auditor.data.loading as loading
+    import auditor.data.decode as decode
 
-    real = loading._read_raster
+    real = decode._read_raster
 
     def noisy(path):
         warnings.warn(f"Possibly corrupt EXIF data in {path.name}", UserWarning)
         os.write(2, b"libpng warning: bad adaptive filter value\n")
         return real(path)
 
-    monkeypatch.setattr(loading, "_read_raster", noisy)
+    monkeypatch.setattr(decode, "_read_raster", noisy)
 
 
 def test_scan_records_library_warnings_as_notes(hostile_base, tmp_path, monkeypatch, capfd):

@@ -1,0 +1,149 @@
+"""Decode one image file to grey float32 ``(H, W)`` in ``[0, 1]``: rasters by Pillow, DICOM by
+:mod:`auditor.data.dicom`; centre-crop and resize to the model's input size.
+
+Odd files are refused with the reason (:class:`~auditor.data.limits.ImageReadError`): unknown
+formats, truncated or corrupt files, images above :data:`~auditor.data.limits.MAX_PIXELS` or
+below 8x8, NaN or infinite pixels. 16-bit and float rasters are scaled to ``[0, 1]``; colour is
+made grey (Pillow's ``convert("L")``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from auditor.data import limits
+from auditor.data.limits import ImageReadError, require_finite
+from auditor.types import Sample, Skipped
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+
+
+def is_dicom(path: Path) -> bool:
+    """True for a ``.dcm``/``.dicom`` file, or a file without extension whose bytes 128-131 are ``DICM``."""
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    if path.suffix:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Grey frame and conversion notes of a DICOM file (see :mod:`auditor.data.dicom`)."""
+    from auditor.data.dicom import read_dicom
+
+    dcm = read_dicom(path)
+    require_finite(dcm.image)
+    return dcm.image, dcm.notes
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    # WeasyPrint switches Pillow's global LOAD_TRUNCATED_IMAGES on when it is imported;
+    # a truncated radiograph must be reported, not silently padded with grey.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > limits.MAX_PIXELS:
+                raise ImageReadError(f"image is {w}x{h}, above the limit of {limits.MAX_PIXELS} pixels")
+            if w < 8 or h < 8:
+                raise ImageReadError(f"image is {w}x{h}, too small")
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                maxv = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
+                return np.clip(arr / maxv, 0, 1).astype(np.float32)
+            if mode == "F":
+                arr = np.asarray(im, dtype=np.float32)
+                require_finite(arr)
+                lo, hi = float(arr.min()), float(arr.max())
+                return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+            if mode != "L":
+                im = im.convert("L")
+            return np.asarray(im, dtype=np.float32) / 255.0
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError("not a recognised image format") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"image above the limit of {limits.MAX_PIXELS} pixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"corrupt or truncated image ({' '.join(str(exc).split())})") from None
+
+
+def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop to the target aspect ratio, then resize (area filter when shrinking)."""
+    import cv2
+
+    th, tw = size
+    h, w = img.shape
+    target = tw / th
+    if abs(w / h - target) > 1e-3:
+        if w / h > target:
+            nw = max(1, round(h * target))
+            x0 = (w - nw) // 2
+            img = img[:, x0 : x0 + nw]
+        else:
+            nh = max(1, round(w / target))
+            y0 = (h - nh) // 2
+            img = img[y0 : y0 + nh, :]
+    if img.shape != (th, tw):
+        interp = cv2.INTER_AREA if img.shape[0] > th else cv2.INTER_LINEAR
+        img = cv2.resize(img, (tw, th), interpolation=interp)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image as float32 grey ``(H, W)`` in ``[0, 1]``; raises :class:`ImageReadError`."""
+    return load_image_noted(path, size)[0]
+
+
+def load_image_noted(path: str | Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Like :func:`load_image`, plus the conversions applied (colour to grey, frame choice, ...)."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise ImageReadError("file not found")
+    except OSError as exc:
+        raise ImageReadError(f"cannot stat ({exc.strerror or exc})") from None
+    img, notes = _read_dicom(p) if is_dicom(p) else (_read_raster(p), ())
+    if not np.isfinite(img).all():
+        raise ImageReadError("image holds NaN or infinite values")
+    return (_fit(img, size) if size else img), notes
+
+
+def load_images(samples, size: tuple[int, int], progress=None,
+                notes: dict[str, list[str]] | None = None) -> tuple[np.ndarray, list[int], list[Skipped]]:
+    """Decode samples into an ``(N, 1, H, W)`` float32 batch.
+
+    Returns the batch of the readable images, their indices into ``samples`` and
+    the :class:`Skipped` entries of the others. ``progress(1)`` is called per image.
+    If ``notes`` is a dict, the conversions applied to each image that needed one
+    (colour to grey, frame of a multi-frame DICOM, ...) are stored in it by name.
+    """
+    arrs, kept, skipped = [], [], []
+    for i, s in enumerate(samples):
+        path = s.path if isinstance(s, Sample) else str(s)
+        name = getattr(s, "rel_path", "") or path
+        try:
+            img, img_notes = load_image_noted(path, size)
+            arrs.append(img)
+            kept.append(i)
+            if img_notes and notes is not None:
+                notes[name] = list(img_notes)
+        except ImageReadError as exc:
+            skipped.append(Skipped(name, str(exc), "image"))
+        if progress:
+            progress(1)
+    h, w = size
+    batch = np.stack(arrs)[:, None] if arrs else np.zeros((0, 1, h, w), np.float32)
+    return batch.astype(np.float32), kept, skipped

@@ -1,0 +1,97 @@
+"""Labels of a data set against the model's classes: the ``--label-map`` grammar, mapping,
+dropping labels, and the class-stratified subset of ``--max-images``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.errors import DataError, UsageError
+
+#: ``--label-map LABEL=-`` drops every image of that data label from the scan
+DROP = "-"
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"Normal=no finding,PTX=pneumothorax,other=-"`` -> {"normal": "no finding", "ptx": "pneumothorax", "other": "-"}.
+
+    A target of :data:`DROP` (``-``) drops that data label (see :func:`drop_labels`).
+    """
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        a, sep, b = part.partition("=")  # the FIRST '=': a model class may contain '='
+        if not sep or not a.strip() or not b.strip():
+            raise UsageError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
+        out[a.strip().lower()] = b.strip()
+    return out
+
+
+def map_labels(labels: list[str], class_names: tuple[str, ...], label_map: dict[str, str] | None = None) -> np.ndarray:
+    """Dataset labels -> model class indices, by name, case-insensitively.
+
+    Raises :class:`DataError` naming the labels that match no model class.
+    """
+    index = {c.lower(): i for i, c in enumerate(class_names)}
+    lmap = {k.lower(): v for k, v in (label_map or {}).items()}
+    out = np.empty(len(labels), dtype=np.int64)
+    missing: set[str] = set()
+    for i, lab in enumerate(labels):
+        name = lmap.get(lab.lower(), lab).lower()
+        if name not in index:
+            missing.add(lab)
+            out[i] = -1
+        else:
+            out[i] = index[name]
+    if missing:
+        if len(missing) == len(set(labels)):
+            raise DataError(
+                f"no data label matches a model class: data has {sorted(set(labels))}, model has {list(class_names)} "
+                "(use --label-map DATA=MODEL or --labels)"
+            )
+        raise DataError(f"data labels {sorted(missing)} match no model class {list(class_names)} (use --label-map)")
+    return out
+
+
+def drop_labels(labels: list[str], label_map: dict[str, str] | None) -> tuple[list[int], dict[str, int]]:
+    """Indices of the labels kept, and {data label: images dropped} for labels mapped to :data:`DROP`."""
+    drop = {k.lower() for k, v in (label_map or {}).items() if v.strip() == DROP}
+    kept, dropped = [], {}
+    for i, lab in enumerate(labels):
+        if lab.lower() in drop:
+            dropped[lab] = dropped.get(lab, 0) + 1
+        else:
+            kept.append(i)
+    return kept, dropped
+
+
+def stratified_subset(labels: list[str], max_images: int, seed: int) -> list[int]:
+    """Indices of a seeded, class-stratified subset of at most ``max_images`` (sorted)."""
+    n = len(labels)
+    if max_images >= n:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    classes = sorted(by_class)
+    quota = {c: max(1, int(np.floor(max_images * len(by_class[c]) / n))) for c in classes}
+    # hand out what is left by the largest remainders, deterministically
+    while sum(quota.values()) < max_images:
+        rem = sorted(classes, key=lambda c: (-(max_images * len(by_class[c]) / n - quota[c]), c))
+        for c in rem:
+            if sum(quota.values()) >= max_images:
+                break
+            if quota[c] < len(by_class[c]):
+                quota[c] += 1
+    while sum(quota.values()) > max_images:
+        c = max(classes, key=lambda c: (quota[c], c))
+        quota[c] -= 1
+    chosen: list[int] = []
+    for c in classes:
+        idx = np.array(by_class[c])
+        k = min(quota[c], len(idx))
+        chosen.extend(rng.choice(idx, size=k, replace=False).tolist())
+    return sorted(chosen)
