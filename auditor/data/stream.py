@@ -9,7 +9,7 @@ overlaps inference). ``np.asarray(x)`` still materialises the whole set; only co
 needs every image at once (the USMM mask pool, style-blend sets) does that.
 
 Two sources: :class:`SampleImages` (data-set files, decoded and fitted to the model's size by
-:func:`auditor.data.loading.load_image`) and :class:`PngImages` (8-bit PNGs of a cached
+:func:`auditor.data.decode.load_image`) and :class:`PngImages` (8-bit PNGs of a cached
 adversarial set, each checked against the SHA-256 recorded when it was written).
 """
 
@@ -258,7 +258,7 @@ def scan_readable(samples, size: tuple[int, int], batch_size: int = 64, progress
     """Decode every sample once, in prefetched batches, keeping nothing but the verdict.
 
     Returns the indices of the readable samples, a :class:`Skipped` per unreadable one (the same
-    entries :func:`auditor.data.loading.load_images` gives) and whether every readable image lies
+    entries :func:`auditor.data.decode.load_images` gives) and whether every readable image lies
     on the 8-bit grid. ``notes`` gets the conversions applied, by name. ``progress(1)`` per image.
     """
     kept: list[int] = []
