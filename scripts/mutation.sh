@@ -44,7 +44,8 @@ MODULES=(
   "quantize|auditor/attacks/sets.py|tests/attacks/test_sets_mutants.py tests/attacks/test_attacks_sets.py tests/attacks/test_cache_key.py"
   "spec|auditor/models/spec.py|tests/test_spec_mutants.py tests/test_spec.py"
   "loop|auditor/attacks/base.py|tests/attacks/test_loop_mutants.py tests/attacks/test_attacks_core.py"
-  "defense_stage|auditor/defense_stage.py|tests/test_defense_stage_mutants.py tests/test_adaptive.py"
+  "defense_stage|auditor/scan/defense.py|tests/test_defense_stage_mutants.py tests/test_adaptive.py"
+  "detect_stage|auditor/scan/detect.py|tests/test_defense_stage_mutants.py tests/test_stream.py -k detector"
 )
 
 command -v cosmic-ray >/dev/null || { echo "cosmic-ray missing: pip install -e '.[mutation]'" >&2; exit 2; }

@@ -1,4 +1,5 @@
-"""The defense stage's wiring (auditor/defense_stage.py), with recording stand-ins for its workers.
+"""The defense and detector stages' wiring (auditor/scan/defense.py, auditor/scan/detect.py), with recording
+stand-ins for their workers.
 
 Written to kill mutation survivors (``make mutation``, docs/mutation.md). The end-to-end behaviour
 (BPDA flags a masking defense, not a removing one) is pinned in tests/test_adaptive.py; here each
@@ -17,13 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-import auditor.attack_stage as attack_stage
 import auditor.attacks.sets as sets_mod
-import auditor.defense_stage as stage
 import auditor.defenses.bpda as bpda_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
+import auditor.scan.context as context_mod
+import auditor.scan.defense as stage
+import auditor.scan.detect as detect_stage
 from auditor.models.torch import Surrogate
+from auditor.scan.context import ScanContext
 from auditor.types import Skipped
 
 
@@ -55,8 +58,13 @@ def _auditor(**opts):
         return np.tile([0.5, 0.5], (len(x), 1))
 
     target.predict_proba = predict_proba
-    return SimpleNamespace(options=SimpleNamespace(**base), reporter=Reporter(), skipped=[], target=target,
-                           precision_choice=None)
+    return ScanContext(target, SimpleNamespace(**base), Reporter())
+
+
+def _with(ctx, data):
+    """``ctx`` with ``data`` loaded (the stages read the scan's images from the context)."""
+    ctx.data = data
+    return ctx
 
 
 def _data(n=10, side=8):
@@ -87,13 +95,13 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
         return [skip, good]
 
     monkeypatch.setattr(registry_mod, "parse_defenses", parse)
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
+    monkeypatch.setattr(context_mod, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
     aud = _auditor()
-    assert stage.build_preprocessors(aud, _data(10)) == [good]
+    assert stage.build_preprocessors(_with(aud, _data(10))) == [good]
     assert aud.skipped == [skip] and aud.reporter.warns == ["skipped median: not installed"]
     assert good.measured == [(stage.COST_SAMPLE, 1, 8, 8)] and stage.COST_SAMPLE == 8
     assert seen == {"spec": "jpeg:75", "fe": None}
-    assert stage.build_preprocessors(_auditor(defenses=None), _data(3)) == [good]  # no --defenses: no crash
+    assert stage.build_preprocessors(_with(_auditor(defenses=None), _data(3))) == [good]  # no --defenses: no crash
     assert good.measured[-1] == (3, 1, 8, 8)
 
 
@@ -101,11 +109,11 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
 def test_feature_defense_gets_the_surrogates_features(monkeypatch, surrogate_opt, loaded):
     module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     calls, seen = [], {}
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate",
+    monkeypatch.setattr(context_mod, "load_scan_surrogate",
                         lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None))
     monkeypatch.setattr(registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or [])
     aud = _auditor(defenses="feature,jpeg", surrogate=surrogate_opt)
-    assert stage.build_preprocessors(aud, _data()) == []
+    assert stage.build_preprocessors(_with(aud, _data())) == []
     assert len(calls) == (1 if surrogate_opt else 0)
     if surrogate_opt and loaded:
         from auditor.defenses.feature import ConvFeatureExtractor
@@ -171,7 +179,7 @@ def _sets(data):
 def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    out = stage.run_detectors(aud, data, _sets(data))
+    out = detect_stage.run_detectors(_with(aud, data), _sets(data))
     perm = np.random.default_rng(5).permutation(n)
     cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
     assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
@@ -204,7 +212,7 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
 def test_detectors_need_four_images_per_half(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    assert stage.run_detectors(aud, data, _sets(data)) is None
+    assert detect_stage.run_detectors(_with(aud, data), _sets(data)) is None
     assert aud.skipped == [Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector")]
     assert [c[0] for c in rec.calls] == ["pairs"]
 
@@ -212,7 +220,7 @@ def test_detectors_need_four_images_per_half(monkeypatch, n):
 def test_detectors_without_attacks_do_nothing(monkeypatch):
     rec = _fake_detectors(monkeypatch)
     data = _data(10)
-    assert stage.run_detectors(_auditor(), data, _sets(data)[:1]) is None
+    assert detect_stage.run_detectors(_with(_auditor(), data), _sets(data)[:1]) is None
     assert rec.calls == []
 
 
@@ -240,7 +248,7 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
         return SimpleNamespace(images=out, key=f"k{len(calls['build'])}", cache_hit=False, seconds=1.234,
                                backend=None, label=attack.upper(), warnings=("batch 0: poisoned",) if attack == "usmm" else ())
 
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate", load)
+    monkeypatch.setattr(context_mod, "load_scan_surrogate", load)
     monkeypatch.setattr(bpda_mod, "defended_module", defended)
     monkeypatch.setattr(sets_mod, "build_adversarial_set", build)
     return calls, sur
@@ -268,7 +276,7 @@ def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
     """``--bpda-attacks mifgsm,stm``: USMM gets no adaptive set, the others keep their largest epsilon."""
     calls, sur = _fake_bpda(monkeypatch)
     aud, data = _auditor(bpda_attacks=("mifgsm", "stm")), _data(6)
-    out = stage.build_bpda_sets(aud, data, [FakeDefense("jpeg", {})], _attack_sets())
+    out = stage.build_bpda_sets(_with(aud, data), [FakeDefense("jpeg", {})], _attack_sets())
     assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
 
 
@@ -277,7 +285,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     aud, data = _auditor(attack_params={"mifgsm": {"steps": 3}}), _data(6)
     aud.precision_choice = {"chosen": "bf16"}
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
-    out = stage.build_bpda_sets(aud, data, [jpeg, median], _attack_sets())
+    out = stage.build_bpda_sets(_with(aud, data), [jpeg, median], _attack_sets())
     assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
                                         "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
     assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
@@ -316,7 +324,7 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
     calls, sur = _fake_bpda(monkeypatch)
     sur.identity.pop("label")
     aud = _auditor(precision="fp32", surrogate="zoo/resnet")
-    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense()], _attack_sets()[:2])
+    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense()], _attack_sets()[:2])
     assert calls["build"][0]["precision"] == "fp32"
     assert out[0]["surrogate"] == "zoo/resnet + jpeg (straight-through gradient)"
 
@@ -324,7 +332,7 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
 def test_a_defense_without_torch_path_is_skipped_not_attacked(monkeypatch):
     calls, _ = _fake_bpda(monkeypatch, skip=("median",))
     aud = _auditor()
-    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
+    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
     assert [s["name"] for s in out] == ["mifgsm@4+bpda:jpeg"]
     assert aud.skipped == [Skipped("bpda:median", "no torch path", "defense")]
 
@@ -334,5 +342,5 @@ def test_no_adaptive_sets_without_attacks_defenses_or_surrogate(monkeypatch, cas
     calls, _ = _fake_bpda(monkeypatch, surrogate=case != "no_surrogate")
     sets_in = _attack_sets()[:1] if case == "no_attacks" else _attack_sets()
     pres = [] if case == "no_defenses" else [FakeDefense()]
-    assert stage.build_bpda_sets(_auditor(), _data(4), pres, sets_in) == []
+    assert stage.build_bpda_sets(_with(_auditor(), _data(4)), pres, sets_in) == []
     assert calls["build"] == [] and calls["surrogate"] == (1 if case == "no_surrogate" else 0)

@@ -75,7 +75,6 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.attacks.device import pick_device
     from auditor.attacks.sets import build_adversarial_set, perturbation_stats
     from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.audit import set_name as condition_name
     from auditor.data import (
         drop_duplicates,
         drop_labels,
@@ -88,6 +87,7 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
     from auditor.data.stream import SampleImages, scan_readable
     from auditor.models.torch import load_surrogate, read_checkpoint
     from auditor.progress import Reporter
+    from auditor.scan.options import set_name as condition_name
 
     names_wanted = _parse_attack_names(attacks)
     epsilons = parse_epsilons(eps)

@@ -1,0 +1,197 @@
+"""Scan stage: build (or load from the cache) the adversarial sets of a scan (:func:`build_sets`).
+
+Each set is a dict: ``name`` (``usmm@8``), ``kind`` (``attack``/``style_blend``),
+``attack``, ``epsilon``, ``surrogate``, ``threat_model``, ``images`` (N,1,H,W),
+``stats`` (perturbation norms, SSIM, PSNR against clean), ``label``, ``meta``
+(cache key, timing, cache hit) for results.json and, for gradient attacks,
+``surrogate_eval`` (the surrogate's predictions on the clean and on the quantised
+adversarial images and its input size; see :mod:`auditor.transfer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from auditor.scan import context
+from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, set_name
+from auditor.types import Skipped
+
+
+def _stage_clock(ctx: ScanContext, attacks: list[str], n_images: int):
+    """The attack stage's clock: projections after first batches, seconds per image per set."""
+    from auditor.attack_eta import StageClock
+
+    opt = ctx.options
+    plan = [(set_name(a, e, opt.style_backend), a) for a in attacks for e in opt.epsilons]
+    steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
+    return StageClock.for_sets(plan, n_images, ctx.reporter.info, steps)
+
+
+def attack_params(opt, attack: str, eps: float, data: LoadedData) -> dict:
+    """The parameters of ``attack`` at ``eps`` (``--attack-params``, USMM's mask pool, STM's style backend)."""
+    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
+    if attack == "usmm":
+        params.update(mask_pool=data.images, mask_pool_labels=data.y)
+    if attack == "stm":
+        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
+    return params
+
+
+def resolve_scan_precision(ctx: ScanContext, surrogate, attacks: list[str], device) -> str:
+    """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the context)."""
+    opt, data = ctx.options, ctx.data
+    if opt.precision != "auto":
+        return opt.precision
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(opt.attack_batch_size, len(data.images))
+    for attack in attacks:
+        try:
+            atk = make_attack(attack, surrogate, **attack_params(opt, attack, opt.epsilons[0], data), device=device)
+            rec = choose_precision_cached(atk, data.images[:n], data.y[:n], batch_seed(opt.seed, 0), opt.cache_dir,
+                                          surrogate.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue  # reported when the attack itself runs
+        ctx.precision_choice = rec
+        ctx.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+                          f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+                          + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+        return rec["chosen"]
+    return "fp32"
+
+
+def _blend_batch(x, alpha: float, style_image, seed: int):
+    from auditor.attacks.style_blend import style_blend_set
+
+    return style_blend_set(x, alpha=alpha, style_image=style_image, seed=seed)[0]
+
+
+def _blend_images(images, alpha: float, style_image, seed: int):
+    """The style-blend set at ``alpha`` (lazy when ``images`` is: each batch is blended on access) and its label."""
+    from functools import partial
+
+    from auditor.attacks.style_blend import style_blend_set
+    from auditor.data.stream import LazyImages, MappedImages
+
+    if not isinstance(images, LazyImages):
+        return style_blend_set(images, alpha=alpha, style_image=style_image, seed=seed)
+    _, label = style_blend_set(images[:1], alpha=alpha, style_image=style_image, seed=seed)
+    return MappedImages(images, partial(_blend_batch, alpha=alpha, style_image=style_image, seed=seed)), label
+
+
+def build_sets(ctx: ScanContext) -> list[dict]:
+    """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
+    opt = ctx.options
+    sets: list[dict] = []
+    wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
+    if wanted:
+        sets.extend(_gradient_sets(ctx, wanted))
+    if "blend" in opt.attacks:
+        sets.extend(_blend_sets(ctx))
+    return sets
+
+
+def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[dict]:
+    """The transfer-attack sets, built on the scan's surrogate (none when it cannot be loaded)."""
+    from auditor.attacks.device import pick_device
+    from auditor.attacks.stm import StyleBackendUnavailable
+    from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
+
+    opt, data = ctx.options, ctx.data
+    surrogate = context.load_scan_surrogate(ctx)
+    if surrogate is None:
+        return []
+    device = pick_device(opt.device)
+    clock = _stage_clock(ctx, wanted, len(data.images))
+    precision = resolve_scan_precision(ctx, surrogate, wanted, device)
+    sur_label = surrogate.identity.get("label") or opt.surrogate
+    sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+    sur_sizes = input_sizes(surrogate.module)
+    sets = []
+    for attack in wanted:
+        for eps in opt.epsilons:
+            name = set_name(attack, eps, opt.style_backend)
+            ctx.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
+            try:
+                aset = _generate(ctx, attack, name, attack_params(opt, attack, eps, data), surrogate, device,
+                                 precision, clock)
+            except StyleBackendUnavailable as exc:
+                ctx.skip(name, str(exc))
+                clock.forget(attack)
+                break  # every epsilon of this attack needs the same backend
+            _record_cache_warnings(ctx, name, aset.warnings)
+            sets.append({
+                "name": name, "kind": "attack", "attack": attack, "epsilon": eps, "surrogate": sur_label,
+                "threat_model": surrogate.threat_model, "images": aset.images,
+                "stats": _stats(data.images, aset.images), "label": aset.label,
+                "meta": _set_meta(name, aset, surrogate, clock.seconds_per_image(name)),
+                "surrogate_eval": {"clean_pred": sur_clean, "input_sizes": sur_sizes,
+                                   "adv_pred": surrogate_predict(surrogate.module, aset.images,
+                                                                 opt.batch_size, device)},
+            })
+    return sets
+
+
+def _generate(ctx: ScanContext, attack: str, name: str, params: dict, surrogate, device, precision: str, clock):
+    """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
+    from auditor.attacks.sets import build_adversarial_set
+
+    opt, data = ctx.options, ctx.data
+    names = [s.rel_path or Path(s.path).name for s in data.samples]
+    with ctx.reporter.task(f"{name}", len(data.images)) as adv:
+        if opt.ray_address:
+            from auditor.distributed import build_set_on_ray
+
+            return build_set_on_ray(
+                attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
+                data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
+                opt.seed, batch_size=opt.attack_batch_size, precision=precision,
+                address=opt.ray_address, workers=opt.workers, progress=adv)
+        return build_adversarial_set(
+            attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
+            data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
+            device=device, precision=precision, progress=adv,
+            on_batch=clock.batch_timer(name))
+
+
+def _record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:
+    """A cached batch that failed its integrity check: warned and listed as a ``cache`` skip."""
+    for warning in warnings:
+        ctx.reporter.warn(f"{name}: {warning}")
+        ctx.skipped.append(Skipped(f"{name} cache", warning, "cache"))
+
+
+def _stats(clean, adv) -> dict:
+    from auditor.attacks.sets import perturbation_stats
+
+    return perturbation_stats(clean, adv)
+
+
+def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:
+    """The set's entry in results.json ``extras.adversarial_sets``."""
+    return {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
+            "seconds": round(aset.seconds, 2), "seconds_per_image": seconds_per_image or (
+                None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
+            "backend": aset.backend,
+            "cache_warnings": list(aset.warnings),
+            "style_diversity": aset.params.get("style_diversity"),
+            "surrogate": surrogate.identity,
+            "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}}
+
+
+def _blend_sets(ctx: ScanContext) -> list[dict]:
+    """The visible style-blend sets, one per opacity of :data:`BLEND_ALPHAS`."""
+    opt, data = ctx.options, ctx.data
+    sets = []
+    for alpha in BLEND_ALPHAS:
+        images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
+        sets.append({"name": f"blend@{alpha:g}", "kind": "style_blend", "attack": "blend", "epsilon": None,
+                     "alpha": alpha, "surrogate": None, "threat_model": "visible manipulation (no gradients)",
+                     "images": images, "stats": _stats(data.images, images), "label": label,
+                     "meta": {"name": f"blend@{alpha:g}", "cache_hit": False, "backend": None,
+                              "style_image": opt.style_image or "built-in procedural texture"}})
+    return sets

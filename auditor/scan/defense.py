@@ -1,0 +1,112 @@
+"""Scan stage: the input-transform defenses (:func:`build_preprocessors`) and the adaptive (BPDA)
+check against them (:func:`build_bpda_sets`)."""
+
+from __future__ import annotations
+
+from auditor.scan import context
+from auditor.scan.attack import attack_params
+from auditor.scan.context import ScanContext
+from auditor.types import Skipped
+
+COST_SAMPLE = 8
+
+
+def build_preprocessors(ctx: ScanContext) -> list:
+    """Parse ``--defenses``, measure each defense's cost; unusable ones become Skipped."""
+    from auditor.defenses.registry import parse_defenses
+
+    opt, data = ctx.options, ctx.data
+    feature_extractor = None
+    if "feature" in (opt.defenses or "") and opt.surrogate:
+        sur = context.load_scan_surrogate(ctx)
+        if sur is not None:
+            from auditor.defenses.feature import ConvFeatureExtractor
+
+            feature_extractor = ConvFeatureExtractor(sur.module)
+    out = []
+    for item in parse_defenses(opt.defenses, feature_extractor=feature_extractor):
+        if isinstance(item, Skipped):  # --strict turns skips into exit 1 once the reports are written
+            ctx.reporter.warn(f"skipped {item.name}: {item.reason}")
+            ctx.skipped.append(item)
+            continue
+        item.measure_cost(data.images[:COST_SAMPLE])
+        out.append(item)
+    return out
+
+
+def _bpda_bases(opt, sets: list[dict]) -> dict[str, dict]:
+    """The set each adaptive attack starts from: the largest epsilon of each gradient attack (the first on a tie),
+    limited to ``--bpda-attacks`` when given."""
+    top: dict[str, dict] = {}
+    for s in sets:
+        if s["kind"] != "attack" or (opt.bpda_attacks and s["attack"] not in opt.bpda_attacks):
+            continue
+        if s["attack"] not in top or s["epsilon"] > top[s["attack"]]["epsilon"]:
+            top[s["attack"]] = s
+    return top
+
+
+def _through_defense(ctx: ScanContext, surrogate, pre):
+    """The surrogate composed with the defense's torch path, or None (recorded as skipped) without one."""
+    import dataclasses
+
+    from auditor.defenses.bpda import defended_module
+
+    module = defended_module(surrogate.module, pre)
+    if isinstance(module, Skipped):
+        ctx.skipped.append(module)
+        return None
+    ident = dict(surrogate.identity)
+    ident["sha256"] = list(ident.get("sha256", [])) + [f"bpda:{pre.name}:{pre.params.get('sha256', '')}"]
+    ident["label"] = f"{ident.get('label', ctx.options.surrogate)} + {pre.name} ({module.gradient} gradient)"
+    return dataclasses.replace(surrogate, module=module, identity=ident)
+
+
+def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[dict]) -> list[dict]:
+    """Adaptive check (BPDA, Athalye et al., ICML 2018): attack surrogate∘defense with the defense's
+    torch path (exact, or straight-through where it is not differentiable), at the largest epsilon of
+    each gradient attack. Each set carries ``defense``: the target sees ``defense(x_adv)``."""
+    from auditor.attacks.device import pick_device
+
+    if not any(s["kind"] == "attack" for s in sets) or not preprocessors:
+        return []
+    surrogate = context.load_scan_surrogate(ctx)
+    if surrogate is None:
+        return []
+    top = _bpda_bases(ctx.options, sets)
+    device = pick_device(ctx.options.device)
+    out = []
+    for pre in preprocessors:
+        adaptive = _through_defense(ctx, surrogate, pre)
+        if adaptive is None:
+            continue
+        for attack, base in top.items():
+            out.append(_bpda_set(ctx, attack, base, pre, adaptive, device))
+    return out
+
+
+def _bpda_set(ctx: ScanContext, attack: str, base: dict, pre, adaptive, device) -> dict:
+    """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
+    from pathlib import Path
+
+    from auditor.attacks.sets import build_adversarial_set, perturbation_stats
+
+    opt, data = ctx.options, ctx.data
+    names = [s.rel_path for s in data.samples]
+    params = attack_params(opt, attack, base["epsilon"], data)
+    name = f"{base['name']}+bpda:{pre.name}"
+    ctx.reporter.info(f"adaptive attack {name}")
+    with ctx.reporter.task(name, len(data.images)) as adv:
+        aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
+                                     data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
+                                     device=device, progress=adv,
+                                     precision=(ctx.precision_choice or {}).get("chosen", opt.precision))
+    for warning in aset.warnings:  # a cached batch failed its integrity check
+        ctx.reporter.warn(f"{name}: {warning}")
+        ctx.skipped.append(Skipped(f"{name} cache", warning, "cache"))
+    return {"name": name, "kind": "adaptive", "attack": attack, "epsilon": base["epsilon"],
+            "surrogate": adaptive.identity["label"], "threat_model": "transfer (adaptive: BPDA through the defense)",
+            "defense": pre, "base": base["name"], "images": aset.images,
+            "stats": perturbation_stats(data.images, aset.images), "label": f"{aset.label} + BPDA",
+            "meta": {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
+                     "seconds": round(aset.seconds, 2), "backend": aset.backend}}
