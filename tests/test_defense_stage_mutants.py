@@ -27,7 +27,8 @@ import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
 from auditor.models.torch import Surrogate
 from auditor.scan.context import ScanContext
-from auditor.types import Skipped
+from auditor.scan.sets import AdversarialSet
+from auditor.types import SetId, Skipped
 
 
 class Reporter:
@@ -164,15 +165,25 @@ def _fake_detectors(monkeypatch):
     return rec
 
 
+def _set(set_id: SetId, kind: str, images=None, **kw) -> AdversarialSet:
+    """A typed set with only what the stage under test reads."""
+    return AdversarialSet(set_id, kind, images, {}, "", {}, None, "", **kw)
+
+
+class _Pre:
+    name = "jpeg"
+
+
 def _sets(data):
     kind = "".join(["att", "ack"])  # built at run time, as from parsed options: not an interned literal
-    return [{"name": "clean", "kind": "clean", "images": data.images},
-            {"name": "mifgsm@4", "kind": kind, "epsilon": 4 / 255, "images": data.images + 1},
-            {"name": "mifgsm@8", "kind": kind, "epsilon": 8 / 255, "images": data.images + 2},
-            {"name": "usmm@2", "kind": kind, "epsilon": 2 / 255, "images": data.images + 3},
-            {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images},
-            {"name": "mifgsm@8+bpda:jpeg", "kind": "adaptive", "epsilon": 1.0, "images": data.images},
-            {"name": "blend@0.5", "kind": "style_blend", "epsilon": None, "images": data.images}]
+    return [_set(SetId(), "clean", data.images),
+            _set(SetId("mifgsm", 4 / 255), kind, data.images + 1),
+            _set(SetId("mifgsm", 8 / 255), kind, data.images + 2),
+            _set(SetId("usmm", 2 / 255), kind, data.images + 3),
+            _set(SetId("jpeg", 1.0), "defense", data.images),
+            _set(SetId("mifgsm", 1.0), "adaptive", data.images, defense=_Pre(),
+                 base=_set(SetId("mifgsm", 8 / 255), kind)),
+            _set(SetId("blend", alpha=0.5), "style_blend", data.images)]
 
 
 @pytest.mark.parametrize("n", [8, 9, 11])
@@ -261,15 +272,16 @@ def _runtime(text: str) -> str:
 
 def _attack_sets():
     kind, usmm, stm = _runtime("attack"), _runtime("usmm"), _runtime("stm")
-    return [{"name": "clean", "kind": "clean"},
-            {"name": "mifgsm@4", "kind": kind, "attack": "mifgsm", "epsilon": 4 / 255},
-            {"name": "mifgsm@8", "kind": kind, "attack": "mifgsm", "epsilon": 8 / 255},
-            {"name": "mifgsm@2", "kind": kind, "attack": "mifgsm", "epsilon": 2 / 255},
-            {"name": "usmm@4", "kind": kind, "attack": usmm, "epsilon": 4 / 255},
-            {"name": "stm[randconv]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},
-            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},  # a tie: the first wins
-            {"name": "mifgsm@8+bpda:x", "kind": "adaptive", "attack": "mifgsm", "epsilon": 1.0},  # not a base
-            {"name": "blend@0.5", "kind": "style_blend", "attack": "blend", "epsilon": None}]
+    x = type("X", (), {"name": "x"})()
+    return [_set(SetId(), "clean"),
+            _set(SetId("mifgsm", 4 / 255), kind),
+            _set(SetId("mifgsm", 8 / 255), kind),
+            _set(SetId("mifgsm", 2 / 255), kind),
+            _set(SetId(usmm, 4 / 255), kind),
+            _set(SetId(stm, 16 / 255, "randconv"), kind),
+            _set(SetId(stm, 16 / 255, "adain"), kind),  # a tie: the first wins
+            _set(SetId("mifgsm", 1.0), "adaptive", defense=x, base=_set(SetId("mifgsm", 8 / 255), kind)),  # not a base
+            _set(SetId("blend", alpha=0.5), "style_blend")]
 
 
 def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
@@ -277,7 +289,7 @@ def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
     calls, sur = _fake_bpda(monkeypatch)
     aud, data = _auditor(bpda_attacks=("mifgsm", "stm")), _data(6)
     out = stage.build_bpda_sets(_with(aud, data), [FakeDefense("jpeg", {})], _attack_sets())
-    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
+    assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
 
 
 def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
@@ -286,7 +298,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     aud.precision_choice = {"chosen": "bf16"}
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
     out = stage.build_bpda_sets(_with(aud, data), [jpeg, median], _attack_sets())
-    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
+    assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
                                         "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
     assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
     b = calls["build"]
@@ -306,13 +318,13 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert b[3]["adaptive"].identity["sha256"] == ["s1", "bpda:median:"]
     assert sur.identity == {"sha256": ["s1"], "label": "resnet"}  # the scan's surrogate is not changed
     first = out[0]
-    assert first["kind"] == "adaptive" and first["attack"] == "mifgsm" and first["epsilon"] == 8 / 255
-    assert first["defense"] is jpeg and first["base"] == "mifgsm@8" and first["label"] == "MIFGSM + BPDA"
-    assert first["surrogate"] == "resnet + jpeg (straight-through gradient)"
-    assert first["threat_model"] == "transfer (adaptive: BPDA through the defense)"
-    assert first["meta"] == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
+    assert first.kind == "adaptive" and first.attack == "mifgsm" and first.epsilon == 8 / 255
+    assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
+    assert first.surrogate == "resnet + jpeg (straight-through gradient)"
+    assert first.threat_model == "transfer (adaptive: BPDA through the defense)"
+    assert first.meta == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
                              "gradient": "straight-through", "seconds": 1.23, "backend": None}
-    assert first["stats"]["linf_max"] == pytest.approx(0.02, abs=1e-6)
+    assert first.stats["linf_max"] == pytest.approx(0.02, abs=1e-6)
     assert aud.reporter.infos[0] == "adaptive attack mifgsm@8+bpda:jpeg"
     assert aud.reporter.tasks[0] == ("mifgsm@8+bpda:jpeg", 6)
     # a cached batch that failed its check: warned and listed, per adaptive set
@@ -326,14 +338,14 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
     aud = _auditor(precision="fp32", surrogate="zoo/resnet")
     out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense()], _attack_sets()[:2])
     assert calls["build"][0]["precision"] == "fp32"
-    assert out[0]["surrogate"] == "zoo/resnet + jpeg (straight-through gradient)"
+    assert out[0].surrogate == "zoo/resnet + jpeg (straight-through gradient)"
 
 
 def test_a_defense_without_torch_path_is_skipped_not_attacked(monkeypatch):
     calls, _ = _fake_bpda(monkeypatch, skip=("median",))
     aud = _auditor()
     out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
-    assert [s["name"] for s in out] == ["mifgsm@4+bpda:jpeg"]
+    assert [s.name for s in out] == ["mifgsm@4+bpda:jpeg"]
     assert aud.skipped == [Skipped("bpda:median", "no torch path", "defense")]
 
 

@@ -255,7 +255,7 @@ def _attack_scan(tmp_path):
 def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
     aud, loaded, sets = _attack_scan(tmp_path)
     assert isinstance(loaded.images, SampleImages)
-    adv = sets[0]["images"]
+    adv = sets[0].images
     assert isinstance(adv, PngImages) and len(adv) == len(loaded.images) == 9
     files = sorted(p.relative_to(adv.root).as_posix() for p in adv.root.rglob("*.png"))
     assert sorted(adv.files) == files  # every image is a cached PNG, read on access
@@ -265,7 +265,7 @@ def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
 
 def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
     aud, loaded, sets = _attack_scan(tmp_path)
-    adv = sets[0]["images"]
+    adv = sets[0].images
     cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError, match="changed during the scan"):
         evaluate_model(aud.context, aud.target, sets, [])

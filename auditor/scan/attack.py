@@ -1,11 +1,10 @@
 """Scan stage: build (or load from the cache) the adversarial sets of a scan (:func:`build_sets`).
 
-Each set is a dict: ``name`` (``usmm@8``), ``kind`` (``attack``/``style_blend``),
-``attack``, ``epsilon``, ``surrogate``, ``threat_model``, ``images`` (N,1,H,W),
-``stats`` (perturbation norms, SSIM, PSNR against clean), ``label``, ``meta``
-(cache key, timing, cache hit) for results.json and, for gradient attacks,
-``surrogate_eval`` (the surrogate's predictions on the clean and on the quantised
-adversarial images and its input size; see :mod:`auditor.transfer`).
+Each set is an :class:`~auditor.scan.sets.AdversarialSet`: its identifier (attack, ε, style backend or
+opacity), images (N,1,H,W), perturbation statistics against clean, label, the metadata results.json
+records (cache key, timing, cache hit) and, for gradient attacks, the surrogate's own predictions on
+the clean and on the quantised adversarial images (:class:`~auditor.scan.sets.SurrogateEval`, see
+:mod:`auditor.transfer`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from pathlib import Path
 from auditor.scan import context
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, set_name
-from auditor.types import Skipped
+from auditor.scan.sets import AdversarialSet, SurrogateEval
+from auditor.types import SetId, Skipped
 
 
 def _stage_clock(ctx: ScanContext, attacks: list[str], n_images: int):
@@ -83,10 +83,10 @@ def _blend_images(images, alpha: float, style_image, seed: int):
     return MappedImages(images, partial(_blend_batch, alpha=alpha, style_image=style_image, seed=seed)), label
 
 
-def build_sets(ctx: ScanContext) -> list[dict]:
+def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
     """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
     opt = ctx.options
-    sets: list[dict] = []
+    sets: list[AdversarialSet] = []
     wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
     if wanted:
         sets.extend(_gradient_sets(ctx, wanted))
@@ -95,7 +95,7 @@ def build_sets(ctx: ScanContext) -> list[dict]:
     return sets
 
 
-def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[dict]:
+def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     """The transfer-attack sets, built on the scan's surrogate (none when it cannot be loaded)."""
     from auditor.attacks.device import pick_device
     from auditor.attacks.stm import StyleBackendUnavailable
@@ -114,7 +114,8 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[dict]:
     sets = []
     for attack in wanted:
         for eps in opt.epsilons:
-            name = set_name(attack, eps, opt.style_backend)
+            set_id = SetId(attack, eps, opt.style_backend if attack == "stm" else None)
+            name = set_id.name
             ctx.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
             try:
                 aset = _generate(ctx, attack, name, attack_params(opt, attack, eps, data), surrogate, device,
@@ -124,15 +125,11 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[dict]:
                 clock.forget(attack)
                 break  # every epsilon of this attack needs the same backend
             _record_cache_warnings(ctx, name, aset.warnings)
-            sets.append({
-                "name": name, "kind": "attack", "attack": attack, "epsilon": eps, "surrogate": sur_label,
-                "threat_model": surrogate.threat_model, "images": aset.images,
-                "stats": _stats(data.images, aset.images), "label": aset.label,
-                "meta": _set_meta(name, aset, surrogate, clock.seconds_per_image(name)),
-                "surrogate_eval": {"clean_pred": sur_clean, "input_sizes": sur_sizes,
-                                   "adv_pred": surrogate_predict(surrogate.module, aset.images,
-                                                                 opt.batch_size, device)},
-            })
+            sets.append(AdversarialSet(
+                set_id, "attack", aset.images, _stats(data.images, aset.images), aset.label,
+                _set_meta(name, aset, surrogate, clock.seconds_per_image(name)), sur_label, surrogate.threat_model,
+                SurrogateEval(sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device),
+                              sur_sizes)))
     return sets
 
 
@@ -183,15 +180,15 @@ def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> di
             "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}}
 
 
-def _blend_sets(ctx: ScanContext) -> list[dict]:
+def _blend_sets(ctx: ScanContext) -> list[AdversarialSet]:
     """The visible style-blend sets, one per opacity of :data:`BLEND_ALPHAS`."""
     opt, data = ctx.options, ctx.data
     sets = []
     for alpha in BLEND_ALPHAS:
+        set_id = SetId("blend", alpha=alpha)
         images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
-        sets.append({"name": f"blend@{alpha:g}", "kind": "style_blend", "attack": "blend", "epsilon": None,
-                     "alpha": alpha, "surrogate": None, "threat_model": "visible manipulation (no gradients)",
-                     "images": images, "stats": _stats(data.images, images), "label": label,
-                     "meta": {"name": f"blend@{alpha:g}", "cache_hit": False, "backend": None,
-                              "style_image": opt.style_image or "built-in procedural texture"}})
+        meta = {"name": set_id.name, "cache_hit": False, "backend": None,
+                "style_image": opt.style_image or "built-in procedural texture"}
+        sets.append(AdversarialSet(set_id, "style_blend", images, _stats(data.images, images), label, meta, None,
+                                   "visible manipulation (no gradients)"))
     return sets

@@ -6,7 +6,8 @@ from __future__ import annotations
 from auditor.scan import context
 from auditor.scan.attack import attack_params
 from auditor.scan.context import ScanContext
-from auditor.types import Skipped
+from auditor.scan.sets import AdversarialSet
+from auditor.types import ConditionId, Skipped
 
 COST_SAMPLE = 8
 
@@ -34,15 +35,15 @@ def build_preprocessors(ctx: ScanContext) -> list:
     return out
 
 
-def _bpda_bases(opt, sets: list[dict]) -> dict[str, dict]:
+def _bpda_bases(opt, sets: list[AdversarialSet]) -> dict[str, AdversarialSet]:
     """The set each adaptive attack starts from: the largest epsilon of each gradient attack (the first on a tie),
     limited to ``--bpda-attacks`` when given."""
-    top: dict[str, dict] = {}
+    top: dict[str, AdversarialSet] = {}
     for s in sets:
-        if s["kind"] != "attack" or (opt.bpda_attacks and s["attack"] not in opt.bpda_attacks):
+        if s.kind != "attack" or (opt.bpda_attacks and s.attack not in opt.bpda_attacks):
             continue
-        if s["attack"] not in top or s["epsilon"] > top[s["attack"]]["epsilon"]:
-            top[s["attack"]] = s
+        if s.attack not in top or s.epsilon > top[s.attack].epsilon:
+            top[s.attack] = s
     return top
 
 
@@ -62,13 +63,13 @@ def _through_defense(ctx: ScanContext, surrogate, pre):
     return dataclasses.replace(surrogate, module=module, identity=ident)
 
 
-def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[dict]) -> list[dict]:
+def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[AdversarialSet]) -> list[AdversarialSet]:
     """Adaptive check (BPDA, Athalye et al., ICML 2018): attack surrogate∘defense with the defense's
     torch path (exact, or straight-through where it is not differentiable), at the largest epsilon of
-    each gradient attack. Each set carries ``defense``: the target sees ``defense(x_adv)``."""
+    each gradient attack. Each set carries its ``defense`` (the target sees ``defense(x_adv)``) and ``base``."""
     from auditor.attacks.device import pick_device
 
-    if not any(s["kind"] == "attack" for s in sets) or not preprocessors:
+    if not any(s.kind == "attack" for s in sets) or not preprocessors:
         return []
     surrogate = context.load_scan_surrogate(ctx)
     if surrogate is None:
@@ -85,7 +86,7 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[dict]) -> 
     return out
 
 
-def _bpda_set(ctx: ScanContext, attack: str, base: dict, pre, adaptive, device) -> dict:
+def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
     from pathlib import Path
 
@@ -93,8 +94,8 @@ def _bpda_set(ctx: ScanContext, attack: str, base: dict, pre, adaptive, device) 
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path for s in data.samples]
-    params = attack_params(opt, attack, base["epsilon"], data)
-    name = f"{base['name']}+bpda:{pre.name}"
+    params = attack_params(opt, attack, base.epsilon, data)
+    name = ConditionId(base.name, pre.name, adaptive=True).name
     ctx.reporter.info(f"adaptive attack {name}")
     with ctx.reporter.task(name, len(data.images)) as adv:
         aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
@@ -104,9 +105,8 @@ def _bpda_set(ctx: ScanContext, attack: str, base: dict, pre, adaptive, device) 
     for warning in aset.warnings:  # a cached batch failed its integrity check
         ctx.reporter.warn(f"{name}: {warning}")
         ctx.skipped.append(Skipped(f"{name} cache", warning, "cache"))
-    return {"name": name, "kind": "adaptive", "attack": attack, "epsilon": base["epsilon"],
-            "surrogate": adaptive.identity["label"], "threat_model": "transfer (adaptive: BPDA through the defense)",
-            "defense": pre, "base": base["name"], "images": aset.images,
-            "stats": perturbation_stats(data.images, aset.images), "label": f"{aset.label} + BPDA",
-            "meta": {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
-                     "seconds": round(aset.seconds, 2), "backend": aset.backend}}
+    meta = {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
+            "seconds": round(aset.seconds, 2), "backend": aset.backend}
+    return AdversarialSet(base.id, "adaptive", aset.images, perturbation_stats(data.images, aset.images),
+                          f"{aset.label} + BPDA", meta, adaptive.identity["label"],
+                          "transfer (adaptive: BPDA through the defense)", defense=pre, base=base)

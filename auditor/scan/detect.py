@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.scan.context import ScanContext
+from auditor.scan.sets import AdversarialSet
 from auditor.types import Skipped
 
 #: the detectors are calibrated and tested on at most this many images (a seeded subset of larger scans),
@@ -22,7 +23,7 @@ def _halves(seed: int, n_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pick, np.sort(idx[: len(pick) // 2]), np.sort(idx[len(pick) // 2:])
 
 
-def run_detectors(ctx: ScanContext, sets: list[dict]) -> dict | None:
+def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
     """Reference-based (edge/SSIM) and feature-squeezing detectors, calibrated on benign pairs."""
     from auditor.defenses.detect import (
         FeatureSqueezingDetector,
@@ -32,7 +33,7 @@ def run_detectors(ctx: ScanContext, sets: list[dict]) -> dict | None:
     )
 
     opt, data = ctx.options, ctx.data
-    attacked = [s for s in sets if s["kind"] == "attack"]
+    attacked = [s for s in sets if s.kind == "attack"]
     if not attacked:
         return None
     ctx.reporter.info("detectors: calibrating on benign pairs")
@@ -46,7 +47,7 @@ def run_detectors(ctx: ScanContext, sets: list[dict]) -> dict | None:
     if len(cal) < 4 or len(held) < 4:
         ctx.skipped.append(Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector"))
         return None
-    suspects = {s["name"]: np.asarray(s["images"][pick[held]], dtype=np.float32) for s in attacked}
+    suspects = {s.name: np.asarray(s.images[pick[held]], dtype=np.float32) for s in attacked}
     ref = calibrate_reference_detector(images[cal], benign[cal])
     ref_result = evaluate_detector(ref, images[held], benign[held], suspects)
 
@@ -65,16 +66,16 @@ def run_detectors(ctx: ScanContext, sets: list[dict]) -> dict | None:
     }
 
 
-def _fft_example(ctx: ScanContext, attacked: list[dict], images: np.ndarray, pick, held) -> dict:
+def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], images: np.ndarray, pick, held) -> dict:
     """Spectra of the first held-out image, clean and under the largest-epsilon attack (64x64 for the report)."""
     import cv2
 
     from auditor.defenses.detect import fft_spectra
 
-    worst = max(attacked, key=lambda s: s.get("epsilon") or 0)
+    worst = max(attacked, key=lambda s: s.epsilon or 0)
     spectra = {k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
-               for k, v in fft_spectra(images[held[0], 0], worst["images"][int(pick[held[0]]), 0]).items()}
-    return {"condition": worst["name"], "sample": ctx.data.samples[int(pick[held[0]])].rel_path,
+               for k, v in fft_spectra(images[held[0], 0], worst.images[int(pick[held[0]]), 0]).items()}
+    return {"condition": worst.name, "sample": ctx.data.samples[int(pick[held[0]])].rel_path,
             "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
             "note": "spectra downsampled to 64x64 for the report"}
 

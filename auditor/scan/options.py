@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from auditor.attacks.style_blend import BLEND_ALPHAS
+from auditor.types import SetId, eps_name
+
+__all__ = ["BLEND_ALPHAS", "GRADIENT_ATTACKS", "KNOWN_ATTACKS", "ScanOptions", "eps_name", "set_name"]
+
 KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
 #: the attacks that need a surrogate's gradients (``blend`` needs none)
 GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
-BLEND_ALPHAS = (0.1, 0.3, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,7 @@ class ScanOptions:
         return d
 
 
-def eps_name(eps: float) -> str:
-    """``8/255`` -> ``"8"``; non-integer multiples keep two decimals."""
-    v = eps * 255
-    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
-
-
 def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
-    """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``,
-    so no headline passes a substitute off as the paper's style network."""
-    backend = f"[{style_backend}]" if attack == "stm" and style_backend else ""
-    return f"{attack}{backend}@{eps_name(eps)}"
+    """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``
+    (:class:`~auditor.types.SetId`)."""
+    return SetId(attack, eps, style_backend).name

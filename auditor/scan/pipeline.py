@@ -19,6 +19,7 @@ from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
 from auditor.scan.options import ScanOptions
+from auditor.scan.sets import AdversarialSet
 from auditor.transfer import transfer_summary
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition
 
@@ -89,13 +90,13 @@ class Auditor:
                                   self.target.spec.class_names, results[0], sets, preprocessors)
         stamps = {"created": created, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "seconds_total": round(time.perf_counter() - t0, 2)}
-        set_meta = [st["meta"] for st in sets + adaptive]
+        set_meta = [st.meta for st in sets + adaptive]
         compared = tuple(self._result(m, c, None, data, stamps, set_meta, None)
                          for m, c in zip(models[1:], results[1:]))
         main = self._result(self.target, results[0], detector, data, stamps, set_meta, examples)
         return AuditResult(**{**main.__dict__, "compared": compared})
 
-    def _sets_and_defenses(self) -> tuple[list[dict], list, list[dict]]:
+    def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
         """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""
         ctx, opt = self.context, self.options
         sets, preprocessors, adaptive = [], [], []
