@@ -89,7 +89,7 @@ def test_prefetch_raises_a_job_error_in_order():
 
 
 def test_stream_digest_equals_the_whole_array_digest():
-    from auditor.attacks.sets import _digest
+    from auditor.attacks.cache import _digest
 
     lazy = Synthetic(11, (9, 7))
     assert stream_digest(lazy, batch_size=4) == _digest(np.asarray(lazy))

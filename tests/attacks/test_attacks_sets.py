@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
+from auditor.attacks.cache import output_names
 from auditor.attacks.sets import (
     batch_seed,
     budget_levels,
     build_adversarial_set,
-    output_names,
     perturbation_stats,
     quantize,
 )

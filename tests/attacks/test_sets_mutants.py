@@ -1,4 +1,4 @@
-"""Quantisation, cache integrity and set bookkeeping (auditor/attacks/sets.py), rule by rule.
+"""Quantisation, cache integrity and set bookkeeping (auditor/attacks/sets.py, auditor/attacks/cache.py), rule by rule.
 
 Written to kill mutation survivors (``make mutation``, docs/mutation.md): each test pins one rule
 of the 8-bit budget arithmetic, of the cache's integrity checks (a cached batch that does not prove
@@ -18,20 +18,15 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
-from auditor.attacks import sets
+from auditor.attacks import cache
+from auditor.attacks.cache import _canonical, _decode_png, _digest, _surrogate_sha256, _write_png, output_names
 from auditor.attacks.sets import (
-    _canonical,
-    _decode_png,
-    _digest,
-    _surrogate_sha256,
-    _write_png,
     allowed_levels,
     batch_seed,
     budget_levels,
     build_adversarial_set,
     check_levels,
     eps_label,
-    output_names,
     perturbation_stats,
     quantize,
 )
@@ -174,9 +169,9 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     target = tmp_path / "d"
     (target / "x").mkdir(parents=True)  # a non-empty directory cannot be replaced by a file
     with pytest.raises(OSError):
-        sets._atomic_write_json(target, {"a": 1})
+        cache._atomic_write_json(target, {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
-    sets._atomic_write_json(tmp_path / "ok.json", {"b": [1], "a": 2})
+    cache._atomic_write_json(tmp_path / "ok.json", {"b": [1], "a": 2})
     assert (tmp_path / "ok.json").read_text() == '{\n "a": 2,\n "b": [\n  1\n ]\n}\n'
 
 
