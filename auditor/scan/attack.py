@@ -10,9 +10,11 @@ the clean and on the quantised adversarial images (:class:`~auditor.scan.sets.Su
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterator
 
 from auditor.scan import context
-from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.context import ScanContext
+from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, set_name
 from auditor.scan.sets import AdversarialSet, SurrogateEval
 from auditor.types import SetId, Skipped
@@ -28,40 +30,28 @@ def _stage_clock(ctx: ScanContext, attacks: list[str], n_images: int):
     return StageClock.for_sets(plan, n_images, ctx.reporter.info, steps)
 
 
-def attack_params(opt, attack: str, eps: float, data: LoadedData) -> dict:
-    """The parameters of ``attack`` at ``eps`` (``--attack-params``, USMM's mask pool, STM's style backend)."""
-    params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
-    if attack == "usmm":
-        params.update(mask_pool=data.images, mask_pool_labels=data.y)
-    if attack == "stm":
-        params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
-    return params
+def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
+    """The scan's attack jobs for ``attacks`` at ``epsilons`` (default: the scan's budgets)."""
+    opt, data = ctx.options, ctx.data
+    return attack_jobs(attacks, opt.epsilons if epsilons is None else epsilons, data.images, data.y,
+                       attack_params=opt.attack_params, style_backend=opt.style_backend,
+                       stm_checkpoint=opt.stm_checkpoint)
 
 
-def resolve_scan_precision(ctx: ScanContext, surrogate, attacks: list[str], device) -> str:
+def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], device) -> str:
     """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the context)."""
     opt, data = ctx.options, ctx.data
     if opt.precision != "auto":
         return opt.precision
-    from auditor.attacks.auto_precision import choose_precision_cached
-    from auditor.attacks.registry import make_attack
-    from auditor.attacks.sets import batch_seed
-    from auditor.attacks.stm import StyleBackendUnavailable
-
-    n = min(opt.attack_batch_size, len(data.images))
-    for attack in attacks:
-        try:
-            atk = make_attack(attack, surrogate, **attack_params(opt, attack, opt.epsilons[0], data), device=device)
-            rec = choose_precision_cached(atk, data.images[:n], data.y[:n], batch_seed(opt.seed, 0), opt.cache_dir,
-                                          surrogate.identity.get("sha256"))
-        except StyleBackendUnavailable:
-            continue  # reported when the attack itself runs
-        ctx.precision_choice = rec
-        ctx.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
-                          f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
-                          + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
-        return rec["chosen"]
-    return "fp32"
+    rec = choose_precision(jobs, surrogate, data.images, data.y, batch_size=opt.attack_batch_size, seed=opt.seed,
+                           cache_dir=opt.cache_dir, device=device)
+    if rec is None:
+        return "fp32"
+    ctx.precision_choice = rec
+    ctx.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+                      f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+                      + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+    return rec["chosen"]
 
 
 def _blend_batch(x, alpha: float, style_image, seed: int):
@@ -98,7 +88,6 @@ def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
 def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     """The transfer-attack sets, built on the scan's surrogate (none when it cannot be loaded)."""
     from auditor.attacks.device import pick_device
-    from auditor.attacks.stm import StyleBackendUnavailable
     from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
 
     opt, data = ctx.options, ctx.data
@@ -107,52 +96,71 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
         return []
     device = pick_device(opt.device)
     clock = _stage_clock(ctx, wanted, len(data.images))
-    precision = resolve_scan_precision(ctx, surrogate, wanted, device)
+    jobs = scan_jobs(ctx, wanted)
+    precision = resolve_scan_precision(ctx, surrogate, jobs, device)
     sur_label = surrogate.identity.get("label") or opt.surrogate
     sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
     sur_sizes = input_sizes(surrogate.module)
     sets = []
-    for attack in wanted:
-        for eps in opt.epsilons:
-            set_id = SetId(attack, eps, opt.style_backend if attack == "stm" else None)
-            name = set_id.name
-            ctx.reporter.info(f"attack {name} on surrogate {sur_label} ({len(data.images)} images)")
-            try:
-                aset = _generate(ctx, attack, name, attack_params(opt, attack, eps, data), surrogate, device,
-                                 precision, clock)
-            except StyleBackendUnavailable as exc:
-                ctx.skip(name, str(exc))
-                clock.forget(attack)
-                break  # every epsilon of this attack needs the same backend
-            _record_cache_warnings(ctx, name, aset.warnings)
-            sets.append(AdversarialSet(
-                set_id, "attack", aset.images, _stats(data.images, aset.images), aset.label,
-                _set_meta(name, aset, surrogate, clock.seconds_per_image(name)), sur_label, surrogate.threat_model,
-                SurrogateEval(sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device),
-                              sur_sizes)))
+    for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=sur_label):
+        sets.append(AdversarialSet(
+            job.set_id, "attack", aset.images, _stats(data.images, aset.images), aset.label,
+            _set_meta(job.name, aset, surrogate, clock.seconds_per_image(job.name)), sur_label,
+            surrogate.threat_model,
+            SurrogateEval(sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device),
+                          sur_sizes)))
     return sets
 
 
-def _generate(ctx: ScanContext, attack: str, name: str, params: dict, surrogate, device, precision: str, clock):
+def generate_sets(ctx: ScanContext, jobs: list[AttackJob], surrogate, device, precision: str, clock=None,
+                  announce: str | None = None) -> Iterator[tuple[AttackJob, Any]]:
+    """Build (or load) the set of every job, in order, yielding ``(job, GeneratedSet)``.
+
+    An attack whose style backend cannot run is skipped (recorded on ``ctx``) with all its budgets; a
+    cached batch that failed its check is warned and listed. ``clock`` (the scan's stage clock) times
+    every computed batch; ``announce`` (the surrogate's label) reports each attack before it runs.
+    """
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    failed: set[str] = set()
+    for job in jobs:
+        if job.attack in failed:
+            continue  # every epsilon of this attack needs the same backend
+        if announce is not None:
+            ctx.reporter.info(f"attack {job.name} on surrogate {announce} ({len(ctx.data.images)} images)")
+        try:
+            aset = _generate(ctx, job, surrogate, device, precision, clock)
+        except StyleBackendUnavailable as exc:
+            ctx.skip(job.name, str(exc))
+            failed.add(job.attack)
+            if clock is not None:
+                clock.forget(job.attack)
+            continue
+        _record_cache_warnings(ctx, job.name, aset.warnings)
+        yield job, aset
+
+
+def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock):
     """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
     from auditor.attacks.sets import build_adversarial_set
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path or Path(s.path).name for s in data.samples]
-    with ctx.reporter.task(f"{name}", len(data.images)) as adv:
+    params = dict(job.params)
+    with ctx.reporter.task(job.name, len(data.images)) as adv:
         if opt.ray_address:
             from auditor.distributed import build_set_on_ray
 
             return build_set_on_ray(
-                attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
+                job.attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
                 data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
                 opt.seed, batch_size=opt.attack_batch_size, precision=precision,
                 address=opt.ray_address, workers=opt.workers, progress=adv)
         return build_adversarial_set(
-            attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
+            job.attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
             data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
             device=device, precision=precision, progress=adv,
-            on_batch=clock.batch_timer(name))
+            on_batch=clock.batch_timer(job.name) if clock is not None else None)
 
 
 def _record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:

@@ -30,6 +30,15 @@ class LoadedData:
     info: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class InputTarget:
+    """What the data stage needs of a target when there is no ONNX model (``xray-audit attack``): a spec
+    (classes, input size) and a path naming it."""
+
+    spec: Any
+    path: str
+
+
 _NOT_LOADED = object()
 
 

@@ -4,7 +4,7 @@ check against them (:func:`build_bpda_sets`)."""
 from __future__ import annotations
 
 from auditor.scan import context
-from auditor.scan.attack import attack_params
+from auditor.scan.attack import scan_jobs
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
 from auditor.types import ConditionId, Skipped
@@ -94,7 +94,7 @@ def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path for s in data.samples]
-    params = attack_params(opt, attack, base.epsilon, data)
+    params = dict(scan_jobs(ctx, [attack], [base.epsilon])[0].params)
     name = ConditionId(base.name, pre.name, adaptive=True).name
     ctx.reporter.info(f"adaptive attack {name}")
     with ctx.reporter.task(name, len(data.images)) as adv:
