@@ -252,9 +252,12 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
         calls["defended"].append((module, pre.name))
         return Skipped(f"bpda:{pre.name}", "no torch path", "defense") if pre.name in skip else FakeModule()
 
-    def build(attack, params, adaptive, images, y, names, cache_dir, manifest, seed, **kw):
-        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=y, names=names,
-                                   cache_dir=cache_dir, manifest=manifest, seed=seed, **kw))
+    def build(attack, params, adaptive, data, run, **kw):
+        images = data.images
+        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=data.labels,
+                                   names=data.names, cache_dir=run.cache_dir, manifest=data.manifest_sha256,
+                                   seed=run.seed, batch_size=run.batch_size, device=run.device,
+                                   precision=run.precision, **kw))
         out = np.clip(images + 0.01 * (1 + len(calls["build"])), 0, 1)
         return SimpleNamespace(images=out, key=f"k{len(calls['build'])}", cache_hit=False, seconds=1.234,
                                backend=None, label=attack.upper(), warnings=("batch 0: poisoned",) if attack == "usmm" else ())

@@ -152,16 +152,35 @@ def eps_label(eps: float) -> str:
 
 
 # --------------------------------------------------------------------------- main API
-def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, images: np.ndarray,
-                          labels: np.ndarray, names: list[str], cache_dir: str | Path, manifest_sha256: str,
-                          seed: int, batch_size: int = 8, device: Any = None, precision: str = "fp32",
+@dataclass(frozen=True)
+class SetData:
+    """The clean images a set is made from and what identifies them in its cache key."""
+
+    #: ``(N, 1, H, W)`` float32 in ``[0, 1]``: an array or a :class:`~auditor.data.stream.LazyImages`
+    images: Any
+    labels: Any  #: target class indices, one per image
+    names: list[str]  #: the source file names (kept for the PNGs)
+    manifest_sha256: str  #: the data set's manifest SHA-256
+
+
+@dataclass(frozen=True)
+class SetRun:
+    """Where and how a set is made: the cache folder, the seed, the batch size, the device and the precision."""
+
+    cache_dir: str | Path
+    seed: int
+    batch_size: int = 8
+    device: Any = None
+    precision: str = "fp32"
+
+
+def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, data: SetData, run: SetRun,
                           progress: Callable[[int], None] | None = None,
                           only_batches: "set[int] | None" = None,
                           on_batch: Callable[[int, float], None] | None = None) -> GeneratedSet:
-    """Attack ``images`` (``(N, 1, H, W)`` float32 in ``[0, 1]``) on ``surrogate``, or load the cached set.
+    """Attack ``data.images`` on ``surrogate`` in batches of ``run.batch_size``, or load the cached set.
 
-    ``labels`` are target class indices, ``names`` the source file names (kept
-    for the PNGs). ``params`` go to :func:`auditor.attacks.registry.make_attack`
+    ``params`` go to :func:`auditor.attacks.registry.make_attack`
     (``epsilon``, ``mask_pool``/``mask_pool_labels`` for USMM, ``style_backend``/
     ``checkpoint_dir`` for STM, ...; :func:`auditor.scan.jobs.attack_jobs` lists them). ``progress(n)`` is
     called after every finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
@@ -176,21 +195,22 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     """
     from auditor.attacks.registry import make_attack
 
-    lazy = isinstance(images, LazyImages)
-    images, labels = _checked_inputs(images, labels, names, batch_size, lazy)
+    names, batch_size = data.names, run.batch_size
+    lazy = isinstance(data.images, LazyImages)
+    images, labels = _checked_inputs(data.images, data.labels, names, batch_size, lazy)
     params = dict(params)
-    params.setdefault("precision", precision)
-    if device is not None:
-        params.setdefault("device", device)
+    params.setdefault("precision", run.precision)
+    if run.device is not None:
+        params.setdefault("device", run.device)
     attack = make_attack(attack_name, surrogate, **params)
-    request, key = cache_request(attack, params, surrogate, images, labels, names, manifest_sha256, seed,
+    request, key = cache_request(attack, params, surrogate, images, labels, names, data.manifest_sha256, run.seed,
                                  batch_size, lazy)
-    run = _Run(attack, Path(cache_dir) / key, request, images, labels, manifest_sha256, seed,
-               f"{attack.name}_eps{eps_label(attack.epsilon)}")
-    run.files = [f"{run.sub}/{p}" for p in output_names(list(names))]
-    run.png_sha256 = [None] * len(run.files)
+    state = _Run(attack, Path(run.cache_dir) / key, request, images, labels, data.manifest_sha256, run.seed,
+                 f"{attack.name}_eps{eps_label(attack.epsilon)}")
+    state.files = [f"{state.sub}/{p}" for p in output_names(list(names))]
+    state.png_sha256 = [None] * len(state.files)
     t0 = time.perf_counter()
-    index = read_index(run.dir, key, run.files)
+    index = read_index(state.dir, key, state.files)
     result = None if lazy else np.empty_like(images)
     n = images.shape[0]
     for b, start in enumerate(range(0, n, batch_size)):
@@ -199,14 +219,14 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
             if result is not None:
                 result[start:stop] = 0.0
             continue
-        adv = _batch(run, b, start, stop, on_batch)
+        adv = _batch(state, b, start, stop, on_batch)
         if result is not None:
             result[start:stop] = adv
         if progress:
             progress(stop - start)
     if lazy:
-        result = PngImages(run.dir, run.files, tuple(int(v) for v in images.shape[-2:]), run.png_sha256)
-    return _finish(run, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
+        result = PngImages(state.dir, state.files, tuple(int(v) for v in images.shape[-2:]), state.png_sha256)
+    return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
 
 
 @dataclass

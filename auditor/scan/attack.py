@@ -136,16 +136,16 @@ def generate_sets(ctx: ScanContext, jobs: list[AttackJob], surrogate, device, pr
             if clock is not None:
                 clock.forget(job.attack)
             continue
-        _record_cache_warnings(ctx, job.name, aset.warnings)
+        record_cache_warnings(ctx, job.name, aset.warnings)
         yield job, aset
 
 
 def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock):
     """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
-    from auditor.attacks.sets import build_adversarial_set
+    from auditor.attacks.sets import SetData, build_adversarial_set
 
     opt, data = ctx.options, ctx.data
-    names = [s.rel_path or Path(s.path).name for s in data.samples]
+    names, manifest = [s.rel_path or Path(s.path).name for s in data.samples], data.info["manifest_sha256"]
     params = dict(job.params)
     with ctx.reporter.task(job.name, len(data.images)) as adv:
         if opt.ray_address:
@@ -153,17 +153,23 @@ def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: st
 
             return build_set_on_ray(
                 job.attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
-                data.images, data.y, names, Path(opt.cache_dir), data.info["manifest_sha256"],
+                data.images, data.y, names, Path(opt.cache_dir), manifest,
                 opt.seed, batch_size=opt.attack_batch_size, precision=precision,
                 address=opt.ray_address, workers=opt.workers, progress=adv)
-        return build_adversarial_set(
-            job.attack, params, surrogate, data.images, data.y, names, Path(opt.cache_dir),
-            data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-            device=device, precision=precision, progress=adv,
-            on_batch=clock.batch_timer(job.name) if clock is not None else None)
+        return build_adversarial_set(job.attack, params, surrogate, SetData(data.images, data.y, names, manifest),
+                                     set_run(ctx, device, precision), progress=adv,
+                                     on_batch=clock.batch_timer(job.name) if clock is not None else None)
 
 
-def _record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:
+def set_run(ctx: ScanContext, device, precision: str):
+    """Where and how the scan makes its sets (:class:`~auditor.attacks.sets.SetRun`)."""
+    from auditor.attacks.sets import SetRun
+
+    opt = ctx.options
+    return SetRun(Path(opt.cache_dir), opt.seed, batch_size=opt.attack_batch_size, device=device, precision=precision)
+
+
+def record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:
     """A cached batch that failed its integrity check: warned and listed as a ``cache`` skip."""
     for warning in warnings:
         ctx.reporter.warn(f"{name}: {warning}")

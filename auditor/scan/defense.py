@@ -4,7 +4,7 @@ check against them (:func:`build_bpda_sets`)."""
 from __future__ import annotations
 
 from auditor.scan import context
-from auditor.scan.attack import scan_jobs
+from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
 from auditor.types import ConditionId, Skipped
@@ -88,23 +88,19 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[Adversaria
 
 def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
-    from pathlib import Path
-
-    from auditor.attacks.sets import build_adversarial_set, perturbation_stats
+    from auditor.attacks.sets import SetData, build_adversarial_set, perturbation_stats
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path for s in data.samples]
+    precision = (ctx.precision_choice or {}).get("chosen", opt.precision)
     params = dict(scan_jobs(ctx, [attack], [base.epsilon])[0].params)
     name = ConditionId(base.name, pre.name, adaptive=True).name
     ctx.reporter.info(f"adaptive attack {name}")
     with ctx.reporter.task(name, len(data.images)) as adv:
-        aset = build_adversarial_set(attack, params, adaptive, data.images, data.y, names, Path(opt.cache_dir),
-                                     data.info["manifest_sha256"], opt.seed, batch_size=opt.attack_batch_size,
-                                     device=device, progress=adv,
-                                     precision=(ctx.precision_choice or {}).get("chosen", opt.precision))
-    for warning in aset.warnings:  # a cached batch failed its integrity check
-        ctx.reporter.warn(f"{name}: {warning}")
-        ctx.skipped.append(Skipped(f"{name} cache", warning, "cache"))
+        aset = build_adversarial_set(attack, params, adaptive, SetData(data.images, data.y, names,
+                                                                       data.info["manifest_sha256"]),
+                                     set_run(ctx, device, precision), progress=adv)
+    record_cache_warnings(ctx, name, aset.warnings)
     meta = {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
             "seconds": round(aset.seconds, 2), "backend": aset.backend}
     return AdversarialSet(base.id, "adaptive", aset.images, perturbation_stats(data.images, aset.images),

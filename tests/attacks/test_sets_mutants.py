@@ -21,6 +21,8 @@ from attack_nets import CountingNet
 from auditor.attacks import cache
 from auditor.attacks.cache import _canonical, _decode_png, _digest, _surrogate_sha256, _write_png, output_names
 from auditor.attacks.sets import (
+    SetData,
+    SetRun,
     allowed_levels,
     batch_seed,
     budget_levels,
@@ -51,7 +53,8 @@ def _build(tmp_path, x, y, names, **kw):
     args = {"params": {"epsilon": 4 / 255, "steps": 1}, "seed": 3, "batch_size": 2}
     args.update(kw)
     params = args.pop("params")
-    return build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m" * 64, **args)
+    run = SetRun(tmp_path, args.pop("seed"), **{k: args.pop(k) for k in ("batch_size", "device", "precision") if k in args})
+    return build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m" * 64), run, **args)
 
 
 # --------------------------------------------------------------------------- budget arithmetic
