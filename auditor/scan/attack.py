@@ -15,17 +15,17 @@ from typing import Any, Iterator
 from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
-from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, set_name
+from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS
 from auditor.scan.sets import AdversarialSet, SurrogateEval
 from auditor.types import SetId, Skipped
 
 
-def _stage_clock(ctx: ScanContext, attacks: list[str], n_images: int):
+def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int):
     """The attack stage's clock: projections after first batches, seconds per image per set."""
     from auditor.attack_eta import StageClock
 
     opt = ctx.options
-    plan = [(set_name(a, e, opt.style_backend), a) for a in attacks for e in opt.epsilons]
+    plan = [(job.name, job.attack) for job in jobs]
     steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
     return StageClock.for_sets(plan, n_images, ctx.reporter.info, steps)
 
@@ -95,8 +95,8 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     if surrogate is None:
         return []
     device = pick_device(opt.device)
-    clock = _stage_clock(ctx, wanted, len(data.images))
     jobs = scan_jobs(ctx, wanted)
+    clock = _stage_clock(ctx, jobs, len(data.images))
     precision = resolve_scan_precision(ctx, surrogate, jobs, device)
     sur_label = surrogate.identity.get("label") or opt.surrogate
     sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
