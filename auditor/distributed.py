@@ -49,7 +49,7 @@ def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str 
     """One Ray task: load the surrogate here and compute the batches of ``shard``; returns the cache warnings."""
     import torch
 
-    from auditor.attacks.sets import build_adversarial_set
+    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
     from auditor.models.torch import load_surrogate
     from auditor.types import ModelSpec
 
@@ -57,9 +57,9 @@ def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str 
     surrogate = load_surrogate(surrogate_spec, ModelSpec.from_dict(target_spec_dict), target_path, "cpu")
     if not isinstance(images, LazyImages):
         images = np.asarray(images)
-    aset = build_adversarial_set(attack_name, params, surrogate, images, np.asarray(labels), names,
-                                 cache_dir, manifest_sha256, seed, batch_size=batch_size, device="cpu",
-                                 precision=precision, only_batches=set(shard))
+    aset = build_adversarial_set(attack_name, params, surrogate, SetData(images, np.asarray(labels), names, manifest_sha256),
+                                 SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
+                                 only_batches=set(shard))
     return list(aset.warnings)
 
 
@@ -73,7 +73,7 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
     ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
     is the same on every worker because it depends only on content).
     """
-    from auditor.attacks.sets import build_adversarial_set
+    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
 
     ray = _init_ray(address, workers)
     n_batches = math.ceil(len(images) / batch_size)
@@ -92,8 +92,9 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
         if progress:
             progress(0)
     worker_warnings = [w for ws in ray.get(refs) for w in ws]  # re-raises a worker's error here
-    aset = build_adversarial_set(attack_name, params, surrogate, images, labels, names, cache_dir, manifest_sha256,
-                                 seed, batch_size=batch_size, device="cpu", precision=precision, progress=progress)
+    aset = build_adversarial_set(attack_name, params, surrogate, SetData(images, labels, names, manifest_sha256),
+                                 SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
+                                 progress=progress)
     if worker_warnings:
         from dataclasses import replace
 

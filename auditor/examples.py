@@ -6,7 +6,7 @@ import base64
 
 import numpy as np
 
-from auditor.types import Condition
+from auditor.types import Condition, ConditionId
 
 
 def png_base64(img: np.ndarray, max_side: int = 192) -> str:
@@ -32,18 +32,20 @@ def amplify(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
 
 
 def build_examples(images: np.ndarray, y: np.ndarray, rel_paths: list[str], class_names, conditions: list[Condition],
-                   sets: list[dict], preprocessors: list, per_class: int = 1) -> list[dict]:
-    """Pick ``per_class`` images of each class (preferring ones the worst attack flips) and render them."""
-    attack_sets = [s for s in sets if s["kind"] == "attack"]
+                   sets: list, preprocessors: list, per_class: int = 1) -> list[dict]:
+    """Pick ``per_class`` images of each class (preferring ones the worst attack flips) and render them.
+
+    ``sets`` are the scan's :class:`~auditor.scan.sets.AdversarialSet` records."""
+    attack_sets = [s for s in sets if s.kind == "attack"]
     if not attack_sets:
         return []
     by_name = {c.name: c for c in conditions}
     clean = by_name.get("clean")
-    worst = min(attack_sets, key=lambda s: (by_name[s["name"]].metrics.get("accuracy") or 0.0, -(s.get("epsilon") or 0)))
-    adv_cond = by_name[worst["name"]]
+    worst = min(attack_sets, key=lambda s: (by_name[s.name].metrics.get("accuracy") or 0.0, -(s.epsilon or 0)))
+    adv_cond = by_name[worst.name]
     defended_cond, best_pre = None, None
     for pre in preprocessors:
-        c = by_name.get(f"{pre.name}/{worst['name']}")
+        c = by_name.get(ConditionId(worst.name, pre.name).name)
         if c is not None and (defended_cond is None or c.metrics["accuracy"] > defended_cond.metrics["accuracy"]):
             defended_cond, best_pre = c, pre
     out = []
@@ -53,13 +55,13 @@ def build_examples(images: np.ndarray, y: np.ndarray, rel_paths: list[str], clas
             continue
         flipped = [i for i in idx if clean and clean.predictions[i] == k and adv_cond.predictions[i] != k]
         for i in (flipped or list(idx))[:per_class]:
-            x, xa = images[i, 0], worst["images"][i, 0]
+            x, xa = images[i, 0], worst.images[i, 0]
             imgs = {"clean": png_base64(x), "adversarial": png_base64(xa), "perturbation": png_base64(amplify(x, xa))}
             preds = {"clean": class_names[clean.predictions[i]] if clean else None,
                      "adversarial": class_names[adv_cond.predictions[i]]}
             if best_pre is not None:
-                imgs["defended"] = png_base64(best_pre(worst["images"][i : i + 1])[0, 0])
+                imgs["defended"] = png_base64(best_pre(worst.images[i : i + 1])[0, 0])
                 preds["defended"] = class_names[defended_cond.predictions[i]]
-            out.append({"class": cls, "path": rel_paths[i], "condition": worst["name"],
+            out.append({"class": cls, "path": rel_paths[i], "condition": worst.name,
                         "defense": best_pre.name if best_pre is not None else None, "images": imgs, "predictions": preds})
     return out

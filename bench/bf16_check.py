@@ -27,7 +27,7 @@ def main() -> None:
 
     import torch
 
-    from auditor.attacks.sets import build_adversarial_set
+    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
     from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.torch import load_surrogate
@@ -51,8 +51,8 @@ def main() -> None:
                 params = {"epsilon": args.eps / 255}
                 if attack == "usmm":
                     params.update(mask_pool=x, mask_pool_labels=y)
-                aset = build_adversarial_set(attack, params, sur, x, y, names, cache, manifest, args.seed,
-                                             batch_size=8, device="cpu", precision=precision)
+                aset = build_adversarial_set(attack, params, sur, SetData(x, y, names, manifest),
+                                             SetRun(cache, args.seed, batch_size=8, device="cpu", precision=precision))
                 secs = time.perf_counter() - t0
             with torch.inference_mode():
                 sp = sur.module(torch.from_numpy(aset.images)).argmax(1).numpy()

@@ -42,9 +42,11 @@ MODULES=(
   "gates|auditor/report/gates.py|tests/report/test_report_gates.py"
   "metrics|auditor/metrics.py|tests/test_metrics.py -k not_cover"
   "quantize|auditor/attacks/sets.py|tests/attacks/test_sets_mutants.py tests/attacks/test_attacks_sets.py tests/attacks/test_cache_key.py"
+  "cache|auditor/attacks/cache.py|tests/attacks/test_sets_mutants.py tests/attacks/test_attacks_sets.py tests/attacks/test_cache_key.py"
   "spec|auditor/models/spec.py|tests/test_spec_mutants.py tests/test_spec.py"
   "loop|auditor/attacks/base.py|tests/attacks/test_loop_mutants.py tests/attacks/test_attacks_core.py"
-  "defense_stage|auditor/defense_stage.py|tests/test_defense_stage_mutants.py tests/test_adaptive.py"
+  "defense_stage|auditor/scan/defense.py|tests/test_defense_stage_mutants.py tests/test_adaptive.py"
+  "detect_stage|auditor/scan/detect.py|tests/test_defense_stage_mutants.py tests/test_stream.py -k detector"
 )
 
 command -v cosmic-ray >/dev/null || { echo "cosmic-ray missing: pip install -e '.[mutation]'" >&2; exit 2; }

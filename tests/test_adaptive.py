@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-import auditor.defense_stage as defense_stage
-from auditor.audit import Auditor, ScanOptions
+import auditor.scan.defense as defense_stage
 from auditor.defenses.base import Preprocessor
 from auditor.defenses.bpda import defended_module
 from auditor.defenses.transforms import BitDepthReduction
 from auditor.models.onnx import OnnxClassifier
 from auditor.models.spec import read_spec
+from auditor.scan.options import ScanOptions
+from auditor.scan.pipeline import Auditor
 from onnx_factory import make_classifier
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
@@ -59,7 +60,7 @@ def scan(tmp_path_factory):
     target = OnnxClassifier(target_path, spec=read_spec(target_path))
     defenses = [OffsetQuantiser(), BitDepthReduction(2)]
     mp = pytest.MonkeyPatch()
-    mp.setattr(defense_stage, "build_preprocessors", lambda auditor, data: defenses)
+    mp.setattr(defense_stage, "build_preprocessors", lambda ctx: defenses)
     try:
         opts = ScanOptions(attacks=("mifgsm",), epsilons=(16 / 255,), surrogate="target", defenses="test-defenses",
                            bpda=True, detector=False, n_boot=0, cache_dir=str(root / "cache"), device="cpu")

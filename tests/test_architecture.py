@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: docs/architecture.md §2: the group of every module (by its dotted name), and the groups each may import
 FOUNDATION = {"types", "errors", "hashing", "progress", "atomic", "capture", "allocator", "attack_eta", "templates"}
-SCAN = {"audit", "attack_stage", "defense_stage", "examples", "distributed", "evaluation", "distributed_eval"}
+SCAN = {"scan", "examples", "distributed", "evaluation", "distributed_eval"}
 MEASURES = {"metrics", "transfer"}
 MAY_IMPORT = {
     "foundation": set(),
@@ -39,12 +39,7 @@ MAY_IMPORT = {
 }
 
 #: import cycles that exist on purpose for now, each with its reason (docs/architecture.md §8.1)
-ALLOWED_CYCLES = {
-    # the scan stages take Auditor/LoadedData/eps_name from the orchestrator: issue 16 rewrites this path
-    frozenset({"auditor.audit", "auditor.attack_stage"}),
-    frozenset({"auditor.audit", "auditor.defense_stage"}),
-    frozenset({"auditor.audit", "auditor.attack_stage", "auditor.defense_stage"}),
-}
+ALLOWED_CYCLES: set[frozenset[str]] = set()  # none: every former cycle is gone (§8.1)
 
 
 def _imports(path: Path) -> set[str]:
@@ -196,6 +191,14 @@ def test_import_cycles_are_exactly_the_documented_ones():
     found = import_cycles(import_graph())
     assert sorted(sorted(c) for c in found - ALLOWED_CYCLES) == [], "new import cycle(s)"
     assert sorted(sorted(c) for c in ALLOWED_CYCLES - found) == [], "cycle(s) gone: shrink ALLOWED_CYCLES and docs/architecture.md §8.1"
+
+
+def test_scan_stages_never_import_the_orchestrator():
+    """The stages of auditor/scan/ are functions of the ScanContext: only the CLI imports the pipeline."""
+    graph = import_graph()
+    assert "auditor.scan.pipeline" in graph
+    importers = sorted(a for a, b in graph.edges if b == "auditor.scan.pipeline")
+    assert [m for m in importers if not m.startswith("auditor.cli")] == []
 
 
 def test_cycle_finder_sees_lazy_and_relative_imports(tmp_path):

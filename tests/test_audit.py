@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from auditor.audit import Auditor, ScanOptions
 from auditor.errors import DataError, UsageError
 from auditor.models.onnx import OnnxClassifier
 from auditor.models.spec import read_spec
+from auditor.scan.options import ScanOptions
+from auditor.scan.pipeline import Auditor
 from onnx_factory import make_classifier, write_image_folder
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

@@ -1,4 +1,5 @@
-"""The defense stage's wiring (auditor/defense_stage.py), with recording stand-ins for its workers.
+"""The defense and detector stages' wiring (auditor/scan/defense.py, auditor/scan/detect.py), with recording
+stand-ins for their workers.
 
 Written to kill mutation survivors (``make mutation``, docs/mutation.md). The end-to-end behaviour
 (BPDA flags a masking defense, not a removing one) is pinned in tests/test_adaptive.py; here each
@@ -17,15 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-import auditor.attack_stage as attack_stage
 import auditor.attacks.sets as sets_mod
-import auditor.defense_stage as stage
 import auditor.defenses.bpda as bpda_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
 import auditor.defenses.spectra as spectra_mod
+import auditor.scan.context as context_mod
+import auditor.scan.defense as stage
+import auditor.scan.detect as detect_stage
 from auditor.models.torch import Surrogate
-from auditor.types import Skipped
+from auditor.scan.context import ScanContext
+from auditor.scan.sets import AdversarialSet
+from auditor.types import SetId, Skipped
 
 
 class Reporter:
@@ -56,8 +60,13 @@ def _auditor(**opts):
         return np.tile([0.5, 0.5], (len(x), 1))
 
     target.predict_proba = predict_proba
-    return SimpleNamespace(options=SimpleNamespace(**base), reporter=Reporter(), skipped=[], target=target,
-                           precision_choice=None)
+    return ScanContext(target, SimpleNamespace(**base), Reporter())
+
+
+def _with(ctx, data):
+    """``ctx`` with ``data`` loaded (the stages read the scan's images from the context)."""
+    ctx.data = data
+    return ctx
 
 
 def _data(n=10, side=8):
@@ -88,13 +97,13 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
         return [skip, good]
 
     monkeypatch.setattr(registry_mod, "parse_defenses", parse)
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
+    monkeypatch.setattr(context_mod, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
     aud = _auditor()
-    assert stage.build_preprocessors(aud, _data(10)) == [good]
+    assert stage.build_preprocessors(_with(aud, _data(10))) == [good]
     assert aud.skipped == [skip] and aud.reporter.warns == ["skipped median: not installed"]
     assert good.measured == [(stage.COST_SAMPLE, 1, 8, 8)] and stage.COST_SAMPLE == 8
     assert seen == {"spec": "jpeg:75", "fe": None}
-    assert stage.build_preprocessors(_auditor(defenses=None), _data(3)) == [good]  # no --defenses: no crash
+    assert stage.build_preprocessors(_with(_auditor(defenses=None), _data(3))) == [good]  # no --defenses: no crash
     assert good.measured[-1] == (3, 1, 8, 8)
 
 
@@ -102,11 +111,11 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
 def test_feature_defense_gets_the_surrogates_features(monkeypatch, surrogate_opt, loaded):
     module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     calls, seen = [], {}
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate",
+    monkeypatch.setattr(context_mod, "load_scan_surrogate",
                         lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None))
     monkeypatch.setattr(registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or [])
     aud = _auditor(defenses="feature,jpeg", surrogate=surrogate_opt)
-    assert stage.build_preprocessors(aud, _data()) == []
+    assert stage.build_preprocessors(_with(aud, _data())) == []
     assert len(calls) == (1 if surrogate_opt else 0)
     if surrogate_opt and loaded:
         from auditor.defenses.feature import ConvFeatureExtractor
@@ -157,22 +166,32 @@ def _fake_detectors(monkeypatch):
     return rec
 
 
+def _set(set_id: SetId, kind: str, images=None, **kw) -> AdversarialSet:
+    """A typed set with only what the stage under test reads."""
+    return AdversarialSet(set_id, kind, images, {}, "", {}, None, "", **kw)
+
+
+class _Pre:
+    name = "jpeg"
+
+
 def _sets(data):
     kind = "".join(["att", "ack"])  # built at run time, as from parsed options: not an interned literal
-    return [{"name": "clean", "kind": "clean", "images": data.images},
-            {"name": "mifgsm@4", "kind": kind, "epsilon": 4 / 255, "images": data.images + 1},
-            {"name": "mifgsm@8", "kind": kind, "epsilon": 8 / 255, "images": data.images + 2},
-            {"name": "usmm@2", "kind": kind, "epsilon": 2 / 255, "images": data.images + 3},
-            {"name": "jpeg", "kind": "defense", "epsilon": 1.0, "images": data.images},
-            {"name": "mifgsm@8+bpda:jpeg", "kind": "adaptive", "epsilon": 1.0, "images": data.images},
-            {"name": "blend@0.5", "kind": "style_blend", "epsilon": None, "images": data.images}]
+    return [_set(SetId(), "clean", data.images),
+            _set(SetId("mifgsm", 4 / 255), kind, data.images + 1),
+            _set(SetId("mifgsm", 8 / 255), kind, data.images + 2),
+            _set(SetId("usmm", 2 / 255), kind, data.images + 3),
+            _set(SetId("jpeg", 1.0), "defense", data.images),
+            _set(SetId("mifgsm", 1.0), "adaptive", data.images, defense=_Pre(),
+                 base=_set(SetId("mifgsm", 8 / 255), kind)),
+            _set(SetId("blend", alpha=0.5), "style_blend", data.images)]
 
 
 @pytest.mark.parametrize("n", [8, 9, 11])
 def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    out = stage.run_detectors(aud, data, _sets(data))
+    out = detect_stage.run_detectors(_with(aud, data), _sets(data))
     perm = np.random.default_rng(5).permutation(n)
     cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
     assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
@@ -205,7 +224,7 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
 def test_detectors_need_four_images_per_half(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    assert stage.run_detectors(aud, data, _sets(data)) is None
+    assert detect_stage.run_detectors(_with(aud, data), _sets(data)) is None
     assert aud.skipped == [Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector")]
     assert [c[0] for c in rec.calls] == ["pairs"]
 
@@ -213,7 +232,7 @@ def test_detectors_need_four_images_per_half(monkeypatch, n):
 def test_detectors_without_attacks_do_nothing(monkeypatch):
     rec = _fake_detectors(monkeypatch)
     data = _data(10)
-    assert stage.run_detectors(_auditor(), data, _sets(data)[:1]) is None
+    assert detect_stage.run_detectors(_with(_auditor(), data), _sets(data)[:1]) is None
     assert rec.calls == []
 
 
@@ -234,14 +253,17 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
         calls["defended"].append((module, pre.name))
         return Skipped(f"bpda:{pre.name}", "no torch path", "defense") if pre.name in skip else FakeModule()
 
-    def build(attack, params, adaptive, images, y, names, cache_dir, manifest, seed, **kw):
-        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=y, names=names,
-                                   cache_dir=cache_dir, manifest=manifest, seed=seed, **kw))
+    def build(attack, params, adaptive, data, run, **kw):
+        images = data.images
+        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=data.labels,
+                                   names=data.names, cache_dir=run.cache_dir, manifest=data.manifest_sha256,
+                                   seed=run.seed, batch_size=run.batch_size, device=run.device,
+                                   precision=run.precision, **kw))
         out = np.clip(images + 0.01 * (1 + len(calls["build"])), 0, 1)
         return SimpleNamespace(images=out, key=f"k{len(calls['build'])}", cache_hit=False, seconds=1.234,
                                backend=None, label=attack.upper(), warnings=("batch 0: poisoned",) if attack == "usmm" else ())
 
-    monkeypatch.setattr(attack_stage, "load_scan_surrogate", load)
+    monkeypatch.setattr(context_mod, "load_scan_surrogate", load)
     monkeypatch.setattr(bpda_mod, "defended_module", defended)
     monkeypatch.setattr(sets_mod, "build_adversarial_set", build)
     return calls, sur
@@ -254,23 +276,24 @@ def _runtime(text: str) -> str:
 
 def _attack_sets():
     kind, usmm, stm = _runtime("attack"), _runtime("usmm"), _runtime("stm")
-    return [{"name": "clean", "kind": "clean"},
-            {"name": "mifgsm@4", "kind": kind, "attack": "mifgsm", "epsilon": 4 / 255},
-            {"name": "mifgsm@8", "kind": kind, "attack": "mifgsm", "epsilon": 8 / 255},
-            {"name": "mifgsm@2", "kind": kind, "attack": "mifgsm", "epsilon": 2 / 255},
-            {"name": "usmm@4", "kind": kind, "attack": usmm, "epsilon": 4 / 255},
-            {"name": "stm[randconv]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},
-            {"name": "stm[adain]@16", "kind": kind, "attack": stm, "epsilon": 16 / 255},  # a tie: the first wins
-            {"name": "mifgsm@8+bpda:x", "kind": "adaptive", "attack": "mifgsm", "epsilon": 1.0},  # not a base
-            {"name": "blend@0.5", "kind": "style_blend", "attack": "blend", "epsilon": None}]
+    x = type("X", (), {"name": "x"})()
+    return [_set(SetId(), "clean"),
+            _set(SetId("mifgsm", 4 / 255), kind),
+            _set(SetId("mifgsm", 8 / 255), kind),
+            _set(SetId("mifgsm", 2 / 255), kind),
+            _set(SetId(usmm, 4 / 255), kind),
+            _set(SetId(stm, 16 / 255, "randconv"), kind),
+            _set(SetId(stm, 16 / 255, "adain"), kind),  # a tie: the first wins
+            _set(SetId("mifgsm", 1.0), "adaptive", defense=x, base=_set(SetId("mifgsm", 8 / 255), kind)),  # not a base
+            _set(SetId("blend", alpha=0.5), "style_blend")]
 
 
 def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
     """``--bpda-attacks mifgsm,stm``: USMM gets no adaptive set, the others keep their largest epsilon."""
     calls, sur = _fake_bpda(monkeypatch)
     aud, data = _auditor(bpda_attacks=("mifgsm", "stm")), _data(6)
-    out = stage.build_bpda_sets(aud, data, [FakeDefense("jpeg", {})], _attack_sets())
-    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
+    out = stage.build_bpda_sets(_with(aud, data), [FakeDefense("jpeg", {})], _attack_sets())
+    assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
 
 
 def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
@@ -278,8 +301,8 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     aud, data = _auditor(attack_params={"mifgsm": {"steps": 3}}), _data(6)
     aud.precision_choice = {"chosen": "bf16"}
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
-    out = stage.build_bpda_sets(aud, data, [jpeg, median], _attack_sets())
-    assert [s["name"] for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
+    out = stage.build_bpda_sets(_with(aud, data), [jpeg, median], _attack_sets())
+    assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
                                         "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
     assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
     b = calls["build"]
@@ -299,13 +322,13 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert b[3]["adaptive"].identity["sha256"] == ["s1", "bpda:median:"]
     assert sur.identity == {"sha256": ["s1"], "label": "resnet"}  # the scan's surrogate is not changed
     first = out[0]
-    assert first["kind"] == "adaptive" and first["attack"] == "mifgsm" and first["epsilon"] == 8 / 255
-    assert first["defense"] is jpeg and first["base"] == "mifgsm@8" and first["label"] == "MIFGSM + BPDA"
-    assert first["surrogate"] == "resnet + jpeg (straight-through gradient)"
-    assert first["threat_model"] == "transfer (adaptive: BPDA through the defense)"
-    assert first["meta"] == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
+    assert first.kind == "adaptive" and first.attack == "mifgsm" and first.epsilon == 8 / 255
+    assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
+    assert first.surrogate == "resnet + jpeg (straight-through gradient)"
+    assert first.threat_model == "transfer (adaptive: BPDA through the defense)"
+    assert first.meta == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
                              "gradient": "straight-through", "seconds": 1.23, "backend": None}
-    assert first["stats"]["linf_max"] == pytest.approx(0.02, abs=1e-6)
+    assert first.stats["linf_max"] == pytest.approx(0.02, abs=1e-6)
     assert aud.reporter.infos[0] == "adaptive attack mifgsm@8+bpda:jpeg"
     assert aud.reporter.tasks[0] == ("mifgsm@8+bpda:jpeg", 6)
     # a cached batch that failed its check: warned and listed, per adaptive set
@@ -317,16 +340,16 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
     calls, sur = _fake_bpda(monkeypatch)
     sur.identity.pop("label")
     aud = _auditor(precision="fp32", surrogate="zoo/resnet")
-    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense()], _attack_sets()[:2])
+    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense()], _attack_sets()[:2])
     assert calls["build"][0]["precision"] == "fp32"
-    assert out[0]["surrogate"] == "zoo/resnet + jpeg (straight-through gradient)"
+    assert out[0].surrogate == "zoo/resnet + jpeg (straight-through gradient)"
 
 
 def test_a_defense_without_torch_path_is_skipped_not_attacked(monkeypatch):
     calls, _ = _fake_bpda(monkeypatch, skip=("median",))
     aud = _auditor()
-    out = stage.build_bpda_sets(aud, _data(4), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
-    assert [s["name"] for s in out] == ["mifgsm@4+bpda:jpeg"]
+    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
+    assert [s.name for s in out] == ["mifgsm@4+bpda:jpeg"]
     assert aud.skipped == [Skipped("bpda:median", "no torch path", "defense")]
 
 
@@ -335,5 +358,5 @@ def test_no_adaptive_sets_without_attacks_defenses_or_surrogate(monkeypatch, cas
     calls, _ = _fake_bpda(monkeypatch, surrogate=case != "no_surrogate")
     sets_in = _attack_sets()[:1] if case == "no_attacks" else _attack_sets()
     pres = [] if case == "no_defenses" else [FakeDefense()]
-    assert stage.build_bpda_sets(_auditor(), _data(4), pres, sets_in) == []
+    assert stage.build_bpda_sets(_with(_auditor(), _data(4)), pres, sets_in) == []
     assert calls["build"] == [] and calls["surrogate"] == (1 if case == "no_surrogate" else 0)

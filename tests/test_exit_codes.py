@@ -20,7 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import auditor.audit
+import auditor.scan.evaluate
 from auditor.cli import cli
 from auditor.reference_models.registry import build_model, make_checkpoint
 from onnx_factory import make_classifier, write_image_folder
@@ -89,7 +89,7 @@ def test_internal_bug_exits_5_with_one_line(setup, monkeypatch):
     def bug(*args, **kwargs):
         return {}["no such key"]
 
-    monkeypatch.setattr(auditor.audit, "compute_attack_rates", bug)
+    monkeypatch.setattr(auditor.scan.evaluate, "compute_attack_rates", bug)
     r = CliRunner().invoke(cli, _scan_args(root, data, target, sur, "bug"))
     assert r.exit_code == 5, r.output
     last = r.output.strip().splitlines()[-1]
@@ -102,9 +102,9 @@ def _env() -> dict:
 
 
 #: runs the CLI after replacing one function by a bug (the process is otherwise the real console entry)
-BUGGY_MAIN = ("import sys, auditor.audit\n"
+BUGGY_MAIN = ("import sys, auditor.scan.evaluate\n"
               "def bug(*a, **k):\n    return {}['no such key']\n"
-              "auditor.audit.compute_attack_rates = bug\n"
+              "auditor.scan.evaluate.compute_attack_rates = bug\n"
               "from auditor.cli import main\nsys.argv[0] = 'xray-audit'\nmain()\n")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from auditor.audit import Auditor, ScanOptions
 from auditor.cli import cli
 from auditor.data import load_images, open_dataset
 from auditor.data.stream import LazyImages, PngImages, SampleImages, prefetch, scan_readable, stream_digest
@@ -18,6 +17,11 @@ from auditor.errors import DataError, NonFiniteOutput
 from auditor.evaluation import Throughput, predict_stream
 from auditor.models.onnx import OnnxClassifier
 from auditor.models.spec import read_spec
+from auditor.scan.attack import build_sets
+from auditor.scan.data import load_data
+from auditor.scan.evaluate import evaluate_model
+from auditor.scan.options import ScanOptions
+from auditor.scan.pipeline import Auditor
 from onnx_factory import make_classifier, write_image_folder
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
@@ -85,7 +89,7 @@ def test_prefetch_raises_a_job_error_in_order():
 
 
 def test_stream_digest_equals_the_whole_array_digest():
-    from auditor.attacks.sets import _digest
+    from auditor.attacks.cache import _digest
 
     lazy = Synthetic(11, (9, 7))
     assert stream_digest(lazy, batch_size=4) == _digest(np.asarray(lazy))
@@ -200,7 +204,7 @@ def test_scan_records_images_per_second_per_stage(tmp_path):
 
 
 def test_detector_runs_on_a_bounded_subset_of_a_large_scan(tmp_path, monkeypatch):
-    import auditor.defense_stage as stage
+    import auditor.scan.detect as stage
 
     monkeypatch.setattr(stage, "DETECTOR_MAX_IMAGES", 10)
     data = write_image_folder(tmp_path / "d", n_per_class=5)
@@ -244,14 +248,14 @@ def _attack_scan(tmp_path):
     target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
     aud = Auditor(target, ScanOptions(attacks=("mifgsm",), epsilons=(8 / 255,), surrogate="target", n_boot=0,
                                       detector=False, batch_size=4, cache_dir=str(tmp_path / "c")), command="t")
-    loaded = aud.load_data(str(data))
-    return aud, loaded, aud._adversarial_sets(loaded)
+    loaded = load_data(aud.context, str(data))
+    return aud, loaded, build_sets(aud.context)
 
 
 def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
     aud, loaded, sets = _attack_scan(tmp_path)
     assert isinstance(loaded.images, SampleImages)
-    adv = sets[0]["images"]
+    adv = sets[0].images
     assert isinstance(adv, PngImages) and len(adv) == len(loaded.images) == 9
     files = sorted(p.relative_to(adv.root).as_posix() for p in adv.root.rglob("*.png"))
     assert sorted(adv.files) == files  # every image is a cached PNG, read on access
@@ -261,10 +265,10 @@ def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
 
 def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
     aud, loaded, sets = _attack_scan(tmp_path)
-    adv = sets[0]["images"]
+    adv = sets[0].images
     cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError, match="changed during the scan"):
-        aud._evaluate_model(aud.target, loaded, sets, [])
+        evaluate_model(aud.context, aud.target, sets, [])
 
 
 @pytest.mark.parametrize("ray_address", [None, pytest.param("local", marks=pytest.mark.heavy)])
@@ -282,7 +286,8 @@ def test_a_defense_failing_on_the_stream_is_a_skip_with_its_own_reason(tmp_path,
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
     aud = Auditor(target, ScanOptions(n_boot=0, ray_address=ray_address, workers=1), command="t")
-    conds = aud._evaluate_model(target, aud.load_data(str(data)), [], [BrokenDefense()])
+    load_data(aud.context, str(data))
+    conds = evaluate_model(aud.context, target, [], [BrokenDefense()])
     assert [c.name for c in conds] == ["clean"]
     assert [(s.name, s.reason, s.kind) for s in aud.skipped] == [
         ("broken", "defense failed on this data: cannot handle this", "defense")]

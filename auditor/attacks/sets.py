@@ -1,27 +1,11 @@
-"""Adversarial sets: generate in batches, quantise to 8 bit, store as PNGs, cache and resume.
+"""Adversarial sets: generate in batches, quantise to 8 bit, store in the cache and resume.
 
-A set lives in ``cache_dir/<key>/`` where ``key`` is the SHA-256 of everything
-that determines its content: the surrogate checkpoints' SHA-256s (a bare module: its weights), the data
-manifest SHA-256 (plus digests of the exact image array, labels and names),
-the attack name and all its parameters, the seed, the resolution, the batch
-size, the precision and the tool version. Layout::
-
-    <key>/request.json                 what the key was computed from
-    <key>/<attack>_eps<e>/<name>.png   one 8-bit PNG per image, named after its source
-    <key>/batches/00000.json           done-marker of batch 0 (written after its PNGs)
-    <key>/index.json                   written last: the set is complete
-
-Every file is written to a temporary name and moved into place with
-``os.replace``, so an interrupted run leaves no half-written file; the next
-run with the same key loads the finished batches and computes only the rest.
-Batch ``b`` is attacked with a seed derived from ``(seed, b)``, so a resumed
-set is identical to an uninterrupted one.
-
-Integrity: a batch's done-marker records the SHA-256 of every PNG written, the
-digest of the clean batch and the manifest SHA-256 it was made from. Loading a
-batch (also on a full cache hit) re-checks all of them and the ε bound; a batch
-that fails is recomputed and the set carries a warning (:attr:`AdversarialSet.warnings`).
-A shared cache therefore cannot feed a tampered or corrupted image into a verdict.
+:func:`build_adversarial_set` attacks the images batch by batch, quantises each batch to 8-bit levels
+within the budget (:func:`quantize`) and stores it in the cache of :mod:`auditor.attacks.cache`
+(keys, PNG files, done-markers, integrity checks). Batch ``b`` is attacked with a seed derived from
+``(seed, b)``, so a resumed set is identical to an uninterrupted one. Loading a batch (also on a full
+cache hit) re-checks it and the ε bound; a batch that fails is recomputed and the set carries a
+warning (:attr:`GeneratedSet.warnings`).
 
 Quantisation rounds to the nearest 8-bit level (the reference code floors) in
 integer arithmetic: each pixel stays within ``E = eps * 255`` levels of the
@@ -31,26 +15,33 @@ it (see :func:`quantize` for clean images that are not on the 8-bit grid).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from auditor.data.stream import LazyImages, PngImages, stream_digest
+from auditor.attacks.cache import (
+    INDEX_FILE,
+    CacheMismatch,
+    _canonical,
+    _digest,
+    cache_request,
+    output_names,
+    read_batch,
+    read_index,
+    write_json,
+    write_pngs,
+)
+from auditor.data.stream import LazyImages, PngImages
 from auditor.errors import DataError, RuntimeFailure, UsageError
-
-INDEX_FILE = "index.json"
+from auditor.types import eps_name
 
 
 @dataclass
-class AdversarialSet:
-    """A finished adversarial set (images in the input order) and how it was obtained."""
+class GeneratedSet:
+    """A finished adversarial set (images in the input order) and how it was obtained (cache key, timing)."""
 
     #: (N, 1, H, W) float32, multiples of 1/255; read lazily from the cache (:class:`PngImages`)
     #: when the clean images were lazy
@@ -74,111 +65,6 @@ class AdversarialSet:
     extra: dict[str, Any] = field(default_factory=dict)
     #: cached batches that failed their integrity check and were recomputed (one line each)
     warnings: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------- helpers
-def _digest(arr: Any) -> str:
-    a = np.ascontiguousarray(np.asarray(arr))
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _canonical(value: Any) -> Any:
-    """JSON-compatible form of a parameter; arrays become their digest."""
-    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
-        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else value
-        return {"array_sha256": _digest(arr), "shape": list(np.shape(arr))}
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        if len(value) > 64:
-            return {"array_sha256": _digest(np.asarray(value)), "len": len(value)}
-        return [_canonical(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return f"<{type(value).__name__}:{getattr(value, 'name', '')}>"
-
-
-def _surrogate_sha256(surrogate: Any) -> list[str]:
-    """What identifies the surrogate in a cache key: its checkpoints' SHA-256s (``identity``), or,
-    for a bare ``nn.Module`` without one, a digest of its architecture and weights."""
-    sha = list(getattr(surrogate, "identity", {}).get("sha256", []))
-    if sha:
-        return sha
-    module = getattr(surrogate, "module", surrogate)
-    h = hashlib.sha256(repr(module).encode("utf-8"))
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu()
-        h.update(f"{name}:{t.dtype}".encode("utf-8"))
-        h.update(_digest((t.double() if t.is_floating_point() else t).numpy()).encode("ascii"))
-    return [f"weights:{h.hexdigest()}"]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _atomic_write_json(path: Path, doc: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_png(path: Path, img_u8: np.ndarray) -> str:
-    """Write an 8-bit grey PNG atomically; returns the SHA-256 of the bytes written."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", img_u8)
-    if not ok:
-        raise RuntimeFailure(f"{path}: PNG encoding failed")
-    data = buf.tobytes()
-    _atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _decode_png(data: bytes) -> np.ndarray | None:
-    """An 8-bit grey image from PNG bytes, or None when it is anything else."""
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.dtype != np.uint8 or img.ndim != 2:
-        return None
-    return img
-
-
-def output_names(names: list[str]) -> list[str]:
-    """Relative PNG paths keeping each source's path and file name (``normal/a.dcm`` -> ``normal/a.png``).
-
-    Parts that could leave the folder (``..``, absolute roots, drive letters) are dropped;
-    clashes get ``__<index>`` appended to the stem.
-    """
-    out: list[str] = []
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        parts = [p for p in PurePosixPath(str(name).replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
-        parts = [p.replace(":", "_") for p in parts] or [f"image_{i:05d}"]
-        rel = PurePosixPath(*parts)
-        rel = rel.with_suffix(".png") if rel.suffix else rel.with_name(rel.name + ".png")
-        cand = str(rel)
-        if cand.lower() in seen:
-            cand = str(rel.with_name(f"{rel.stem}__{i}.png"))
-        seen.add(cand.lower())
-        out.append(cand)
-    return out
 
 
 def budget_levels(eps: float) -> int:
@@ -261,25 +147,43 @@ def batch_seed(seed: int, batch: int) -> int:
 
 
 def eps_label(eps: float) -> str:
-    """``8/255`` -> ``"8"``; other values keep two decimals (in 1/255 units)."""
-    v = eps * 255
-    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
+    """``8/255`` -> ``"8"``; other values keep two decimals (in 1/255 units): the set's folder in the cache."""
+    return eps_name(eps)
 
 
 # --------------------------------------------------------------------------- main API
-def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, images: np.ndarray,
-                          labels: np.ndarray, names: list[str], cache_dir: str | Path, manifest_sha256: str,
-                          seed: int, batch_size: int = 8, device: Any = None, precision: str = "fp32",
+@dataclass(frozen=True)
+class SetData:
+    """The clean images a set is made from and what identifies them in its cache key."""
+
+    #: ``(N, 1, H, W)`` float32 in ``[0, 1]``: an array or a :class:`~auditor.data.stream.LazyImages`
+    images: Any
+    labels: Any  #: target class indices, one per image
+    names: list[str]  #: the source file names (kept for the PNGs)
+    manifest_sha256: str  #: the data set's manifest SHA-256
+
+
+@dataclass(frozen=True)
+class SetRun:
+    """Where and how a set is made: the cache folder, the seed, the batch size, the device and the precision."""
+
+    cache_dir: str | Path
+    seed: int
+    batch_size: int = 8
+    device: Any = None
+    precision: str = "fp32"
+
+
+def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, data: SetData, run: SetRun,
                           progress: Callable[[int], None] | None = None,
                           only_batches: "set[int] | None" = None,
-                          on_batch: Callable[[int, float], None] | None = None) -> AdversarialSet:
-    """Attack ``images`` (``(N, 1, H, W)`` float32 in ``[0, 1]``) on ``surrogate``, or load the cached set.
+                          on_batch: Callable[[int, float], None] | None = None) -> GeneratedSet:
+    """Attack ``data.images`` on ``surrogate`` in batches of ``run.batch_size``, or load the cached set.
 
-    ``labels`` are target class indices, ``names`` the source file names (kept
-    for the PNGs). ``params`` go to :func:`auditor.attacks.registry.make_attack`
+    ``params`` go to :func:`auditor.attacks.registry.make_attack`
     (``epsilon``, ``mask_pool``/``mask_pool_labels`` for USMM, ``style_backend``/
-    ``checkpoint_dir`` for STM, ...). ``progress(n)`` is called after every
-    finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
+    ``checkpoint_dir`` for STM, ...; :func:`auditor.scan.jobs.attack_jobs` lists them). ``progress(n)`` is
+    called after every finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
     *computed* (not loaded), with its wall time. ``only_batches`` (a shard of a
     distributed run, see :mod:`auditor.distributed`) computes just those batches
     and returns a *partial* set (``extra["partial"]``, no index written; images
@@ -289,12 +193,64 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     :class:`~auditor.attacks.stm.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
     """
-    import torch
-
-    from auditor import __version__
     from auditor.attacks.registry import make_attack
 
-    lazy = isinstance(images, LazyImages)
+    names, batch_size = data.names, run.batch_size
+    lazy = isinstance(data.images, LazyImages)
+    images, labels = _checked_inputs(data.images, data.labels, names, batch_size, lazy)
+    params = dict(params)
+    params.setdefault("precision", run.precision)
+    if run.device is not None:
+        params.setdefault("device", run.device)
+    attack = make_attack(attack_name, surrogate, **params)
+    request, key = cache_request(attack, params, surrogate, images, labels, names, data.manifest_sha256, run.seed,
+                                 batch_size, lazy)
+    state = _Run(attack, Path(run.cache_dir) / key, request, images, labels, data.manifest_sha256, run.seed,
+                 f"{attack.name}_eps{eps_label(attack.epsilon)}")
+    state.files = [f"{state.sub}/{p}" for p in output_names(list(names))]
+    state.png_sha256 = [None] * len(state.files)
+    t0 = time.perf_counter()
+    index = read_index(state.dir, key, state.files)
+    result = None if lazy else np.empty_like(images)
+    n = images.shape[0]
+    for b, start in enumerate(range(0, n, batch_size)):
+        stop = min(n, start + batch_size)
+        if only_batches is not None and b not in only_batches:
+            if result is not None:
+                result[start:stop] = 0.0
+            continue
+        adv = _batch(state, b, start, stop, on_batch)
+        if result is not None:
+            result[start:stop] = adv
+        if progress:
+            progress(stop - start)
+    if lazy:
+        result = PngImages(state.dir, state.files, tuple(int(v) for v in images.shape[-2:]), state.png_sha256)
+    return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
+
+
+@dataclass
+class _Run:
+    """The state of one :func:`build_adversarial_set` call: what it attacks, where it caches, what it did."""
+
+    attack: Any
+    dir: Path
+    request: dict[str, Any]
+    images: Any
+    labels: np.ndarray
+    manifest_sha256: str
+    seed: int
+    sub: str  #: the set's folder in the cache entry, ``<attack>_eps<e>``
+    files: list[str] = field(default_factory=list)
+    png_sha256: list[str | None] = field(default_factory=list)
+    computed: int = 0
+    loaded: int = 0
+    linf_max: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _checked_inputs(images, labels, names: list[str], batch_size: int, lazy: bool) -> tuple[Any, np.ndarray]:
+    """``images`` (float32 unless lazy) and ``labels`` (int64) after checking their shapes; raises UsageError."""
     if not lazy:
         images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
@@ -305,168 +261,103 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
         raise UsageError(f"{n} images need {n} labels and names, got {labels.shape[0]} and {len(names)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size {batch_size!r} must be a positive integer")
-    params = dict(params)
-    params.setdefault("precision", precision)
-    if device is not None:
-        params.setdefault("device", device)
-    attack = make_attack(attack_name, surrogate, **params)
-    eps = attack.epsilon
-    h, w = images.shape[-2:]
+    return images, labels
 
-    key_params = {k: _canonical(v) for k, v in params.items() if k not in ("device", "mask_pool", "mask_pool_labels")}
-    request = {
-        "tool_version": __version__,
-        "attack": attack.name,
-        "params": key_params,
-        "effective": _canonical(attack.params()),
-        "extras": _canonical(attack.key_extras()),
-        "surrogate_sha256": _surrogate_sha256(surrogate),
-        "surrogate_classes": list(getattr(surrogate, "class_names", ())),
-        "manifest_sha256": manifest_sha256,
-        "images_sha256": stream_digest(images) if lazy else _digest(images),
-        "labels_sha256": _digest(labels),
-        "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
-        "seed": int(seed),
-        "resolution": [int(h), int(w)],
-        "batch_size": batch_size,
-    }
-    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()
-    set_dir = Path(cache_dir) / key
-    sub = f"{attack.name}_eps{eps_label(eps)}"
-    files = [f"{sub}/{p}" for p in output_names(list(names))]
-    backend = getattr(attack, "backend_name", None)
-    t0 = time.perf_counter()
 
-    index_path = set_dir / INDEX_FILE
-    index_ok = False
-    if index_path.is_file():
+def _batch(run: _Run, b: int, start: int, stop: int, on_batch) -> np.ndarray:
+    """Batch ``b`` (rows ``start:stop``) as float images: loaded from the cache when it passes its checks,
+    else attacked, quantised and written."""
+    eps = run.attack.epsilon
+    marker = run.dir / "batches" / f"{b:05d}.json"
+    clean = run.images[start:stop]
+    batch_files = run.files[start:stop]
+    levels = None
+    if marker.exists():
         try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-            index_ok = index.get("key") == key and index.get("files") == files
-        except (OSError, json.JSONDecodeError):
-            index_ok = False
+            levels, digests = _verified_batch(run.dir, marker, batch_files, clean, run.manifest_sha256, eps)
+            run.loaded += 1
+        except CacheMismatch as exc:
+            run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
+    if levels is None:
+        levels, digests = _attack_batch(run, b, start, stop, marker, on_batch)
+    run.png_sha256[start:stop] = digests
+    adv = levels.astype(np.float32) / 255.0
+    run.linf_max = max(run.linf_max, _float_linf(adv, clean))
+    return adv
 
-    result = None if lazy else np.empty_like(images)
-    png_sha256: list[str | None] = [None] * n
-    starts = list(range(0, n, batch_size))
-    computed = loaded = 0
-    linf_max = 0.0
-    warnings: list[str] = []
-    for b, start in enumerate(starts):
-        stop = min(n, start + batch_size)
-        if only_batches is not None and b not in only_batches:
-            if result is not None:
-                result[start:stop] = 0.0
-            continue
-        marker = set_dir / "batches" / f"{b:05d}.json"
-        clean = images[start:stop]
-        batch_files = files[start:stop]
-        levels = None
-        if marker.exists():
-            try:
-                levels, digests = _verified_batch(set_dir, marker, batch_files, clean, manifest_sha256, eps)
-                loaded += 1
-            except CacheMismatch as exc:
-                warnings.append(f"{sub} batch {b}: {exc}; the batch was recomputed")
-        if levels is None:
-            if not computed:
-                attack.ensure_setup()  # heavy resources (style network) once, before the first computed batch
-                set_dir.mkdir(parents=True, exist_ok=True)
-                _atomic_write_json(set_dir / "request.json", request)
-            tb = time.perf_counter()
-            x_adv = attack(torch.from_numpy(clean), torch.from_numpy(labels[start:stop]),
-                           seed=batch_seed(seed, b)).cpu().numpy()
-            levels = quantize(x_adv, clean, eps)
-            try:
-                bl = check_levels(levels, clean, eps)
-            except DataError as exc:  # cannot happen after quantize: a bug, not bad input
-                raise RuntimeFailure(f"{attack.name}: quantised batch {b}: {exc}") from None
-            digests = [_write_png(set_dir / f, levels[i, 0]) for i, f in enumerate(batch_files)]
-            batch_seconds = time.perf_counter() - tb
-            _atomic_write_json(marker, {"batch": b, "files": batch_files, "png_sha256": digests,
-                                        "clean_sha256": _digest(clean), "manifest_sha256": manifest_sha256,
-                                        "epsilon_levels": budget_levels(eps), "linf_max": bl,
-                                        "seconds": round(batch_seconds, 3)})
-            if on_batch:
-                on_batch(stop - start, batch_seconds)
-            computed += 1
-        png_sha256[start:stop] = digests
-        adv = levels.astype(np.float32) / 255.0
-        if result is not None:
-            result[start:stop] = adv
-        linf_max = max(linf_max, _float_linf(adv, clean))
-        if progress:
-            progress(stop - start)
 
-    seconds = time.perf_counter() - t0
-    if lazy:
-        result = PngImages(set_dir, files, (int(h), int(w)), png_sha256)
-    cache_hit = index_ok and computed == 0 and only_batches is None
-    if cache_hit:
-        return AdversarialSet(result, key, set_dir, index.get("params", {}), index.get("label", attack.label), eps,
-                              True, seconds, backend, attack.name, tuple(files), tuple(index.get("notes", ())),
-                              str(attack.device), attack.precision, 0, loaded, 0, {"linf_max": linf_max})
+def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_batch) -> tuple[np.ndarray, list[str]]:
+    """Attack batch ``b``, quantise it to 8-bit levels within the budget and write its PNGs and done-marker."""
+    import torch
+
+    attack, eps, clean = run.attack, run.attack.epsilon, run.images[start:stop]
+    if not run.computed:
+        attack.ensure_setup()  # heavy resources (style network) once, before the first computed batch
+        run.dir.mkdir(parents=True, exist_ok=True)
+        write_json(run.dir / "request.json", run.request)
+    tb = time.perf_counter()
+    x_adv = attack(torch.from_numpy(clean), torch.from_numpy(run.labels[start:stop]),
+                   seed=batch_seed(run.seed, b)).cpu().numpy()
+    levels = quantize(x_adv, clean, eps)
+    try:
+        bl = check_levels(levels, clean, eps)
+    except DataError as exc:  # cannot happen after quantize: a bug, not bad input
+        raise RuntimeFailure(f"{attack.name}: quantised batch {b}: {exc}") from None
+    batch_files = run.files[start:stop]
+    digests = write_pngs(run.dir, batch_files, levels)
+    batch_seconds = time.perf_counter() - tb
+    write_json(marker, {"batch": b, "files": batch_files, "png_sha256": digests,
+                        "clean_sha256": _digest(clean), "manifest_sha256": run.manifest_sha256,
+                        "epsilon_levels": budget_levels(eps), "linf_max": bl,
+                        "seconds": round(batch_seconds, 3)})
+    if on_batch:
+        on_batch(stop - start, batch_seconds)
+    run.computed += 1
+    return levels, digests
+
+
+def _finish(run: _Run, key: str, index: dict | None, result, seconds: float, only_batches, names: list[str],
+            batch_size: int) -> GeneratedSet:
+    """The set: from the index on a full cache hit, else as computed (the index written when the set is whole)."""
+    from auditor import __version__
+
+    attack, eps = run.attack, run.attack.epsilon
+    backend = getattr(attack, "backend_name", None)
+    files = tuple(run.files)
+    if index is not None and run.computed == 0 and only_batches is None:  # a full cache hit
+        return GeneratedSet(result, key, run.dir, index.get("params", {}), index.get("label", attack.label), eps,
+                            True, seconds, backend, attack.name, files, tuple(index.get("notes", ())),
+                            str(attack.device), attack.precision, 0, run.loaded, 0, {"linf_max": run.linf_max})
     eff = _canonical(attack.params())
-    if only_batches is not None:
-        return AdversarialSet(result, key, set_dir, eff, attack.label, eps, False, seconds, backend, attack.name,
-                              tuple(files), tuple(attack.notes), str(attack.device), attack.precision, computed, loaded,
-                              attack.surrogate_rows, {"linf_max": linf_max, "partial": True}, tuple(warnings))
-    index = {"key": key, "attack": attack.name, "label": attack.label, "epsilon": eps, "params": eff,
-             "files": files, "names": list(names), "n": n, "batches": len(starts), "linf_max": linf_max,
-             "notes": list(attack.notes), "tool_version": __version__, "seconds_last_run": round(seconds, 3),
-             "device": str(attack.device), "precision": attack.precision}
-    _atomic_write_json(index_path, index)
-    return AdversarialSet(result, key, set_dir, eff, attack.label, eps, False, seconds, backend, attack.name,
-                          tuple(files), tuple(attack.notes), str(attack.device), attack.precision, computed, loaded,
-                          attack.surrogate_rows, {"linf_max": linf_max}, tuple(warnings))
+    extra = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
+    out = GeneratedSet(result, key, run.dir, eff, attack.label, eps, False, seconds, backend, attack.name, files,
+                       tuple(attack.notes), str(attack.device), attack.precision, run.computed, run.loaded,
+                       attack.surrogate_rows, extra, tuple(run.warnings))
+    if only_batches is None:
+        n = len(run.files)
+        write_json(run.dir / INDEX_FILE, {
+            "key": key, "attack": attack.name, "label": attack.label, "epsilon": eps, "params": eff,
+            "files": run.files, "names": list(names), "n": n, "batches": len(range(0, n, batch_size)),
+            "linf_max": run.linf_max, "notes": list(attack.notes), "tool_version": __version__,
+            "seconds_last_run": round(seconds, 3), "device": str(attack.device), "precision": attack.precision})
+    return out
 
 
 def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
     return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0
 
 
-class CacheMismatch(Exception):
-    """A cached batch does not match what it claims to be; the message is the reason."""
-
-
 def _verified_batch(set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str,
                     eps: float) -> tuple[np.ndarray, list[str]]:
-    """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after checking it, and the PNGs' SHA-256s;
-    raises :class:`CacheMismatch`.
-
-    Checks: the done-marker parses and lists these files; it was made from this
-    clean batch and manifest; every PNG's SHA-256 is the one recorded when it
-    was written; every PNG is 8-bit grey of the clean size; and every pixel is
-    within the ε budget of the clean image (:func:`check_levels`).
-    """
-    try:
-        done = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise CacheMismatch("done-marker unreadable") from None
-    if not isinstance(done, dict) or done.get("files") != files:
-        raise CacheMismatch("done-marker lists other files")
-    if done.get("manifest_sha256") != manifest_sha256 or done.get("clean_sha256") != _digest(clean):
-        raise CacheMismatch("made from other clean images")
-    digests = done.get("png_sha256")
-    if not isinstance(digests, list) or len(digests) != len(files):
-        raise CacheMismatch("no SHA-256 recorded for its PNGs")
-    out = np.empty(clean.shape, np.uint8)
-    for i, (f, want) in enumerate(zip(files, digests)):
-        try:
-            data = (set_dir / f).read_bytes()
-        except OSError:
-            raise CacheMismatch(f"{f} missing") from None
-        if hashlib.sha256(data).hexdigest() != want:
-            raise CacheMismatch(f"{f} changed since it was written (SHA-256 mismatch)")
-        img = _decode_png(data)
-        if img is None or img.shape != clean.shape[-2:]:
-            raise CacheMismatch(f"{f} is not an 8-bit grey image of the set's size")
-        out[i, 0] = img
+    """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after :func:`auditor.attacks.cache.read_batch`
+    checked its files, and after checking every pixel is within the ε budget of the clean image
+    (:func:`check_levels`); raises :class:`~auditor.attacks.cache.CacheMismatch`."""
+    out, digests = read_batch(set_dir, marker, files, clean, manifest_sha256)
     try:
         check_levels(out, clean, eps)
     except DataError as exc:
         raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
-    return out, list(digests)
+    return out, digests
 
 
 def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The surrogate's own view of a scan: its predictions on clean and adversarial images, its input size.
 
-Used by :mod:`auditor.attack_stage` for the per-set transfer diagnostics of
+Used by :mod:`auditor.scan.attack` for the per-set transfer diagnostics of
 :mod:`auditor.transfer`, on the surrogate object the attacks already use (no
 second load).
 """

@@ -15,37 +15,15 @@ import click
 from auditor.cli.options import MAX_ATTACK_BATCH_SIZE, common_run_options, parse_epsilons, split_list
 from auditor.errors import UsageError
 
-GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
-
 
 def _parse_attack_names(text: str) -> list[str]:
+    from auditor.scan.options import GRADIENT_ATTACKS
+
     names = [a.lower() for a in split_list(text)]
     unknown = [a for a in names if a not in GRADIENT_ATTACKS]
     if unknown or not names:
         raise UsageError(f"--attacks {text!r}: unknown or empty; choose from {', '.join(GRADIENT_ATTACKS)}")
     return list(dict.fromkeys(names))
-
-
-def _auto_precision(attacks, sur, images, y, eps, batch_size, seed, dev, style_backend, stm_checkpoint, out):
-    """``--precision auto``: the decision record of the first attack that can run, or None."""
-    from auditor.attacks.auto_precision import choose_precision_cached
-    from auditor.attacks.registry import make_attack
-    from auditor.attacks.sets import batch_seed
-    from auditor.attacks.stm import StyleBackendUnavailable
-
-    n = min(batch_size, len(images))
-    for name in attacks:
-        params: dict = {"epsilon": eps, "device": dev}
-        if name == "usmm":
-            params.update(mask_pool=images, mask_pool_labels=y)
-        if name == "stm":
-            params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
-        try:
-            return choose_precision_cached(make_attack(name, sur, **params), images[:n], y[:n], batch_seed(seed, 0),
-                                           out, sur.identity.get("sha256"))
-        except StyleBackendUnavailable:
-            continue
-    return None
 
 
 @click.command("attack")
@@ -73,107 +51,81 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
                    no_progress) -> None:
     """Attack the images in --data with a surrogate and write 8-bit adversarial PNG sets to --out."""
     from auditor.attacks.device import pick_device
-    from auditor.attacks.sets import build_adversarial_set, perturbation_stats
-    from auditor.attacks.stm import StyleBackendUnavailable
-    from auditor.audit import set_name as condition_name
-    from auditor.data import (
-        drop_duplicates,
-        drop_labels,
-        fingerprint,
-        map_labels,
-        open_dataset,
-        parse_label_map,
-        stratified_subset,
-    )
-    from auditor.data.stream import SampleImages, scan_readable
-    from auditor.models.torch import load_surrogate, read_checkpoint
+    from auditor.data import parse_label_map
     from auditor.progress import Reporter
+    from auditor.scan.options import ScanOptions
 
-    names_wanted = _parse_attack_names(attacks)
-    epsilons = parse_epsilons(eps)
-    label_mapping = parse_label_map(label_map)  # every flag before the surrogate is loaded
+    opts = ScanOptions(attacks=tuple(_parse_attack_names(attacks)), epsilons=tuple(parse_epsilons(eps)),
+                       surrogate=surrogate, seed=seed, attack_batch_size=batch_size, max_images=max_images,
+                       device=device, precision=precision, cache_dir=out, style_backend=style_backend,
+                       stm_checkpoint=stm_checkpoint, label_map=parse_label_map(label_map), data_format=data_format,
+                       strict=strict)  # every flag before the surrogate is loaded
     reporter = Reporter(quiet=quiet, progress=False if no_progress else None)
     dev = pick_device(device)
+    ctx, sur = _context(opts, target, image_size, reporter, dev)
+    _run_attacks(ctx, sur, dev, data)
+
+
+def _context(opts, target, image_size, reporter, dev):
+    """The run's :class:`~auditor.scan.context.ScanContext` (its "target" names the classes and the attack
+    resolution: the ONNX target's, else the surrogate checkpoint's) and the loaded surrogate."""
+    import dataclasses
+
+    from auditor.models.torch import load_surrogate, read_checkpoint
+    from auditor.scan.context import InputTarget, ScanContext
 
     target_spec = None
     if target:
         from auditor.models.spec import read_spec
 
         target_spec = read_spec(target)
-    elif surrogate.strip().lower() == "target":
+    elif opts.surrogate.strip().lower() == "target":
         raise UsageError("--surrogate target needs --target MODEL.onnx")
-    sur = load_surrogate(surrogate, target_spec, target, dev)
-    spec = target_spec or read_checkpoint(split_list(surrogate)[0])["spec"]
-    size = (image_size, image_size) if image_size else (spec.height, spec.width)
+    sur = load_surrogate(opts.surrogate, target_spec, target, dev)
+    spec = target_spec or read_checkpoint(split_list(opts.surrogate)[0])["spec"]
+    if image_size:
+        spec = dataclasses.replace(spec, height=image_size, width=image_size)
+    spec = dataclasses.replace(spec, class_names=tuple(sur.class_names))
+    return ScanContext(InputTarget(spec, target or opts.surrogate), opts, reporter), sur
 
-    ds = open_dataset(data, fmt=data_format)
-    kept, dropped = drop_labels([s.label for s in ds.samples], label_mapping)
-    samples = [ds.samples[i] for i in kept]
-    for label, n in dropped.items():
-        reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
-    if max_images:
-        samples = [samples[i] for i in stratified_subset([s.label for s in samples], max_images, seed)]
-    y_all = map_labels([s.label for s in samples], tuple(sur.class_names), label_mapping)
-    samples, _ = fingerprint(samples)
-    unique, duplicates = drop_duplicates(samples)  # same content twice: once; under two labels: DataError
-    samples, y_all = [samples[i] for i in unique], y_all[unique]
-    samples, manifest = fingerprint(samples)
-    with reporter.task("loading images", len(samples)) as adv:
-        kept, skipped_imgs, _ = scan_readable(samples, size, progress=adv)
-    samples = [samples[i] for i in kept]
-    images = SampleImages([s.path for s in samples], size)  # decoded batch by batch, never held whole
-    y = y_all[kept]
-    skipped = [s.to_dict() for s in (*ds.skipped, *duplicates, *skipped_imgs)]
-    for s in skipped:
-        reporter.warn(f"skipped {s['kind']} {s['name']}: {s['reason']}")
-    if not samples:
-        raise UsageError(f"{data}: no readable images to attack")
-    names = [s.rel_path or Path(s.path).name for s in samples]
-    precision_choice = None
-    if precision == "auto":
-        precision_choice = _auto_precision(names_wanted, sur, images, y, epsilons[0], batch_size, seed, dev,
-                                           style_backend, stm_checkpoint, out)
-        precision = precision_choice["chosen"] if precision_choice else "fp32"
-    reporter.info(f"{len(samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
-                  f"({sur.threat_model}), device {dev}, precision {precision}")
 
-    summary: list[dict] = []
-    for name in names_wanted:
-        for e in epsilons:
-            set_name = condition_name(name, e, style_backend)
-            params: dict = {"epsilon": e}
-            if name == "usmm":
-                params.update(mask_pool=images, mask_pool_labels=y)
-            if name == "stm":
-                params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
-            try:
-                with reporter.task(set_name, len(samples)) as adv:
-                    aset = build_adversarial_set(name, params, sur, images, y, names, Path(out), manifest, seed,
-                                                 batch_size=batch_size, device=dev, precision=precision, progress=adv)
-            except StyleBackendUnavailable as exc:
-                reporter.warn(f"skipped {name}: {exc}")
-                skipped.append({"name": name, "reason": str(exc), "kind": "attack"})
-                break
-            for warning in aset.warnings:
-                reporter.warn(f"{set_name}: {warning}")
-                skipped.append({"name": f"{set_name} cache", "reason": warning, "kind": "cache"})
-            stats = perturbation_stats(images, aset.images)
-            reporter.info(f"{set_name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
-                          f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")
-            summary.append({"name": set_name, "attack": name, "epsilon": e, "label": aset.label, "key": aset.key,
-                            "dir": str(aset.dir), "cache_hit": aset.cache_hit, "seconds": round(aset.seconds, 2),
-                            "backend": aset.backend, "style_diversity": aset.params.get("style_diversity"),
-                            "notes": list(aset.notes), "n_images": len(aset.images),
-                            "stats": stats})
-    doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data), "manifest_sha256": manifest,
-           "image_size": list(size), "seed": seed, "precision": precision, "precision_choice": precision_choice,
-           "sets": summary, "skipped": skipped, "dropped": dropped}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+def _run_attacks(ctx, sur, dev, data_path: str) -> None:
+    """Load the data as a scan does, build every job's set as a scan does, write ``attack_summary.json``."""
     from auditor.report.gates import exit_status
+    from auditor.scan.attack import generate_sets, resolve_scan_precision, scan_jobs
+    from auditor.scan.data import load_data
 
-    code, message = exit_status((), skipped, strict)
+    opts, reporter = ctx.options, ctx.reporter
+    data = load_data(ctx, data_path)
+    jobs = scan_jobs(ctx, list(opts.attacks))
+    precision = resolve_scan_precision(ctx, sur, jobs, dev)
+    size = (ctx.target.spec.height, ctx.target.spec.width)
+    reporter.info(f"{len(data.samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
+                  f"({sur.threat_model}), device {dev}, precision {precision}")
+    summary = [_summary_entry(ctx, job, aset) for job, aset in generate_sets(ctx, jobs, sur, dev, precision)]
+    skipped = [*data.info["skipped"], *(s.to_dict() for s in ctx.skipped)]
+    doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data_path),
+           "manifest_sha256": data.info["manifest_sha256"], "image_size": list(size), "seed": opts.seed,
+           "precision": precision, "precision_choice": ctx.precision_choice, "sets": summary, "skipped": skipped,
+           "dropped": data.info["dropped"]}
+    out = Path(opts.cache_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    code, message = exit_status((), skipped, opts.strict)
     if message:
         click.echo(message, err=True)
     if code:
         click.get_current_context().exit(code)
+
+
+def _summary_entry(ctx, job, aset) -> dict:
+    """One set of ``attack_summary.json`` (and its console line)."""
+    from auditor.attacks.sets import perturbation_stats
+
+    stats = perturbation_stats(ctx.data.images, aset.images)
+    ctx.reporter.info(f"{job.name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
+                      f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")
+    return {"name": job.name, "attack": job.attack, "epsilon": job.epsilon, "label": aset.label, "key": aset.key,
+            "dir": str(aset.dir), "cache_hit": aset.cache_hit, "seconds": round(aset.seconds, 2),
+            "backend": aset.backend, "style_diversity": aset.params.get("style_diversity"),
+            "notes": list(aset.notes), "n_images": len(aset.images), "stats": stats}

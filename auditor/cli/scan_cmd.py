@@ -34,7 +34,7 @@ def default_cache_dir() -> str:
 
 
 def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
-    from auditor.audit import KNOWN_ATTACKS
+    from auditor.scan.options import KNOWN_ATTACKS
 
     if text is None:
         return ("usmm", "stm") if surrogate else ()
@@ -148,13 +148,14 @@ def _run_scan_staged(model, data, stage, *, compare, fmts, gates, strict, quiet,
                      debug, min_transfer=None, **options) -> int:
     from dataclasses import replace
 
-    from auditor.audit import Auditor, ScanOptions
     from auditor.capture import capture_library_output
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
     from auditor.report.gates import evaluate_gates, exit_status, skipped_items
     from auditor.report.render import FILE_FORMATS, render_all
+    from auditor.scan.options import ScanOptions
+    from auditor.scan.pipeline import Auditor
 
     reporter = Reporter(quiet=quiet, progress=progress)
     with capture_library_output(show=debug) as notes:

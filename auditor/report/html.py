@@ -21,7 +21,7 @@ from auditor.report.renderer import Renderer
 from auditor.report.summary import _acc, is_normal, summary_numbers
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
-from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition
+from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition, ConditionId
 
 #: example images shown at most (the rest are counted in a note)
 MAX_EXAMPLES = 24
@@ -138,7 +138,7 @@ def _matrix(result: AuditResult, defenses: list[dict[str, Any]]) -> dict[str, An
     for r in rows:
         line = []
         for col in cols:
-            name = col if r == "no defense" else f"{r}/{col}"
+            name = ConditionId(col, None if r == "no defense" else r).name
             cond = result.condition(name)
             if cond is None and r == "no defense" and col == "clean":
                 cond = clean_condition(result)

@@ -30,11 +30,10 @@ import numpy as np
 from auditor.metrics import DEFAULT_N_BOOT, ratio_ci
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.numbers import _finite, fmt_ci, fmt_pct
-from auditor.types import AuditResult, Condition
+from auditor.types import AuditResult, Condition, ConditionId
 
 #: fewest images each half needs for the held-out selection
 MIN_HALF_IMAGES = 10
-ADAPTIVE_MARK = "+bpda:"
 VANISHES_TEXT = "benefit vanishes under an adaptive attack"
 MINUS = "\u2212"
 
@@ -52,19 +51,20 @@ def signed_change(v: Any, digits: int = 1) -> str:
 # --------------------------------------------------------------------------- which conditions belong to a defense
 
 
+def condition_id(c: Condition) -> ConditionId:
+    """The identifier of a condition of results.json, from its name, ``defense`` and ``extra.adaptive``."""
+    return ConditionId.parse(c.name, c.defense, bool(c.extra.get("adaptive")))
+
+
 def is_adaptive(c: Condition) -> bool:
     """True for an adaptive (BPDA) condition of a defense."""
-    return bool(c.defense) and (bool(c.extra.get("adaptive")) or ADAPTIVE_MARK in c.name)
+    return condition_id(c).adaptive
 
 
 def attacked_base(c: Condition) -> str:
     """The undefended attack condition a defended one replays: ``jpeg:75/usmm@8`` and
     ``usmm@8+bpda:jpeg:75`` -> ``usmm@8``."""
-    if is_adaptive(c):
-        return c.name.split(ADAPTIVE_MARK, 1)[0]
-    if c.defense and c.name.startswith(f"{c.defense}/"):
-        return c.name[len(c.defense) + 1:]
-    return c.name.split("/", 1)[1] if "/" in c.name else c.name
+    return condition_id(c).base
 
 
 def defense_names(result: AuditResult) -> list[str]:

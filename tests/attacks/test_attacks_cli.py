@@ -10,9 +10,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from auditor.cli import cli
 from auditor.cli.attack_cmd import attack_command
 from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
 from auditor.types import ModelSpec
+from onnx_factory import make_classifier
 
 CLASSES = ("normal", "pneumonia", "pneumothorax")
 
@@ -82,3 +84,25 @@ def test_attack_command_rejects_unknown_attack(tiny):
 
     with pytest.raises(UsageError, match="choose from mifgsm, usmm, stm"):
         _run(["--surrogate", str(ckpt), "--data", str(data), "--attacks", "pgd", "--out", str(out)])
+
+
+def test_a_scan_reuses_the_attack_commands_sets_even_with_an_unreadable_image(tiny):
+    """`xray-audit attack` loads the data as the scan does (the manifest covers the readable images only), so a
+    later `scan --cache-dir` finds every set it made, also when one file of the folder cannot be read."""
+    data, ckpt, out = tiny
+    (data / "normal" / "broken.png").write_bytes(b"not a png")
+    res = _run(["--surrogate", str(ckpt), "--data", str(data), "--attacks", "mifgsm,usmm", "--eps", "8",
+                "--out", str(out), "--batch-size", "4", "--precision", "fp32", "--quiet", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    made = json.loads((out / "attack_summary.json").read_text())
+    assert [s["kind"] for s in made["skipped"]] == ["image"] and len(made["sets"]) == 2
+    target = make_classifier(out.parent / "t.onnx", channels=1, class_names=tuple(c.upper() for c in CLASSES))
+    scan = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--surrogate", str(ckpt),
+                                    "--attacks", "mifgsm,usmm", "--eps", "8", "--cache-dir", str(out),
+                                    "--precision", "fp32", "--attack-batch-size", "4", "--n-boot", "0",
+                                    "--no-detector", "--format", "json", "--out", str(out.parent / "o"), "-q"])
+    assert scan.exit_code == 0, scan.output
+    doc = json.loads((out.parent / "o" / "results.json").read_text())
+    assert doc["data"]["manifest_sha256"] == made["manifest_sha256"]
+    assert [(s["name"], s["key"], s["cache_hit"]) for s in doc["extras"]["adversarial_sets"]] == [
+        (s["name"], s["key"], True) for s in made["sets"]]

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
+from auditor.attacks.cache import output_names
 from auditor.attacks.sets import (
+    SetData,
+    SetRun,
     batch_seed,
     budget_levels,
     build_adversarial_set,
-    output_names,
     perturbation_stats,
     quantize,
 )
@@ -102,7 +104,7 @@ def test_build_then_cache_hit(tmp_path):
     x, y, names = _data()
     sur = _surrogate()
     params = {"epsilon": 8 / 255, "steps": 2}
-    s1 = build_adversarial_set("mifgsm", params, sur, x, y, names, tmp_path, "m" * 64, seed=3, batch_size=2)
+    s1 = build_adversarial_set("mifgsm", params, sur, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 3, batch_size=2))
     assert not s1.cache_hit and s1.batches_computed == 3 and s1.label == "MI-FGSM"
     # x is off the 8-bit grid: every stored level stays within eps of the float clean value
     measured = float(np.abs(s1.images.astype(np.float64) - x).max())
@@ -112,17 +114,18 @@ def test_build_then_cache_hit(tmp_path):
     assert index["key"] == s1.key and len(index["files"]) == 5
     assert (s1.dir / "mifgsm_eps8" / "a" / "img0.png").is_file()
     rows = sur.module.rows
-    s2 = build_adversarial_set("mifgsm", params, sur, x, y, names, tmp_path, "m" * 64, seed=3, batch_size=2)
+    s2 = build_adversarial_set("mifgsm", params, sur, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 3, batch_size=2))
     assert s2.cache_hit and s2.key == s1.key and sur.module.rows == rows
     np.testing.assert_array_equal(s2.images, s1.images)
-    s3 = build_adversarial_set("mifgsm", params, sur, x, y, names, tmp_path, "m" * 64, seed=4, batch_size=2)
+    s3 = build_adversarial_set("mifgsm", params, sur, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 4, batch_size=2))
     assert s3.key != s1.key and not s3.cache_hit
 
 
 def test_resume_after_interruption_computes_only_missing_batches(tmp_path):
     x, y, names = _data(5)
     params = {"epsilon": 4 / 255, "steps": 2, "mask_pool": x, "mask_pool_labels": y}
-    full = build_adversarial_set("usmm", params, _surrogate(), x, y, names, tmp_path / "a", "m", seed=1, batch_size=2)
+    full = build_adversarial_set("usmm", params, _surrogate(), SetData(x, y, names, "m"),
+                                 SetRun(tmp_path / "a", 1, batch_size=2))
 
     calls = []
 
@@ -132,14 +135,14 @@ def test_resume_after_interruption_computes_only_missing_batches(tmp_path):
 
     sur = _surrogate()
     with pytest.raises(KeyboardInterrupt):
-        build_adversarial_set("usmm", params, sur, x, y, names, tmp_path / "b", "m", seed=1, batch_size=2,
-                              progress=stop_after_first)
+        build_adversarial_set("usmm", params, sur, SetData(x, y, names, "m"),
+                              SetRun(tmp_path / "b", 1, batch_size=2), progress=stop_after_first)
     assert calls == [2] and sur.module.rows == 2 * 15 * 2
     assert not (tmp_path / "b" / full.key / "index.json").exists()
     sur2 = _surrogate()
     seen = []
-    resumed = build_adversarial_set("usmm", params, sur2, x, y, names, tmp_path / "b", "m", seed=1, batch_size=2,
-                                    progress=seen.append)
+    resumed = build_adversarial_set("usmm", params, sur2, SetData(x, y, names, "m"),
+                                    SetRun(tmp_path / "b", 1, batch_size=2), progress=seen.append)
     assert resumed.key == full.key and not resumed.cache_hit
     assert resumed.batches_loaded == 1 and resumed.batches_computed == 2
     assert sur2.module.rows == 3 * 15 * 2  # images 2..4 only, 15 copies, 2 steps
@@ -177,17 +180,21 @@ def test_poisoned_cache_png_is_recomputed_with_a_warning(tmp_path, complete):
     x, y, names = _data(5)
     x = (np.rint(x * 255) / 255).astype(np.float32)
     params = {"epsilon": 8 / 255, "steps": 2}
-    ref = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path / "ref", "m", seed=3, batch_size=2)
-    s1 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    ref = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                                SetRun(tmp_path / "ref", 3, batch_size=2))
+    s1 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                               SetRun(tmp_path, 3, batch_size=2))
     _poison(s1.dir / s1.files[3])  # a white image, far outside the budget, in batch 1
     if not complete:
         (s1.dir / "index.json").unlink()  # an interrupted set resumes through the same check
-    s2 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    s2 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                               SetRun(tmp_path, 3, batch_size=2))
     np.testing.assert_array_equal(s2.images, ref.images)
     assert not s2.cache_hit and s2.batches_computed == 1 and s2.batches_loaded == 2
     assert len(s2.warnings) == 1 and "batch 1" in s2.warnings[0] and "SHA-256" in s2.warnings[0]
     assert s2.extra["linf_max"] <= 8 / 255 + 1e-6
-    s3 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=3, batch_size=2)
+    s3 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                               SetRun(tmp_path, 3, batch_size=2))
     assert s3.cache_hit and not s3.warnings  # the repaired set is trusted again
 
 
@@ -195,7 +202,8 @@ def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tm
     x, y, names = _data(4)
     x = (np.rint(x * 255) / 255).astype(np.float32)
     params = {"epsilon": 4 / 255, "steps": 2}
-    s1 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=0, batch_size=2)
+    s1 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                               SetRun(tmp_path, 0, batch_size=2))
     png = s1.dir / s1.files[0]
     _poison(png, 0)
     marker = s1.dir / "batches" / "00000.json"
@@ -204,6 +212,7 @@ def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tm
 
     doc["png_sha256"][0] = hashlib.sha256(png.read_bytes()).hexdigest()  # a writer that also forged the hash
     marker.write_text(json.dumps(doc))
-    s2 = build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m", seed=0, batch_size=2)
+    s2 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
+                               SetRun(tmp_path, 0, batch_size=2))
     assert len(s2.warnings) == 1 and "budget" in s2.warnings[0]
     assert np.abs(np.rint(s2.images * 255) - np.rint(x * 255)).max() <= 4

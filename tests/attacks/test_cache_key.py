@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditor
-from auditor.attacks.sets import build_adversarial_set
+from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
 from auditor.models.torch import load_surrogate
 from auditor.reference_models.registry import build_model, make_checkpoint
 
@@ -89,10 +89,11 @@ def key_of(env, attack: str, changes: frozenset) -> str:
         auditor.__version__ = old_version + ".post1"
     try:
         aset = build_adversarial_set(
-            attack, params, surrogates[1 if "surrogate_weights" in ch else 0], x, y, names,
-            root / ("elsewhere" if "cache_dir" in ch else "cache"), "m" * 64 if "manifest" not in ch else "n" * 64,
-            seed=1 if "seed" in ch else 0, batch_size=3 if "batch_size" in ch else 2,
-            device="cpu" if "device" in ch else None, precision="bf16" if "precision" in ch else "fp32",
+            attack, params, surrogates[1 if "surrogate_weights" in ch else 0],
+            SetData(x, y, names, "m" * 64 if "manifest" not in ch else "n" * 64),
+            SetRun(root / ("elsewhere" if "cache_dir" in ch else "cache"), seed=1 if "seed" in ch else 0,
+                   batch_size=3 if "batch_size" in ch else 2, device="cpu" if "device" in ch else None,
+                   precision="bf16" if "precision" in ch else "fp32"),
             progress=(lambda k: None) if "progress" in ch else None, only_batches=set())
     finally:
         auditor.__version__ = old_version
@@ -141,8 +142,8 @@ def test_surrogate_without_identity_is_keyed_by_its_weights(env):
     names = [f"img{i}.png" for i in range(N)]
 
     def key(module):
-        return build_adversarial_set("mifgsm", {"epsilon": 8 / 255}, module, x, y, names, root / "bare", "m" * 64,
-                                     seed=0, batch_size=2, only_batches=set()).key
+        return build_adversarial_set("mifgsm", {"epsilon": 8 / 255}, module, SetData(x, y, names, "m" * 64),
+                                     SetRun(root / "bare", seed=0, batch_size=2), only_batches=set()).key
 
     assert key(surrogates[0].module) != key(surrogates[1].module)
     assert key(surrogates[0].module) == key(surrogates[0].module)

@@ -1,4 +1,4 @@
-"""Quantisation, cache integrity and set bookkeeping (auditor/attacks/sets.py), rule by rule.
+"""Quantisation, cache integrity and set bookkeeping (auditor/attacks/sets.py, auditor/attacks/cache.py), rule by rule.
 
 Written to kill mutation survivors (``make mutation``, docs/mutation.md): each test pins one rule
 of the 8-bit budget arithmetic, of the cache's integrity checks (a cached batch that does not prove
@@ -18,20 +18,17 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
-from auditor.attacks import sets
+from auditor.attacks import cache
+from auditor.attacks.cache import _canonical, _decode_png, _digest, _surrogate_sha256, _write_png, output_names
 from auditor.attacks.sets import (
-    _canonical,
-    _decode_png,
-    _digest,
-    _surrogate_sha256,
-    _write_png,
+    SetData,
+    SetRun,
     allowed_levels,
     batch_seed,
     budget_levels,
     build_adversarial_set,
     check_levels,
     eps_label,
-    output_names,
     perturbation_stats,
     quantize,
 )
@@ -56,7 +53,8 @@ def _build(tmp_path, x, y, names, **kw):
     args = {"params": {"epsilon": 4 / 255, "steps": 1}, "seed": 3, "batch_size": 2}
     args.update(kw)
     params = args.pop("params")
-    return build_adversarial_set("mifgsm", params, _surrogate(), x, y, names, tmp_path, "m" * 64, **args)
+    run = SetRun(tmp_path, args.pop("seed"), **{k: args.pop(k) for k in ("batch_size", "device", "precision") if k in args})
+    return build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m" * 64), run, **args)
 
 
 # --------------------------------------------------------------------------- budget arithmetic
@@ -174,9 +172,9 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     target = tmp_path / "d"
     (target / "x").mkdir(parents=True)  # a non-empty directory cannot be replaced by a file
     with pytest.raises(OSError):
-        sets._atomic_write_json(target, {"a": 1})
+        cache._atomic_write_json(target, {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
-    sets._atomic_write_json(tmp_path / "ok.json", {"b": [1], "a": 2})
+    cache._atomic_write_json(tmp_path / "ok.json", {"b": [1], "a": 2})
     assert (tmp_path / "ok.json").read_text() == '{\n "a": 2,\n "b": [\n  1\n ]\n}\n'
 
 

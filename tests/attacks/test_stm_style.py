@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
-from auditor.attacks.sets import build_adversarial_set
+from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
 from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
 from auditor.models.torch import Surrogate
 
@@ -84,9 +84,9 @@ def test_the_attack_measures_its_style_copies_and_records_them(tmp_path):
     surrogate = Surrogate(CountingNet(), ("a", "b", "c"), {"kind": "checkpoint", "sha256": ["0" * 64]}, "transfer")
     names = [f"img{i}.png" for i in range(4)]
     params = {"epsilon": 8 / 255, "num_style": 3, "steps": 1}
-    first = build_adversarial_set("stm", params, surrogate, x, y, names, tmp_path, "m" * 64, 0, batch_size=2)
+    first = build_adversarial_set("stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2))
     assert first.params["style_diversity"]["copies"] == 4 * 3
-    again = build_adversarial_set("stm", params, surrogate, x, y, names, tmp_path, "m" * 64, 0, batch_size=2)
+    again = build_adversarial_set("stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2))
     assert again.cache_hit and again.key == first.key  # the measurement never enters the cache key
     assert again.params["style_diversity"] == first.params["style_diversity"]
 

@@ -1,0 +1,208 @@
+"""Scan stage: build (or load from the cache) the adversarial sets of a scan (:func:`build_sets`).
+
+Each set is an :class:`~auditor.scan.sets.AdversarialSet`: its identifier (attack, ε, style backend or
+opacity), images (N,1,H,W), perturbation statistics against clean, label, the metadata results.json
+records (cache key, timing, cache hit) and, for gradient attacks, the surrogate's own predictions on
+the clean and on the quantised adversarial images (:class:`~auditor.scan.sets.SurrogateEval`, see
+:mod:`auditor.transfer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from auditor.scan import context
+from auditor.scan.context import ScanContext
+from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
+from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS
+from auditor.scan.sets import AdversarialSet, SurrogateEval
+from auditor.types import SetId, Skipped
+
+
+def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int):
+    """The attack stage's clock: projections after first batches, seconds per image per set."""
+    from auditor.attack_eta import StageClock
+
+    opt = ctx.options
+    plan = [(job.name, job.attack) for job in jobs]
+    steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
+    return StageClock.for_sets(plan, n_images, ctx.reporter.info, steps)
+
+
+def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
+    """The scan's attack jobs for ``attacks`` at ``epsilons`` (default: the scan's budgets)."""
+    opt, data = ctx.options, ctx.data
+    return attack_jobs(attacks, opt.epsilons if epsilons is None else epsilons, data.images, data.y,
+                       attack_params=opt.attack_params, style_backend=opt.style_backend,
+                       stm_checkpoint=opt.stm_checkpoint)
+
+
+def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], device) -> str:
+    """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the context)."""
+    opt, data = ctx.options, ctx.data
+    if opt.precision != "auto":
+        return opt.precision
+    rec = choose_precision(jobs, surrogate, data.images, data.y, batch_size=opt.attack_batch_size, seed=opt.seed,
+                           cache_dir=opt.cache_dir, device=device)
+    if rec is None:
+        return "fp32"
+    ctx.precision_choice = rec
+    ctx.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+                      f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+                      + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+    return rec["chosen"]
+
+
+def _blend_batch(x, alpha: float, style_image, seed: int):
+    from auditor.attacks.style_blend import style_blend_set
+
+    return style_blend_set(x, alpha=alpha, style_image=style_image, seed=seed)[0]
+
+
+def _blend_images(images, alpha: float, style_image, seed: int):
+    """The style-blend set at ``alpha`` (lazy when ``images`` is: each batch is blended on access) and its label."""
+    from functools import partial
+
+    from auditor.attacks.style_blend import style_blend_set
+    from auditor.data.stream import LazyImages, MappedImages
+
+    if not isinstance(images, LazyImages):
+        return style_blend_set(images, alpha=alpha, style_image=style_image, seed=seed)
+    _, label = style_blend_set(images[:1], alpha=alpha, style_image=style_image, seed=seed)
+    return MappedImages(images, partial(_blend_batch, alpha=alpha, style_image=style_image, seed=seed)), label
+
+
+def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
+    """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
+    opt = ctx.options
+    sets: list[AdversarialSet] = []
+    wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
+    if wanted:
+        sets.extend(_gradient_sets(ctx, wanted))
+    if "blend" in opt.attacks:
+        sets.extend(_blend_sets(ctx))
+    return sets
+
+
+def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
+    """The transfer-attack sets, built on the scan's surrogate (none when it cannot be loaded)."""
+    from auditor.attacks.device import pick_device
+    from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
+
+    opt, data = ctx.options, ctx.data
+    surrogate = context.load_scan_surrogate(ctx)
+    if surrogate is None:
+        return []
+    device = pick_device(opt.device)
+    jobs = scan_jobs(ctx, wanted)
+    clock = _stage_clock(ctx, jobs, len(data.images))
+    precision = resolve_scan_precision(ctx, surrogate, jobs, device)
+    sur_label = surrogate.identity.get("label") or opt.surrogate
+    sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+    sur_sizes = input_sizes(surrogate.module)
+    sets = []
+    for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=sur_label):
+        sets.append(AdversarialSet(
+            job.set_id, "attack", aset.images, _stats(data.images, aset.images), aset.label,
+            _set_meta(job.name, aset, surrogate, clock.seconds_per_image(job.name)), sur_label,
+            surrogate.threat_model,
+            SurrogateEval(sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device),
+                          sur_sizes)))
+    return sets
+
+
+def generate_sets(ctx: ScanContext, jobs: list[AttackJob], surrogate, device, precision: str, clock=None,
+                  announce: str | None = None) -> Iterator[tuple[AttackJob, Any]]:
+    """Build (or load) the set of every job, in order, yielding ``(job, GeneratedSet)``.
+
+    An attack whose style backend cannot run is skipped (recorded on ``ctx``) with all its budgets; a
+    cached batch that failed its check is warned and listed. ``clock`` (the scan's stage clock) times
+    every computed batch; ``announce`` (the surrogate's label) reports each attack before it runs.
+    """
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    failed: set[str] = set()
+    for job in jobs:
+        if job.attack in failed:
+            continue  # every epsilon of this attack needs the same backend
+        if announce is not None:
+            ctx.reporter.info(f"attack {job.name} on surrogate {announce} ({len(ctx.data.images)} images)")
+        try:
+            aset = _generate(ctx, job, surrogate, device, precision, clock)
+        except StyleBackendUnavailable as exc:
+            ctx.skip(job.name, str(exc))
+            failed.add(job.attack)
+            if clock is not None:
+                clock.forget(job.attack)
+            continue
+        record_cache_warnings(ctx, job.name, aset.warnings)
+        yield job, aset
+
+
+def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock):
+    """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
+    from auditor.attacks.sets import SetData, build_adversarial_set
+
+    opt, data = ctx.options, ctx.data
+    names, manifest = [s.rel_path or Path(s.path).name for s in data.samples], data.info["manifest_sha256"]
+    params = dict(job.params)
+    with ctx.reporter.task(job.name, len(data.images)) as adv:
+        if opt.ray_address:
+            from auditor.distributed import build_set_on_ray
+
+            return build_set_on_ray(
+                job.attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
+                data.images, data.y, names, Path(opt.cache_dir), manifest,
+                opt.seed, batch_size=opt.attack_batch_size, precision=precision,
+                address=opt.ray_address, workers=opt.workers, progress=adv)
+        return build_adversarial_set(job.attack, params, surrogate, SetData(data.images, data.y, names, manifest),
+                                     set_run(ctx, device, precision), progress=adv,
+                                     on_batch=clock.batch_timer(job.name) if clock is not None else None)
+
+
+def set_run(ctx: ScanContext, device, precision: str):
+    """Where and how the scan makes its sets (:class:`~auditor.attacks.sets.SetRun`)."""
+    from auditor.attacks.sets import SetRun
+
+    opt = ctx.options
+    return SetRun(Path(opt.cache_dir), opt.seed, batch_size=opt.attack_batch_size, device=device, precision=precision)
+
+
+def record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:
+    """A cached batch that failed its integrity check: warned and listed as a ``cache`` skip."""
+    for warning in warnings:
+        ctx.reporter.warn(f"{name}: {warning}")
+        ctx.skipped.append(Skipped(f"{name} cache", warning, "cache"))
+
+
+def _stats(clean, adv) -> dict:
+    from auditor.attacks.sets import perturbation_stats
+
+    return perturbation_stats(clean, adv)
+
+
+def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:
+    """The set's entry in results.json ``extras.adversarial_sets``."""
+    return {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
+            "seconds": round(aset.seconds, 2), "seconds_per_image": seconds_per_image or (
+                None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
+            "backend": aset.backend,
+            "cache_warnings": list(aset.warnings),
+            "style_diversity": aset.params.get("style_diversity"),
+            "surrogate": surrogate.identity,
+            "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}}
+
+
+def _blend_sets(ctx: ScanContext) -> list[AdversarialSet]:
+    """The visible style-blend sets, one per opacity of :data:`BLEND_ALPHAS`."""
+    opt, data = ctx.options, ctx.data
+    sets = []
+    for alpha in BLEND_ALPHAS:
+        set_id = SetId("blend", alpha=alpha)
+        images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
+        meta = {"name": set_id.name, "cache_hit": False, "backend": None,
+                "style_image": opt.style_image or "built-in procedural texture"}
+        sets.append(AdversarialSet(set_id, "style_blend", images, _stats(data.images, images), label, meta, None,
+                                   "visible manipulation (no gradients)"))
+    return sets

@@ -1,0 +1,96 @@
+"""The state of one scan, built once and handed to every stage: :class:`ScanContext`.
+
+The stages (:mod:`auditor.scan.data`, :mod:`~auditor.scan.attack`, :mod:`~auditor.scan.defense`,
+:mod:`~auditor.scan.detect`, :mod:`~auditor.scan.evaluate`) are functions of the context; they
+record skips on it and read the loaded data from it, and none of them imports the orchestrator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from auditor.data.stream import SampleImages
+from auditor.evaluation import Throughput
+from auditor.progress import Reporter
+from auditor.scan.options import ScanOptions
+from auditor.types import Skipped
+
+
+@dataclass
+class LoadedData:
+    """The images of a scan (decoded on access, see :mod:`auditor.data.stream`), their labels and identity."""
+
+    images: SampleImages
+    y: np.ndarray
+    samples: list
+    groups: list
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InputTarget:
+    """What the data stage needs of a target when there is no ONNX model (``xray-audit attack``): a spec
+    (classes, input size) and a path naming it."""
+
+    spec: Any
+    path: str
+
+
+_NOT_LOADED = object()
+
+
+@dataclass
+class ScanContext:
+    """Target, options, reporter, skip list, timings and (once loaded) the data and surrogate of one scan."""
+
+    target: Any
+    options: ScanOptions
+    reporter: Reporter = field(default_factory=lambda: Reporter(quiet=True))
+    command: str = ""
+    #: what could not run (``--strict`` turns these into exit 1 once the reports are written)
+    skipped: list[Skipped] = field(default_factory=list)
+    #: images per second of every stage, per model path (results.json ``environment.seconds_per_stage``)
+    throughput: dict[str, Throughput] = field(default_factory=dict)
+    #: what ``--precision auto`` measured and chose (set by the attack stage)
+    precision_choice: dict[str, Any] | None = None
+    #: the scan's images, set by :func:`auditor.scan.data.load_data`
+    data: LoadedData | None = None
+    #: file of each scored row, for error messages
+    sample_names: list[str] = field(default_factory=list)
+    _scan_surrogate: Any = field(default=_NOT_LOADED, repr=False)
+
+    def skip(self, name: str, reason: str, kind: str = "attack") -> None:
+        """Warn and record a skip."""
+        self.reporter.warn(f"skipped {name}: {reason}")
+        self.skipped.append(Skipped(name, reason, kind))
+
+    def clock(self, model_path: str) -> Throughput:
+        """The throughput record of ``model_path`` (created on first use)."""
+        return self.throughput.setdefault(model_path, Throughput())
+
+
+def load_scan_surrogate(ctx: ScanContext):
+    """The surrogate of the scan, or None (recorded as skipped, once) when it cannot be built.
+
+    Read and converted once per scan (an ONNX target as ``--surrogate target`` means an ONNX→torch
+    conversion with an agreement check); every caller gets its own deep copy, so the attack loop's
+    in-place preparation (eval mode, memory format) never reaches the feature defense or BPDA.
+    """
+    import copy
+
+    from auditor.attacks.device import pick_device
+    from auditor.models.torch import ConversionFailed, load_surrogate
+
+    loaded = getattr(ctx, "_scan_surrogate", _NOT_LOADED)
+    if loaded is _NOT_LOADED:
+        opt = ctx.options
+        try:
+            loaded = load_surrogate(opt.surrogate, ctx.target.spec, ctx.target.path, pick_device(opt.device))
+        except ConversionFailed as exc:
+            ctx.skip(f"surrogate {opt.surrogate}", str(exc))
+            loaded = None
+        ctx._scan_surrogate = loaded
+    return None if loaded is None else copy.deepcopy(loaded)

@@ -1,0 +1,108 @@
+"""Scan stage: the input-transform defenses (:func:`build_preprocessors`) and the adaptive (BPDA)
+check against them (:func:`build_bpda_sets`)."""
+
+from __future__ import annotations
+
+from auditor.scan import context
+from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
+from auditor.scan.context import ScanContext
+from auditor.scan.sets import AdversarialSet
+from auditor.types import ConditionId, Skipped
+
+COST_SAMPLE = 8
+
+
+def build_preprocessors(ctx: ScanContext) -> list:
+    """Parse ``--defenses``, measure each defense's cost; unusable ones become Skipped."""
+    from auditor.defenses.registry import parse_defenses
+
+    opt, data = ctx.options, ctx.data
+    feature_extractor = None
+    if "feature" in (opt.defenses or "") and opt.surrogate:
+        sur = context.load_scan_surrogate(ctx)
+        if sur is not None:
+            from auditor.defenses.feature import ConvFeatureExtractor
+
+            feature_extractor = ConvFeatureExtractor(sur.module)
+    out = []
+    for item in parse_defenses(opt.defenses, feature_extractor=feature_extractor):
+        if isinstance(item, Skipped):  # --strict turns skips into exit 1 once the reports are written
+            ctx.reporter.warn(f"skipped {item.name}: {item.reason}")
+            ctx.skipped.append(item)
+            continue
+        item.measure_cost(data.images[:COST_SAMPLE])
+        out.append(item)
+    return out
+
+
+def _bpda_bases(opt, sets: list[AdversarialSet]) -> dict[str, AdversarialSet]:
+    """The set each adaptive attack starts from: the largest epsilon of each gradient attack (the first on a tie),
+    limited to ``--bpda-attacks`` when given."""
+    top: dict[str, AdversarialSet] = {}
+    for s in sets:
+        if s.kind != "attack" or (opt.bpda_attacks and s.attack not in opt.bpda_attacks):
+            continue
+        if s.attack not in top or s.epsilon > top[s.attack].epsilon:
+            top[s.attack] = s
+    return top
+
+
+def _through_defense(ctx: ScanContext, surrogate, pre):
+    """The surrogate composed with the defense's torch path, or None (recorded as skipped) without one."""
+    import dataclasses
+
+    from auditor.defenses.bpda import defended_module
+
+    module = defended_module(surrogate.module, pre)
+    if isinstance(module, Skipped):
+        ctx.skipped.append(module)
+        return None
+    ident = dict(surrogate.identity)
+    ident["sha256"] = list(ident.get("sha256", [])) + [f"bpda:{pre.name}:{pre.params.get('sha256', '')}"]
+    ident["label"] = f"{ident.get('label', ctx.options.surrogate)} + {pre.name} ({module.gradient} gradient)"
+    return dataclasses.replace(surrogate, module=module, identity=ident)
+
+
+def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[AdversarialSet]) -> list[AdversarialSet]:
+    """Adaptive check (BPDA, Athalye et al., ICML 2018): attack surrogate∘defense with the defense's
+    torch path (exact, or straight-through where it is not differentiable), at the largest epsilon of
+    each gradient attack. Each set carries its ``defense`` (the target sees ``defense(x_adv)``) and ``base``."""
+    from auditor.attacks.device import pick_device
+
+    if not any(s.kind == "attack" for s in sets) or not preprocessors:
+        return []
+    surrogate = context.load_scan_surrogate(ctx)
+    if surrogate is None:
+        return []
+    top = _bpda_bases(ctx.options, sets)
+    device = pick_device(ctx.options.device)
+    out = []
+    for pre in preprocessors:
+        adaptive = _through_defense(ctx, surrogate, pre)
+        if adaptive is None:
+            continue
+        for attack, base in top.items():
+            out.append(_bpda_set(ctx, attack, base, pre, adaptive, device))
+    return out
+
+
+def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
+    """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
+    from auditor.attacks.sets import SetData, build_adversarial_set, perturbation_stats
+
+    opt, data = ctx.options, ctx.data
+    names = [s.rel_path for s in data.samples]
+    precision = (ctx.precision_choice or {}).get("chosen", opt.precision)
+    params = dict(scan_jobs(ctx, [attack], [base.epsilon])[0].params)
+    name = ConditionId(base.name, pre.name, adaptive=True).name
+    ctx.reporter.info(f"adaptive attack {name}")
+    with ctx.reporter.task(name, len(data.images)) as adv:
+        aset = build_adversarial_set(attack, params, adaptive, SetData(data.images, data.y, names,
+                                                                       data.info["manifest_sha256"]),
+                                     set_run(ctx, device, precision), progress=adv)
+    record_cache_warnings(ctx, name, aset.warnings)
+    meta = {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
+            "seconds": round(aset.seconds, 2), "backend": aset.backend}
+    return AdversarialSet(base.id, "adaptive", aset.images, perturbation_stats(data.images, aset.images),
+                          f"{aset.label} + BPDA", meta, adaptive.identity["label"],
+                          "transfer (adaptive: BPDA through the defense)", defense=pre, base=base)

@@ -1,0 +1,158 @@
+"""Scan stage: score one model on the clean, attacked, defended and adaptive images (:func:`evaluate_model`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor.errors import NonFiniteOutput, UsageError
+from auditor.evaluation import predict_stream
+from auditor.metrics import compute_attack_rates, compute_metrics
+from auditor.scan.context import ScanContext
+from auditor.scan.sets import AdversarialSet
+from auditor.transfer import set_diagnostics
+from auditor.types import Condition, ConditionId, Skipped
+
+
+class _DefenseFailed(Exception):
+    """A defense raised while transforming a batch (a skip of that defense, not a crash)."""
+
+
+def _guarded(pre):
+    """``pre`` as a batch transform whose own failures surface as :class:`_DefenseFailed`."""
+    def run(x):
+        try:
+            return pre(x)
+        except Exception as exc:
+            raise _DefenseFailed(str(exc)) from exc
+    return run
+
+
+def predict(ctx: ScanContext, model, x, what: str, stage: str = "clean", transform=None) -> np.ndarray:
+    """Probabilities of ``model`` on ``x`` (array or lazy images, ``transform`` first), streamed in batches."""
+    opt = ctx.options
+    try:
+        with ctx.reporter.task(what, len(x)) as adv, ctx.clock(model.path).timed(stage, len(x)):
+            if opt.ray_address:
+                from auditor.distributed_eval import NotDistributable, predict_on_ray
+
+                try:
+                    return predict_on_ray(model, x, opt.batch_size, transform=transform,
+                                          address=opt.ray_address, workers=opt.workers, progress=adv)
+                except NotDistributable as exc:
+                    ctx.reporter.info(f"{what}: evaluated in this process, {exc}")
+            return predict_stream(model, x, opt.batch_size, transform=transform, progress=adv)
+    except NonFiniteOutput as exc:
+        names = ctx.sample_names
+        first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
+        raise NonFiniteOutput(f"{model.path}: {what}: the model returned NaN or infinite outputs for "
+                              f"{len(exc.rows)} of {len(x)} image(s); first file: {first}", exc.rows) from None
+
+
+def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_names, **kw) -> Condition:
+    data = ctx.data
+    pred = proba.argmax(1)
+    metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,
+                              seed=ctx.options.seed, n_boot=ctx.options.n_boot)
+    return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred),
+                     probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba), **kw)
+
+
+def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
+    data = ctx.data
+    return compute_attack_rates(data.y, clean_pred, pred, groups=data.groups if any(data.groups) else None,
+                                seed=ctx.options.seed, n_boot=ctx.options.n_boot)
+
+
+def evaluate_model(ctx: ScanContext, model, sets: list[AdversarialSet], preprocessors: list,
+                   adaptive: list[AdversarialSet] = ()) -> list[Condition]:
+    """Every condition of ``model``: clean, each set, each defense on clean and on each set, each adaptive set."""
+    names = model.spec.class_names
+    if [c.lower() for c in names] != [c.lower() for c in ctx.target.spec.class_names]:
+        raise UsageError(f"{model.path}: classes {list(names)} differ from the target's "
+                         f"{list(ctx.target.spec.class_names)}")
+    label = Path(model.path).name
+    clean_proba = predict(ctx, model, ctx.data.images, f"Clean inference ({label})")
+    clean_pred = clean_proba.argmax(1)
+    conditions = [_condition(ctx, "clean", "clean", clean_proba, names)]
+    adv_preds: dict[str, np.ndarray] = {}
+    for st in sets:
+        cond = _attacked(ctx, model, st, clean_pred)
+        adv_preds[st.name] = np.asarray(cond.predictions)
+        conditions.append(cond)
+    for pre in preprocessors:
+        conditions.extend(_defended(ctx, model, pre, sets, clean_pred, adv_preds))
+    by_name = {c.name: c for c in conditions}
+    conditions.extend(_adaptive(ctx, model, st, clean_pred, by_name) for st in adaptive)
+    return conditions
+
+
+def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray) -> Condition:
+    """``model`` on the images of one adversarial set."""
+    data = ctx.data
+    label = Path(model.path).name
+    proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="attacked")
+    pred = proba.argmax(1)
+    extra = {**_rates(ctx, clean_pred, pred), **st.stats, "label": st.label,
+             "cache_hit": st.meta.get("cache_hit"), "backend": st.meta.get("backend")}
+    if st.meta.get("style_diversity") is not None:
+        extra["style_diversity"] = st.meta["style_diversity"]
+    if st.kind == "style_blend":
+        extra["opacity"] = st.alpha
+    if st.surrogate_eval is not None:
+        ev = st.surrogate_eval
+        extra["transfer"] = set_diagnostics(data.y, clean_pred, pred, ev.clean_pred, ev.adv_pred,
+                                            ev.input_sizes, (model.spec.height, model.spec.width))
+    return _condition(ctx, st.name, st.kind, proba, model.spec.class_names, attack=st.attack,
+                      epsilon=st.epsilon, surrogate=st.surrogate, threat_model=st.threat_model, extra=extra)
+
+
+def _defended(ctx: ScanContext, model, pre, sets: list[AdversarialSet], clean_pred: np.ndarray,
+              adv_preds: dict[str, np.ndarray]) -> list[Condition]:
+    """``model`` behind one defense, on the clean images and on every set; [] (a skip) when the defense fails."""
+    data, names, label = ctx.data, model.spec.class_names, Path(model.path).name
+    clean_name = ConditionId("clean", pre.name).name
+    try:
+        proba = predict(ctx, model, data.images, f"{clean_name} ({label})", stage="defended",
+                        transform=_guarded(pre))
+    except _DefenseFailed as exc:  # a defense failing on this data is a skip, not a crash
+        ctx.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
+        return []
+    pred = proba.argmax(1)
+    cost = getattr(pre, "cost_ms_per_image", None)
+    out = [_condition(ctx, clean_name, "defense", proba, names, defense=pre.name,
+                      extra={**_rates(ctx, clean_pred, pred), "cost_ms_per_image": cost})]
+    for st in sets:
+        name = ConditionId(st.name, pre.name).name
+        dproba = predict(ctx, model, st.images, f"{name} ({label})", stage="defended", transform=pre)
+        dpred = dproba.argmax(1)
+        recovered = float(np.mean((dpred == data.y) & (adv_preds[st.name] != data.y)))
+        out.append(_condition(
+            ctx, name, "defense", dproba, names, attack=st.attack, epsilon=st.epsilon, surrogate=st.surrogate,
+            threat_model=st.threat_model, defense=pre.name, extra={**_rates(ctx, clean_pred, dpred), "cost_ms_per_image": cost,
+                                     "recovered_rate": recovered}))
+    return out
+
+
+def _adaptive(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray, by_name: dict[str, Condition]) -> Condition:
+    """``model`` behind the defense on an adaptive (BPDA) set, compared with the non-adaptive attack."""
+    pre, label = st.defense, Path(model.path).name
+    proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="adaptive", transform=pre)
+    pred = proba.argmax(1)
+    cond = _condition(ctx, st.name, "defense", proba, model.spec.class_names, attack=st.attack,
+                      epsilon=st.epsilon, surrogate=st.surrogate, threat_model=st.threat_model,
+                      defense=pre.name, extra={**_rates(ctx, clean_pred, pred), **st.stats,
+                                               "adaptive": True, "label": st.label,
+                                               "gradient": st.meta["gradient"]})
+    non_adaptive = by_name.get(ConditionId(st.base.name, pre.name).name)
+    if non_adaptive is not None:
+        drop = non_adaptive.metrics["accuracy"] - cond.metrics["accuracy"]
+        cond.extra["accuracy_drop_vs_non_adaptive"] = drop
+        # flag a defense whose benefit largely vanishes once the attacker knows it
+        undefended = by_name[st.base.name].metrics["accuracy"]
+        benefit = non_adaptive.metrics["accuracy"] - undefended
+        cond.extra["benefit_vanishes"] = bool(benefit > 0 and cond.metrics["accuracy"] - undefended < 0.5 * benefit)
+    return cond

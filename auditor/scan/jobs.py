@@ -1,0 +1,83 @@
+"""The attack jobs of a run: which adversarial sets to build, and with which parameters.
+
+:func:`attack_jobs` is the one place that turns attack names and budgets into the parameters
+:func:`auditor.attacks.registry.make_attack` gets (``--attack-params``, USMM's mask pool, STM's style
+backend and checkpoint). The scan (:mod:`auditor.scan.attack`), its adaptive check
+(:mod:`auditor.scan.defense`) and ``xray-audit attack`` (:mod:`auditor.cli.attack_cmd`) all build
+their sets from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from auditor.types import SetId
+
+
+@dataclass(frozen=True)
+class AttackJob:
+    """One adversarial set to build: an attack at a budget (:class:`~auditor.types.SetId`) and its parameters."""
+
+    set_id: SetId
+    params: Mapping[str, Any]
+
+    @property
+    def attack(self) -> str:
+        """The attack's registry name."""
+        return self.set_id.attack
+
+    @property
+    def epsilon(self) -> float:
+        """The L-inf budget in [0, 1] units."""
+        return self.set_id.epsilon
+
+    @property
+    def name(self) -> str:
+        """The set's condition name (``usmm@8``, ``stm[randconv]@16``)."""
+        return self.set_id.name
+
+
+def attack_jobs(attacks: Iterable[str], epsilons: Iterable[float], images: Any, labels: Any, *,
+                attack_params: Mapping[str, Mapping[str, Any]] | None = None, style_backend: str | None = None,
+                stm_checkpoint: str | None = None) -> list[AttackJob]:
+    """Every (attack, ε) job in a stable order (attack, then ε).
+
+    ``images``/``labels`` are the data set's (USMM draws its masks from them), ``attack_params`` the extra
+    parameters per attack name (``--attack-params``); STM gets ``style_backend`` and ``stm_checkpoint``.
+    """
+    epsilons = list(epsilons)
+    jobs = []
+    for attack in attacks:
+        for eps in epsilons:
+            params = {"epsilon": eps, **(attack_params or {}).get(attack, {})}
+            if attack == "usmm":
+                params.update(mask_pool=images, mask_pool_labels=labels)
+            if attack == "stm":
+                params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
+            jobs.append(AttackJob(SetId(attack, eps, style_backend if attack == "stm" else None), params))
+    return jobs
+
+
+def choose_precision(jobs: Iterable[AttackJob], surrogate, images, labels, *, batch_size: int, seed: int,
+                     cache_dir, device) -> dict | None:
+    """``--precision auto``: the decision record (:func:`~auditor.attacks.auto_precision.choose_precision_cached`)
+    of the first job whose attack can run, timed on the first ``batch_size`` images; None when none can."""
+    from auditor.attacks.auto_precision import choose_precision_cached
+    from auditor.attacks.registry import make_attack
+    from auditor.attacks.sets import batch_seed
+    from auditor.attacks.stm import StyleBackendUnavailable
+
+    n = min(batch_size, len(images))
+    tried = set()
+    for job in jobs:
+        if job.attack in tried:
+            continue
+        tried.add(job.attack)
+        try:
+            atk = make_attack(job.attack, surrogate, **job.params, device=device)
+            return choose_precision_cached(atk, images[:n], labels[:n], batch_seed(seed, 0), cache_dir,
+                                           surrogate.identity.get("sha256"))
+        except StyleBackendUnavailable:
+            continue  # reported when the attack itself runs
+    return None

@@ -1,0 +1,63 @@
+"""What shapes a scan (:class:`ScanOptions`) and how its adversarial sets are named."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from auditor.attacks.style_blend import BLEND_ALPHAS
+from auditor.types import SetId, eps_name
+
+__all__ = ["BLEND_ALPHAS", "GRADIENT_ATTACKS", "KNOWN_ATTACKS", "ScanOptions", "eps_name", "set_name"]
+
+KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
+#: the attacks that need a surrogate's gradients (``blend`` needs none)
+GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Everything that shapes a scan; recorded in results.json as ``parameters``."""
+
+    attacks: tuple[str, ...] = ()
+    epsilons: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)
+    surrogate: str | None = None
+    defenses: str | None = None
+    bpda: bool = False
+    #: attacks the adaptive (BPDA) check runs with; empty = every gradient attack of the scan
+    bpda_attacks: tuple[str, ...] = ()
+    #: known limitations of the data stated by the auditor (``--caveat``), shown with the tool's own caveats
+    caveats: tuple[str, ...] = ()
+    detector: bool = True
+    seed: int = 0
+    batch_size: int = 32
+    attack_batch_size: int = 4
+    max_images: int | None = None
+    n_boot: int = 1000
+    device: str = "auto"
+    precision: str = "auto"
+    cache_dir: str = ".xray-audit-cache"
+    style_backend: str = "randconv"
+    stm_checkpoint: str | None = None
+    style_image: str | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    data_format: str = "auto"
+    images_dir: str | None = None
+    allow_outside_root: bool = False
+    strict: bool = False
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ray_address: str | None = None
+    workers: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dictionary."""
+        d = asdict(self)
+        d["epsilons"] = [round(e * 255, 4) for e in self.epsilons]
+        d["epsilons_unit"] = "1/255 of the [0,1] intensity range"
+        return d
+
+
+def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
+    """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``
+    (:class:`~auditor.types.SetId`)."""
+    return SetId(attack, eps, style_backend).name

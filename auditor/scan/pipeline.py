@@ -1,0 +1,134 @@
+"""The scan orchestrator: data -> clean -> adversarial sets -> defenses -> detector -> AuditResult.
+
+:class:`Auditor` takes its parts as arguments and frozen :class:`~auditor.scan.options.ScanOptions`,
+builds one :class:`~auditor.scan.context.ScanContext` and runs the stages on it in order; the heavy
+pieces (attacks, defenses, detectors) are imported lazily so a clean scan never loads torch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from typing import Any
+
+from auditor import __version__
+from auditor.evaluation import Throughput
+from auditor.progress import Reporter
+from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.data import load_data
+from auditor.scan.evaluate import evaluate_model
+from auditor.scan.options import ScanOptions
+from auditor.scan.sets import AdversarialSet
+from auditor.transfer import transfer_summary
+from auditor.types import SCHEMA_VERSION, AuditResult, Condition
+
+
+def environment() -> dict[str, Any]:
+    """Host and library versions (no torch import unless already loaded)."""
+    import importlib.metadata as md
+    import sys
+
+    from auditor.allocator import allocator_name
+
+    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                           "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                           "allocator": allocator_name()}
+    for pkg in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "torchvision", "scikit-learn",
+                "scikit-image", "opencv-python-headless", "weasyprint"):
+        try:
+            env[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        env["cuda_available"] = bool(torch.cuda.is_available())
+        if env["cuda_available"]:
+            env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+class Auditor:
+    """Runs one scan of a target model (plus ``compare`` models on the same inputs)."""
+
+    def __init__(self, target, options: ScanOptions, reporter: Reporter | None = None, command: str = "") -> None:
+        self.context = ScanContext(target, options, reporter or Reporter(quiet=True), command)
+
+    @property
+    def target(self):
+        """The model under audit."""
+        return self.context.target
+
+    @property
+    def options(self) -> ScanOptions:
+        """The options of the scan."""
+        return self.context.options
+
+    @property
+    def skipped(self):
+        """What the scan could not run so far."""
+        return self.context.skipped
+
+    def run(self, data_path: str, compare: list | None = None) -> AuditResult:
+        """Run the whole scan and return the result (nothing is written here)."""
+        from auditor.examples import build_examples
+
+        ctx, opt = self.context, self.options
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        t0 = time.perf_counter()
+        data = load_data(ctx, data_path)
+        ctx.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
+        sets, preprocessors, adaptive = self._sets_and_defenses()
+        models = [self.target] + list(compare or [])
+        results = [evaluate_model(ctx, model, sets, preprocessors, adaptive) for model in models]
+        detector = None
+        if opt.detector and sets:
+            from auditor.scan.detect import run_detectors
+
+            detector = run_detectors(ctx, sets)
+        examples = build_examples(data.images, data.y, [s.rel_path for s in data.samples],
+                                  self.target.spec.class_names, results[0], sets, preprocessors)
+        stamps = {"created": created, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "seconds_total": round(time.perf_counter() - t0, 2)}
+        set_meta = [st.meta for st in sets + adaptive]
+        compared = tuple(self._result(m, c, None, data, stamps, set_meta, None)
+                         for m, c in zip(models[1:], results[1:]))
+        main = self._result(self.target, results[0], detector, data, stamps, set_meta, examples)
+        return AuditResult(**{**main.__dict__, "compared": compared})
+
+    def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
+        """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""
+        ctx, opt = self.context, self.options
+        sets, preprocessors, adaptive = [], [], []
+        if opt.attacks:
+            from auditor.scan.attack import build_sets
+
+            sets = build_sets(ctx)
+        if opt.defenses:
+            from auditor.scan.defense import build_preprocessors
+
+            preprocessors = build_preprocessors(ctx)
+        if opt.bpda and sets and preprocessors:
+            from auditor.scan.defense import build_bpda_sets
+
+            adaptive = build_bpda_sets(ctx, preprocessors, sets)
+        return sets, preprocessors, adaptive
+
+    def _result(self, model, conditions: list[Condition], det: dict | None, data: LoadedData, stamps: dict,
+                set_meta: list[dict], examples: list | None) -> AuditResult:
+        """The :class:`AuditResult` of one model (``examples`` only for the target)."""
+        ctx = self.context
+        return AuditResult(
+            schema_version=SCHEMA_VERSION, tool_version=__version__, created=stamps["created"],
+            finished=stamps["finished"], command=ctx.command, model=model.identity(), data=data.info,
+            conditions=tuple(conditions),
+            samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
+                           "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
+            parameters=self.options.to_dict(),
+            environment={**environment(), "seconds_total": stamps["seconds_total"], "onnx_provider": model.provider,
+                         "seconds_per_stage": ctx.throughput.get(model.path, Throughput()).as_dict(),
+                         **({"precision_choice": ctx.precision_choice} if ctx.precision_choice else {})},
+            skipped=tuple(ctx.skipped), detector=det,
+            extras={**({"examples": examples} if examples is not None else {}), "adversarial_sets": set_meta,
+                    "transfer": transfer_summary(conditions)},
+        )
