@@ -39,7 +39,7 @@ MAY_IMPORT = {
 }
 
 #: import cycles that exist on purpose for now, each with its reason (docs/architecture.md §8.1)
-ALLOWED_CYCLES: set[frozenset[str]] = set()  # none: every former cycle is gone (§8.1)
+ALLOWED_CYCLES: set[frozenset[str]] = set()  # none: every former cycle is gone (docs/architecture.md §8.1)
 
 
 def _imports(path: Path) -> set[str]:
