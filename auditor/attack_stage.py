@@ -68,7 +68,9 @@ def _stage_clock(auditor: "Auditor", attacks: list[str], n_images: int):
 def _attack_params(opt, attack: str, eps: float, data: "LoadedData") -> dict:
     params = {"epsilon": eps, **opt.attack_params.get(attack, {})}
     if attack == "usmm":
-        params.update(mask_pool=data.images, mask_pool_labels=data.y)
+        from auditor.attacks.usmm import bounded_mask_pool
+
+        params.update(bounded_mask_pool(data.images, data.y, seed=opt.seed))
     if attack == "stm":
         params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
     return params

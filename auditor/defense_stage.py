@@ -137,7 +137,9 @@ def build_bpda_sets(auditor: "Auditor", data: "LoadedData", preprocessors: list,
         for attack, base in top.items():
             params = {"epsilon": base["epsilon"], **opt.attack_params.get(attack, {})}
             if attack == "usmm":
-                params.update(mask_pool=data.images, mask_pool_labels=data.y)
+                from auditor.attacks.usmm import bounded_mask_pool
+
+                params.update(bounded_mask_pool(data.images, data.y, seed=opt.seed))
             if attack == "stm":
                 params.update(style_backend=opt.style_backend, checkpoint_dir=opt.stm_checkpoint)
             name = f"{base['name']}+bpda:{pre.name}"
