@@ -362,9 +362,9 @@ def _is_hex(s: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
-    """One image of a dataset: where it is, its label and its patient."""
+    """One image of a dataset: where it is, its label and its patient (slots: ~150 bytes less per image)."""
 
     path: str  #: absolute path on disk
     label: str  #: label as written in the dataset (before mapping)
