@@ -37,7 +37,9 @@ def _auto_precision(attacks, sur, images, y, eps, batch_size, seed, dev, style_b
     for name in attacks:
         params: dict = {"epsilon": eps, "device": dev}
         if name == "usmm":
-            params.update(mask_pool=images, mask_pool_labels=y)
+            from auditor.attacks.usmm import bounded_mask_pool
+
+            params.update(bounded_mask_pool(images, y, seed=seed))  # the scan's pool, so sets are shared
         if name == "stm":
             params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
         try:
@@ -143,7 +145,9 @@ def attack_command(surrogate, data, data_format, label_map, target, attacks, eps
             set_name = condition_name(name, e, style_backend)
             params: dict = {"epsilon": e}
             if name == "usmm":
-                params.update(mask_pool=images, mask_pool_labels=y)
+                from auditor.attacks.usmm import bounded_mask_pool
+
+                params.update(bounded_mask_pool(images, y, seed=seed))  # the scan's pool, so sets are shared
             if name == "stm":
                 params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
             try:
