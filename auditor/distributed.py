@@ -75,11 +75,37 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
     """
     from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
 
-    ray = _init_ray(address, workers)
     n_batches = math.ceil(len(images) / batch_size)
-    n_workers = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), n_batches))
-    shards = [list(range(k, n_batches, n_workers)) for k in range(n_workers)]
-    remote = ray.remote(num_cpus=threads_per_worker, max_retries=2)(_shard_worker)
+    # the batches not yet in the cache (the driver's own key; nothing is computed or verified here):
+    # only they go to Ray tasks, so a finished set starts no worker (and loads no surrogate there)
+    set_data = SetData(images, labels, names, manifest_sha256)
+    run = SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision)
+    probe = build_adversarial_set(attack_name, params, surrogate, set_data, run, only_batches=set())
+    todo = [b for b in range(n_batches) if not (Path(probe.dir) / "batches" / f"{b:05d}.json").is_file()]
+    del probe
+    worker_warnings = _run_shards(attack_name, params, surrogate_spec, target_spec, target_path, images, labels, names,
+                                  cache_dir, manifest_sha256, seed, todo, batch_size=batch_size, precision=precision,
+                                  address=address, workers=workers, threads_per_worker=threads_per_worker,
+                                  progress=progress) if todo else []
+    aset = build_adversarial_set(attack_name, params, surrogate, set_data, run, progress=progress)
+    if worker_warnings:
+        from dataclasses import replace
+
+        aset = replace(aset, warnings=tuple(worker_warnings) + aset.warnings, cache_hit=False)
+    return aset
+
+
+def _run_shards(attack_name: str, params: dict[str, Any], surrogate_spec: str, target_spec, target_path: str | None,
+                images, labels, names: list[str], cache_dir, manifest_sha256: str, seed: int, todo: list[int], *,
+                batch_size: int, precision: str, address: str, workers: int | None, threads_per_worker: int,
+                progress: Callable[[int], None] | None) -> list[str]:
+    """Compute the batches ``todo`` of a set in Ray tasks (written into the cache); returns their cache warnings."""
+    ray = _init_ray(address, workers)
+    n_workers = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), len(todo)))
+    shards = [todo[k::n_workers] for k in range(n_workers)]
+    # max_calls=1: a worker process that loaded torch and the surrogate exits after its shard, so the
+    # evaluation tasks that follow run in fresh workers that never import torch (~1 GB less per worker)
+    remote = ray.remote(num_cpus=threads_per_worker, max_retries=2, max_calls=1)(_shard_worker)
     # a lazy image set travels as its file list; each task reads the images it attacks
     images_ref = ray.put(images if isinstance(images, LazyImages) else np.asarray(images))
     labels_ref = ray.put(np.asarray(labels))
@@ -91,12 +117,4 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
         done, pending = ray.wait(pending, num_returns=1)
         if progress:
             progress(0)
-    worker_warnings = [w for ws in ray.get(refs) for w in ws]  # re-raises a worker's error here
-    aset = build_adversarial_set(attack_name, params, surrogate, SetData(images, labels, names, manifest_sha256),
-                                 SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
-                                 progress=progress)
-    if worker_warnings:
-        from dataclasses import replace
-
-        aset = replace(aset, warnings=tuple(worker_warnings) + aset.warnings, cache_hit=False)
-    return aset
+    return [w for ws in ray.get(refs) for w in ws]  # re-raises a worker's error here

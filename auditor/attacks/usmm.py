@@ -24,6 +24,11 @@ image's (the paper: "an image of a different category") -- or, with
 adversarial batch as the reference implementation does (which can map an image
 onto itself; with batch size 1 it always does).
 
+The pool is bounded: a scan passes at most :data:`MASK_POOL_SIZE` clean images, a seeded uniform
+sample without replacement of the data set (:func:`mask_pool_indices`; every image, in order, when
+the data set is no larger), so the attack's memory does not grow with the archive. A pool given
+to :class:`USMM` directly is cut to ``mask_pool_size`` the same way (seed ``mask_pool_seed``).
+
 Official arguments: epsilon 16/255, alpha epsilon/T, T 10, decay 1.0,
 num_scale 5, num_mix 3, scale_low 0.1, scale_high 0.75, mix_range 0.5.
 """
@@ -40,6 +45,28 @@ from torch import nn
 from auditor.attacks.base import GradientAttack, _check
 
 MASK_SOURCES = ("auto", "pool", "batch")
+#: most clean images in the mask pool (1,000 x 224 x 224 float32 = 0.2 GB); larger data sets are sampled
+MASK_POOL_SIZE = 1000
+
+
+def mask_pool_indices(n: int, size: int = MASK_POOL_SIZE, seed: int = 0) -> np.ndarray:
+    """Indices of the mask-pool images among ``n``: all of them when ``n <= size``, else a seeded uniform
+    sample of ``size`` without replacement, in increasing order."""
+    if size < 1:
+        raise ValueError(f"usmm: mask pool size {size!r} must be at least 1")
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 0x05AA]).choice(n, size=size, replace=False))
+
+
+def bounded_mask_pool(images: Any, labels: Any, size: int = MASK_POOL_SIZE, seed: int = 0) -> dict[str, Any]:
+    """``{"mask_pool", "mask_pool_labels"}`` for :class:`USMM`: ``images`` (an array or a lazy image set,
+    nothing decoded here) and ``labels`` cut to the :func:`mask_pool_indices` sample."""
+    idx = mask_pool_indices(len(images), size, seed)
+    if len(idx) == len(images):
+        return {"mask_pool": images, "mask_pool_labels": labels}
+    pool = images.subset(idx) if hasattr(images, "subset") else np.asarray(images)[idx]
+    return {"mask_pool": pool, "mask_pool_labels": np.asarray(labels)[idx]}
 
 
 def usmm_scales(num_scale: int, scale_low: float, scale_high: float) -> list[float]:
@@ -70,6 +97,8 @@ class USMM(GradientAttack):
     * ``mask_pool_labels=None`` -- their class indices ``(P,)``; an image's mask never comes from its own class;
     * ``mask_source="auto"`` -- ``"pool"``, ``"batch"`` (reference behaviour) or ``"auto"``
       (pool when given, else batch, recorded in :attr:`notes`).
+    * ``mask_pool_size=MASK_POOL_SIZE``, ``mask_pool_seed=0`` -- a larger pool is cut to a seeded sample
+      of this many images (:func:`mask_pool_indices`).
 
     Example::
 
@@ -83,7 +112,8 @@ class USMM(GradientAttack):
 
     def __init__(self, model: nn.Module, *, num_scale: int = 5, num_mix: int = 3, scale_low: float = 0.1,
                  scale_high: float = 0.75, mix_range: float = 0.5, mask_pool: Any = None,
-                 mask_pool_labels: Any = None, mask_source: str = "auto", **loop: Any) -> None:
+                 mask_pool_labels: Any = None, mask_source: str = "auto", mask_pool_size: int = MASK_POOL_SIZE,
+                 mask_pool_seed: int = 0, **loop: Any) -> None:
         super().__init__(model, **loop)
         _check(isinstance(num_scale, int) and num_scale >= 1, f"usmm: num_scale {num_scale!r} must be an integer >= 1")
         _check(isinstance(num_mix, int) and num_mix >= 1, f"usmm: num_mix {num_mix!r} must be an integer >= 1")
@@ -96,6 +126,11 @@ class USMM(GradientAttack):
         self._pool: torch.Tensor | None = None
         self._pool_labels: torch.Tensor | None = None
         self._pool_digest: str | None = None
+        _check(isinstance(mask_pool_size, int) and mask_pool_size >= 1,
+               f"usmm: mask_pool_size {mask_pool_size!r} must be an integer >= 1")
+        if mask_pool is not None and mask_pool_labels is not None and len(mask_pool) > mask_pool_size:
+            cut = bounded_mask_pool(mask_pool, mask_pool_labels, mask_pool_size, mask_pool_seed)
+            mask_pool, mask_pool_labels = cut["mask_pool"], cut["mask_pool_labels"]
         if mask_pool is not None:
             pool = torch.as_tensor(np.asarray(mask_pool, dtype=np.float32))
             _check(pool.dim() == 4 and pool.shape[0] >= 1, f"usmm: mask_pool must be (P, C, H, W), got {tuple(pool.shape)}")
@@ -104,7 +139,7 @@ class USMM(GradientAttack):
             _check(labels.shape == (pool.shape[0],),
                    f"usmm: mask_pool_labels has shape {tuple(labels.shape)}, expected ({pool.shape[0]},)")
             self._pool, self._pool_labels = pool, labels
-            self._pool_digest = _array_digest(np.asarray(mask_pool, dtype=np.float32)) + ":" + _array_digest(labels.numpy())
+            self._pool_digest = _array_digest(pool.numpy()) + ":" + _array_digest(labels.numpy())
         if mask_source == "pool":
             _check(self._pool is not None, "usmm: mask_source 'pool' needs mask_pool and mask_pool_labels")
         if mask_source == "auto":

@@ -35,7 +35,7 @@ def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[Attac
     opt, data = ctx.options, ctx.data
     return attack_jobs(attacks, opt.epsilons if epsilons is None else epsilons, data.images, data.y,
                        attack_params=opt.attack_params, style_backend=opt.style_backend,
-                       stm_checkpoint=opt.stm_checkpoint)
+                       stm_checkpoint=opt.stm_checkpoint, seed=opt.seed)
 
 
 def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], device) -> str:

@@ -40,19 +40,25 @@ class AttackJob:
 
 def attack_jobs(attacks: Iterable[str], epsilons: Iterable[float], images: Any, labels: Any, *,
                 attack_params: Mapping[str, Mapping[str, Any]] | None = None, style_backend: str | None = None,
-                stm_checkpoint: str | None = None) -> list[AttackJob]:
+                stm_checkpoint: str | None = None, seed: int = 0) -> list[AttackJob]:
     """Every (attack, ε) job in a stable order (attack, then ε).
 
-    ``images``/``labels`` are the data set's (USMM draws its masks from them), ``attack_params`` the extra
-    parameters per attack name (``--attack-params``); STM gets ``style_backend`` and ``stm_checkpoint``.
+    ``images``/``labels`` are the data set's (USMM draws its masks from a bounded, ``seed``-ed sample of
+    them: :func:`~auditor.attacks.usmm.bounded_mask_pool`), ``attack_params`` the extra parameters per
+    attack name (``--attack-params``); STM gets ``style_backend`` and ``stm_checkpoint``.
     """
     epsilons = list(epsilons)
     jobs = []
+    pool = None
     for attack in attacks:
         for eps in epsilons:
             params = {"epsilon": eps, **(attack_params or {}).get(attack, {})}
             if attack == "usmm":
-                params.update(mask_pool=images, mask_pool_labels=labels)
+                if pool is None:
+                    from auditor.attacks.usmm import bounded_mask_pool
+
+                    pool = bounded_mask_pool(images, labels, seed=seed)
+                params.update(pool)
             if attack == "stm":
                 params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
             jobs.append(AttackJob(SetId(attack, eps, style_backend if attack == "stm" else None), params))

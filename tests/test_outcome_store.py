@@ -1,0 +1,82 @@
+"""Per-image outcomes are kept compactly (numpy columns) and read back as exactly the values results.json had."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+
+from auditor.types import AuditResult, Condition, Predictions, Probabilities, SampleTable, round_probabilities
+
+N = 20_000
+#: bytes per image and condition the outcomes (prediction + 2 class probabilities) may take, Python objects included
+BOUND_PER_IMAGE_CONDITION = 32
+
+
+def _softmax_rows(n: int, k: int = 2, seed: int = 0) -> np.ndarray:
+    z = np.random.default_rng(seed).normal(size=(n, k)).astype(np.float32)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _old_tuples(proba: np.ndarray):
+    """What a condition held before (and what results.json has): ints and 6-decimal float tuples."""
+    return tuple(int(v) for v in proba.argmax(1)), tuple(tuple(round(float(p), 6) for p in row) for row in proba)
+
+
+def test_condition_outcomes_stay_under_the_per_image_bound():
+    proba = _softmax_rows(N)
+    pred, rows = _old_tuples(proba)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cond = Condition("clean", "clean", {}, predictions=pred, probabilities=rows)
+        del pred, rows
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held / N <= BOUND_PER_IMAGE_CONDITION, f"{held / N:.1f} bytes per image"
+    assert (cond.predictions.nbytes + cond.probabilities.nbytes) / N <= 10
+
+
+def test_results_json_text_is_unchanged():
+    proba = _softmax_rows(3000, k=3, seed=1)
+    pred, rows = _old_tuples(proba)
+    cond = Condition("clean", "clean", {"n": 3000}, predictions=pred, probabilities=rows)
+    old = {"predictions": list(pred), "probabilities": [list(r) for r in rows]}
+    d = cond.to_dict(with_predictions=True)
+    assert json.dumps({k: d[k] for k in old}, indent=2) == json.dumps(old, indent=2)
+    assert all(type(v) is int for v in d["predictions"]) and all(type(v) is float for r in d["probabilities"] for v in r)
+    assert cond.probabilities == rows and cond.predictions == pred and cond.probabilities[7] == rows[7]
+    assert np.array_equal(np.asarray(cond.predictions), proba.argmax(1))
+    # from_dict (report rendering from results.json) keeps the values exactly as well
+    back = Condition("clean", "clean", {"n": 3000}, predictions=d["predictions"], probabilities=d["probabilities"])
+    assert back == cond
+
+
+def test_rounding_is_pythons_round_bit_for_bit():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.random(50_000), (np.arange(20_000) + 0.5) / 1e6, [0.0, 1.0, 0.9999995, 2.5e-6, -0.0, -1e-9]])
+    want = np.array([round(float(v), 6) for v in x])
+    assert np.array_equal(round_probabilities(x).view(np.int64), want.view(np.int64))
+
+
+def test_values_that_are_not_millionths_are_kept_exactly():
+    rows = ((0.1234567891, 0.8765432109), (-0.0, 1.0))
+    p = Probabilities(rows)
+    assert tuple(p) == rows and str(p[1][0]) == "-0.0"
+    assert Predictions([0, 40000])[1] == 40000
+
+
+def test_sample_table_reads_back_the_rows():
+    rows = [{"path": f"c{i % 2}/img{i}.png", "label": f"c{i % 2}", "label_index": i % 2,
+             "patient_id": None if i % 3 == 0 else f"P{i // 3}", "sha256": "" if i == 4 else f"{i:064x}"}
+            for i in range(200)]
+    table = SampleTable(rows)
+    assert table.compact and list(table) == rows and table[5] == rows[5] and table[-1] == rows[-1]
+    assert table.nbytes / len(rows) <= 48
+    odd = [{"path": "a.png", "label": "x", "label_index": 0, "patient_id": None, "sha256": "", "extra": 1}]
+    assert not SampleTable(odd).compact and list(SampleTable(odd)) == odd
+    res = AuditResult("1", "0", "", "", "", {}, {}, (), samples=tuple(rows))
+    assert isinstance(res.samples, SampleTable) and res.to_dict(True)["samples"] == rows
