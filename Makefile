@@ -16,9 +16,10 @@ setup:
 demo: setup
 	$(PY) -m auditor demo --out demo-out
 
-# ruff lints first (seconds); tests/test_lint.py runs the same check inside the suite
+# ruff lints and checks the format first (seconds); tests/test_lint.py runs the same checks inside the suite
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: setup

@@ -30,8 +30,13 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-                  "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+JEMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so.2",
+)
 #: sub-commands that run torch work
 TORCH_COMMANDS = frozenset({"scan", "attack", "train", "demo"})
 OPT_OUT = "XRAY_AUDIT_JEMALLOC"
@@ -67,16 +72,21 @@ def _command(args: Sequence[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def reexec_plan(args: Sequence[str], environ: Mapping[str, str], library: str | None,
-                loaded: bool) -> dict[str, str] | None:
+def reexec_plan(
+    args: Sequence[str], environ: Mapping[str, str], library: str | None, loaded: bool
+) -> dict[str, str] | None:
     """The environment to re-execute with, or None to run as is (see the module docstring)."""
     if library is None or loaded or environ.get(OPT_OUT, "1") == "0" or environ.get(TRIED) == "1":
         return None
     if _command(args) not in TORCH_COMMANDS or any(a in _HELP for a in args):
         return None
     pre = environ.get("LD_PRELOAD", "")
-    return {"MALLOC_CONF": DEFAULT_MALLOC_CONF, **environ, "LD_PRELOAD": f"{library}:{pre}" if pre else library,
-            TRIED: "1"}
+    return {
+        "MALLOC_CONF": DEFAULT_MALLOC_CONF,
+        **environ,
+        "LD_PRELOAD": f"{library}:{pre}" if pre else library,
+        TRIED: "1",
+    }
 
 
 def maybe_reexec(args: Sequence[str] | None = None) -> None:

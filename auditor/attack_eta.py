@@ -51,8 +51,9 @@ class StageClock:
     projections: list[dict] = field(default_factory=list)
 
     @classmethod
-    def for_sets(cls, sets: list[tuple[str, str]], n_images: int, say: Callable[[str], None],
-                 steps: dict[str, int] | None = None) -> "StageClock":
+    def for_sets(
+        cls, sets: list[tuple[str, str]], n_images: int, say: Callable[[str], None], steps: dict[str, int] | None = None
+    ) -> "StageClock":
         """A clock for ``sets`` = [(set name, attack), ...], each over ``n_images`` images."""
         return cls({name: _SetTiming(attack, n_images) for name, attack in sets}, say, dict(steps or {}))
 
@@ -85,7 +86,9 @@ class StageClock:
             return sum(t.seconds for t in done) / sum(t.computed for t in done), True
         ref = [t for t in self.plan.values() if t.computed]
         ref_attack = ref[0].attack
-        ref_rate = sum(t.seconds for t in ref if t.attack == ref_attack) / sum(t.computed for t in ref if t.attack == ref_attack)
+        ref_rate = sum(t.seconds for t in ref if t.attack == ref_attack) / sum(
+            t.computed for t in ref if t.attack == ref_attack
+        )
         return ref_rate * self._passes(attack) / self._passes(ref_attack), False
 
     def _passes(self, attack: str) -> float:
@@ -101,10 +104,17 @@ class StageClock:
                 guessed.add(t.attack)
         st = self.plan[name]
         rate = st.seconds / st.computed
-        note = (f"; {', '.join(sorted(guessed))} estimated from surrogate pass counts until measured"
-                if guessed else "")
-        self.say(f"attack stage: first {st.attack} batch {rate:.2f} s/image; projected "
-                 f"{format_duration(remaining)} more for {len(self.plan)} set(s) x {st.n_images} images "
-                 f"(cached batches take less){note}")
-        self.projections.append({"after_set": name, "attack": st.attack, "seconds_remaining": round(remaining, 1),
-                                 "estimated": sorted(guessed)})
+        note = f"; {', '.join(sorted(guessed))} estimated from surrogate pass counts until measured" if guessed else ""
+        self.say(
+            f"attack stage: first {st.attack} batch {rate:.2f} s/image; projected "
+            f"{format_duration(remaining)} more for {len(self.plan)} set(s) x {st.n_images} images "
+            f"(cached batches take less){note}"
+        )
+        self.projections.append(
+            {
+                "after_set": name,
+                "attack": st.attack,
+                "seconds_remaining": round(remaining, 1),
+                "estimated": sorted(guessed),
+            }
+        )

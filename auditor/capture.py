@@ -63,8 +63,12 @@ def _fd2_to(notes: _Notes) -> Iterator[None]:
         os.dup2(sink.fileno(), 2)
         if real:  # our own messages keep going to the terminal through a duplicate of the old fd 2
             swapped = sys.stderr
-            sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(saved), "wb", buffering=0), write_through=True,
-                                          encoding=getattr(swapped, "encoding", None) or "utf-8", errors="replace")
+            sys.stderr = io.TextIOWrapper(
+                os.fdopen(os.dup(saved), "wb", buffering=0),
+                write_through=True,
+                encoding=getattr(swapped, "encoding", None) or "utf-8",
+                errors="replace",
+            )
         try:
             yield
         finally:

@@ -43,9 +43,23 @@ def _init_ray(address: str, num_cpus: int | None):
     return ray
 
 
-def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str | None, attack_name: str,
-                  params: dict, images, labels, names: list[str], cache_dir: str, manifest_sha256: str, seed: int,
-                  batch_size: int, precision: str, shard: list[int], threads: int) -> list[str]:
+def _shard_worker(
+    surrogate_spec: str,
+    target_spec_dict: dict,
+    target_path: str | None,
+    attack_name: str,
+    params: dict,
+    images,
+    labels,
+    names: list[str],
+    cache_dir: str,
+    manifest_sha256: str,
+    seed: int,
+    batch_size: int,
+    precision: str,
+    shard: list[int],
+    threads: int,
+) -> list[str]:
     """One Ray task: load the surrogate here and compute the batches of ``shard``; returns the cache warnings."""
     import torch
 
@@ -57,17 +71,38 @@ def _shard_worker(surrogate_spec: str, target_spec_dict: dict, target_path: str 
     surrogate = load_surrogate(surrogate_spec, ModelSpec.from_dict(target_spec_dict), target_path, "cpu")
     if not isinstance(images, LazyImages):
         images = np.asarray(images)
-    aset = build_adversarial_set(attack_name, params, surrogate, SetData(images, np.asarray(labels), names, manifest_sha256),
-                                 SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
-                                 only_batches=set(shard))
+    aset = build_adversarial_set(
+        attack_name,
+        params,
+        surrogate,
+        SetData(images, np.asarray(labels), names, manifest_sha256),
+        SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
+        only_batches=set(shard),
+    )
     return list(aset.warnings)
 
 
-def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrogate_spec: str, target_spec,
-                     target_path: str | None, images: np.ndarray, labels: np.ndarray, names: list[str],
-                     cache_dir: str | Path, manifest_sha256: str, seed: int, *, batch_size: int = 8,
-                     precision: str = "fp32", address: str = "local", workers: int | None = None,
-                     threads_per_worker: int = 1, progress: Callable[[int], None] | None = None):
+def build_set_on_ray(
+    attack_name: str,
+    params: dict[str, Any],
+    surrogate,
+    surrogate_spec: str,
+    target_spec,
+    target_path: str | None,
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    cache_dir: str | Path,
+    manifest_sha256: str,
+    seed: int,
+    *,
+    batch_size: int = 8,
+    precision: str = "fp32",
+    address: str = "local",
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    progress: Callable[[int], None] | None = None,
+):
     """Build one adversarial set with its batches spread over Ray tasks; returns the finished set.
 
     ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
@@ -83,10 +118,30 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
     probe = build_adversarial_set(attack_name, params, surrogate, set_data, run, only_batches=set())
     todo = [b for b in range(n_batches) if not (Path(probe.dir) / "batches" / f"{b:05d}.json").is_file()]
     del probe
-    worker_warnings = _run_shards(attack_name, params, surrogate_spec, target_spec, target_path, images, labels, names,
-                                  cache_dir, manifest_sha256, seed, todo, batch_size=batch_size, precision=precision,
-                                  address=address, workers=workers, threads_per_worker=threads_per_worker,
-                                  progress=progress) if todo else []
+    worker_warnings = (
+        _run_shards(
+            attack_name,
+            params,
+            surrogate_spec,
+            target_spec,
+            target_path,
+            images,
+            labels,
+            names,
+            cache_dir,
+            manifest_sha256,
+            seed,
+            todo,
+            batch_size=batch_size,
+            precision=precision,
+            address=address,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            progress=progress,
+        )
+        if todo
+        else []
+    )
     aset = build_adversarial_set(attack_name, params, surrogate, set_data, run, progress=progress)
     if worker_warnings:
         from dataclasses import replace
@@ -95,10 +150,27 @@ def build_set_on_ray(attack_name: str, params: dict[str, Any], surrogate, surrog
     return aset
 
 
-def _run_shards(attack_name: str, params: dict[str, Any], surrogate_spec: str, target_spec, target_path: str | None,
-                images, labels, names: list[str], cache_dir, manifest_sha256: str, seed: int, todo: list[int], *,
-                batch_size: int, precision: str, address: str, workers: int | None, threads_per_worker: int,
-                progress: Callable[[int], None] | None) -> list[str]:
+def _run_shards(
+    attack_name: str,
+    params: dict[str, Any],
+    surrogate_spec: str,
+    target_spec,
+    target_path: str | None,
+    images,
+    labels,
+    names: list[str],
+    cache_dir,
+    manifest_sha256: str,
+    seed: int,
+    todo: list[int],
+    *,
+    batch_size: int,
+    precision: str,
+    address: str,
+    workers: int | None,
+    threads_per_worker: int,
+    progress: Callable[[int], None] | None,
+) -> list[str]:
     """Compute the batches ``todo`` of a set in Ray tasks (written into the cache); returns their cache warnings."""
     ray = _init_ray(address, workers)
     n_workers = max(1, min(workers or int(ray.available_resources().get("CPU", 1)), len(todo)))
@@ -109,9 +181,26 @@ def _run_shards(attack_name: str, params: dict[str, Any], surrogate_spec: str, t
     # a lazy image set travels as its file list; each task reads the images it attacks
     images_ref = ray.put(images if isinstance(images, LazyImages) else np.asarray(images))
     labels_ref = ray.put(np.asarray(labels))
-    refs = [remote.remote(surrogate_spec, target_spec.to_dict(), target_path, attack_name, params, images_ref,
-                          labels_ref, list(names), str(cache_dir), manifest_sha256, seed, batch_size, precision,
-                          shard, threads_per_worker) for shard in shards]
+    refs = [
+        remote.remote(
+            surrogate_spec,
+            target_spec.to_dict(),
+            target_path,
+            attack_name,
+            params,
+            images_ref,
+            labels_ref,
+            list(names),
+            str(cache_dir),
+            manifest_sha256,
+            seed,
+            batch_size,
+            precision,
+            shard,
+            threads_per_worker,
+        )
+        for shard in shards
+    ]
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)

@@ -43,8 +43,9 @@ def _worker_model(path: str, spec_dict: dict, threads: int):
     return _MODELS[key]
 
 
-def _shard_task(path: str, spec_dict: dict, images, start: int, stop: int, batch_size: int, transform,
-                threads: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def _shard_task(
+    path: str, spec_dict: dict, images, start: int, stop: int, batch_size: int, transform, threads: int
+) -> tuple[np.ndarray, tuple[int, ...]]:
     """One Ray task: probabilities of images ``start:stop`` and the rows (shard-relative) with non-finite outputs."""
     from auditor.data.stream import LazyImages
     from auditor.evaluation import predict_stream
@@ -64,9 +65,17 @@ def shard_bounds(n: int, batch_size: int, shards: int) -> list[tuple[int, int]]:
     return [(b * batch_size, min(n, (b + per) * batch_size)) for b in range(0, batches, per)]
 
 
-def predict_on_ray(model, images, batch_size: int, transform: Callable | None = None, *, address: str = "local",
-                   workers: int | None = None, threads_per_worker: int = 1,
-                   progress: Callable[[int], None] | None = None) -> np.ndarray:
+def predict_on_ray(
+    model,
+    images,
+    batch_size: int,
+    transform: Callable | None = None,
+    *,
+    address: str = "local",
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """``(N, K)`` probabilities of ``model`` on ``images`` (``transform`` first), computed by Ray tasks.
 
     Raises :class:`NonFiniteOutput` with global row indices, as the single-process path does.
@@ -85,8 +94,10 @@ def predict_on_ray(model, images, batch_size: int, transform: Callable | None = 
     except Exception as exc:  # e.g. a defense holding an ONNX Runtime session
         raise NotDistributable(f"cannot send to Ray tasks ({type(exc).__name__}: {str(exc)[:120]})") from None
     spec = model.spec.to_dict()
-    refs = [remote.remote(str(model.path), spec, images_ref, a, b, batch_size, transform_ref, threads_per_worker)
-            for a, b in bounds]
+    refs = [
+        remote.remote(str(model.path), spec, images_ref, a, b, batch_size, transform_ref, threads_per_worker)
+        for a, b in bounds
+    ]
     pending = list(refs)
     sizes = {r: b - a for r, (a, b) in zip(refs, bounds)}
     while pending:
@@ -102,6 +113,9 @@ def predict_on_ray(model, images, batch_size: int, transform: Callable | None = 
         raise
     bad = [a + r for (a, _), (_, rows) in zip(bounds, parts) for r in rows]
     if bad:
-        raise NonFiniteOutput(f"{model.path}: the model returned NaN or infinite outputs for {len(bad)} of "
-                              f"{n} image(s) (first: row {bad[0]})", rows=tuple(bad))
+        raise NonFiniteOutput(
+            f"{model.path}: the model returned NaN or infinite outputs for {len(bad)} of "
+            f"{n} image(s) (first: row {bad[0]})",
+            rows=tuple(bad),
+        )
     return np.concatenate([p for p, _ in parts], axis=0)

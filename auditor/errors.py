@@ -74,7 +74,9 @@ class RuntimeFailure(AuditError):
 
 
 #: errno values that say "this machine cannot do it now" (disk full, quota, I/O error), not "bad flag"
-_ENVIRONMENT_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EIO", "EFBIG", "ENOMEM") if hasattr(errno, n))
+_ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EIO", "EFBIG", "ENOMEM") if hasattr(errno, n)
+)
 
 
 def is_environment_error(exc: BaseException) -> bool:

@@ -22,8 +22,14 @@ from auditor.data.stream import PREFETCH, iter_batches
 from auditor.errors import NonFiniteOutput
 
 
-def predict_stream(model, images, batch_size: int, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                   progress: Callable[[int], None] | None = None, depth: int = PREFETCH) -> np.ndarray:
+def predict_stream(
+    model,
+    images,
+    batch_size: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+    depth: int = PREFETCH,
+) -> np.ndarray:
     """``(N, K)`` class probabilities of ``model`` on ``images`` (array or lazy), ``transform`` applied first.
 
     Raises :class:`NonFiniteOutput` with the rows (indices into ``images``) whose outputs were
@@ -40,8 +46,11 @@ def predict_stream(model, images, batch_size: int, transform: Callable[[np.ndarr
         if progress:
             progress(len(batch))
     if bad:
-        raise NonFiniteOutput(f"{model.path}: the model returned NaN or infinite outputs for {len(bad)} of "
-                              f"{len(images)} image(s) (first: row {bad[0]})", rows=tuple(bad))
+        raise NonFiniteOutput(
+            f"{model.path}: the model returned NaN or infinite outputs for {len(bad)} of "
+            f"{len(images)} image(s) (first: row {bad[0]})",
+            rows=tuple(bad),
+        )
     return np.concatenate(out, axis=0) if out else np.zeros((0, model.spec.num_classes))
 
 
@@ -63,9 +72,10 @@ class Throughput:
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """``{stage: {"images", "seconds", "images_per_second"}}`` (rate None when no time was measured)."""
-        return {k: {"images": int(n), "seconds": round(s, 3),
-                    "images_per_second": round(n / s, 1) if s > 0 else None}
-                for k, (n, s) in self._stages.items()}
+        return {
+            k: {"images": int(n), "seconds": round(s, 3), "images_per_second": round(n / s, 1) if s > 0 else None}
+            for k, (n, s) in self._stages.items()
+        }
 
 
 class _Timed:

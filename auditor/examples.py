@@ -31,8 +31,16 @@ def amplify(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * d / m if m > 0 else np.full_like(d, 0.5)
 
 
-def build_examples(images: np.ndarray, y: np.ndarray, rel_paths: list[str], class_names, conditions: list[Condition],
-                   sets: list, preprocessors: list, per_class: int = 1) -> list[dict]:
+def build_examples(
+    images: np.ndarray,
+    y: np.ndarray,
+    rel_paths: list[str],
+    class_names,
+    conditions: list[Condition],
+    sets: list,
+    preprocessors: list,
+    per_class: int = 1,
+) -> list[dict]:
     """Pick ``per_class`` images of each class (preferring ones the worst attack flips) and render them.
 
     ``sets`` are the scan's :class:`~auditor.scan.sets.AdversarialSet` records."""
@@ -57,11 +65,21 @@ def build_examples(images: np.ndarray, y: np.ndarray, rel_paths: list[str], clas
         for i in (flipped or list(idx))[:per_class]:
             x, xa = images[i, 0], worst.images[i, 0]
             imgs = {"clean": png_base64(x), "adversarial": png_base64(xa), "perturbation": png_base64(amplify(x, xa))}
-            preds = {"clean": class_names[clean.predictions[i]] if clean else None,
-                     "adversarial": class_names[adv_cond.predictions[i]]}
+            preds = {
+                "clean": class_names[clean.predictions[i]] if clean else None,
+                "adversarial": class_names[adv_cond.predictions[i]],
+            }
             if best_pre is not None:
                 imgs["defended"] = png_base64(best_pre(worst.images[i : i + 1])[0, 0])
                 preds["defended"] = class_names[defended_cond.predictions[i]]
-            out.append({"class": cls, "path": rel_paths[i], "condition": worst.name,
-                        "defense": best_pre.name if best_pre is not None else None, "images": imgs, "predictions": preds})
+            out.append(
+                {
+                    "class": cls,
+                    "path": rel_paths[i],
+                    "condition": worst.name,
+                    "defense": best_pre.name if best_pre is not None else None,
+                    "images": imgs,
+                    "predictions": preds,
+                }
+            )
     return out

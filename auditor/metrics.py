@@ -99,8 +99,9 @@ def _bootstrap_sums(gid: np.ndarray, n_boot: int, seed: int, per_group: np.ndarr
     return out
 
 
-def bootstrap_cms(y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n_boot: int = DEFAULT_N_BOOT,
-                  seed: int = 0) -> np.ndarray:
+def bootstrap_cms(
+    y_true: np.ndarray, y_pred: np.ndarray, k: int, groups=None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> np.ndarray:
     """``(n_boot, K, K)`` confusion matrices of cluster-bootstrap resamples."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -119,9 +120,14 @@ def _ci(values: np.ndarray) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
-                    groups: Sequence[str | None] | None = None, seed: int = 0,
-                    n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+def compute_metrics(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    class_names: Sequence[str],
+    groups: Sequence[str | None] | None = None,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> dict[str, Any]:
     """Accuracy, per-class and averaged precision/recall/F1, sensitivity/specificity, CIs.
 
     ``y_true``/``y_pred`` are class indices into ``class_names``. Returns the
@@ -134,8 +140,17 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: S
     labels = list(range(k))
     n = int(len(y_true))
     if n == 0:
-        return {"n": 0, "labels": list(class_names), "accuracy": None, "accuracy_ci": None, "macro_f1": None,
-                "macro_f1_ci": None, "weighted_f1": None, "per_class": {}, "confusion_matrix": [[0] * k for _ in range(k)]}
+        return {
+            "n": 0,
+            "labels": list(class_names),
+            "accuracy": None,
+            "accuracy_ci": None,
+            "macro_f1": None,
+            "macro_f1_ci": None,
+            "weighted_f1": None,
+            "per_class": {},
+            "confusion_matrix": [[0] * k for _ in range(k)],
+        }
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = [i for i in labels if support[i] > 0]
@@ -167,8 +182,12 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: S
         "macro_recall": float(np.mean([rec[i] for i in present])) if present else None,
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),
-        "bootstrap": {"n_boot": n_boot, "unit": "patient" if groups is not None and any(groups) else "image",
-                      "seed": seed, "level": CI_LEVEL},
+        "bootstrap": {
+            "n_boot": n_boot,
+            "unit": "patient" if groups is not None and any(groups) else "image",
+            "seed": seed,
+            "level": CI_LEVEL,
+        },
     }
 
 
@@ -186,9 +205,14 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -
     return _ci(ratio)
 
 
-def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: Sequence[int],
-                         groups: Sequence[str | None] | None = None, seed: int = 0,
-                         n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
+def compute_attack_rates(
+    y_true: Sequence[int],
+    y_clean: Sequence[int],
+    y_adv: Sequence[int],
+    groups: Sequence[str | None] | None = None,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> dict[str, Any]:
     """Attack success rate and flip rate of one attacked (or defended) condition, with 95% CIs.
 
     * **attack success rate** = images classified correctly when clean that the
@@ -220,13 +244,18 @@ def compute_attack_rates(y_true: Sequence[int], y_clean: Sequence[int], y_adv: S
         "n_clean_correct": int(correct.sum()),
         "n_fooled": int(fooled.sum()),
         "n_flipped": int(changed.sum()),
-        "rates_bootstrap": {"n_boot": n_boot, "unit": "patient" if use_groups is not None else "image",
-                            "seed": seed, "level": CI_LEVEL},
+        "rates_bootstrap": {
+            "n_boot": n_boot,
+            "unit": "patient" if use_groups is not None else "image",
+            "seed": seed,
+            "level": CI_LEVEL,
+        },
     }
 
 
-def compute_roc(benign_scores: np.ndarray, attacked_scores: np.ndarray,
-                max_points: int = ROC_MAX_POINTS) -> tuple[float | None, list[list[float]]]:
+def compute_roc(
+    benign_scores: np.ndarray, attacked_scores: np.ndarray, max_points: int = ROC_MAX_POINTS
+) -> tuple[float | None, list[list[float]]]:
     """ROC AUC and curve for "higher score = attacked" (benign = 0, attacked = 1).
 
     Returns ``(auc, [[fpr, tpr], ...])`` with at most ``max_points`` points (first and last

@@ -58,9 +58,15 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return float(num) / float(den)
 
 
-def set_diagnostics(y: Sequence[int], target_clean: Sequence[int], target_adv: Sequence[int],
-                    surrogate_clean: Sequence[int], surrogate_adv: Sequence[int],
-                    surrogate_sizes: Iterable[Sequence[int]], target_size: Sequence[int]) -> dict[str, Any]:
+def set_diagnostics(
+    y: Sequence[int],
+    target_clean: Sequence[int],
+    target_adv: Sequence[int],
+    surrogate_clean: Sequence[int],
+    surrogate_adv: Sequence[int],
+    surrogate_sizes: Iterable[Sequence[int]],
+    target_size: Sequence[int],
+) -> dict[str, Any]:
     """The ``transfer`` block of one adversarial set (class indices in the target's order)."""
     y = np.asarray(y)
     sc, sa = np.asarray(surrogate_clean), np.asarray(surrogate_adv)
@@ -120,9 +126,16 @@ def audit_transfer(conditions: Iterable[Condition]) -> dict[str, Any]:
         efficiency = max(effs) if effs else (0.0 if sur_flips and max_s == 0 else None)
     accs = [(v, c) for c in whitebox if (v := _num(c.metrics.get("accuracy"))) is not None]
     worst_wb = min(accs, key=lambda t: t[0])[1] if accs else None
-    return {"transfer_conditions": len(transfer), "whitebox_conditions": len(whitebox),
-            "max_target_flip_rate": max_t, "max_surrogate_flip_rate": max_s, "efficiency": efficiency,
-            "weak": weak, "whitebox_worst": worst_wb, "measured": bool(diag)}
+    return {
+        "transfer_conditions": len(transfer),
+        "whitebox_conditions": len(whitebox),
+        "max_target_flip_rate": max_t,
+        "max_surrogate_flip_rate": max_s,
+        "efficiency": efficiency,
+        "weak": weak,
+        "whitebox_worst": worst_wb,
+        "measured": bool(diag),
+    }
 
 
 def transfer_summary(conditions: Iterable[Condition]) -> dict[str, Any]:

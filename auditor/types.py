@@ -117,7 +117,7 @@ class ModelSpec:
 
 #: probabilities are kept (and written to results.json) to this many decimals
 DECIMALS = 6
-_SCALE = 10.0 ** DECIMALS
+_SCALE = 10.0**DECIMALS
 _INT32_MAX = float(np.iinfo(np.int32).max)
 
 
@@ -180,7 +180,7 @@ def round_probabilities(proba: np.ndarray) -> np.ndarray:
     scaled = p * _SCALE
     m = np.rint(scaled)
     out = m / _SCALE  # correctly rounded quotient = the float nearest to m * 1e-6
-    near_tie = ~(np.abs(np.abs(scaled - m) - 0.5) > 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) >= 2.0 ** 52)
+    near_tie = ~(np.abs(np.abs(scaled - m) - 0.5) > 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) >= 2.0**52)
     zero = (m == 0) & np.signbit(p)  # Python keeps the sign of a negative value that rounds to zero
     for idx in zip(*np.nonzero(near_tie | zero)):
         out[idx] = round(float(p[idx]), DECIMALS)
@@ -209,8 +209,11 @@ class Probabilities(Sequence):
         self._k = int(arr.shape[1])
         self._micro = self._exact = None
         m = np.rint(arr * _SCALE)
-        if (arr.size == 0 or (np.isfinite(m).all() and np.abs(m).max() <= _INT32_MAX)) \
-                and np.array_equal(m / _SCALE, arr) and not (np.signbit(arr) & (m == 0)).any():
+        if (
+            (arr.size == 0 or (np.isfinite(m).all() and np.abs(m).max() <= _INT32_MAX))
+            and np.array_equal(m / _SCALE, arr)
+            and not (np.signbit(arr) & (m == 0)).any()
+        ):
             self._micro = m.astype(np.int32)
             self._micro.flags.writeable = False
         else:
@@ -272,8 +275,7 @@ class SampleTable(Sequence):
     scan writes are kept as given (``compact`` is then False).
     """
 
-    __slots__ = ("_paths", "_label_vocab", "_label", "_label_index", "_pid_vocab", "_pid", "_sha", "_has_sha",
-                 "_rows")
+    __slots__ = ("_paths", "_label_vocab", "_label", "_label_index", "_pid_vocab", "_pid", "_sha", "_has_sha", "_rows")
 
     def __init__(self, rows: Iterable[dict] = ()) -> None:
         if isinstance(rows, SampleTable):
@@ -290,8 +292,10 @@ class SampleTable(Sequence):
         self._paths = [r["path"] for r in rows]
         self._label = _as_int_array([labels.setdefault(r["label"], len(labels)) for r in rows])
         self._label_index = _as_int_array([r["label_index"] for r in rows])
-        self._pid = np.asarray([-1 if r["patient_id"] is None else pids.setdefault(r["patient_id"], len(pids))
-                                for r in rows], dtype=np.int32)
+        self._pid = np.asarray(
+            [-1 if r["patient_id"] is None else pids.setdefault(r["patient_id"], len(pids)) for r in rows],
+            dtype=np.int32,
+        )
         self._has_sha = np.asarray([bool(r["sha256"]) for r in rows], dtype=bool)
         sha = np.zeros((len(rows), 32), dtype=np.uint8)
         for i, r in enumerate(rows):
@@ -317,9 +321,13 @@ class SampleTable(Sequence):
         if i < 0:
             i += len(self)
         pid = int(self._pid[i])
-        return {"path": self._paths[i], "label": self._label_vocab[int(self._label[i])],
-                "label_index": int(self._label_index[i]), "patient_id": None if pid < 0 else self._pid_vocab[pid],
-                "sha256": self._sha[i].tobytes().hex() if self._has_sha[i] else ""}
+        return {
+            "path": self._paths[i],
+            "label": self._label_vocab[int(self._label[i])],
+            "label_index": int(self._label_index[i]),
+            "patient_id": None if pid < 0 else self._pid_vocab[pid],
+            "sha256": self._sha[i].tobytes().hex() if self._has_sha[i] else "",
+        }
 
     def __iter__(self) -> Iterator[dict]:
         if self._rows is not None:
@@ -341,17 +349,23 @@ class SampleTable(Sequence):
         """Bytes of the numeric columns (the path strings, held once, are not included)."""
         if self._rows is not None:
             return 0
-        return int(self._label.nbytes + self._label_index.nbytes + self._pid.nbytes + self._sha.nbytes
-                   + self._has_sha.nbytes)
+        return int(
+            self._label.nbytes + self._label_index.nbytes + self._pid.nbytes + self._sha.nbytes + self._has_sha.nbytes
+        )
 
 
 def _compactable(r: Any) -> bool:
     if not isinstance(r, dict) or tuple(sorted(r)) != tuple(sorted(_SAMPLE_KEYS)):
         return False
     sha = r["sha256"]
-    return (isinstance(r["path"], str) and isinstance(r["label"], str) and type(r["label_index"]) is int
-            and (r["patient_id"] is None or isinstance(r["patient_id"], str)) and isinstance(sha, str)
-            and (sha == "" or (len(sha) == 64 and sha == sha.lower() and _is_hex(sha))))
+    return (
+        isinstance(r["path"], str)
+        and isinstance(r["label"], str)
+        and type(r["label_index"]) is int
+        and (r["patient_id"] is None or isinstance(r["patient_id"], str))
+        and isinstance(sha, str)
+        and (sha == "" or (len(sha) == 64 and sha == sha.lower() and _is_hex(sha)))
+    )
 
 
 def _is_hex(s: str) -> bool:
@@ -452,7 +466,7 @@ class ConditionId:
         if defense and (adaptive or ADAPTIVE_MARK in name):
             return cls(name.split(ADAPTIVE_MARK, 1)[0], defense, True)
         if defense and name.startswith(f"{defense}/"):
-            return cls(name[len(defense) + 1:], defense)
+            return cls(name[len(defense) + 1 :], defense)
         if "/" in name:
             head, base = name.split("/", 1)
             return cls(base, defense or head)
@@ -594,26 +608,50 @@ class AuditResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AuditResult":
         """Rebuild from a results.json document (see ``auditor.report.load_results``)."""
-        cond_keys = {"name", "kind", "attack", "epsilon", "surrogate", "threat_model", "defense", "metrics", "predictions",
-                    "probabilities"}
+        cond_keys = {
+            "name",
+            "kind",
+            "attack",
+            "epsilon",
+            "surrogate",
+            "threat_model",
+            "defense",
+            "metrics",
+            "predictions",
+            "probabilities",
+        }
         conditions = []
         for c in d.get("conditions", []):
             extra = {k: v for k, v in c.items() if k not in cond_keys}
             conditions.append(
                 Condition(
-                    name=c["name"], kind=c["kind"], metrics=c["metrics"], attack=c.get("attack"),
-                    epsilon=c.get("epsilon"), surrogate=c.get("surrogate"),
-                    threat_model=c.get("threat_model"), defense=c.get("defense"),
-                    extra=extra, predictions=tuple(c.get("predictions", ())),
+                    name=c["name"],
+                    kind=c["kind"],
+                    metrics=c["metrics"],
+                    attack=c.get("attack"),
+                    epsilon=c.get("epsilon"),
+                    surrogate=c.get("surrogate"),
+                    threat_model=c.get("threat_model"),
+                    defense=c.get("defense"),
+                    extra=extra,
+                    predictions=tuple(c.get("predictions", ())),
                     probabilities=tuple(tuple(p) for p in c.get("probabilities", ())),
                 )
             )
         return cls(
-            schema_version=d["schema_version"], tool_version=d["tool_version"], created=d["created"],
-            finished=d.get("finished", ""), command=d.get("command", ""), model=d["model"], data=d["data"],
-            conditions=tuple(conditions), samples=tuple(d.get("samples", ())),
-            parameters=d.get("parameters", {}), environment=d.get("environment", {}),
-            skipped=tuple(Skipped(**s) for s in d.get("skipped", [])), detector=d.get("detector"),
+            schema_version=d["schema_version"],
+            tool_version=d["tool_version"],
+            created=d["created"],
+            finished=d.get("finished", ""),
+            command=d.get("command", ""),
+            model=d["model"],
+            data=d["data"],
+            conditions=tuple(conditions),
+            samples=tuple(d.get("samples", ())),
+            parameters=d.get("parameters", {}),
+            environment=d.get("environment", {}),
+            skipped=tuple(Skipped(**s) for s in d.get("skipped", [])),
+            detector=d.get("detector"),
             gates=tuple(GateOutcome(**g) for g in d.get("gates", [])),
             compared=tuple(cls.from_dict(r) for r in d.get("compared", [])),
             extras=d.get("extras", {}),

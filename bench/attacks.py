@@ -26,8 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-                  "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2")
+JEMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+)
 #: forward GFLOP per image (docs/algorithms.md §11)
 FWD_GFLOP = {("resnet50", 224): 8.17, ("resnet50", 128): 2.67, ("resnet18", 224): 3.63, ("resnet18", 128): 1.18}
 
@@ -52,9 +56,12 @@ def main() -> None:  # noqa: C901 - a linear script
     ap.add_argument("--no-jemalloc", action="store_true", help="do not re-exec with jemalloc")
     ap.add_argument("--archs", default=None, help="comma list, e.g. resnet18,resnet50")
     ap.add_argument("--sizes", default=None, help="comma list, e.g. 224,128")
-    ap.add_argument("--variants", default="ref,fp32-cl,bf16-cl",
-                    help="'ref' (fp32, NCHW, batch 20, BN unfolded: the reference implementation's setting) or "
-                         "precision-layout[-bROWS][-nofold], e.g. fp32-nchw, bf16-cl-b30, fp32-cl-nofold")
+    ap.add_argument(
+        "--variants",
+        default="ref,fp32-cl,bf16-cl",
+        help="'ref' (fp32, NCHW, batch 20, BN unfolded: the reference implementation's setting) or "
+        "precision-layout[-bROWS][-nofold], e.g. fp32-nchw, bf16-cl-b30, fp32-cl-nofold",
+    )
     ap.add_argument("--attacks", default="mifgsm,usmm,stm")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -77,8 +84,10 @@ def main() -> None:  # noqa: C901 - a linear script
     sizes = [int(s) for s in (args.sizes or ("128" if args.quick else "224,128")).split(",")]
     reps = args.reps or (3 if args.quick else 5)
     variants = args.variants.split(",")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator: {allocator}, "
-          f"native bf16: {cpu_has_native_bf16()}, load avg {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator: {allocator}, "
+        f"native bf16: {cpu_has_native_bf16()}, load avg {os.getloadavg()[0]:.2f}"
+    )
 
     def median_time(fn, n: int) -> float:
         fn()  # warm-up
@@ -92,13 +101,22 @@ def main() -> None:  # noqa: C901 - a linear script
     for arch in archs:
         for size in sizes:
             gflop = FWD_GFLOP.get((arch, size), float("nan"))
-            spec = ModelSpec(channels=3, height=size, width=size, scaling="imagenet", mean=IMAGENET_MEAN,
-                             std=IMAGENET_STD, class_names=("normal", "pneumonia", "pneumothorax"))
+            spec = ModelSpec(
+                channels=3,
+                height=size,
+                width=size,
+                scaling="imagenet",
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                class_names=("normal", "pneumonia", "pneumothorax"),
+            )
             torch.manual_seed(0)
             model = TorchClassifier(build_model(arch, 3, 3), spec).eval().requires_grad_(False)
             rows = default_batch_rows(size, size)
             print(f"\n== {arch} @{size}  (fwd {gflop} GFLOP/image, surrogate chunk {rows} rows) ==")
-            print(f"{'variant':<14} {'what':<22} {'img/s':>8} {'rows/s':>8} {'s/img':>7} {'GFLOP/s':>8} {'overhead':>8}")
+            print(
+                f"{'variant':<14} {'what':<22} {'img/s':>8} {'rows/s':>8} {'s/img':>7} {'GFLOP/s':>8} {'overhead':>8}"
+            )
             for variant in variants:
                 if variant == "ref":  # the reference implementation's setting: fp32, NCHW, batch 20, BN unfolded
                     precision, cl, vrows, fold = "fp32", False, 20, False
@@ -118,8 +136,15 @@ def main() -> None:  # noqa: C901 - a linear script
                         n_img = min(n_img, 2)
                     x = torch.rand(n_img, 1, size, size)
                     y = torch.arange(n_img) % 3
-                    atk = make_attack(name, model, epsilon=8 / 255, precision=precision, channels_last=cl,
-                                      max_batch_rows=vrows, fold_bn=fold)
+                    atk = make_attack(
+                        name,
+                        model,
+                        epsilon=8 / 255,
+                        precision=precision,
+                        channels_last=cl,
+                        max_batch_rows=vrows,
+                        fold_bn=fold,
+                    )
                     atk.ensure_setup()
                     net = atk.model
 
@@ -131,16 +156,22 @@ def main() -> None:  # noqa: C901 - a linear script
 
                     if bare_rate is None:
                         bare_rate = vrows / median_time(bare, reps)
-                        print(f"{variant:<14} {'bare fwd+bwd-to-input':<22} {bare_rate:8.1f} {bare_rate:8.1f} "
-                              f"{1 / bare_rate:7.3f} {bare_rate * 2 * gflop:8.1f} {'':>8}", flush=True)
+                        print(
+                            f"{variant:<14} {'bare fwd+bwd-to-input':<22} {bare_rate:8.1f} {bare_rate:8.1f} "
+                            f"{1 / bare_rate:7.3f} {bare_rate * 2 * gflop:8.1f} {'':>8}",
+                            flush=True,
+                        )
                     t = median_time(lambda: atk(x, y, seed=0), 1)
                     # bare passes right after, same conditions: the overhead is a ratio within seconds
                     bare_after = vrows / median_time(bare, 2)
                     total_rows = atk.steps * atk.num_copies * n_img
                     rate = total_rows / t
                     overhead = (bare_rate + bare_after) / 2 / rate - 1
-                    print(f"{variant:<14} {atk.label[:22]:<22} {n_img / t:8.2f} {rate:8.1f} {t / n_img:7.3f} "
-                          f"{rate * 2 * gflop:8.1f} {overhead:8.1%}", flush=True)
+                    print(
+                        f"{variant:<14} {atk.label[:22]:<22} {n_img / t:8.2f} {rate:8.1f} {t / n_img:7.3f} "
+                        f"{rate * 2 * gflop:8.1f} {overhead:8.1%}",
+                        flush=True,
+                    )
                     bare_rate = bare_after
             model.set_channels_last(False)
 

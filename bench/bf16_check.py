@@ -51,17 +51,24 @@ def main() -> None:
                 params = {"epsilon": args.eps / 255}
                 if attack == "usmm":
                     params.update(mask_pool=x, mask_pool_labels=y)
-                aset = build_adversarial_set(attack, params, sur, SetData(x, y, names, manifest),
-                                             SetRun(cache, args.seed, batch_size=8, device="cpu", precision=precision))
+                aset = build_adversarial_set(
+                    attack,
+                    params,
+                    sur,
+                    SetData(x, y, names, manifest),
+                    SetRun(cache, args.seed, batch_size=8, device="cpu", precision=precision),
+                )
                 secs = time.perf_counter() - t0
             with torch.inference_mode():
                 sp = sur.module(torch.from_numpy(aset.images)).argmax(1).numpy()
             tp = target.predict_proba(aset.images).argmax(1)
             row[precision] = (float(np.mean(sp != y)), float(np.mean(tp != y)), secs / len(x))
         (ws32, ts32, s32), (ws16, ts16, s16) = row["fp32"], row["bf16"]
-        print(f"{attack}: white-box ASR fp32 {ws32:.3f} bf16 {ws16:.3f} (diff {100 * (ws16 - ws32):+.1f} pt); "
-              f"transfer ASR fp32 {ts32:.3f} bf16 {ts16:.3f} (diff {100 * (ts16 - ts32):+.1f} pt); "
-              f"s/image {s32:.2f} vs {s16:.2f}")
+        print(
+            f"{attack}: white-box ASR fp32 {ws32:.3f} bf16 {ws16:.3f} (diff {100 * (ws16 - ws32):+.1f} pt); "
+            f"transfer ASR fp32 {ts32:.3f} bf16 {ts16:.3f} (diff {100 * (ts16 - ts32):+.1f} pt); "
+            f"s/image {s32:.2f} vs {s16:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -42,12 +42,19 @@ def main(argv: list[str]) -> int:
     n = len(paths)
     _rate(lambda i: load_image_noted(paths[i], (224, 224)), n, "load_image_noted (the scan's reader)")
     _rate(lambda i: np.asarray(Image.open(paths[i]).convert("L")), n, "Pillow open+decode+asarray")
-    _rate(lambda i: cv2.imdecode(np.frombuffer(data[i], np.uint8), cv2.IMREAD_GRAYSCALE), n,
-          "cv2.imdecode JPEG (bytes in memory)")
-    pngs = [cv2.imencode(".png", cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_GRAYSCALE))[1].tobytes()
-            for d in data]
-    _rate(lambda i: cv2.imdecode(np.frombuffer(pngs[i], np.uint8), cv2.IMREAD_UNCHANGED), n,
-          "cv2.imdecode PNG (same images as 8-bit PNG)")
+    _rate(
+        lambda i: cv2.imdecode(np.frombuffer(data[i], np.uint8), cv2.IMREAD_GRAYSCALE),
+        n,
+        "cv2.imdecode JPEG (bytes in memory)",
+    )
+    pngs = [
+        cv2.imencode(".png", cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_GRAYSCALE))[1].tobytes() for d in data
+    ]
+    _rate(
+        lambda i: cv2.imdecode(np.frombuffer(pngs[i], np.uint8), cv2.IMREAD_UNCHANGED),
+        n,
+        "cv2.imdecode PNG (same images as 8-bit PNG)",
+    )
     return 0
 
 

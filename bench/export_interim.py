@@ -56,16 +56,31 @@ def main(argv: list[str] | None = None) -> int:
     spec = classifier_spec(names, size, "unit")
     note = f"INTERIM weights of an unfinished run ({which} of {state['epoch']} finished epochs); not the final model"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(make_checkpoint(net, arch, len(names), 1, spec.to_dict(),
-                                      extra={"recipe": identity["recipe"], "class_names": list(names), "interim": note}),
-                      out / "model.pt")
+    atomic_torch_save(
+        make_checkpoint(
+            net,
+            arch,
+            len(names),
+            1,
+            spec.to_dict(),
+            extra={"recipe": identity["recipe"], "class_names": list(names), "interim": note},
+        ),
+        out / "model.pt",
+    )
     data = load_training_data(args.data, size, names, quiet=True, progress=False)
-    info = export_classifier(net, spec, out / "model.onnx", data.images[:8],
-                             recipe={"name": identity["recipe"], "arch": arch, "interim": note},
-                             manifest_sha256=identity["data_manifest_sha256"],
-                             extra_metadata={"xray_audit.interim": note, "xray_audit.synthetic": "false"})
+    info = export_classifier(
+        net,
+        spec,
+        out / "model.onnx",
+        data.images[:8],
+        recipe={"name": identity["recipe"], "arch": arch, "interim": note},
+        manifest_sha256=identity["data_manifest_sha256"],
+        extra_metadata={"xray_audit.interim": note, "xray_audit.synthetic": "false"},
+    )
     (out / "INTERIM.txt").write_text(note + "\n", encoding="utf-8")
-    print(f"{note}\nonnx: {info['path']} (max |torch - onnx| {info['max_abs_diff']:.2e})\ncheckpoint: {out / 'model.pt'}")
+    print(
+        f"{note}\nonnx: {info['path']} (max |torch - onnx| {info['max_abs_diff']:.2e})\ncheckpoint: {out / 'model.pt'}"
+    )
     return 0
 
 

@@ -49,8 +49,9 @@ def _fmt(v: float | None, ci: Any = None) -> str:
     return s
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, groups: list[str | None], n_boot: int = N_BOOT,
-                      seed: int = SEED) -> tuple[float, list[float]]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, groups: list[str | None], n_boot: int = N_BOOT, seed: int = SEED
+) -> tuple[float, list[float]]:
     """Mean of ``a - b`` (per-image 0/1 outcomes on the same images) and its 95 % CI from the scan's own
     patient bootstrap (``auditor.metrics.ratio_ci`` of the per-image differences over the image count)."""
     d = a.astype(np.float64) - b.astype(np.float64)
@@ -72,24 +73,38 @@ def headline(result: AuditResult) -> str:
     clean = next(c for c in result.conditions if c.kind == "clean")
     attacked = [c for c in result.conditions if c.kind == "attack"]
     defenses = defense_names(result)
-    head = ["attack", "ε", "s/img", "clean", "attacked", "ASR"] + [f"{d} (worst of adaptive/non-adaptive)"
-                                                                  for d in defenses]
+    head = ["attack", "ε", "s/img", "clean", "attacked", "ASR"] + [
+        f"{d} (worst of adaptive/non-adaptive)" for d in defenses
+    ]
     n_patients = len({g for g in groups if g}) + groups.count(None)  # an image without an id is its own patient
-    lines = [f"n = {len(result.samples)} images, {n_patients} patients; accuracy in % with 95 % "
-             "patient-bootstrap CIs", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"n = {len(result.samples)} images, {n_patients} patients; accuracy in % with 95 % patient-bootstrap CIs",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     clean_txt = _fmt(clean.metrics.get("accuracy"), clean.metrics.get("accuracy_ci"))
     for c in sorted(attacked, key=lambda c: (c.attack or "", c.epsilon or 0)):
         spi = _seconds_per_image(result, c.name)
-        row = [c.name.split("@")[0], f"{round(255 * (c.epsilon or 0))}/255", f"{spi:.2f}" if spi else "cached",
-               clean_txt, _fmt(c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")),
-               _fmt(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci"))]
+        row = [
+            c.name.split("@")[0],
+            f"{round(255 * (c.epsilon or 0))}/255",
+            f"{spi:.2f}" if spi else "cached",
+            clean_txt,
+            _fmt(c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")),
+            _fmt(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
+        ]
         for d in defenses:
             dc = defended_on(result, d, c.name)
             tag = " (BPDA)" if dc is not None and "+bpda:" in dc.name else ""
             row.append(_fmt(dc.metrics.get("accuracy"), dc.metrics.get("accuracy_ci")) + tag if dc else "–")
         lines.append("| " + " | ".join(row) + " |")
-    dclean = [f"{d}: {_fmt(x.metrics.get('accuracy'))}" for d in defenses
-              for x in result.conditions if x.kind == "defense" and x.defense == d and x.name.endswith("/clean")]
+    dclean = [
+        f"{d}: {_fmt(x.metrics.get('accuracy'))}"
+        for d in defenses
+        for x in result.conditions
+        if x.kind == "defense" and x.defense == d and x.name.endswith("/clean")
+    ]
     lines += ["", "Clean accuracy with each defense: " + ", ".join(dclean), ""]
     lines += _comparison(attacked, y, groups)
     return "\n".join(lines)
@@ -97,18 +112,29 @@ def headline(result: AuditResult) -> str:
 
 def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str | None]) -> list[str]:
     base = {c.epsilon: c for c in attacked if c.attack == "mifgsm"}
-    out = ["Paired comparison with MI-FGSM at the same ε (target accuracy of MI-FGSM minus that of the "
-           "attack, percentage points; positive = the attack transfers better):", "",
-           "| attack | ε | Δ accuracy [95 % CI] | decided? |", "|---|---|---|---|"]
+    out = [
+        "Paired comparison with MI-FGSM at the same ε (target accuracy of MI-FGSM minus that of the "
+        "attack, percentage points; positive = the attack transfers better):",
+        "",
+        "| attack | ε | Δ accuracy [95 % CI] | decided? |",
+        "|---|---|---|---|",
+    ]
     for c in sorted(attacked, key=lambda c: (c.attack or "", c.epsilon or 0)):
         b = base.get(c.epsilon)
         if c.attack == "mifgsm" or b is None or len(c.predictions) != len(y) or len(b.predictions) != len(y):
             continue
         d, ci = paired_difference(np.asarray(b.predictions) == y, np.asarray(c.predictions) == y, groups)
-        verdict = ("yes: better than MI-FGSM" if ci[0] > 0 else "yes: worse than MI-FGSM" if ci[1] < 0
-                   else "no (CI includes 0)")
-        out.append(f"| {c.name.split('@')[0]} | {round(255 * (c.epsilon or 0))}/255 | {100 * d:+.1f} "
-                   f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {verdict} |")
+        verdict = (
+            "yes: better than MI-FGSM"
+            if ci[0] > 0
+            else "yes: worse than MI-FGSM"
+            if ci[1] < 0
+            else "no (CI includes 0)"
+        )
+        out.append(
+            f"| {c.name.split('@')[0]} | {round(255 * (c.epsilon or 0))}/255 | {100 * d:+.1f} "
+            f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {verdict} |"
+        )
     return out
 
 
@@ -118,8 +144,10 @@ def redact(raw: dict[str, Any]) -> dict[str, Any]:
     out["compared"] = [redact(c) for c in out.get("compared") or [] if isinstance(c, dict)]
     if isinstance(out.get("extras"), dict):
         out["extras"].pop("examples", None)
-        out["extras"]["redacted"] = ("example images removed and sample paths made relative to the data "
-                                     "root by bench/headline.py --redact (the data set's images stay out of git)")
+        out["extras"]["redacted"] = (
+            "example images removed and sample paths made relative to the data "
+            "root by bench/headline.py --redact (the data set's images stay out of git)"
+        )
     for c in out.get("conditions", []):
         c.pop("examples", None)
     paths = [s.get("path") for s in out.get("samples", []) if isinstance(s.get("path"), str)]

@@ -55,8 +55,10 @@ def main() -> None:
         edge = np.abs(d - budget_levels(eps)) < 1e-3
         ko, kn = (q(a, x, eps).astype(np.float64) for q in (old_quantize, quantize))
         lost = [float((np.abs(k - g)[edge] != e).mean()) for k in (ko, kn)]
-        print(f"{e:3d}  {d.mean():13.3f}  {np.abs(ko - g).mean():12.3f}  {np.abs(kn - g).mean():12.3f}"
-              f"  {lost[0]:.1%} / {lost[1]:.1%}   (max |k-g|: {int(np.abs(ko - g).max())} / {int(np.abs(kn - g).max())})")
+        print(
+            f"{e:3d}  {d.mean():13.3f}  {np.abs(ko - g).mean():12.3f}  {np.abs(kn - g).mean():12.3f}"
+            f"  {lost[0]:.1%} / {lost[1]:.1%}   (max |k-g|: {int(np.abs(ko - g).max())} / {int(np.abs(kn - g).max())})"
+        )
 
 
 if __name__ == "__main__":

@@ -77,16 +77,31 @@ def make_model(path: Path, kind: str) -> Path:
 
     torch.manual_seed(0)
     if kind == "tiny":
-        net = nn.Sequential(nn.Conv2d(1, 8, 7, stride=4, padding=3), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
-                            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+        net = nn.Sequential(
+            nn.Conv2d(1, 8, 7, stride=4, padding=3),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 2),
+        )
     else:
         from torchvision.models import resnet18
 
         net = resnet18(num_classes=2)
         net.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
     net.eval()
-    torch.onnx.export(net, torch.zeros(1, 1, 224, 224), str(path), input_names=["pixels"], output_names=["logits"],
-                      dynamic_axes={"pixels": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        net,
+        torch.zeros(1, 1, 224, 224),
+        str(path),
+        input_names=["pixels"],
+        output_names=["logits"],
+        dynamic_axes={"pixels": {0: "N"}, "logits": {0: "N"}},
+        opset_version=17,
+        dynamo=False,
+    )
     model = onnx.load(str(path))
     for k, v in {"class_names": json.dumps(list(CLASSES)), "scaling": "unit"}.items():
         e = model.metadata_props.add()
@@ -120,8 +135,23 @@ def _tree_rss(pid: int) -> int:
 
 def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, extra: list[str]) -> dict:
     """One ``xray-audit scan`` in a subprocess: wall seconds, peak RSS (own and process tree), stage figures."""
-    cmd = [sys.executable, "-m", "auditor", "scan", str(model), "--data", str(archive), "--out", str(out),
-           "--format", "json", "-q", "--batch-size", "32", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "auditor",
+        "scan",
+        str(model),
+        "--data",
+        str(archive),
+        "--out",
+        str(out),
+        "--format",
+        "json",
+        "-q",
+        "--batch-size",
+        "32",
+        *extra,
+    ]
     if mode == "ray":
         cmd += ["--ray-address", "local", "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -145,11 +175,16 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"scan failed ({status}):\n{log[-2000:]}")
     doc = json.loads((out / "results.json").read_text())
-    return {"wall": wall, "own_rss": usage.ru_maxrss * 1024, "tree_rss": peak[0], "n": doc["data"]["n_images"],
-            "stages": doc["environment"].get("seconds_per_stage", {}),
-            "conditions": [c["name"] for c in doc["conditions"]],
-            "sets": doc.get("extras", {}).get("adversarial_sets", []),
-            "outcomes": [(c["name"], c["probabilities"], c["metrics"]) for c in doc["conditions"]]}
+    return {
+        "wall": wall,
+        "own_rss": usage.ru_maxrss * 1024,
+        "tree_rss": peak[0],
+        "n": doc["data"]["n_images"],
+        "stages": doc["environment"].get("seconds_per_stage", {}),
+        "conditions": [c["name"] for c in doc["conditions"]],
+        "sets": doc.get("extras", {}).get("adversarial_sets", []),
+        "outcomes": [(c["name"], c["probabilities"], c["metrics"]) for c in doc["conditions"]],
+    }
 
 
 def bare_ort(model: Path, archive: Path, batch: int, n: int = 512, repeats: int = 3) -> float:
@@ -211,11 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="Ray workers (default 2)")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--ratio", action="store_true", help="also time a bare ONNX Runtime session")
-    ap.add_argument("--ratio-only", action="store_true",
-                    help="only the in-process ratio: streamed clean inference vs a bare session, alternated")
+    ap.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="only the in-process ratio: streamed clean inference vs a bare session, alternated",
+    )
     ap.add_argument("--attack-sizes", default="", help="sizes of the cached-attack case (e.g. 1000,10000)")
-    ap.add_argument("--sets-built", action="store_true",
-                    help="the attack case's sets are in the cache already: skip the build run (cache hits are printed)")
+    ap.add_argument(
+        "--sets-built",
+        action="store_true",
+        help="the attack case's sets are in the cache already: skip the build run (cache hits are printed)",
+    )
     ap.add_argument("--build-only", action="store_true", help="only build (or find) the attack case's cached sets")
     ap.add_argument("--root", type=Path, help="folder for archives and models (default: a temporary folder)")
     args = ap.parse_args(argv)
@@ -228,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.ratio_only:
         archive = make_archive(root, 1000)
         streamed, bare = ratio_in_process(model, archive)
-        print(f"model {args.model}, batch 32, 512 images, median of 3 alternated rounds: streamed (decode overlapped) "
-              f"{streamed:.1f} img/s, bare ONNX Runtime on pre-decoded images {bare:.1f} img/s, ratio {streamed / bare:.2f}")
+        print(
+            f"model {args.model}, batch 32, 512 images, median of 3 alternated rounds: streamed (decode overlapped) "
+            f"{streamed:.1f} img/s, bare ONNX Runtime on pre-decoded images {bare:.1f} img/s, ratio {streamed / bare:.2f}"
+        )
         return 0
     print(f"model {args.model}, batch 32, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, root {root}")
     print(f"{'case':<28} {'images':>7} {'wall s':>8} {'img/s':>7} {'clean img/s':>11} {'own RSS':>8} {'tree RSS':>8}")
@@ -241,26 +284,47 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--n-boot", str(args.n_boot)]
         if kind == "attack":
             cache = root / f"cache_{size}"
-            attack = ["--attacks", "mifgsm", "--eps", "4,8", "--surrogate", "target", "--cache-dir", str(cache),
-                      "--attack-batch-size", "64", "--precision", "fp32"]
+            attack = [
+                "--attacks",
+                "mifgsm",
+                "--eps",
+                "4,8",
+                "--surrogate",
+                "target",
+                "--cache-dir",
+                str(cache),
+                "--attack-batch-size",
+                "64",
+                "--precision",
+                "fp32",
+            ]
             extra += [*attack, "--defenses", "jpeg:75"]
         else:
             extra += ["--attacks", "none"]
         if kind == "attack" and not args.sets_built:
             # builds the sets (not reported; a cache hit when they exist): no defense, detector or bootstrap
-            build = run_scan(model, archive, root / "out_build", "single", args.workers,
-                             [*attack, "--n-boot", "0", "--no-detector"])
-            print(f"  sets built or found in {build['wall']:.1f} s: "
-                  + ", ".join(f"{s['name']} {s.get('seconds_per_image')} s/image" for s in build["sets"]), flush=True)
+            build = run_scan(
+                model, archive, root / "out_build", "single", args.workers, [*attack, "--n-boot", "0", "--no-detector"]
+            )
+            print(
+                f"  sets built or found in {build['wall']:.1f} s: "
+                + ", ".join(f"{s['name']} {s.get('seconds_per_image')} s/image" for s in build["sets"]),
+                flush=True,
+            )
         if args.build_only:
             continue
         r = run_scan(model, archive, root / f"out_{size}_{mode}_{kind}", mode, args.workers, extra)
         clean = (r["stages"].get("clean") or {}).get("images_per_second")
-        print(f"{kind + ' ' + mode:<28} {r['n']:>7} {r['wall']:>8.1f} {r['n'] / r['wall']:>7.1f} {clean or 0:>11.1f} "
-              f"{r['own_rss'] / 2**30:>6.2f}GB {r['tree_rss'] / 2**30:>6.2f}GB", flush=True)
+        print(
+            f"{kind + ' ' + mode:<28} {r['n']:>7} {r['wall']:>8.1f} {r['n'] / r['wall']:>7.1f} {clean or 0:>11.1f} "
+            f"{r['own_rss'] / 2**30:>6.2f}GB {r['tree_rss'] / 2**30:>6.2f}GB",
+            flush=True,
+        )
         if kind == "attack":
-            print(f"  conditions: {', '.join(r['conditions'])}; sets from the cache: "
-                  + ", ".join(f"{st['name']} {st.get('cache_hit')}" for st in r["sets"]))
+            print(
+                f"  conditions: {', '.join(r['conditions'])}; sets from the cache: "
+                + ", ".join(f"{st['name']} {st.get('cache_hit')}" for st in r["sets"])
+            )
         other = first.setdefault((size, kind), r["outcomes"])
         if other is not r["outcomes"]:
             print(f"  outcomes (probabilities, metrics) equal to the first mode's: {other == r['outcomes']}")

@@ -53,13 +53,23 @@ def write_manifests(data_root: str, out: str | Path, seed: int = 42) -> dict:
             w = csv.writer(fh)
             w.writerow(["path", "label", "patient_id"])
             for i in idx:
-                w.writerow([str(root / data.rel_paths[i]), data.class_names[int(data.labels[i])], data.patient_ids[i] or ""])
-    overlap = {f"{a}&{b}": len(patients[a] & patients[b]) for a, b in (("train", "val"), ("train", "test"), ("val", "test"))}
+                w.writerow(
+                    [str(root / data.rel_paths[i]), data.class_names[int(data.labels[i])], data.patient_ids[i] or ""]
+                )
+    overlap = {
+        f"{a}&{b}": len(patients[a] & patients[b]) for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+    }
     if any(overlap.values()):
         raise SystemExit(f"split is not patient-disjoint: {overlap}")
-    summary = {"data": data.root, "manifest_sha256": data.manifest_sha256, "seed": seed, "method": split.method,
-               "counts": split.describe(data)["counts"], "patients": {k: len(v) for k, v in patients.items()},
-               "patient_overlap": overlap}
+    summary = {
+        "data": data.root,
+        "manifest_sha256": data.manifest_sha256,
+        "seed": seed,
+        "method": split.method,
+        "counts": split.describe(data)["counts"],
+        "patients": {k: len(v) for k, v in patients.items()},
+        "patient_overlap": overlap,
+    }
     (out / "split.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

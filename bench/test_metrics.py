@@ -51,8 +51,12 @@ def _rates(cms: np.ndarray, pos: int) -> dict[str, np.ndarray]:
     tn = total - true[:, pos] - pred[:, pos] + tp[:, pos]
     with np.errstate(divide="ignore", invalid="ignore"):
         spec = np.where(neg > 0, tn / neg, np.nan)
-    return {"balanced_accuracy": np.nanmean(rec, axis=1), "macro_f1": np.nanmean(np.where(true > 0, f1, np.nan), axis=1),
-            "sensitivity": rec[:, pos], "specificity": spec}
+    return {
+        "balanced_accuracy": np.nanmean(rec, axis=1),
+        "macro_f1": np.nanmean(np.where(true > 0, f1, np.nan), axis=1),
+        "sensitivity": rec[:, pos],
+        "specificity": spec,
+    }
 
 
 def _ci(v: np.ndarray) -> list[float]:
@@ -77,8 +81,9 @@ def load_split(split: Path, part: str, size: int, class_names=None):
     """TrainData of one CSV part at ``size`` px."""
     from auditor.training.common import load_training_data
 
-    return load_training_data(str(split / f"{part}.csv"), size, class_names, quiet=True, progress=False,
-                              allow_outside_root=True)
+    return load_training_data(
+        str(split / f"{part}.csv"), size, class_names, quiet=True, progress=False, allow_outside_root=True
+    )
 
 
 def border_only(images: np.ndarray, frac: float) -> np.ndarray:
@@ -86,7 +91,7 @@ def border_only(images: np.ndarray, frac: float) -> np.ndarray:
     out = images.copy()
     h, w = images.shape[-2:]
     bh, bw = max(1, int(round(h * frac))), max(1, int(round(w * frac)))
-    inner = out[..., bh:h - bh, bw:w - bw]
+    inner = out[..., bh : h - bh, bw : w - bw]
     inner[...] = images.mean(axis=(-2, -1), keepdims=True)
     return out
 
@@ -113,7 +118,7 @@ def predict_checkpoint(path: str, split: Path, class_names, probe_border: float 
         preds = []
         with torch.no_grad():
             for s in range(0, len(images), 64):
-                preds.append(model(torch.from_numpy(images[s:s + 64])).argmax(1).numpy())
+                preds.append(model(torch.from_numpy(images[s : s + 64])).argmax(1).numpy())
         out[key] = np.concatenate(preds)
     return out
 
@@ -126,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positive", default="pneumonia")
     ap.add_argument("--baseline-size", type=int, default=224)
     ap.add_argument("--n-boot", type=int, default=2000)
-    ap.add_argument("--probe-border", type=float, default=0.0, metavar="FRAC",
-                    help="also score each model with only a border frame of FRAC visible (shortcut probe), e.g. 0.15")
+    ap.add_argument(
+        "--probe-border",
+        type=float,
+        default=0.0,
+        metavar="FRAC",
+        help="also score each model with only a border frame of FRAC visible (shortcut probe), e.g. 0.15",
+    )
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     split = Path(args.split)
@@ -153,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         xb = np.concatenate([intensity_features(border_only(d.images, args.probe_border)) for d in fit])
         bb = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced")).fit(xb, y_fit)
         preds[f"baseline (border-only {args.probe_border:.0%}, refitted)"] = bb.predict(
-            intensity_features(border_only(test.images, args.probe_border)))
+            intensity_features(border_only(test.images, args.probe_border))
+        )
     for item in args.model:
         name, _, path = item.partition("=")
         for key, p in predict_checkpoint(path, split, names, args.probe_border).items():
@@ -169,20 +180,33 @@ def main(argv: list[str] | None = None) -> int:
         d = boots[name]["balanced_accuracy"] - boots[base_key]["balanced_accuracy"]
         out[name]["balanced_accuracy_minus_baseline"] = {
             "value": out[name]["balanced_accuracy"]["value"] - out[base_key]["balanced_accuracy"]["value"],
-            "ci95_paired": _ci(d)}
-    print(f"test split: {len(test.labels)} images, {out[base_key]['n_patients']} patients, per class "
-          f"{test.per_class()}; positive class '{args.positive}'; 95% CIs resample patients ({args.n_boot} draws)")
+            "ci95_paired": _ci(d),
+        }
+    print(
+        f"test split: {len(test.labels)} images, {out[base_key]['n_patients']} patients, per class "
+        f"{test.per_class()}; positive class '{args.positive}'; 95% CIs resample patients ({args.n_boot} draws)"
+    )
     for name, m in out.items():
-        cells = "  ".join(f"{key} {m[key]['value']:.3f} [{m[key]['ci95'][0]:.3f}, {m[key]['ci95'][1]:.3f}]"
-                          for key in ("balanced_accuracy", "macro_f1", "sensitivity", "specificity"))
+        cells = "  ".join(
+            f"{key} {m[key]['value']:.3f} [{m[key]['ci95'][0]:.3f}, {m[key]['ci95'][1]:.3f}]"
+            for key in ("balanced_accuracy", "macro_f1", "sensitivity", "specificity")
+        )
         print(f"{name}: {cells}")
         if "balanced_accuracy_minus_baseline" in m:
             dm = m["balanced_accuracy_minus_baseline"]
-            print(f"   minus baseline: {dm['value'] * 100:+.1f} points [{dm['ci95_paired'][0] * 100:+.1f}, "
-                  f"{dm['ci95_paired'][1] * 100:+.1f}] (paired)")
+            print(
+                f"   minus baseline: {dm['value'] * 100:+.1f} points [{dm['ci95_paired'][0] * 100:+.1f}, "
+                f"{dm['ci95_paired'][1] * 100:+.1f}] (paired)"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"split": str(split), "positive": args.positive, "models": out,
-                                               "test_per_class": test.per_class()}, indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {"split": str(split), "positive": args.positive, "models": out, "test_per_class": test.per_class()},
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 

@@ -76,7 +76,7 @@ def _best_rate(product, n: int, reps: int) -> float:
         t = time.process_time()
         product()
         times.append(time.process_time() - t)
-    return 2 * n ** 3 / max(min(times), 1e-9) / 1e9
+    return 2 * n**3 / max(min(times), 1e-9) / 1e9
 
 
 def gemm_peak(dtype, sizes: tuple[int, ...] = (1024, 2048), reps: int = 5) -> tuple[float, dict[str, float]]:
@@ -158,15 +158,25 @@ def run_reference(cls, model, x, y, eps: float, seed: int, steps: int = 10):
     import torch
 
     ref = type("Ref" + cls.__name__, (cls,), {"load_model": lambda self, _name: model})(
-        "surrogate", epsilon=eps, alpha=eps / steps, epoch=steps, decay=1.0)
+        "surrogate", epsilon=eps, alpha=eps / steps, epoch=steps, decay=1.0
+    )
     torch.manual_seed(seed)
     t, c = time.perf_counter(), time.process_time()
     delta = ref(x, y)
     return (x + delta).clamp(0, 1).detach(), (time.perf_counter() - t, time.process_time() - c)
 
 
-def run_ours(name: str, model, x, y, eps: float, seed: int, reference_numerics: bool = False, steps: int = 10,
-             precision: str = "fp32"):
+def run_ours(
+    name: str,
+    model,
+    x,
+    y,
+    eps: float,
+    seed: int,
+    reference_numerics: bool = False,
+    steps: int = 10,
+    precision: str = "fp32",
+):
     """Adversarial images of xray-audit's attack (``precision``) with ``seed``, (wall, CPU) seconds and surrogate rows.
 
     ``reference_numerics`` turns off what changes float rounding but not the
@@ -195,10 +205,12 @@ def _agreement(a, b) -> dict:
 
     diff = (a - b).abs() * 255
     per_img = (diff <= 0.5).float().flatten(1).mean(1)
-    return {"pixels_within_half_grey_level": float((diff <= 0.5).float().mean()),
-            "images_all_pixels_within_half_level": int((per_img == 1.0).sum().item()),
-            "mean_abs_diff_grey_levels": float(diff.mean()), "max_abs_diff_grey_levels": float(diff.max()),
-}
+    return {
+        "pixels_within_half_grey_level": float((diff <= 0.5).float().mean()),
+        "images_all_pixels_within_half_level": int((per_img == 1.0).sum().item()),
+        "mean_abs_diff_grey_levels": float(diff.mean()),
+        "max_abs_diff_grey_levels": float(diff.max()),
+    }
 
 
 def compare_one(name, ref_cls, model, x_all, y_all, eps, args, fwd, peaks, tpred) -> dict:
@@ -211,17 +223,21 @@ def compare_one(name, ref_cls, model, x_all, y_all, eps, args, fwd, peaks, tpred
     cpu = dict.fromkeys(adv, 0.0)
     rows = 0
     for b, s in enumerate(range(0, n, args.batch)):
-        xb, yb = x_all[s:s + args.batch], y_all[s:s + args.batch]
+        xb, yb = x_all[s : s + args.batch], y_all[s : s + args.batch]
         seed = args.seed + b
         t = args.steps
-        jobs = [("reference", lambda: run_reference(ref_cls, model, xb, yb, eps, seed, t) + (None,)),
-                ("xray_audit", lambda: run_ours(name, model, xb, yb, eps, seed, steps=t))]
+        jobs = [
+            ("reference", lambda: run_reference(ref_cls, model, xb, yb, eps, seed, t) + (None,)),
+            ("xray_audit", lambda: run_ours(name, model, xb, yb, eps, seed, steps=t)),
+        ]
         if b % 2:  # alternate the order so drift in machine load hits both alike
             jobs.reverse()
         if args.numerics_check:
             jobs.append(("xray_audit_reference_numerics", lambda: run_ours(name, model, xb, yb, eps, seed, True, t)))
         if args.bf16:
-            jobs.append(("xray_audit_bf16", lambda: run_ours(name, model, xb, yb, eps, seed, steps=t, precision="bf16")))
+            jobs.append(
+                ("xray_audit_bf16", lambda: run_ours(name, model, xb, yb, eps, seed, steps=t, precision="bf16"))
+            )
         for who, job in jobs:
             out, (w, c), r = job()
             adv[who].append(out)
@@ -243,9 +259,11 @@ def compare_one(name, ref_cls, model, x_all, y_all, eps, args, fwd, peaks, tpred
         "linf_grey_levels": {k: float((v - x_all).abs().max() * 255) for k, v in adv.items()},
     }
     if "xray_audit_bf16" in adv:
-        rec["xray_audit_bf16"] = {"surrogate_gflops_cpu_time": rate(cpu["xray_audit_bf16"]),
-                                  "share_of_bf16_gemm_peak_cpu_time": rate(cpu["xray_audit_bf16"]) / peaks["bf16"],
-                                  "speedup_cpu_vs_reference_fp32": cpu["reference"] / cpu["xray_audit_bf16"]}
+        rec["xray_audit_bf16"] = {
+            "surrogate_gflops_cpu_time": rate(cpu["xray_audit_bf16"]),
+            "share_of_bf16_gemm_peak_cpu_time": rate(cpu["xray_audit_bf16"]) / peaks["bf16"],
+            "speedup_cpu_vs_reference_fp32": cpu["reference"] / cpu["xray_audit_bf16"],
+        }
     if "xray_audit_reference_numerics" in adv:
         rec["agreement_reference_numerics"] = _agreement(adv["reference"], adv["xray_audit_reference_numerics"])
     with torch.no_grad():
@@ -263,27 +281,39 @@ def compare_one(name, ref_cls, model, x_all, y_all, eps, args, fwd, peaks, tpred
 def _print(name: str, rec: dict, n: int) -> None:
     w, c = rec["wall_seconds_per_image"], rec["cpu_seconds_per_image"]
     sh = rec["share_of_fp32_gemm_peak_cpu_time"]
-    print(f"\n{name}: s/image (wall) reference {w['reference']:.3f}, xray-audit {w['xray_audit']:.3f} -> "
-          f"{rec['speedup_wall']:.2f}x; CPU s/image {c['reference']:.3f} vs {c['xray_audit']:.3f} -> {rec['speedup_cpu']:.2f}x")
-    print(f"  surrogate passes: {rec['surrogate_gflops_cpu_time']['reference']:.1f} vs "
-          f"{rec['surrogate_gflops_cpu_time']['xray_audit']:.1f} GFLOP/s per CPU second = {sh['reference']:.0%} vs "
-          f"{sh['xray_audit']:.0%} of the fp32 GEMM peak")
+    print(
+        f"\n{name}: s/image (wall) reference {w['reference']:.3f}, xray-audit {w['xray_audit']:.3f} -> "
+        f"{rec['speedup_wall']:.2f}x; CPU s/image {c['reference']:.3f} vs {c['xray_audit']:.3f} -> {rec['speedup_cpu']:.2f}x"
+    )
+    print(
+        f"  surrogate passes: {rec['surrogate_gflops_cpu_time']['reference']:.1f} vs "
+        f"{rec['surrogate_gflops_cpu_time']['xray_audit']:.1f} GFLOP/s per CPU second = {sh['reference']:.0%} vs "
+        f"{sh['xray_audit']:.0%} of the fp32 GEMM peak"
+    )
     if "xray_audit_bf16" in rec:
         b = rec["xray_audit_bf16"]
-        print(f"  xray-audit in bf16: CPU s/image {c['xray_audit_bf16']:.3f} ({b['speedup_cpu_vs_reference_fp32']:.2f}x the "
-              f"reference in fp32); {b['surrogate_gflops_cpu_time']:.1f} GFLOP/s = "
-              f"{b['share_of_bf16_gemm_peak_cpu_time']:.0%} of the bf16 GEMM peak")
-    for key, label in (("agreement_default", "xray-audit defaults"),
-                       ("agreement_reference_numerics", "xray-audit, BN unfolded, NCHW, one chunk")):
+        print(
+            f"  xray-audit in bf16: CPU s/image {c['xray_audit_bf16']:.3f} ({b['speedup_cpu_vs_reference_fp32']:.2f}x the "
+            f"reference in fp32); {b['surrogate_gflops_cpu_time']:.1f} GFLOP/s = "
+            f"{b['share_of_bf16_gemm_peak_cpu_time']:.0%} of the bf16 GEMM peak"
+        )
+    for key, label in (
+        ("agreement_default", "xray-audit defaults"),
+        ("agreement_reference_numerics", "xray-audit, BN unfolded, NCHW, one chunk"),
+    ):
         if key in rec:
             a = rec[key]
-            print(f"  vs reference ({label}): {a['pixels_within_half_grey_level']:.2%} of pixels within 0.5 grey level, "
-                  f"{a['images_all_pixels_within_half_level']}/{n} images entirely; mean |diff| "
-                  f"{a['mean_abs_diff_grey_levels']:.3f}, max {a['max_abs_diff_grey_levels']:.1f} levels")
+            print(
+                f"  vs reference ({label}): {a['pixels_within_half_grey_level']:.2%} of pixels within 0.5 grey level, "
+                f"{a['images_all_pixels_within_half_level']}/{n} images entirely; mean |diff| "
+                f"{a['mean_abs_diff_grey_levels']:.3f}, max {a['max_abs_diff_grey_levels']:.1f} levels"
+            )
     for where in ("surrogate", "target"):
         if f"{where}_success" in rec:
-            parts = ", ".join(f"{k} {v['k']}/{v['n']} [{v['wilson95'][0]:.2f}, {v['wilson95'][1]:.2f}]"
-                              for k, v in rec[f"{where}_success"].items())
+            parts = ", ".join(
+                f"{k} {v['k']}/{v['n']} [{v['wilson95'][0]:.2f}, {v['wilson95'][1]:.2f}]"
+                for k, v in rec[f"{where}_success"].items()
+            )
             print(f"  {where}: prediction agreement {rec[f'{where}_prediction_agreement']:.0%}; success {parts}")
 
 
@@ -300,13 +330,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear benchma
     ap.add_argument("--eps", type=float, default=8.0, help="L-inf budget in 1/255 units")
     ap.add_argument("--attacks", default="mifgsm,usmm")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=10,
-                    help="iterations T of both (10 = official); --steps 1 isolates one step's float differences "
-                         "from their amplification over T")
-    ap.add_argument("--no-numerics-check", dest="numerics_check", action="store_false",
-                    help="skip the extra xray-audit run with the reference's numerics (BN unfolded, NCHW, one chunk)")
-    ap.add_argument("--no-bf16", dest="bf16", action="store_false",
-                    help="skip the extra xray-audit run in bf16 (timed against the bf16 GEMM peak)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=10,
+        help="iterations T of both (10 = official); --steps 1 isolates one step's float differences "
+        "from their amplification over T",
+    )
+    ap.add_argument(
+        "--no-numerics-check",
+        dest="numerics_check",
+        action="store_false",
+        help="skip the extra xray-audit run with the reference's numerics (BN unfolded, NCHW, one chunk)",
+    )
+    ap.add_argument(
+        "--no-bf16",
+        dest="bf16",
+        action="store_false",
+        help="skip the extra xray-audit run in bf16 (timed against the bf16 GEMM peak)",
+    )
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
@@ -330,14 +372,22 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear benchma
 
         target = OnnxClassifier(args.target, device="cpu")
     eps = args.eps / 255.0
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
     (peak32, cands32), (peak16, cands16) = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
     peaks = {"fp32": peak32, "bf16": peak16}
     fwd = forward_flops(model, size)
-    print(f"host: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), load avg "
-          f"{os.getloadavg()[0]:.2f}, LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}")
+    print(
+        f"host: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), load avg "
+        f"{os.getloadavg()[0]:.2f}, LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}"
+    )
     print(f"GEMM peak (best library and size, per CPU second): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s")
-    print("  candidates: " + ", ".join(f"{k} {v:.1f}" for k, v in {**cands32, **{k + ' bf16': v for k, v in cands16.items()}}.items()))
+    print(
+        "  candidates: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in {**cands32, **{k + " bf16": v for k, v in cands16.items()}}.items())
+    )
     print(f"surrogate: {desc}; {size}x{size}; fwd {fwd / 1e9:.3f} GFLOP/image; {len(x_all)} images; eps {args.eps}/255")
 
     def tpred(x):
@@ -345,9 +395,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear benchma
             return None
         return np.asarray(target.predict_proba(x.numpy())).argmax(1)
 
-    results = {"host": cpu, "threads": torch.get_num_threads(), "gemm_gflops": peaks,
-               "gemm_candidates_gflops": {"fp32": cands32, "bf16": cands16},
-               "surrogate": desc, "size": size, "n": len(x_all), "eps": args.eps, "fwd_gflop": fwd / 1e9, "attacks": {}}
+    results = {
+        "host": cpu,
+        "threads": torch.get_num_threads(),
+        "gemm_gflops": peaks,
+        "gemm_candidates_gflops": {"fp32": cands32, "bf16": cands16},
+        "surrogate": desc,
+        "size": size,
+        "n": len(x_all),
+        "eps": args.eps,
+        "fwd_gflop": fwd / 1e9,
+        "attacks": {},
+    }
     for name in args.attacks.split(","):
         if name not in refs:
             print(f"skipped: {name} has no reference counterpart here (choose mifgsm, usmm)")

@@ -38,10 +38,23 @@ def _scaling(scaling: str, channels: int, mean=None, std=None):
     return np.array(m, np.float32), np.array(s, np.float32), f
 
 
-def make_classifier(path: str | Path, *, layout: str = "NCHW", channels: int = 3, size: int | None = 32,
-                    scaling: str = "unit", output: str = "logits", dtype: str = "float32", num_classes: int = 3,
-                    class_names=None, metadata: dict | None = None, declare_scaling: bool = True,
-                    mean=None, std=None, fixed_batch: bool = False) -> Path:
+def make_classifier(
+    path: str | Path,
+    *,
+    layout: str = "NCHW",
+    channels: int = 3,
+    size: int | None = 32,
+    scaling: str = "unit",
+    output: str = "logits",
+    dtype: str = "float32",
+    num_classes: int = 3,
+    class_names=None,
+    metadata: dict | None = None,
+    declare_scaling: bool = True,
+    mean=None,
+    std=None,
+    fixed_batch: bool = False,
+) -> Path:
     """Write a brightness classifier with the given contract; returns the path."""
     h = w = size if size else None
     n = 1 if fixed_batch else "N"
@@ -57,12 +70,18 @@ def make_classifier(path: str | Path, *, layout: str = "NCHW", channels: int = 3
         nodes.append(helper.make_node("Transpose", [cur], ["nchw"], perm=[0, 3, 1, 2]))
         cur = "nchw"
     m, s, f = _scaling(scaling if dtype != "uint8" else "0-255", channels, mean, std)
-    inits += [numpy_helper.from_array(s.reshape(1, -1, 1, 1), "std"), numpy_helper.from_array(m.reshape(1, -1, 1, 1), "mean"),
-              numpy_helper.from_array(np.array(1.0 / f, np.float32), "inv_factor")]
-    nodes += [helper.make_node("Mul", [cur, "std"], ["t1"]), helper.make_node("Add", ["t1", "mean"], ["t2"]),
-              helper.make_node("Mul", ["t2", "inv_factor"], ["unit"]),
-              helper.make_node("ReduceMean", ["unit"], ["bright"], axes=[1, 2, 3], keepdims=0),
-              helper.make_node("Unsqueeze", ["bright", "ax1"], ["bright2"])]
+    inits += [
+        numpy_helper.from_array(s.reshape(1, -1, 1, 1), "std"),
+        numpy_helper.from_array(m.reshape(1, -1, 1, 1), "mean"),
+        numpy_helper.from_array(np.array(1.0 / f, np.float32), "inv_factor"),
+    ]
+    nodes += [
+        helper.make_node("Mul", [cur, "std"], ["t1"]),
+        helper.make_node("Add", ["t1", "mean"], ["t2"]),
+        helper.make_node("Mul", ["t2", "inv_factor"], ["unit"]),
+        helper.make_node("ReduceMean", ["unit"], ["bright"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["bright", "ax1"], ["bright2"]),
+    ]
     inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
     if output.startswith("sigmoid"):
         wv, bv = np.array([[20.0]], np.float32), np.array([-10.0], np.float32)
@@ -103,7 +122,9 @@ def make_classifier(path: str | Path, *, layout: str = "NCHW", channels: int = 3
     return path
 
 
-def brightness_images(n_per_class: int, size: int = 32, levels=(0.15, 0.5, 0.85), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def brightness_images(
+    n_per_class: int, size: int = 32, levels=(0.15, 0.5, 0.85), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 1, size, size)`` images whose mean grey level is one of ``levels``, and their class."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -114,8 +135,14 @@ def brightness_images(n_per_class: int, size: int = 32, levels=(0.15, 0.5, 0.85)
     return np.stack(xs).astype(np.float32), np.array(ys)
 
 
-def write_image_folder(root: Path, classes=("normal", "pneumonia", "pneumothorax"), n_per_class: int = 4,
-                       size: int = 40, seed: int = 0, patient_manifest: bool = False) -> Path:
+def write_image_folder(
+    root: Path,
+    classes=("normal", "pneumonia", "pneumothorax"),
+    n_per_class: int = 4,
+    size: int = 40,
+    seed: int = 0,
+    patient_manifest: bool = False,
+) -> Path:
     """A ``root/<class>/*.png`` folder of brightness images (class k has level k)."""
     import cv2
 

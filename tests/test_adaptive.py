@@ -62,8 +62,17 @@ def scan(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(defense_stage, "build_preprocessors", lambda ctx: defenses)
     try:
-        opts = ScanOptions(attacks=("mifgsm",), epsilons=(16 / 255,), surrogate="target", defenses="test-defenses",
-                           bpda=True, detector=False, n_boot=0, cache_dir=str(root / "cache"), device="cpu")
+        opts = ScanOptions(
+            attacks=("mifgsm",),
+            epsilons=(16 / 255,),
+            surrogate="target",
+            defenses="test-defenses",
+            bpda=True,
+            detector=False,
+            n_boot=0,
+            cache_dir=str(root / "cache"),
+            device="cpu",
+        )
         result = Auditor(target, opts).run(str(root / "data"))
     finally:
         mp.undo()

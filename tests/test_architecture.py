@@ -34,8 +34,18 @@ MAY_IMPORT = {
     "scan": {"foundation", "reference_models", "models", "data", "measures", "attacks", "defenses"},
     "report": {"foundation", "measures"},
     "training": {"foundation", "reference_models", "models", "data", "measures", "attacks", "defenses"},
-    "cli": {"foundation", "reference_models", "models", "data", "measures", "attacks", "defenses", "scan", "report",
-            "training"},
+    "cli": {
+        "foundation",
+        "reference_models",
+        "models",
+        "data",
+        "measures",
+        "attacks",
+        "defenses",
+        "scan",
+        "report",
+        "training",
+    },
 }
 
 #: import cycles that exist on purpose for now, each with its reason (docs/architecture.md §8.1)
@@ -78,22 +88,31 @@ def test_types_imports_nothing_internal():
 
 def test_auditor_never_imports_training_except_cli():
     """The library never imports the training recipes; the CLI does, lazily, for `xray-audit train`."""
-    offenders = [p.relative_to(ROOT).as_posix() for p in _modules("auditor")
-                 if _uses(p, "auditor.training") and "/cli/" not in p.as_posix()
-                 and not p.is_relative_to(ROOT / "auditor" / "training")]
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in _modules("auditor")
+        if _uses(p, "auditor.training")
+        and "/cli/" not in p.as_posix()
+        and not p.is_relative_to(ROOT / "auditor" / "training")
+    ]
     assert offenders == []
 
 
 def test_report_does_not_import_attacks_or_models():
-    offenders = [p.name for p in _modules("auditor/report")
-                 if _uses(p, "auditor.attacks") or _uses(p, "auditor.models") or _uses(p, "auditor.defenses")]
+    offenders = [
+        p.name
+        for p in _modules("auditor/report")
+        if _uses(p, "auditor.attacks") or _uses(p, "auditor.models") or _uses(p, "auditor.defenses")
+    ]
     assert offenders == []
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from click.testing import CliRunner; from auditor.cli import cli; "
-            "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
-            "assert 'scan' in r.output; print('torch' in sys.modules)")
+    code = (
+        "import sys; from click.testing import CliRunner; from auditor.cli import cli; "
+        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert 'scan' in r.output; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 
@@ -133,8 +152,11 @@ def _targets(node: ast.AST, module: str, path: Path, names: dict[str, Path]) -> 
         base = node.module or ""
     if base.split(".")[0] != "auditor":
         return []
-    return [f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names
-            if f"{base}.{a.name}" in names or base in names]
+    return [
+        f"{base}.{a.name}" if f"{base}.{a.name}" in names else base
+        for a in node.names
+        if f"{base}.{a.name}" in names or base in names
+    ]
 
 
 def import_graph() -> nx.DiGraph:
@@ -177,8 +199,7 @@ def test_every_module_has_a_layer():
 def test_layer_order():
     """No module imports a group its layer may not import (lazy imports included)."""
     graph = import_graph()
-    bad = sorted(f"{a} -> {b}" for a, b in graph.edges
-                 if group(a) != group(b) and group(b) not in MAY_IMPORT[group(a)])
+    bad = sorted(f"{a} -> {b}" for a, b in graph.edges if group(a) != group(b) and group(b) not in MAY_IMPORT[group(a)])
     assert bad == []
 
 
@@ -190,7 +211,9 @@ def test_attacks_and_defenses_do_not_import_each_other():
 def test_import_cycles_are_exactly_the_documented_ones():
     found = import_cycles(import_graph())
     assert sorted(sorted(c) for c in found - ALLOWED_CYCLES) == [], "new import cycle(s)"
-    assert sorted(sorted(c) for c in ALLOWED_CYCLES - found) == [], "cycle(s) gone: shrink ALLOWED_CYCLES and docs/architecture.md §8.1"
+    assert sorted(sorted(c) for c in ALLOWED_CYCLES - found) == [], (
+        "cycle(s) gone: shrink ALLOWED_CYCLES and docs/architecture.md §8.1"
+    )
 
 
 def test_scan_stages_never_import_the_orchestrator():
@@ -209,8 +232,12 @@ def test_cycle_finder_sees_lazy_and_relative_imports(tmp_path):
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "a.py").write_text("def f():\n    from auditor.sub import b\n")
     (pkg / "sub" / "b.py").write_text("from . import a\n")
-    names = {"auditor": pkg / "__init__.py", "auditor.sub": pkg / "sub" / "__init__.py",
-             "auditor.sub.a": pkg / "sub" / "a.py", "auditor.sub.b": pkg / "sub" / "b.py"}
+    names = {
+        "auditor": pkg / "__init__.py",
+        "auditor.sub": pkg / "sub" / "__init__.py",
+        "auditor.sub.a": pkg / "sub" / "a.py",
+        "auditor.sub.b": pkg / "sub" / "b.py",
+    }
     graph = nx.DiGraph()
     for module, path in names.items():
         for node in ast.walk(ast.parse(path.read_text())):

@@ -26,8 +26,9 @@ def _scan(*args):
 @pytest.mark.parametrize("kind", ["keras", "torch"])
 def test_clean_scan_writes_results(tmp_path, data, kind):
     if kind == "keras":
-        model = make_classifier(tmp_path / "k.onnx", layout="NHWC", scaling="0-255", output="probabilities",
-                                class_names=CLASSES)
+        model = make_classifier(
+            tmp_path / "k.onnx", layout="NHWC", scaling="0-255", output="probabilities", class_names=CLASSES
+        )
     else:
         model = make_classifier(tmp_path / "t.onnx", layout="NCHW", scaling="imagenet", size=None, class_names=CLASSES)
     out = tmp_path / "out"
@@ -50,8 +51,17 @@ def test_gates_drive_exit_code(tmp_path, data):
     assert ok.exit_code == 0, ok.output
     junit = (tmp_path / "a" / "junit.xml").read_text()
     assert "accuracy" in junit and "<failure" not in junit
-    bad = _scan(model, "--data", data, "--out", tmp_path / "b", "--format", "json,junit",
-                "--fail-under", "accuracy=0.9,robust_accuracy=0.5")
+    bad = _scan(
+        model,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "b",
+        "--format",
+        "json,junit",
+        "--fail-under",
+        "accuracy=0.9,robust_accuracy=0.5",
+    )
     assert bad.exit_code == 1  # robust accuracy was not measured: the gate fails
     assert "<failure" in (tmp_path / "b" / "junit.xml").read_text()
     usage = _scan(model, "--data", data, "--out", tmp_path / "c", "--fail-under", "speed=3")
@@ -65,11 +75,14 @@ def test_strict_turns_skips_into_failure(tmp_path, data):
     r = _scan(model, "--data", data, "--out", tmp_path / "b", "--format", "json", "--strict")
     assert r.exit_code == 1 and "skipped (image)" in r.output
     # the report command applies the same policy to a results.json
-    r = CliRunner().invoke(cli, ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out",
-                                 str(tmp_path / "r")])
+    r = CliRunner().invoke(
+        cli, ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out", str(tmp_path / "r")]
+    )
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out",
-                                 str(tmp_path / "r"), "--strict"])
+    r = CliRunner().invoke(
+        cli,
+        ["report", str(tmp_path / "b" / "results.json"), "--format", "json", "--out", str(tmp_path / "r"), "--strict"],
+    )
     assert r.exit_code == 1 and "skipped (image)" in r.output
 
 
@@ -91,8 +104,17 @@ def test_input_errors(tmp_path, data):
 def test_label_map_renames(tmp_path):
     data = write_image_folder(tmp_path / "d", classes=("NORMAL", "PNA", "PTX"), n_per_class=2)
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
-    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json", "--label-map",
-              "pna=pneumonia,ptx=pneumothorax")
+    r = _scan(
+        model,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "o",
+        "--format",
+        "json",
+        "--label-map",
+        "pna=pneumonia,ptx=pneumothorax",
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -108,8 +130,10 @@ def test_label_map_dash_drops_a_data_class(tmp_path, data):
     assert doc["data"]["n_images"] == 8 and set(doc["data"]["per_class"]) == {"normal", "pneumonia"}
     assert {row["label"] for row in csv.DictReader((out / "samples.csv").open())} == {"normal", "pneumonia"}
     html = (out / "report.html").read_text()
-    assert "Data classes dropped" in html and "<td>pneumothorax</td><td class=\"num\">4</td>" in html
-    typo = _scan(model, "--data", data, "--out", tmp_path / "t", "--format", "json", "--label-map", "pneumothorax=-,ptx=-")
+    assert "Data classes dropped" in html and '<td>pneumothorax</td><td class="num">4</td>' in html
+    typo = _scan(
+        model, "--data", data, "--out", tmp_path / "t", "--format", "json", "--label-map", "pneumothorax=-,ptx=-"
+    )
     assert typo.exit_code == 2 and "ptx" in typo.output
 
 
@@ -124,7 +148,9 @@ def test_samples_csv_scores_agree_with_predictions(tmp_path, output):
     rows = list(csv.DictReader((out / "samples.csv").open()))
     scored = [r for r in rows if r["skipped"] == "no"]
     assert len(scored) == 3 * len(classes)
-    assert [(r["path"].endswith("broken.png"), r["skip_reason"] != "") for r in rows if r["skipped"] == "yes"] == [(True, True)]
+    assert [(r["path"].endswith("broken.png"), r["skip_reason"] != "") for r in rows if r["skipped"] == "yes"] == [
+        (True, True)
+    ]
     for r in scored:
         if output == "logits":
             p = [float(r[f"clean:p({c})"]) for c in classes]
@@ -138,12 +164,25 @@ def test_report_rerenders_without_recomputing(tmp_path, data):
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     out = tmp_path / "out"
     assert _scan(model, "--data", data, "--out", out, "--format", "json").exit_code == 0
-    r = CliRunner().invoke(cli, ["report", str(out / "results.json"), "--format", "html,csv", "--out", str(tmp_path / "r")])
+    r = CliRunner().invoke(
+        cli, ["report", str(out / "results.json"), "--format", "html,csv", "--out", str(tmp_path / "r")]
+    )
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((tmp_path / "r" / "samples.csv").open()))
     assert len(rows) == 12 and all(row.get("clean") for row in rows)
-    r = CliRunner().invoke(cli, ["report", str(out / "results.json"), "--format", "json", "--out", str(tmp_path / "g"),
-                                 "--fail-under", "accuracy=1.0"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            str(out / "results.json"),
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "g"),
+            "--fail-under",
+            "accuracy=1.0",
+        ],
+    )
     assert r.exit_code == 0
     doc = json.loads((out / "results.json").read_text())
     doc["schema_version"] = "99.0"
@@ -161,9 +200,13 @@ def _nan_for_dark_images(path, src):
     model = onnx.load(str(src))
     g = model.graph
     g.initializer.append(numpy_helper.from_array(np.array(0.3, np.float32), "dark_cut"))
-    g.node.extend([helper.make_node("Sub", ["bright2", "dark_cut"], ["shifted"]),
-                   helper.make_node("Log", ["shifted"], ["nan_if_dark"]),
-                   helper.make_node("Add", ["logits", "nan_if_dark"], ["logits_nan"])])
+    g.node.extend(
+        [
+            helper.make_node("Sub", ["bright2", "dark_cut"], ["shifted"]),
+            helper.make_node("Log", ["shifted"], ["nan_if_dark"]),
+            helper.make_node("Add", ["logits", "nan_if_dark"], ["logits_nan"]),
+        ]
+    )
     g.output[0].name = "logits_nan"
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -173,8 +216,17 @@ def _nan_for_dark_images(path, src):
 def test_nan_outputs_are_an_error_not_a_class(tmp_path, data):
     good = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     model = _nan_for_dark_images(tmp_path / "nan.onnx", good)
-    r = _scan(model, "--data", data, "--out", tmp_path / "o", "--format", "json",
-              "--fail-under", "sensitivity:pneumothorax=0.9")
+    r = _scan(
+        model,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "o",
+        "--format",
+        "json",
+        "--fail-under",
+        "sensitivity:pneumothorax=0.9",
+    )
     assert r.exit_code == 3, r.output
     assert "NaN or infinite outputs for 4 of 12 image(s)" in r.output and "normal/img_000.png" in r.output
     assert not (tmp_path / "o" / "results.json").exists()

@@ -10,16 +10,19 @@ from auditor.scan.options import set_name
 from auditor.types import Condition, ConditionId, SetId, eps_name
 
 
-@pytest.mark.parametrize("set_id,name", [
-    (SetId(), "clean"),
-    (SetId("usmm", 8 / 255), "usmm@8"),
-    (SetId("mifgsm", 8.5 / 255), "mifgsm@8.50"),
-    (SetId("stm", 16 / 255, "randconv"), "stm[randconv]@16"),
-    (SetId("usmm", 16 / 255, "randconv"), "usmm@16"),  # only STM names its style backend
-    (SetId("stm", 16 / 255), "stm@16"),
-    (SetId("blend", alpha=0.3), "blend@0.3"),
-    (SetId("blend", alpha=1.0), "blend@1"),
-])
+@pytest.mark.parametrize(
+    "set_id,name",
+    [
+        (SetId(), "clean"),
+        (SetId("usmm", 8 / 255), "usmm@8"),
+        (SetId("mifgsm", 8.5 / 255), "mifgsm@8.50"),
+        (SetId("stm", 16 / 255, "randconv"), "stm[randconv]@16"),
+        (SetId("usmm", 16 / 255, "randconv"), "usmm@16"),  # only STM names its style backend
+        (SetId("stm", 16 / 255), "stm@16"),
+        (SetId("blend", alpha=0.3), "blend@0.3"),
+        (SetId("blend", alpha=1.0), "blend@1"),
+    ],
+)
 def test_set_names(set_id, name):
     assert set_id.name == name
 
@@ -29,14 +32,17 @@ def test_set_name_and_eps_name_keep_their_strings():
     assert eps_name(8 / 255) == "8" and eps_name(0.1) == "25.50"
 
 
-@pytest.mark.parametrize("cid,name", [
-    (ConditionId(), "clean"),
-    (ConditionId("usmm@8"), "usmm@8"),
-    (ConditionId("clean", "jpeg:75"), "jpeg:75/clean"),
-    (ConditionId("usmm@8", "jpeg:75"), "jpeg:75/usmm@8"),
-    (ConditionId("stm[randconv]@16", "median:3", adaptive=True), "stm[randconv]@16+bpda:median:3"),
-    (ConditionId("blend@0.5", "denoiser:models/d.onnx"), "denoiser:models/d.onnx/blend@0.5"),
-])
+@pytest.mark.parametrize(
+    "cid,name",
+    [
+        (ConditionId(), "clean"),
+        (ConditionId("usmm@8"), "usmm@8"),
+        (ConditionId("clean", "jpeg:75"), "jpeg:75/clean"),
+        (ConditionId("usmm@8", "jpeg:75"), "jpeg:75/usmm@8"),
+        (ConditionId("stm[randconv]@16", "median:3", adaptive=True), "stm[randconv]@16+bpda:median:3"),
+        (ConditionId("blend@0.5", "denoiser:models/d.onnx"), "denoiser:models/d.onnx/blend@0.5"),
+    ],
+)
 def test_condition_names_and_their_inverse(cid, name):
     assert cid.name == name
     assert ConditionId.parse(name, cid.defense, cid.adaptive) == cid
@@ -63,4 +69,6 @@ def test_report_reads_conditions_through_the_identifier():
     assert attacked_base(_cond("denoiser:a/b.onnx/usmm@8", "denoiser:a/b.onnx")) == "usmm@8"
     assert attacked_base(_cond("usmm@8+bpda:jpeg:75", "jpeg:75")) == "usmm@8"
     assert is_adaptive(_cond("usmm@8+bpda:jpeg:75", "jpeg:75")) and not is_adaptive(_cond("usmm@8+bpda:x"))
-    assert is_adaptive(_cond("renamed", "jpeg:75", adaptive=True)) and not is_adaptive(_cond("jpeg:75/usmm@8", "jpeg:75"))
+    assert is_adaptive(_cond("renamed", "jpeg:75", adaptive=True)) and not is_adaptive(
+        _cond("jpeg:75/usmm@8", "jpeg:75")
+    )

@@ -36,8 +36,9 @@ def test_folder_dataset_with_patient_manifest(tmp_path):
 
 def test_csv_manifest(tmp_path):
     root = write_image_folder(tmp_path / "d", n_per_class=2)
-    rows = ["path,label,patient_id"] + [f"{p.relative_to(root).as_posix()},{p.parent.name},X{i}"
-                                        for i, p in enumerate(sorted(root.rglob("*.png")))]
+    rows = ["path,label,patient_id"] + [
+        f"{p.relative_to(root).as_posix()},{p.parent.name},X{i}" for i, p in enumerate(sorted(root.rglob("*.png")))
+    ]
     rows.append("missing/file.png,normal,X99")
     (root / "list.csv").write_text("\n".join(rows) + "\n")
     ds = open_dataset(root / "list.csv")
@@ -60,10 +61,14 @@ def test_nih_table_mapping(tmp_path):
     (tmp_path / "Data_Entry_2017.csv").write_text(
         "Image Index,Finding Labels,Follow-up #,Patient ID\n"
         "a.png,No Finding,0,1\nb.png,Pneumonia|Infiltration,0,2\nc.png,Pneumonia|Pneumothorax,0,3\n"
-        "d.png,Effusion,0,4\n")
+        "d.png,Effusion,0,4\n"
+    )
     ds = open_dataset(tmp_path / "Data_Entry_2017.csv")
     assert ds.format == "nih"
-    assert [(s.rel_path, s.label, s.patient_id) for s in ds.samples] == [("a.png", "normal", "1"), ("b.png", "pneumonia", "2")]
+    assert [(s.rel_path, s.label, s.patient_id) for s in ds.samples] == [
+        ("a.png", "normal", "1"),
+        ("b.png", "pneumonia", "2"),
+    ]
     assert ds.skipped[0].name == "c.png" and "several classes" in ds.skipped[0].reason
 
 
@@ -265,8 +270,10 @@ def test_csv_paths_outside_the_root_need_the_flag(tmp_path):
     outside = write_image_folder(tmp_path / "elsewhere", n_per_class=1)
     img = next((outside / "normal").glob("*.png"))
     man = root / "list.csv"
-    man.write_text("path,label\n" + f"normal/{next((root / 'normal').glob('*.png')).name},normal\n"
-                   f"../elsewhere/normal/{img.name},normal\n{img},normal\n")
+    man.write_text(
+        "path,label\n" + f"normal/{next((root / 'normal').glob('*.png')).name},normal\n"
+        f"../elsewhere/normal/{img.name},normal\n{img},normal\n"
+    )
     ds = open_dataset(man)
     assert len(ds.samples) == 1
     assert [s.reason.split(" (")[0] for s in ds.skipped] == ["outside the data root"] * 2
@@ -286,10 +293,12 @@ def test_duplicates_counted_once_and_conflicting_labels_refused(tmp_path):
     keep, dups = drop_duplicates(samples)
     assert len(samples) == 7 and len(keep) == 6
     assert [(d.name, d.reason) for d in dups] == [
-        (f"normal/{first.name}", "exact duplicate of normal/copy.png (same SHA-256): counted once")]
+        (f"normal/{first.name}", "exact duplicate of normal/copy.png (same SHA-256): counted once")
+    ]
     shutil.copy(first, root / "pneumonia" / "relabelled.png")
     samples, _ = fingerprint(open_dataset(root).samples)
-    with pytest.raises(DataError, match="labelled 'normal' as normal/copy.png and 'pneumonia' as "
-                                        "pneumonia/relabelled.png") as err:
+    with pytest.raises(
+        DataError, match="labelled 'normal' as normal/copy.png and 'pneumonia' as pneumonia/relabelled.png"
+    ) as err:
         drop_duplicates(samples)
     assert err.value.exit_code == 3

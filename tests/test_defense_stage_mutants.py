@@ -49,9 +49,20 @@ class Reporter:
 
 
 def _auditor(**opts):
-    base = dict(defenses="jpeg:75", surrogate="sur.pt", seed=5, batch_size=3, attack_params={}, style_backend="randconv",
-                stm_checkpoint="ckpt", cache_dir="/tmp/unused-cache", attack_batch_size=4, device="cpu",
-                precision="fp32", bpda_attacks=())
+    base = dict(
+        defenses="jpeg:75",
+        surrogate="sur.pt",
+        seed=5,
+        batch_size=3,
+        attack_params={},
+        style_backend="randconv",
+        stm_checkpoint="ckpt",
+        cache_dir="/tmp/unused-cache",
+        attack_batch_size=4,
+        device="cpu",
+        precision="fp32",
+        bpda_attacks=(),
+    )
     base.update(opts)
     target = SimpleNamespace(calls=[])
 
@@ -71,9 +82,12 @@ def _with(ctx, data):
 
 def _data(n=10, side=8):
     images = np.random.default_rng(1).uniform(0, 1, (n, 1, side, side)).astype(np.float32)
-    return SimpleNamespace(images=images, y=np.arange(n) % 3,
-                           samples=[SimpleNamespace(rel_path=f"c/{i}.png") for i in range(n)],
-                           info={"manifest_sha256": "f" * 64})
+    return SimpleNamespace(
+        images=images,
+        y=np.arange(n) % 3,
+        samples=[SimpleNamespace(rel_path=f"c/{i}.png") for i in range(n)],
+        info={"manifest_sha256": "f" * 64},
+    )
 
 
 @dataclass
@@ -111,9 +125,12 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
 def test_feature_defense_gets_the_surrogates_features(monkeypatch, surrogate_opt, loaded):
     module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     calls, seen = [], {}
-    monkeypatch.setattr(context_mod, "load_scan_surrogate",
-                        lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None))
-    monkeypatch.setattr(registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or [])
+    monkeypatch.setattr(
+        context_mod, "load_scan_surrogate", lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None)
+    )
+    monkeypatch.setattr(
+        registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or []
+    )
     aud = _auditor(defenses="feature,jpeg", surrogate=surrogate_opt)
     assert stage.build_preprocessors(_with(aud, _data())) == []
     assert len(calls) == (1 if surrogate_opt else 0)
@@ -133,7 +150,9 @@ class Recorder:
 
 def _fake_detectors(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(detect_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10)
+    monkeypatch.setattr(
+        detect_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10
+    )
 
     def calibrate(clean, benign):
         rec.calls.append(("calibrate", clean.copy(), benign.copy()))
@@ -177,14 +196,15 @@ class _Pre:
 
 def _sets(data):
     kind = "".join(["att", "ack"])  # built at run time, as from parsed options: not an interned literal
-    return [_set(SetId(), "clean", data.images),
-            _set(SetId("mifgsm", 4 / 255), kind, data.images + 1),
-            _set(SetId("mifgsm", 8 / 255), kind, data.images + 2),
-            _set(SetId("usmm", 2 / 255), kind, data.images + 3),
-            _set(SetId("jpeg", 1.0), "defense", data.images),
-            _set(SetId("mifgsm", 1.0), "adaptive", data.images, defense=_Pre(),
-                 base=_set(SetId("mifgsm", 8 / 255), kind)),
-            _set(SetId("blend", alpha=0.5), "style_blend", data.images)]
+    return [
+        _set(SetId(), "clean", data.images),
+        _set(SetId("mifgsm", 4 / 255), kind, data.images + 1),
+        _set(SetId("mifgsm", 8 / 255), kind, data.images + 2),
+        _set(SetId("usmm", 2 / 255), kind, data.images + 3),
+        _set(SetId("jpeg", 1.0), "defense", data.images),
+        _set(SetId("mifgsm", 1.0), "adaptive", data.images, defense=_Pre(), base=_set(SetId("mifgsm", 8 / 255), kind)),
+        _set(SetId("blend", alpha=0.5), "style_blend", data.images),
+    ]
 
 
 @pytest.mark.parametrize("n", [8, 9, 11])
@@ -193,7 +213,7 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     aud, data = _auditor(), _data(n)
     out = detect_stage.run_detectors(_with(aud, data), _sets(data))
     perm = np.random.default_rng(5).permutation(n)
-    cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+    cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
     assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
     kinds = [c[0] for c in rec.calls]
     assert kinds == ["pairs", "calibrate", "evaluate", "fs_calibrate", "fs_evaluate", "fft"]
@@ -255,13 +275,33 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
 
     def build(attack, params, adaptive, data, run, **kw):
         images = data.images
-        calls["build"].append(dict(attack=attack, params=params, adaptive=adaptive, images=images, y=data.labels,
-                                   names=data.names, cache_dir=run.cache_dir, manifest=data.manifest_sha256,
-                                   seed=run.seed, batch_size=run.batch_size, device=run.device,
-                                   precision=run.precision, **kw))
+        calls["build"].append(
+            dict(
+                attack=attack,
+                params=params,
+                adaptive=adaptive,
+                images=images,
+                y=data.labels,
+                names=data.names,
+                cache_dir=run.cache_dir,
+                manifest=data.manifest_sha256,
+                seed=run.seed,
+                batch_size=run.batch_size,
+                device=run.device,
+                precision=run.precision,
+                **kw,
+            )
+        )
         out = np.clip(images + 0.01 * (1 + len(calls["build"])), 0, 1)
-        return SimpleNamespace(images=out, key=f"k{len(calls['build'])}", cache_hit=False, seconds=1.234,
-                               backend=None, label=attack.upper(), warnings=("batch 0: poisoned",) if attack == "usmm" else ())
+        return SimpleNamespace(
+            images=out,
+            key=f"k{len(calls['build'])}",
+            cache_hit=False,
+            seconds=1.234,
+            backend=None,
+            label=attack.upper(),
+            warnings=("batch 0: poisoned",) if attack == "usmm" else (),
+        )
 
     monkeypatch.setattr(context_mod, "load_scan_surrogate", load)
     monkeypatch.setattr(bpda_mod, "defended_module", defended)
@@ -277,15 +317,17 @@ def _runtime(text: str) -> str:
 def _attack_sets():
     kind, usmm, stm = _runtime("attack"), _runtime("usmm"), _runtime("stm")
     x = type("X", (), {"name": "x"})()
-    return [_set(SetId(), "clean"),
-            _set(SetId("mifgsm", 4 / 255), kind),
-            _set(SetId("mifgsm", 8 / 255), kind),
-            _set(SetId("mifgsm", 2 / 255), kind),
-            _set(SetId(usmm, 4 / 255), kind),
-            _set(SetId(stm, 16 / 255, "randconv"), kind),
-            _set(SetId(stm, 16 / 255, "adain"), kind),  # a tie: the first wins
-            _set(SetId("mifgsm", 1.0), "adaptive", defense=x, base=_set(SetId("mifgsm", 8 / 255), kind)),  # not a base
-            _set(SetId("blend", alpha=0.5), "style_blend")]
+    return [
+        _set(SetId(), "clean"),
+        _set(SetId("mifgsm", 4 / 255), kind),
+        _set(SetId("mifgsm", 8 / 255), kind),
+        _set(SetId("mifgsm", 2 / 255), kind),
+        _set(SetId(usmm, 4 / 255), kind),
+        _set(SetId(stm, 16 / 255, "randconv"), kind),
+        _set(SetId(stm, 16 / 255, "adain"), kind),  # a tie: the first wins
+        _set(SetId("mifgsm", 1.0), "adaptive", defense=x, base=_set(SetId("mifgsm", 8 / 255), kind)),  # not a base
+        _set(SetId("blend", alpha=0.5), "style_blend"),
+    ]
 
 
 def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
@@ -302,8 +344,14 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     aud.precision_choice = {"chosen": "bf16"}
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
     out = stage.build_bpda_sets(_with(aud, data), [jpeg, median], _attack_sets())
-    assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "usmm@4+bpda:jpeg", "stm[randconv]@16+bpda:jpeg",
-                                        "mifgsm@8+bpda:median", "usmm@4+bpda:median", "stm[randconv]@16+bpda:median"]
+    assert [s.name for s in out] == [
+        "mifgsm@8+bpda:jpeg",
+        "usmm@4+bpda:jpeg",
+        "stm[randconv]@16+bpda:jpeg",
+        "mifgsm@8+bpda:median",
+        "usmm@4+bpda:median",
+        "stm[randconv]@16+bpda:median",
+    ]
     assert calls["surrogate"] == 1 and calls["defended"] == [(sur.module, "jpeg"), (sur.module, "median")]
     b = calls["build"]
     assert [c["params"]["epsilon"] for c in b[:3]] == [8 / 255, 4 / 255, 16 / 255]
@@ -326,8 +374,14 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
     assert first.surrogate == "resnet + jpeg (straight-through gradient)"
     assert first.threat_model == "transfer (adaptive: BPDA through the defense)"
-    assert first.meta == {"name": "mifgsm@8+bpda:jpeg", "key": "k1", "cache_hit": False,
-                             "gradient": "straight-through", "seconds": 1.23, "backend": None}
+    assert first.meta == {
+        "name": "mifgsm@8+bpda:jpeg",
+        "key": "k1",
+        "cache_hit": False,
+        "gradient": "straight-through",
+        "seconds": 1.23,
+        "backend": None,
+    }
     assert first.stats["linf_max"] == pytest.approx(0.02, abs=1e-6)
     assert aud.reporter.infos[0] == "adaptive attack mifgsm@8+bpda:jpeg"
     assert aud.reporter.tasks[0] == ("mifgsm@8+bpda:jpeg", 6)

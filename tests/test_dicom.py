@@ -27,13 +27,25 @@ from auditor.data.dicom import BT601, SUPPORTED_TRANSFER_SYNTAXES, read_dicom
 
 pydicom = pytest.importorskip("pydicom", reason="pydicom is not installed")
 
-IMPL_LE, EXPL_LE, DEFL_LE, EXPL_BE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99",
-                                      "1.2.840.10008.1.2.2")
-RLE, JPEG_BASE, JPEG_EXT, JPEG_LL, JPEG_SV1 = ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50",
-                                               "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-                                               "1.2.840.10008.1.2.4.70")
-JLS_LL, JLS_NEAR, J2K_LL, J2K = ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
-                                 "1.2.840.10008.1.2.4.91")
+IMPL_LE, EXPL_LE, DEFL_LE, EXPL_BE = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+)
+RLE, JPEG_BASE, JPEG_EXT, JPEG_LL, JPEG_SV1 = (
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+)
+JLS_LL, JLS_NEAR, J2K_LL, J2K = (
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+)
 
 #: (file in pydicom/data/test_files, transfer syntax, lossy?) -- every bundled single-frame
 #: image of a supported syntax that is an X-ray-like picture (no dose grids, no masks)
@@ -160,8 +172,16 @@ def test_bundled_file_decodes_like_pydicom(test_files, name, ts, lossy):
     assert any("BT.601" in n for n in got.notes) == colour
 
 
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                                  "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+    ],
+)
 def test_lossless_copies_equal_the_uncompressed_original(test_files, name):
     ref = read_dicom(_bundled(test_files, "MR_small.dcm")).image
     np.testing.assert_array_equal(read_dicom(_bundled(test_files, name)).image, ref)
@@ -273,8 +293,15 @@ def _transcode(src: Path, dst: Path, syntax: str) -> Path:
 
 
 @pytest.mark.parametrize("source", ["MR_small.dcm", "dicomdirtests/77654033/CR1/6154"])
-@pytest.mark.parametrize("syntax,uid", [("JPEGLosslessProcess14", JPEG_LL), ("JPEGLosslessProcess14_1", JPEG_SV1),
-                                        ("JPEGLSLossless", JLS_LL), ("JPEG2000Lossless", J2K_LL)])
+@pytest.mark.parametrize(
+    "syntax,uid",
+    [
+        ("JPEGLosslessProcess14", JPEG_LL),
+        ("JPEGLosslessProcess14_1", JPEG_SV1),
+        ("JPEGLSLossless", JLS_LL),
+        ("JPEG2000Lossless", J2K_LL),
+    ],
+)
 def test_grey_lossless_transcodes_match_the_original(test_files, tmp_path, source, syntax, uid):
     """16-bit MR and 12-bit MONOCHROME1 CR, re-encoded by GDCM: pixel-exact after decoding."""
     src = _bundled(test_files, source)
@@ -351,8 +378,10 @@ def test_transfer_syntax_without_decoder_is_skipped_with_its_name(test_files, tm
     ds.save_as(str(tmp_path / "mpeg2.dcm"))
     with pytest.raises(ImageReadError) as err:
         read_dicom(tmp_path / "mpeg2.dcm")
-    assert str(err.value) == ("Transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100) cannot be "
-                              "decoded: pydicom has no decoder for it.")
+    assert str(err.value) == (
+        "Transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100) cannot be "
+        "decoded: pydicom has no decoder for it."
+    )
 
 
 def test_unsupported_photometric_is_skipped_with_the_reason(tmp_path):

@@ -36,9 +36,12 @@ REPO_PATH = re.compile(r"`([\w/-]*[\w-]+\.(?:py|j2|md|toml|sh))(?::[\w.]+)?`")
 
 def _python_files() -> list[Path]:
     own = Path(__file__).resolve()  # this file holds deliberately broken examples
-    return sorted(p for p in ROOT.rglob("*.py")
-                  if p.resolve() != own
-                  and not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts))
+    return sorted(
+        p
+        for p in ROOT.rglob("*.py")
+        if p.resolve() != own
+        and not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts)
+    )
 
 
 def _doc_files() -> list[Path]:
@@ -98,9 +101,16 @@ def test_repository_has_its_docs():
 def test_every_documentation_reference_resolves(group):
     files = _python_files() if group == "python" else [ROOT / "README.md", *_doc_files()]
     assert files, f"no {group} files found under {ROOT}"
-    problems = [msg for f in files
-                for msg in reference_problems(f.read_text(encoding="utf-8", errors="replace"), _rel(f), f.suffix == ".py",
-                                              _sections(f) if f.parent == DOCS else None)]
+    problems = [
+        msg
+        for f in files
+        for msg in reference_problems(
+            f.read_text(encoding="utf-8", errors="replace"),
+            _rel(f),
+            f.suffix == ".py",
+            _sections(f) if f.parent == DOCS else None,
+        )
+    ]
     assert problems == []
 
 
@@ -116,10 +126,18 @@ def _resolves(quoted: str, files: list[str]) -> bool:
 
 
 def test_paths_quoted_in_the_docs_exist():
-    files = [_rel(p) for p in ROOT.rglob("*") if p.is_file()
-             and not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts)]
-    missing = [f"{_rel(doc)}: {m.group(1)}" for doc in _doc_files()
-               for m in REPO_PATH.finditer(doc.read_text(encoding="utf-8")) if not _resolves(m.group(1), files)]
+    files = [
+        _rel(p)
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts)
+    ]
+    missing = [
+        f"{_rel(doc)}: {m.group(1)}"
+        for doc in _doc_files()
+        for m in REPO_PATH.finditer(doc.read_text(encoding="utf-8"))
+        if not _resolves(m.group(1), files)
+    ]
     assert missing == []
 
 
@@ -129,8 +147,16 @@ def test_a_document_checks_its_own_section_references():
     assert len(problems) == 1 and "no section 3" in problems[0]
 
 
-@pytest.mark.parametrize("quoted, ok", [("auditor/attacks/usmm.py", True), ("attacks/usmm.py", True),
-                                        ("usmm.py", True), ("attacks/nowhere.py", False), ("sm.py", False)])
+@pytest.mark.parametrize(
+    "quoted, ok",
+    [
+        ("auditor/attacks/usmm.py", True),
+        ("attacks/usmm.py", True),
+        ("usmm.py", True),
+        ("attacks/nowhere.py", False),
+        ("sm.py", False),
+    ],
+)
 def test_quoted_path_resolution(quoted, ok):
     assert _resolves(quoted, ["auditor/attacks/usmm.py", "auditor/attacks/stm.py"]) is ok
 
@@ -142,18 +168,21 @@ def test_readme_links_to_the_docs():
     assert [link for link in links if not (ROOT / link).exists()] == []
 
 
-@pytest.mark.parametrize("snippet, expected", [
-    ("see docs/algorithms.md §5.3 for it", []),
-    ("docs/algorithms.md §7.6, §7.7 and section 9", []),
-    ("docs/algorithms.md §99", ["has no section 99"]),
-    ("docs/algorithms.md §7.6 and §42.1", ["has no section 42.1"]),
-    ("`docs/architecture.md` §77", ["has no section 77"]),
-    ("docs/nowhere.md", ["does not exist"]),
-    ("per algorithms.md section 6.4", ["cite algorithms.md as docs/algorithms.md"]),
-    ("(perf.md caution)", ["cite perf.md as docs/perf.md"]),
-    ("a lone § 3 anchor", ["outside a docs/<name>.md reference"]),
-    ("writes README.md and model_card.md", []),
-])
+@pytest.mark.parametrize(
+    "snippet, expected",
+    [
+        ("see docs/algorithms.md §5.3 for it", []),
+        ("docs/algorithms.md §7.6, §7.7 and section 9", []),
+        ("docs/algorithms.md §99", ["has no section 99"]),
+        ("docs/algorithms.md §7.6 and §42.1", ["has no section 42.1"]),
+        ("`docs/architecture.md` §77", ["has no section 77"]),
+        ("docs/nowhere.md", ["does not exist"]),
+        ("per algorithms.md section 6.4", ["cite algorithms.md as docs/algorithms.md"]),
+        ("(perf.md caution)", ["cite perf.md as docs/perf.md"]),
+        ("a lone § 3 anchor", ["outside a docs/<name>.md reference"]),
+        ("writes README.md and model_card.md", []),
+    ],
+)
 def test_reference_checker_catches_broken_references(snippet, expected):
     problems = reference_problems(f'"""{snippet}"""\n', "probe.py", python=True)
     assert len(problems) == len(expected), problems

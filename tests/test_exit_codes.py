@@ -41,17 +41,46 @@ def setup(tmp_path_factory):
     data = write_image_folder(root / "data", n_per_class=4, size=32)
     target = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
     torch.manual_seed(0)
-    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
-            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    spec = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": CLASSES,
+        "output_kind": "logits",
+    }
     sur = root / "surrogate.pt"
     torch.save(make_checkpoint(build_model("small_cnn", 3, 1).eval(), "small_cnn", 3, 1, spec), sur)
     return root, data, target, sur
 
 
 def _scan_args(root, data, target, sur, out, *extra):
-    return ["scan", str(target), "--data", str(data), "--out", str(root / out), "--surrogate", str(sur),
-            "--attacks", "mifgsm", "--eps", "8", "--no-detector", "--cache-dir", str(root / out / "cache"),
-            "--n-boot", "0", "-q", "--format", "json", *extra]
+    return [
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--out",
+        str(root / out),
+        "--surrogate",
+        str(sur),
+        "--attacks",
+        "mifgsm",
+        "--eps",
+        "8",
+        "--no-detector",
+        "--cache-dir",
+        str(root / out / "cache"),
+        "--n-boot",
+        "0",
+        "-q",
+        "--format",
+        "json",
+        *extra,
+    ]
 
 
 def _torch_oom(*args, **kwargs):
@@ -102,16 +131,23 @@ def _env() -> dict:
 
 
 #: runs the CLI after replacing one function by a bug (the process is otherwise the real console entry)
-BUGGY_MAIN = ("import sys, auditor.scan.evaluate\n"
-              "def bug(*a, **k):\n    return {}['no such key']\n"
-              "auditor.scan.evaluate.compute_attack_rates = bug\n"
-              "from auditor.cli import main\nsys.argv[0] = 'xray-audit'\nmain()\n")
+BUGGY_MAIN = (
+    "import sys, auditor.scan.evaluate\n"
+    "def bug(*a, **k):\n    return {}['no such key']\n"
+    "auditor.scan.evaluate.compute_attack_rates = bug\n"
+    "from auditor.cli import main\nsys.argv[0] = 'xray-audit'\nmain()\n"
+)
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(setup):
     root, data, target, sur = setup
-    debug = subprocess.run([sys.executable, "-c", BUGGY_MAIN, "--debug", *_scan_args(root, data, target, sur, "dbg1")],
-                           capture_output=True, text=True, env=_env(), timeout=300)
+    debug = subprocess.run(
+        [sys.executable, "-c", BUGGY_MAIN, "--debug", *_scan_args(root, data, target, sur, "dbg1")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert debug.returncode == 5, debug.stderr
     assert "Traceback (most recent call last)" in debug.stderr and "in bug" in debug.stderr
     assert "KeyError: 'no such key'" in debug.stderr
@@ -131,11 +167,36 @@ def test_sigint_during_the_attack_exits_130_and_keeps_finished_batches(setup, tm
     root, _, target, sur = setup
     data = write_image_folder(tmp_path / "data", n_per_class=20, size=32)
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "auditor", "scan", str(target), "--data", str(data), "--out", str(tmp_path / "out"),
-            "--surrogate", str(sur), "--attacks", "usmm,stm", "--eps", "4,8,16", "--attack-batch-size", "1",
-            "--no-detector", "--cache-dir", str(cache), "--n-boot", "0", "-q", "--format", "json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            preexec_fn=_default_sigint)
+    args = [
+        sys.executable,
+        "-m",
+        "auditor",
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--surrogate",
+        str(sur),
+        "--attacks",
+        "usmm,stm",
+        "--eps",
+        "4,8,16",
+        "--attack-batch-size",
+        "1",
+        "--no-detector",
+        "--cache-dir",
+        str(cache),
+        "--n-boot",
+        "0",
+        "-q",
+        "--format",
+        "json",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), preexec_fn=_default_sigint
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(cache.glob("*/batches/*.json")):  # wait until real work has been done

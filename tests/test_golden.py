@@ -49,9 +49,25 @@ TRAIN_STEPS = 12
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
 # keys left out of the comparison: wall-clock times, paths, cache bookkeeping, free text that quotes them
-_DROP = {"seconds", "seconds_per_image", "cost_ms_per_image", "dir", "cache_hit", "cache_warnings", "key",
-         "paths", "sha256", "root", "image", "images", "uri", "example", "examples", "cost_ms",
-         "fft_example"}
+_DROP = {
+    "seconds",
+    "seconds_per_image",
+    "cost_ms_per_image",
+    "dir",
+    "cache_hit",
+    "cache_warnings",
+    "key",
+    "paths",
+    "sha256",
+    "root",
+    "image",
+    "images",
+    "uri",
+    "example",
+    "examples",
+    "cost_ms",
+    "fft_example",
+}
 
 
 def _scrub(value: Any) -> Any:
@@ -68,14 +84,37 @@ def _scrub(value: Any) -> Any:
 
 
 def _condition(c: dict) -> dict:
-    keep = ("name", "kind", "attack", "epsilon", "defense", "threat_model", "backend", "n_clean_correct",
-            "n_fooled", "n_flipped", "predictions", "probabilities", "attack_success_rate",
-            "attack_success_rate_ci", "flip_rate", "flip_rate_ci", "linf_max", "linf_mean", "l2_mean",
-            "ssim_mean", "psnr_mean", "transfer", "style_diversity")
+    keep = (
+        "name",
+        "kind",
+        "attack",
+        "epsilon",
+        "defense",
+        "threat_model",
+        "backend",
+        "n_clean_correct",
+        "n_fooled",
+        "n_flipped",
+        "predictions",
+        "probabilities",
+        "attack_success_rate",
+        "attack_success_rate_ci",
+        "flip_rate",
+        "flip_rate_ci",
+        "linf_max",
+        "linf_mean",
+        "l2_mean",
+        "ssim_mean",
+        "psnr_mean",
+        "transfer",
+        "style_diversity",
+    )
     out = {k: c.get(k) for k in keep}
     m = c["metrics"]
-    out["metrics"] = {k: m.get(k) for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci",
-                                             "confusion_matrix", "per_class")}
+    out["metrics"] = {
+        k: m.get(k)
+        for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "confusion_matrix", "per_class")
+    }
     return _scrub(out)
 
 
@@ -83,15 +122,17 @@ def pinned(results_json: Path) -> dict:
     """The verdict-defining part of a results.json (and of the verdicts computed from it)."""
     doc = json.loads(results_json.read_text())
     result = load_results(results_json)
-    return _scrub({
-        "conditions": [_condition(c) for c in doc["conditions"]],
-        "gates": doc["gates"],
-        "skipped": doc["skipped"],
-        "detector": doc["detector"],
-        "data": {k: doc["data"][k] for k in ("n_images", "per_class", "patient_ids", "manifest_sha256")},
-        "defense_verdict": defense_verdict(result),
-        "summary": summary_numbers(result),
-    })
+    return _scrub(
+        {
+            "conditions": [_condition(c) for c in doc["conditions"]],
+            "gates": doc["gates"],
+            "skipped": doc["skipped"],
+            "detector": doc["detector"],
+            "data": {k: doc["data"][k] for k in ("n_images", "per_class", "patient_ids", "manifest_sha256")},
+            "defense_verdict": defense_verdict(result),
+            "summary": summary_numbers(result),
+        }
+    )
 
 
 def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
@@ -107,8 +148,9 @@ def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
             _compare(g, w, f"{where}[{i}]", errors)
     elif isinstance(want, float) or isinstance(got, float):
         both_num = isinstance(got, (int, float)) and isinstance(want, (int, float))
-        if not both_num or not (math.isclose(got, want, rel_tol=0, abs_tol=FLOAT_TOL)
-                                or (math.isnan(got) and math.isnan(want))):
+        if not both_num or not (
+            math.isclose(got, want, rel_tol=0, abs_tol=FLOAT_TOL) or (math.isnan(got) and math.isnan(want))
+        ):
             errors.append(f"{where}: {got!r} != {want!r} (±{FLOAT_TOL})")
     elif got != want or type(got) is not type(want):
         errors.append(f"{where}: {got!r} != {want!r}")
@@ -142,20 +184,64 @@ def one_torch_thread():
 def tiny_scan(tmp_path_factory, one_torch_thread) -> Path:
     root = tmp_path_factory.mktemp("golden")
     data = write_image_folder(root / "data", n_per_class=4, size=32, patient_manifest=True)
-    spec_d = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
-              "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    spec_d = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": CLASSES,
+        "output_kind": "logits",
+    }
     net = _trained_net()
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec_d), root / "surrogate.pt")
-    spec = ModelSpec(input_name="input", output_name="logits", layout="NCHW", channels=1, height=32, width=32,
-                     scaling="unit", mean=(0.0,), std=(1.0,), class_names=tuple(CLASSES), output_kind="logits")
+    spec = ModelSpec(
+        input_name="input",
+        output_name="logits",
+        layout="NCHW",
+        channels=1,
+        height=32,
+        width=32,
+        scaling="unit",
+        mean=(0.0,),
+        std=(1.0,),
+        class_names=tuple(CLASSES),
+        output_kind="logits",
+    )
     sample = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 1, 32, 32)
     export_classifier(net, spec, root / "target.onnx", sample)
     ref = data / "normal" / "img_000.png"
-    args = ["scan", str(root / "target.onnx"), "--data", str(data), "--out", str(root / "out"),
-            "--surrogate", str(root / "surrogate.pt"), "--attacks", "mifgsm,usmm,stm", "--eps", "8,64",
-            "--defenses", f"jpeg:75,median:3,feature:{ref}", "--n-boot", "50", "--seed", "0", "--precision", "fp32",
-            "--cache-dir", str(root / "cache"), "-q", "--format", "json",
-            "--fail-under", "accuracy=0.2,robust_accuracy=0.2,max_flip_rate=0.5"]
+    args = [
+        "scan",
+        str(root / "target.onnx"),
+        "--data",
+        str(data),
+        "--out",
+        str(root / "out"),
+        "--surrogate",
+        str(root / "surrogate.pt"),
+        "--attacks",
+        "mifgsm,usmm,stm",
+        "--eps",
+        "8,64",
+        "--defenses",
+        f"jpeg:75,median:3,feature:{ref}",
+        "--n-boot",
+        "50",
+        "--seed",
+        "0",
+        "--precision",
+        "fp32",
+        "--cache-dir",
+        str(root / "cache"),
+        "-q",
+        "--format",
+        "json",
+        "--fail-under",
+        "accuracy=0.2,robust_accuracy=0.2,max_flip_rate=0.5",
+    ]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code in (0, 1), r.output  # 1: a gate failed, which is part of what is pinned
     return root / "out" / "results.json"

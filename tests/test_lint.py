@@ -1,4 +1,4 @@
-"""The lint rules of pyproject.toml ``[tool.ruff]`` hold for the whole tree (``make test`` runs the same check)."""
+"""The lint and format rules of pyproject.toml ``[tool.ruff]`` hold for the whole tree (``make test`` runs the same checks)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,27 @@ def _ruff() -> list[str]:
 
 
 def test_ruff_check_passes():
-    out = subprocess.run([*_ruff(), "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [*_ruff(), "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_ruff_format_is_applied():
+    """The tree is formatted as ``ruff format`` (pyproject ``[tool.ruff.format]``) would write it."""
+    out = subprocess.run([*_ruff(), "format", "--no-cache", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 
 def _ruff_on(text: str, filename: str) -> str:
     """Ruff's findings for ``text`` linted as if it were the repository file ``filename`` (its per-file rules)."""
-    out = subprocess.run([*_ruff(), "check", "--no-cache", "--output-format", "concise", "--stdin-filename", filename,
-                          "-"], input=text, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [*_ruff(), "check", "--no-cache", "--output-format", "concise", "--stdin-filename", filename, "-"],
+        input=text,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout + out.stderr
 
 
@@ -43,6 +55,7 @@ def test_public_definitions_of_the_package_need_a_docstring():
     found = _ruff_on(probe, "auditor/probe.py")
     assert {"D100", "D101", "D102", "D103"} <= set(re.findall(r"\bD10\d\b", found)), found
     assert "D104" in _ruff_on("", "auditor/probe_package/__init__.py")
-    documented = ('"""A module."""\n\n\ndef public():\n    """Return one."""\n    return 1\n\n\ndef _private():\n'
-                  "    return 2\n")
+    documented = (
+        '"""A module."""\n\n\ndef public():\n    """Return one."""\n    return 1\n\n\ndef _private():\n    return 2\n'
+    )
     assert not re.findall(r"\bD1\d\d\b", _ruff_on(documented, "auditor/probe.py"))

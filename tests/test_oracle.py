@@ -46,8 +46,9 @@ def _write_data(root: Path) -> Path:
 def ref_jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     out = []
     for img in x[:, 0]:
-        ok, buf = cv2.imencode(".jpg", np.clip(np.rint(img * 255), 0, 255).astype(np.uint8),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, buf = cv2.imencode(
+            ".jpg", np.clip(np.rint(img * 255), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
         assert ok
         out.append(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255)
     return np.stack(out)[:, None]
@@ -99,10 +100,34 @@ def scanned(tmp_path_factory):
     root = tmp_path_factory.mktemp("oracle")
     data = _write_data(root / "data")
     target = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
-    r = CliRunner().invoke(cli, [
-        "scan", str(target), "--data", str(data), "--out", str(root / "out"), "--surrogate", "target",
-        "--attacks", "mifgsm,usmm", "--eps", "4,16", "--defenses", ",".join(DEFENSES), "--bpda", "--no-detector",
-        "--cache-dir", str(root / "cache"), "--n-boot", "0", "-q", "--format", "json"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(root / "out"),
+            "--surrogate",
+            "target",
+            "--attacks",
+            "mifgsm,usmm",
+            "--eps",
+            "4,16",
+            "--defenses",
+            ",".join(DEFENSES),
+            "--bpda",
+            "--no-detector",
+            "--cache-dir",
+            str(root / "cache"),
+            "--n-boot",
+            "0",
+            "-q",
+            "--format",
+            "json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return root, data, target, json.loads((root / "out" / "results.json").read_text())
 
@@ -156,4 +181,7 @@ def test_attack_rates_follow_from_the_predictions(scanned):
         assert cond["attack_success_rate"] == float(fooled.sum() / ok.sum()), cond["name"]
         assert cond["flip_rate"] == float(np.mean(pred != clean)), cond["name"]
         assert (cond["n_clean_correct"], cond["n_fooled"], cond["n_flipped"]) == (
-            int(ok.sum()), int(fooled.sum()), int(np.sum(pred != clean))), cond["name"]
+            int(ok.sum()),
+            int(fooled.sum()),
+            int(np.sum(pred != clean)),
+        ), cond["name"]

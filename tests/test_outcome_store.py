@@ -47,7 +47,9 @@ def test_results_json_text_is_unchanged():
     old = {"predictions": list(pred), "probabilities": [list(r) for r in rows]}
     d = cond.to_dict(with_predictions=True)
     assert json.dumps({k: d[k] for k in old}, indent=2) == json.dumps(old, indent=2)
-    assert all(type(v) is int for v in d["predictions"]) and all(type(v) is float for r in d["probabilities"] for v in r)
+    assert all(type(v) is int for v in d["predictions"]) and all(
+        type(v) is float for r in d["probabilities"] for v in r
+    )
     assert cond.probabilities == rows and cond.predictions == pred and cond.probabilities[7] == rows[7]
     assert np.array_equal(np.asarray(cond.predictions), proba.argmax(1))
     # from_dict (report rendering from results.json) keeps the values exactly as well
@@ -57,7 +59,9 @@ def test_results_json_text_is_unchanged():
 
 def test_rounding_is_pythons_round_bit_for_bit():
     rng = np.random.default_rng(2)
-    x = np.concatenate([rng.random(50_000), (np.arange(20_000) + 0.5) / 1e6, [0.0, 1.0, 0.9999995, 2.5e-6, -0.0, -1e-9]])
+    x = np.concatenate(
+        [rng.random(50_000), (np.arange(20_000) + 0.5) / 1e6, [0.0, 1.0, 0.9999995, 2.5e-6, -0.0, -1e-9]]
+    )
     want = np.array([round(float(v), 6) for v in x])
     assert np.array_equal(round_probabilities(x).view(np.int64), want.view(np.int64))
 
@@ -70,9 +74,16 @@ def test_values_that_are_not_millionths_are_kept_exactly():
 
 
 def test_sample_table_reads_back_the_rows():
-    rows = [{"path": f"c{i % 2}/img{i}.png", "label": f"c{i % 2}", "label_index": i % 2,
-             "patient_id": None if i % 3 == 0 else f"P{i // 3}", "sha256": "" if i == 4 else f"{i:064x}"}
-            for i in range(200)]
+    rows = [
+        {
+            "path": f"c{i % 2}/img{i}.png",
+            "label": f"c{i % 2}",
+            "label_index": i % 2,
+            "patient_id": None if i % 3 == 0 else f"P{i // 3}",
+            "sha256": "" if i == 4 else f"{i:064x}",
+        }
+        for i in range(200)
+    ]
     table = SampleTable(rows)
     assert table.compact and list(table) == rows and table[5] == rows[5] and table[-1] == rows[-1]
     assert table.nbytes / len(rows) <= 48

@@ -24,23 +24,61 @@ def setup(tmp_path_factory):
     other = make_classifier(root / "other.onnx", channels=3, scaling="imagenet", class_names=CLASSES)
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1).eval()
-    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
-            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    spec = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": CLASSES,
+        "output_kind": "logits",
+    }
     sur = root / "surrogate.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), sur)
     return root, data, target, other, sur
 
 
 def _run(root, data, target, sur, out, *extra):
-    args = ["scan", str(target), "--data", str(data), "--out", str(root / out), "--surrogate", str(sur),
-            "--cache-dir", str(root / "cache"), "--n-boot", "50", "-q", "--format", "json,html", *extra]
+    args = [
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--out",
+        str(root / out),
+        "--surrogate",
+        str(sur),
+        "--cache-dir",
+        str(root / "cache"),
+        "--n-boot",
+        "50",
+        "-q",
+        "--format",
+        "json,html",
+        *extra,
+    ]
     return CliRunner().invoke(cli, args)
 
 
 def test_attack_defense_matrix_and_detector(setup):
     root, data, target, other, sur = setup
-    r = _run(root, data, target, sur, "out", "--attacks", "mifgsm,usmm,stm", "--eps", "4,16",
-             "--defenses", "jpeg:75,median:3", "--compare", str(other))
+    r = _run(
+        root,
+        data,
+        target,
+        sur,
+        "out",
+        "--attacks",
+        "mifgsm,usmm,stm",
+        "--eps",
+        "4,16",
+        "--defenses",
+        "jpeg:75,median:3",
+        "--compare",
+        str(other),
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "out" / "results.json").read_text())
     names = [c["name"] for c in doc["conditions"]]
@@ -53,8 +91,16 @@ def test_attack_defense_matrix_and_detector(setup):
     usmm = by["usmm@16"]
     assert usmm["attack"] == "usmm" and usmm["epsilon"] == pytest.approx(16 / 255)
     assert usmm["threat_model"] == "transfer" and usmm["surrogate"]
-    for key in ("attack_success_rate", "flip_rate", "linf_mean", "l2_mean", "ssim_mean", "psnr_mean",
-                "attack_success_rate_ci", "flip_rate_ci"):
+    for key in (
+        "attack_success_rate",
+        "flip_rate",
+        "linf_mean",
+        "l2_mean",
+        "ssim_mean",
+        "psnr_mean",
+        "attack_success_rate_ci",
+        "flip_rate_ci",
+    ):
         assert key in usmm
     assert usmm["rates_bootstrap"]["unit"] == "patient"
     assert usmm["linf_max"] <= 16 / 255 + 1e-6
@@ -84,8 +130,9 @@ def test_second_scan_reuses_cached_sets(setup):
 
 def test_missing_stm_checkpoint_is_skipped_or_strict_error(setup):
     root, data, target, other, sur = setup
-    r = _run(root, data, target, sur, "s", "--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi",
-             "--no-detector")
+    r = _run(
+        root, data, target, sur, "s", "--attacks", "stm", "--eps", "8", "--style-backend", "ghiasi", "--no-detector"
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "s" / "results.json").read_text())
     assert [c["name"] for c in doc["conditions"]] == ["clean"]
@@ -97,9 +144,31 @@ def test_missing_stm_checkpoint_is_skipped_or_strict_error(setup):
 
 def test_blend_and_white_box(setup):
     root, data, target, other, sur = setup
-    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(root / "w"), "--surrogate",
-                                 "target", "--attacks", "mifgsm,blend", "--eps", "8", "--cache-dir", str(root / "cache"),
-                                 "--n-boot", "0", "-q", "--format", "json", "--no-detector"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(root / "w"),
+            "--surrogate",
+            "target",
+            "--attacks",
+            "mifgsm,blend",
+            "--eps",
+            "8",
+            "--cache-dir",
+            str(root / "cache"),
+            "--n-boot",
+            "0",
+            "-q",
+            "--format",
+            "json",
+            "--no-detector",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "w" / "results.json").read_text())
     by = {c["name"]: c for c in doc["conditions"]}
@@ -110,8 +179,17 @@ def test_blend_and_white_box(setup):
 def test_surrogate_with_other_classes_is_refused(setup, tmp_path):
     root, data, target, other, _ = setup
     net = build_model("small_cnn", 3, 1)
-    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
-            "std": [1.0], "class_names": ["a", "b", "c"], "output_kind": "logits"}
+    spec = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": ["a", "b", "c"],
+        "output_kind": "logits",
+    }
     bad = tmp_path / "bad.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
     r = _run(root, data, target, bad, "x", "--attacks", "mifgsm", "--eps", "8")
@@ -120,8 +198,21 @@ def test_surrogate_with_other_classes_is_refused(setup, tmp_path):
 
 def test_bpda_adaptive_conditions(setup):
     root, data, target, other, sur = setup
-    r = _run(root, data, target, sur, "bpda", "--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75",
-             "--bpda", "--no-detector")
+    r = _run(
+        root,
+        data,
+        target,
+        sur,
+        "bpda",
+        "--attacks",
+        "mifgsm",
+        "--eps",
+        "8",
+        "--defenses",
+        "jpeg:75",
+        "--bpda",
+        "--no-detector",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "bpda" / "results.json").read_text())
     by = {c["name"]: c for c in doc["conditions"]}
@@ -135,8 +226,23 @@ def test_bpda_adaptive_conditions(setup):
 def test_bpda_attacks_restricts_the_adaptive_check(setup):
     """--bpda-attacks mifgsm: the adaptive check runs with MI-FGSM only, and the report says which."""
     root, data, target, other, sur = setup
-    r = _run(root, data, target, sur, "bpda_some", "--attacks", "mifgsm,usmm", "--eps", "8", "--defenses", "jpeg:75",
-             "--bpda", "--bpda-attacks", "mifgsm", "--no-detector")
+    r = _run(
+        root,
+        data,
+        target,
+        sur,
+        "bpda_some",
+        "--attacks",
+        "mifgsm,usmm",
+        "--eps",
+        "8",
+        "--defenses",
+        "jpeg:75",
+        "--bpda",
+        "--bpda-attacks",
+        "mifgsm",
+        "--no-detector",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "bpda_some" / "results.json").read_text())
     adaptive = sorted(c["name"] for c in doc["conditions"] if "+bpda:" in c["name"])
@@ -146,8 +252,13 @@ def test_bpda_attacks_restricts_the_adaptive_check(setup):
     assert "included (mifgsm)" in html
 
 
-@pytest.mark.parametrize("extra, message", [(("--bpda-attacks", "mifgsm"), "needs --bpda"),
-                                            (("--bpda", "--bpda-attacks", "stm"), "gradient attacks of this scan")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--bpda-attacks", "mifgsm"), "needs --bpda"),
+        (("--bpda", "--bpda-attacks", "stm"), "gradient attacks of this scan"),
+    ],
+)
 def test_bpda_attacks_usage_errors(setup, extra, message):
     root, data, target, other, sur = setup
     r = _run(root, data, target, sur, "bpda_bad", "--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75", *extra)
@@ -157,15 +268,34 @@ def test_bpda_attacks_usage_errors(setup, extra, message):
 def test_stated_caveats_reach_results_and_the_summary(setup):
     """--caveat: the auditor's own caveats about the data go into data.caveats and the executive summary."""
     root, data, target, other, sur = setup
-    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(root / "caveat"), "-q",
-                                 "--format", "json,html", "--n-boot", "0", "--caveat", "pneumothorax films <b>JPEG</b>",
-                                 "--caveat", "second caveat"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(root / "caveat"),
+            "-q",
+            "--format",
+            "json,html",
+            "--n-boot",
+            "0",
+            "--caveat",
+            "pneumothorax films <b>JPEG</b>",
+            "--caveat",
+            "second caveat",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "caveat" / "results.json").read_text())
-    assert doc["data"]["caveats"][:2] == ["stated by the auditor: pneumothorax films <b>JPEG</b>",
-                                          "stated by the auditor: second caveat"]
+    assert doc["data"]["caveats"][:2] == [
+        "stated by the auditor: pneumothorax films <b>JPEG</b>",
+        "stated by the auditor: second caveat",
+    ]
     html = (root / "caveat" / "report.html").read_text()
-    summary = html[html.index('id="summary"'):html.index('id="data"')]
+    summary = html[html.index('id="summary"') : html.index('id="data"')]
     assert 'id="stated-caveats"' in summary and "pneumothorax films &lt;b&gt;JPEG&lt;/b&gt;" in summary
     assert "<b>JPEG</b>" not in html  # autoescaped
 
@@ -184,8 +314,21 @@ def test_the_surrogate_is_loaded_once_per_scan(setup, monkeypatch):
 
     monkeypatch.setattr(mt, "load_surrogate", counting)
     ref = next((data / "normal").glob("*.png"))
-    r = _run(root, data, target, sur, "once", "--attacks", "mifgsm", "--eps", "8", "--defenses",
-             f"jpeg:75,feature:{ref}", "--bpda", "--no-detector")
+    r = _run(
+        root,
+        data,
+        target,
+        sur,
+        "once",
+        "--attacks",
+        "mifgsm",
+        "--eps",
+        "8",
+        "--defenses",
+        f"jpeg:75,feature:{ref}",
+        "--bpda",
+        "--no-detector",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "once" / "results.json").read_text())
     names = {c["name"] for c in doc["conditions"]}
@@ -199,13 +342,53 @@ def test_ray_distributed_sets_equal_local_ones(setup, tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'xray-audit[distributed]')")
     root, data, target, other, sur = setup
     common = ["--attacks", "mifgsm", "--eps", "8", "--no-detector", "--attack-batch-size", "3"]
-    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "ray"),
-                                 "--surrogate", str(sur), "--cache-dir", str(tmp_path / "rc"), "--n-boot", "0", "-q",
-                                 "--format", "json", "--ray-address", "local", "--workers", "2", *common])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "ray"),
+            "--surrogate",
+            str(sur),
+            "--cache-dir",
+            str(tmp_path / "rc"),
+            "--n-boot",
+            "0",
+            "-q",
+            "--format",
+            "json",
+            "--ray-address",
+            "local",
+            "--workers",
+            "2",
+            *common,
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r2 = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "loc"),
-                                  "--surrogate", str(sur), "--cache-dir", str(tmp_path / "lc"), "--n-boot", "0", "-q",
-                                  "--format", "json", *common])
+    r2 = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "loc"),
+            "--surrogate",
+            str(sur),
+            "--cache-dir",
+            str(tmp_path / "lc"),
+            "--n-boot",
+            "0",
+            "-q",
+            "--format",
+            "json",
+            *common,
+        ],
+    )
     assert r2.exit_code == 0, r2.output
     a = json.loads((tmp_path / "ray" / "results.json").read_text())["conditions"][1]
     b = json.loads((tmp_path / "loc" / "results.json").read_text())["conditions"][1]
@@ -219,8 +402,26 @@ def test_poisoned_cache_png_leaves_the_report_unchanged_and_warns(setup, tmp_pat
     import cv2
 
     root, data, target, other, sur = setup
-    common = ["scan", str(target), "--data", str(data), "--surrogate", str(sur), "--attacks", "mifgsm", "--eps", "8",
-              "--no-detector", "--n-boot", "50", "-q", "--format", "json", "--cache-dir", str(tmp_path / "c")]
+    common = [
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--surrogate",
+        str(sur),
+        "--attacks",
+        "mifgsm",
+        "--eps",
+        "8",
+        "--no-detector",
+        "--n-boot",
+        "50",
+        "-q",
+        "--format",
+        "json",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     assert CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "ref")]).exit_code == 0
     pngs = sorted((tmp_path / "c").glob("*/mifgsm_eps8/*/*.png"))
     assert pngs
@@ -248,13 +449,42 @@ def test_surrogate_with_nan_weights_is_refused_before_the_attack(setup, tmp_path
     net = build_model("small_cnn", 3, 1)
     with torch.no_grad():
         next(net.parameters()).view(-1)[0] = float("nan")
-    spec = {"layout": "NCHW", "channels": 1, "height": 32, "width": 32, "scaling": "unit", "mean": [0.0],
-            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    spec = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": CLASSES,
+        "output_kind": "logits",
+    }
     bad = tmp_path / "nan.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
-    r = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate",
-                                 str(bad), "--attacks", "usmm", "--eps", "8", "--cache-dir", str(tmp_path / "c"), "-q",
-                                 "--format", "json", "--no-detector"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--surrogate",
+            str(bad),
+            "--attacks",
+            "usmm",
+            "--eps",
+            "8",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "-q",
+            "--format",
+            "json",
+            "--no-detector",
+        ],
+    )
     assert r.exit_code == 3 and "NaN or infinite" in r.output
     assert not list((tmp_path / "c").rglob("*.png"))  # nothing was attacked
 
@@ -274,8 +504,9 @@ def _strict_case(kind, root, data, sur, monkeypatch):
         import auditor.defenses.bpda as bpda
         from auditor.types import Skipped
 
-        monkeypatch.setattr(bpda, "defended_module",
-                            lambda module, pre: Skipped(f"bpda:{pre.name}", "no torch path (test)", "defense"))
+        monkeypatch.setattr(
+            bpda, "defended_module", lambda module, pre: Skipped(f"bpda:{pre.name}", "no torch path (test)", "defense")
+        )
         return data, ["--attacks", "mifgsm", "--eps", "8", "--defenses", "jpeg:75", "--bpda", "--no-detector"]
     assert kind == "detector"  # 6 images are too few to calibrate on 3 and test on 3
     few = write_image_folder(root / "data_few", n_per_class=2)
@@ -290,9 +521,27 @@ def test_strict_makes_any_skip_exit_1_after_the_reports(setup, kind, monkeypatch
     surrogate = [] if kind == "defense" else ["--surrogate", str(sur)]  # no surrogate: no features to compare
 
     def scan(out, *extra):
-        return CliRunner().invoke(cli, ["scan", str(target), "--data", str(data_dir), "--out", str(tmp_path / out),
-                                        *surrogate, "--cache-dir", str(root / "cache"), "--n-boot", "0", "-q",
-                                        "--format", "json,html", *args, *extra])
+        return CliRunner().invoke(
+            cli,
+            [
+                "scan",
+                str(target),
+                "--data",
+                str(data_dir),
+                "--out",
+                str(tmp_path / out),
+                *surrogate,
+                "--cache-dir",
+                str(root / "cache"),
+                "--n-boot",
+                "0",
+                "-q",
+                "--format",
+                "json,html",
+                *args,
+                *extra,
+            ],
+        )
 
     r = scan("lax")
     assert r.exit_code == 0, r.output
@@ -309,9 +558,32 @@ def test_strict_makes_any_skip_exit_1_after_the_reports(setup, kind, monkeypatch
 
 def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
     root, data, target, _, sur = setup
-    args = ["scan", str(target), "--data", str(data), "--out", str(tmp_path / "o"), "--surrogate", str(sur),
-            "--cache-dir", str(tmp_path / "cache"), "--n-boot", "20", "--format", "json,html", "--no-progress",
-            "--attacks", "mifgsm,usmm", "--eps", "8", "--attack-batch-size", "3", "--max-images", "6", "--no-detector"]
+    args = [
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "o"),
+        "--surrogate",
+        str(sur),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--n-boot",
+        "20",
+        "--format",
+        "json,html",
+        "--no-progress",
+        "--attacks",
+        "mifgsm,usmm",
+        "--eps",
+        "8",
+        "--attack-batch-size",
+        "3",
+        "--max-images",
+        "6",
+        "--no-detector",
+    ]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.output.splitlines() if ln.startswith("attack stage:")]
@@ -333,5 +605,7 @@ def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
     again = CliRunner().invoke(cli, [*args[:5], str(tmp_path / "o2"), *args[6:]])
     assert again.exit_code == 0 and "attack stage:" not in again.output  # all cached: nothing to project
     assert "measured earlier" in again.output  # the same precision decision, so the cached sets are found
-    assert all(s["seconds_per_image"] is None and s["cache_hit"]
-               for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"])
+    assert all(
+        s["seconds_per_image"] is None and s["cache_hit"]
+        for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"]
+    )

@@ -9,9 +9,15 @@ from auditor.scan.jobs import attack_jobs
 
 def test_jobs_in_attack_then_epsilon_order_with_each_attacks_parameters():
     images, labels = np.zeros((3, 1, 4, 4), np.float32), np.arange(3)
-    jobs = attack_jobs(["usmm", "stm", "mifgsm"], [4 / 255, 8 / 255], images, labels,
-                       attack_params={"mifgsm": {"steps": 3}, "usmm": {"decay": 0.5}}, style_backend="randconv",
-                       stm_checkpoint="ckpt")
+    jobs = attack_jobs(
+        ["usmm", "stm", "mifgsm"],
+        [4 / 255, 8 / 255],
+        images,
+        labels,
+        attack_params={"mifgsm": {"steps": 3}, "usmm": {"decay": 0.5}},
+        style_backend="randconv",
+        stm_checkpoint="ckpt",
+    )
     assert [j.name for j in jobs] == ["usmm@4", "usmm@8", "stm[randconv]@4", "stm[randconv]@8", "mifgsm@4", "mifgsm@8"]
     assert [(j.attack, j.epsilon) for j in jobs[:2]] == [("usmm", 4 / 255), ("usmm", 8 / 255)]
     usmm = jobs[0].params

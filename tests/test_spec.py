@@ -23,8 +23,15 @@ CLASSES = ["normal", "pneumonia", "pneumothorax"]
 @pytest.mark.parametrize("output", ["logits", "probabilities"])
 @pytest.mark.parametrize("size", [32, None])
 def test_contract_matrix_classifies_correctly(tmp_path, layout, channels, scaling, output, size):
-    path = make_classifier(tmp_path / "m.onnx", layout=layout, channels=channels, size=size, scaling=scaling,
-                           output=output, class_names=CLASSES)
+    path = make_classifier(
+        tmp_path / "m.onnx",
+        layout=layout,
+        channels=channels,
+        size=size,
+        scaling=scaling,
+        output=output,
+        class_names=CLASSES,
+    )
     overrides = {"image_size": 32} if size is None else {}
     spec = read_spec(path, overrides=overrides)
     assert (spec.layout, spec.channels, spec.scaling, spec.output_kind) == (layout, channels, scaling, output)
@@ -91,7 +98,9 @@ def test_fixed_batch_runs_one_by_one(tmp_path):
 
 
 def test_custom_mean_std_from_metadata(tmp_path):
-    path = make_classifier(tmp_path / "c.onnx", scaling="custom", mean=[0.3], std=[0.2], channels=1, class_names=CLASSES)
+    path = make_classifier(
+        tmp_path / "c.onnx", scaling="custom", mean=[0.3], std=[0.2], channels=1, class_names=CLASSES
+    )
     spec = read_spec(path)
     assert spec.scaling == "custom" and spec.mean == (0.3,) and spec.std == (0.2,)
     x, y = brightness_images(3, 32)
@@ -119,8 +128,9 @@ def test_precedence_metadata_sidecar_flags(tmp_path):
 
 def test_our_metadata_key(tmp_path):
     doc = {"scaling": "minus1-1", "class_names": CLASSES, "layout": "NCHW", "channels": 3}
-    path = make_classifier(tmp_path / "k.onnx", scaling="minus1-1", declare_scaling=False,
-                           metadata={"xray_audit.spec": json.dumps(doc)})
+    path = make_classifier(
+        tmp_path / "k.onnx", scaling="minus1-1", declare_scaling=False, metadata={"xray_audit.spec": json.dumps(doc)}
+    )
     spec = read_spec(path)
     assert spec.scaling == "minus1-1" and spec.class_names == tuple(CLASSES) and spec.sources["scaling"] == "metadata"
 
@@ -159,7 +169,9 @@ def test_several_inputs_rejected(tmp_path):
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3, 8, 8])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])
-    path = _save(helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", [a, b], [y]), tmp_path / "two.onnx")
+    path = _save(
+        helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", [a, b], [y]), tmp_path / "two.onnx"
+    )
     with pytest.raises(ModelContractError, match="exactly one image input"):
         read_spec(path)
 
@@ -188,8 +200,14 @@ def test_int_input_rejected(tmp_path):
         read_spec(path)
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"\x08\x07garbage\xff\xff\xff", "not a readable ONNX"),
-                                           (b"hello world, not onnx at all", "not a readable ONNX|no graph")])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"\x08\x07garbage\xff\xff\xff", "not a readable ONNX"),
+        (b"hello world, not onnx at all", "not a readable ONNX|no graph"),
+    ],
+)
 def test_hostile_or_broken_files(tmp_path, content, match):
     p = tmp_path / "bad.onnx"
     p.write_bytes(content)
@@ -227,13 +245,19 @@ def test_decode_output_kinds():
 def test_image_to_image_model_identity_and_shape_check(tmp_path):
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
     y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1, "H", "W"])
-    path = _save(helper.make_graph([helper.make_node("Identity", ["image"], ["out"])], "id", [x], [y]), tmp_path / "id.onnx")
+    path = _save(
+        helper.make_graph([helper.make_node("Identity", ["image"], ["out"])], "id", [x], [y]), tmp_path / "id.onnx"
+    )
     imgs, _ = brightness_images(2, 16)
     np.testing.assert_array_equal(OnnxImageModel(path)(imgs), imgs)
     y2 = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1, 8, 8])
     x2 = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 16, 16])
-    path2 = _save(helper.make_graph([helper.make_node("MaxPool", ["image"], ["out"], kernel_shape=[2, 2], strides=[2, 2])],
-                                    "pool", [x2], [y2]), tmp_path / "pool.onnx")
+    path2 = _save(
+        helper.make_graph(
+            [helper.make_node("MaxPool", ["image"], ["out"], kernel_shape=[2, 2], strides=[2, 2])], "pool", [x2], [y2]
+        ),
+        tmp_path / "pool.onnx",
+    )
     with pytest.raises(ModelContractError, match="differs"):
         OnnxImageModel(path2)
 

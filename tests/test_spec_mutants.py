@@ -37,22 +37,26 @@ def _spec(tmp_path: Path, in_dims, **kw):
     return read_spec(str(tmp_path / "m.onnx"), model=_graph_model(in_dims, **kw))
 
 
-@pytest.mark.parametrize("dims,layout,channels,hw", [
-    (("N", 1, 4, 4), "NCHW", 1, (4, 4)),     # a size of 4 is not a channel axis
-    (("N", 3, 2, 2), "NCHW", 3, (2, 2)),     # nor is a size of 2
-    (("N", 4, 6, 1), "NHWC", 1, (4, 6)),
-    (("N", 5, 2, 3), "NHWC", 3, (5, 2)),
-    (("N", 1, 32, 3), "NCHW", 1, (32, 3)),   # both ends 1 or 3: ambiguous, NCHW assumed
-    (("N", 3, 32, 1), "NCHW", 3, (32, 1)),
-])
+@pytest.mark.parametrize(
+    "dims,layout,channels,hw",
+    [
+        (("N", 1, 4, 4), "NCHW", 1, (4, 4)),  # a size of 4 is not a channel axis
+        (("N", 3, 2, 2), "NCHW", 3, (2, 2)),  # nor is a size of 2
+        (("N", 4, 6, 1), "NHWC", 1, (4, 6)),
+        (("N", 5, 2, 3), "NHWC", 3, (5, 2)),
+        (("N", 1, 32, 3), "NCHW", 1, (32, 3)),  # both ends 1 or 3: ambiguous, NCHW assumed
+        (("N", 3, 32, 1), "NCHW", 3, (32, 1)),
+    ],
+)
 def test_layout_is_read_from_the_axis_of_size_1_or_3(tmp_path, dims, layout, channels, hw):
     spec = _spec(tmp_path, dims)
     assert (spec.layout, spec.channels, (spec.height, spec.width)) == (layout, channels, hw)
     assert any("ambiguous" in w for w in spec.warnings) == (dims[1] in (1, 3) and dims[3] in (1, 3))
 
 
-@pytest.mark.parametrize("dims", [("N", 2, 32, 32), ("N", 4, 32, 32), ("N", 32, 32, 2), ("N", 32, 32, 4),
-                                  ("N", 2, 32, 4), ("N", 4, 4, 4)])
+@pytest.mark.parametrize(
+    "dims", [("N", 2, 32, 32), ("N", 4, 32, 32), ("N", 32, 32, 2), ("N", 32, 32, 4), ("N", 2, 32, 4), ("N", 4, 4, 4)]
+)
 def test_two_or_four_channel_inputs_are_refused(tmp_path, dims):
     """RGBA or two-channel inputs have no grey/RGB channel axis: a contract error, never a guessed layout."""
     with pytest.raises(ModelContractError, match="no channel axis of size 1 or 3"):
@@ -86,11 +90,26 @@ def test_single_unit_output_must_be_a_sigmoid(tmp_path):
     assert spec.output_kind == "sigmoid_probability" and spec.class_names == ("negative", "positive")
 
 
-@pytest.mark.parametrize("layer", [{"channels": 2}, {"channels": True}, {"channels": 3.0}, {"channels": "3"},
-                                   {"height": 0, "width": 8}, {"height": 8, "width": -4},
-                                   {"mean": "0.5"}, {"mean": [0.1, 0.2, 0.3, 0.4]}, {"mean": []},
-                                   {"std": [0.2, "x"]}, {"std": [float("nan")]}, {"class_names": [["a"], "b", "c"]},
-                                   {"class_names": ["a", "", "c"]}, {"layout": 1}, {"scaling": "unit8"}])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"channels": 2},
+        {"channels": True},
+        {"channels": 3.0},
+        {"channels": "3"},
+        {"height": 0, "width": 8},
+        {"height": 8, "width": -4},
+        {"mean": "0.5"},
+        {"mean": [0.1, 0.2, 0.3, 0.4]},
+        {"mean": []},
+        {"std": [0.2, "x"]},
+        {"std": [float("nan")]},
+        {"class_names": [["a"], "b", "c"]},
+        {"class_names": ["a", "", "c"]},
+        {"layout": 1},
+        {"scaling": "unit8"},
+    ],
+)
 def test_bad_sidecar_values_are_contract_errors(tmp_path, layer):
     path = make_classifier(tmp_path / "m.onnx", size=None, class_names=CLASSES)
     (tmp_path / "m.onnx.json").write_text(json.dumps(layer))
@@ -99,9 +118,18 @@ def test_bad_sidecar_values_are_contract_errors(tmp_path, layer):
 
 
 def test_good_sidecar_values_are_taken(tmp_path):
-    path = make_classifier(tmp_path / "m.onnx", size=None, channels=3, scaling="custom", mean=[0.1, 0.2, 0.3],
-                           std=[0.4, 0.5, 0.6], class_names=CLASSES)
-    (tmp_path / "m.onnx.json").write_text(json.dumps({"height": 1, "width": 3, "mean": 0.25, "std": 0.5, "channels": 3}))
+    path = make_classifier(
+        tmp_path / "m.onnx",
+        size=None,
+        channels=3,
+        scaling="custom",
+        mean=[0.1, 0.2, 0.3],
+        std=[0.4, 0.5, 0.6],
+        class_names=CLASSES,
+    )
+    (tmp_path / "m.onnx.json").write_text(
+        json.dumps({"height": 1, "width": 3, "mean": 0.25, "std": 0.5, "channels": 3})
+    )
     spec = read_spec(path)
     assert (spec.height, spec.width) == (1, 3) and spec.sources["height"] == "sidecar"
     assert spec.mean == (0.25, 0.25, 0.25) and spec.std == (0.5, 0.5, 0.5)
@@ -145,13 +173,19 @@ def test_scaling_constants_are_exact():
     assert scaling_mean_std("custom", 3, [0.2], [0.3]) == ((0.2,) * 3, (0.3,) * 3)
 
 
-@pytest.mark.parametrize("args,match", [(("-1-1", 1), "unknown scaling"), (("+unit", 1), "unknown scaling"),
-                                        (("custom", 1, None, [0.5]), "needs --mean"),
-                                        (("custom", 1, [0.5], None), "needs --mean"),
-                                        (("custom", 1, [0.5], [0.0]), "positive"),
-                                        (("custom", 3, [0.1, 0.2], [0.3, 0.4]), "1 or 3 values"),
-                                        (("custom", 3, [0.1, 0.2, 0.3], [0.3, 0.4]), "1 or 3 values"),
-                                        (("custom", 1, [0.1, 0.2, 0.3], [0.3]), "1 or 1 values")])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("-1-1", 1), "unknown scaling"),
+        (("+unit", 1), "unknown scaling"),
+        (("custom", 1, None, [0.5]), "needs --mean"),
+        (("custom", 1, [0.5], None), "needs --mean"),
+        (("custom", 1, [0.5], [0.0]), "positive"),
+        (("custom", 3, [0.1, 0.2], [0.3, 0.4]), "1 or 3 values"),
+        (("custom", 3, [0.1, 0.2, 0.3], [0.3, 0.4]), "1 or 3 values"),
+        (("custom", 1, [0.1, 0.2, 0.3], [0.3]), "1 or 1 values"),
+    ],
+)
 def test_bad_scalings_are_usage_errors(args, match):
     with pytest.raises(UsageError, match=match):
         scaling_mean_std(*args)
@@ -159,8 +193,9 @@ def test_bad_scalings_are_usage_errors(args, match):
 
 def test_probabilities_are_renormalised_and_zero_rows_stay_zero():
     spec = ModelSpec(output_kind="probabilities", class_names=("a", "b"))
-    np.testing.assert_allclose(decode_output(np.array([[2.0, 6.0], [0.0, 0.0], [0.3, 0.7]]), spec),
-                               [[0.25, 0.75], [0.0, 0.0], [0.3, 0.7]])
+    np.testing.assert_allclose(
+        decode_output(np.array([[2.0, 6.0], [0.0, 0.0], [0.3, 0.7]]), spec), [[0.25, 0.75], [0.0, 0.0], [0.3, 0.7]]
+    )
     sp = ModelSpec(output_kind="sigmoid_probability", class_names=("a", "b"))
     np.testing.assert_allclose(decode_output(np.array([[0.2]]), sp), [[0.8, 0.2]])
     with pytest.raises(ModelContractError, match="expected"):
@@ -169,7 +204,9 @@ def test_probabilities_are_renormalised_and_zero_rows_stay_zero():
 
 def test_outputs_that_are_not_tensors_are_passed_over(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])
-    seq = helper.make_value_info("seq", helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, None)))
+    seq = helper.make_value_info(
+        "seq", helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    )
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
     nodes = [helper.make_node("SequenceConstruct", ["x"], ["seq"]), helper.make_node("Flatten", ["x"], ["y"])]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [seq, y]))
@@ -220,7 +257,10 @@ def test_encode_refuses_other_than_one_grey_channel_batches():
 
 def test_output_kind_from_a_flag_string_decodes_the_same():
     """An output kind parsed at run time (not an interned literal) must select the same decoding."""
-    for kind, raw, want in (("sigmoid_logit", [[0.0]], [[0.5, 0.5]]), ("sigmoid_probability", [[0.2]], [[0.8, 0.2]]),
-                            ("probabilities", [[1.0, 3.0]], [[0.25, 0.75]])):
+    for kind, raw, want in (
+        ("sigmoid_logit", [[0.0]], [[0.5, 0.5]]),
+        ("sigmoid_probability", [[0.2]], [[0.8, 0.2]]),
+        ("probabilities", [[1.0, 3.0]], [[0.25, 0.75]]),
+    ):
         spec = ModelSpec(output_kind="".join(list(kind)), class_names=("a", "b"))
         np.testing.assert_allclose(decode_output(np.array(raw), spec), want)

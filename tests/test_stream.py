@@ -96,7 +96,7 @@ def test_stream_digest_equals_the_whole_array_digest():
 
 
 def test_png_images_refuse_a_file_changed_after_verification(tmp_path):
-    img = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3)
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
     ok, buf = cv2.imencode(".png", img)
     (tmp_path / "a.png").write_bytes(buf.tobytes())
     import hashlib
@@ -139,8 +139,9 @@ def test_predict_stream_equals_whole_array_inference(tmp_path):
     whole = clf.predict_proba(np.asarray(lazy), batch_size=5)
     np.testing.assert_array_equal(predict_stream(clf, lazy, 5), whole)
     jpeg = lambda x: np.round(x * 15) / 15  # noqa: E731 - a per-image transform on the loader thread
-    np.testing.assert_array_equal(predict_stream(clf, lazy, 5, transform=jpeg),
-                                  clf.predict_proba(jpeg(np.asarray(lazy)), batch_size=5))
+    np.testing.assert_array_equal(
+        predict_stream(clf, lazy, 5, transform=jpeg), clf.predict_proba(jpeg(np.asarray(lazy)), batch_size=5)
+    )
 
 
 def _peak_bytes(fn) -> int:
@@ -180,15 +181,33 @@ def test_throughput_record():
     t.add("clean", 10, 2.0)
     t.add("clean", 30, 2.0)
     t.add("read", 5, 0.0)
-    assert t.as_dict() == {"clean": {"images": 40, "seconds": 4.0, "images_per_second": 10.0},
-                           "read": {"images": 5, "seconds": 0.0, "images_per_second": None}}
+    assert t.as_dict() == {
+        "clean": {"images": 40, "seconds": 4.0, "images_per_second": 10.0},
+        "read": {"images": 5, "seconds": 0.0, "images_per_second": None},
+    }
 
 
 def test_scan_records_images_per_second_per_stage(tmp_path):
     data = write_image_folder(tmp_path / "d", n_per_class=3)
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
-    r = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / "o"), "-q",
-                                 "--defenses", "jpeg:75", "--format", "json", "--n-boot", "0"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(model),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--defenses",
+            "jpeg:75",
+            "--format",
+            "json",
+            "--n-boot",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     stages = json.loads((tmp_path / "o" / "results.json").read_text())["environment"]["seconds_per_stage"]
     assert set(stages) == {"read", "clean", "defended"}
@@ -209,9 +228,30 @@ def test_detector_runs_on_a_bounded_subset_of_a_large_scan(tmp_path, monkeypatch
     monkeypatch.setattr(stage, "DETECTOR_MAX_IMAGES", 10)
     data = write_image_folder(tmp_path / "d", n_per_class=5)
     model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
-    r = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / "o"), "-q",
-                                 "--surrogate", "target", "--attacks", "mifgsm", "--eps", "8", "--format", "json",
-                                 "--n-boot", "0", "--cache-dir", str(tmp_path / "c")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(model),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--surrogate",
+            "target",
+            "--attacks",
+            "mifgsm",
+            "--eps",
+            "8",
+            "--format",
+            "json",
+            "--n-boot",
+            "0",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     cal = json.loads((tmp_path / "o" / "results.json").read_text())["detector"]["calibration"]
     assert cal["subset_of"] == 15
@@ -224,13 +264,44 @@ def test_ray_evaluation_equals_a_single_process_run(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'xray-audit[distributed]')")
     data = write_image_folder(tmp_path / "d", n_per_class=5)
     model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
-    common = ["--surrogate", "target", "--attacks", "mifgsm,blend", "--eps", "8", "--defenses", "jpeg:75,median:3",
-              "--format", "json", "--n-boot", "100", "-q", "--batch-size", "4", "--no-detector",
-              "--cache-dir", str(tmp_path / "c")]
+    common = [
+        "--surrogate",
+        "target",
+        "--attacks",
+        "mifgsm,blend",
+        "--eps",
+        "8",
+        "--defenses",
+        "jpeg:75,median:3",
+        "--format",
+        "json",
+        "--n-boot",
+        "100",
+        "-q",
+        "--batch-size",
+        "4",
+        "--no-detector",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     local = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / "a"), *common])
     assert local.exit_code == 0, local.output
-    ray_run = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / "b"), *common,
-                                       "--ray-address", "local", "--workers", "2"])
+    ray_run = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(model),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "b"),
+            *common,
+            "--ray-address",
+            "local",
+            "--workers",
+            "2",
+        ],
+    )
     assert ray_run.exit_code == 0, ray_run.output
     a = json.loads((tmp_path / "a" / "results.json").read_text())
     b = json.loads((tmp_path / "b" / "results.json").read_text())
@@ -246,8 +317,19 @@ def _attack_scan(tmp_path):
     data = write_image_folder(tmp_path / "d", n_per_class=3)
     model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
     target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
-    aud = Auditor(target, ScanOptions(attacks=("mifgsm",), epsilons=(8 / 255,), surrogate="target", n_boot=0,
-                                      detector=False, batch_size=4, cache_dir=str(tmp_path / "c")), command="t")
+    aud = Auditor(
+        target,
+        ScanOptions(
+            attacks=("mifgsm",),
+            epsilons=(8 / 255,),
+            surrogate="target",
+            n_boot=0,
+            detector=False,
+            batch_size=4,
+            cache_dir=str(tmp_path / "c"),
+        ),
+        command="t",
+    )
     loaded = load_data(aud.context, str(data))
     return aud, loaded, build_sets(aud.context)
 
@@ -290,4 +372,5 @@ def test_a_defense_failing_on_the_stream_is_a_skip_with_its_own_reason(tmp_path,
     conds = evaluate_model(aud.context, target, [], [BrokenDefense()])
     assert [c.name for c in conds] == ["clean"]
     assert [(s.name, s.reason, s.kind) for s in aud.skipped] == [
-        ("broken", "defense failed on this data: cannot handle this", "defense")]
+        ("broken", "defense failed on this data: cannot handle this", "defense")
+    ]

@@ -20,26 +20,53 @@ def _attack(name, target_flip, surrogate_flip, acc=0.8, threat="transfer", eff="
     if surrogate_flip is not None:
         if eff == "auto":
             eff = target_flip / surrogate_flip if surrogate_flip else None
-        extra["transfer"] = {"surrogate_accuracy_clean": 0.9, "surrogate_accuracy": 0.1,
-                             "surrogate_flip_rate": surrogate_flip, "agreement_clean": 0.75,
-                             "surrogate_input_size": [list(s) for s in sizes], "target_input_size": [32, 32],
-                             "same_input_size": all(tuple(s) == (32, 32) for s in sizes), "transfer_efficiency": eff}
-    return Condition(name=name, kind="attack", metrics={"accuracy": acc, "n": 20}, attack=name.split("@")[0],
-                     epsilon=8 / 255, surrogate="s", threat_model=threat, extra=extra)
+        extra["transfer"] = {
+            "surrogate_accuracy_clean": 0.9,
+            "surrogate_accuracy": 0.1,
+            "surrogate_flip_rate": surrogate_flip,
+            "agreement_clean": 0.75,
+            "surrogate_input_size": [list(s) for s in sizes],
+            "target_input_size": [32, 32],
+            "same_input_size": all(tuple(s) == (32, 32) for s in sizes),
+            "transfer_efficiency": eff,
+        }
+    return Condition(
+        name=name,
+        kind="attack",
+        metrics={"accuracy": acc, "n": 20},
+        attack=name.split("@")[0],
+        epsilon=8 / 255,
+        surrogate="s",
+        threat_model=threat,
+        extra=extra,
+    )
 
 
 def _result(*attacks):
     clean = Condition(name="clean", kind="clean", metrics={"accuracy": 0.85, "n": 20})
-    return AuditResult(schema_version="1.0", tool_version="t", created="2026-01-01T00:00:00+00:00", finished="",
-                       command="", model={"path": "m.onnx", "sha256": "0" * 64, "spec": {"class_names": ["a", "b"]}},
-                       data={"n_images": 20}, conditions=(clean, *attacks))
+    return AuditResult(
+        schema_version="1.0",
+        tool_version="t",
+        created="2026-01-01T00:00:00+00:00",
+        finished="",
+        command="",
+        model={"path": "m.onnx", "sha256": "0" * 64, "spec": {"class_names": ["a", "b"]}},
+        data={"n_images": 20},
+        conditions=(clean, *attacks),
+    )
 
 
 def test_set_diagnostics_arithmetic():
     y = [0, 0, 1, 1, 1]
-    d = set_diagnostics(y, target_clean=[0, 0, 1, 1, 0], target_adv=[0, 1, 1, 1, 0],
-                        surrogate_clean=[0, 0, 1, 0, 1], surrogate_adv=[1, 1, 0, 0, 1],
-                        surrogate_sizes=[(16, 16)], target_size=(32, 32))
+    d = set_diagnostics(
+        y,
+        target_clean=[0, 0, 1, 1, 0],
+        target_adv=[0, 1, 1, 1, 0],
+        surrogate_clean=[0, 0, 1, 0, 1],
+        surrogate_adv=[1, 1, 0, 0, 1],
+        surrogate_sizes=[(16, 16)],
+        target_size=(32, 32),
+    )
     assert d["surrogate_accuracy_clean"] == pytest.approx(0.8)
     assert d["surrogate_accuracy"] == pytest.approx(0.2)  # only the last image stays right
     assert d["surrogate_flip_rate"] == pytest.approx(3 / 5)  # its prediction changed on 3 of the 5 images
@@ -55,13 +82,16 @@ def test_efficiency_undefined_when_surrogate_flips_nothing():
     assert d["surrogate_flip_rate"] == 0.0 and d["transfer_efficiency"] is None and d["same_input_size"] is True
 
 
-@pytest.mark.parametrize("target_flip,surrogate_flip,weak", [
-    (0.02, 0.95, True),
-    (0.099, 0.81, True),
-    (0.10, 0.95, False),   # 10 % of flips on the target is transfer
-    (0.02, 0.80, False),   # the attack was not strong enough on the surrogate for the rule
-    (0.30, 0.95, False),
-])
+@pytest.mark.parametrize(
+    "target_flip,surrogate_flip,weak",
+    [
+        (0.02, 0.95, True),
+        (0.099, 0.81, True),
+        (0.10, 0.95, False),  # 10 % of flips on the target is transfer
+        (0.02, 0.80, False),  # the attack was not strong enough on the surrogate for the rule
+        (0.30, 0.95, False),
+    ],
+)
 def test_weak_rule_thresholds(target_flip, surrogate_flip, weak):
     r = _result(_attack("usmm@8", target_flip, surrogate_flip))
     assert audit_transfer(r.conditions)["weak"] is weak
@@ -87,8 +117,15 @@ def test_no_diagnostics_means_no_headline():
 
 def test_defended_conditions_are_ignored():
     weak = _attack("usmm@8", 0.02, 0.95)
-    defended = Condition(**{**weak.__dict__, "name": "jpeg/usmm@8", "kind": "defense", "defense": "jpeg",
-                            "extra": {**weak.extra, "flip_rate": 0.5}})
+    defended = Condition(
+        **{
+            **weak.__dict__,
+            "name": "jpeg/usmm@8",
+            "kind": "defense",
+            "defense": "jpeg",
+            "extra": {**weak.extra, "flip_rate": 0.5},
+        }
+    )
     assert audit_transfer(_result(weak, defended).conditions)["weak"] is True
 
 
@@ -145,11 +182,14 @@ def test_min_transfer_not_measured_fails():
     assert not out[0].passed and "not measured" in out[0].detail
 
 
-@pytest.mark.parametrize("value,gates,msg", [
-    (0.5, "accuracy=0.8", "guards robustness gates"),
-    (1.5, "robust_accuracy=0.8", "between 0 and 1"),
-    (float("nan"), "robust_accuracy=0.8", "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "value,gates,msg",
+    [
+        (0.5, "accuracy=0.8", "guards robustness gates"),
+        (1.5, "robust_accuracy=0.8", "between 0 and 1"),
+        (float("nan"), "robust_accuracy=0.8", "between 0 and 1"),
+    ],
+)
 def test_min_transfer_usage_errors(value, gates, msg):
     with pytest.raises(UsageError, match=msg):
         check_min_transfer(value, parse_gates(gates))

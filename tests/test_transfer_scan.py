@@ -53,8 +53,15 @@ def texture_net(threshold: float = 0.05, gain: float = 200.0) -> nn.Module:
 
 
 def _spec(size: int) -> ModelSpec:
-    return ModelSpec(input_name="input", channels=1, height=size, width=size, scaling="unit",
-                     class_names=tuple(CLASSES), output_kind="logits")
+    return ModelSpec(
+        input_name="input",
+        channels=1,
+        height=size,
+        width=size,
+        scaling="unit",
+        class_names=tuple(CLASSES),
+        output_kind="logits",
+    )
 
 
 def _write_data(root):
@@ -94,9 +101,29 @@ def setup(tmp_path_factory):
 
 def _scan(setup, target, out, *extra, surrogate=None):
     root, data, sur = setup[:3]
-    args = ["scan", str(target), "--data", str(data), "--out", str(root / out), "--surrogate", str(surrogate or sur),
-            "--cache-dir", str(root / "cache"), "--n-boot", "20", "--format", "json,html", "--attacks", "mifgsm",
-            "--eps", "4", "--no-detector", "--no-progress", *extra]
+    args = [
+        "scan",
+        str(target),
+        "--data",
+        str(data),
+        "--out",
+        str(root / out),
+        "--surrogate",
+        str(surrogate or sur),
+        "--cache-dir",
+        str(root / "cache"),
+        "--n-boot",
+        "20",
+        "--format",
+        "json,html",
+        "--attacks",
+        "mifgsm",
+        "--eps",
+        "4",
+        "--no-detector",
+        "--no-progress",
+        *extra,
+    ]
     r = CliRunner().invoke(cli, args)
     doc = json.loads((root / out / "results.json").read_text()) if (root / out / "results.json").is_file() else None
     return r, doc
@@ -146,7 +173,9 @@ def test_surrogate_input_size_is_recorded(setup):
     t = _attack_cond(doc)["transfer"]
     assert t["surrogate_input_size"] == [[16, 16]] and t["target_input_size"] == [32, 32]
     assert t["same_input_size"] is False
-    assert "The surrogate works at 16×16 pixels, the target at 32×32." in (setup[0] / "small" / "report.html").read_text()
+    assert (
+        "The surrogate works at 16×16 pixels, the target at 32×32." in (setup[0] / "small" / "report.html").read_text()
+    )
 
 
 def test_min_transfer_fails_the_gate_only_on_the_vacuous_audit(setup):
@@ -161,8 +190,21 @@ def test_min_transfer_fails_the_gate_only_on_the_vacuous_audit(setup):
     assert doc["gates"][0]["passed"] is True
     # re-evaluating the stored results gives the same verdict
     results = setup[0] / "gate_plain" / "results.json"
-    rr = CliRunner().invoke(cli, ["report", str(results), "--format", "json", "--out", str(setup[0] / "rerender"),
-                                  "--fail-under", "robust_accuracy=0.1", "--min-transfer", "0.5"])
+    rr = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            str(results),
+            "--format",
+            "json",
+            "--out",
+            str(setup[0] / "rerender"),
+            "--fail-under",
+            "robust_accuracy=0.1",
+            "--min-transfer",
+            "0.5",
+        ],
+    )
     assert rr.exit_code == 1, rr.output
 
 

@@ -69,8 +69,13 @@ def choose_precision(attack, x: np.ndarray, y: np.ndarray, seed: int, passes: in
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     t0 = time.perf_counter()
-    rec: dict[str, Any] = {"requested": "auto", "device": str(attack.device), "attack": attack.name,
-                           "timed_passes": passes, **_timing(attack, xt, yt, passes)}
+    rec: dict[str, Any] = {
+        "requested": "auto",
+        "device": str(attack.device),
+        "attack": attack.name,
+        "timed_passes": passes,
+        **_timing(attack, xt, yt, passes),
+    }
     rec["bf16_speedup"] = round(rec["fp32_ms_per_row"] / rec["bf16_ms_per_row"], 3) if rec["bf16_ms_per_row"] else None
     if rec["bf16_ms_per_row"] >= rec["fp32_ms_per_row"]:
         rec.update(chosen="fp32", reason="bf16 is not faster than fp32 on this host", check=None)
@@ -81,15 +86,25 @@ def choose_precision(attack, x: np.ndarray, y: np.ndarray, seed: int, passes: in
             adv[p] = _surrogate_predictions(attack, attack(xt, yt, seed=seed))
         truth = yt.numpy()
         agreement = float(np.mean(adv["fp32"] == adv["bf16"]))
-        rec["check"] = {"n": int(len(truth)), "agreement": round(agreement, 4), "min_agreement": MIN_AGREEMENT,
-                        "success_fp32": round(float(np.mean(adv["fp32"] != truth)), 4),
-                        "success_bf16": round(float(np.mean(adv["bf16"] != truth)), 4)}
+        rec["check"] = {
+            "n": int(len(truth)),
+            "agreement": round(agreement, 4),
+            "min_agreement": MIN_AGREEMENT,
+            "success_fp32": round(float(np.mean(adv["fp32"] != truth)), 4),
+            "success_bf16": round(float(np.mean(adv["bf16"] != truth)), 4),
+        }
         if agreement >= MIN_AGREEMENT:
-            rec.update(chosen="bf16", reason=f"bf16 {rec['bf16_speedup']}x faster and its white-box predictions "
-                                             f"match fp32 on {agreement:.0%} of the first batch")
+            rec.update(
+                chosen="bf16",
+                reason=f"bf16 {rec['bf16_speedup']}x faster and its white-box predictions "
+                f"match fp32 on {agreement:.0%} of the first batch",
+            )
         else:
-            rec.update(chosen="fp32", reason=f"bf16 is faster but its white-box predictions match fp32 on only "
-                                             f"{agreement:.0%} of the first batch (< {MIN_AGREEMENT:.0%})")
+            rec.update(
+                chosen="fp32",
+                reason=f"bf16 is faster but its white-box predictions match fp32 on only "
+                f"{agreement:.0%} of the first batch (< {MIN_AGREEMENT:.0%})",
+            )
     attack.precision = rec["chosen"]
     rec["seconds"] = round(time.perf_counter() - t0, 2)
     return rec
@@ -113,9 +128,15 @@ def decision_key(attack, surrogate_sha256, x: np.ndarray) -> str:
     import hashlib
     import json
 
-    facts = {"cpu": _host_cpu(), "device": str(attack.device), "torch": torch.__version__,
-             "threads": torch.get_num_threads(), "surrogate": list(surrogate_sha256 or []), "attack": attack.name,
-             "shape": list(np.shape(x))}
+    facts = {
+        "cpu": _host_cpu(),
+        "device": str(attack.device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "surrogate": list(surrogate_sha256 or []),
+        "attack": attack.name,
+        "shape": list(np.shape(x)),
+    }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -92,20 +92,40 @@ class GradientAttack:
     display_name: ClassVar[str] = "MI-FGSM"
     grad_wrt_copies: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, *, epsilon: float = 16 / 255, steps: int = 10, alpha: float | None = None,
-                 decay: float = 1.0, norm: str = "linf", max_batch_rows: int | None = None,
-                 precision: str = "fp32", channels_last: bool = True, fold_bn: bool = True,
-                 device: str | torch.device | None = None) -> None:
-        _check(isinstance(model, nn.Module), f"attack {self.name}: model must be a torch nn.Module, got {type(model).__name__}")
-        _check(isinstance(epsilon, (int, float)) and 0 < float(epsilon) <= 1,
-               f"attack {self.name}: epsilon {epsilon!r} is outside (0, 1]")
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        epsilon: float = 16 / 255,
+        steps: int = 10,
+        alpha: float | None = None,
+        decay: float = 1.0,
+        norm: str = "linf",
+        max_batch_rows: int | None = None,
+        precision: str = "fp32",
+        channels_last: bool = True,
+        fold_bn: bool = True,
+        device: str | torch.device | None = None,
+    ) -> None:
+        _check(
+            isinstance(model, nn.Module),
+            f"attack {self.name}: model must be a torch nn.Module, got {type(model).__name__}",
+        )
+        _check(
+            isinstance(epsilon, (int, float)) and 0 < float(epsilon) <= 1,
+            f"attack {self.name}: epsilon {epsilon!r} is outside (0, 1]",
+        )
         _check(isinstance(steps, int) and steps >= 1, f"attack {self.name}: steps {steps!r} must be an integer >= 1")
-        _check(alpha is None or (isinstance(alpha, (int, float)) and alpha > 0),
-               f"attack {self.name}: alpha {alpha!r} must be positive")
+        _check(
+            alpha is None or (isinstance(alpha, (int, float)) and alpha > 0),
+            f"attack {self.name}: alpha {alpha!r} must be positive",
+        )
         _check(isinstance(decay, (int, float)) and decay >= 0, f"attack {self.name}: decay {decay!r} must be >= 0")
         _check(norm in NORMS, f"attack {self.name}: norm {norm!r} is not one of {', '.join(NORMS)}")
-        _check(max_batch_rows is None or (isinstance(max_batch_rows, int) and max_batch_rows >= 1),
-               f"attack {self.name}: max_batch_rows {max_batch_rows!r} must be an integer >= 1")
+        _check(
+            max_batch_rows is None or (isinstance(max_batch_rows, int) and max_batch_rows >= 1),
+            f"attack {self.name}: max_batch_rows {max_batch_rows!r} must be an integer >= 1",
+        )
         self.model = model
         self.epsilon = float(epsilon)
         self.steps = int(steps)
@@ -177,7 +197,9 @@ class GradientAttack:
         """The first iterate; ``x`` itself here (a random start overrides this, see :mod:`auditor.attacks.fgsm_rs`)."""
         return x.clone()
 
-    def budget(self, x: torch.Tensor, epsilon: torch.Tensor | None) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    def budget(
+        self, x: torch.Tensor, epsilon: torch.Tensor | None
+    ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
         """``(eps, alpha)`` of one call: the attack's own, or per-image ``(N, 1, 1, 1)`` tensors for ``epsilon``.
 
         Per-image budgets (the training recipes draw ε per image) keep the step
@@ -191,8 +213,15 @@ class GradientAttack:
             raise ValueError(f"attack {self.name}: per-image epsilon must be in (0, 1], one per image")
         return eps, (eps / self.steps if self.default_alpha else eps * (self.alpha / self.epsilon))
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None,
-                 generator: torch.Generator | None = None, epsilon: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        epsilon: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Adversarial images for ``x`` (``(N, C, H, W)`` in ``[0, 1]``) with true labels ``y``.
 
         ``epsilon`` (optional, ``(N,)``) replaces the attack's budget per image for this call.
@@ -258,8 +287,10 @@ class GradientAttack:
                 (g,) = torch.autograd.grad(loss, leaf)
             if not bool(torch.isfinite(g).all()):
                 rows = int((~torch.isfinite(g.flatten(1))).any(1).sum())
-                raise ModelContractError(f"attack {self.name}: the surrogate gave NaN or infinite gradients for {rows} "
-                                         "image(s); the attack is refused (an attack on such gradients is noise)")
+                raise ModelContractError(
+                    f"attack {self.name}: the surrogate gave NaN or infinite gradients for {rows} "
+                    "image(s); the attack is refused (an attack on such gradients is noise)"
+                )
             out[start:stop] = g
             self.surrogate_rows += stop - start
         return out
@@ -277,5 +308,11 @@ class GradientAttack:
 
     def params(self) -> dict[str, Any]:
         """The effective loop parameters (JSON-compatible)."""
-        return {"epsilon": self.epsilon, "steps": self.steps, "alpha": self.alpha, "decay": self.decay,
-                "norm": self.norm, "precision": self.precision}
+        return {
+            "epsilon": self.epsilon,
+            "steps": self.steps,
+            "alpha": self.alpha,
+            "decay": self.decay,
+            "norm": self.norm,
+            "precision": self.precision,
+        }

@@ -86,9 +86,18 @@ def _surrogate_sha256(surrogate: Any) -> list[str]:
     return [f"weights:{h.hexdigest()}"]
 
 
-def cache_request(attack: Any, params: dict[str, Any], surrogate: Any, images: Any, labels: np.ndarray,
-                  names: list[str], manifest_sha256: str, seed: int, batch_size: int,
-                  lazy: bool) -> tuple[dict[str, Any], str]:
+def cache_request(
+    attack: Any,
+    params: dict[str, Any],
+    surrogate: Any,
+    images: Any,
+    labels: np.ndarray,
+    names: list[str],
+    manifest_sha256: str,
+    seed: int,
+    batch_size: int,
+    lazy: bool,
+) -> tuple[dict[str, Any], str]:
     """What a set's key is computed from (``request.json``) and the key: ``attack`` is the made attack,
     ``params`` what it was made with (the device and USMM's mask pool do not enter the key)."""
     from auditor import __version__
@@ -199,8 +208,9 @@ def write_json(path: Path, doc: Any) -> None:
     _atomic_write_json(path, doc)
 
 
-def read_batch(set_dir: Path, marker: Path, files: list[str], clean: np.ndarray,
-               manifest_sha256: str) -> tuple[np.ndarray, list[str]]:
+def read_batch(
+    set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str
+) -> tuple[np.ndarray, list[str]]:
     """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch and the PNGs' SHA-256s; raises :class:`CacheMismatch`.
 
     Checks: the done-marker parses and lists these files; it was made from this

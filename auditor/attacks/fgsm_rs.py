@@ -26,13 +26,29 @@ class FGSMRS(GradientAttack):
     name = "fgsm-rs"
     display_name = "FGSM-RS"
 
-    def __init__(self, model: torch.nn.Module, *, epsilon: float = 8 / 255, alpha_ratio: float = 1.25,
-                 device: str | torch.device | None = None) -> None:
-        super().__init__(model, epsilon=epsilon, steps=1, alpha=alpha_ratio * epsilon, decay=1.0,
-                         channels_last=False, fold_bn=False, device=device)
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        epsilon: float = 8 / 255,
+        alpha_ratio: float = 1.25,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            epsilon=epsilon,
+            steps=1,
+            alpha=alpha_ratio * epsilon,
+            decay=1.0,
+            channels_last=False,
+            fold_bn=False,
+            device=device,
+        )
         self.alpha_ratio = float(alpha_ratio)
 
-    def budget(self, x: torch.Tensor, epsilon: torch.Tensor | None) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    def budget(
+        self, x: torch.Tensor, epsilon: torch.Tensor | None
+    ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
         """Per-image budgets step ``alpha_ratio * eps_i`` (Fast-AT's 1.25 ε)."""
         eps, alpha = super().budget(x, epsilon)
         return (eps, self.alpha_ratio * eps) if epsilon is not None else (eps, alpha)

@@ -12,8 +12,13 @@ import torch
 NORMS = ("linf", "l2")
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, norm: str = "linf",
-            bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+def project(
+    x_adv: torch.Tensor,
+    x: torch.Tensor,
+    eps: float | torch.Tensor,
+    norm: str = "linf",
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """Project ``x_adv`` onto ``{z : ||z - x|| <= eps} ∩ [lo, hi]``.
 
     ``linf``: element-wise clamp to ``[x - eps, x + eps]`` then to ``bounds``

@@ -43,6 +43,8 @@ def make_attack(name: str, surrogate: Any, **params: Any):
         raise UsageError(f"attack {name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
     eps = params.get("epsilon", 16 / 255)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < float(eps) <= 1:
-        raise UsageError(f"attack {name}: epsilon {eps!r} is outside (0, 1] (epsilons are fractions of the [0,1] range)")
+        raise UsageError(
+            f"attack {name}: epsilon {eps!r} is outside (0, 1] (epsilons are fractions of the [0,1] range)"
+        )
     module = getattr(surrogate, "module", surrogate)
     return cls(module, **params)

@@ -136,8 +136,10 @@ def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
     k = levels.astype(np.int32)
     over = (k < lo) | (k > hi)
     if over.any():
-        raise DataError(f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
-                        f"({budget_levels(eps)} grey level(s))")
+        raise DataError(
+            f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
+            f"({budget_levels(eps)} grey level(s))"
+        )
     return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
 
 
@@ -174,10 +176,16 @@ class SetRun:
     precision: str = "fp32"
 
 
-def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: Any, data: SetData, run: SetRun,
-                          progress: Callable[[int], None] | None = None,
-                          only_batches: "set[int] | None" = None,
-                          on_batch: Callable[[int, float], None] | None = None) -> GeneratedSet:
+def build_adversarial_set(
+    attack_name: str,
+    params: dict[str, Any],
+    surrogate: Any,
+    data: SetData,
+    run: SetRun,
+    progress: Callable[[int], None] | None = None,
+    only_batches: "set[int] | None" = None,
+    on_batch: Callable[[int, float], None] | None = None,
+) -> GeneratedSet:
     """Attack ``data.images`` on ``surrogate`` in batches of ``run.batch_size``, or load the cached set.
 
     ``params`` go to :func:`auditor.attacks.registry.make_attack`
@@ -203,10 +211,19 @@ def build_adversarial_set(attack_name: str, params: dict[str, Any], surrogate: A
     if run.device is not None:
         params.setdefault("device", run.device)
     attack = make_attack(attack_name, surrogate, **params)
-    request, key = cache_request(attack, params, surrogate, images, labels, names, data.manifest_sha256, run.seed,
-                                 batch_size, lazy)
-    state = _Run(attack, Path(run.cache_dir) / key, request, images, labels, data.manifest_sha256, run.seed,
-                 f"{attack.name}_eps{eps_label(attack.epsilon)}")
+    request, key = cache_request(
+        attack, params, surrogate, images, labels, names, data.manifest_sha256, run.seed, batch_size, lazy
+    )
+    state = _Run(
+        attack,
+        Path(run.cache_dir) / key,
+        request,
+        images,
+        labels,
+        data.manifest_sha256,
+        run.seed,
+        f"{attack.name}_eps{eps_label(attack.epsilon)}",
+    )
     state.files = [f"{state.sub}/{p}" for p in output_names(list(names))]
     state.png_sha256 = [None] * len(state.files)
     t0 = time.perf_counter()
@@ -296,8 +313,11 @@ def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_bat
         run.dir.mkdir(parents=True, exist_ok=True)
         write_json(run.dir / "request.json", run.request)
     tb = time.perf_counter()
-    x_adv = attack(torch.from_numpy(clean), torch.from_numpy(run.labels[start:stop]),
-                   seed=batch_seed(run.seed, b)).cpu().numpy()
+    x_adv = (
+        attack(torch.from_numpy(clean), torch.from_numpy(run.labels[start:stop]), seed=batch_seed(run.seed, b))
+        .cpu()
+        .numpy()
+    )
     levels = quantize(x_adv, clean, eps)
     try:
         bl = check_levels(levels, clean, eps)
@@ -306,18 +326,28 @@ def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_bat
     batch_files = run.files[start:stop]
     digests = write_pngs(run.dir, batch_files, levels)
     batch_seconds = time.perf_counter() - tb
-    write_json(marker, {"batch": b, "files": batch_files, "png_sha256": digests,
-                        "clean_sha256": _digest(clean), "manifest_sha256": run.manifest_sha256,
-                        "epsilon_levels": budget_levels(eps), "linf_max": bl,
-                        "seconds": round(batch_seconds, 3)})
+    write_json(
+        marker,
+        {
+            "batch": b,
+            "files": batch_files,
+            "png_sha256": digests,
+            "clean_sha256": _digest(clean),
+            "manifest_sha256": run.manifest_sha256,
+            "epsilon_levels": budget_levels(eps),
+            "linf_max": bl,
+            "seconds": round(batch_seconds, 3),
+        },
+    )
     if on_batch:
         on_batch(stop - start, batch_seconds)
     run.computed += 1
     return levels, digests
 
 
-def _finish(run: _Run, key: str, index: dict | None, result, seconds: float, only_batches, names: list[str],
-            batch_size: int) -> GeneratedSet:
+def _finish(
+    run: _Run, key: str, index: dict | None, result, seconds: float, only_batches, names: list[str], batch_size: int
+) -> GeneratedSet:
     """The set: from the index on a full cache hit, else as computed (the index written when the set is whole)."""
     from auditor import __version__
 
@@ -325,21 +355,71 @@ def _finish(run: _Run, key: str, index: dict | None, result, seconds: float, onl
     backend = getattr(attack, "backend_name", None)
     files = tuple(run.files)
     if index is not None and run.computed == 0 and only_batches is None:  # a full cache hit
-        return GeneratedSet(result, key, run.dir, index.get("params", {}), index.get("label", attack.label), eps,
-                            True, seconds, backend, attack.name, files, tuple(index.get("notes", ())),
-                            str(attack.device), attack.precision, 0, run.loaded, 0, {"linf_max": run.linf_max})
+        return GeneratedSet(
+            result,
+            key,
+            run.dir,
+            index.get("params", {}),
+            index.get("label", attack.label),
+            eps,
+            True,
+            seconds,
+            backend,
+            attack.name,
+            files,
+            tuple(index.get("notes", ())),
+            str(attack.device),
+            attack.precision,
+            0,
+            run.loaded,
+            0,
+            {"linf_max": run.linf_max},
+        )
     eff = _canonical(attack.params())
     extra = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
-    out = GeneratedSet(result, key, run.dir, eff, attack.label, eps, False, seconds, backend, attack.name, files,
-                       tuple(attack.notes), str(attack.device), attack.precision, run.computed, run.loaded,
-                       attack.surrogate_rows, extra, tuple(run.warnings))
+    out = GeneratedSet(
+        result,
+        key,
+        run.dir,
+        eff,
+        attack.label,
+        eps,
+        False,
+        seconds,
+        backend,
+        attack.name,
+        files,
+        tuple(attack.notes),
+        str(attack.device),
+        attack.precision,
+        run.computed,
+        run.loaded,
+        attack.surrogate_rows,
+        extra,
+        tuple(run.warnings),
+    )
     if only_batches is None:
         n = len(run.files)
-        write_json(run.dir / INDEX_FILE, {
-            "key": key, "attack": attack.name, "label": attack.label, "epsilon": eps, "params": eff,
-            "files": run.files, "names": list(names), "n": n, "batches": len(range(0, n, batch_size)),
-            "linf_max": run.linf_max, "notes": list(attack.notes), "tool_version": __version__,
-            "seconds_last_run": round(seconds, 3), "device": str(attack.device), "precision": attack.precision})
+        write_json(
+            run.dir / INDEX_FILE,
+            {
+                "key": key,
+                "attack": attack.name,
+                "label": attack.label,
+                "epsilon": eps,
+                "params": eff,
+                "files": run.files,
+                "names": list(names),
+                "n": n,
+                "batches": len(range(0, n, batch_size)),
+                "linf_max": run.linf_max,
+                "notes": list(attack.notes),
+                "tool_version": __version__,
+                "seconds_last_run": round(seconds, 3),
+                "device": str(attack.device),
+                "precision": attack.precision,
+            },
+        )
     return out
 
 
@@ -347,8 +427,9 @@ def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
     return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0
 
 
-def _verified_batch(set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str,
-                    eps: float) -> tuple[np.ndarray, list[str]]:
+def _verified_batch(
+    set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str, eps: float
+) -> tuple[np.ndarray, list[str]]:
     """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after :func:`auditor.attacks.cache.read_batch`
     checked its files, and after checking every pixel is within the ε budget of the clean image
     (:func:`check_levels`); raises :class:`~auditor.attacks.cache.CacheMismatch`."""
@@ -385,5 +466,10 @@ def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
         psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
         ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
     linf_a, l2_a, psnr_a = np.concatenate(linf), np.concatenate(l2), np.concatenate(psnr)
-    return {"linf_mean": float(linf_a.mean()), "linf_max": float(linf_a.max()), "l2_mean": float(l2_a.mean()),
-            "ssim_mean": float(np.mean(ssim)), "psnr_mean": float(psnr_a.mean())}
+    return {
+        "linf_mean": float(linf_a.mean()),
+        "linf_max": float(linf_a.max()),
+        "l2_mean": float(l2_a.mean()),
+        "ssim_mean": float(np.mean(ssim)),
+        "psnr_mean": float(psnr_a.mean()),
+    }

@@ -71,16 +71,26 @@ class STM(GradientAttack):
     display_name = "STM"
     grad_wrt_copies = True
 
-    def __init__(self, model: nn.Module, *, num_style: int = 20, gamma: float = 0.5, beta: float = 2.0,
-                 style_backend: str | StyleBackend = "randconv", checkpoint_dir: str | Path | None = None,
-                 **loop: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_style: int = 20,
+        gamma: float = 0.5,
+        beta: float = 2.0,
+        style_backend: str | StyleBackend = "randconv",
+        checkpoint_dir: str | Path | None = None,
+        **loop: Any,
+    ) -> None:
         super().__init__(model, **loop)
         _check(isinstance(num_style, int) and num_style >= 1, f"stm: num_style {num_style!r} must be an integer >= 1")
         _check(0 <= gamma <= 1, f"stm: gamma {gamma!r} must lie in [0, 1]")
         _check(beta >= 0, f"stm: beta {beta!r} must be >= 0")
         if isinstance(style_backend, str):
-            _check(style_backend in STYLE_BACKENDS,
-                   f"stm: unknown style backend {style_backend!r}; choose one of {', '.join(STYLE_BACKENDS)}")
+            _check(
+                style_backend in STYLE_BACKENDS,
+                f"stm: unknown style backend {style_backend!r}; choose one of {', '.join(STYLE_BACKENDS)}",
+            )
             if style_backend == "ghiasi":
                 ghiasi_files(checkpoint_dir)  # fail early, before any work
         self.num_style, self.gamma, self.beta = num_style, float(gamma), float(beta)
@@ -95,7 +105,9 @@ class STM(GradientAttack):
     @property
     def backend_name(self) -> str:
         """Name of the style backend."""
-        return self.style_backend if isinstance(self.style_backend, str) else getattr(self.style_backend, "name", "custom")
+        return (
+            self.style_backend if isinstance(self.style_backend, str) else getattr(self.style_backend, "name", "custom")
+        )
 
     @property
     def label(self) -> str:
@@ -115,8 +127,11 @@ class STM(GradientAttack):
         """The style backend and, for ``ghiasi``, the checkpoint digests."""
         extras: dict[str, Any] = {"style_backend": self.backend_name}
         if self.backend_name == "randconv":  # sets made by an earlier randconv must not be reused
-            extras["randconv"] = {"kernel_sizes": list(RandConvStyle.kernel_sizes), "zero_mean": True,
-                                  "mix_max": RandConvStyle().mix_max}
+            extras["randconv"] = {
+                "kernel_sizes": list(RandConvStyle.kernel_sizes),
+                "zero_mean": True,
+                "mix_max": RandConvStyle().mix_max,
+            }
         if self.backend_name == "ghiasi":
             transformer, emb = ghiasi_files(self.checkpoint_dir)
             extras.update(transformer_sha256=_sha256(transformer), embeddings_sha256=_sha256(emb) if emb else None)
@@ -128,14 +143,23 @@ class STM(GradientAttack):
         far had ``|corr(ST(x), x)| > threshold``; None before the first copy."""
         if not self.style_rows:
             return None
-        return {"copies": self.style_rows, "near_affine": self.near_affine_rows, "threshold": NEAR_AFFINE_CORR,
-                "near_affine_share": self.near_affine_rows / self.style_rows}
+        return {
+            "copies": self.style_rows,
+            "near_affine": self.near_affine_rows,
+            "threshold": NEAR_AFFINE_CORR,
+            "near_affine_share": self.near_affine_rows / self.style_rows,
+        }
 
     def params(self) -> dict[str, Any]:
         """Loop parameters plus the STM settings; after the attack ran, also the measured ``style_diversity``
         (absent before, so it never enters a cache key)."""
-        out = {**super().params(), "num_style": self.num_style, "gamma": self.gamma, "beta": self.beta,
-               "style_backend": self.backend_name}
+        out = {
+            **super().params(),
+            "num_style": self.num_style,
+            "gamma": self.gamma,
+            "beta": self.beta,
+            "style_backend": self.backend_name,
+        }
         if self.style_diversity is not None:
             out["style_diversity"] = self.style_diversity
         return out
@@ -153,7 +177,7 @@ class STM(GradientAttack):
         outs = []
         with torch.inference_mode():
             for start in range(0, x.shape[0], rows):
-                part = x[start:start + rows]
+                part = x[start : start + rows]
                 if grey_to_colour:
                     part = grey_to_channels_t(part, 3)
                 out = self.backend(part, gen)
@@ -161,7 +185,7 @@ class STM(GradientAttack):
                     out = channels_to_grey_t(out)
                 outs.append(out.to(x.dtype))
                 self.style_rows += part.shape[0]
-                corr = abs_correlation(out, x[start:start + rows])
+                corr = abs_correlation(out, x[start : start + rows])
                 self.near_affine_rows += int((corr > NEAR_AFFINE_CORR).sum())
         return torch.cat(outs).clone()  # a normal tensor again (inference tensors cannot join autograd)
 

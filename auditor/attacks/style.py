@@ -206,12 +206,17 @@ class GhiasiNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([
-            _ConvIN(3, 32, 9), _ConvIN(32, 64, 3, 2), _ConvIN(64, 128, 3, 2),
-            *[_ResCIN(128) for _ in range(5)],
-            _UpConvCIN(128, 64, 3, upsample=True), _UpConvCIN(64, 32, 3, upsample=True),
-            _UpConvCIN(32, 3, 9, upsample=False, relu=False),
-        ])
+        self.layers = nn.ModuleList(
+            [
+                _ConvIN(3, 32, 9),
+                _ConvIN(32, 64, 3, 2),
+                _ConvIN(64, 128, 3, 2),
+                *[_ResCIN(128) for _ in range(5)],
+                _UpConvCIN(128, 64, 3, upsample=True),
+                _UpConvCIN(64, 32, 3, upsample=True),
+                _UpConvCIN(32, 3, 9, upsample=False, relu=False),
+            ]
+        )
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
         for i, layer in enumerate(self.layers):
@@ -231,7 +236,8 @@ def ghiasi_files(checkpoint: str | Path | None) -> tuple[Path, Path | None]:
     """(transformer, embeddings or None) for a folder or a transformer file; raises StyleBackendUnavailable."""
     if not checkpoint:
         raise StyleBackendUnavailable(
-            f"style backend 'ghiasi' needs {TRANSFORMER_FILE} (pass --stm-checkpoint DIR); it is not shipped")
+            f"style backend 'ghiasi' needs {TRANSFORMER_FILE} (pass --stm-checkpoint DIR); it is not shipped"
+        )
     p = Path(checkpoint)
     transformer = p / TRANSFORMER_FILE if p.is_dir() else p
     if not transformer.is_file():
@@ -252,21 +258,25 @@ class GhiasiStyle:
         try:
             doc = torch.load(self.transformer, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
-            raise StyleBackendUnavailable(f"{self.transformer}: cannot be read as a torch checkpoint "
-                                          f"({type(exc).__name__})") from None
+            raise StyleBackendUnavailable(
+                f"{self.transformer}: cannot be read as a torch checkpoint ({type(exc).__name__})"
+            ) from None
         state = doc.get("state_dict_ghiasi") if isinstance(doc, dict) else None
         if not isinstance(state, dict):
             raise StyleBackendUnavailable(f"{self.transformer}: no 'state_dict_ghiasi' entry")
         net = GhiasiNet()
         missing = [k for k in net.state_dict() if k not in state]
         if missing:
-            raise StyleBackendUnavailable(f"{self.transformer}: state_dict_ghiasi lacks {len(missing)} tensors "
-                                          f"(first: {missing[0]})")
+            raise StyleBackendUnavailable(
+                f"{self.transformer}: state_dict_ghiasi lacks {len(missing)} tensors (first: {missing[0]})"
+            )
         try:
             net.load_state_dict({k: state[k] for k in net.state_dict()}, strict=True)
         except RuntimeError as exc:
-            raise StyleBackendUnavailable(f"{self.transformer}: tensor shapes do not match the Ghiasi network "
-                                          f"({str(exc).splitlines()[-1].strip()[:120]})") from None
+            raise StyleBackendUnavailable(
+                f"{self.transformer}: tensor shapes do not match the Ghiasi network "
+                f"({str(exc).splitlines()[-1].strip()[:120]})"
+            ) from None
         self.net = net.eval().requires_grad_(False).to(device)
         self.mean = torch.zeros(100)
         self.factor = torch.eye(100)
@@ -277,8 +287,9 @@ class GhiasiStyle:
                 mu = torch.as_tensor(emb["pbn_embedding_mean"], dtype=torch.float64).flatten()
                 cov = torch.as_tensor(emb["pbn_embedding_covariance"], dtype=torch.float64)
             except Exception as exc:  # noqa: BLE001
-                raise StyleBackendUnavailable(f"{self.embeddings}: no readable pbn_embedding_mean/covariance "
-                                              f"({type(exc).__name__})") from None
+                raise StyleBackendUnavailable(
+                    f"{self.embeddings}: no readable pbn_embedding_mean/covariance ({type(exc).__name__})"
+                ) from None
             if mu.shape != (100,) or cov.shape != (100, 100):
                 raise StyleBackendUnavailable(f"{self.embeddings}: expected a 100-d mean and 100x100 covariance")
             u, s, _ = torch.linalg.svd(cov)
@@ -288,8 +299,10 @@ class GhiasiStyle:
 
     def identity(self) -> dict[str, Any]:
         """Checkpoint digests (part of the cache key)."""
-        return {"transformer_sha256": _sha256(self.transformer),
-                "embeddings_sha256": _sha256(self.embeddings) if self.embeddings else None}
+        return {
+            "transformer_sha256": _sha256(self.transformer),
+            "embeddings_sha256": _sha256(self.embeddings) if self.embeddings else None,
+        }
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # noqa: D102
         m, _, h, w = x.shape
@@ -301,8 +314,9 @@ class GhiasiStyle:
         return out.float()[:, :, :h, :w]
 
 
-def make_style_backend(name: str, checkpoint: str | Path | None = None,
-                       device: torch.device | None = None, precision: str = "fp32") -> StyleBackend:
+def make_style_backend(
+    name: str, checkpoint: str | Path | None = None, device: torch.device | None = None, precision: str = "fp32"
+) -> StyleBackend:
     """Build a style backend by name (once per attack)."""
     if name == "randconv":
         return RandConvStyle()

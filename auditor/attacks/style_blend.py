@@ -38,8 +38,9 @@ def procedural_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
     for _ in range(5):
         theta = rng.uniform(0, np.pi)
         freq = rng.uniform(4, 18)
-        tex += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta))
-                                               + rng.uniform(0, 2 * np.pi))
+        tex += rng.uniform(0.3, 1.0) * np.sin(
+            2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi)
+        )
     cy, cx = rng.uniform(0.2, 0.8, size=2)
     tex += 0.8 * np.sin(2 * np.pi * rng.uniform(6, 14) * np.hypot(yy - cy, xx - cx))
     noise = rng.normal(size=(max(2, height // 8), max(2, width // 8)))
@@ -71,8 +72,15 @@ def style_blend(x: np.ndarray, style: np.ndarray, alpha: float) -> np.ndarray:
     return ((1.0 - alpha) * x + alpha * s).astype(np.float32)
 
 
-def gatys_stylise(images: np.ndarray, style: np.ndarray, feature_model: Any, steps: int = 100,
-                  style_weight: float = 1e4, content_weight: float = 1.0, lr: float = 0.02) -> np.ndarray:
+def gatys_stylise(
+    images: np.ndarray,
+    style: np.ndarray,
+    feature_model: Any,
+    steps: int = 100,
+    style_weight: float = 1e4,
+    content_weight: float = 1.0,
+    lr: float = 0.02,
+) -> np.ndarray:
     """Gatys content/Gram optimisation of each image towards ``style`` on ``feature_model``'s conv features.
 
     ``feature_model`` is a torch module taking ``(N, 1, H, W)`` in ``[0, 1]``
@@ -128,8 +136,14 @@ def gatys_stylise(images: np.ndarray, style: np.ndarray, feature_model: Any, ste
             h.remove()
 
 
-def style_blend_set(images: np.ndarray, alpha: float, style_image: str | Path | None = None, seed: int = 0,
-                    gatys_steps: int = 0, surrogate: Any = None) -> tuple[np.ndarray, str]:
+def style_blend_set(
+    images: np.ndarray,
+    alpha: float,
+    style_image: str | Path | None = None,
+    seed: int = 0,
+    gatys_steps: int = 0,
+    surrogate: Any = None,
+) -> tuple[np.ndarray, str]:
     """The blended set at one ``alpha`` and its report label.
 
     ``style_image`` None -> the built-in procedural texture (seeded). With

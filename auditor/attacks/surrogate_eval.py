@@ -25,8 +25,8 @@ def surrogate_predict(module: nn.Module, images: np.ndarray, batch_size: int = 3
     out = np.empty(len(images), dtype=np.int64)
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32)).to(device)
-            out[start:start + len(x)] = module(x).float().argmax(1).cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(device)
+            out[start : start + len(x)] = module(x).float().argmax(1).cpu().numpy()
     return out
 
 

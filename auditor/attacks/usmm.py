@@ -110,34 +110,58 @@ class USMM(GradientAttack):
     display_name = "USMM"
     grad_wrt_copies = True
 
-    def __init__(self, model: nn.Module, *, num_scale: int = 5, num_mix: int = 3, scale_low: float = 0.1,
-                 scale_high: float = 0.75, mix_range: float = 0.5, mask_pool: Any = None,
-                 mask_pool_labels: Any = None, mask_source: str = "auto", mask_pool_size: int = MASK_POOL_SIZE,
-                 mask_pool_seed: int = 0, **loop: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_scale: int = 5,
+        num_mix: int = 3,
+        scale_low: float = 0.1,
+        scale_high: float = 0.75,
+        mix_range: float = 0.5,
+        mask_pool: Any = None,
+        mask_pool_labels: Any = None,
+        mask_source: str = "auto",
+        mask_pool_size: int = MASK_POOL_SIZE,
+        mask_pool_seed: int = 0,
+        **loop: Any,
+    ) -> None:
         super().__init__(model, **loop)
         _check(isinstance(num_scale, int) and num_scale >= 1, f"usmm: num_scale {num_scale!r} must be an integer >= 1")
         _check(isinstance(num_mix, int) and num_mix >= 1, f"usmm: num_mix {num_mix!r} must be an integer >= 1")
-        _check(0 < scale_low <= scale_high, f"usmm: need 0 < scale_low <= scale_high, got {scale_low!r}, {scale_high!r}")
+        _check(
+            0 < scale_low <= scale_high, f"usmm: need 0 < scale_low <= scale_high, got {scale_low!r}, {scale_high!r}"
+        )
         _check(0 <= mix_range <= 1, f"usmm: mix_range {mix_range!r} must lie in [0, 1]")
-        _check(mask_source in MASK_SOURCES, f"usmm: mask_source {mask_source!r} is not one of {', '.join(MASK_SOURCES)}")
+        _check(
+            mask_source in MASK_SOURCES, f"usmm: mask_source {mask_source!r} is not one of {', '.join(MASK_SOURCES)}"
+        )
         self.num_scale, self.num_mix = num_scale, num_mix
         self.scale_low, self.scale_high, self.mix_range = float(scale_low), float(scale_high), float(mix_range)
         self.scales = usmm_scales(num_scale, self.scale_low, self.scale_high)
         self._pool: torch.Tensor | None = None
         self._pool_labels: torch.Tensor | None = None
         self._pool_digest: str | None = None
-        _check(isinstance(mask_pool_size, int) and mask_pool_size >= 1,
-               f"usmm: mask_pool_size {mask_pool_size!r} must be an integer >= 1")
+        _check(
+            isinstance(mask_pool_size, int) and mask_pool_size >= 1,
+            f"usmm: mask_pool_size {mask_pool_size!r} must be an integer >= 1",
+        )
         if mask_pool is not None and mask_pool_labels is not None and len(mask_pool) > mask_pool_size:
             cut = bounded_mask_pool(mask_pool, mask_pool_labels, mask_pool_size, mask_pool_seed)
             mask_pool, mask_pool_labels = cut["mask_pool"], cut["mask_pool_labels"]
         if mask_pool is not None:
             pool = torch.as_tensor(np.asarray(mask_pool, dtype=np.float32))
-            _check(pool.dim() == 4 and pool.shape[0] >= 1, f"usmm: mask_pool must be (P, C, H, W), got {tuple(pool.shape)}")
-            _check(mask_pool_labels is not None, "usmm: mask_pool needs mask_pool_labels (one class index per pool image)")
+            _check(
+                pool.dim() == 4 and pool.shape[0] >= 1, f"usmm: mask_pool must be (P, C, H, W), got {tuple(pool.shape)}"
+            )
+            _check(
+                mask_pool_labels is not None, "usmm: mask_pool needs mask_pool_labels (one class index per pool image)"
+            )
             labels = torch.as_tensor(np.asarray(mask_pool_labels, dtype=np.int64))
-            _check(labels.shape == (pool.shape[0],),
-                   f"usmm: mask_pool_labels has shape {tuple(labels.shape)}, expected ({pool.shape[0]},)")
+            _check(
+                labels.shape == (pool.shape[0],),
+                f"usmm: mask_pool_labels has shape {tuple(labels.shape)}, expected ({pool.shape[0]},)",
+            )
             self._pool, self._pool_labels = pool, labels
             self._pool_digest = _array_digest(pool.numpy()) + ":" + _array_digest(labels.numpy())
         if mask_source == "pool":
@@ -145,8 +169,10 @@ class USMM(GradientAttack):
         if mask_source == "auto":
             mask_source = "pool" if self._pool is not None else "batch"
             if self._pool is None:
-                self.notes.append("no mask pool given: mix masks come from a permutation of the attacked batch "
-                                  "(reference behaviour; may mask an image with itself)")
+                self.notes.append(
+                    "no mask pool given: mix masks come from a permutation of the attacked batch "
+                    "(reference behaviour; may mask an image with itself)"
+                )
         self.mask_source = mask_source
         self._candidates: dict[int, torch.Tensor] = {}
         self._pool_sized: dict[tuple[int, int], torch.Tensor] = {}
@@ -169,8 +195,14 @@ class USMM(GradientAttack):
 
     def params(self) -> dict[str, Any]:
         """Loop parameters plus the USMM settings."""
-        return {**super().params(), "num_scale": self.num_scale, "num_mix": self.num_mix, "scales": self.scales,
-                "mix_range": self.mix_range, "mask_source": self.mask_source}
+        return {
+            **super().params(),
+            "num_scale": self.num_scale,
+            "num_mix": self.num_mix,
+            "scales": self.scales,
+            "mix_range": self.mix_range,
+            "mask_source": self.mask_source,
+        }
 
     # ------------------------------------------------------------------ masks
     def _other_class(self, cls: int) -> torch.Tensor:
@@ -188,7 +220,9 @@ class USMM(GradientAttack):
         if (h, w) not in self._pool_sized:
             pool = self._pool
             if pool.shape[-2:] != (h, w):
-                pool = F.interpolate(pool, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+                pool = F.interpolate(pool, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(
+                    0, 1
+                )
             self._pool_sized[(h, w)] = pool
         return self._pool_sized[(h, w)]
 

@@ -71,7 +71,9 @@ class LazyGroup(click.Group):
                 ctx.exit(EXIT_RUNTIME)
             if is_environment_error(exc):  # e.g. the cache's disk filled up mid-attack
                 where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-                click.echo(f"error: {where}{exc.strerror or exc} (a problem of this machine, not of the input)", err=True)
+                click.echo(
+                    f"error: {where}{exc.strerror or exc} (a problem of this machine, not of the input)", err=True
+                )
                 ctx.exit(EXIT_RUNTIME)
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             click.echo(f"internal error: {type(exc).__name__}: {first} (re-run with --debug for a traceback)", err=True)

@@ -28,38 +28,90 @@ def _parse_attack_names(text: str) -> list[str]:
 
 @click.command("attack")
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
-@click.option("--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table.")
+@click.option(
+    "--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table."
+)
 @click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
 @click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
-@click.option("--target", type=click.Path(dir_okay=False),
-              help="ONNX target: its classes and input size are used (default: the surrogate checkpoint's spec).")
+@click.option(
+    "--target",
+    type=click.Path(dir_okay=False),
+    help="ONNX target: its classes and input size are used (default: the surrogate checkpoint's spec).",
+)
 @click.option("--attacks", default="usmm,stm", show_default=True, help="Comma list of mifgsm, usmm, stm.")
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="Surrogate arithmetic; auto times fp32 and bf16 here and checks bf16 on the first batch.")
-@click.option("--batch-size", type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE), default=4, show_default=True, help="Images per attack batch.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Surrogate arithmetic; auto times fp32 and bf16 here and checks bf16 on the first batch.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE),
+    default=4,
+    show_default=True,
+    help="Images per attack batch.",
+)
 @click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
-@click.option("--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's).")
-@click.option("--style-backend", type=click.Choice(["randconv", "adain-stats", "ghiasi"]), default="randconv",
-              show_default=True, help="STM style augmentation (ghiasi needs --stm-checkpoint).")
+@click.option(
+    "--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's)."
+)
+@click.option(
+    "--style-backend",
+    type=click.Choice(["randconv", "adain-stats", "ghiasi"]),
+    default="randconv",
+    show_default=True,
+    help="STM style augmentation (ghiasi needs --stm-checkpoint).",
+)
 @click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
 @click.option("--strict", is_flag=True, help="Skipped images or attacks make the command fail.")
 @common_run_options
-def attack_command(surrogate, data, data_format, label_map, target, attacks, eps, out, precision, batch_size,
-                   max_images, image_size, style_backend, stm_checkpoint, strict, seed, device, quiet,
-                   no_progress) -> None:
+def attack_command(
+    surrogate,
+    data,
+    data_format,
+    label_map,
+    target,
+    attacks,
+    eps,
+    out,
+    precision,
+    batch_size,
+    max_images,
+    image_size,
+    style_backend,
+    stm_checkpoint,
+    strict,
+    seed,
+    device,
+    quiet,
+    no_progress,
+) -> None:
     """Attack the images in --data with a surrogate and write 8-bit adversarial PNG sets to --out."""
     from auditor.attacks.device import pick_device
     from auditor.data import parse_label_map
     from auditor.progress import Reporter
     from auditor.scan.options import ScanOptions
 
-    opts = ScanOptions(attacks=tuple(_parse_attack_names(attacks)), epsilons=tuple(parse_epsilons(eps)),
-                       surrogate=surrogate, seed=seed, attack_batch_size=batch_size, max_images=max_images,
-                       device=device, precision=precision, cache_dir=out, style_backend=style_backend,
-                       stm_checkpoint=stm_checkpoint, label_map=parse_label_map(label_map), data_format=data_format,
-                       strict=strict)  # every flag before the surrogate is loaded
+    opts = ScanOptions(
+        attacks=tuple(_parse_attack_names(attacks)),
+        epsilons=tuple(parse_epsilons(eps)),
+        surrogate=surrogate,
+        seed=seed,
+        attack_batch_size=batch_size,
+        max_images=max_images,
+        device=device,
+        precision=precision,
+        cache_dir=out,
+        style_backend=style_backend,
+        stm_checkpoint=stm_checkpoint,
+        label_map=parse_label_map(label_map),
+        data_format=data_format,
+        strict=strict,
+    )  # every flag before the surrogate is loaded
     reporter = Reporter(quiet=quiet, progress=False if no_progress else None)
     dev = pick_device(device)
     ctx, sur = _context(opts, target, image_size, reporter, dev)
@@ -100,14 +152,25 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
     jobs = scan_jobs(ctx, list(opts.attacks))
     precision = resolve_scan_precision(ctx, sur, jobs, dev)
     size = (ctx.target.spec.height, ctx.target.spec.width)
-    reporter.info(f"{len(data.samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
-                  f"({sur.threat_model}), device {dev}, precision {precision}")
+    reporter.info(
+        f"{len(data.samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
+        f"({sur.threat_model}), device {dev}, precision {precision}"
+    )
     summary = [_summary_entry(ctx, job, aset) for job, aset in generate_sets(ctx, jobs, sur, dev, precision)]
     skipped = [*data.info["skipped"], *(s.to_dict() for s in ctx.skipped)]
-    doc = {"surrogate": sur.identity, "threat_model": sur.threat_model, "data": str(data_path),
-           "manifest_sha256": data.info["manifest_sha256"], "image_size": list(size), "seed": opts.seed,
-           "precision": precision, "precision_choice": ctx.precision_choice, "sets": summary, "skipped": skipped,
-           "dropped": data.info["dropped"]}
+    doc = {
+        "surrogate": sur.identity,
+        "threat_model": sur.threat_model,
+        "data": str(data_path),
+        "manifest_sha256": data.info["manifest_sha256"],
+        "image_size": list(size),
+        "seed": opts.seed,
+        "precision": precision,
+        "precision_choice": ctx.precision_choice,
+        "sets": summary,
+        "skipped": skipped,
+        "dropped": data.info["dropped"],
+    }
     out = Path(opts.cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attack_summary.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
@@ -123,9 +186,22 @@ def _summary_entry(ctx, job, aset) -> dict:
     from auditor.attacks.sets import perturbation_stats
 
     stats = perturbation_stats(ctx.data.images, aset.images)
-    ctx.reporter.info(f"{job.name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
-                      f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}")
-    return {"name": job.name, "attack": job.attack, "epsilon": job.epsilon, "label": aset.label, "key": aset.key,
-            "dir": str(aset.dir), "cache_hit": aset.cache_hit, "seconds": round(aset.seconds, 2),
-            "backend": aset.backend, "style_diversity": aset.params.get("style_diversity"),
-            "notes": list(aset.notes), "n_images": len(aset.images), "stats": stats}
+    ctx.reporter.info(
+        f"{job.name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
+        f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}"
+    )
+    return {
+        "name": job.name,
+        "attack": job.attack,
+        "epsilon": job.epsilon,
+        "label": aset.label,
+        "key": aset.key,
+        "dir": str(aset.dir),
+        "cache_hit": aset.cache_hit,
+        "seconds": round(aset.seconds, 2),
+        "backend": aset.backend,
+        "style_diversity": aset.params.get("style_diversity"),
+        "notes": list(aset.notes),
+        "n_images": len(aset.images),
+        "stats": stats,
+    }

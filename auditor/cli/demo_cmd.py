@@ -8,8 +8,13 @@ import click
 
 
 @click.command("demo")
-@click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the phantoms, the models and the report.")
+@click.option(
+    "--out",
+    default="demo-out",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the phantoms, the models and the report.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantoms and the training.")
 @click.option("--quick", is_flag=True, help="Seconds-long smoke run (tiny data, 2 epochs): the numbers mean nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
@@ -22,7 +27,9 @@ def demo_command(ctx: click.Context, out: str, seed: int, quick: bool, quiet: bo
     click.echo("xray-audit demo: everything below uses SYNTHETIC procedural phantoms, not radiographs.")
     paths = prepare_demo(out, seed=seed, quick=quick, quiet=quiet, progress=False if no_progress else None)
     m = paths["metrics"]
-    click.echo(f"target model (SYNTHETIC): {paths['model']} - clean test accuracy {m['accuracy']:.3f} on {m['n']} phantoms")
+    click.echo(
+        f"target model (SYNTHETIC): {paths['model']} - clean test accuracy {m['accuracy']:.3f} on {m['n']} phantoms"
+    )
     click.echo(f"model card:               {paths['card']}")
     if paths.get("surrogate"):
         click.echo(f"surrogate checkpoint:     {paths['surrogate']}")
@@ -30,11 +37,15 @@ def demo_command(ctx: click.Context, out: str, seed: int, quick: bool, quiet: bo
     try:
         from auditor.cli.scan_cmd import run_scan_from_demo
     except ImportError:
-        click.echo("scan skipped: the scan command is not available in this build; the model above is ready for "
-                   f"`xray-audit scan {paths['model']} --data {paths['scan_data_dir']}`")
+        click.echo(
+            "scan skipped: the scan command is not available in this build; the model above is ready for "
+            f"`xray-audit scan {paths['model']} --data {paths['scan_data_dir']}`"
+        )
         return
     report_dir = Path(out) / "report"
-    code = run_scan_from_demo(paths["model"], paths["scan_data_dir"], str(report_dir), paths.get("surrogate"), quiet=quiet)
+    code = run_scan_from_demo(
+        paths["model"], paths["scan_data_dir"], str(report_dir), paths.get("surrogate"), quiet=quiet
+    )
     html = report_dir / "report.html"
     click.echo(f"report (SYNTHETIC demo): {html if html.exists() else report_dir}")
     ctx.exit(code)

@@ -20,9 +20,13 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
 
     proto = load_onnx_proto(model)
     spec = read_spec(model, model=proto, sidecar=kw.get("sidecar"), overrides=contract_overrides(kw))
-    doc = {"path": model, "sha256": sha256_file(model),
-           "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),
-           "producer": f"{proto.producer_name} {proto.producer_version}".strip(), "spec": spec.to_dict()}
+    doc = {
+        "path": model,
+        "sha256": sha256_file(model),
+        "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "spec": spec.to_dict(),
+    }
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -34,12 +38,16 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
     table.add_column("value")
     table.add_column("from")
     rows = [
-        ("sha256", doc["sha256"], ""), ("opset / producer", f"{doc['opset']} / {doc['producer']}", ""),
+        ("sha256", doc["sha256"], ""),
+        ("opset / producer", f"{doc['opset']} / {doc['producer']}", ""),
         ("input", spec.input_name, spec.sources.get("input_name", "")),
         ("layout", spec.layout, spec.sources.get("layout", "")),
         ("channels", str(spec.channels), spec.sources.get("channels", "")),
-        ("size (H x W)", f"{spec.height} x {spec.width}" + (" (dynamic)" if spec.dynamic_size else ""),
-         spec.sources.get("height", "")),
+        (
+            "size (H x W)",
+            f"{spec.height} x {spec.width}" + (" (dynamic)" if spec.dynamic_size else ""),
+            spec.sources.get("height", ""),
+        ),
         ("batch", "dynamic" if spec.dynamic_batch else "fixed", "graph"),
         ("dtype", spec.dtype, spec.sources.get("dtype", "")),
         ("scaling", f"{spec.scaling} (mean {list(spec.mean)}, std {list(spec.std)})", spec.sources.get("scaling", "")),

@@ -43,15 +43,26 @@ def model_contract_options(func):
         click.option("--labels", help="Class names in output order, comma-separated (overrides metadata)."),
         click.option("--layout", type=click.Choice(LAYOUTS), help="Input layout (default: from the graph)."),
         click.option("--channels", type=click.Choice(["1", "3"]), help="Input channels (default: from the graph)."),
-        click.option("--scaling", type=click.Choice(SCALINGS),
-                     help="Intensity scaling the model expects (default: metadata, else [0,1] with a warning)."),
+        click.option(
+            "--scaling",
+            type=click.Choice(SCALINGS),
+            help="Intensity scaling the model expects (default: metadata, else [0,1] with a warning).",
+        ),
         click.option("--mean", help="Custom per-channel mean in [0,1] units, comma-separated (with --scaling custom)."),
         click.option("--std", help="Custom per-channel std in [0,1] units, comma-separated (with --scaling custom)."),
-        click.option("--image-size", type=click.IntRange(8, 4096),
-                     help="Input size for models with dynamic height/width (default 224)."),
-        click.option("--output-kind", type=click.Choice(OUTPUT_KINDS), help="What the output holds (default: from the graph)."),
-        click.option("--sidecar", type=click.Path(dir_okay=False),
-                     help="ModelSpec JSON overriding the model's metadata (default: MODEL.json if present)."),
+        click.option(
+            "--image-size",
+            type=click.IntRange(8, 4096),
+            help="Input size for models with dynamic height/width (default 224).",
+        ),
+        click.option(
+            "--output-kind", type=click.Choice(OUTPUT_KINDS), help="What the output holds (default: from the graph)."
+        ),
+        click.option(
+            "--sidecar",
+            type=click.Path(dir_okay=False),
+            help="ModelSpec JSON overriding the model's metadata (default: MODEL.json if present).",
+        ),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -112,9 +123,16 @@ def split_list(text: str | None) -> list[str]:
 def common_run_options(func):
     """--seed, --device, --quiet, --no-progress."""
     opts = [
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, attacks and bootstrap."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where torch work and ONNX Runtime run."),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed for sampling, attacks and bootstrap."
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+            help="Where torch work and ONNX Runtime run.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary."),
         click.option("--no-progress", is_flag=True, help="No progress bars even on a terminal."),
     ]

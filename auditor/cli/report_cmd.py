@@ -18,8 +18,9 @@ from auditor.cli.options import split_list
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
 @click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
-def report_command(results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None,
-                   strict: bool) -> None:
+def report_command(
+    results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None, strict: bool
+) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
     from auditor.capture import capture_library_output
     from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes

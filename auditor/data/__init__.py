@@ -9,6 +9,17 @@ from auditor.data.labels import DROP, drop_labels, map_labels, parse_label_map, 
 from auditor.data.limits import MAX_PIXELS, ImageReadError
 
 __all__ = [
-    "DROP", "MAX_PIXELS", "Dataset", "ImageReadError", "drop_duplicates", "drop_labels", "fingerprint", "load_image",
-    "load_images", "map_labels", "open_dataset", "parse_label_map", "stratified_subset",
+    "DROP",
+    "MAX_PIXELS",
+    "Dataset",
+    "ImageReadError",
+    "drop_duplicates",
+    "drop_labels",
+    "fingerprint",
+    "load_image",
+    "load_images",
+    "map_labels",
+    "open_dataset",
+    "parse_label_map",
+    "stratified_subset",
 ]

@@ -121,8 +121,9 @@ def load_image_noted(path: str | Path, size: tuple[int, int] | None = None) -> t
     return (_fit(img, size) if size else img), notes
 
 
-def load_images(samples, size: tuple[int, int], progress=None,
-                notes: dict[str, list[str]] | None = None) -> tuple[np.ndarray, list[int], list[Skipped]]:
+def load_images(
+    samples, size: tuple[int, int], progress=None, notes: dict[str, list[str]] | None = None
+) -> tuple[np.ndarray, list[int], list[Skipped]]:
     """Decode samples into an ``(N, 1, H, W)`` float32 batch.
 
     Returns the batch of the readable images, their indices into ``samples`` and

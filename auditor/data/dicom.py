@@ -89,10 +89,10 @@ def _plugin_error(plugin: str, exc: Exception) -> str:
     """``plugin: message`` on one line, without pydicom's wrapper around a single plugin's error."""
     msg = _one_line(exc) or type(exc).__name__
     if msg.startswith(_ALL_FAILED):
-        msg = msg[len(_ALL_FAILED):].strip()
+        msg = msg[len(_ALL_FAILED) :].strip()
     name = plugin or "pydicom"
     if msg.startswith(f"{name}:"):
-        msg = msg[len(name) + 1:].strip()
+        msg = msg[len(name) + 1 :].strip()
     return f"{name}: {msg}"
 
 
@@ -107,16 +107,19 @@ def _read_dataset(path: Path):
     try:
         return pydicom.dcmread(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure is a reason to skip
-        raise ImageReadError(_sentence(f"Unreadable DICOM file: pydicom cannot parse it "
-                                       f"({type(exc).__name__}: {_one_line(exc)})")) from None
+        raise ImageReadError(
+            _sentence(f"Unreadable DICOM file: pydicom cannot parse it ({type(exc).__name__}: {_one_line(exc)})")
+        ) from None
 
 
 def _transfer_syntax(ds):
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if not ts:
-        raise ImageReadError("DICOM file has no Transfer Syntax UID (0002,0010) in its file meta "
-                             "information, so its pixel data cannot be interpreted.")
+        raise ImageReadError(
+            "DICOM file has no Transfer Syntax UID (0002,0010) in its file meta "
+            "information, so its pixel data cannot be interpreted."
+        )
     return ts
 
 
@@ -134,8 +137,9 @@ def _check_shape(ds) -> int:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
     except (AttributeError, TypeError, ValueError) as exc:
-        raise ImageReadError(_sentence(f"DICOM image attributes are invalid ({type(exc).__name__}: "
-                                       f"{_one_line(exc)})")) from None
+        raise ImageReadError(
+            _sentence(f"DICOM image attributes are invalid ({type(exc).__name__}: {_one_line(exc)})")
+        ) from None
     if rows * cols > limits.MAX_PIXELS:
         raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {limits.MAX_PIXELS} pixels.")
     return max(frames, 1)
@@ -163,16 +167,19 @@ def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str]
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
-        raise ImageReadError(f"Transfer syntax {_ts_name(ts)} cannot be decoded: pydicom has no decoder for "
-                             f"it.") from None
+        raise ImageReadError(
+            f"Transfer syntax {_ts_name(ts)} cannot be decoded: pydicom has no decoder for it."
+        ) from None
     if decoder.is_native:
         plugins: list[str] = [""]
     else:
         available = list(decoder.available_plugins)
         if not available:
             missing = "; ".join(decoder.missing_dependencies) or "none known"
-            raise ImageReadError(f"Transfer syntax {_ts_name(ts)} cannot be decoded: no decoder plugin is "
-                                 f"installed (missing: {missing}).")
+            raise ImageReadError(
+                f"Transfer syntax {_ts_name(ts)} cannot be decoded: no decoder plugin is "
+                f"installed (missing: {missing})."
+            )
         plugins = sorted(available, key=lambda p: PLUGIN_ORDER.index(p) if p in PLUGIN_ORDER else len(PLUGIN_ORDER))
     failures = []
     for plugin in plugins:
@@ -185,8 +192,12 @@ def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str]
                 continue
         notes = sorted({_one_line(w.message) for w in caught})
         return arr, meta, plugin or None, notes, failures
-    raise ImageReadError(_sentence(f"Pixel data in {_ts_name(ts)} could not be decoded, the file is probably "
-                                   f"corrupt or truncated ({'; '.join(failures)})"))
+    raise ImageReadError(
+        _sentence(
+            f"Pixel data in {_ts_name(ts)} could not be decoded, the file is probably "
+            f"corrupt or truncated ({'; '.join(failures)})"
+        )
+    )
 
 
 def _luma(rgb: np.ndarray, max_value: float) -> np.ndarray:
@@ -214,8 +225,10 @@ def _grey_from_palette(arr: np.ndarray, ds) -> tuple[np.ndarray, str]:
 
     rgb = apply_color_lut(arr, ds)
     bits = 8 if rgb.dtype == np.uint8 else 16
-    return _luma(rgb, 2.0**bits - 1), ("PALETTE COLOR mapped to RGB through its lookup tables (pydicom), then "
-                                       "grey = ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B")
+    return _luma(rgb, 2.0**bits - 1), (
+        "PALETTE COLOR mapped to RGB through its lookup tables (pydicom), then "
+        "grey = ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B"
+    )
 
 
 def _grey(arr: np.ndarray, meta: dict, ds) -> tuple[np.ndarray, str | None]:
@@ -236,11 +249,14 @@ def _grey(arr: np.ndarray, meta: dict, ds) -> tuple[np.ndarray, str | None]:
             arr = convert_color_space(arr, pi, "RGB")
         bits = int(meta.get("bits_stored") or ds.get("BitsStored") or 8)
         via = f"stored as {stored_pi}, converted to RGB by pydicom, then " if stored_pi != "RGB" else ""
-        return _luma(arr, 2.0**bits - 1), (f"colour image ({via}grey = ITU-R BT.601 luma 0.299 R + 0.587 G + "
-                                           f"0.114 B of {bits}-bit samples)")
-    raise ImageReadError(f"DICOM photometric interpretation {stored_pi!r} with {spp} sample(s) per pixel is not "
-                         f"supported; only MONOCHROME1, MONOCHROME2, PALETTE COLOR, RGB and YBR colour images can "
-                         f"be audited.")
+        return _luma(arr, 2.0**bits - 1), (
+            f"colour image ({via}grey = ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B of {bits}-bit samples)"
+        )
+    raise ImageReadError(
+        f"DICOM photometric interpretation {stored_pi!r} with {spp} sample(s) per pixel is not "
+        f"supported; only MONOCHROME1, MONOCHROME2, PALETTE COLOR, RGB and YBR colour images can "
+        f"be audited."
+    )
 
 
 def read_dicom(path: str | Path) -> DicomImage:
@@ -252,8 +268,9 @@ def read_dicom(path: str | Path) -> DicomImage:
     arr, meta, plugin, decode_warnings, failures = _decode(ds, ts, index)
     notes = [frame_note] if frame_note else []
     if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
-        notes.append(f"transfer syntax {_ts_name(ts)} is outside the tested set; decoded by pydicom "
-                     f"({plugin or 'native'})")
+        notes.append(
+            f"transfer syntax {_ts_name(ts)} is outside the tested set; decoded by pydicom ({plugin or 'native'})"
+        )
     elif plugin and plugin != "pylibjpeg":
         why = f"after {'; '.join(failures)}" if failures else "(pylibjpeg is not installed)"
         notes.append(f"decoded by pydicom's {plugin!r} plugin {why}")

@@ -158,8 +158,13 @@ def _folder_dataset(root: Path) -> Dataset:
     for cdir in classes:
         real = os.path.realpath(cdir)
         if not _inside(real, state.root) or real == state.root:
-            state.skipped.append(Skipped(str(cdir), OUTSIDE_ROOT if real != state.root else
-                                         "symlink loop: class folder is the data root", "image"))
+            state.skipped.append(
+                Skipped(
+                    str(cdir),
+                    OUTSIDE_ROOT if real != state.root else "symlink loop: class folder is the data root",
+                    "image",
+                )
+            )
         elif real in state.classes:
             state.skipped.append(Skipped(str(cdir), f"same folder as class {state.classes[real]!r}", "image"))
         else:
@@ -210,8 +215,13 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
     return Dataset(str(csv_path), "csv", tuple(samples), tuple(skipped))
 
 
-def _nih_dataset(table: Path, rows: list[dict[str, str]], images_dir: Path | None,
-                 finding_map: dict[str, str], allow_outside_root: bool = False) -> Dataset:
+def _nih_dataset(
+    table: Path,
+    rows: list[dict[str, str]],
+    images_dir: Path | None,
+    finding_map: dict[str, str],
+    allow_outside_root: bool = False,
+) -> Dataset:
     base = images_dir or (table.parent / "images" if (table.parent / "images").is_dir() else table.parent)
     skipped: list[Skipped] = []
     samples = []
@@ -236,8 +246,13 @@ def _nih_dataset(table: Path, rows: list[dict[str, str]], images_dir: Path | Non
     return Dataset(str(table), "nih", tuple(samples), tuple(skipped))
 
 
-def open_dataset(root: str | Path, fmt: str = "auto", images_dir: str | Path | None = None,
-                 finding_map: dict[str, str] | None = None, allow_outside_root: bool = False) -> Dataset:
+def open_dataset(
+    root: str | Path,
+    fmt: str = "auto",
+    images_dir: str | Path | None = None,
+    finding_map: dict[str, str] | None = None,
+    allow_outside_root: bool = False,
+) -> Dataset:
     """Index a data set; images are not decoded yet.
 
     ``root`` is a folder (``folder`` layout) or a CSV (manifest or NIH table).

@@ -44,9 +44,16 @@ def drop_duplicates(samples) -> tuple[list[int], list[Skipped]]:
             first[s.sha256] = s
             keep.append(i)
         elif seen.label != s.label:
-            raise DataError(f"the same image (SHA-256 {s.sha256[:12]}...) is labelled {seen.label!r} as "
-                            f"{seen.rel_path or seen.path} and {s.label!r} as {s.rel_path or s.path}")
+            raise DataError(
+                f"the same image (SHA-256 {s.sha256[:12]}...) is labelled {seen.label!r} as "
+                f"{seen.rel_path or seen.path} and {s.label!r} as {s.rel_path or s.path}"
+            )
         else:
-            dups.append(Skipped(s.rel_path or s.path, f"exact duplicate of {seen.rel_path or seen.path} "
-                                f"(same SHA-256): counted once", "image"))
+            dups.append(
+                Skipped(
+                    s.rel_path or s.path,
+                    f"exact duplicate of {seen.rel_path or seen.path} (same SHA-256): counted once",
+                    "image",
+                )
+            )
     return keep, dups

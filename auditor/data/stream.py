@@ -34,8 +34,9 @@ PREFETCH = 2
 LOADER_THREADS = 2
 
 
-def prefetch(jobs: Iterable[Callable[[], object]], depth: int = PREFETCH,
-             threads: int = LOADER_THREADS) -> Iterator[object]:
+def prefetch(
+    jobs: Iterable[Callable[[], object]], depth: int = PREFETCH, threads: int = LOADER_THREADS
+) -> Iterator[object]:
     """Run ``jobs`` (callables) on ``threads`` worker threads, at most ``depth`` ahead; yield their results in order.
 
     An exception raised by a job is raised here, in order. Unstarted jobs are cancelled when the
@@ -129,8 +130,9 @@ class LazyImages:
         """A lazy view of ``indices`` (in that order)."""
         return _Subset(self, [int(i) for i in indices])
 
-    def batches(self, batch_size: int, depth: int = PREFETCH,
-                transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def batches(
+        self, batch_size: int, depth: int = PREFETCH, transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, batch)`` for consecutive batches of ``batch_size`` images, decoded ``depth`` ahead.
 
         ``transform`` (a defense) runs on the loader thread too, after decoding.
@@ -138,8 +140,9 @@ class LazyImages:
         return iter_batches(self, batch_size, depth, transform)
 
 
-def iter_batches(images, batch_size: int, depth: int = PREFETCH,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_batches(
+    images, batch_size: int, depth: int = PREFETCH, transform: Callable[[np.ndarray], np.ndarray] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Consecutive ``(start, batch)`` of an array or a :class:`LazyImages`, prefetched ``depth`` ahead."""
     n = len(images)
     bs = max(1, int(batch_size))
@@ -148,6 +151,7 @@ def iter_batches(images, batch_size: int, depth: int = PREFETCH,
         def run():
             x = images[start : start + bs]
             return start, (transform(x) if transform is not None else np.asarray(x, dtype=np.float32))
+
         return run
 
     return prefetch((job(s) for s in range(0, n, bs)), depth if isinstance(images, LazyImages) or transform else 0)
@@ -165,7 +169,6 @@ class _Subset(LazyImages):
         return self.base.read_batch([self.rows[int(i)] for i in indices])
 
 
-
 class MappedImages(LazyImages):
     """``fn`` applied batch-wise to another lazy set (``fn`` must treat every image on its own)."""
 
@@ -180,7 +183,6 @@ class MappedImages(LazyImages):
     def read_batch(self, indices: Sequence[int]) -> np.ndarray:
         """Images ``indices`` with the function applied (one call for the batch)."""
         return np.asarray(self.fn(self.base.read_batch(indices)), dtype=np.float32)
-
 
 
 class SampleImages(LazyImages):
@@ -202,7 +204,6 @@ class SampleImages(LazyImages):
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
 
 
-
 class PngImages(LazyImages):
     """8-bit grey PNGs under ``root`` (an adversarial set in the cache), as ``level / 255`` on access.
 
@@ -210,8 +211,9 @@ class PngImages(LazyImages):
     so a file changed after the set was verified is refused, not scored.
     """
 
-    def __init__(self, root: str | Path, files: Sequence[str], size: tuple[int, int],
-                 sha256: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, root: str | Path, files: Sequence[str], size: tuple[int, int], sha256: Sequence[str] | None = None
+    ) -> None:
         super().__init__(len(files), size)
         self.root, self.files = Path(root), list(files)
         self.sha256 = list(sha256) if sha256 is not None else None
@@ -234,7 +236,6 @@ class PngImages(LazyImages):
         return img.astype(np.float32) / 255.0
 
 
-
 def stream_digest(images, batch_size: int = 64) -> str:
     """SHA-256 of the contiguous float32 ``(N, 1, H, W)`` array, computed batch by batch.
 
@@ -253,8 +254,9 @@ def stream_digest(images, batch_size: int = 64) -> str:
     return h.hexdigest()
 
 
-def scan_readable(samples, size: tuple[int, int], batch_size: int = 64, progress=None,
-                  notes: dict[str, list[str]] | None = None) -> tuple[list[int], list[Skipped], bool]:
+def scan_readable(
+    samples, size: tuple[int, int], batch_size: int = 64, progress=None, notes: dict[str, list[str]] | None = None
+) -> tuple[list[int], list[Skipped], bool]:
     """Decode every sample once, in prefetched batches, keeping nothing but the verdict.
 
     Returns the indices of the readable samples, a :class:`Skipped` per unreadable one (the same
@@ -279,6 +281,7 @@ def scan_readable(samples, size: tuple[int, int], batch_size: int = 64, progress
                 except ImageReadError as exc:
                     out.append((i, name, str(exc), (), True))
             return out
+
         return run
 
     for rows in prefetch(job(s) for s in range(0, len(samples), batch_size)):

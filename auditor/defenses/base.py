@@ -146,9 +146,14 @@ class Preprocessor(ABC):
     # ---------------------------------------------------------------- description
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible description (name, label, params, gradient mode, cost)."""
-        return {"name": self.name, "label": self.label, "params": dict(self.params),
-                "differentiable": self.differentiable, "gradient": self.gradient,
-                "cost_ms_per_image": self.cost_ms_per_image}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "params": dict(self.params),
+            "differentiable": self.differentiable,
+            "gradient": self.gradient,
+            "cost_ms_per_image": self.cost_ms_per_image,
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -42,6 +42,9 @@ def defended_module(surrogate_module: nn.Module, preprocessor: Preprocessor) -> 
     """
     mode = getattr(preprocessor, "gradient", None)
     if mode is None or not hasattr(preprocessor, "torch_forward"):
-        return Skipped(f"bpda:{getattr(preprocessor, 'name', preprocessor)}",
-                       "the defense has no torch path (neither differentiable nor straight-through)", "defense")
+        return Skipped(
+            f"bpda:{getattr(preprocessor, 'name', preprocessor)}",
+            "the defense has no torch path (neither differentiable nor straight-through)",
+            "defense",
+        )
     return DefendedModule(surrogate_module, preprocessor)

@@ -105,8 +105,13 @@ def _budget_threshold_below(scores: np.ndarray, budget: int) -> float:
 
 
 # ---------------------------------------------------------------------------- benign pairs
-def make_benign_pairs(x: np.ndarray, seed: int = 0, jpeg_quality: tuple[int, int] = (85, 95),
-                      noise: float = 2.0 / 255.0, return_kinds: bool = False):
+def make_benign_pairs(
+    x: np.ndarray,
+    seed: int = 0,
+    jpeg_quality: tuple[int, int] = (85, 95),
+    noise: float = 2.0 / 255.0,
+    return_kinds: bool = False,
+):
     """Benign counterparts of ``x`` for calibrating the reference-based detector.
 
     A random half of the images (by a seeded permutation) is re-encoded as JPEG at a quality
@@ -158,8 +163,7 @@ def ssim_scores(clean: np.ndarray, suspect: np.ndarray) -> np.ndarray:
     from skimage.metrics import structural_similarity
 
     c, s = _pairs(clean, suspect, "SSIM")
-    return np.array([structural_similarity(c[i, 0], s[i, 0], data_range=1.0) for i in range(len(c))],
-                    dtype=np.float64)
+    return np.array([structural_similarity(c[i, 0], s[i, 0], data_range=1.0) for i in range(len(c))], dtype=np.float64)
 
 
 @dataclass
@@ -193,9 +197,13 @@ class ReferenceDetector:
         return self.flag_scores(self.score(clean, suspect))
 
 
-def calibrate_reference_detector(clean: np.ndarray, benign: np.ndarray, target_fpr: float = DEFAULT_TARGET_FPR,
-                                 t_ssim: float = DEFAULT_T_SSIM,
-                                 canny: tuple[int, int] = DEFAULT_CANNY) -> ReferenceDetector:
+def calibrate_reference_detector(
+    clean: np.ndarray,
+    benign: np.ndarray,
+    target_fpr: float = DEFAULT_TARGET_FPR,
+    t_ssim: float = DEFAULT_T_SSIM,
+    canny: tuple[int, int] = DEFAULT_CANNY,
+) -> ReferenceDetector:
     """Choose T_edge (and, if needed, lower T_ssim) so the combined rule's benign FPR <= target.
 
     Args:
@@ -227,17 +235,24 @@ def calibrate_reference_detector(clean: np.ndarray, benign: np.ndarray, target_f
     det = ReferenceDetector(t_edge=t_e, t_ssim=t_s, canny=canny, target_fpr=target)
     flagged = det.flag_scores(scores)
     det.calibration = {
-        "n_pairs": int(n), "budget": int(k), "flagged": int(flagged.sum()),
-        "calibration_fpr": float(flagged.mean()), "flagged_by_ssim": int(by_ssim.sum()),
-        "t_ssim_requested": float(t_ssim), "ssim_adjusted": ssim_adjusted,
-        "benign_edge_mean": float(edge.mean()), "benign_edge_max": float(edge.max()),
-        "benign_ssim_mean": float(ssim.mean()), "benign_ssim_min": float(ssim.min()),
+        "n_pairs": int(n),
+        "budget": int(k),
+        "flagged": int(flagged.sum()),
+        "calibration_fpr": float(flagged.mean()),
+        "flagged_by_ssim": int(by_ssim.sum()),
+        "t_ssim_requested": float(t_ssim),
+        "ssim_adjusted": ssim_adjusted,
+        "benign_edge_mean": float(edge.mean()),
+        "benign_edge_max": float(edge.max()),
+        "benign_ssim_mean": float(ssim.mean()),
+        "benign_ssim_min": float(ssim.min()),
     }
     return det
 
 
-def _evaluate_reference(det: ReferenceDetector, clean: np.ndarray, benign: np.ndarray,
-                        suspects: dict[str, np.ndarray]) -> dict[str, Any]:
+def _evaluate_reference(
+    det: ReferenceDetector, clean: np.ndarray, benign: np.ndarray, suspects: dict[str, np.ndarray]
+) -> dict[str, Any]:
     b = det.score(clean, benign)
     b_flag = det.flag_scores(b)
     per: dict[str, Any] = {}
@@ -265,15 +280,21 @@ def _evaluate_reference(det: ReferenceDetector, clean: np.ndarray, benign: np.nd
         "target_fpr": det.target_fpr,
         "benign_fpr": _num(b_flag.mean()) if len(b_flag) else None,
         "n_benign": int(len(b_flag)),
-        "benign": {"mean_edge": _num(b["edge"].mean()) if len(b_flag) else None,
-                   "mean_ssim": _num(b["ssim"].mean()) if len(b_flag) else None},
+        "benign": {
+            "mean_edge": _num(b["edge"].mean()) if len(b_flag) else None,
+            "mean_ssim": _num(b["ssim"].mean()) if len(b_flag) else None,
+        },
         "calibration": det.calibration,
         "per_condition": per,
     }
 
 
-def evaluate_detector(detector: "ReferenceDetector | FeatureSqueezingDetector", clean: np.ndarray,
-                      benign: np.ndarray | None, suspects: dict[str, np.ndarray]) -> dict[str, Any]:
+def evaluate_detector(
+    detector: "ReferenceDetector | FeatureSqueezingDetector",
+    clean: np.ndarray,
+    benign: np.ndarray | None,
+    suspects: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """Held-out evaluation, JSON-compatible.
 
     Args:
@@ -315,8 +336,12 @@ class FeatureSqueezingDetector:
         target_fpr: false-positive budget on clean images (default 0.05).
     """
 
-    def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray],
-                 squeezers: list[Preprocessor] | None = None, target_fpr: float = DEFAULT_TARGET_FPR) -> None:
+    def __init__(
+        self,
+        predict_proba: Callable[[np.ndarray], np.ndarray],
+        squeezers: list[Preprocessor] | None = None,
+        target_fpr: float = DEFAULT_TARGET_FPR,
+    ) -> None:
         self.predict_proba = predict_proba
         self.squeezers = list(squeezers) if squeezers is not None else default_squeezers()
         self.target_fpr = _check_target(target_fpr)
@@ -354,9 +379,13 @@ class FeatureSqueezingDetector:
             raise DataError("feature squeezing calibration needs at least one clean image")
         k = conformal_budget(len(s), self.target_fpr)
         self.threshold = _budget_threshold_above(s, k)
-        self.calibration = {"n_images": int(len(s)), "budget": k,
-                            "calibration_fpr": float(np.mean(s > self.threshold)),
-                            "clean_score_mean": float(s.mean()), "clean_score_max": float(s.max())}
+        self.calibration = {
+            "n_images": int(len(s)),
+            "budget": k,
+            "calibration_fpr": float(np.mean(s > self.threshold)),
+            "clean_score_mean": float(s.mean()),
+            "clean_score_max": float(s.max()),
+        }
         return self
 
     def flag_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -378,13 +407,21 @@ class FeatureSqueezingDetector:
             a = self.score(sus)
             a_flag = self.flag_scores(a)
             auc, roc = compute_roc(b, a)
-            per[cond] = {"n": int(len(a)),
-                         "detection_rate": _num(a_flag.mean()) if len(a) else None,
-                         "auc_score": _num(auc) if auc is not None else None,
-                         "roc_score": roc,
-                         "mean_score": _num(a.mean()) if len(a) else None}
-        return {"method": "feature_squeezing", "squeezers": [s.name for s in self.squeezers],
-                "thresholds": self.thresholds, "target_fpr": self.target_fpr,
-                "benign_fpr": _num(b_flag.mean()) if len(b) else None, "n_benign": int(len(b)),
-                "benign": {"mean_score": _num(b.mean()) if len(b) else None},
-                "calibration": self.calibration, "per_condition": per}
+            per[cond] = {
+                "n": int(len(a)),
+                "detection_rate": _num(a_flag.mean()) if len(a) else None,
+                "auc_score": _num(auc) if auc is not None else None,
+                "roc_score": roc,
+                "mean_score": _num(a.mean()) if len(a) else None,
+            }
+        return {
+            "method": "feature_squeezing",
+            "squeezers": [s.name for s in self.squeezers],
+            "thresholds": self.thresholds,
+            "target_fpr": self.target_fpr,
+            "benign_fpr": _num(b_flag.mean()) if len(b) else None,
+            "n_benign": int(len(b)),
+            "benign": {"mean_score": _num(b.mean()) if len(b) else None},
+            "calibration": self.calibration,
+            "per_condition": per,
+        }

@@ -114,9 +114,18 @@ class FeatureConsistencyDefense(Preprocessor):
             parameters), else CPU.
     """
 
-    def __init__(self, reference_path: str | Path, feature_extractor: Callable, iterations: int = 20,
-                 lr: float = 0.01, content_weight: float = 1.0, style_weight: float = 1e6,
-                 content_layer: int = -1, batch_size: int = 8, device: Any = None) -> None:
+    def __init__(
+        self,
+        reference_path: str | Path,
+        feature_extractor: Callable,
+        iterations: int = 20,
+        lr: float = 0.01,
+        content_weight: float = 1.0,
+        style_weight: float = 1e6,
+        content_layer: int = -1,
+        batch_size: int = 8,
+        device: Any = None,
+    ) -> None:
         super().__init__()
         from auditor.data import ImageReadError, load_image
 
@@ -139,10 +148,18 @@ class FeatureConsistencyDefense(Preprocessor):
         self._device = device
         self._ref_cache: dict[tuple[int, int], list] = {}
         self.name = f"feature:{Path(self.reference_path).name}"
-        self.label = f"feature-consistency optimisation toward {Path(self.reference_path).name} ({self.iterations} Adam steps)"
-        self.params = {"reference": self.reference_path, "iterations": self.iterations, "lr": self.lr,
-                       "content_weight": self.content_weight, "style_weight": self.style_weight,
-                       "content_layer": self.content_layer, "optimizer": "adam"}
+        self.label = (
+            f"feature-consistency optimisation toward {Path(self.reference_path).name} ({self.iterations} Adam steps)"
+        )
+        self.params = {
+            "reference": self.reference_path,
+            "iterations": self.iterations,
+            "lr": self.lr,
+            "content_weight": self.content_weight,
+            "style_weight": self.style_weight,
+            "content_layer": self.content_layer,
+            "optimizer": "adam",
+        }
 
     def _feats(self, x_t) -> list:
         out = self.features(x_t)

@@ -23,8 +23,10 @@ import numpy as np
 from auditor.defenses.base import GRADIENT_EXACT, GRADIENT_STRAIGHT_THROUGH, Preprocessor
 from auditor.errors import AuditError, ModelContractError
 
-KINDS = {"denoiser": "denoiser (HGD-style, Liao et al. CVPR 2018)",
-         "cyclegan": "CycleGAN generator (Zhu et al. ICCV 2017)"}
+KINDS = {
+    "denoiser": "denoiser (HGD-style, Liao et al. CVPR 2018)",
+    "cyclegan": "CycleGAN generator (Zhu et al. ICCV 2017)",
+}
 
 
 class OnnxImagePreprocessor(Preprocessor):
@@ -43,8 +45,14 @@ class OnnxImagePreprocessor(Preprocessor):
         batch_size: images per ONNX Runtime call (default 16).
     """
 
-    def __init__(self, path: str | Path, kind: str = "denoiser", device: str = "auto",
-                 torch_module: Any = None, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str = "denoiser",
+        device: str = "auto",
+        torch_module: Any = None,
+        batch_size: int = 16,
+    ) -> None:
         super().__init__()
         from auditor.models.onnx import OnnxImageModel
 
@@ -67,7 +75,9 @@ class OnnxImagePreprocessor(Preprocessor):
             raise
         except Exception as exc:  # onnxruntime errors: wrong fixed size, bad graph, ...
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelContractError(f"{self.path}: {self.kind} failed on input of shape {x.shape} ({msg[:160]})") from None
+            raise ModelContractError(
+                f"{self.path}: {self.kind} failed on input of shape {x.shape} ({msg[:160]})"
+            ) from None
 
     # ---------------------------------------------------------------- torch path
     def _ensure_torch(self) -> None:
@@ -123,5 +133,7 @@ class OnnxImagePreprocessor(Preprocessor):
         if isinstance(y, (list, tuple)):
             y = y[0]
         if y.shape[0] != x_t.shape[0] or y.shape[2:] != x_t.shape[2:]:
-            raise ModelContractError(f"{self.path}: torch output shape {tuple(y.shape)} differs from input shape {tuple(feed.shape)}")
+            raise ModelContractError(
+                f"{self.path}: torch output shape {tuple(y.shape)} differs from input shape {tuple(feed.shape)}"
+            )
         return channels_to_grey_t(y).clamp(0.0, 1.0)

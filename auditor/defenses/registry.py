@@ -92,8 +92,9 @@ def check_defenses(spec: str | None) -> None:
             _check_path(name, value)
 
 
-def parse_defenses(spec: str | None, *, feature_extractor: Callable | None = None,
-                   device: str = "auto") -> list[Preprocessor | Skipped]:
+def parse_defenses(
+    spec: str | None, *, feature_extractor: Callable | None = None, device: str = "auto"
+) -> list[Preprocessor | Skipped]:
     """Build the preprocessors named in ``spec`` (see the module docstring for the grammar).
 
     Args:
@@ -135,8 +136,13 @@ def parse_defenses(spec: str | None, *, feature_extractor: Callable | None = Non
         elif name == "feature":
             path = _check_path(name, value)
             if feature_extractor is None:
-                add(Skipped(f"feature:{Path(path).name}", "no feature extractor available (needs a torch surrogate, --surrogate)",
-                            "defense"))
+                add(
+                    Skipped(
+                        f"feature:{Path(path).name}",
+                        "no feature extractor available (needs a torch surrogate, --surrogate)",
+                        "defense",
+                    )
+                )
             else:
                 from auditor.defenses.feature import FeatureConsistencyDefense
 

@@ -104,13 +104,23 @@ class MedianSmoothing(Preprocessor):
 
     def __init__(self, kernel: int = 3) -> None:
         super().__init__()
-        if (isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or not 3 <= int(kernel) <= MAX_MEDIAN_KERNEL
-                or int(kernel) % 2 == 0):
-            raise UsageError(f"median kernel {kernel!r} is invalid (expected an odd integer from 3 to {MAX_MEDIAN_KERNEL})")
+        if (
+            isinstance(kernel, bool)
+            or not isinstance(kernel, (int, np.integer))
+            or not 3 <= int(kernel) <= MAX_MEDIAN_KERNEL
+            or int(kernel) % 2 == 0
+        ):
+            raise UsageError(
+                f"median kernel {kernel!r} is invalid (expected an odd integer from 3 to {MAX_MEDIAN_KERNEL})"
+            )
         self.kernel = int(kernel)
         self.name = f"median:{self.kernel}"
         self.label = f"median filter {self.kernel}x{self.kernel} (reflect border)"
-        self.params = {"kernel": self.kernel, "border": "reflect", "backend": "opencv" if self.kernel in (3, 5) else "scipy.ndimage"}
+        self.params = {
+            "kernel": self.kernel,
+            "border": "reflect",
+            "backend": "opencv" if self.kernel in (3, 5) else "scipy.ndimage",
+        }
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
         if self.kernel in (3, 5):  # OpenCV filters float32 only for k = 3, 5; ~50x faster than scipy

@@ -71,8 +71,14 @@ class OnnxClassifier:
     spec's size and returns ``(N, K)`` class probabilities.
     """
 
-    def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto",
-                 threads: int | None = None, overrides: dict | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        spec: ModelSpec | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        overrides: dict | None = None,
+    ) -> None:
         self.path = str(path)
         proto = load_onnx_proto(path)
         self.spec = spec or read_spec(path, model=proto, overrides=overrides)
@@ -93,8 +99,9 @@ class OnnxClassifier:
             raise ModelContractError(f"{self.path}: inference failed ({msg[:200]})") from None
         return out
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 32,
-                      progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def predict_proba(
+        self, x: np.ndarray, batch_size: int = 32, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         """Class probabilities, batched; ``progress(n)`` is called after each batch.
 
         Raises :class:`NonFiniteOutput` (exit 3) naming the number of images
@@ -114,15 +121,24 @@ class OnnxClassifier:
             if progress:
                 progress(len(chunk))
         if bad:
-            raise NonFiniteOutput(f"{self.path}: the model returned NaN or infinite outputs for {len(bad)} of "
-                                  f"{len(x)} image(s) (first: row {bad[0]})", rows=tuple(bad))
+            raise NonFiniteOutput(
+                f"{self.path}: the model returned NaN or infinite outputs for {len(bad)} of "
+                f"{len(x)} image(s) (first: row {bad[0]})",
+                rows=tuple(bad),
+            )
         k = self.spec.num_classes
         return np.concatenate(out, axis=0) if out else np.zeros((0, k))
 
     def identity(self) -> dict:
         """What the report records about the model."""
-        return {"path": self.path, "sha256": self.sha256, "opset": self.opset, "producer": self.producer,
-                "provider": self.provider, "spec": self.spec.to_dict()}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "opset": self.opset,
+            "producer": self.producer,
+            "provider": self.provider,
+            "spec": self.spec.to_dict(),
+        }
 
 
 class OnnxImageModel:
@@ -142,7 +158,10 @@ class OnnxImageModel:
             raise ModelContractError(f"{path}: an image->image model needs one input and one output")
 
         def dims(v):
-            return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in v.type.tensor_type.shape.dim]
+            return [
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in v.type.tensor_type.shape.dim
+            ]
 
         din, dout = dims(ins[0]), dims(g.output[0])
         if len(din) != 4 or len(dout) != 4:

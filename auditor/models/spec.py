@@ -72,8 +72,10 @@ def check_input_size(height: int | None, width: int | None, origin: str) -> None
     untrusted model cannot make the audit allocate a 20000x20000 batch.
     """
     if height is not None and width is not None and height * width > MAX_IMAGE_PIXELS:
-        raise ModelContractError(f"{origin}: input of {height}x{width} = {height * width} pixels is above the "
-                                 f"limit of {MAX_IMAGE_PIXELS} pixels")
+        raise ModelContractError(
+            f"{origin}: input of {height}x{width} = {height * width} pixels is above the "
+            f"limit of {MAX_IMAGE_PIXELS} pixels"
+        )
 
 
 def _graph_facts(model, path: str) -> dict[str, Any]:
@@ -94,10 +96,14 @@ def _input_facts(graph, path: str) -> dict[str, Any]:
         raise ModelContractError(f"{path}: input {inp.name!r} is not a tensor")
     elem = _ONNX_DTYPES.get(ttype.elem_type)
     if elem is None:
-        raise ModelContractError(f"{path}: input {inp.name!r} has element type {ttype.elem_type}, not float32/float16/uint8")
+        raise ModelContractError(
+            f"{path}: input {inp.name!r} has element type {ttype.elem_type}, not float32/float16/uint8"
+        )
     dims = [_dim(d) for d in ttype.shape.dim] if ttype.HasField("shape") else []
     if len(dims) != 4:
-        raise ModelContractError(f"{path}: input {inp.name!r} has rank {len(dims)}, an image classifier needs rank 4 (N,C,H,W or N,H,W,C)")
+        raise ModelContractError(
+            f"{path}: input {inp.name!r} has rank {len(dims)}, an image classifier needs rank 4 (N,C,H,W or N,H,W,C)"
+        )
     facts: dict[str, Any] = {"input_name": inp.name, "dtype": elem, "dynamic_batch": dims[0] is None}
     d1, d3 = dims[1], dims[3]
     if d1 in (1, 3) and d3 not in (1, 3):
@@ -153,14 +159,27 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
             raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not valid JSON ({exc.msg})") from None
         if not isinstance(doc, dict):
             raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not a JSON object")
-        allowed = {"layout", "channels", "height", "width", "scaling", "mean", "std", "output_kind", "class_names", "dtype"}
+        allowed = {
+            "layout",
+            "channels",
+            "height",
+            "width",
+            "scaling",
+            "mean",
+            "std",
+            "output_kind",
+            "class_names",
+            "dtype",
+        }
         out.update({k: v for k, v in doc.items() if k in allowed})
     for key in ("class_names", "labels", "classes"):
         if key in props and "class_names" not in out:
             try:
                 out["class_names"] = _parse_list(props[key])
             except (json.JSONDecodeError, ValueError, KeyError):
-                raise ModelContractError(f"{path}: metadata {key!r} is neither a JSON list nor comma-separated") from None
+                raise ModelContractError(
+                    f"{path}: metadata {key!r} is neither a JSON list nor comma-separated"
+                ) from None
     for key in ("scaling", "layout", "output_kind"):
         if key in props and key not in out:
             out[key] = props[key].strip()
@@ -169,7 +188,9 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
             try:
                 out[key] = [float(v) for v in _parse_list(props[key])]
             except (json.JSONDecodeError, ValueError, KeyError):
-                raise ModelContractError(f"{path}: metadata {key!r} = {props[key][:40]!r} is not a list of numbers") from None
+                raise ModelContractError(
+                    f"{path}: metadata {key!r} = {props[key][:40]!r} is not a list of numbers"
+                ) from None
     return out
 
 
@@ -202,7 +223,9 @@ def _check_types(over: dict[str, Any], origin: str) -> dict[str, Any]:
         if key in out:
             v = [out[key]] if _is_number(out[key]) else out[key]
             if not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 3 or not all(_is_number(x) for x in v):
-                raise ModelContractError(f"{origin}: {key} must be a list of 1 or 3 finite numbers, got {str(out[key])[:40]!r}")
+                raise ModelContractError(
+                    f"{origin}: {key} must be a list of 1 or 3 finite numbers, got {str(out[key])[:40]!r}"
+                )
             out[key] = [float(x) for x in v]
     if "class_names" in out:
         v = out["class_names"]
@@ -248,8 +271,9 @@ def _graph_values(facts: dict[str, Any], default_size: int) -> tuple[dict[str, A
     return values, sources, warnings
 
 
-def _override_layers(model, path: str, sidecar: str | Path | None, overrides: dict[str, Any] | None,
-                     values: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _override_layers(
+    model, path: str, sidecar: str | Path | None, overrides: dict[str, Any] | None, values: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
     """The layers over the graph, lowest first: ``metadata_props``, the sidecar JSON, CLI flags."""
     layers: list[tuple[str, dict[str, Any]]] = [("metadata", _metadata_overrides(model, path))]
     side = Path(sidecar) if sidecar else Path(path + ".json")
@@ -267,14 +291,17 @@ def _override_layers(model, path: str, sidecar: str | Path | None, overrides: di
     if "image_size" in flags:
         size = int(flags.pop("image_size"))
         if not values["dynamic_size"] and (size, size) != (values["height"], values["width"]):
-            raise UsageError(f"--image-size {size} conflicts with the model's fixed input {values['height']}x{values['width']}")
+            raise UsageError(
+                f"--image-size {size} conflicts with the model's fixed input {values['height']}x{values['width']}"
+            )
         flags["height"] = flags["width"] = size
     layers.append(("flag", flags))
     return layers
 
 
-def _apply_layers(layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any], sources: dict[str, str],
-                  path: str) -> None:
+def _apply_layers(
+    layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any], sources: dict[str, str], path: str
+) -> None:
     """Validate each layer and let it override ``values`` (a fixed graph size always wins)."""
     for origin, over in layers:
         try:
@@ -291,8 +318,9 @@ def _apply_layers(layers: list[tuple[str, dict[str, Any]]], values: dict[str, An
                 sources[key] = origin
 
 
-def _resolve_scaling(values: dict[str, Any], sources: dict[str, str], warnings: list[str],
-                     path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _resolve_scaling(
+    values: dict[str, Any], sources: dict[str, str], warnings: list[str], path: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Settle ``values["scaling"]`` (custom when only mean/std are given, else the default) -> (mean, std)."""
     if "scaling" not in values:
         if "mean" in values and "std" in values:
@@ -306,12 +334,15 @@ def _resolve_scaling(values: dict[str, Any], sources: dict[str, str], warnings: 
                     "input scaling not declared by the model; assumed [0,1] (set --scaling or metadata 'scaling')"
                 )
     if values["dtype"] == "uint8" and values["scaling"] != "0-255":
-        raise ModelContractError(f"{path}: a uint8 input takes 0-255 pixels; scaling {values['scaling']!r} is impossible")
+        raise ModelContractError(
+            f"{path}: a uint8 input takes 0-255 pixels; scaling {values['scaling']!r} is impossible"
+        )
     return scaling_mean_std(values["scaling"], int(values["channels"]), values.get("mean"), values.get("std"))
 
 
-def _class_names(values: dict[str, Any], k: int | None, sources: dict[str, str], warnings: list[str],
-                 path: str) -> list[str]:
+def _class_names(
+    values: dict[str, Any], k: int | None, sources: dict[str, str], warnings: list[str], path: str
+) -> list[str]:
     """Declared class names checked against the ``k`` outputs, or default names with a warning."""
     names = values.get("class_names")
     n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
@@ -325,15 +356,21 @@ def _class_names(values: dict[str, Any], k: int | None, sources: dict[str, str],
             raise ModelContractError(f"{path}: duplicate class names {names}")
     else:
         if k is None:
-            raise ModelContractError(f"{path}: the number of classes is dynamic and no class names are given (--labels)")
+            raise ModelContractError(
+                f"{path}: the number of classes is dynamic and no class names are given (--labels)"
+            )
         names = ["negative", "positive"] if n_classes == 2 and k == 1 else [f"class_{i}" for i in range(n_classes)]
         sources["class_names"] = "default"
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")
     if k is not None and k != 1 and values["output_kind"].startswith("sigmoid"):
-        raise ModelContractError(f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})")
+        raise ModelContractError(
+            f"{path}: output kind {values['output_kind']} needs a (N, 1) output, model has (N, {k})"
+        )
     if k == 1 and not values["output_kind"].startswith("sigmoid"):  # a softmax over one value is always 1
-        raise ModelContractError(f"{path}: a (N, 1) output needs output kind sigmoid_logit or sigmoid_probability, "
-                                 f"not {values['output_kind']}")
+        raise ModelContractError(
+            f"{path}: a (N, 1) output needs output kind sigmoid_logit or sigmoid_probability, "
+            f"not {values['output_kind']}"
+        )
     return names
 
 

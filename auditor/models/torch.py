@@ -82,8 +82,16 @@ def scaling_buffers(module: nn.Module, spec: ModelSpec, channels: int) -> tuple[
     return factor, module.mean, module.std
 
 
-def encode_tensor(x: torch.Tensor, size: tuple[int, int], channels: int, factor: float, mean: torch.Tensor,
-                  std: torch.Tensor, layout: str, channels_last: bool = False) -> torch.Tensor:
+def encode_tensor(
+    x: torch.Tensor,
+    size: tuple[int, int],
+    channels: int,
+    factor: float,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    layout: str,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """Torch form of :func:`auditor.models.inputs.encode_input`, differentiable, for float32 networks.
 
     Grey ``(N, 1, H, W)`` in ``[0, 1]`` -> antialiased resize to ``size`` (when
@@ -123,18 +131,24 @@ class TorchClassifier(nn.Module):
     (arch, path, sha256 when loaded from a checkpoint).
     """
 
-    def __init__(self, network: nn.Module, spec: ModelSpec, in_channels: int | None = None,
-                 class_index: list[int] | None = None) -> None:
+    def __init__(
+        self, network: nn.Module, spec: ModelSpec, in_channels: int | None = None, class_index: list[int] | None = None
+    ) -> None:
         super().__init__()
         self.network = network
         self.spec = spec
         self.in_channels = int(in_channels or spec.channels)
         if spec.dtype != "float32":
-            raise ModelContractError(f"input dtype {spec.dtype} has no gradient path; torch surrogates need float32 input")
+            raise ModelContractError(
+                f"input dtype {spec.dtype} has no gradient path; torch surrogates need float32 input"
+            )
         self.factor, mean, std = scaling_buffers(self, spec, self.in_channels)
         self.size = (int(spec.height), int(spec.width))
-        self.register_buffer("class_index", None if class_index is None else torch.tensor(class_index, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "class_index",
+            None if class_index is None else torch.tensor(class_index, dtype=torch.long),
+            persistent=False,
+        )
         self.channels_last = False
         self.meta: dict[str, Any] = {}
 
@@ -145,8 +159,16 @@ class TorchClassifier(nn.Module):
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What ``self.network`` receives for a grey ``(N, 1, H, W)`` batch in ``[0, 1]``."""
-        return encode_tensor(x, self.size, self.in_channels, self.factor, self.mean, self.std, self.spec.layout,
-                             channels_last=self.channels_last)
+        return encode_tensor(
+            x,
+            self.size,
+            self.in_channels,
+            self.factor,
+            self.mean,
+            self.std,
+            self.spec.layout,
+            channels_last=self.channels_last,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         out = self.network(self.network_input(x))
@@ -198,8 +220,9 @@ def check_finite_weights(module: nn.Module, where: str) -> None:
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
-            raise ModelContractError(f"{where}: weights hold NaN or infinite values ({bad} in {name!r}); "
-                                     "the surrogate cannot be used")
+            raise ModelContractError(
+                f"{where}: weights hold NaN or infinite values ({bad} in {name!r}); the surrogate cannot be used"
+            )
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -250,7 +273,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         doc = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle errors, truncated zips, disallowed globals
-        raise ModelContractError(f"{p}: not a loadable torch checkpoint with weights_only=True ({type(exc).__name__})") from None
+        raise ModelContractError(
+            f"{p}: not a loadable torch checkpoint with weights_only=True ({type(exc).__name__})"
+        ) from None
     if not isinstance(doc, dict):
         raise ModelContractError(f"{p}: checkpoint holds a {type(doc).__name__}, expected the {CHECKPOINT_FORMAT} dict")
     if doc.get("format") != CHECKPOINT_FORMAT:
@@ -259,7 +284,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ModelContractError(f"{p}: checkpoint lacks key(s) {', '.join(missing)}")
     if doc["arch"] not in ARCHITECTURES:
-        raise ModelContractError(f"{p}: unknown architecture {doc['arch']!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise ModelContractError(
+            f"{p}: unknown architecture {doc['arch']!r}; known: {', '.join(sorted(ARCHITECTURES))}"
+        )
     for key in ("num_classes", "in_channels"):
         if not isinstance(doc[key], int) or doc[key] < 1:
             raise ModelContractError(f"{p}: {key} {doc[key]!r} is not a positive integer")
@@ -293,8 +320,12 @@ def build_network(doc: dict[str, Any], path: str | Path) -> nn.Module:
     return net.eval()
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
-                    class_index: list[int] | None = None, doc: dict[str, Any] | None = None) -> TorchClassifier:
+def load_checkpoint(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    class_index: list[int] | None = None,
+    doc: dict[str, Any] | None = None,
+) -> TorchClassifier:
     """A frozen, eval-mode :class:`TorchClassifier` from an ``xray-audit-checkpoint/1`` file.
 
     ``doc`` may pass an already validated :func:`read_checkpoint` result of ``path``.
@@ -321,8 +352,9 @@ def _sample_images(spec: ModelSpec, n: int = 6, seed: int = 0) -> np.ndarray:
     return out
 
 
-def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.ndarray | None = None,
-                          tol: float = AGREEMENT_TOL) -> TorchClassifier:
+def convert_onnx_to_torch(
+    onnx_path: str | Path, spec: ModelSpec, images: np.ndarray | None = None, tol: float = AGREEMENT_TOL
+) -> TorchClassifier:
     """The ONNX target as a :class:`TorchClassifier` (onnx2torch), checked against ONNX Runtime.
 
     Agreement on ``images`` (default: 6 seeded synthetic images; real ones are
@@ -343,7 +375,9 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
         net = onnx2torch.convert(proto)
     except Exception as exc:  # noqa: BLE001 - onnx2torch raises NotImplementedError, KeyError, ...
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ConversionFailed(f"{onnx_path}: onnx2torch cannot convert the model ({type(exc).__name__}: {msg})") from None
+        raise ConversionFailed(
+            f"{onnx_path}: onnx2torch cannot convert the model ({type(exc).__name__}: {msg})"
+        ) from None
     check_finite_weights(net, str(onnx_path))
     model = TorchClassifier(net, spec).eval().requires_grad_(False)
     x = _sample_images(spec) if images is None else np.asarray(images[:8], dtype=np.float32)
@@ -361,10 +395,16 @@ def convert_onnx_to_torch(onnx_path: str | Path, spec: ModelSpec, images: np.nda
     top2 = np.sort(ref, axis=1)[:, -2:] if ref.shape[1] > 1 else np.zeros((len(ref), 2))
     clear = (top2[:, 1] - top2[:, 0]) > 2 * tol
     if diff > tol or not np.array_equal(ref.argmax(1)[clear], got.argmax(1)[clear]):
-        raise ConversionFailed(f"{onnx_path}: converted model disagrees with ONNX Runtime "
-                               f"(max |prob diff| {diff:.2e} > {tol:g} or different top class)")
-    model.meta = {"arch": "onnx2torch", "path": str(onnx_path), "sha256": _sha256(onnx_path),
-                  "agreement_max_prob_diff": diff}
+        raise ConversionFailed(
+            f"{onnx_path}: converted model disagrees with ONNX Runtime "
+            f"(max |prob diff| {diff:.2e} > {tol:g} or different top class)"
+        )
+    model.meta = {
+        "arch": "onnx2torch",
+        "path": str(onnx_path),
+        "sha256": _sha256(onnx_path),
+        "agreement_max_prob_diff": diff,
+    }
     return model
 
 
@@ -394,7 +434,9 @@ def class_permutation(surrogate_names: tuple[str, ...], target_names: tuple[str,
     if s == t:
         return None
     if sorted(s) != sorted(t):
-        raise UsageError(f"{where}: surrogate classes {list(surrogate_names)} differ from the target's {list(target_names)}")
+        raise UsageError(
+            f"{where}: surrogate classes {list(surrogate_names)} differ from the target's {list(target_names)}"
+        )
     return [s.index(name) for name in t]
 
 
@@ -410,8 +452,10 @@ def zoo_members(folder: str | Path) -> list[str]:
     root = Path(folder)
     index = root / ZOO_FILE
     if not index.is_file():
-        raise UsageError(f"{root}: a folder given to --surrogate must be a surrogate zoo with {ZOO_FILE} "
-                         "(xray-audit train surrogates)")
+        raise UsageError(
+            f"{root}: a folder given to --surrogate must be a surrogate zoo with {ZOO_FILE} "
+            "(xray-audit train surrogates)"
+        )
     import json
 
     try:
@@ -434,8 +478,9 @@ def zoo_members(folder: str | Path) -> list[str]:
     return paths
 
 
-def load_surrogate(spec_string: str, target_spec: ModelSpec | None, target_path: str | Path | None,
-                   device: torch.device | str = "cpu") -> Surrogate:
+def load_surrogate(
+    spec_string: str, target_spec: ModelSpec | None, target_path: str | Path | None, device: torch.device | str = "cpu"
+) -> Surrogate:
     """``PATH``, ``PATH,PATH,...`` (logit-averaging ensemble) or ``target`` (white-box via onnx2torch).
 
     A ``PATH`` that is a folder is a surrogate zoo (:func:`zoo_members`): all its members join the ensemble.
@@ -451,12 +496,21 @@ def load_surrogate(spec_string: str, target_spec: ModelSpec | None, target_path:
         if target_spec is None or target_path is None:
             raise UsageError("--surrogate target needs a target ONNX model")
         model = convert_onnx_to_torch(target_path, target_spec).to(device)
-        ident = {"kind": "target", "paths": [str(target_path)], "sha256": [model.meta["sha256"]],
-                 "arch": "onnx2torch", "label": "target (white-box, onnx2torch)",
-                 "agreement_max_prob_diff": model.meta["agreement_max_prob_diff"]}
+        ident = {
+            "kind": "target",
+            "paths": [str(target_path)],
+            "sha256": [model.meta["sha256"]],
+            "arch": "onnx2torch",
+            "label": "target (white-box, onnx2torch)",
+            "agreement_max_prob_diff": model.meta["agreement_max_prob_diff"],
+        }
         return Surrogate(model, tuple(target_spec.class_names), ident, "white-box")
-    paths = [m for p in text.split(",") if p.strip()
-             for m in (zoo_members(p.strip()) if Path(p.strip()).is_dir() else [p.strip()])]
+    paths = [
+        m
+        for p in text.split(",")
+        if p.strip()
+        for m in (zoo_members(p.strip()) if Path(p.strip()).is_dir() else [p.strip()])
+    ]
     members: list[TorchClassifier] = []
     names: tuple[str, ...] | None = tuple(target_spec.class_names) if target_spec is not None else None
     for p in paths:
@@ -469,8 +523,12 @@ def load_surrogate(spec_string: str, target_spec: ModelSpec | None, target_path:
     module: nn.Module = members[0] if len(members) == 1 else Ensemble(members).eval().requires_grad_(False)
     arch = "+".join(m.meta["arch"] for m in members)
     label = ", ".join(f"{m.meta['arch']} ({Path(m.meta['path']).name})" for m in members)
-    ident = {"kind": "checkpoint" if len(members) == 1 else "ensemble", "paths": [m.meta["path"] for m in members],
-             "sha256": [m.meta["sha256"] for m in members], "arch": arch,
-             "label": label if len(members) == 1 else f"ensemble of {label}"}
+    ident = {
+        "kind": "checkpoint" if len(members) == 1 else "ensemble",
+        "paths": [m.meta["path"] for m in members],
+        "sha256": [m.meta["sha256"] for m in members],
+        "arch": arch,
+        "label": label if len(members) == 1 else f"ensemble of {label}",
+    }
     assert names is not None
     return Surrogate(module, names, ident, "transfer")

@@ -46,27 +46,40 @@ def _ci(ci: Any) -> str:
 def _header(card: dict[str, Any]) -> list[str]:
     lines: list[str] = [f"# Model card: {card.get('name', 'model')}", ""]
     if card.get("synthetic"):
-        lines += ["> **SYNTHETIC DATA.** This model was trained on procedurally generated phantoms, not on",
-                  "> radiographs. It has no medical meaning and must never be used on patients.", ""]
+        lines += [
+            "> **SYNTHETIC DATA.** This model was trained on procedurally generated phantoms, not on",
+            "> radiographs. It has no medical meaning and must never be used on patients.",
+            "",
+        ]
     if card.get("summary"):
         lines += [card["summary"], ""]
-    lines += [f"* kind: {card.get('kind', 'classifier')}", f"* created: {card.get('created', 'n/a')}",
-              f"* weights: {card.get('pretrained') or 'trained from scratch (no ImageNet weights)'}"]
+    lines += [
+        f"* kind: {card.get('kind', 'classifier')}",
+        f"* created: {card.get('created', 'n/a')}",
+        f"* weights: {card.get('pretrained') or 'trained from scratch (no ImageNet weights)'}",
+    ]
     for role, f in (card.get("files") or {}).items():
         lines.append(f"* {role}: `{f.get('path')}` (sha256 `{f.get('sha256', 'n/a')}`)")
     spec = card.get("spec")
     if spec:
-        lines.append(f"* input: {spec.get('layout', 'NCHW')} {spec.get('channels')}x{spec.get('height')}x{spec.get('width')}, "
-                     f"scaling {spec.get('scaling')}, output {spec.get('output_kind', 'image')}, "
-                     f"classes {', '.join(spec.get('class_names') or []) or 'n/a'}")
+        lines.append(
+            f"* input: {spec.get('layout', 'NCHW')} {spec.get('channels')}x{spec.get('height')}x{spec.get('width')}, "
+            f"scaling {spec.get('scaling')}, output {spec.get('output_kind', 'image')}, "
+            f"classes {', '.join(spec.get('class_names') or []) or 'n/a'}"
+        )
     return lines + [""]
 
 
 def _data_section(data: dict[str, Any]) -> list[str]:
     if not data:
         return []
-    lines = ["## Data", "", f"* root: `{data.get('root')}`", f"* manifest sha256: `{data.get('manifest_sha256')}`",
-             f"* images used: {data.get('n_images')}"]
+    lines = [
+        "## Data",
+        "",
+        f"* root: `{data.get('root')}`",
+        f"* manifest sha256: `{data.get('manifest_sha256')}`",
+        f"* images used: {data.get('n_images')}",
+    ]
     if data.get("per_class"):
         lines.append("* per class: " + ", ".join(f"{k} {v}" for k, v in data["per_class"].items()))
     skipped = data.get("skipped") or []
@@ -107,29 +120,45 @@ def _recipe_section(recipe: dict[str, Any]) -> list[str]:
 def _training_section(tr: dict[str, Any]) -> list[str]:
     if not tr:
         return []
-    return ["## Training run", ""] + [f"* {k.replace('_', ' ')}: {_fmt(v, 2)}" for k, v in tr.items() if k != "history"] + [""]
+    return (
+        ["## Training run", ""]
+        + [f"* {k.replace('_', ' ')}: {_fmt(v, 2)}" for k, v in tr.items() if k != "history"]
+        + [""]
+    )
 
 
 def _metrics_section(m: dict[str, Any] | None) -> list[str]:
     if not (m and m.get("n")):
         return []
-    lines = ["## Clean test metrics", "", f"Test images: {m['n']} (bootstrap unit: "
-             f"{(m.get('bootstrap') or {}).get('unit', 'n/a')}).", "",
-             f"* accuracy: {_fmt(m.get('accuracy'))}{_ci(m.get('accuracy_ci'))}",
-             f"* macro-F1: {_fmt(m.get('macro_f1'))}{_ci(m.get('macro_f1_ci'))}",
-             f"* weighted-F1: {_fmt(m.get('weighted_f1'))}", "",
-             "| class | precision | recall (sensitivity) | 95% CI of recall | F1 | specificity | support |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Clean test metrics",
+        "",
+        f"Test images: {m['n']} (bootstrap unit: {(m.get('bootstrap') or {}).get('unit', 'n/a')}).",
+        "",
+        f"* accuracy: {_fmt(m.get('accuracy'))}{_ci(m.get('accuracy_ci'))}",
+        f"* macro-F1: {_fmt(m.get('macro_f1'))}{_ci(m.get('macro_f1_ci'))}",
+        f"* weighted-F1: {_fmt(m.get('weighted_f1'))}",
+        "",
+        "| class | precision | recall (sensitivity) | 95% CI of recall | F1 | specificity | support |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, pc in (m.get("per_class") or {}).items():
         ci = pc.get("sensitivity_ci")
         ci_s = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a"
-        lines.append(f"| {name} | {_fmt(pc.get('precision'))} | {_fmt(pc.get('recall'))} | {ci_s} | "
-                     f"{_fmt(pc.get('f1'))} | {_fmt(pc.get('specificity'))} | {pc.get('support')} |")
+        lines.append(
+            f"| {name} | {_fmt(pc.get('precision'))} | {_fmt(pc.get('recall'))} | {ci_s} | "
+            f"{_fmt(pc.get('f1'))} | {_fmt(pc.get('specificity'))} | {pc.get('support')} |"
+        )
     cm = m.get("confusion_matrix")
     if cm:
         labels = m.get("labels") or [str(i) for i in range(len(cm))]
-        lines += ["", "Confusion matrix (rows: true, columns: predicted)", "",
-                  "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        lines += [
+            "",
+            "Confusion matrix (rows: true, columns: predicted)",
+            "",
+            "| | " + " | ".join(labels) + " |",
+            "|---" * (len(labels) + 1) + "|",
+        ]
         lines += [f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
     return lines + [""]
 
@@ -144,7 +173,11 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += _metrics_section(card.get("metrics"))
     em = card.get("extra_metrics")
     if em:
-        lines += ["## Measured on the test split", ""] + [f"* {k.replace('_', ' ')}: {_fmt(v)}" for k, v in em.items()] + [""]
+        lines += (
+            ["## Measured on the test split", ""]
+            + [f"* {k.replace('_', ' ')}: {_fmt(v)}" for k, v in em.items()]
+            + [""]
+        )
     lims = card.get("limitations") or []
     if lims:
         lines += ["## Known limitations", ""] + [f"* {x}" for x in lims] + [""]

@@ -94,7 +94,12 @@ class SmallCNN(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for w in (width, width * 2, width * 4, width * 4):
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -138,8 +143,9 @@ def last_conv_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- checkpoints and local weights
-def make_checkpoint(model: nn.Module, arch: str, num_classes: int, in_channels: int, spec: dict,
-                    extra: dict | None = None) -> dict:
+def make_checkpoint(
+    model: nn.Module, arch: str, num_classes: int, in_channels: int, spec: dict, extra: dict | None = None
+) -> dict:
     """The ``CHECKPOINT_FORMAT`` dict of a trained network (tensors moved to CPU).
 
     ``spec`` is ``ModelSpec.to_dict()`` of the network's own input (what the
@@ -147,8 +153,14 @@ def make_checkpoint(model: nn.Module, arch: str, num_classes: int, in_channels: 
     class names, metrics) and is stored under ``"extra"``.
     """
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": int(num_classes),
-            "in_channels": int(in_channels), "state_dict": state, "spec": dict(spec)}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "num_classes": int(num_classes),
+        "in_channels": int(in_channels),
+        "state_dict": state,
+        "spec": dict(spec),
+    }
     if extra:
         ckpt["extra"] = dict(extra)
     return ckpt

@@ -27,8 +27,10 @@ def _tables(result: AuditResult) -> list:
 
     out: list = []
     model = result.model
-    title = Text(f"xray-audit {result.tool_version} — {model.get('path', '?')} "
-                 f"(sha256 {str(model.get('sha256', ''))[:12]}) on {result.data.get('n_images', '?')} images")
+    title = Text(
+        f"xray-audit {result.tool_version} — {model.get('path', '?')} "
+        f"(sha256 {str(model.get('sha256', ''))[:12]}) on {result.data.get('n_images', '?')} images"
+    )
     out.append(title)
     table = Table(title="Accuracy per condition", title_justify="left")
     table.add_column("condition", overflow="fold", min_width=10)
@@ -37,17 +39,31 @@ def _tables(result: AuditResult) -> list:
         table.add_column(col, justify="right", no_wrap=True)
     for c in result.conditions:
         m = c.metrics
-        table.add_row(Text(c.name), Text(c.kind), fmt_pct(m.get("accuracy")), fmt_ci(m.get("accuracy_ci")),
-                      fmt_pct(m.get("macro_f1")), _rate(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
-                      _rate(c.extra.get("flip_rate"), c.extra.get("flip_rate_ci")))
+        table.add_row(
+            Text(c.name),
+            Text(c.kind),
+            fmt_pct(m.get("accuracy")),
+            fmt_ci(m.get("accuracy_ci")),
+            fmt_pct(m.get("macro_f1")),
+            _rate(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
+            _rate(c.extra.get("flip_rate"), c.extra.get("flip_rate_ci")),
+        )
     out.append(table)
-    out.append(Text("ASR: share of the images correct when clean that the condition makes wrong; "
-                    "flips: share of all images whose prediction differs from the clean one."))
+    out.append(
+        Text(
+            "ASR: share of the images correct when clean that the condition makes wrong; "
+            "flips: share of all images whose prediction differs from the clean one."
+        )
+    )
     s = summary_numbers(result)
     if s["worst"] is not None:
         w = s["worst"]
-        out.append(Text(f"Worst case under attack: {fmt_pct(w.metrics.get('accuracy'))} "
-                        f"({w.attack} at ε = {fmt_eps(w.epsilon)}, condition {w.name})"))
+        out.append(
+            Text(
+                f"Worst case under attack: {fmt_pct(w.metrics.get('accuracy'))} "
+                f"({w.attack} at ε = {fmt_eps(w.epsilon)}, condition {w.name})"
+            )
+        )
     if s["defense_verdict"] is not None:
         out.append(Text(s["defense_verdict"]["text"]))
     verdict = transfer_headline(result)
@@ -62,8 +78,9 @@ def _tables(result: AuditResult) -> list:
             gates.add_column(col, overflow="fold")
         for g in result.gates:
             verdict = Text("PASS", style="bold green") if g.passed else Text("FAIL", style="bold red")
-            gates.add_row(Text(g.name), f"{g.threshold:g}", "—" if g.value is None else f"{g.value:.4f}",
-                          verdict, Text(g.detail))
+            gates.add_row(
+                Text(g.name), f"{g.threshold:g}", "—" if g.value is None else f"{g.value:.4f}", verdict, Text(g.detail)
+            )
         out.append(gates)
     skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
     if skipped:

@@ -235,14 +235,19 @@ def _vacuous(outcome: GateOutcome, verdict: dict, min_transfer: float) -> GateOu
         detail = f"{outcome.detail}; transfer efficiency {eff:.3f} >= --min-transfer {min_transfer:g}"
         return GateOutcome(outcome.name, outcome.threshold, outcome.value, outcome.passed, detail)
     shown = "not measured" if eff is None else f"{eff:.3f}"
-    measured = outcome.detail.partition(": ")[2] if outcome.detail.startswith(("passed: ", "failed: ")) else outcome.detail
-    detail = (f"failed: vacuous audit, transfer efficiency {shown} < --min-transfer {min_transfer:g} "
-              f"(the attacks did not carry over from the surrogate); measured {measured}")
+    measured = (
+        outcome.detail.partition(": ")[2] if outcome.detail.startswith(("passed: ", "failed: ")) else outcome.detail
+    )
+    detail = (
+        f"failed: vacuous audit, transfer efficiency {shown} < --min-transfer {min_transfer:g} "
+        f"(the attacks did not carry over from the surrogate); measured {measured}"
+    )
     return GateOutcome(outcome.name, outcome.threshold, outcome.value, False, detail)
 
 
-def evaluate_gates(result: AuditResult, gates: Iterable[GateSpec],
-                   min_transfer: float | None = None) -> tuple[GateOutcome, ...]:
+def evaluate_gates(
+    result: AuditResult, gates: Iterable[GateSpec], min_transfer: float | None = None
+) -> tuple[GateOutcome, ...]:
     """Verdicts of ``gates`` (from :func:`parse_gates`) on ``result``, in order.
 
     With ``min_transfer``, robustness gates also fail on a vacuous transfer audit (module docstring).
@@ -252,8 +257,9 @@ def evaluate_gates(result: AuditResult, gates: Iterable[GateSpec],
     if min_transfer is None:
         return tuple(outcomes)
     verdict = audit_transfer(result.conditions)
-    return tuple(_vacuous(o, verdict, min_transfer) if g.metric in ROBUSTNESS_GATES else o
-                 for g, o in zip(gates, outcomes))
+    return tuple(
+        _vacuous(o, verdict, min_transfer) if g.metric in ROBUSTNESS_GATES else o for g, o in zip(gates, outcomes)
+    )
 
 
 # ----------------------------------------------------------------------------- the exit verdict
@@ -276,6 +282,8 @@ def exit_status(failed_gates: Iterable[str], skipped: Iterable, strict: bool) ->
         return EXIT_GATE_FAILED, f"gate(s) failed: {', '.join(failed)}"
     items = list(skipped)
     if strict and items:
-        kinds = sorted({str(s.get("kind", "item") if isinstance(s, dict) else getattr(s, "kind", "item")) for s in items})
+        kinds = sorted(
+            {str(s.get("kind", "item") if isinstance(s, dict) else getattr(s, "kind", "item")) for s in items}
+        )
         return EXIT_GATE_FAILED, f"--strict: {len(items)} item(s) skipped ({', '.join(kinds)}); see the report"
     return EXIT_OK, None

@@ -53,10 +53,20 @@ def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
         pc = per_class.get(name) or {}
         sens = pc.get("sensitivity")
         normal = is_normal(name)
-        rows.append({"name": name, "precision": pc.get("precision"), "recall": pc.get("recall"), "f1": pc.get("f1"),
-                     "support": pc.get("support"), "sensitivity": sens, "sensitivity_ci": pc.get("sensitivity_ci"),
-                     "specificity": pc.get("specificity"), "normal": normal,
-                     "missed": (1.0 - sens) if _finite(sens) and not normal else None})
+        rows.append(
+            {
+                "name": name,
+                "precision": pc.get("precision"),
+                "recall": pc.get("recall"),
+                "f1": pc.get("f1"),
+                "support": pc.get("support"),
+                "sensitivity": sens,
+                "sensitivity_ci": pc.get("sensitivity_ci"),
+                "specificity": pc.get("specificity"),
+                "normal": normal,
+                "missed": (1.0 - sens) if _finite(sens) and not normal else None,
+            }
+        )
     return rows
 
 
@@ -77,9 +87,18 @@ def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
         if c.defense or c.kind not in ("attack", "style_blend"):
             continue
         x = c.extra
-        rows.append({"name": c.name, "linf": x.get("linf_mean"), "l2": x.get("l2_mean"), "ssim": x.get("ssim_mean"),
-                     "psnr": x.get("psnr_mean"), "cost": x.get("cost_ms_per_image"), "backend": backend_text(c),
-                     "stm": c.attack == "stm"})
+        rows.append(
+            {
+                "name": c.name,
+                "linf": x.get("linf_mean"),
+                "l2": x.get("l2_mean"),
+                "ssim": x.get("ssim_mean"),
+                "psnr": x.get("psnr_mean"),
+                "cost": x.get("cost_ms_per_image"),
+                "backend": backend_text(c),
+                "stm": c.attack == "stm",
+            }
+        )
     return rows if any(any(_finite(r[k]) for k in ("linf", "l2", "ssim", "psnr")) for r in rows) else []
 
 
@@ -115,23 +134,33 @@ def _before_after(result: AuditResult, candidate: dict[str, Any] | None) -> list
     (never a per-row maximum), adaptive-aware, on all images."""
     clean_acc = _acc(clean_condition(result))
     rows = []
-    conds = sorted((c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")),
-                   key=_attack_sort_key)
+    conds = sorted(
+        (c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")), key=_attack_sort_key
+    )
     for c in conds:
         dc = defended_on(result, candidate["name"], c.name) if candidate else None
         best_acc = _acc(dc)
         after = _acc(c)
-        rows.append({"label": c.name, "before": clean_acc, "after": after, "defended": best_acc,
-                     "defense": dc.name if dc is not None else None,
-                     "drop": (after - clean_acc) if after is not None and clean_acc is not None else None,
-                     "recovered": (best_acc - after) if best_acc is not None and after is not None else None,
-                     "eps": fmt_eps(c.epsilon), "attack": c.attack or c.name})
+        rows.append(
+            {
+                "label": c.name,
+                "before": clean_acc,
+                "after": after,
+                "defended": best_acc,
+                "defense": dc.name if dc is not None else None,
+                "drop": (after - clean_acc) if after is not None and clean_acc is not None else None,
+                "recovered": (best_acc - after) if best_acc is not None and after is not None else None,
+                "eps": fmt_eps(c.epsilon),
+                "attack": c.attack or c.name,
+            }
+        )
     return rows
 
 
 def _matrix(result: AuditResult, defenses: list[dict[str, Any]]) -> dict[str, Any]:
-    attacks = sorted((c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")),
-                     key=_attack_sort_key)
+    attacks = sorted(
+        (c for c in result.conditions if not c.defense and c.kind in ("attack", "style_blend")), key=_attack_sort_key
+    )
     cols = ["clean"] + [c.name for c in attacks]
     rows = ["no defense"] + [d["name"] for d in defenses]
     values = []
@@ -187,9 +216,17 @@ def _curves(result: AuditResult) -> list[dict[str, Any]]:
     for label, conds in series.items():
         conds.sort(key=lambda c: c.epsilon)
         cis = [c.metrics.get("accuracy_ci") or [None, None] for c in conds]
-        out.append({"label": label, "eps255": [round(c.epsilon * 255, 4) for c in conds],
-                    "acc": [_acc(c) for c in conds], "lo": [ci[0] for ci in cis], "hi": [ci[1] for ci in cis],
-                    "dashed": bool(conds[0].defense), "group": conds[0].attack or conds[0].name})
+        out.append(
+            {
+                "label": label,
+                "eps255": [round(c.epsilon * 255, 4) for c in conds],
+                "acc": [_acc(c) for c in conds],
+                "lo": [ci[0] for ci in cis],
+                "hi": [ci[1] for ci in cis],
+                "dashed": bool(conds[0].defense),
+                "group": conds[0].attack or conds[0].name,
+            }
+        )
     out.sort(key=lambda s: (s["dashed"], s["label"]))
     return out
 
@@ -204,8 +241,15 @@ def _detector(result: AuditResult) -> list[dict[str, Any]]:
             continue
         title = DETECTOR_TITLES.get(key, key.replace("_", " ").capitalize())
         per = block.get("per_condition") if isinstance(block.get("per_condition"), dict) else {}
-        metric_keys = sorted({k for v in per.values() if isinstance(v, dict) for k, x in v.items()
-                              if (_finite(x) or x is None) and not k.startswith("roc")})
+        metric_keys = sorted(
+            {
+                k
+                for v in per.values()
+                if isinstance(v, dict)
+                for k, x in v.items()
+                if (_finite(x) or x is None) and not k.startswith("roc")
+            }
+        )
         rows = [{"name": name, "values": [(v or {}).get(k) for k in metric_keys]} for name, v in per.items()]
         curves = []
         for name, v in per.items():
@@ -213,23 +257,53 @@ def _detector(result: AuditResult) -> list[dict[str, Any]]:
                 # detector output: "roc_<score>": [[fpr, tpr], ...]
                 if rkey.startswith("roc_") and isinstance(pts, list) and pts and isinstance(pts[0], (list, tuple)):
                     score = rkey[4:]
-                    curves.append({"label": f"{name} ({score})", "fpr": [p[0] for p in pts], "tpr": [p[1] for p in pts],
-                                   "auc": v.get(f"auc_{score}")})
+                    curves.append(
+                        {
+                            "label": f"{name} ({score})",
+                            "fpr": [p[0] for p in pts],
+                            "tpr": [p[1] for p in pts],
+                            "auc": v.get(f"auc_{score}"),
+                        }
+                    )
             roc = (v or {}).get("roc") if isinstance(v, dict) else None
             if isinstance(roc, dict) and "fpr" in roc:
                 curves.append({"label": name, "fpr": roc.get("fpr"), "tpr": roc.get("tpr"), "auc": roc.get("auc")})
             elif isinstance(roc, dict):
                 for score, pts in sorted(roc.items()):
                     if isinstance(pts, dict):
-                        curves.append({"label": f"{name} ({score})", "fpr": pts.get("fpr"), "tpr": pts.get("tpr"),
-                                       "auc": pts.get("auc", v.get(f"auc_{score}"))})
-        scalars = [(k, block[k]) for k in sorted(block) if k not in ("per_condition", "thresholds")
-                   and not isinstance(block[k], (dict, list))]
+                        curves.append(
+                            {
+                                "label": f"{name} ({score})",
+                                "fpr": pts.get("fpr"),
+                                "tpr": pts.get("tpr"),
+                                "auc": pts.get("auc", v.get(f"auc_{score}")),
+                            }
+                        )
+        scalars = [
+            (k, block[k])
+            for k in sorted(block)
+            if k not in ("per_condition", "thresholds") and not isinstance(block[k], (dict, list))
+        ]
         thresholds = block.get("thresholds") if isinstance(block.get("thresholds"), dict) else {}
-        extra = {k: block[k] for k in sorted(block) if k not in ("per_condition", "thresholds")
-                 and isinstance(block[k], (dict, list)) and k not in ("spectra", "calibration", "benign")}
-        out.append({"key": key, "title": title, "metric_keys": metric_keys, "rows": rows, "scalars": scalars,
-                    "thresholds": sorted(thresholds.items()), "extra": extra, "curves": curves})
+        extra = {
+            k: block[k]
+            for k in sorted(block)
+            if k not in ("per_condition", "thresholds")
+            and isinstance(block[k], (dict, list))
+            and k not in ("spectra", "calibration", "benign")
+        }
+        out.append(
+            {
+                "key": key,
+                "title": title,
+                "metric_keys": metric_keys,
+                "rows": rows,
+                "scalars": scalars,
+                "thresholds": sorted(thresholds.items()),
+                "extra": extra,
+                "curves": curves,
+            }
+        )
     return out
 
 
@@ -261,8 +335,9 @@ def _examples(result: AuditResult) -> dict[str, Any]:
             uri = _image_uri(images.get(kind))
             if uri:
                 panels.append({"kind": kind, "uri": uri, "prediction": preds.get(kind)})
-        shown.append({"cls": e.get("class", ""), "path": e.get("path", ""), "condition": e.get("condition"),
-                      "panels": panels})
+        shown.append(
+            {"cls": e.get("class", ""), "path": e.get("path", ""), "condition": e.get("condition"), "panels": panels}
+        )
     return {"items": shown, "omitted": max(0, len(items) - MAX_EXAMPLES)}
 
 
@@ -306,19 +381,30 @@ def _section_plots(result: AuditResult, ctx: dict[str, Any]) -> dict[str, Any]:
 
     clean_acc = _acc(ctx["clean"])
     figs: dict[str, Any] = {}
-    figs["confusion"] = [{"title": t, "name": c.name,
-                          "uri": plots.confusion_matrix_figure(c.metrics["confusion_matrix"], _label_of(result, c), t)}
-                         for t, c in ctx["confusion_panels"]]
+    figs["confusion"] = [
+        {
+            "title": t,
+            "name": c.name,
+            "uri": plots.confusion_matrix_figure(c.metrics["confusion_matrix"], _label_of(result, c), t),
+        }
+        for t, c in ctx["confusion_panels"]
+    ]
     figs["curves"] = plots.accuracy_vs_eps_figure(ctx["curves"], clean_acc)
     m = ctx["matrix"]
-    figs["heatmap"] = (plots.heatmap_figure(m["rows"], m["cols"], m["values"], "accuracy (%) by defense × attack")
-                       if len(m["rows"]) > 1 or len(m["cols"]) > 1 else None)
+    figs["heatmap"] = (
+        plots.heatmap_figure(m["rows"], m["cols"], m["values"], "accuracy (%) by defense × attack")
+        if len(m["rows"]) > 1 or len(m["cols"]) > 1
+        else None
+    )
     figs["before_after"] = plots.before_after_figure(ctx["before_after"])
     curves = [c for d in ctx["detector"] for c in d["curves"]]
     figs["roc"] = plots.roc_figure(curves) if curves else None
     fft = (result.detector or {}).get("fft_example") or {}
-    figs["fft"] = (plots.fft_figure(fft["spectra"], f"{fft.get('condition', '')}: {fft.get('sample', '')}")
-                   if isinstance(fft.get("spectra"), dict) else None)
+    figs["fft"] = (
+        plots.fft_figure(fft["spectra"], f"{fft.get('condition', '')}: {fft.get('sample', '')}")
+        if isinstance(fft.get("spectra"), dict)
+        else None
+    )
     return figs
 
 
@@ -338,8 +424,9 @@ def _front_context(result: AuditResult) -> dict[str, Any]:
         "data_conversions": [d for d in result.data.get("conversions", []) if isinstance(d, dict)],
         "skipped": [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped],
         "caveats": result.data.get("caveats") or [],
-        "stated_caveats": [str(c)[len(STATED):] for c in result.data.get("caveats") or []
-                           if str(c).startswith(STATED)],
+        "stated_caveats": [
+            str(c)[len(STATED) :] for c in result.data.get("caveats") or [] if str(c).startswith(STATED)
+        ],
     }
 
 
@@ -379,10 +466,19 @@ def _provenance_context(result: AuditResult) -> dict[str, Any]:
     return {
         "parameters": [(k, fmt_value(v)) for k, v in sorted(result.parameters.items(), key=lambda kv: str(kv[0]))],
         "adversarial_sets": [
-            {"name": m.get("name"), "key": str(m.get("key") or "")[:16], "cache_hit": m.get("cache_hit"),
-             "seconds": m.get("seconds"), "seconds_per_image": m.get("seconds_per_image"), "backend": m.get("backend") or "",
-             "surrogate": ((m.get("surrogate") or {}).get("label") if isinstance(m.get("surrogate"), dict) else "") or ""}
-            for m in _as_list(result.extras.get("adversarial_sets")) if isinstance(m, dict)],
+            {
+                "name": m.get("name"),
+                "key": str(m.get("key") or "")[:16],
+                "cache_hit": m.get("cache_hit"),
+                "seconds": m.get("seconds"),
+                "seconds_per_image": m.get("seconds_per_image"),
+                "backend": m.get("backend") or "",
+                "surrogate": ((m.get("surrogate") or {}).get("label") if isinstance(m.get("surrogate"), dict) else "")
+                or "",
+            }
+            for m in _as_list(result.extras.get("adversarial_sets"))
+            if isinstance(m, dict)
+        ],
         "seeds": [(k, fmt_value(v)) for k, v in _seeds(result.parameters)],
         "environment": [(k, fmt_value(v)) for k, v in sorted(result.environment.items(), key=lambda kv: str(kv[0]))],
     }

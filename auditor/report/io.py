@@ -82,8 +82,10 @@ def load_results(path: str | os.PathLike) -> AuditResult:
     if theirs is None:
         raise ResultsError(f"{p}: unreadable schema_version {doc['schema_version']!r}")
     if ours is not None and theirs > ours:
-        raise ResultsError(f"{p}: schema {doc['schema_version']} is newer than this xray-audit reads "
-                           f"({SCHEMA_VERSION}); upgrade xray-audit")
+        raise ResultsError(
+            f"{p}: schema {doc['schema_version']} is newer than this xray-audit reads "
+            f"({SCHEMA_VERSION}); upgrade xray-audit"
+        )
     try:
         validate_document(doc)
     except ValidationError as exc:
@@ -95,7 +97,9 @@ def load_results(path: str | os.PathLike) -> AuditResult:
     except KeyError as exc:
         raise ResultsError(f"{p}: missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:
-        raise ResultsError(f"{p}: malformed results ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ResultsError(
+            f"{p}: malformed results ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     check_result(result, str(p))
     return result
 

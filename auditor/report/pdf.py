@@ -113,10 +113,13 @@ def html_to_pdf(html: str, result: AuditResult) -> bytes:
     created = _parse_time(result.created)
     modified = _parse_time(result.finished) if result.finished else created
     attachment = weasyprint.Attachment(
-        string=results_json(result).encode("utf-8"), name=ATTACHMENT_NAME, url_fetcher=fetcher,
-        description="Machine-readable results of this audit (xray-audit results.json, "
-                    f"schema {result.schema_version})",
-        created=created, modified=modified, relationship="Data",
+        string=results_json(result).encode("utf-8"),
+        name=ATTACHMENT_NAME,
+        url_fetcher=fetcher,
+        description=f"Machine-readable results of this audit (xray-audit results.json, schema {result.schema_version})",
+        created=created,
+        modified=modified,
+        relationship="Data",
     )
     doc = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher, media_type="print")
     return doc.write_pdf(

@@ -85,8 +85,16 @@ def confusion_matrix_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], 
         for i in range(k):
             for j in range(k):
                 frac = shade[i][j]
-                ax.text(j, i, f"{cm[i][j]}", ha="center", va="center", fontsize=8,
-                        color="white" if frac > 0.55 else INK, fontweight="bold" if i == j else "normal")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i][j]}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if frac > 0.55 else INK,
+                    fontweight="bold" if i == j else "normal",
+                )
         ticks = list(range(k))
         ax.set_xticks(ticks, [_wrap(lbl, 12) for lbl in labels], rotation=35, ha="right", rotation_mode="anchor")
         ax.set_yticks(ticks, [_wrap(lbl, 14) for lbl in labels])
@@ -121,8 +129,18 @@ def accuracy_vs_eps_figure(series: Sequence[dict], clean_accuracy: float | None,
             err_hi = [max(0.0, p[3] - p[1]) if _finite(p[3]) else 0.0 for p in pts]
             color = PALETTE[groups.index(s.get("group", s["label"])) % len(PALETTE)]
             marker = "so^vD"[idx % 5] if s.get("dashed") else "o"
-            ax.errorbar(xs, ys, yerr=[err_lo, err_hi], color=color, marker=marker, ms=3.5, lw=1.4, capsize=2.5,
-                        ls="--" if s.get("dashed") else "-", label=s["label"])
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[err_lo, err_hi],
+                color=color,
+                marker=marker,
+                ms=3.5,
+                lw=1.4,
+                capsize=2.5,
+                ls="--" if s.get("dashed") else "-",
+                label=s["label"],
+            )
         all_x = sorted({x for s in series for x in s["eps255"]})
         ax.set_xticks(all_x, [f"{x:g}/255" for x in all_x])
         ax.set_ylim(-0.02, 1.02)
@@ -134,8 +152,9 @@ def accuracy_vs_eps_figure(series: Sequence[dict], clean_accuracy: float | None,
         return _data_uri(fig, fmt)
 
 
-def heatmap_figure(rows: Sequence[str], cols: Sequence[str], values: Sequence[Sequence[float | None]], title: str,
-                   fmt: str = "png") -> str | None:
+def heatmap_figure(
+    rows: Sequence[str], cols: Sequence[str], values: Sequence[Sequence[float | None]], title: str, fmt: str = "png"
+) -> str | None:
     """Accuracy per (defense row, attack column); missing cells are hatched grey."""
     if not rows or not cols:
         return None
@@ -150,8 +169,9 @@ def heatmap_figure(rows: Sequence[str], cols: Sequence[str], values: Sequence[Se
         ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
         for i, r in enumerate(grid):
             for j, v in enumerate(r):
-                ax.text(j, i, "—" if math.isnan(v) else f"{100 * v:.1f}", ha="center", va="center", fontsize=7,
-                        color=INK)
+                ax.text(
+                    j, i, "—" if math.isnan(v) else f"{100 * v:.1f}", ha="center", va="center", fontsize=7, color=INK
+                )
         ax.set_xticks(range(len(cols)), [_wrap(c, 12) for c in cols], rotation=30, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(rows)), [_wrap(r, 18) for r in rows])
         ax.set_title(title, color=INK)
@@ -189,8 +209,11 @@ def before_after_figure(rows: Sequence[dict], fmt: str = "png") -> str | None:
     width = min(9.0, 2.4 + 0.75 * len(rows))
     with _figure(width, 3.0) as fig:
         ax = fig.add_subplot()
-        keys = (("before", "before attack", "#1f4e79"), ("after", "after attack", "#c0504d"),
-                ("defended", "after defense", "#4f8a3c"))
+        keys = (
+            ("before", "before attack", "#1f4e79"),
+            ("after", "after attack", "#c0504d"),
+            ("defended", "after defense", "#4f8a3c"),
+        )
         bar_w = 0.26
         for k_idx, (key, label, color) in enumerate(keys):
             xs, ys = [], []

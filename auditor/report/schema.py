@@ -100,7 +100,9 @@ class ConditionDoc(_Open):
     threat_model: Optional[Text] = None
     defense: Optional[Text] = None
     predictions: list[Count] = []
-    probabilities: Annotated[list[Annotated[list[Probability], Field(max_length=10_000)]], Field(max_length=MAX_COUNT)] = []
+    probabilities: Annotated[
+        list[Annotated[list[Probability], Field(max_length=10_000)]], Field(max_length=MAX_COUNT)
+    ] = []
     attack_success_rate: Fraction = None
     attack_success_rate_ci: Interval = None
     flip_rate: Fraction = None

@@ -67,7 +67,7 @@ class StagedOutput:
         for entry in entries:
             if not entry.name.startswith(self._tag()):
                 continue
-            pid = entry.name[len(self._tag()):].split("-", 1)[0]
+            pid = entry.name[len(self._tag()) :].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
 
@@ -133,7 +133,8 @@ class StagedOutput:
             if restored:
                 shutil.rmtree(backup, ignore_errors=True)
                 raise os_error(exc, f"{self.out}: cannot move the new outputs into place") from None
-            raise os_error(exc, f"{self.out}: cannot move the new outputs into place; the earlier ones are in "
-                                f"{backup}") from None
+            raise os_error(
+                exc, f"{self.out}: cannot move the new outputs into place; the earlier ones are in {backup}"
+            ) from None
         shutil.rmtree(backup, ignore_errors=True)
         return {name: self.out / name for name in staged}

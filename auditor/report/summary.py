@@ -35,7 +35,13 @@ def summary_numbers(result: AuditResult) -> dict[str, Any]:
     worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
     verdict = defense_verdict(result)
     failed = [g for g in result.gates if not g.passed]
-    return {"clean": clean_condition(result), "worst": worst, "defense_verdict": verdict,
-            "best_defense": verdict["best"] if verdict else None,
-            "defense_candidate": verdict["candidate"] if verdict else None,
-            "defenses": defense_summaries(result), "gates_total": len(result.gates), "gates_failed": len(failed)}
+    return {
+        "clean": clean_condition(result),
+        "worst": worst,
+        "defense_verdict": verdict,
+        "best_defense": verdict["best"] if verdict else None,
+        "defense_candidate": verdict["candidate"] if verdict else None,
+        "defenses": defense_summaries(result),
+        "gates_total": len(result.gates),
+        "gates_failed": len(failed),
+    }

@@ -74,8 +74,10 @@ def defense_names(result: AuditResult) -> list[str]:
 
 def defense_clean(result: AuditResult, defense: str) -> Condition | None:
     """The defended clean condition (``jpeg:75/clean``)."""
-    return next((c for c in result.conditions if c.defense == defense and not is_adaptive(c)
-                 and attacked_base(c) == "clean"), None)
+    return next(
+        (c for c in result.conditions if c.defense == defense and not is_adaptive(c) and attacked_base(c) == "clean"),
+        None,
+    )
 
 
 def defense_attacked(result: AuditResult, defense: str) -> list[Condition]:
@@ -93,8 +95,11 @@ def defense_attacked(result: AuditResult, defense: str) -> list[Condition]:
 def defended_on(result: AuditResult, defense: str, base_name: str) -> Condition | None:
     """The condition that counts for ``defense`` against ``base_name``: the worse (lower accuracy) of the
     non-adaptive and the adaptive one."""
-    conds = [c for c in result.conditions if c.defense == defense and attacked_base(c) == base_name
-             and _finite(c.metrics.get("accuracy"))]
+    conds = [
+        c
+        for c in result.conditions
+        if c.defense == defense and attacked_base(c) == base_name and _finite(c.metrics.get("accuracy"))
+    ]
     return min(conds, key=lambda c: c.metrics["accuracy"]) if conds else None
 
 
@@ -112,8 +117,9 @@ class Scorer:
 
     def __init__(self, result: AuditResult) -> None:
         self.n = len(result.samples)
-        self.y = np.array([s["label_index"] if isinstance(s.get("label_index"), int) else -1 for s in result.samples],
-                          dtype=np.int64)
+        self.y = np.array(
+            [s["label_index"] if isinstance(s.get("label_index"), int) else -1 for s in result.samples], dtype=np.int64
+        )
         self.groups = [s.get("patient_id") for s in result.samples]
         seed = result.parameters.get("seed", 0)
         self.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else 0
@@ -181,11 +187,20 @@ def defense_figures(result: AuditResult, defense: str, scorer: Scorer, idx: np.n
     scored = [(a, c) for c in defense_attacked(result, defense) if (a := scorer.accuracy(c, idx)) is not None]
     robust, robust_cond = min(scored, key=lambda t: t[0]) if scored else (None, None)
     change = dclean_acc - clean_acc if dclean_acc is not None and clean_acc is not None else None
-    return {"name": defense, "clean_cond": dclean, "clean_acc": dclean_acc, "clean_change": change,
-            "clean_change_text": signed_change(change), "robust": robust, "robust_cond": robust_cond,
-            "adaptive": any(is_adaptive(c) for c in defense_attacked(result, defense)),
-            "adaptive_attacks": sorted({c.attack for c in defense_attacked(result, defense) if is_adaptive(c) and c.attack}),
-            "benefit_vanishes": benefit_vanishes(result, defense)}
+    return {
+        "name": defense,
+        "clean_cond": dclean,
+        "clean_acc": dclean_acc,
+        "clean_change": change,
+        "clean_change_text": signed_change(change),
+        "robust": robust,
+        "robust_cond": robust_cond,
+        "adaptive": any(is_adaptive(c) for c in defense_attacked(result, defense)),
+        "adaptive_attacks": sorted(
+            {c.attack for c in defense_attacked(result, defense) if is_adaptive(c) and c.attack}
+        ),
+        "benefit_vanishes": benefit_vanishes(result, defense),
+    }
 
 
 def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
@@ -194,15 +209,23 @@ def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
     out = []
     for d in defense_names(result):
         fig = defense_figures(result, d, scorer, None)
-        fig["cost_ms"] = next((c.extra.get("cost_ms_per_image") for c in result.conditions
-                               if c.defense == d and _finite(c.extra.get("cost_ms_per_image"))), None)
+        fig["cost_ms"] = next(
+            (
+                c.extra.get("cost_ms_per_image")
+                for c in result.conditions
+                if c.defense == d and _finite(c.extra.get("cost_ms_per_image"))
+            ),
+            None,
+        )
         out.append(fig)
     return out
 
 
 def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
-    return (fig["robust"] if fig["robust"] is not None else -1.0,
-            fig["clean_acc"] if fig["clean_acc"] is not None else -1.0)
+    return (
+        fig["robust"] if fig["robust"] is not None else -1.0,
+        fig["clean_acc"] if fig["clean_acc"] is not None else -1.0,
+    )
 
 
 def wilson_interval(k: float, n: int, z: float = 1.959964) -> list[float] | None:
@@ -255,11 +278,16 @@ def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
     baseline = undefended_worst(result, scorer, ev)
     ci = baseline["ci"] if baseline else None
     significant = bool(candidate["robust"] is not None and ci is not None and candidate["robust"] > ci[1])
-    verdict = {"mode": "held-out" if halves is not None else "same images",
-               "n_select": len(sel) if sel is not None else len(result.samples) or None,
-               "n_eval": len(ev) if ev is not None else len(result.samples) or None,
-               "seed": scorer.seed, "candidate": candidate, "baseline": baseline, "significant": significant,
-               "best": candidate if significant else None}
+    verdict = {
+        "mode": "held-out" if halves is not None else "same images",
+        "n_select": len(sel) if sel is not None else len(result.samples) or None,
+        "n_eval": len(ev) if ev is not None else len(result.samples) or None,
+        "seed": scorer.seed,
+        "candidate": candidate,
+        "baseline": baseline,
+        "significant": significant,
+        "best": candidate if significant else None,
+    }
     verdict["text"] = verdict_text(verdict)
     return verdict
 
@@ -267,29 +295,44 @@ def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
 def selection_text(v: dict[str, Any]) -> str:
     """How the defense was chosen, in words."""
     if v["mode"] == "held-out":
-        return (f"chosen on {v['n_select']} images, a seeded half of the patients (seed {v['seed']}), and "
-                f"measured on the other {v['n_eval']}")
-    return (f"chosen and measured on the same {v['n_eval']} images, too few to hold out half of the patients, "
-            f"so the choice may flatter it")
+        return (
+            f"chosen on {v['n_select']} images, a seeded half of the patients (seed {v['seed']}), and "
+            f"measured on the other {v['n_eval']}"
+        )
+    return (
+        f"chosen and measured on the same {v['n_eval']} images, too few to hold out half of the patients, "
+        f"so the choice may flatter it"
+    )
 
 
 def verdict_text(v: dict[str, Any]) -> str:
     """One paragraph: the best defense and its figures, or that no defense raised the worst case."""
     c, b = v["candidate"], v["baseline"]
-    base = (f"the undefended worst case there is {fmt_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {fmt_ci(b['ci'])})"
-            if b else "no undefended attack condition to compare with")
-    figures = (f"worst attacked accuracy {fmt_pct(c['robust'])}"
-               + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
-               + f", clean accuracy change {c['clean_change_text']}")
-    adaptive = (" These figures take the worse of the non-adaptive and the adaptive (BPDA) attack."
-                if c["adaptive"] else " This defense was evaluated non-adaptively only, so its figures are an upper "
-                "bound on real robustness.")
+    base = (
+        f"the undefended worst case there is {fmt_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {fmt_ci(b['ci'])})"
+        if b
+        else "no undefended attack condition to compare with"
+    )
+    figures = (
+        f"worst attacked accuracy {fmt_pct(c['robust'])}"
+        + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
+        + f", clean accuracy change {c['clean_change_text']}"
+    )
+    adaptive = (
+        " These figures take the worse of the non-adaptive and the adaptive (BPDA) attack."
+        if c["adaptive"]
+        else " This defense was evaluated non-adaptively only, so its figures are an upper bound on real robustness."
+    )
     vanish = f" For {c['name']} the {VANISHES_TEXT}." if c["benefit_vanishes"] else ""
     if v["significant"]:
         return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}"
     if b and b["ci"] is None:
-        return (f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
-                f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
-                f"has {figures}; {base}.{adaptive}{vanish}")
-    return (f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
-            f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}")
+        return (
+            f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
+            f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
+            f"has {figures}; {base}.{adaptive}{vanish}"
+        )
+    return (
+        f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
+        f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}"
+    )

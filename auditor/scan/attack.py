@@ -33,9 +33,16 @@ def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int):
 def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
     """The scan's attack jobs for ``attacks`` at ``epsilons`` (default: the scan's budgets)."""
     opt, data = ctx.options, ctx.data
-    return attack_jobs(attacks, opt.epsilons if epsilons is None else epsilons, data.images, data.y,
-                       attack_params=opt.attack_params, style_backend=opt.style_backend,
-                       stm_checkpoint=opt.stm_checkpoint, seed=opt.seed)
+    return attack_jobs(
+        attacks,
+        opt.epsilons if epsilons is None else epsilons,
+        data.images,
+        data.y,
+        attack_params=opt.attack_params,
+        style_backend=opt.style_backend,
+        stm_checkpoint=opt.stm_checkpoint,
+        seed=opt.seed,
+    )
 
 
 def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], device) -> str:
@@ -43,14 +50,24 @@ def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], d
     opt, data = ctx.options, ctx.data
     if opt.precision != "auto":
         return opt.precision
-    rec = choose_precision(jobs, surrogate, data.images, data.y, batch_size=opt.attack_batch_size, seed=opt.seed,
-                           cache_dir=opt.cache_dir, device=device)
+    rec = choose_precision(
+        jobs,
+        surrogate,
+        data.images,
+        data.y,
+        batch_size=opt.attack_batch_size,
+        seed=opt.seed,
+        cache_dir=opt.cache_dir,
+        device=device,
+    )
     if rec is None:
         return "fp32"
     ctx.precision_choice = rec
-    ctx.reporter.info(f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
-                      f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
-                      + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")"))
+    ctx.reporter.info(
+        f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
+        f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
+        + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")")
+    )
     return rec["chosen"]
 
 
@@ -103,17 +120,27 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     sur_sizes = input_sizes(surrogate.module)
     sets = []
     for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=sur_label):
-        sets.append(AdversarialSet(
-            job.set_id, "attack", aset.images, _stats(data.images, aset.images), aset.label,
-            _set_meta(job.name, aset, surrogate, clock.seconds_per_image(job.name)), sur_label,
-            surrogate.threat_model,
-            SurrogateEval(sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device),
-                          sur_sizes)))
+        sets.append(
+            AdversarialSet(
+                job.set_id,
+                "attack",
+                aset.images,
+                _stats(data.images, aset.images),
+                aset.label,
+                _set_meta(job.name, aset, surrogate, clock.seconds_per_image(job.name)),
+                sur_label,
+                surrogate.threat_model,
+                SurrogateEval(
+                    sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device), sur_sizes
+                ),
+            )
+        )
     return sets
 
 
-def generate_sets(ctx: ScanContext, jobs: list[AttackJob], surrogate, device, precision: str, clock=None,
-                  announce: str | None = None) -> Iterator[tuple[AttackJob, Any]]:
+def generate_sets(
+    ctx: ScanContext, jobs: list[AttackJob], surrogate, device, precision: str, clock=None, announce: str | None = None
+) -> Iterator[tuple[AttackJob, Any]]:
     """Build (or load) the set of every job, in order, yielding ``(job, GeneratedSet)``.
 
     An attack whose style backend cannot run is skipped (recorded on ``ctx``) with all its budgets; a
@@ -152,13 +179,33 @@ def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: st
             from auditor.distributed import build_set_on_ray
 
             return build_set_on_ray(
-                job.attack, params, surrogate, opt.surrogate, ctx.target.spec, ctx.target.path,
-                data.images, data.y, names, Path(opt.cache_dir), manifest,
-                opt.seed, batch_size=opt.attack_batch_size, precision=precision,
-                address=opt.ray_address, workers=opt.workers, progress=adv)
-        return build_adversarial_set(job.attack, params, surrogate, SetData(data.images, data.y, names, manifest),
-                                     set_run(ctx, device, precision), progress=adv,
-                                     on_batch=clock.batch_timer(job.name) if clock is not None else None)
+                job.attack,
+                params,
+                surrogate,
+                opt.surrogate,
+                ctx.target.spec,
+                ctx.target.path,
+                data.images,
+                data.y,
+                names,
+                Path(opt.cache_dir),
+                manifest,
+                opt.seed,
+                batch_size=opt.attack_batch_size,
+                precision=precision,
+                address=opt.ray_address,
+                workers=opt.workers,
+                progress=adv,
+            )
+        return build_adversarial_set(
+            job.attack,
+            params,
+            surrogate,
+            SetData(data.images, data.y, names, manifest),
+            set_run(ctx, device, precision),
+            progress=adv,
+            on_batch=clock.batch_timer(job.name) if clock is not None else None,
+        )
 
 
 def set_run(ctx: ScanContext, device, precision: str):
@@ -184,14 +231,20 @@ def _stats(clean, adv) -> dict:
 
 def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:
     """The set's entry in results.json ``extras.adversarial_sets``."""
-    return {"name": name, "key": aset.key, "dir": str(aset.dir), "cache_hit": aset.cache_hit,
-            "seconds": round(aset.seconds, 2), "seconds_per_image": seconds_per_image or (
-                None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
-            "backend": aset.backend,
-            "cache_warnings": list(aset.warnings),
-            "style_diversity": aset.params.get("style_diversity"),
-            "surrogate": surrogate.identity,
-            "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")}}
+    return {
+        "name": name,
+        "key": aset.key,
+        "dir": str(aset.dir),
+        "cache_hit": aset.cache_hit,
+        "seconds": round(aset.seconds, 2),
+        "seconds_per_image": seconds_per_image
+        or (None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
+        "backend": aset.backend,
+        "cache_warnings": list(aset.warnings),
+        "style_diversity": aset.params.get("style_diversity"),
+        "surrogate": surrogate.identity,
+        "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")},
+    }
 
 
 def _blend_sets(ctx: ScanContext) -> list[AdversarialSet]:
@@ -201,8 +254,22 @@ def _blend_sets(ctx: ScanContext) -> list[AdversarialSet]:
     for alpha in BLEND_ALPHAS:
         set_id = SetId("blend", alpha=alpha)
         images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
-        meta = {"name": set_id.name, "cache_hit": False, "backend": None,
-                "style_image": opt.style_image or "built-in procedural texture"}
-        sets.append(AdversarialSet(set_id, "style_blend", images, _stats(data.images, images), label, meta, None,
-                                   "visible manipulation (no gradients)"))
+        meta = {
+            "name": set_id.name,
+            "cache_hit": False,
+            "backend": None,
+            "style_image": opt.style_image or "built-in procedural texture",
+        }
+        sets.append(
+            AdversarialSet(
+                set_id,
+                "style_blend",
+                images,
+                _stats(data.images, images),
+                label,
+                meta,
+                None,
+                "visible manipulation (no gradients)",
+            )
+        )
     return sets

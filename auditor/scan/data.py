@@ -39,8 +39,7 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         "n_images": len(samples),
         "per_class": {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)},
         "skipped": [s.to_dict() for s in all_skipped],
-        "conversions": [{"name": k, "notes": notes[k]}
-                        for k in (s.rel_path or s.path for s in samples) if k in notes],
+        "conversions": [{"name": k, "notes": notes[k]} for k in (s.rel_path or s.path for s in samples) if k in notes],
         "caveats": [*(STATED_CAVEAT_PREFIX + c for c in opt.caveats), *caveats],
         "patient_ids": sum(1 for s in samples if s.patient_id),
         "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
@@ -58,8 +57,9 @@ def _read(ctx: ScanContext, data: str, samples: list) -> tuple[list, list, list,
     notes: dict[str, list[str]] = {}
     clock = ctx.clock(ctx.target.path)
     with ctx.reporter.task("Reading images", len(samples)) as adv, clock.timed("read", len(samples)):
-        kept, skipped, on_grid = scan_readable(samples, (spec.height, spec.width), batch_size=ctx.options.batch_size,
-                                               progress=adv, notes=notes)
+        kept, skipped, on_grid = scan_readable(
+            samples, (spec.height, spec.width), batch_size=ctx.options.batch_size, progress=adv, notes=notes
+        )
     samples = [samples[i] for i in kept]
     if not samples:
         raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
@@ -76,15 +76,22 @@ def _caveats(ctx: ScanContext, data: str, found: Any, n_duplicates: int, on_grid
     caveats = list(found)
     readme = Path(data) / "README.md"
     if readme.is_file() and "SYNTHETIC" in readme.read_text(encoding="utf-8", errors="replace")[:4000]:
-        caveats.insert(0, "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
-                          "about performance on radiographs")
+        caveats.insert(
+            0,
+            "SYNTHETIC data (procedural phantoms, no patient images): the numbers say nothing "
+            "about performance on radiographs",
+        )
     if n_duplicates:
-        caveats.append(f"{n_duplicates} exact-duplicate file(s) (same SHA-256 as another image of the same "
-                       "label) were counted once; they are listed with the skipped files")
+        caveats.append(
+            f"{n_duplicates} exact-duplicate file(s) (same SHA-256 as another image of the same "
+            "label) were counted once; they are listed with the skipped files"
+        )
     if any(a != "blend" for a in ctx.options.attacks) and not on_grid:
-        caveats.append("the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
-                       "source): adversarial PNGs keep every pixel within epsilon of the float clean image, so "
-                       "some pixels cannot reach the budget's edge exactly (up to one grey level short)")
+        caveats.append(
+            "the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
+            "source): adversarial PNGs keep every pixel within epsilon of the float clean image, so "
+            "some pixels cannot reach the budget's edge exactly (up to one grey level short)"
+        )
     return caveats
 
 
@@ -92,8 +99,9 @@ def _drop_classes(ctx: ScanContext, samples: list) -> tuple[list, dict[str, int]
     """Remove the data labels that ``--label-map LABEL=-`` drops; {label: images dropped}."""
     label_map = ctx.options.label_map
     kept, dropped = drop_labels([s.label for s in samples], label_map)
-    unused = sorted(k for k, v in label_map.items() if v.strip() == DROP
-                    and k.lower() not in {d.lower() for d in dropped})
+    unused = sorted(
+        k for k, v in label_map.items() if v.strip() == DROP and k.lower() not in {d.lower() for d in dropped}
+    )
     if unused:
         have = sorted({s.label for s in samples})
         raise UsageError(f"--label-map drops {unused}, which no image has (data labels: {have})")

@@ -97,12 +97,32 @@ def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive
     name = ConditionId(base.name, pre.name, adaptive=True).name
     ctx.reporter.info(f"adaptive attack {name}")
     with ctx.reporter.task(name, len(data.images)) as adv:
-        aset = build_adversarial_set(attack, params, adaptive, SetData(data.images, data.y, names,
-                                                                       data.info["manifest_sha256"]),
-                                     set_run(ctx, device, precision), progress=adv)
+        aset = build_adversarial_set(
+            attack,
+            params,
+            adaptive,
+            SetData(data.images, data.y, names, data.info["manifest_sha256"]),
+            set_run(ctx, device, precision),
+            progress=adv,
+        )
     record_cache_warnings(ctx, name, aset.warnings)
-    meta = {"name": name, "key": aset.key, "cache_hit": aset.cache_hit, "gradient": adaptive.module.gradient,
-            "seconds": round(aset.seconds, 2), "backend": aset.backend}
-    return AdversarialSet(base.id, "adaptive", aset.images, perturbation_stats(data.images, aset.images),
-                          f"{aset.label} + BPDA", meta, adaptive.identity["label"],
-                          "transfer (adaptive: BPDA through the defense)", defense=pre, base=base)
+    meta = {
+        "name": name,
+        "key": aset.key,
+        "cache_hit": aset.cache_hit,
+        "gradient": adaptive.module.gradient,
+        "seconds": round(aset.seconds, 2),
+        "backend": aset.backend,
+    }
+    return AdversarialSet(
+        base.id,
+        "adaptive",
+        aset.images,
+        perturbation_stats(data.images, aset.images),
+        f"{aset.label} + BPDA",
+        meta,
+        adaptive.identity["label"],
+        "transfer (adaptive: BPDA through the defense)",
+        defense=pre,
+        base=base,
+    )

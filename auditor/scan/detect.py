@@ -20,7 +20,7 @@ def _halves(seed: int, n_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if n_all > DETECTOR_MAX_IMAGES:  # bounded memory: a seeded subset of a large scan
         pick = np.sort(np.random.default_rng([seed, 1]).choice(n_all, DETECTOR_MAX_IMAGES, replace=False))
     idx = np.random.default_rng(seed).permutation(len(pick))
-    return pick, np.sort(idx[: len(pick) // 2]), np.sort(idx[len(pick) // 2:])
+    return pick, np.sort(idx[: len(pick) // 2]), np.sort(idx[len(pick) // 2 :])
 
 
 def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
@@ -58,8 +58,12 @@ def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
     fs.calibrate(images[cal])
     fs_result = fs.evaluate(images[held], suspects)
     return {
-        "calibration": {"calibration_images": int(len(cal)), "held_out_images": int(len(held)), "seed": rng_seed,
-                        **({"subset_of": int(n_all)} if n_all > n else {})},
+        "calibration": {
+            "calibration_images": int(len(cal)),
+            "held_out_images": int(len(held)),
+            "seed": rng_seed,
+            **({"subset_of": int(n_all)} if n_all > n else {}),
+        },
         "reference_based": ref_result,
         "feature_squeezing": fs_result,
         "fft_example": _fft_example(ctx, attacked, images, pick, held),
@@ -73,9 +77,13 @@ def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], images: np.nd
     from auditor.defenses.spectra import fft_spectra
 
     worst = max(attacked, key=lambda s: s.epsilon or 0)
-    spectra = {k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
-               for k, v in fft_spectra(images[held[0], 0], worst.images[int(pick[held[0]]), 0]).items()}
-    return {"condition": worst.name, "sample": ctx.data.samples[int(pick[held[0]])].rel_path,
-            "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
-            "note": "spectra downsampled to 64x64 for the report"}
-
+    spectra = {
+        k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
+        for k, v in fft_spectra(images[held[0], 0], worst.images[int(pick[held[0]]), 0]).items()
+    }
+    return {
+        "condition": worst.name,
+        "sample": ctx.data.samples[int(pick[held[0]])].rel_path,
+        "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
+        "note": "spectra downsampled to 64x64 for the report",
+    }

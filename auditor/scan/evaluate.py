@@ -22,11 +22,13 @@ class _DefenseFailed(Exception):
 
 def _guarded(pre):
     """``pre`` as a batch transform whose own failures surface as :class:`_DefenseFailed`."""
+
     def run(x):
         try:
             return pre(x)
         except Exception as exc:
             raise _DefenseFailed(str(exc)) from exc
+
     return run
 
 
@@ -39,41 +41,71 @@ def predict(ctx: ScanContext, model, x, what: str, stage: str = "clean", transfo
                 from auditor.distributed_eval import NotDistributable, predict_on_ray
 
                 try:
-                    return predict_on_ray(model, x, opt.batch_size, transform=transform,
-                                          address=opt.ray_address, workers=opt.workers, progress=adv)
+                    return predict_on_ray(
+                        model,
+                        x,
+                        opt.batch_size,
+                        transform=transform,
+                        address=opt.ray_address,
+                        workers=opt.workers,
+                        progress=adv,
+                    )
                 except NotDistributable as exc:
                     ctx.reporter.info(f"{what}: evaluated in this process, {exc}")
             return predict_stream(model, x, opt.batch_size, transform=transform, progress=adv)
     except NonFiniteOutput as exc:
         names = ctx.sample_names
         first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
-        raise NonFiniteOutput(f"{model.path}: {what}: the model returned NaN or infinite outputs for "
-                              f"{len(exc.rows)} of {len(x)} image(s); first file: {first}", exc.rows) from None
+        raise NonFiniteOutput(
+            f"{model.path}: {what}: the model returned NaN or infinite outputs for "
+            f"{len(exc.rows)} of {len(x)} image(s); first file: {first}",
+            exc.rows,
+        ) from None
 
 
 def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_names, **kw) -> Condition:
     data = ctx.data
     pred = proba.argmax(1)
-    metrics = compute_metrics(data.y, pred, class_names, groups=data.groups if any(data.groups) else None,
-                              seed=ctx.options.seed, n_boot=ctx.options.n_boot)
-    return Condition(name=name, kind=kind, metrics=metrics, predictions=tuple(int(v) for v in pred),
-                     probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba), **kw)
+    metrics = compute_metrics(
+        data.y,
+        pred,
+        class_names,
+        groups=data.groups if any(data.groups) else None,
+        seed=ctx.options.seed,
+        n_boot=ctx.options.n_boot,
+    )
+    return Condition(
+        name=name,
+        kind=kind,
+        metrics=metrics,
+        predictions=tuple(int(v) for v in pred),
+        probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba),
+        **kw,
+    )
 
 
 def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
     data = ctx.data
-    return compute_attack_rates(data.y, clean_pred, pred, groups=data.groups if any(data.groups) else None,
-                                seed=ctx.options.seed, n_boot=ctx.options.n_boot)
+    return compute_attack_rates(
+        data.y,
+        clean_pred,
+        pred,
+        groups=data.groups if any(data.groups) else None,
+        seed=ctx.options.seed,
+        n_boot=ctx.options.n_boot,
+    )
 
 
-def evaluate_model(ctx: ScanContext, model, sets: list[AdversarialSet], preprocessors: list,
-                   adaptive: list[AdversarialSet] = ()) -> list[Condition]:
+def evaluate_model(
+    ctx: ScanContext, model, sets: list[AdversarialSet], preprocessors: list, adaptive: list[AdversarialSet] = ()
+) -> list[Condition]:
     """Every condition of ``model``: clean, each set, each defense on clean and on each set, each adaptive set."""
     names = model.spec.class_names
     if [c.lower() for c in names] != [c.lower() for c in ctx.target.spec.class_names]:
-        raise UsageError(f"{model.path}: classes {list(names)} differ from the target's "
-                         f"{list(ctx.target.spec.class_names)}")
+        raise UsageError(
+            f"{model.path}: classes {list(names)} differ from the target's {list(ctx.target.spec.class_names)}"
+        )
     label = Path(model.path).name
     clean_proba = predict(ctx, model, ctx.data.images, f"Clean inference ({label})")
     clean_pred = clean_proba.argmax(1)
@@ -96,57 +128,109 @@ def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarra
     label = Path(model.path).name
     proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="attacked")
     pred = proba.argmax(1)
-    extra = {**_rates(ctx, clean_pred, pred), **st.stats, "label": st.label,
-             "cache_hit": st.meta.get("cache_hit"), "backend": st.meta.get("backend")}
+    extra = {
+        **_rates(ctx, clean_pred, pred),
+        **st.stats,
+        "label": st.label,
+        "cache_hit": st.meta.get("cache_hit"),
+        "backend": st.meta.get("backend"),
+    }
     if st.meta.get("style_diversity") is not None:
         extra["style_diversity"] = st.meta["style_diversity"]
     if st.kind == "style_blend":
         extra["opacity"] = st.alpha
     if st.surrogate_eval is not None:
         ev = st.surrogate_eval
-        extra["transfer"] = set_diagnostics(data.y, clean_pred, pred, ev.clean_pred, ev.adv_pred,
-                                            ev.input_sizes, (model.spec.height, model.spec.width))
-    return _condition(ctx, st.name, st.kind, proba, model.spec.class_names, attack=st.attack,
-                      epsilon=st.epsilon, surrogate=st.surrogate, threat_model=st.threat_model, extra=extra)
+        extra["transfer"] = set_diagnostics(
+            data.y, clean_pred, pred, ev.clean_pred, ev.adv_pred, ev.input_sizes, (model.spec.height, model.spec.width)
+        )
+    return _condition(
+        ctx,
+        st.name,
+        st.kind,
+        proba,
+        model.spec.class_names,
+        attack=st.attack,
+        epsilon=st.epsilon,
+        surrogate=st.surrogate,
+        threat_model=st.threat_model,
+        extra=extra,
+    )
 
 
-def _defended(ctx: ScanContext, model, pre, sets: list[AdversarialSet], clean_pred: np.ndarray,
-              adv_preds: dict[str, np.ndarray]) -> list[Condition]:
+def _defended(
+    ctx: ScanContext, model, pre, sets: list[AdversarialSet], clean_pred: np.ndarray, adv_preds: dict[str, np.ndarray]
+) -> list[Condition]:
     """``model`` behind one defense, on the clean images and on every set; [] (a skip) when the defense fails."""
     data, names, label = ctx.data, model.spec.class_names, Path(model.path).name
     clean_name = ConditionId("clean", pre.name).name
     try:
-        proba = predict(ctx, model, data.images, f"{clean_name} ({label})", stage="defended",
-                        transform=_guarded(pre))
+        proba = predict(ctx, model, data.images, f"{clean_name} ({label})", stage="defended", transform=_guarded(pre))
     except _DefenseFailed as exc:  # a defense failing on this data is a skip, not a crash
         ctx.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
         return []
     pred = proba.argmax(1)
     cost = getattr(pre, "cost_ms_per_image", None)
-    out = [_condition(ctx, clean_name, "defense", proba, names, defense=pre.name,
-                      extra={**_rates(ctx, clean_pred, pred), "cost_ms_per_image": cost})]
+    out = [
+        _condition(
+            ctx,
+            clean_name,
+            "defense",
+            proba,
+            names,
+            defense=pre.name,
+            extra={**_rates(ctx, clean_pred, pred), "cost_ms_per_image": cost},
+        )
+    ]
     for st in sets:
         name = ConditionId(st.name, pre.name).name
         dproba = predict(ctx, model, st.images, f"{name} ({label})", stage="defended", transform=pre)
         dpred = dproba.argmax(1)
         recovered = float(np.mean((dpred == data.y) & (adv_preds[st.name] != data.y)))
-        out.append(_condition(
-            ctx, name, "defense", dproba, names, attack=st.attack, epsilon=st.epsilon, surrogate=st.surrogate,
-            threat_model=st.threat_model, defense=pre.name, extra={**_rates(ctx, clean_pred, dpred), "cost_ms_per_image": cost,
-                                     "recovered_rate": recovered}))
+        out.append(
+            _condition(
+                ctx,
+                name,
+                "defense",
+                dproba,
+                names,
+                attack=st.attack,
+                epsilon=st.epsilon,
+                surrogate=st.surrogate,
+                threat_model=st.threat_model,
+                defense=pre.name,
+                extra={**_rates(ctx, clean_pred, dpred), "cost_ms_per_image": cost, "recovered_rate": recovered},
+            )
+        )
     return out
 
 
-def _adaptive(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray, by_name: dict[str, Condition]) -> Condition:
+def _adaptive(
+    ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray, by_name: dict[str, Condition]
+) -> Condition:
     """``model`` behind the defense on an adaptive (BPDA) set, compared with the non-adaptive attack."""
     pre, label = st.defense, Path(model.path).name
     proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="adaptive", transform=pre)
     pred = proba.argmax(1)
-    cond = _condition(ctx, st.name, "defense", proba, model.spec.class_names, attack=st.attack,
-                      epsilon=st.epsilon, surrogate=st.surrogate, threat_model=st.threat_model,
-                      defense=pre.name, extra={**_rates(ctx, clean_pred, pred), **st.stats,
-                                               "adaptive": True, "label": st.label,
-                                               "gradient": st.meta["gradient"]})
+    cond = _condition(
+        ctx,
+        st.name,
+        "defense",
+        proba,
+        model.spec.class_names,
+        attack=st.attack,
+        epsilon=st.epsilon,
+        surrogate=st.surrogate,
+        threat_model=st.threat_model,
+        defense=pre.name,
+        extra={
+            **_rates(ctx, clean_pred, pred),
+            **st.stats,
+            "adaptive": True,
+            "label": st.label,
+            "gradient": st.meta["gradient"],
+        },
+    )
     non_adaptive = by_name.get(ConditionId(st.base.name, pre.name).name)
     if non_adaptive is not None:
         drop = non_adaptive.metrics["accuracy"] - cond.metrics["accuracy"]

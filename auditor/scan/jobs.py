@@ -38,9 +38,17 @@ class AttackJob:
         return self.set_id.name
 
 
-def attack_jobs(attacks: Iterable[str], epsilons: Iterable[float], images: Any, labels: Any, *,
-                attack_params: Mapping[str, Mapping[str, Any]] | None = None, style_backend: str | None = None,
-                stm_checkpoint: str | None = None, seed: int = 0) -> list[AttackJob]:
+def attack_jobs(
+    attacks: Iterable[str],
+    epsilons: Iterable[float],
+    images: Any,
+    labels: Any,
+    *,
+    attack_params: Mapping[str, Mapping[str, Any]] | None = None,
+    style_backend: str | None = None,
+    stm_checkpoint: str | None = None,
+    seed: int = 0,
+) -> list[AttackJob]:
     """Every (attack, ε) job in a stable order (attack, then ε).
 
     ``images``/``labels`` are the data set's (USMM draws its masks from a bounded, ``seed``-ed sample of
@@ -65,8 +73,9 @@ def attack_jobs(attacks: Iterable[str], epsilons: Iterable[float], images: Any, 
     return jobs
 
 
-def choose_precision(jobs: Iterable[AttackJob], surrogate, images, labels, *, batch_size: int, seed: int,
-                     cache_dir, device) -> dict | None:
+def choose_precision(
+    jobs: Iterable[AttackJob], surrogate, images, labels, *, batch_size: int, seed: int, cache_dir, device
+) -> dict | None:
     """``--precision auto``: the decision record (:func:`~auditor.attacks.auto_precision.choose_precision_cached`)
     of the first job whose attack can run, timed on the first ``batch_size`` images; None when none can."""
     from auditor.attacks.auto_precision import choose_precision_cached
@@ -82,8 +91,9 @@ def choose_precision(jobs: Iterable[AttackJob], surrogate, images, labels, *, ba
         tried.add(job.attack)
         try:
             atk = make_attack(job.attack, surrogate, **job.params, device=device)
-            return choose_precision_cached(atk, images[:n], labels[:n], batch_seed(seed, 0), cache_dir,
-                                           surrogate.identity.get("sha256"))
+            return choose_precision_cached(
+                atk, images[:n], labels[:n], batch_seed(seed, 0), cache_dir, surrogate.identity.get("sha256")
+            )
         except StyleBackendUnavailable:
             continue  # reported when the attack itself runs
     return None

@@ -31,11 +31,25 @@ def environment() -> dict[str, Any]:
 
     from auditor.allocator import allocator_name
 
-    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                           "allocator": allocator_name()}
-    for pkg in ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "torchvision", "scikit-learn",
-                "scikit-image", "opencv-python-headless", "weasyprint"):
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "allocator": allocator_name(),
+    }
+    for pkg in (
+        "numpy",
+        "onnx",
+        "onnxruntime-gpu",
+        "onnxruntime",
+        "torch",
+        "torchvision",
+        "scikit-learn",
+        "scikit-image",
+        "opencv-python-headless",
+        "weasyprint",
+    ):
         try:
             env[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -86,13 +100,24 @@ class Auditor:
             from auditor.scan.detect import run_detectors
 
             detector = run_detectors(ctx, sets)
-        examples = build_examples(data.images, data.y, [s.rel_path for s in data.samples],
-                                  self.target.spec.class_names, results[0], sets, preprocessors)
-        stamps = {"created": created, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "seconds_total": round(time.perf_counter() - t0, 2)}
+        examples = build_examples(
+            data.images,
+            data.y,
+            [s.rel_path for s in data.samples],
+            self.target.spec.class_names,
+            results[0],
+            sets,
+            preprocessors,
+        )
+        stamps = {
+            "created": created,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds_total": round(time.perf_counter() - t0, 2),
+        }
         set_meta = [st.meta for st in sets + adaptive]
-        compared = tuple(self._result(m, c, None, data, stamps, set_meta, None)
-                         for m, c in zip(models[1:], results[1:]))
+        compared = tuple(
+            self._result(m, c, None, data, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
+        )
         main = self._result(self.target, results[0], detector, data, stamps, set_meta, examples)
         return AuditResult(**{**main.__dict__, "compared": compared})
 
@@ -114,21 +139,50 @@ class Auditor:
             adaptive = build_bpda_sets(ctx, preprocessors, sets)
         return sets, preprocessors, adaptive
 
-    def _result(self, model, conditions: list[Condition], det: dict | None, data: LoadedData, stamps: dict,
-                set_meta: list[dict], examples: list | None) -> AuditResult:
+    def _result(
+        self,
+        model,
+        conditions: list[Condition],
+        det: dict | None,
+        data: LoadedData,
+        stamps: dict,
+        set_meta: list[dict],
+        examples: list | None,
+    ) -> AuditResult:
         """The :class:`AuditResult` of one model (``examples`` only for the target)."""
         ctx = self.context
         return AuditResult(
-            schema_version=SCHEMA_VERSION, tool_version=__version__, created=stamps["created"],
-            finished=stamps["finished"], command=ctx.command, model=model.identity(), data=data.info,
+            schema_version=SCHEMA_VERSION,
+            tool_version=__version__,
+            created=stamps["created"],
+            finished=stamps["finished"],
+            command=ctx.command,
+            model=model.identity(),
+            data=data.info,
             conditions=tuple(conditions),
-            samples=tuple({"path": s.rel_path or s.path, "label": s.label, "label_index": int(y),
-                           "patient_id": s.patient_id, "sha256": s.sha256} for s, y in zip(data.samples, data.y)),
+            samples=tuple(
+                {
+                    "path": s.rel_path or s.path,
+                    "label": s.label,
+                    "label_index": int(y),
+                    "patient_id": s.patient_id,
+                    "sha256": s.sha256,
+                }
+                for s, y in zip(data.samples, data.y)
+            ),
             parameters=self.options.to_dict(),
-            environment={**environment(), "seconds_total": stamps["seconds_total"], "onnx_provider": model.provider,
-                         "seconds_per_stage": ctx.throughput.get(model.path, Throughput()).as_dict(),
-                         **({"precision_choice": ctx.precision_choice} if ctx.precision_choice else {})},
-            skipped=tuple(ctx.skipped), detector=det,
-            extras={**({"examples": examples} if examples is not None else {}), "adversarial_sets": set_meta,
-                    "transfer": transfer_summary(conditions)},
+            environment={
+                **environment(),
+                "seconds_total": stamps["seconds_total"],
+                "onnx_provider": model.provider,
+                "seconds_per_stage": ctx.throughput.get(model.path, Throughput()).as_dict(),
+                **({"precision_choice": ctx.precision_choice} if ctx.precision_choice else {}),
+            },
+            skipped=tuple(ctx.skipped),
+            detector=det,
+            extras={
+                **({"examples": examples} if examples is not None else {}),
+                "adversarial_sets": set_meta,
+                "transfer": transfer_summary(conditions),
+            },
         )

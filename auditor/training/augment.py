@@ -25,8 +25,14 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torc
     return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
 
 
-def seeds_augment(x: torch.Tensor, gen: torch.Generator, rotation_deg: float = 5.0, shift: float = 0.05,
-                  zoom: float = 0.05, brightness: float = 0.1) -> torch.Tensor:
+def seeds_augment(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    rotation_deg: float = 5.0,
+    shift: float = 0.05,
+    zoom: float = 0.05,
+    brightness: float = 0.1,
+) -> torch.Tensor:
     """Random affine (rotation, shift, zoom) plus brightness, per image."""
     n = x.shape[0]
     ang = _uniform(n, -rotation_deg, rotation_deg, gen, x.device) * math.pi / 180.0

@@ -74,9 +74,14 @@ class TrainData:
         return [p if p else f"image:{r}" for p, r in zip(self.patient_ids, self.rel_paths)]
 
 
-def load_training_data(root: str | Path, image_size: int, class_names: Iterable[str] | None = None,
-                       quiet: bool = False, progress: bool | None = None,
-                       allow_outside_root: bool = False) -> TrainData:
+def load_training_data(
+    root: str | Path,
+    image_size: int,
+    class_names: Iterable[str] | None = None,
+    quiet: bool = False,
+    progress: bool | None = None,
+    allow_outside_root: bool = False,
+) -> TrainData:
     """Index, fingerprint and decode a data set for training.
 
     A CSV manifest may list images outside its own folder only with
@@ -103,22 +108,31 @@ def load_training_data(root: str | Path, image_size: int, class_names: Iterable[
 
         bar = tqdm(total=len(samples), desc="decode", unit="img", leave=False, file=sys.stderr)
     try:
-        images, kept, skipped = load_images(samples, (image_size, image_size),
-                                            progress=(lambda n: bar.update(n)) if bar else None)
+        images, kept, skipped = load_images(
+            samples, (image_size, image_size), progress=(lambda n: bar.update(n)) if bar else None
+        )
     finally:
         if bar:
             bar.close()
     kept_samples = [samples[i] for i in kept]
     labels = np.asarray([lower[s.label.lower()] for s in kept_samples], dtype=np.int64)
-    data = TrainData(images=images, labels=labels, class_names=names,
-                     patient_ids=[s.patient_id or None for s in kept_samples],
-                     rel_paths=[s.rel_path or s.path for s in kept_samples], root=str(Path(root).resolve()),
-                     manifest_sha256=manifest_sha, skipped=list(ds.skipped) + list(skipped))
+    data = TrainData(
+        images=images,
+        labels=labels,
+        class_names=names,
+        patient_ids=[s.patient_id or None for s in kept_samples],
+        rel_paths=[s.rel_path or s.path for s in kept_samples],
+        root=str(Path(root).resolve()),
+        manifest_sha256=manifest_sha,
+        skipped=list(ds.skipped) + list(skipped),
+    )
     counts = data.per_class()
     short = {k: v for k, v in counts.items() if v < MIN_PER_CLASS}
     if short:
         desc = ", ".join(f"{k}={v}" for k, v in short.items())
-        raise DataError(f"{root}: too few readable images for a 60/20/20 split ({desc}; need {MIN_PER_CLASS} per class)")
+        raise DataError(
+            f"{root}: too few readable images for a 60/20/20 split ({desc}; need {MIN_PER_CLASS} per class)"
+        )
     no_pid = Counter(data.class_names[int(lab)] for lab, p in zip(labels, data.patient_ids) if not p)
     if no_pid:
         desc = ", ".join(f"{k}: {v}" for k, v in sorted(no_pid.items()))
@@ -142,7 +156,9 @@ class Split:
         """JSON summary for the model card."""
         g = data.groups()
         return {
-            "method": self.method, "seed": self.seed, "fractions": [0.6, 0.2, 0.2],
+            "method": self.method,
+            "seed": self.seed,
+            "fractions": [0.6, 0.2, 0.2],
             "counts": {part: data.per_class(getattr(self, part)) for part in ("train", "val", "test")},
             "patients": {part: len({g[i] for i in getattr(self, part)}) for part in ("train", "val", "test")},
         }
@@ -173,8 +189,10 @@ def patient_split(labels: np.ndarray, groups: list[str], seed: int = 42) -> Spli
     for name, part in (("train", train), ("validation", val), ("test", test)):
         missing = sorted(set(range(k)) - set(labels[part].tolist()))
         if missing:
-            raise DataError(f"the patient-wise split leaves class index(es) {missing} out of the {name} part; "
-                            "add images (or patients) of that class")
+            raise DataError(
+                f"the patient-wise split leaves class index(es) {missing} out of the {name} part; "
+                "add images (or patients) of that class"
+            )
     return Split(np.sort(train), np.sort(val), np.sort(test), "StratifiedGroupKFold(patient) 60/20/20", seed)
 
 
@@ -198,7 +216,9 @@ class RunDir:
     * ``state.pt`` is written atomically after every epoch.
     """
 
-    def __init__(self, path: str | Path, identity: dict[str, Any], *, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, identity: dict[str, Any], *, overwrite: bool = False, resume: bool = False
+    ) -> None:
         self.path = Path(path)
         self.identity = json.loads(json.dumps(identity, sort_keys=True))
         if self.path.exists() and not self.path.is_dir():
@@ -215,8 +235,10 @@ class RunDir:
         same = existing == self.identity
         if existing is not None and not same and not overwrite:
             diff = sorted(k for k in set(existing) | set(self.identity) if existing.get(k) != self.identity.get(k))
-            raise UsageError(f"{self.path}: holds a different model (differs in {', '.join(diff[:4])}); "
-                             "use --overwrite or another --out")
+            raise UsageError(
+                f"{self.path}: holds a different model (differs in {', '.join(diff[:4])}); "
+                "use --overwrite or another --out"
+            )
         if overwrite and existing is not None and not (resume and same):
             self._clear()
         if resume and not self.state_path.is_file():
@@ -249,8 +271,10 @@ class RunDir:
         try:
             return torch.load(self.state_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or foreign file
-            raise UsageError(f"{self.state_path}: cannot read the training state ({type(exc).__name__}); "
-                             "use --overwrite to start again") from None
+            raise UsageError(
+                f"{self.state_path}: cannot read the training state ({type(exc).__name__}); "
+                "use --overwrite to start again"
+            ) from None
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> tuple[Callable[[int], None], Callable[[], None]]:

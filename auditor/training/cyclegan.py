@@ -37,8 +37,15 @@ from auditor.training.imagepairs import DefenseConfig, adversarial_bank, cap, de
 class _ResBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c), nn.ReLU(inplace=True),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c))
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return x + self.body(x)
@@ -51,13 +58,28 @@ class Generator(nn.Module):
         super().__init__()
         self.config = {"width": width, "n_res": n_res, "channels": channels}
         w = width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), nn.InstanceNorm2d(w), nn.ReLU(True),
-                                   nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
-                                   nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, w, 7),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(True),
+            nn.Conv2d(w, 2 * w, 3, 2, 1),
+            nn.InstanceNorm2d(2 * w),
+            nn.ReLU(True),
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
+            nn.InstanceNorm2d(4 * w),
+            nn.ReLU(True),
+        ]
         layers += [_ResBlock(4 * w) for _ in range(n_res)]
-        layers += [nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
-                   nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w), nn.ReLU(True),
-                   nn.ReflectionPad2d(3)]
+        layers += [
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1),
+            nn.InstanceNorm2d(2 * w),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(3),
+        ]
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(w, channels, 7)
         nn.init.zeros_(self.out.weight)
@@ -77,10 +99,16 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         w = width
         self.net = nn.Sequential(
-            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * w, 4 * w, 4, 1, 1), nn.InstanceNorm2d(4 * w), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * w, 1, 4, 1, 1))
+            nn.Conv2d(channels, w, 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.InstanceNorm2d(2 * w),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * w, 4 * w, 4, 1, 1),
+            nn.InstanceNorm2d(4 * w),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * w, 1, 4, 1, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.net(x * 2.0 - 1.0)
@@ -139,8 +167,9 @@ class _GAN:
         return self.g_ab, self.g_ba, self.d_a, self.d_b
 
 
-def _domains(cfg: DefenseConfig, sur, data, split, device, gen: torch.Generator,
-             bars: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _domains(
+    cfg: DefenseConfig, sur, data, split, device, gen: torch.Generator, bars: bool
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Domain A (attacked images of one half of the training patients) and B (clean images of the other)."""
     tr = cap(split.train, cfg.max_images, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -150,8 +179,17 @@ def _domains(cfg: DefenseConfig, sur, data, split, device, gen: torch.Generator,
     kinds_a = tuple(k for k in cfg.kinds if k != "noop") or ("mifgsm",)
     advance, close = progress_bar((len(idx_a) + 15) // 16, "attack bank", bars)
     try:
-        bank_a, _, _ = adversarial_bank(sur, data.images[idx_a], data.labels[idx_a], kinds_a, cfg.eps, gen, device,
-                                        cfg.attack_steps, advance=advance)
+        bank_a, _, _ = adversarial_bank(
+            sur,
+            data.images[idx_a],
+            data.labels[idx_a],
+            kinds_a,
+            cfg.eps,
+            gen,
+            device,
+            cfg.attack_steps,
+            advance=advance,
+        )
     finally:
         close()
     clean_b = data.images[idx_b]
@@ -171,8 +209,18 @@ def _build_gan(cfg: DefenseConfig, device, lr: float, decay: int) -> _GAN:
 
     sch_g = torch.optim.lr_scheduler.LambdaLR(opt_g, rule)
     sch_d = torch.optim.lr_scheduler.LambdaLR(opt_d, rule)
-    return _GAN(g_ab, g_ba, d_a, d_b, opt_g, opt_d, sch_g, sch_d,
-                ImagePool(cfg.pool_size, cfg.seed), ImagePool(cfg.pool_size, cfg.seed + 1))
+    return _GAN(
+        g_ab,
+        g_ba,
+        d_a,
+        d_b,
+        opt_g,
+        opt_d,
+        sch_g,
+        sch_d,
+        ImagePool(cfg.pool_size, cfg.seed),
+        ImagePool(cfg.pool_size, cfg.seed + 1),
+    )
 
 
 def _resume_gan(gan: _GAN, run: RunDir, cfg: DefenseConfig) -> tuple[int, list[dict[str, Any]]]:
@@ -206,17 +254,23 @@ def _gan_step(gan: _GAN, real_a: torch.Tensor, real_b: torch.Tensor, lam: float)
     for p in discriminators:
         p.requires_grad_(True)
     fb, fa = gan.pool_b.query(fake_b), gan.pool_a.query(fake_a)
-    loss_d = 0.5 * (_lsgan(gan.d_b(real_b), True) + _lsgan(gan.d_b(fb.detach()), False)) + \
-        0.5 * (_lsgan(gan.d_a(real_a), True) + _lsgan(gan.d_a(fa.detach()), False))
+    loss_d = 0.5 * (_lsgan(gan.d_b(real_b), True) + _lsgan(gan.d_b(fb.detach()), False)) + 0.5 * (
+        _lsgan(gan.d_a(real_a), True) + _lsgan(gan.d_a(fa.detach()), False)
+    )
     gan.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     gan.opt_d.step()
-    return {"g": float(loss_g.detach()), "d": float(loss_d.detach()), "cycle": float(loss_cyc.detach()),
-            "idt": float(loss_idt.detach())}
+    return {
+        "g": float(loss_g.detach()),
+        "d": float(loss_d.detach()),
+        "cycle": float(loss_cyc.detach()),
+        "idt": float(loss_idt.detach()),
+    }
 
 
-def _gan_epoch(gan: _GAN, cfg: DefenseConfig, bank_a: np.ndarray, clean_b: np.ndarray, device, epoch: int,
-               total: int, bars: bool) -> dict[str, Any]:
+def _gan_epoch(
+    gan: _GAN, cfg: DefenseConfig, bank_a: np.ndarray, clean_b: np.ndarray, device, epoch: int, total: int, bars: bool
+) -> dict[str, Any]:
     """One epoch over shuffled A and B (the shorter domain wraps around); returns the history record."""
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -234,8 +288,9 @@ def _gan_epoch(gan: _GAN, cfg: DefenseConfig, bank_a: np.ndarray, clean_b: np.nd
         for step in range(steps):
             ia = pa[[(step * cfg.batch_size + j) % len(pa) for j in range(cfg.batch_size)]]
             ib = pb[[(step * cfg.batch_size + j) % len(pb) for j in range(cfg.batch_size)]]
-            losses = _gan_step(gan, torch.from_numpy(bank_a[ia]).to(device), torch.from_numpy(clean_b[ib]).to(device),
-                               cfg.lambda_cycle)
+            losses = _gan_step(
+                gan, torch.from_numpy(bank_a[ia]).to(device), torch.from_numpy(clean_b[ib]).to(device), cfg.lambda_cycle
+            )
             for k, v in losses.items():
                 sums[k] += v
             advance(1)
@@ -243,16 +298,30 @@ def _gan_epoch(gan: _GAN, cfg: DefenseConfig, bank_a: np.ndarray, clean_b: np.nd
         close()
     gan.sch_g.step()
     gan.sch_d.step()
-    return {"epoch": epoch + 1, **{f"loss_{k}": v / steps for k, v in sums.items()},
-            "lr": float(gan.opt_g.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+    return {
+        "epoch": epoch + 1,
+        **{f"loss_{k}": v / steps for k, v in sums.items()},
+        "lr": float(gan.opt_g.param_groups[0]["lr"]),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _save_gan_state(run: RunDir, gan: _GAN, epoch: int, history: list[dict[str, Any]]) -> None:
     """The per-epoch resumable state (networks, optimisers, schedules, history)."""
-    run.save_state({"epoch": epoch + 1, "g_ab": gan.g_ab.state_dict(), "g_ba": gan.g_ba.state_dict(),
-                    "d_a": gan.d_a.state_dict(), "d_b": gan.d_b.state_dict(), "opt_g": gan.opt_g.state_dict(),
-                    "opt_d": gan.opt_d.state_dict(), "sch_g": gan.sch_g.state_dict(), "sch_d": gan.sch_d.state_dict(),
-                    "history": history})
+    run.save_state(
+        {
+            "epoch": epoch + 1,
+            "g_ab": gan.g_ab.state_dict(),
+            "g_ba": gan.g_ba.state_dict(),
+            "d_a": gan.d_a.state_dict(),
+            "d_b": gan.d_b.state_dict(),
+            "opt_g": gan.opt_g.state_dict(),
+            "opt_d": gan.opt_d.state_dict(),
+            "sch_g": gan.sch_g.state_dict(),
+            "sch_d": gan.sch_d.state_dict(),
+            "history": history,
+        }
+    )
 
 
 def train_cyclegan(cfg: DefenseConfig) -> dict[str, Any]:
@@ -269,9 +338,15 @@ def train_cyclegan(cfg: DefenseConfig) -> dict[str, Any]:
     from auditor.hashing import sha256_file
 
     sur_sha = sha256_file(cfg.surrogate)
-    identity = {"recipe": "cyclegan", "arch": f"resnet-gen-w{cfg.width}-r{cfg.n_res}", "image_size": cfg.image_size,
-                "seed": cfg.seed, "data_manifest_sha256": data.manifest_sha256, "surrogate_sha256": sur_sha,
-                "kinds": list(cfg.kinds)}
+    identity = {
+        "recipe": "cyclegan",
+        "arch": f"resnet-gen-w{cfg.width}-r{cfg.n_res}",
+        "image_size": cfg.image_size,
+        "seed": cfg.seed,
+        "data_manifest_sha256": data.manifest_sha256,
+        "surrogate_sha256": sur_sha,
+        "kinds": list(cfg.kinds),
+    }
     run = RunDir(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -281,40 +356,88 @@ def train_cyclegan(cfg: DefenseConfig) -> dict[str, Any]:
     for epoch in range(start, total):
         rec = _gan_epoch(gan, cfg, bank_a, clean_b, device, epoch, total, bars)
         history.append(rec)
-        log(f"cyclegan epoch {epoch + 1}/{total}: G {rec['loss_g']:.3f} D {rec['loss_d']:.3f} cycle "
-            f"{rec['loss_cycle']:.4f} | {rec['seconds']:.1f}s", cfg.quiet)
+        log(
+            f"cyclegan epoch {epoch + 1}/{total}: G {rec['loss_g']:.3f} D {rec['loss_d']:.3f} cycle "
+            f"{rec['loss_cycle']:.4f} | {rec['seconds']:.1f}s",
+            cfg.quiet,
+        )
         _save_gan_state(run, gan, epoch, history)
 
     g_ab, g_ba, lam = gan.g_ab, gan.g_ba, cfg.lambda_cycle
     g_ab.eval()
     extra = defense_eval(sur, g_ab, data, split.test, device, torch.Generator().manual_seed(cfg.seed + 1))
-    hyper = {k: v for k, v in asdict(cfg).items() if k in ("epochs", "batch_size", "seed", "image_size", "kinds",
-                                                            "attack_steps", "max_images", "max_steps", "lambda_cycle",
-                                                            "pool_size", "width", "n_res")}
-    hyper.update(lr=lr, betas=[0.5, 0.999], decay_epochs=decay, identity_weight=0.5 * lam, gan_loss="LSGAN",
-                 eps=[float(e) for e in cfg.eps], surrogate=Path(cfg.surrogate).name, surrogate_sha256=sur_sha,
-                 domain_a="attacked (" + ", ".join(kinds_a) + ")", domain_b="clean", n_a=int(len(bank_a)), n_b=int(len(clean_b)))
+    hyper = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k
+        in (
+            "epochs",
+            "batch_size",
+            "seed",
+            "image_size",
+            "kinds",
+            "attack_steps",
+            "max_images",
+            "max_steps",
+            "lambda_cycle",
+            "pool_size",
+            "width",
+            "n_res",
+        )
+    }
+    hyper.update(
+        lr=lr,
+        betas=[0.5, 0.999],
+        decay_epochs=decay,
+        identity_weight=0.5 * lam,
+        gan_loss="LSGAN",
+        eps=[float(e) for e in cfg.eps],
+        surrogate=Path(cfg.surrogate).name,
+        surrogate_sha256=sur_sha,
+        domain_a="attacked (" + ", ".join(kinds_a) + ")",
+        domain_b="clean",
+        n_a=int(len(bank_a)),
+        n_b=int(len(clean_b)),
+    )
     recipe = {"name": "cyclegan", "arch": identity["arch"], "hyperparameters": hyper}
     return finish_image_model(
-        net=g_ab, stem="cyclegan", cfg=cfg, data=data, split=split, recipe=recipe, extra=extra, history=history,
-        t_start=t_start, out=run.path,
-        ckpt_doc={"format": IMAGE_MODEL_FORMAT, "arch": "cyclegan-resnet-generator", "config": g_ab.config,
-                  "state_dict": {k: v.detach().cpu() for k, v in g_ab.state_dict().items()}, "image_size": cfg.image_size,
-                  "g_ba_state_dict": {k: v.detach().cpu() for k, v in g_ba.state_dict().items()}},
-        card=_card(cfg, hyper, history, t_start, device))
+        net=g_ab,
+        stem="cyclegan",
+        cfg=cfg,
+        data=data,
+        split=split,
+        recipe=recipe,
+        extra=extra,
+        history=history,
+        t_start=t_start,
+        out=run.path,
+        ckpt_doc={
+            "format": IMAGE_MODEL_FORMAT,
+            "arch": "cyclegan-resnet-generator",
+            "config": g_ab.config,
+            "state_dict": {k: v.detach().cpu() for k, v in g_ab.state_dict().items()},
+            "image_size": cfg.image_size,
+            "g_ba_state_dict": {k: v.detach().cpu() for k, v in g_ba.state_dict().items()},
+        },
+        card=_card(cfg, hyper, history, t_start, device),
+    )
 
 
-def _card(cfg: DefenseConfig, hyper: dict[str, Any], history: list[dict[str, Any]], t_start: float,
-          device) -> dict[str, Any]:
+def _card(
+    cfg: DefenseConfig, hyper: dict[str, Any], history: list[dict[str, Any]], t_start: float, device
+) -> dict[str, Any]:
     """The model-card fields of the CycleGAN restorer (the rest is filled by ``finish_image_model``)."""
     return {
         "name": f"cyclegan-restorer-{cfg.image_size}px",
         "kind": "CycleGAN generator attacked->clean (image->image preprocessor)",
         "summary": "CycleGAN restoration (Zhu et al., ICCV 2017); use as `--defenses cyclegan:PATH` in `xray-audit scan`.",
         "recipe": {"name": "cyclegan", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
-        "training": {"epochs_run": len(history), "seconds": time.perf_counter() - t_start,
-                     "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
-                     "device": str(device)},
+        "training": {
+            "epochs_run": len(history),
+            "seconds": time.perf_counter() - t_start,
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+            "device": str(device),
+        },
         "limitations": [
             "Tiny CPU-scale networks and few epochs: far from the paper's 200 epochs; expect artefacts and "
             "incomplete removal (the project's source documents report both).",

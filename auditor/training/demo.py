@@ -15,12 +15,26 @@ from auditor.training.common import log
 from auditor.training.phantoms import write_phantom_dataset
 
 #: full demo: 3 x 120 training phantoms and 3 x 20 held-out phantoms at 64 px (about a minute on 2 CPU cores)
-FULL = {"n_train": 120, "n_scan": 20, "size": 64, "epochs": 40, "surrogate_epochs": 30, "max_steps": None, "n_boot": 1000}
+FULL = {
+    "n_train": 120,
+    "n_scan": 20,
+    "size": 64,
+    "epochs": 40,
+    "surrogate_epochs": 30,
+    "max_steps": None,
+    "n_boot": 1000,
+}
 QUICK = {"n_train": 10, "n_scan": 4, "size": 32, "epochs": 2, "surrogate_epochs": 1, "max_steps": 2, "n_boot": 50}
 
 
-def prepare_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, quiet: bool = False,
-                 progress: bool | None = None, surrogate: bool = True) -> dict[str, Any]:
+def prepare_demo(
+    out_dir: str | Path,
+    seed: int = 0,
+    quick: bool = False,
+    quiet: bool = False,
+    progress: bool | None = None,
+    surrogate: bool = True,
+) -> dict[str, Any]:
     """Write phantoms, train the demo's target model (and a separate surrogate), export them.
 
     Layout under ``out_dir``::
@@ -41,20 +55,58 @@ def prepare_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, quiet:
     out = Path(out_dir)
     train_dir = write_phantom_dataset(out / "data" / "train", p["n_train"], size=p["size"], seed=seed)
     scan_dir = write_phantom_dataset(out / "data" / "scan", p["n_scan"], size=p["size"], seed=seed + 1000)
-    log(f"demo: wrote SYNTHETIC phantoms ({3 * p['n_train']} training, {3 * p['n_scan']} held-out) at {p['size']} px", quiet)
-    common = dict(data=str(train_dir), arch="small_cnn", image_size=p["size"], batch_size=32, lr=1e-3, patience=6,
-                  plateau_patience=4, min_epochs=15, max_steps=p["max_steps"], n_boot=p["n_boot"], overwrite=True, quiet=quiet,
-                  progress=progress, synthetic=True, device="cpu")
+    log(
+        f"demo: wrote SYNTHETIC phantoms ({3 * p['n_train']} training, {3 * p['n_scan']} held-out) at {p['size']} px",
+        quiet,
+    )
+    common = dict(
+        data=str(train_dir),
+        arch="small_cnn",
+        image_size=p["size"],
+        batch_size=32,
+        lr=1e-3,
+        patience=6,
+        plateau_patience=4,
+        min_epochs=15,
+        max_steps=p["max_steps"],
+        n_boot=p["n_boot"],
+        overwrite=True,
+        quiet=quiet,
+        progress=progress,
+        synthetic=True,
+        device="cpu",
+    )
     log("demo: training the target model (small CNN, SYNTHETIC data)", quiet)
-    target = train_reference(TrainConfig(out=str(out / "models" / "target"), epochs=p["epochs"], seed=seed + 42,
-                                         name="demo-target-small_cnn (SYNTHETIC)", **common))
-    result: dict[str, Any] = {"data_dir": str(train_dir), "scan_data_dir": str(scan_dir), "model": target["onnx"],
-                              "checkpoint": target["checkpoint"], "card": target["card_md"], "metrics": target["metrics"],
-                              "surrogate": None, "surrogate_card": None}
+    target = train_reference(
+        TrainConfig(
+            out=str(out / "models" / "target"),
+            epochs=p["epochs"],
+            seed=seed + 42,
+            name="demo-target-small_cnn (SYNTHETIC)",
+            **common,
+        )
+    )
+    result: dict[str, Any] = {
+        "data_dir": str(train_dir),
+        "scan_data_dir": str(scan_dir),
+        "model": target["onnx"],
+        "checkpoint": target["checkpoint"],
+        "card": target["card_md"],
+        "metrics": target["metrics"],
+        "surrogate": None,
+        "surrogate_card": None,
+    }
     if surrogate:
         log("demo: training a separate surrogate (small CNN, other seed) for transfer attacks", quiet)
-        sur = train_reference(TrainConfig(out=str(out / "models" / "surrogate"), epochs=p["surrogate_epochs"],
-                                          seed=seed + 7, name="demo-surrogate-small_cnn (SYNTHETIC)", **common))
+        sur = train_reference(
+            TrainConfig(
+                out=str(out / "models" / "surrogate"),
+                epochs=p["surrogate_epochs"],
+                seed=seed + 7,
+                name="demo-surrogate-small_cnn (SYNTHETIC)",
+                **common,
+            )
+        )
         result.update(surrogate=sur["checkpoint"], surrogate_card=sur["card_md"], surrogate_metrics=sur["metrics"])
     result["seconds"] = time.perf_counter() - t0
     return result

@@ -44,20 +44,32 @@ IMAGE_MODEL_FORMAT = "xray-audit-image-model/1"
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class HGDDenoiser(nn.Module):
     """The HGD U-Net with a residual output (see the module docstring)."""
 
-    def __init__(self, in_channels: int = 1, enc_widths=(32, 64, 128, 128), enc_blocks=(1, 2, 2, 2),
-                 dec_widths=(32, 64, 128), dec_blocks=(1, 2, 2)) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        enc_widths=(32, 64, 128, 128),
+        enc_blocks=(1, 2, 2, 2),
+        dec_widths=(32, 64, 128),
+        dec_blocks=(1, 2, 2),
+    ) -> None:
         super().__init__()
         if len(dec_widths) != len(enc_widths) - 1 or len(dec_blocks) != len(dec_widths):
             raise ValueError("the decoder needs one stage fewer than the encoder")
-        self.config = {"in_channels": in_channels, "enc_widths": list(enc_widths), "enc_blocks": list(enc_blocks),
-                       "dec_widths": list(dec_widths), "dec_blocks": list(dec_blocks)}
+        self.config = {
+            "in_channels": in_channels,
+            "enc_widths": list(enc_widths),
+            "enc_blocks": list(enc_blocks),
+            "dec_widths": list(dec_widths),
+            "dec_blocks": list(dec_blocks),
+        }
         self.enc = nn.ModuleList()
         c = in_channels
         for i, (w, n) in enumerate(zip(enc_widths, enc_blocks)):
@@ -116,10 +128,28 @@ def _pairs(cfg: DefenseConfig, sur, data, split, device, gen: torch.Generator, b
     nb = (len(tr_idx) + 15) // 16 + (len(va_idx) + 15) // 16
     advance, close = progress_bar(nb, "attack bank", bars)
     try:
-        bank_tr, src_tr, _ = adversarial_bank(sur, data.images[tr_idx], data.labels[tr_idx], cfg.kinds, cfg.eps, gen,
-                                              device, cfg.attack_steps, advance=advance)
-        bank_va, src_va, _ = adversarial_bank(sur, data.images[va_idx], data.labels[va_idx], cfg.kinds, cfg.eps, gen,
-                                              device, cfg.attack_steps, advance=advance)
+        bank_tr, src_tr, _ = adversarial_bank(
+            sur,
+            data.images[tr_idx],
+            data.labels[tr_idx],
+            cfg.kinds,
+            cfg.eps,
+            gen,
+            device,
+            cfg.attack_steps,
+            advance=advance,
+        )
+        bank_va, src_va, _ = adversarial_bank(
+            sur,
+            data.images[va_idx],
+            data.labels[va_idx],
+            cfg.kinds,
+            cfg.eps,
+            gen,
+            device,
+            cfg.attack_steps,
+            advance=advance,
+        )
     finally:
         close()
     seconds = time.perf_counter() - t_bank
@@ -127,8 +157,7 @@ def _pairs(cfg: DefenseConfig, sur, data, split, device, gen: torch.Generator, b
     return _Pairs(bank_tr, src_tr, data.images[tr_idx], bank_va, src_va, data.images[va_idx], seconds)
 
 
-def _train_steps(cfg: DefenseConfig, sur, den: nn.Module, opt, pairs: _Pairs, device, epoch: int,
-                 bars: bool) -> float:
+def _train_steps(cfg: DefenseConfig, sur, den: nn.Module, opt, pairs: _Pairs, device, epoch: int, bars: bool) -> float:
     """One epoch of optimiser steps over shuffled training pairs; returns the mean training loss."""
     g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     perm = torch.randperm(len(pairs.bank_tr), generator=g).numpy()
@@ -170,17 +199,30 @@ def _val_loss(sur, den: nn.Module, pairs: _Pairs, device) -> float:
     return vl / max(vn, 1)
 
 
-def _card(cfg: DefenseConfig, hyper: dict[str, Any], history: list[dict[str, Any]], best_epoch: int | None,
-          t_start: float, n_pairs: int, device) -> dict[str, Any]:
+def _card(
+    cfg: DefenseConfig,
+    hyper: dict[str, Any],
+    history: list[dict[str, Any]],
+    best_epoch: int | None,
+    t_start: float,
+    n_pairs: int,
+    device,
+) -> dict[str, Any]:
     """The model-card fields of the denoiser (the rest is filled by ``finish_image_model``)."""
     return {
-        "name": f"hgd-denoiser-{cfg.image_size}px", "kind": "denoiser (image->image preprocessor)",
+        "name": f"hgd-denoiser-{cfg.image_size}px",
+        "kind": "denoiser (image->image preprocessor)",
         "summary": "HGD denoiser (Liao et al., CVPR 2018), feature-guided by the surrogate; use as "
-                   "`--defenses denoiser:PATH` in `xray-audit scan`.",
+        "`--defenses denoiser:PATH` in `xray-audit scan`.",
         "recipe": {"name": "denoiser", "description": __doc__.strip().splitlines()[0], "hyperparameters": hyper},
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "seconds": time.perf_counter() - t_start,
-                     "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
-                     "training_pairs": n_pairs, "device": str(device)},
+        "training": {
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "seconds": time.perf_counter() - t_start,
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+            "training_pairs": n_pairs,
+            "device": str(device),
+        },
         "limitations": [
             "Guided by one surrogate; the removal of perturbations made on other models is not guaranteed.",
             "Evaluated here only against defense-unaware attacks on the surrogate; an adaptive (BPDA) attacker "
@@ -200,12 +242,18 @@ def _resume(run: RunDir, cfg: DefenseConfig, den: nn.Module, opt, sched) -> tupl
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     log(f"resuming {run.path} after epoch {int(state['epoch'])}", cfg.quiet)
-    return (int(state["epoch"]), float(state["best_val"]), state.get("best_model"), state.get("best_epoch"),
-            list(state["history"]))
+    return (
+        int(state["epoch"]),
+        float(state["best_val"]),
+        state.get("best_model"),
+        state.get("best_epoch"),
+        list(state["history"]),
+    )
 
 
-def _epochs(cfg: DefenseConfig, run: RunDir, sur, den: nn.Module, opt, sched, pairs: _Pairs, device,
-            bars) -> tuple[list[dict[str, Any]], int | None]:
+def _epochs(
+    cfg: DefenseConfig, run: RunDir, sur, den: nn.Module, opt, sched, pairs: _Pairs, device, bars
+) -> tuple[list[dict[str, Any]], int | None]:
     """The training epochs (resumed with ``--resume``), each checkpointed in ``run``; leaves ``den`` in eval mode
     with the weights of the best validation loss. Returns ``(history, best epoch)``."""
     start, best_val, best_state, best_epoch, history = _resume(run, cfg, den, opt, sched)
@@ -217,14 +265,31 @@ def _epochs(cfg: DefenseConfig, run: RunDir, sur, den: nn.Module, opt, sched, pa
         if val < best_val:
             best_val, best_epoch = val, epoch + 1
             best_state = {k: v.detach().cpu().clone() for k, v in den.state_dict().items()}
-        rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val,
+            "lr": float(opt.param_groups[0]["lr"]),
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(rec)
-        log(f"denoiser epoch {epoch + 1}/{cfg.epochs}: train L1(features) {rec['train_loss']:.4f} | val {val:.4f} | "
-            f"{rec['seconds']:.1f}s", cfg.quiet)
-        run.save_state({"epoch": epoch + 1, "model": {k: v.detach().cpu() for k, v in den.state_dict().items()},
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": best_val,
-                        "best_model": best_state, "best_epoch": best_epoch, "history": history})
+        log(
+            f"denoiser epoch {epoch + 1}/{cfg.epochs}: train L1(features) {rec['train_loss']:.4f} | val {val:.4f} | "
+            f"{rec['seconds']:.1f}s",
+            cfg.quiet,
+        )
+        run.save_state(
+            {
+                "epoch": epoch + 1,
+                "model": {k: v.detach().cpu() for k, v in den.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "best_val": best_val,
+                "best_model": best_state,
+                "best_epoch": best_epoch,
+                "history": history,
+            }
+        )
     if best_state is not None:
         den.load_state_dict(best_state)
     den.eval()
@@ -243,8 +308,15 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     from auditor.data.fingerprint import file_sha256
 
     sur_sha = file_sha256(cfg.surrogate)
-    identity = {"recipe": "denoiser", "arch": "hgd-unet", "image_size": cfg.image_size, "seed": cfg.seed,
-                "data_manifest_sha256": data.manifest_sha256, "surrogate_sha256": sur_sha, "kinds": list(cfg.kinds)}
+    identity = {
+        "recipe": "denoiser",
+        "arch": "hgd-unet",
+        "image_size": cfg.image_size,
+        "seed": cfg.seed,
+        "data_manifest_sha256": data.manifest_sha256,
+        "surrogate_sha256": sur_sha,
+        "kinds": list(cfg.kinds),
+    }
     run = RunDir(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume)
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -258,15 +330,40 @@ def train_denoiser(cfg: DefenseConfig) -> dict[str, Any]:
     history, best_epoch = _epochs(cfg, run, sur, den, opt, sched, pairs, device, bars)
 
     extra = defense_eval(sur, den, data, split.test, device, torch.Generator().manual_seed(cfg.seed + 1))
-    hyper = {k: v for k, v in asdict(cfg).items() if k in ("epochs", "batch_size", "seed", "image_size", "kinds",
-                                                            "attack_steps", "max_images", "max_steps")}
-    hyper.update(lr=lr, eps=[float(e) for e in cfg.eps], lr_milestones=milestones, loss="L1 on surrogate last conv map (FGD)",
-                 architecture=den.config, surrogate=Path(cfg.surrogate).name, surrogate_sha256=sur_sha,
-                 surrogate_arch=sur.meta["arch"], bank_seconds=pairs.seconds)
+    hyper = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k in ("epochs", "batch_size", "seed", "image_size", "kinds", "attack_steps", "max_images", "max_steps")
+    }
+    hyper.update(
+        lr=lr,
+        eps=[float(e) for e in cfg.eps],
+        lr_milestones=milestones,
+        loss="L1 on surrogate last conv map (FGD)",
+        architecture=den.config,
+        surrogate=Path(cfg.surrogate).name,
+        surrogate_sha256=sur_sha,
+        surrogate_arch=sur.meta["arch"],
+        bank_seconds=pairs.seconds,
+    )
     recipe = {"name": "denoiser", "arch": "hgd-unet", "hyperparameters": hyper}
     return finish_image_model(
-        net=den, stem="denoiser", cfg=cfg, data=data, split=split, recipe=recipe, extra=extra, history=history,
-        t_start=t_start, out=run.path,
-        ckpt_doc={"format": IMAGE_MODEL_FORMAT, "arch": "hgd-unet", "config": den.config,
-                  "state_dict": {k: v.detach().cpu() for k, v in den.state_dict().items()}, "image_size": cfg.image_size},
-        card=_card(cfg, hyper, history, best_epoch, t_start, int(len(pairs.bank_tr)), device))
+        net=den,
+        stem="denoiser",
+        cfg=cfg,
+        data=data,
+        split=split,
+        recipe=recipe,
+        extra=extra,
+        history=history,
+        t_start=t_start,
+        out=run.path,
+        ckpt_doc={
+            "format": IMAGE_MODEL_FORMAT,
+            "arch": "hgd-unet",
+            "config": den.config,
+            "state_dict": {k: v.detach().cpu() for k, v in den.state_dict().items()},
+            "image_size": cfg.image_size,
+        },
+        card=_card(cfg, hyper, history, best_epoch, t_start, int(len(pairs.bank_tr)), device),
+    )

@@ -48,16 +48,31 @@ SPEC_KEY = "xray_audit.spec"
 IMAGE_SPEC_KEY = "xray_audit.image_spec"
 
 
-def _export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
-                  image_output: bool = False, dynamic_size: bool = False) -> None:
+def _export_graph(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str,
+    output_name: str,
+    image_output: bool = False,
+    dynamic_size: bool = False,
+) -> None:
     """``torch.onnx.export`` (legacy exporter, opset 17, dynamic batch axis; dynamic H/W on request)."""
     in_axes = {0: "N", 2: "H", 3: "W"} if dynamic_size else {0: "N"}
     out_axes = in_axes if image_output else {0: "N"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=[input_name], output_names=[output_name],
-                          dynamic_axes={input_name: in_axes, output_name: out_axes}, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: in_axes, output_name: out_axes},
+            do_constant_folding=True,
+        )
 
 
 def _attach_metadata(path: Path, props: dict[str, str], doc: str) -> None:
@@ -90,7 +105,9 @@ def _verify(module: nn.Module, path: Path, input_name: str, batches: list[np.nda
         got = _run_onnx(path, input_name, xb)
         if got.shape != ref.shape:
             path.unlink(missing_ok=True)
-            raise RuntimeFailure(f"export check failed for {final.name}: ONNX output shape {got.shape} != torch {ref.shape}")
+            raise RuntimeFailure(
+                f"export check failed for {final.name}: ONNX output shape {got.shape} != torch {ref.shape}"
+            )
         worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))))
     if not np.isfinite(worst) or worst > TOLERANCE:
         path.unlink(missing_ok=True)
@@ -100,14 +117,30 @@ def _verify(module: nn.Module, path: Path, input_name: str, batches: list[np.nda
 
 def spec_metadata(spec: ModelSpec) -> dict[str, Any]:
     """The ``xray_audit.spec`` JSON object of a classifier spec."""
-    return {"layout": spec.layout, "channels": spec.channels, "height": spec.height, "width": spec.width,
-            "scaling": spec.scaling, "mean": list(spec.mean), "std": list(spec.std), "output_kind": spec.output_kind,
-            "class_names": list(spec.class_names)}
+    return {
+        "layout": spec.layout,
+        "channels": spec.channels,
+        "height": spec.height,
+        "width": spec.width,
+        "scaling": spec.scaling,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "output_kind": spec.output_kind,
+        "class_names": list(spec.class_names),
+    }
 
 
-def export_classifier(model: nn.Module, spec: ModelSpec, out_path: str | Path, sample_images: np.ndarray, *,
-                      recipe: dict[str, Any] | None = None, manifest_sha256: str = "",
-                      metrics: dict[str, Any] | None = None, extra_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+def export_classifier(
+    model: nn.Module,
+    spec: ModelSpec,
+    out_path: str | Path,
+    sample_images: np.ndarray,
+    *,
+    recipe: dict[str, Any] | None = None,
+    manifest_sha256: str = "",
+    metrics: dict[str, Any] | None = None,
+    extra_metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Export a classifier to ONNX with its contract in ``metadata_props`` and verify it.
 
     ``model`` maps the spec's input tensor (``encode_input(x, spec)``) to
@@ -133,17 +166,27 @@ def export_classifier(model: nn.Module, spec: ModelSpec, out_path: str | Path, s
             "xray_audit.metrics": json.dumps(metrics or {}, default=str),
         }
         props.update(extra_metadata or {})
-        _attach_metadata(tmp, props, f"xray-audit classifier ({(recipe or {}).get('name', 'recipe')}); "
-                                     f"classes {', '.join(spec.class_names)}")
+        _attach_metadata(
+            tmp,
+            props,
+            f"xray-audit classifier ({(recipe or {}).get('name', 'recipe')}); classes {', '.join(spec.class_names)}",
+        )
         batches = [enc[:1], enc[: min(len(enc), 8)]]
         worst = _verify(module, tmp, spec.input_name, batches, final)
     return {"path": str(final), "max_abs_diff": worst, "opset": OPSET}
 
 
-def export_image_model(model: nn.Module, out_path: str | Path, sample_images: np.ndarray, *,
-                       recipe: dict[str, Any] | None = None, manifest_sha256: str = "",
-                       metrics: dict[str, Any] | None = None, dynamic_size: bool = True,
-                       extra_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+def export_image_model(
+    model: nn.Module,
+    out_path: str | Path,
+    sample_images: np.ndarray,
+    *,
+    recipe: dict[str, Any] | None = None,
+    manifest_sha256: str = "",
+    metrics: dict[str, Any] | None = None,
+    dynamic_size: bool = True,
+    extra_metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Export an image->image model (``image`` (N,1,H,W) in [0,1] -> ``restored``, same shape) and verify it.
 
     With ``dynamic_size`` the height/width axes are dynamic and the check also
@@ -157,10 +200,24 @@ def export_image_model(model: nn.Module, out_path: str | Path, sample_images: np
         raise ValueError(f"sample_images must be (N, 1, H, W), got {x.shape}")
     h, w = x.shape[2:]
     with atomic_path(final, ".onnx") as tmp:
-        _export_graph(module, torch.from_numpy(x[: min(2, len(x))]), tmp, "image", "restored",
-                      image_output=True, dynamic_size=dynamic_size)
-        meta = {"layout": "NCHW", "channels": 1, "height": int(h), "width": int(w), "scaling": "unit",
-                "output": "image", "dynamic_size": bool(dynamic_size)}
+        _export_graph(
+            module,
+            torch.from_numpy(x[: min(2, len(x))]),
+            tmp,
+            "image",
+            "restored",
+            image_output=True,
+            dynamic_size=dynamic_size,
+        )
+        meta = {
+            "layout": "NCHW",
+            "channels": 1,
+            "height": int(h),
+            "width": int(w),
+            "scaling": "unit",
+            "output": "image",
+            "dynamic_size": bool(dynamic_size),
+        }
         props = {
             IMAGE_SPEC_KEY: json.dumps(meta),
             "xray_audit.kind": "image_model",
@@ -175,7 +232,10 @@ def export_image_model(model: nn.Module, out_path: str | Path, sample_images: np
             import torch.nn.functional as F
 
             h2, w2 = h + 16, w + 16
-            batches.append(F.interpolate(torch.from_numpy(x[:2]), size=(h2, w2), mode="bilinear",
-                                         align_corners=False).clamp(0, 1).numpy())
+            batches.append(
+                F.interpolate(torch.from_numpy(x[:2]), size=(h2, w2), mode="bilinear", align_corners=False)
+                .clamp(0, 1)
+                .numpy()
+            )
         worst = _verify(module, tmp, "image", batches, final)
     return {"path": str(final), "max_abs_diff": worst, "opset": OPSET}

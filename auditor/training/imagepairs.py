@@ -103,7 +103,9 @@ def prepare(cfg: DefenseConfig) -> tuple[DefenseConfig, TorchClassifier, TrainDa
     from dataclasses import replace
 
     cfg = replace(cfg, image_size=size)
-    data = load_training_data(cfg.data, size, tuple(sur.spec.class_names) or None, quiet=cfg.quiet, progress=cfg.progress)
+    data = load_training_data(
+        cfg.data, size, tuple(sur.spec.class_names) or None, quiet=cfg.quiet, progress=cfg.progress
+    )
     split = patient_split(data.labels, data.groups(), seed=cfg.seed)
     return cfg, sur, data, split, device
 
@@ -116,8 +118,18 @@ def cap(idx: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(idx, size=n, replace=False))
 
 
-def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarray, kinds, eps, gen: torch.Generator,
-                     device, steps: int = 5, batch: int = 16, advance=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def adversarial_bank(
+    sur: TorchClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    kinds,
+    eps,
+    gen: torch.Generator,
+    device,
+    steps: int = 5,
+    batch: int = 16,
+    advance=None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Perturbed copies of ``images``: returns ``(bank (M,1,H,W), source index (M,), kind per row)``.
 
     Every image gets one version of each kind, with eps drawn uniformly from ``eps``.
@@ -149,7 +161,9 @@ def adversarial_bank(sur: TorchClassifier, images: np.ndarray, labels: np.ndarra
     return bank, np.asarray(src, dtype=np.int64), kind_of
 
 
-def surrogate_accuracy(sur: TorchClassifier, x: np.ndarray, y: np.ndarray, device, batch: int = 64) -> tuple[float, np.ndarray]:
+def surrogate_accuracy(
+    sur: TorchClassifier, x: np.ndarray, y: np.ndarray, device, batch: int = 64
+) -> tuple[float, np.ndarray]:
     """Accuracy and predictions of the surrogate on a [0, 1] batch."""
     preds = []
     with torch.no_grad():
@@ -169,8 +183,16 @@ def apply_model(model: nn.Module, x: np.ndarray, device, batch: int = 32) -> np.
     return np.concatenate(outs).astype(np.float32) if outs else x.copy()
 
 
-def defense_eval(sur: TorchClassifier, model: nn.Module, data: TrainData, test_idx: np.ndarray, device, gen: torch.Generator,
-                 eps: float = 8 / 255, steps: int = 5) -> dict[str, Any]:
+def defense_eval(
+    sur: TorchClassifier,
+    model: nn.Module,
+    data: TrainData,
+    test_idx: np.ndarray,
+    device,
+    gen: torch.Generator,
+    eps: float = 8 / 255,
+    steps: int = 5,
+) -> dict[str, Any]:
     """Surrogate accuracy on the test split: clean, MI-FGSM(eps) adversarial, and both after the model.
 
     This is a white-box-on-the-surrogate, defense-unaware check (the audit
@@ -191,14 +213,32 @@ def defense_eval(sur: TorchClassifier, model: nn.Module, data: TrainData, test_i
     acc_adv, _ = surrogate_accuracy(sur, xa, y, device)
     acc_clean_def, _ = surrogate_accuracy(sur, apply_model(model, x, device), y, device)
     acc_adv_def, _ = surrogate_accuracy(sur, apply_model(model, xa, device), y, device)
-    return {"n_test": int(len(y)), "attack": f"MI-FGSM eps {eps * 255:.0f}/255, {steps} steps, on the surrogate",
-            "surrogate_accuracy_clean": acc_clean, "surrogate_accuracy_adversarial": acc_adv,
-            "surrogate_accuracy_clean_after_defense": acc_clean_def,
-            "surrogate_accuracy_adversarial_after_defense": acc_adv_def, "seconds": time.perf_counter() - t0}
+    return {
+        "n_test": int(len(y)),
+        "attack": f"MI-FGSM eps {eps * 255:.0f}/255, {steps} steps, on the surrogate",
+        "surrogate_accuracy_clean": acc_clean,
+        "surrogate_accuracy_adversarial": acc_adv,
+        "surrogate_accuracy_clean_after_defense": acc_clean_def,
+        "surrogate_accuracy_adversarial_after_defense": acc_adv_def,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "DefenseConfig", data: TrainData, split: Split,
-                       recipe: dict, extra: dict, history: list, t_start: float, card: dict, out: Path) -> dict[str, Any]:
+def finish_image_model(
+    *,
+    net: nn.Module,
+    stem: str,
+    ckpt_doc: dict,
+    cfg: "DefenseConfig",
+    data: TrainData,
+    split: Split,
+    recipe: dict,
+    extra: dict,
+    history: list,
+    t_start: float,
+    card: dict,
+    out: Path,
+) -> dict[str, Any]:
     """Save the checkpoint, export + verify the ONNX image->image model and write its model card.
 
     Shared by the denoiser and CycleGAN recipes. ``card`` holds the recipe-specific card fields
@@ -218,23 +258,57 @@ def finish_image_model(*, net: nn.Module, stem: str, ckpt_doc: dict, cfg: "Defen
     atomic_torch_save(ckpt_doc, ckpt)
     onnx_path = out / f"{stem}.onnx"
     synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
-    info = export_image_model(net, onnx_path, data.images[split.test[:4]], recipe=recipe,
-                              manifest_sha256=data.manifest_sha256, metrics=extra,
-                              extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"})
+    info = export_image_model(
+        net,
+        onnx_path,
+        data.images[split.test[:4]],
+        recipe=recipe,
+        manifest_sha256=data.manifest_sha256,
+        metrics=extra,
+        extra_metadata={"xray_audit.synthetic": "true" if synthetic else "false"},
+    )
     full = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "synthetic": synthetic, **card,
-        "files": {"onnx": {"path": onnx_path.name, "sha256": sha256_file(onnx_path)},
-                  "checkpoint": {"path": ckpt.name, "sha256": sha256_file(ckpt)}},
-        "spec": {"layout": "NCHW", "channels": 1, "height": cfg.image_size, "width": cfg.image_size, "scaling": "unit",
-                 "output_kind": "image", "class_names": []},
-        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
-                 "per_class": data.per_class(), "skipped": [s.to_dict() for s in data.skipped], "caveats": data.caveats},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "synthetic": synthetic,
+        **card,
+        "files": {
+            "onnx": {"path": onnx_path.name, "sha256": sha256_file(onnx_path)},
+            "checkpoint": {"path": ckpt.name, "sha256": sha256_file(ckpt)},
+        },
+        "spec": {
+            "layout": "NCHW",
+            "channels": 1,
+            "height": cfg.image_size,
+            "width": cfg.image_size,
+            "scaling": "unit",
+            "output_kind": "image",
+            "class_names": [],
+        },
+        "data": {
+            "root": data.root,
+            "manifest_sha256": data.manifest_sha256,
+            "n_images": int(len(data.labels)),
+            "per_class": data.per_class(),
+            "skipped": [s.to_dict() for s in data.skipped],
+            "caveats": data.caveats,
+        },
         "split": split.describe(data),
         "extra_metrics": extra,
     }
-    full["limitations"] = [*(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
-                           *card.get("limitations", [])]
+    full["limitations"] = [
+        *(["Trained on SYNTHETIC phantoms; no medical meaning."] if synthetic else []),
+        *card.get("limitations", []),
+    ]
     md, js = write_model_card(out / f"{stem}_card", full)
     write_atomic(out / "history.json", json.dumps(history, indent=2) + "\n")
-    return {"out": str(out), "onnx": info["path"], "checkpoint": str(ckpt), "card_md": str(md), "card_json": str(js),
-            "history": history, "extra_metrics": extra, "seconds": time.perf_counter() - t_start, "export": info}
+    return {
+        "out": str(out),
+        "onnx": info["path"],
+        "checkpoint": str(ckpt),
+        "card_md": str(md),
+        "card_json": str(js),
+        "history": history,
+        "extra_metrics": extra,
+        "seconds": time.perf_counter() - t_start,
+        "export": info,
+    }

@@ -58,10 +58,15 @@ def double_jpeg(images: np.ndarray, quality: int = 75) -> np.ndarray:
 
 
 def _summ(m: dict) -> dict:
-    return {"accuracy": m["accuracy"], "accuracy_ci": m["accuracy_ci"], "macro_f1": m["macro_f1"],
-            "macro_f1_ci": m["macro_f1_ci"],
-            "recall": {k: v["recall"] for k, v in m["per_class"].items()},
-            "recall_ci": {k: v["sensitivity_ci"] for k, v in m["per_class"].items()}, "n": m["n"]}
+    return {
+        "accuracy": m["accuracy"],
+        "accuracy_ci": m["accuracy_ci"],
+        "macro_f1": m["macro_f1"],
+        "macro_f1_ci": m["macro_f1_ci"],
+        "recall": {k: v["recall"] for k, v in m["per_class"].items()},
+        "recall_ci": {k: v["sensitivity_ci"] for k, v in m["per_class"].items()},
+        "n": m["n"],
+    }
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -118,10 +123,13 @@ def _jpeg_probe(data, split, checkpoint: str) -> dict[str, Any] | None:
     with torch.no_grad():
         p0 = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
         p1 = torch.softmax(model(torch.from_numpy(xj)), 1).numpy()
-    return {"n_test_normals": int(len(idx)), "mean_p_pneumothorax_before": float(p0[:, k_p].mean()),
-            "mean_p_pneumothorax_after_double_jpeg75": float(p1[:, k_p].mean()),
-            "share_called_pneumothorax_before": float((p0.argmax(1) == k_p).mean()),
-            "share_called_pneumothorax_after": float((p1.argmax(1) == k_p).mean())}
+    return {
+        "n_test_normals": int(len(idx)),
+        "mean_p_pneumothorax_before": float(p0[:, k_p].mean()),
+        "mean_p_pneumothorax_after_double_jpeg75": float(p1[:, k_p].mean()),
+        "share_called_pneumothorax_before": float((p0.argmax(1) == k_p).mean()),
+        "share_called_pneumothorax_after": float((p1.argmax(1) == k_p).mean()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,10 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cfg = TrainConfig(data=args.data, out=str(out / "reference"), arch=args.arch, image_size=args.image_size,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                      min_epochs=args.min_epochs, overwrite=args.overwrite, resume=(out / "reference" / "state.pt").is_file()
-                      and not args.overwrite, progress=False, device="cpu")
+    cfg = TrainConfig(
+        data=args.data,
+        out=str(out / "reference"),
+        arch=args.arch,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        min_epochs=args.min_epochs,
+        overwrite=args.overwrite,
+        resume=(out / "reference" / "state.pt").is_file() and not args.overwrite,
+        progress=False,
+        device="cpu",
+    )
     res = train_reference(cfg)
     cnn_seconds = time.perf_counter() - t0
     split = res["split"]
@@ -148,13 +167,22 @@ def main(argv: list[str] | None = None) -> int:
     bl = _summ(base_m)
     beats = cnn["accuracy_ci"][0] > bl["accuracy_ci"][1] if cnn["accuracy_ci"] and bl["accuracy_ci"] else None
     summary = {
-        "data": args.data, "arch": args.arch, "image_size": args.image_size, "pretrained": False,
-        "epochs_run": res["epochs_run"], "best_epoch": res["best_epoch"],
+        "data": args.data,
+        "arch": args.arch,
+        "image_size": args.image_size,
+        "pretrained": False,
+        "epochs_run": res["epochs_run"],
+        "best_epoch": res["best_epoch"],
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in res["history"]])),
-        "cnn_total_seconds": cnn_seconds, "cnn": cnn, "baseline_logreg_intensity_stats": bl,
+        "cnn_total_seconds": cnn_seconds,
+        "cnn": cnn,
+        "baseline_logreg_intensity_stats": bl,
         "cnn_beats_baseline_ci_separated": beats,
         "cnn_minus_baseline_accuracy": cnn["accuracy"] - bl["accuracy"],
-        "jpeg_probe": probe, "split": split.describe(data), "model": res["onnx"], "card": res["card_md"],
+        "jpeg_probe": probe,
+        "split": split.describe(data),
+        "model": res["onnx"],
+        "card": res["card_md"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2))

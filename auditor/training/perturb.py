@@ -35,8 +35,9 @@ def _eps(eps, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), float(eps), device=x.device, dtype=torch.float32)
 
 
-def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, gen: torch.Generator,
-            alpha_ratio: float = 1.25) -> torch.Tensor:
+def fgsm_rs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, gen: torch.Generator, alpha_ratio: float = 1.25
+) -> torch.Tensor:
     """FGSM with random start (Fast-AT); returns the adversarial batch (detached)."""
     e = _eps(eps, x)
     attack = FGSMRS(model, epsilon=float(e.max()), alpha_ratio=alpha_ratio, device=x.device)
@@ -46,8 +47,9 @@ def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, gen: torch.
 def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, steps: int = 5, decay: float = 1.0) -> torch.Tensor:
     """MI-FGSM, untargeted; returns the adversarial batch (detached)."""
     e = _eps(eps, x)
-    attack = MIFGSM(model, epsilon=float(e.max()), steps=steps, decay=decay, channels_last=False, fold_bn=False,
-                    device=x.device)
+    attack = MIFGSM(
+        model, epsilon=float(e.max()), steps=steps, decay=decay, channels_last=False, fold_bn=False, device=x.device
+    )
     return attack(x, y, epsilon=e)
 
 

@@ -56,7 +56,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarr
     return (n - n.mean()) / (n.std() + 1e-6)
 
 
-def _lung_masks(size: int, rng: np.random.Generator, cx: float, cy: float, s: float) -> tuple[np.ndarray, np.ndarray, list]:
+def _lung_masks(
+    size: int, rng: np.random.Generator, cx: float, cy: float, s: float
+) -> tuple[np.ndarray, np.ndarray, list]:
     """Two lung fields (float masks in [0, 1]) and their geometry (centre, axes) in pixels."""
     masks, geom = [], []
     for side in (-1, 1):  # -1: image left (patient's right lung), +1: image right
@@ -67,8 +69,18 @@ def _lung_masks(size: int, rng: np.random.Generator, cx: float, cy: float, s: fl
         ay = s * (0.30 + rng.uniform(-0.015, 0.02))
         if side == 1:  # the heart makes the left lung a little narrower
             ax *= 0.92
-        cv2.ellipse(m, (int(round(lx * 16)), int(round(ly * 16))), (int(ax * 16), int(ay * 16)), 0, 0, 360, 255, -1,
-                    lineType=cv2.LINE_AA, shift=4)
+        cv2.ellipse(
+            m,
+            (int(round(lx * 16)), int(round(ly * 16))),
+            (int(ax * 16), int(ay * 16)),
+            0,
+            0,
+            360,
+            255,
+            -1,
+            lineType=cv2.LINE_AA,
+            shift=4,
+        )
         masks.append(m.astype(np.float32) / 255.0)
         geom.append((lx, ly, ax, ay, side))
     return masks[0], masks[1], geom
@@ -85,8 +97,15 @@ def _draw_vessels(size: int, rng: np.random.Generator, geom: list) -> np.ndarray
             x, y, length, width = hx, hy, ax * rng.uniform(0.5, 0.9), 1.0
             for _step in range(5):
                 nx, ny = x + np.cos(ang) * length / 5, y + np.sin(ang) * length / 5 * (ay / ax) * 0.6
-                cv2.line(canvas, (int(x * 16), int(y * 16)), (int(nx * 16), int(ny * 16)),
-                         float(width * 0.5), max(1, int(round(width * size / 256))), cv2.LINE_AA, shift=4)
+                cv2.line(
+                    canvas,
+                    (int(x * 16), int(y * 16)),
+                    (int(nx * 16), int(ny * 16)),
+                    float(width * 0.5),
+                    max(1, int(round(width * size / 256))),
+                    cv2.LINE_AA,
+                    shift=4,
+                )
                 x, y = nx, ny
                 ang += rng.uniform(-0.35, 0.35)
                 width *= 0.8
@@ -117,25 +136,63 @@ def _draw_ribs(size: int, rng: np.random.Generator, cx: float, cy: float, s: flo
 def _body(size: int, cx: float, cy: float, s: float) -> np.ndarray:
     """Soft-tissue outline: trunk ellipse plus shoulders and neck."""
     m = np.zeros((size, size), np.uint8)
-    cv2.ellipse(m, (int(cx * 16), int((cy + s * 0.05) * 16)), (int(s * 0.44 * 16), int(s * 0.52 * 16)), 0, 0, 360, 255, -1,
-                cv2.LINE_AA, shift=4)
-    cv2.ellipse(m, (int(cx * 16), int((cy - s * 0.30) * 16)), (int(s * 0.47 * 16), int(s * 0.17 * 16)), 0, 180, 360, 255, -1,
-                cv2.LINE_AA, shift=4)
-    cv2.rectangle(m, (int((cx - s * 0.08) * 16), 0), (int((cx + s * 0.08) * 16), int((cy - s * 0.3) * 16)), 255, -1, shift=4)
+    cv2.ellipse(
+        m,
+        (int(cx * 16), int((cy + s * 0.05) * 16)),
+        (int(s * 0.44 * 16), int(s * 0.52 * 16)),
+        0,
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+        shift=4,
+    )
+    cv2.ellipse(
+        m,
+        (int(cx * 16), int((cy - s * 0.30) * 16)),
+        (int(s * 0.47 * 16), int(s * 0.17 * 16)),
+        0,
+        180,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+        shift=4,
+    )
+    cv2.rectangle(
+        m, (int((cx - s * 0.08) * 16), 0), (int((cx + s * 0.08) * 16), int((cy - s * 0.3) * 16)), 255, -1, shift=4
+    )
     return cv2.GaussianBlur(m.astype(np.float32) / 255.0, (0, 0), sigmaX=max(1.0, size / 80))
 
 
 def _ellipse_mask(size: int, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
     m = np.zeros((size, size), np.uint8)
-    cv2.ellipse(m, (int(cx * 16), int(cy * 16)), (max(1, int(ax * 16)), max(1, int(ay * 16))), angle, 0, 360, 255, -1,
-                cv2.LINE_AA, shift=4)
+    cv2.ellipse(
+        m,
+        (int(cx * 16), int(cy * 16)),
+        (max(1, int(ax * 16)), max(1, int(ay * 16))),
+        angle,
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+        shift=4,
+    )
     return m.astype(np.float32) / 255.0
 
 
 def _mediastinum(size: int, rng: np.random.Generator, cx: float, cy: float, s: float) -> np.ndarray:
     """Soft mask of the heart (image right = patient's left) and the mediastinum."""
-    heart = _ellipse_mask(size, cx + s * rng.uniform(0.05, 0.09), cy + s * rng.uniform(0.10, 0.14),
-                          s * rng.uniform(0.14, 0.18), s * rng.uniform(0.12, 0.15), rng.uniform(-25, -10))
+    heart = _ellipse_mask(
+        size,
+        cx + s * rng.uniform(0.05, 0.09),
+        cy + s * rng.uniform(0.10, 0.14),
+        s * rng.uniform(0.14, 0.18),
+        s * rng.uniform(0.12, 0.15),
+        rng.uniform(-25, -10),
+    )
     medi = _ellipse_mask(size, cx, cy - s * 0.05, s * 0.075, s * 0.34)
     dense = np.clip(heart + medi, 0, 1)
     return cv2.GaussianBlur(dense, (0, 0), sigmaX=max(1.0, size / 70))
@@ -147,8 +204,15 @@ def _spine(size: int, cx: float, cy: float, s: float) -> np.ndarray:
     vh = s * 0.05
     for k in range(14):
         y = cy - s * 0.42 + k * vh
-        cv2.rectangle(spine, (int((cx - s * 0.035) * 16), int(y * 16)), (int((cx + s * 0.035) * 16), int((y + vh * 0.8) * 16)),
-                      1.0, -1, cv2.LINE_AA, shift=4)
+        cv2.rectangle(
+            spine,
+            (int((cx - s * 0.035) * 16), int(y * 16)),
+            (int((cx + s * 0.035) * 16), int((y + vh * 0.8) * 16)),
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
     return cv2.GaussianBlur(spine, (0, 0), sigmaX=max(0.6, size / 150))
 
 
@@ -160,15 +224,23 @@ def _pneumonia(size: int, rng: np.random.Generator, geom: list, lungs: np.ndarra
     for _ in range(int(rng.integers(4, 8))):
         px = lx + ax * rng.uniform(-0.55, 0.55)
         py = zone_y + ay * rng.uniform(-0.25, 0.25)
-        patch += _ellipse_mask(size, px, py, ax * rng.uniform(0.2, 0.4), ay * rng.uniform(0.1, 0.22),
-                               rng.uniform(0, 180))
+        patch += _ellipse_mask(
+            size, px, py, ax * rng.uniform(0.2, 0.4), ay * rng.uniform(0.1, 0.22), rng.uniform(0, 180)
+        )
     patch = cv2.GaussianBlur(np.clip(patch, 0, 1), (0, 0), sigmaX=max(1.0, size / 45))
     mottle = np.clip(0.75 + 0.35 * _smooth_noise(rng, size, size / 40), 0.2, 1.4)
     return patch * mottle * lungs * (1 - dense) * rng.uniform(0.28, 0.38)
 
 
-def _pneumothorax(img: np.ndarray, markings: np.ndarray, size: int, rng: np.random.Generator, geom: list,
-                  left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def _pneumothorax(
+    img: np.ndarray,
+    markings: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    geom: list,
+    left: np.ndarray,
+    right: np.ndarray,
+) -> np.ndarray:
     """Collapse one lung: dark free air without markings (``markings`` is cleared in place) and the
     bright visceral pleural line; returns the new image."""
     lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
@@ -183,8 +255,18 @@ def _pneumothorax(img: np.ndarray, markings: np.ndarray, size: int, rng: np.rand
     markings *= 1 - gap  # no lung markings in the pleural space
     img -= gap * rng.uniform(0.07, 0.11)  # free air is darker than aerated lung
     edge = np.zeros((size, size), np.uint8)
-    cv2.ellipse(edge, (int(ex * 16), int(ey * 16)), (int(ax * shrink * 16), int(ay * (shrink + 0.15) * 16)), 0, 0, 360,
-                255, max(1, int(round(size / 160))), cv2.LINE_AA, shift=4)
+    cv2.ellipse(
+        edge,
+        (int(ex * 16), int(ey * 16)),
+        (int(ax * shrink * 16), int(ay * (shrink + 0.15) * 16)),
+        0,
+        0,
+        360,
+        255,
+        max(1, int(round(size / 160))),
+        cv2.LINE_AA,
+        shift=4,
+    )
     edge_f = cv2.GaussianBlur(edge.astype(np.float32) / 255.0, (0, 0), sigmaX=max(0.4, size / 300))
     return img + edge_f * np.clip(gap * 4, 0, 1) * rng.uniform(0.16, 0.22)
 

@@ -119,9 +119,20 @@ def _is_synthetic(root: str) -> bool:
 def classifier_spec(class_names, size: int, scaling: str) -> ModelSpec:
     """The contract of a network trained here: NCHW, 1 channel, logits."""
     mean, std = scaling_mean_std(scaling, 1)
-    return ModelSpec(input_name="image", layout="NCHW", channels=1, height=size, width=size, scaling=scaling,
-                     mean=mean, std=std, output_name="logits", output_kind="logits",
-                     class_names=tuple(class_names), sources={k: "training" for k in ("scaling", "class_names")})
+    return ModelSpec(
+        input_name="image",
+        layout="NCHW",
+        channels=1,
+        height=size,
+        width=size,
+        scaling=scaling,
+        mean=mean,
+        std=std,
+        output_name="logits",
+        output_kind="logits",
+        class_names=tuple(class_names),
+        sources={k: "training" for k in ("scaling", "class_names")},
+    )
 
 
 def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.Module | None]:
@@ -152,11 +163,17 @@ def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.M
         init_meta = {**{k: v for k, v in doc.items() if k != "state_dict"}, "spec": doc["spec"].to_dict()}
         spec = init_meta["spec"]
         if int(init_meta.get("in_channels", 1)) != 1:
-            raise UsageError(f"--init {cfg.init}: the recipes train 1-channel models, checkpoint has "
-                             f"{init_meta.get('in_channels')} channels")
-        cfg = replace(cfg, arch=init_meta["arch"], image_size=int(spec.get("height") or cfg.image_size),
-                      class_names=tuple(spec.get("class_names") or ()) or cfg.class_names,
-                      pretrained=None if cfg.pretrained == "none" else cfg.pretrained)
+            raise UsageError(
+                f"--init {cfg.init}: the recipes train 1-channel models, checkpoint has "
+                f"{init_meta.get('in_channels')} channels"
+            )
+        cfg = replace(
+            cfg,
+            arch=init_meta["arch"],
+            image_size=int(spec.get("height") or cfg.image_size),
+            class_names=tuple(spec.get("class_names") or ()) or cfg.class_names,
+            pretrained=None if cfg.pretrained == "none" else cfg.pretrained,
+        )
     if cfg.pretrained == "none":
         cfg = replace(cfg, pretrained=None)
     return cfg, init_meta, init_model
@@ -165,37 +182,53 @@ def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.M
 def _limitations(data: TrainData, cfg: TrainConfig, synthetic: bool, pretrained_path: str | None) -> list[str]:
     out = []
     if synthetic:
-        out.append("Trained and tested on SYNTHETIC procedural phantoms: the numbers say nothing about real "
-                   "radiographs; never use this model on patients.")
+        out.append(
+            "Trained and tested on SYNTHETIC procedural phantoms: the numbers say nothing about real "
+            "radiographs; never use this model on patients."
+        )
     else:
         out.append("Research model, not a medical device; not validated for clinical use.")
     if not pretrained_path and not cfg.init:
-        out.append("Trained from scratch (no ImageNet weights available offline); with a few hundred images per "
-                   f"class expect far lower accuracy than {SEEDS_REPORTED}.")
+        out.append(
+            "Trained from scratch (no ImageNet weights available offline); with a few hundred images per "
+            f"class expect far lower accuracy than {SEEDS_REPORTED}."
+        )
     names = [c.lower() for c in data.class_names]
     if "pneumothorax" in names and not synthetic:
         k = names.index("pneumothorax")
         no_pid = sum(1 for lab, p in zip(data.labels, data.patient_ids) if int(lab) == k and not p)
         if no_pid:
-            out.append("Shortcut risk: the pneumothorax images (SIIM-ACR) went through two lossy JPEG steps the other "
-                       "classes did not; the model may detect 'JPEG-processed' rather than pneumothorax. Check by "
-                       "re-compressing normal images as JPEG (quality ~75, twice) and watching the pneumothorax score.")
-            out.append(f"{no_pid} pneumothorax images have no patient id: each was split as its own patient, so repeat "
-                       "films of one patient may sit in both training and test parts (optimistic test metrics).")
+            out.append(
+                "Shortcut risk: the pneumothorax images (SIIM-ACR) went through two lossy JPEG steps the other "
+                "classes did not; the model may detect 'JPEG-processed' rather than pneumothorax. Check by "
+                "re-compressing normal images as JPEG (quality ~75, twice) and watching the pneumothorax score."
+            )
+            out.append(
+                f"{no_pid} pneumothorax images have no patient id: each was split as its own patient, so repeat "
+                "films of one patient may sit in both training and test parts (optimistic test metrics)."
+            )
             out.append("Chest drains and lines on treated pneumothorax films are a known non-disease cue.")
     if "pneumonia" in names and not synthetic:
-        out.append("NIH pneumonia labels are NLP-mined and mostly multi-label: 'pneumonia vs normal' is partly "
-                   "'sick vs normal'.")
-    out.append(f"Test part: {int(round(len(data.labels) * 0.2))} images or so; read the confidence intervals, not the "
-               "point estimates alone.")
+        out.append(
+            "NIH pneumonia labels are NLP-mined and mostly multi-label: 'pneumonia vs normal' is partly "
+            "'sick vs normal'."
+        )
+    out.append(
+        f"Test part: {int(round(len(data.labels) * 0.2))} images or so; read the confidence intervals, not the "
+        "point estimates alone."
+    )
     out.append("Clean accuracy only; robustness to USMM/STM and other attacks is measured by `xray-audit scan`.")
     if cfg.recipe == "adversarial":
         eps = ", ".join(f"{e * 255:.0f}/255" for e in cfg.adv_eps)
-        out.append(f"Adversarially fine-tuned ({cfg.attack}, eps in {{{eps}}}); robustness to other attacks or larger "
-                   "budgets is not implied.")
+        out.append(
+            f"Adversarially fine-tuned ({cfg.attack}, eps in {{{eps}}}); robustness to other attacks or larger "
+            "budgets is not implied."
+        )
     if cfg.recipe == "augment":
-        out.append("Augmented with the attack families' transforms; this raises invariance to those transforms, not "
-                   "certified robustness.")
+        out.append(
+            "Augmented with the attack families' transforms; this raises invariance to those transforms, not "
+            "certified robustness."
+        )
     return out
 
 
@@ -233,6 +266,7 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
 
     eps_choices = torch.tensor(cfg.adv_eps, dtype=torch.float32)
     if cfg.attack == "fgsm-rs":
+
         def adv(net, x, y, gen):
             eps = eps_choices[torch.randint(0, len(eps_choices), (x.shape[0],), generator=gen)]
             was = net.training
@@ -240,12 +274,14 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
             out = fgsm_rs(nn.Sequential(norm, net), x, y, eps, gen)
             net.train(was)
             return out
+
         return adv
     try:
         from auditor.attacks.registry import make_attack  # type: ignore[import-not-found]
     except ImportError:
-        raise UsageError(f"--attack {cfg.attack}: not available (auditor.attacks.registry is not installed); "
-                         "use --attack fgsm-rs") from None
+        raise UsageError(
+            f"--attack {cfg.attack}: not available (auditor.attacks.registry is not installed); use --attack fgsm-rs"
+        ) from None
     surrogate = nn.Sequential(copy.deepcopy(norm), copy.deepcopy(init_model)).to(device).eval()
     for p in surrogate.parameters():
         p.requires_grad_(False)
@@ -261,6 +297,7 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
     def adv_external(net, x, y, gen):
         k = int(torch.randint(0, len(cfg.adv_eps), (1,), generator=gen))
         return attacks[cfg.adv_eps[k]](x, y, generator=gen).detach().to(x.device)
+
     return adv_external
 
 
@@ -311,8 +348,10 @@ def _pretrained_weights(cfg: TrainConfig) -> str | None:
         raise UsageError("--pretrained imagenet: there are no ImageNet weights for small_cnn")
     path = find_local_imagenet_weights(cfg.arch)
     if path is None:
-        raise UsageError(f"--pretrained imagenet: no cached torchvision weights for {cfg.arch} in "
-                         f"{torch.hub.get_dir()}/checkpoints (nothing is downloaded); drop --pretrained to train from scratch")
+        raise UsageError(
+            f"--pretrained imagenet: no cached torchvision weights for {cfg.arch} in "
+            f"{torch.hub.get_dir()}/checkpoints (nothing is downloaded); drop --pretrained to train from scratch"
+        )
     return path
 
 
@@ -334,8 +373,14 @@ def _prepare(cfg: TrainConfig) -> _Setup:
     cfg, init_meta, init_model = _resolve(cfg)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation of the freshly built network
-    data = load_training_data(cfg.data, cfg.image_size, cfg.class_names, quiet=cfg.quiet, progress=cfg.progress,
-                              allow_outside_root=cfg.allow_outside_root)
+    data = load_training_data(
+        cfg.data,
+        cfg.image_size,
+        cfg.class_names,
+        quiet=cfg.quiet,
+        progress=cfg.progress,
+        allow_outside_root=cfg.allow_outside_root,
+    )
     synthetic = _is_synthetic(cfg.data) if cfg.synthetic is None else cfg.synthetic
     split = patient_split(data.labels, data.groups(), seed=cfg.seed)
     pretrained_path = _pretrained_weights(cfg)
@@ -346,9 +391,17 @@ def _prepare(cfg: TrainConfig) -> _Setup:
     if augmentation not in AUGMENTATIONS:
         raise UsageError(f"augmentation {augmentation!r}: choose {', '.join(AUGMENTATIONS)}")
     init_sha = _init_sha(cfg, data)
-    identity = {"recipe": cfg.recipe, "arch": cfg.arch, "image_size": cfg.image_size, "classes": list(data.class_names),
-                "data_manifest_sha256": data.manifest_sha256, "seed": cfg.seed, "pretrained": cfg.pretrained,
-                "init_sha256": init_sha, "in_channels": 1}
+    identity = {
+        "recipe": cfg.recipe,
+        "arch": cfg.arch,
+        "image_size": cfg.image_size,
+        "classes": list(data.class_names),
+        "data_manifest_sha256": data.manifest_sha256,
+        "seed": cfg.seed,
+        "pretrained": cfg.pretrained,
+        "init_sha256": init_sha,
+        "in_channels": 1,
+    }
     run = RunDir(cfg.out, identity, overwrite=cfg.overwrite, resume=cfg.resume)
 
     net = build_model(cfg.arch, len(data.class_names), 1)
@@ -361,8 +414,25 @@ def _prepare(cfg: TrainConfig) -> _Setup:
     counts = np.bincount(data.labels[split.train], minlength=len(data.class_names)).astype(np.float64)
     class_w = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     adv_fn = _make_adv_fn(cfg, init_model, norm, device) if cfg.recipe == "adversarial" else None
-    return _Setup(cfg, device, data, split, synthetic, spec, pretrained_path, head_epochs, augmentation,
-                  AUGMENTATIONS[augmentation], init_sha, identity, run, net, norm, class_w, adv_fn)
+    return _Setup(
+        cfg,
+        device,
+        data,
+        split,
+        synthetic,
+        spec,
+        pretrained_path,
+        head_epochs,
+        augmentation,
+        AUGMENTATIONS[augmentation],
+        init_sha,
+        identity,
+        run,
+        net,
+        norm,
+        class_w,
+        adv_fn,
+    )
 
 
 def _resume(s: _Setup) -> _Progress:
@@ -372,19 +442,27 @@ def _resume(s: _Setup) -> _Progress:
         return _Progress()
     s.net.load_state_dict(state["model"])
     log(f"resuming {s.run.path} after epoch {int(state['epoch'])}", s.cfg.quiet)
-    return _Progress(start_epoch=int(state["epoch"]), best_val=float(state["best_val"]),
-                     best_state=state.get("best_model"), best_epoch=state.get("best_epoch"),
-                     bad=int(state["bad_epochs"]), stopped=bool(state["stopped"]), history=list(state["history"]),
-                     opt_state=state.get("optimizer"), sched_state=state.get("scheduler"),
-                     saved_phase=int(state.get("phase", 0)) if "phase" in state else None)
+    return _Progress(
+        start_epoch=int(state["epoch"]),
+        best_val=float(state["best_val"]),
+        best_state=state.get("best_model"),
+        best_epoch=state.get("best_epoch"),
+        bad=int(state["bad_epochs"]),
+        stopped=bool(state["stopped"]),
+        history=list(state["history"]),
+        opt_state=state.get("optimizer"),
+        sched_state=state.get("scheduler"),
+        saved_phase=int(state.get("phase", 0)) if "phase" in state else None,
+    )
 
 
 def _phase_optimizer(s: _Setup, p: _Progress, phase: int, previous: int | None):
     """Adam and ReduceLROnPlateau for ``phase`` (restored from a resumed state of the same phase)."""
     params = _set_phase(s.net, phase)
     opt = torch.optim.Adam(params, lr=s.cfg.head_lr if phase == 1 else s.cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=s.cfg.plateau_factor,
-                                                       patience=s.cfg.plateau_patience)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=s.cfg.plateau_factor, patience=s.cfg.plateau_patience
+    )
     if p.opt_state is not None and (p.saved_phase is None or p.saved_phase == phase):
         opt.load_state_dict(p.opt_state)
         sched.load_state_dict(p.sched_state)
@@ -394,7 +472,9 @@ def _phase_optimizer(s: _Setup, p: _Progress, phase: int, previous: int | None):
     return opt, sched
 
 
-def _train_steps(s: _Setup, opt, phase: int, epoch: int, total_epochs: int, gen: torch.Generator) -> tuple[float, int, int]:
+def _train_steps(
+    s: _Setup, opt, phase: int, epoch: int, total_epochs: int, gen: torch.Generator
+) -> tuple[float, int, int]:
     """One epoch of optimiser steps; returns ``(summed loss, correct, images seen)``."""
     cfg, data, device = s.cfg, s.data, s.device
     n_train = len(s.split.train)
@@ -471,37 +551,66 @@ def _train_epochs(s: _Setup) -> _Progress:
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         loss_sum, correct, seen = _train_steps(s, opt, phase, epoch, total_epochs, gen)
         val_loss, val_acc = _validate(s, p, sched, phase, epoch)
-        rec = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(seen, 1),
-               "train_accuracy": correct / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        rec = {
+            "epoch": epoch + 1,
+            "phase": phase,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": float(opt.param_groups[0]["lr"]),
+            "seconds": time.perf_counter() - t0,
+        }
         p.history.append(rec)
-        log(f"epoch {epoch + 1}/{total_epochs} (phase {phase}): train loss {rec['train_loss']:.4f} "
+        log(
+            f"epoch {epoch + 1}/{total_epochs} (phase {phase}): train loss {rec['train_loss']:.4f} "
             f"acc {rec['train_accuracy']:.3f} | val loss {val_loss:.4f} acc {val_acc:.3f} | lr {rec['lr']:.1e} | "
-            f"{rec['seconds']:.1f}s" + (" | early stop" if p.stopped else ""), cfg.quiet)
-        s.run.save_state({"epoch": epoch + 1, "phase": phase,
-                          "model": {k: v.detach().cpu() for k, v in s.net.state_dict().items()},
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best_val": p.best_val,
-                          "best_model": p.best_state, "best_epoch": p.best_epoch, "bad_epochs": p.bad,
-                          "stopped": p.stopped, "history": p.history,
-                          "identity": json.dumps(s.identity, sort_keys=True)})
+            f"{rec['seconds']:.1f}s" + (" | early stop" if p.stopped else ""),
+            cfg.quiet,
+        )
+        s.run.save_state(
+            {
+                "epoch": epoch + 1,
+                "phase": phase,
+                "model": {k: v.detach().cpu() for k, v in s.net.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "best_val": p.best_val,
+                "best_model": p.best_state,
+                "best_epoch": p.best_epoch,
+                "bad_epochs": p.bad,
+                "stopped": p.stopped,
+                "history": p.history,
+                "identity": json.dumps(s.identity, sort_keys=True),
+            }
+        )
     return p
 
 
 def _hyperparameters(s: _Setup) -> dict[str, Any]:
     """The recipe's settings as recorded in the ONNX metadata and the model card."""
     cfg = s.cfg
-    hyper = {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "resume", "overwrite", "quiet", "progress",
-                                                                "export", "synthetic", "name")}
-    hyper.update(head_epochs=s.head_epochs, augmentation=s.augmentation,
-                 class_weights=[float(v) for v in s.class_w.cpu()], optimizer="Adam",
-                 loss="cross-entropy (class-weighted)", early_stopping=f"val loss, patience {cfg.patience}, best restored",
-                 lr_schedule=f"ReduceLROnPlateau(factor {cfg.plateau_factor}, patience {cfg.plateau_patience})")
+    hyper = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k not in ("data", "out", "resume", "overwrite", "quiet", "progress", "export", "synthetic", "name")
+    }
+    hyper.update(
+        head_epochs=s.head_epochs,
+        augmentation=s.augmentation,
+        class_weights=[float(v) for v in s.class_w.cpu()],
+        optimizer="Adam",
+        loss="cross-entropy (class-weighted)",
+        early_stopping=f"val loss, patience {cfg.patience}, best restored",
+        lr_schedule=f"ReduceLROnPlateau(factor {cfg.plateau_factor}, patience {cfg.plateau_patience})",
+    )
     hyper["adv_eps"] = [float(e) for e in cfg.adv_eps]
     return hyper
 
 
-def _model_card(s: _Setup, p: _Progress, metrics: dict[str, Any], recipe: dict[str, Any], files: dict[str, Any],
-                seconds: float) -> dict[str, Any]:
+def _model_card(
+    s: _Setup, p: _Progress, metrics: dict[str, Any], recipe: dict[str, Any], files: dict[str, Any], seconds: float
+) -> dict[str, Any]:
     """The model card of a finished run (:mod:`auditor.reference_models.cards`)."""
     cfg, data = s.cfg, s.data
     epoch_secs = [h["seconds"] for h in p.history]
@@ -510,21 +619,37 @@ def _model_card(s: _Setup, p: _Progress, metrics: dict[str, Any], recipe: dict[s
         "kind": "classifier",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "synthetic": s.synthetic,
-        "summary": {"reference": "Reference chest X-ray classifier (the seeds' recipe, patient-wise split).",
-                    "augment": "Defense: reference recipe plus the attack families' augmentations (docs/algorithms.md §7.7).",
-                    "adversarial": "Defense: adversarial fine-tuning of a reference model (docs/algorithms.md §7.7)."}[cfg.recipe],
+        "summary": {
+            "reference": "Reference chest X-ray classifier (the seeds' recipe, patient-wise split).",
+            "augment": "Defense: reference recipe plus the attack families' augmentations (docs/algorithms.md §7.7).",
+            "adversarial": "Defense: adversarial fine-tuning of a reference model (docs/algorithms.md §7.7).",
+        }[cfg.recipe],
         "files": files,
         "spec": s.spec.to_dict(),
-        "pretrained": recipe["pretrained"] or (f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)"
-                                               if cfg.init else None),
-        "data": {"root": data.root, "manifest_sha256": data.manifest_sha256, "n_images": int(len(data.labels)),
-                 "per_class": data.per_class(), "skipped": [x.to_dict() for x in data.skipped], "caveats": data.caveats},
+        "pretrained": recipe["pretrained"]
+        or (f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)" if cfg.init else None),
+        "data": {
+            "root": data.root,
+            "manifest_sha256": data.manifest_sha256,
+            "n_images": int(len(data.labels)),
+            "per_class": data.per_class(),
+            "skipped": [x.to_dict() for x in data.skipped],
+            "caveats": data.caveats,
+        },
         "split": s.split.describe(data),
-        "recipe": {"name": cfg.recipe, "description": __doc__.strip().splitlines()[0],
-                   "hyperparameters": recipe["hyperparameters"]},
-        "training": {"epochs_run": len(p.history), "best_epoch": p.best_epoch, "stopped_early": p.stopped,
-                     "seconds": seconds, "seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
-                     "device": str(s.device)},
+        "recipe": {
+            "name": cfg.recipe,
+            "description": __doc__.strip().splitlines()[0],
+            "hyperparameters": recipe["hyperparameters"],
+        },
+        "training": {
+            "epochs_run": len(p.history),
+            "best_epoch": p.best_epoch,
+            "stopped_early": p.stopped,
+            "seconds": seconds,
+            "seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
+            "device": str(s.device),
+        },
         "metrics": metrics,
         "limitations": _limitations(data, cfg, s.synthetic, s.pretrained_path),
     }
@@ -543,18 +668,43 @@ def _publish(s: _Setup, p: _Progress, t_start: float) -> dict[str, Any]:
     net.eval()
     test_logits = _predict(net, s.norm, data.images, s.split.test, s.device)
     groups = [data.patient_ids[i] for i in s.split.test]
-    metrics = compute_metrics(data.labels[s.split.test], test_logits.argmax(1).numpy(), data.class_names,
-                              groups=groups, seed=0, n_boot=cfg.n_boot)
-    recipe = {"name": cfg.recipe, "arch": cfg.arch, "hyperparameters": _hyperparameters(s),
-              "pretrained": "imagenet (local torchvision cache)" if s.pretrained_path else None,
-              "init_checkpoint_sha256": s.init_sha}
+    metrics = compute_metrics(
+        data.labels[s.split.test],
+        test_logits.argmax(1).numpy(),
+        data.class_names,
+        groups=groups,
+        seed=0,
+        n_boot=cfg.n_boot,
+    )
+    recipe = {
+        "name": cfg.recipe,
+        "arch": cfg.arch,
+        "hyperparameters": _hyperparameters(s),
+        "pretrained": "imagenet (local torchvision cache)" if s.pretrained_path else None,
+        "init_checkpoint_sha256": s.init_sha,
+    }
     out = s.run.path
     ckpt_path = out / "model.pt"
-    atomic_torch_save(make_checkpoint(net, cfg.arch, len(data.class_names), 1, s.spec.to_dict(),
-                                      extra={"recipe": cfg.recipe, "class_names": list(data.class_names),
-                                             "data_manifest_sha256": data.manifest_sha256,
-                                             "accuracy": metrics.get("accuracy"), "synthetic": s.synthetic}), ckpt_path)
-    compact_metrics = {k: metrics.get(k) for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "weighted_f1")}
+    atomic_torch_save(
+        make_checkpoint(
+            net,
+            cfg.arch,
+            len(data.class_names),
+            1,
+            s.spec.to_dict(),
+            extra={
+                "recipe": cfg.recipe,
+                "class_names": list(data.class_names),
+                "data_manifest_sha256": data.manifest_sha256,
+                "accuracy": metrics.get("accuracy"),
+                "synthetic": s.synthetic,
+            },
+        ),
+        ckpt_path,
+    )
+    compact_metrics = {
+        k: metrics.get(k) for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "weighted_f1")
+    }
     compact_metrics["per_class_recall"] = {k: v["recall"] for k, v in metrics["per_class"].items()}
     export_info = None
     onnx_path = out / "model.onnx"
@@ -562,19 +712,37 @@ def _publish(s: _Setup, p: _Progress, t_start: float) -> dict[str, Any]:
         from auditor.training.export import export_classifier
 
         samples = data.images[s.split.test[:8]]
-        export_info = export_classifier(net, s.spec, onnx_path, samples, recipe=recipe,
-                                        manifest_sha256=data.manifest_sha256, metrics=compact_metrics,
-                                        extra_metadata={"xray_audit.synthetic": "true" if s.synthetic else "false"})
+        export_info = export_classifier(
+            net,
+            s.spec,
+            onnx_path,
+            samples,
+            recipe=recipe,
+            manifest_sha256=data.manifest_sha256,
+            metrics=compact_metrics,
+            extra_metadata={"xray_audit.synthetic": "true" if s.synthetic else "false"},
+        )
     seconds = time.perf_counter() - t_start
     files = {"checkpoint": {"path": ckpt_path.name, "sha256": file_sha256(ckpt_path)}}
     if export_info:
         files["onnx"] = {"path": onnx_path.name, "sha256": file_sha256(onnx_path)}
     md, js = write_model_card(out / "model_card", _model_card(s, p, metrics, recipe, files, seconds))
     write_atomic(out / "history.json", json.dumps(p.history, indent=2) + "\n")
-    return {"out": str(out), "onnx": str(onnx_path) if export_info else None, "checkpoint": str(ckpt_path),
-            "card_md": str(md), "card_json": str(js), "metrics": metrics, "history": p.history,
-            "epochs_run": len(p.history), "best_epoch": p.best_epoch, "seconds": seconds, "split": s.split,
-            "export": export_info, "class_names": list(data.class_names)}
+    return {
+        "out": str(out),
+        "onnx": str(onnx_path) if export_info else None,
+        "checkpoint": str(ckpt_path),
+        "card_md": str(md),
+        "card_json": str(js),
+        "metrics": metrics,
+        "history": p.history,
+        "epochs_run": len(p.history),
+        "best_epoch": p.best_epoch,
+        "seconds": seconds,
+        "split": s.split,
+        "export": export_info,
+        "class_names": list(data.class_names),
+    }
 
 
 def train_classifier(cfg: TrainConfig) -> dict[str, Any]:

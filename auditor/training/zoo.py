@@ -65,7 +65,9 @@ def parse_archs(text: str | Sequence[str]) -> tuple[str, ...]:
     items = [a.strip().lower() for a in (text.split(",") if isinstance(text, str) else text) if a.strip()]
     unknown = [a for a in items if a not in list_architectures()]
     if unknown:
-        raise UsageError(f"--archs: unknown architecture(s) {', '.join(unknown)}; known: {', '.join(list_architectures())}")
+        raise UsageError(
+            f"--archs: unknown architecture(s) {', '.join(unknown)}; known: {', '.join(list_architectures())}"
+        )
     if len(items) < 2:
         raise UsageError("--archs: a zoo needs at least two members (e.g. resnet18,small_cnn,densenet121)")
     return tuple(items)
@@ -112,15 +114,18 @@ def draw_folds(data: str, n_folds: int, seed: int = 42, exclude: str | None = No
 
 def _write_manifest(path: Path, samples) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [["path", "label", "patient_id"]] + [[str(Path(s.path).resolve()), s.label, s.patient_id or ""]
-                                               for s in samples]
+    rows = [["path", "label", "patient_id"]] + [
+        [str(Path(s.path).resolve()), s.label, s.patient_id or ""] for s in samples
+    ]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows(rows)
     tmp.replace(path)
 
 
-def train_zoo(data: str, out: str, archs: Sequence[str], base: TrainConfig, exclude: str | None = None) -> dict[str, Any]:
+def train_zoo(
+    data: str, out: str, archs: Sequence[str], base: TrainConfig, exclude: str | None = None
+) -> dict[str, Any]:
     """Train one surrogate per architecture on its own patient fold; write ``zoo.json``; return it.
 
     ``base`` carries the recipe knobs shared by every member (image size,
@@ -132,31 +137,60 @@ def train_zoo(data: str, out: str, archs: Sequence[str], base: TrainConfig, excl
     archs = parse_archs(archs)
     root = Path(out)
     folds = draw_folds(data, len(archs), seed=base.seed, exclude=exclude)
-    log(f"zoo: {len(archs)} folds ({folds.method}); {folds.excluded_images} images of held-out patients excluded",
-        base.quiet)
+    log(
+        f"zoo: {len(archs)} folds ({folds.method}); {folds.excluded_images} images of held-out patients excluded",
+        base.quiet,
+    )
     members = []
     for i, (arch, fold) in enumerate(zip(archs, folds.folds)):
         manifest = root / "folds" / f"fold_{i}_{arch}.csv"
         _write_manifest(manifest, fold)
-        log(f"zoo member {i + 1}/{len(archs)}: {arch} on {len(fold)} images "
-            f"({len({s.patient_id or s.path for s in fold})} patients)", base.quiet)
+        log(
+            f"zoo member {i + 1}/{len(archs)}: {arch} on {len(fold)} images "
+            f"({len({s.patient_id or s.path for s in fold})} patients)",
+            base.quiet,
+        )
         # the fold manifest, written just above, lists images of the data folder: outside the zoo folder
-        cfg = replace(base, data=str(manifest), out=str(root / f"{i}_{arch}"), arch=arch, recipe="reference",
-                      allow_outside_root=True,
-                      name=f"zoo-{i}-{arch}-{base.image_size}px")
+        cfg = replace(
+            base,
+            data=str(manifest),
+            out=str(root / f"{i}_{arch}"),
+            arch=arch,
+            recipe="reference",
+            allow_outside_root=True,
+            name=f"zoo-{i}-{arch}-{base.image_size}px",
+        )
         res = train_classifier(cfg)
         if Path(res["checkpoint"]).resolve() != (root / f"{i}_{arch}" / "model.pt").resolve():
-            raise AssertionError(f"unexpected checkpoint path {res['checkpoint']}")  # pragma: no cover - layout of RunDir
+            raise AssertionError(
+                f"unexpected checkpoint path {res['checkpoint']}"
+            )  # pragma: no cover - layout of RunDir
         member_dir = f"{i}_{arch}"
-        members.append({"arch": arch, "fold": i, "checkpoint": f"{member_dir}/model.pt",
-                        "sha256": file_sha256(res["checkpoint"]), "card": f"{member_dir}/model_card.md",
-                        "manifest": f"folds/{manifest.name}",
-                        "n_images": len(fold), "n_patients": len({s.patient_id or s.path for s in fold}),
-                        "test_accuracy": res["metrics"].get("accuracy"),
-                        "test_accuracy_ci": res["metrics"].get("accuracy_ci")})
-    doc = {"format": ZOO_FORMAT, "image_size": base.image_size, "seed": base.seed, "data": str(Path(data).resolve()),
-           "folds": folds.method, "exclude": str(Path(exclude).resolve()) if exclude else None,
-           "excluded_images": folds.excluded_images, "excluded_patients": folds.excluded_patients,
-           "members": members, "seconds": round(time.perf_counter() - t0, 1)}
+        members.append(
+            {
+                "arch": arch,
+                "fold": i,
+                "checkpoint": f"{member_dir}/model.pt",
+                "sha256": file_sha256(res["checkpoint"]),
+                "card": f"{member_dir}/model_card.md",
+                "manifest": f"folds/{manifest.name}",
+                "n_images": len(fold),
+                "n_patients": len({s.patient_id or s.path for s in fold}),
+                "test_accuracy": res["metrics"].get("accuracy"),
+                "test_accuracy_ci": res["metrics"].get("accuracy_ci"),
+            }
+        )
+    doc = {
+        "format": ZOO_FORMAT,
+        "image_size": base.image_size,
+        "seed": base.seed,
+        "data": str(Path(data).resolve()),
+        "folds": folds.method,
+        "exclude": str(Path(exclude).resolve()) if exclude else None,
+        "excluded_images": folds.excluded_images,
+        "excluded_patients": folds.excluded_patients,
+        "members": members,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     write_atomic(root / ZOO_FILE, json.dumps(doc, indent=2) + "\n")
     return doc

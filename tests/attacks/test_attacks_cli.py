@@ -32,8 +32,17 @@ def tiny(tmp_path):
     net = build_model("small_cnn", 3, 1)
     spec = ModelSpec(channels=1, height=32, width=32, scaling="unit", class_names=tuple(c.upper() for c in CLASSES))
     ckpt = tmp_path / "surrogate.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "arch": "small_cnn", "num_classes": 3, "in_channels": 1,
-                "state_dict": net.state_dict(), "spec": spec.to_dict()}, ckpt)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": "small_cnn",
+            "num_classes": 3,
+            "in_channels": 1,
+            "state_dict": net.state_dict(),
+            "spec": spec.to_dict(),
+        },
+        ckpt,
+    )
     return data, ckpt, tmp_path / "sets"
 
 
@@ -43,8 +52,22 @@ def _run(args):
 
 def test_attack_command_writes_sets_and_hits_cache(tiny):
     data, ckpt, out = tiny
-    args = ["--surrogate", str(ckpt), "--data", str(data), "--attacks", "mifgsm,usmm,stm", "--eps", "8",
-            "--out", str(out), "--batch-size", "4", "--quiet", "--no-progress"]
+    args = [
+        "--surrogate",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--attacks",
+        "mifgsm,usmm,stm",
+        "--eps",
+        "8",
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--no-progress",
+    ]
     res = _run(args)
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "attack_summary.json").read_text())
@@ -65,8 +88,23 @@ def test_attack_command_writes_sets_and_hits_cache(tiny):
 
 def test_attack_command_skips_or_fails_without_ghiasi_weights(tiny):
     data, ckpt, out = tiny
-    base = ["--surrogate", str(ckpt), "--data", str(data), "--attacks", "stm", "--eps", "4", "--out", str(out),
-            "--style-backend", "ghiasi", "--quiet", "--max-images", "3"]
+    base = [
+        "--surrogate",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--attacks",
+        "stm",
+        "--eps",
+        "4",
+        "--out",
+        str(out),
+        "--style-backend",
+        "ghiasi",
+        "--quiet",
+        "--max-images",
+        "3",
+    ]
     res = _run(base)
     assert res.exit_code == 0
     doc = json.loads((out / "attack_summary.json").read_text())
@@ -91,18 +129,62 @@ def test_a_scan_reuses_the_attack_commands_sets_even_with_an_unreadable_image(ti
     later `scan --cache-dir` finds every set it made, also when one file of the folder cannot be read."""
     data, ckpt, out = tiny
     (data / "normal" / "broken.png").write_bytes(b"not a png")
-    res = _run(["--surrogate", str(ckpt), "--data", str(data), "--attacks", "mifgsm,usmm", "--eps", "8",
-                "--out", str(out), "--batch-size", "4", "--precision", "fp32", "--quiet", "--no-progress"])
+    res = _run(
+        [
+            "--surrogate",
+            str(ckpt),
+            "--data",
+            str(data),
+            "--attacks",
+            "mifgsm,usmm",
+            "--eps",
+            "8",
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--precision",
+            "fp32",
+            "--quiet",
+            "--no-progress",
+        ]
+    )
     assert res.exit_code == 0, res.output
     made = json.loads((out / "attack_summary.json").read_text())
     assert [s["kind"] for s in made["skipped"]] == ["image"] and len(made["sets"]) == 2
     target = make_classifier(out.parent / "t.onnx", channels=1, class_names=tuple(c.upper() for c in CLASSES))
-    scan = CliRunner().invoke(cli, ["scan", str(target), "--data", str(data), "--surrogate", str(ckpt),
-                                    "--attacks", "mifgsm,usmm", "--eps", "8", "--cache-dir", str(out),
-                                    "--precision", "fp32", "--attack-batch-size", "4", "--n-boot", "0",
-                                    "--no-detector", "--format", "json", "--out", str(out.parent / "o"), "-q"])
+    scan = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(target),
+            "--data",
+            str(data),
+            "--surrogate",
+            str(ckpt),
+            "--attacks",
+            "mifgsm,usmm",
+            "--eps",
+            "8",
+            "--cache-dir",
+            str(out),
+            "--precision",
+            "fp32",
+            "--attack-batch-size",
+            "4",
+            "--n-boot",
+            "0",
+            "--no-detector",
+            "--format",
+            "json",
+            "--out",
+            str(out.parent / "o"),
+            "-q",
+        ],
+    )
     assert scan.exit_code == 0, scan.output
     doc = json.loads((out.parent / "o" / "results.json").read_text())
     assert doc["data"]["manifest_sha256"] == made["manifest_sha256"]
     assert [(s["name"], s["key"], s["cache_hit"]) for s in doc["extras"]["adversarial_sets"]] == [
-        (s["name"], s["key"], True) for s in made["sets"]]
+        (s["name"], s["key"], True) for s in made["sets"]
+    ]

@@ -152,8 +152,9 @@ def test_usmm_without_pool_falls_back_to_batch_with_note():
         USMM(CountingNet(), mask_source="pool")
 
 
-@pytest.mark.parametrize("factory,copies", [(lambda m: USMM(m, mask_source="batch"), 15),
-                                            (lambda m: STM(m), 20), (lambda m: MIFGSM(m), 1)])
+@pytest.mark.parametrize(
+    "factory,copies", [(lambda m: USMM(m, mask_source="batch"), 15), (lambda m: STM(m), 20), (lambda m: MIFGSM(m), 1)]
+)
 def test_copy_counts_per_iteration(factory, copies, batch):
     x, y = batch
     net = CountingNet()
@@ -222,8 +223,10 @@ def test_ghiasi_backend_loads_user_checkpoint(tmp_path, batch):
     assert sum(p.numel() for p in net.parameters()) == 1_954_593  # docs/algorithms.md §5.3
     torch.save({"state_dict_ghiasi": net.state_dict()}, tmp_path / "checkpoint_transformer.pth")
     cov = torch.eye(100, dtype=torch.float64) * 0.02
-    torch.save({"pbn_embedding_mean": torch.zeros(100), "pbn_embedding_covariance": cov},
-               tmp_path / "checkpoint_embeddings.pth")
+    torch.save(
+        {"pbn_embedding_mean": torch.zeros(100), "pbn_embedding_covariance": cov},
+        tmp_path / "checkpoint_embeddings.pth",
+    )
     atk = STM(CountingNet(), num_style=2, steps=1, style_backend="ghiasi", checkpoint_dir=str(tmp_path))
     a = atk(x[:2, :, :30, :30], y[:2], seed=0)  # 30 px: not a multiple of 4, padded inside the backend
     assert a.shape == (2, 1, 30, 30)
@@ -276,14 +279,15 @@ def _halves(n: int, seed: int):
     y = np.arange(n) % 2
     x = rng.uniform(0.3, 0.6, (n, 1, 1, 1)) + rng.normal(0, 0.02, (n, 1, H, W))
     x[:, :, :, : W // 2] += np.where(y == 0, 0.04, -0.04)[:, None, None, None]
-    x[:, :, :, W // 2:] += np.where(y == 0, -0.04, 0.04)[:, None, None, None]
+    x[:, :, :, W // 2 :] += np.where(y == 0, -0.04, 0.04)[:, None, None, None]
     return torch.from_numpy(np.clip(x, 0, 1).astype(np.float32)), torch.from_numpy(y)
 
 
 def test_white_box_attacks_succeed_on_trained_tiny_cnn():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten(),
-                        nn.Linear(8, 2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten(), nn.Linear(8, 2)
+    )
     xt, yt = _halves(64, 0)
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     for _ in range(60):

@@ -39,12 +39,27 @@ class Recorder(nn.Module):
 
 
 SPECS = [
-    ModelSpec(channels=3, height=16, width=16, scaling="imagenet", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-              class_names=("a", "b")),
+    ModelSpec(
+        channels=3,
+        height=16,
+        width=16,
+        scaling="imagenet",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=("a", "b"),
+    ),
     ModelSpec(channels=1, height=16, width=16, scaling="0-255", mean=(0.0,), std=(1.0,), class_names=("a", "b")),
     ModelSpec(channels=1, height=16, width=16, scaling="minus1-1", mean=(0.5,), std=(0.5,), class_names=("a", "b")),
-    ModelSpec(layout="NHWC", channels=3, height=16, width=16, scaling="minus1-1", mean=(0.5,) * 3, std=(0.5,) * 3,
-              class_names=("a", "b")),
+    ModelSpec(
+        layout="NHWC",
+        channels=3,
+        height=16,
+        width=16,
+        scaling="minus1-1",
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        class_names=("a", "b"),
+    ),
 ]
 
 
@@ -63,7 +78,9 @@ def test_resize_channels_last_and_output_kinds():
     model.set_channels_last(True)
     model(torch.rand(1, 1, 40, 24))
     assert rec.seen.shape == (1, 3, 16, 16)
-    probs = TorchClassifier(Recorder(torch.tensor([[0.2, 0.8]])), dataclasses.replace(spec, output_kind="probabilities"))
+    probs = TorchClassifier(
+        Recorder(torch.tensor([[0.2, 0.8]])), dataclasses.replace(spec, output_kind="probabilities")
+    )
     assert torch.allclose(probs(torch.rand(1, 1, 16, 16)).softmax(1), torch.tensor([[0.2, 0.8]]))
     sig = TorchClassifier(Recorder(torch.tensor([[1.5]])), dataclasses.replace(spec, output_kind="sigmoid_logit"))
     assert torch.allclose(sig(torch.rand(1, 1, 16, 16)).softmax(1)[0, 1], torch.sigmoid(torch.tensor(1.5)))
@@ -74,10 +91,17 @@ def test_resize_channels_last_and_output_kinds():
 def _write_checkpoint(path, classes=("normal", "pneumonia", "pneumothorax"), size=32, seed=0, **override):
     torch.manual_seed(seed)
     net = build_model("small_cnn", len(classes), 1)
-    spec = ModelSpec(channels=1, height=size, width=size, scaling="minus1-1", mean=(0.5,), std=(0.5,),
-                     class_names=tuple(classes))
-    doc = {"format": CHECKPOINT_FORMAT, "arch": "small_cnn", "num_classes": len(classes), "in_channels": 1,
-           "state_dict": net.state_dict(), "spec": spec.to_dict()}
+    spec = ModelSpec(
+        channels=1, height=size, width=size, scaling="minus1-1", mean=(0.5,), std=(0.5,), class_names=tuple(classes)
+    )
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": "small_cnn",
+        "num_classes": len(classes),
+        "in_channels": 1,
+        "state_dict": net.state_dict(),
+        "spec": spec.to_dict(),
+    }
     doc.update(override)
     torch.save(doc, path)
     return path
@@ -128,28 +152,45 @@ def test_surrogate_classes_are_aligned_with_target(tmp_path):
 
 def _export_tiny_onnx(path, spec: ModelSpec):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(spec.channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(4, 3)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(spec.channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    ).eval()
     buf = io.BytesIO()
-    torch.onnx.export(net, torch.rand(1, spec.channels, spec.height, spec.width), buf, dynamo=False,
-                      input_names=["input"], output_names=["output"], opset_version=17,
-                      dynamic_axes={"input": {0: "n"}, "output": {0: "n"}})
+    torch.onnx.export(
+        net,
+        torch.rand(1, spec.channels, spec.height, spec.width),
+        buf,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["output"],
+        opset_version=17,
+        dynamic_axes={"input": {0: "n"}, "output": {0: "n"}},
+    )
     path.write_bytes(buf.getvalue())
     return net
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnx2torch_conversion_agrees_with_ort(tmp_path):
-    spec = ModelSpec(channels=3, height=32, width=32, scaling="imagenet", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                     class_names=("normal", "pneumonia", "pneumothorax"))
+    spec = ModelSpec(
+        channels=3,
+        height=32,
+        width=32,
+        scaling="imagenet",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=("normal", "pneumonia", "pneumothorax"),
+    )
     path = tmp_path / "tiny.onnx"
     net = _export_tiny_onnx(path, spec)
     sur = load_surrogate("target", spec, str(path), "cpu")
     assert sur.threat_model == "white-box" and sur.identity["kind"] == "target"
     assert sur.identity["agreement_max_prob_diff"] <= 1e-3
     x = torch.rand(4, 1, 32, 32)
-    ref = net(((x.expand(-1, 3, -1, -1)) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-              / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    ref = net(
+        ((x.expand(-1, 3, -1, -1)) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    )
     assert torch.allclose(sur.module(x), ref, atol=1e-4)
     xg = x.clone().requires_grad_(True)
     sur.module(xg).sum().backward()
@@ -160,9 +201,15 @@ def test_onnx2torch_conversion_agrees_with_ort(tmp_path):
 
 def test_unsupported_op_raises_conversion_failed(tmp_path):
     node = helper.make_node("FancyOp", ["input"], ["output"], domain="example.custom")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 2])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)]
+    )
     path = tmp_path / "custom.onnx"
     onnx.save(model, path)
     spec = ModelSpec(channels=1, height=8, width=8, class_names=("a", "b"))

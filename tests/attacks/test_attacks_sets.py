@@ -84,7 +84,7 @@ def test_quantize_uses_the_whole_budget_on_8bit_float32_images(eps_levels):
 def test_quantize_uses_the_whole_budget_on_real_chest_xrays(shared_cxr):
     from auditor.data import load_images, open_dataset
 
-    samples = list(open_dataset(shared_cxr).samples)[:: 200][:4]
+    samples = list(open_dataset(shared_cxr).samples)[::200][:4]
     size = (256, 256)  # the images' own size: no resize, 8-bit PNGs as float32
     x, kept, skipped = load_images(samples, size)
     if len(kept) < 2 or not np.allclose(x * 255, np.rint(x * 255), atol=1e-3):
@@ -124,8 +124,9 @@ def test_build_then_cache_hit(tmp_path):
 def test_resume_after_interruption_computes_only_missing_batches(tmp_path):
     x, y, names = _data(5)
     params = {"epsilon": 4 / 255, "steps": 2, "mask_pool": x, "mask_pool_labels": y}
-    full = build_adversarial_set("usmm", params, _surrogate(), SetData(x, y, names, "m"),
-                                 SetRun(tmp_path / "a", 1, batch_size=2))
+    full = build_adversarial_set(
+        "usmm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path / "a", 1, batch_size=2)
+    )
 
     calls = []
 
@@ -135,14 +136,21 @@ def test_resume_after_interruption_computes_only_missing_batches(tmp_path):
 
     sur = _surrogate()
     with pytest.raises(KeyboardInterrupt):
-        build_adversarial_set("usmm", params, sur, SetData(x, y, names, "m"),
-                              SetRun(tmp_path / "b", 1, batch_size=2), progress=stop_after_first)
+        build_adversarial_set(
+            "usmm",
+            params,
+            sur,
+            SetData(x, y, names, "m"),
+            SetRun(tmp_path / "b", 1, batch_size=2),
+            progress=stop_after_first,
+        )
     assert calls == [2] and sur.module.rows == 2 * 15 * 2
     assert not (tmp_path / "b" / full.key / "index.json").exists()
     sur2 = _surrogate()
     seen = []
-    resumed = build_adversarial_set("usmm", params, sur2, SetData(x, y, names, "m"),
-                                    SetRun(tmp_path / "b", 1, batch_size=2), progress=seen.append)
+    resumed = build_adversarial_set(
+        "usmm", params, sur2, SetData(x, y, names, "m"), SetRun(tmp_path / "b", 1, batch_size=2), progress=seen.append
+    )
     assert resumed.key == full.key and not resumed.cache_hit
     assert resumed.batches_loaded == 1 and resumed.batches_computed == 2
     assert sur2.module.rows == 3 * 15 * 2  # images 2..4 only, 15 copies, 2 steps
@@ -180,21 +188,25 @@ def test_poisoned_cache_png_is_recomputed_with_a_warning(tmp_path, complete):
     x, y, names = _data(5)
     x = (np.rint(x * 255) / 255).astype(np.float32)
     params = {"epsilon": 8 / 255, "steps": 2}
-    ref = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                                SetRun(tmp_path / "ref", 3, batch_size=2))
-    s1 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                               SetRun(tmp_path, 3, batch_size=2))
+    ref = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path / "ref", 3, batch_size=2)
+    )
+    s1 = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 3, batch_size=2)
+    )
     _poison(s1.dir / s1.files[3])  # a white image, far outside the budget, in batch 1
     if not complete:
         (s1.dir / "index.json").unlink()  # an interrupted set resumes through the same check
-    s2 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                               SetRun(tmp_path, 3, batch_size=2))
+    s2 = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 3, batch_size=2)
+    )
     np.testing.assert_array_equal(s2.images, ref.images)
     assert not s2.cache_hit and s2.batches_computed == 1 and s2.batches_loaded == 2
     assert len(s2.warnings) == 1 and "batch 1" in s2.warnings[0] and "SHA-256" in s2.warnings[0]
     assert s2.extra["linf_max"] <= 8 / 255 + 1e-6
-    s3 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                               SetRun(tmp_path, 3, batch_size=2))
+    s3 = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 3, batch_size=2)
+    )
     assert s3.cache_hit and not s3.warnings  # the repaired set is trusted again
 
 
@@ -202,8 +214,9 @@ def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tm
     x, y, names = _data(4)
     x = (np.rint(x * 255) / 255).astype(np.float32)
     params = {"epsilon": 4 / 255, "steps": 2}
-    s1 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                               SetRun(tmp_path, 0, batch_size=2))
+    s1 = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 0, batch_size=2)
+    )
     png = s1.dir / s1.files[0]
     _poison(png, 0)
     marker = s1.dir / "batches" / "00000.json"
@@ -212,7 +225,8 @@ def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tm
 
     doc["png_sha256"][0] = hashlib.sha256(png.read_bytes()).hexdigest()  # a writer that also forged the hash
     marker.write_text(json.dumps(doc))
-    s2 = build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m"),
-                               SetRun(tmp_path, 0, batch_size=2))
+    s2 = build_adversarial_set(
+        "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 0, batch_size=2)
+    )
     assert len(s2.warnings) == 1 and "budget" in s2.warnings[0]
     assert np.abs(np.rint(s2.images * 255) - np.rint(x * 255)).max() <= 4

@@ -33,11 +33,30 @@ ATTACK_CHANGES = {
     "usmm": {"num_scale": 2, "num_mix": 2, "scale_low": 0.2, "scale_high": 0.6, "mix_range": 0.3},
     "stm": {"num_style": 3, "gamma": 0.4, "beta": 1.0, "style_backend": "adain-stats"},
 }
-LOOP_CHANGES = {"steps": 3, "alpha": 0.002, "decay": 0.5, "norm": "l2", "max_batch_rows": 2,
-                "channels_last": False, "fold_bn": False}
+LOOP_CHANGES = {
+    "steps": 3,
+    "alpha": 0.002,
+    "decay": 0.5,
+    "norm": "l2",
+    "max_batch_rows": 2,
+    "channels_last": False,
+    "fold_bn": False,
+}
 #: changes of everything else that shapes a set (each is a name -> how the request changes)
-OTHER_CHANGES = ("epsilon", "seed", "surrogate_weights", "manifest", "image_content", "labels", "names",
-                 "resolution", "precision", "batch_size", "tool_version", "mask_pool")
+OTHER_CHANGES = (
+    "epsilon",
+    "seed",
+    "surrogate_weights",
+    "manifest",
+    "image_content",
+    "labels",
+    "names",
+    "resolution",
+    "precision",
+    "batch_size",
+    "tool_version",
+    "mask_pool",
+)
 #: changes that must NOT change the key
 IRRELEVANT = ("device", "cache_dir", "progress", "param_order", "float64_images", "int32_labels", "names_tuple")
 
@@ -45,8 +64,17 @@ IRRELEVANT = ("device", "cache_dir", "progress", "param_order", "float64_images"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("cachekey")
-    spec = {"layout": "NCHW", "channels": 1, "height": SIZE, "width": SIZE, "scaling": "unit", "mean": [0.0],
-            "std": [1.0], "class_names": CLASSES, "output_kind": "logits"}
+    spec = {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": SIZE,
+        "width": SIZE,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": CLASSES,
+        "output_kind": "logits",
+    }
     surrogates = []
     for seed in (0, 1):  # same architecture and classes, different weights
         torch.manual_seed(seed)
@@ -72,7 +100,7 @@ def key_of(env, attack: str, changes: frozenset) -> str:
     if "names" in ch:
         names[3] = "normal/other.png"
     params = {"epsilon": 8 / 255 if "epsilon" not in ch else 4 / 255}
-    params.update({k[len("param:"):]: v for k, v in ch.items() if k.startswith("param:")})
+    params.update({k[len("param:") :]: v for k, v in ch.items() if k.startswith("param:")})
     if attack == "usmm":
         pool = x if "mask_pool" not in ch else x[::-1].copy()
         params.update(mask_pool=pool, mask_pool_labels=y if "mask_pool" not in ch else y[::-1].copy())
@@ -89,12 +117,20 @@ def key_of(env, attack: str, changes: frozenset) -> str:
         auditor.__version__ = old_version + ".post1"
     try:
         aset = build_adversarial_set(
-            attack, params, surrogates[1 if "surrogate_weights" in ch else 0],
+            attack,
+            params,
+            surrogates[1 if "surrogate_weights" in ch else 0],
             SetData(x, y, names, "m" * 64 if "manifest" not in ch else "n" * 64),
-            SetRun(root / ("elsewhere" if "cache_dir" in ch else "cache"), seed=1 if "seed" in ch else 0,
-                   batch_size=3 if "batch_size" in ch else 2, device="cpu" if "device" in ch else None,
-                   precision="bf16" if "precision" in ch else "fp32"),
-            progress=(lambda k: None) if "progress" in ch else None, only_batches=set())
+            SetRun(
+                root / ("elsewhere" if "cache_dir" in ch else "cache"),
+                seed=1 if "seed" in ch else 0,
+                batch_size=3 if "batch_size" in ch else 2,
+                device="cpu" if "device" in ch else None,
+                precision="bf16" if "precision" in ch else "fp32",
+            ),
+            progress=(lambda k: None) if "progress" in ch else None,
+            only_batches=set(),
+        )
     finally:
         auditor.__version__ = old_version
     memo[attack, changes] = aset.key
@@ -142,8 +178,14 @@ def test_surrogate_without_identity_is_keyed_by_its_weights(env):
     names = [f"img{i}.png" for i in range(N)]
 
     def key(module):
-        return build_adversarial_set("mifgsm", {"epsilon": 8 / 255}, module, SetData(x, y, names, "m" * 64),
-                                     SetRun(root / "bare", seed=0, batch_size=2), only_batches=set()).key
+        return build_adversarial_set(
+            "mifgsm",
+            {"epsilon": 8 / 255},
+            module,
+            SetData(x, y, names, "m" * 64),
+            SetRun(root / "bare", seed=0, batch_size=2),
+            only_batches=set(),
+        ).key
 
     assert key(surrogates[0].module) != key(surrogates[1].module)
     assert key(surrogates[0].module) == key(surrogates[0].module)

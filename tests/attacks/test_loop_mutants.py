@@ -145,8 +145,14 @@ def test_base_hooks_are_identity_sum_and_names():
     grads = torch.arange(12.0).view(6, 1, 1, 2)  # 3 copies of 2 images
     torch.testing.assert_close(atk.aggregate(grads, 2), grads.view(3, 2, 1, 1, 2).sum(0))
     assert atk.label == "MI-FGSM" and atk.key_extras() == {}
-    assert atk.params() == {"epsilon": 16 / 255, "steps": 10, "alpha": 16 / 255 / 10, "decay": 1.0,
-                            "norm": "linf", "precision": "fp32"}
+    assert atk.params() == {
+        "epsilon": 16 / 255,
+        "steps": 10,
+        "alpha": 16 / 255 / 10,
+        "decay": 1.0,
+        "norm": "linf",
+        "precision": "fp32",
+    }
 
 
 class CountingSetup(GradientAttack):
@@ -222,10 +228,25 @@ def test_shapes_are_checked():
         atk(torch.rand(2, 1, H, W), torch.tensor([0, 1, 2]))
 
 
-@pytest.mark.parametrize("kw", [{"model": "net"}, {"epsilon": 0}, {"epsilon": 1.01}, {"epsilon": "0.1"},
-                                {"steps": 0}, {"steps": 2.0}, {"alpha": 0}, {"alpha": -0.1}, {"alpha": "0.1"},
-                                {"decay": -0.1}, {"decay": "1"}, {"norm": "l1"}, {"max_batch_rows": 0},
-                                {"max_batch_rows": 2.0}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"model": "net"},
+        {"epsilon": 0},
+        {"epsilon": 1.01},
+        {"epsilon": "0.1"},
+        {"steps": 0},
+        {"steps": 2.0},
+        {"alpha": 0},
+        {"alpha": -0.1},
+        {"alpha": "0.1"},
+        {"decay": -0.1},
+        {"decay": "1"},
+        {"norm": "l1"},
+        {"max_batch_rows": 0},
+        {"max_batch_rows": 2.0},
+    ],
+)
 def test_bad_parameters_are_usage_errors(kw):
     model = kw.pop("model", SmallNet())
     with pytest.raises(UsageError):
@@ -257,8 +278,18 @@ def test_accepted_params_are_keyword_only_of_subclass_then_base():
     names = USMM.accepted_params()
     assert "model" not in names and "self" not in names
     assert names.index("mask_source") < names.index("epsilon")
-    assert set(GradientAttack.accepted_params()) == {"epsilon", "steps", "alpha", "decay", "norm", "max_batch_rows",
-                                                     "precision", "channels_last", "fold_bn", "device"}
+    assert set(GradientAttack.accepted_params()) == {
+        "epsilon",
+        "steps",
+        "alpha",
+        "decay",
+        "norm",
+        "max_batch_rows",
+        "precision",
+        "channels_last",
+        "fold_bn",
+        "device",
+    }
     assert len(names) == len(set(names))
 
 
@@ -284,8 +315,10 @@ def test_normalisation_is_per_image_over_all_channels():
     """Dong et al. normalise each image's gradient by its mean |g| over (C, H, W), not per channel:
     with two channels whose relative scale changes between steps, the two differ."""
     g = torch.Generator().manual_seed(11)
-    grads = [torch.randn((2, 2, 3, 3), generator=g) * torch.tensor([1.0, 10.0 ** (2 * t - 3)]).view(1, 2, 1, 1)
-             for t in range(4)]
+    grads = [
+        torch.randn((2, 2, 3, 3), generator=g) * torch.tensor([1.0, 10.0 ** (2 * t - 3)]).view(1, 2, 1, 1)
+        for t in range(4)
+    ]
     x = torch.full((2, 2, 3, 3), 0.5)
     out = Scripted(grads, epsilon=0.4, steps=4, alpha=0.05)(x, torch.zeros(2, dtype=torch.long))
     np.testing.assert_allclose(out.double().numpy(), _reference(x, grads, 0.4, 0.05, 1.0, "linf"), atol=2e-6)
@@ -327,7 +360,8 @@ def test_norm_name_built_at_run_time_and_documented_defaults():
     x = torch.full((1, 1, H, W), 0.5)
     grads = _scripted_grads(steps=2, n=1)
     run = lambda norm: Scripted([g.clone() for g in grads], epsilon=0.3, steps=2, alpha=0.1, norm=norm)(  # noqa: E731
-        x, torch.zeros(1, dtype=torch.long))
+        x, torch.zeros(1, dtype=torch.long)
+    )
     assert torch.equal(run("".join(["li", "nf"])), run("linf"))
     atk = GradientAttack(SmallNet())
     assert atk.channels_last is True and atk.fold_bn is True and atk.norm == "linf" and atk.max_batch_rows is None

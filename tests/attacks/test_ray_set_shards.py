@@ -17,8 +17,9 @@ def test_only_missing_batches_go_to_ray_tasks(tmp_path, monkeypatch):
     params = {"epsilon": 4 / 255, "steps": 2}
 
     def build():
-        return dist.build_set_on_ray("mifgsm", params, _surrogate(), "unused", spec, None, x, y, names, tmp_path,
-                                     "m" * 64, 1, batch_size=2)
+        return dist.build_set_on_ray(
+            "mifgsm", params, _surrogate(), "unused", spec, None, x, y, names, tmp_path, "m" * 64, 1, batch_size=2
+        )
 
     first = build()  # empty cache: every batch is sent (the stub computes nothing, the driver does)
     assert sent == [[0, 1, 2]] and not first.cache_hit

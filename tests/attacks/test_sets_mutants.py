@@ -53,7 +53,9 @@ def _build(tmp_path, x, y, names, **kw):
     args = {"params": {"epsilon": 4 / 255, "steps": 1}, "seed": 3, "batch_size": 2}
     args.update(kw)
     params = args.pop("params")
-    run = SetRun(tmp_path, args.pop("seed"), **{k: args.pop(k) for k in ("batch_size", "device", "precision") if k in args})
+    run = SetRun(
+        tmp_path, args.pop("seed"), **{k: args.pop(k) for k in ("batch_size", "device", "precision") if k in args}
+    )
     return build_adversarial_set("mifgsm", params, _surrogate(), SetData(x, y, names, "m" * 64), run, **args)
 
 
@@ -150,10 +152,30 @@ def test_surrogate_identity_is_its_checkpoint_sha_else_its_weights():
 
 
 def test_output_names_are_safe_relative_and_unique():
-    got = output_names(["normal/a.dcm", "../../etc/x.png", "/abs/p.jpg", "C:\\scans\\f.png", "", "noext",
-                        "dir/A.png", "dir/a.png", "."])
-    assert got == ["normal/a.png", "etc/x.png", "abs/p.png", "C_/scans/f.png", "image_00004.png", "noext.png",
-                   "dir/A.png", "dir/a__7.png", "image_00008.png"]
+    got = output_names(
+        [
+            "normal/a.dcm",
+            "../../etc/x.png",
+            "/abs/p.jpg",
+            "C:\\scans\\f.png",
+            "",
+            "noext",
+            "dir/A.png",
+            "dir/a.png",
+            ".",
+        ]
+    )
+    assert got == [
+        "normal/a.png",
+        "etc/x.png",
+        "abs/p.png",
+        "C_/scans/f.png",
+        "image_00004.png",
+        "noext.png",
+        "dir/A.png",
+        "dir/a__7.png",
+        "image_00008.png",
+    ]
 
 
 # --------------------------------------------------------------------------- files
@@ -181,9 +203,17 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
 # --------------------------------------------------------------------------- building sets
 def test_build_checks_its_inputs(tmp_path):
     x, y, names = _data(3)
-    bad = [dict(x=x[:, 0]), dict(x=np.repeat(x, 3, 1)), dict(y=y[:2]), dict(names=names[:2]),
-           dict(y=np.append(y, 0)), dict(names=names + ["extra.png"]), dict(y=y[:, None]),
-           dict(batch_size=0), dict(batch_size=2.0)]
+    bad = [
+        dict(x=x[:, 0]),
+        dict(x=np.repeat(x, 3, 1)),
+        dict(y=y[:2]),
+        dict(names=names[:2]),
+        dict(y=np.append(y, 0)),
+        dict(names=names + ["extra.png"]),
+        dict(y=y[:, None]),
+        dict(batch_size=0),
+        dict(batch_size=2.0),
+    ]
     for change in bad:
         args = {"x": x, "y": y, "names": names}
         kw = {k: change.pop(k) for k in list(change) if k == "batch_size"}
@@ -281,23 +311,26 @@ def _forge_png(s, i: int, img: np.ndarray) -> None:
     _tamper(s, i // 2, edit)
 
 
-@pytest.mark.parametrize("damage,reason", [
-    (lambda s: (s.dir / "batches" / "00001.json").write_text("{oops"), "done-marker unreadable"),
-    (lambda s: (s.dir / "batches" / "00001.json").write_text("[1, 2]"), "lists other files"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(files=d["files"][::-1])), "lists other files"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="z")), "other clean images"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="0")), "other clean images"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="z")), "other clean images"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="0")), "other clean images"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"][:1])), "no SHA-256 recorded"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"] * 2)), "no SHA-256 recorded"),
-    (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256="ab")), "no SHA-256 recorded"),
-    (lambda s: os.unlink(s.dir / s.files[3]), "missing"),
-    (lambda s: (s.dir / s.files[3]).write_bytes(b"x"), "changed since it was written"),
-    (lambda s: _forge_png(s, 3, np.zeros((S, S + 1), np.uint8)), "not an 8-bit grey image"),
-    (lambda s: _forge_png(s, 3, np.zeros((S, S, 3), np.uint8)), "not an 8-bit grey image"),
-    (lambda s: _forge_png(s, 3, np.zeros((S, S), np.uint8)), "outside the epsilon budget"),
-])
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (lambda s: (s.dir / "batches" / "00001.json").write_text("{oops"), "done-marker unreadable"),
+        (lambda s: (s.dir / "batches" / "00001.json").write_text("[1, 2]"), "lists other files"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(files=d["files"][::-1])), "lists other files"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="z")), "other clean images"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(manifest_sha256="0")), "other clean images"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="z")), "other clean images"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(clean_sha256="0")), "other clean images"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"][:1])), "no SHA-256 recorded"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256=d["png_sha256"] * 2)), "no SHA-256 recorded"),
+        (lambda s: _tamper(s, 1, lambda d, s: d.update(png_sha256="ab")), "no SHA-256 recorded"),
+        (lambda s: os.unlink(s.dir / s.files[3]), "missing"),
+        (lambda s: (s.dir / s.files[3]).write_bytes(b"x"), "changed since it was written"),
+        (lambda s: _forge_png(s, 3, np.zeros((S, S + 1), np.uint8)), "not an 8-bit grey image"),
+        (lambda s: _forge_png(s, 3, np.zeros((S, S, 3), np.uint8)), "not an 8-bit grey image"),
+        (lambda s: _forge_png(s, 3, np.zeros((S, S), np.uint8)), "outside the epsilon budget"),
+    ],
+)
 def test_a_cached_batch_that_fails_a_check_is_recomputed_with_its_reason(tmp_path, damage, reason):
     x, y, names = _data(5)
     ref = _build(tmp_path / "ref", x, y, names)
@@ -316,8 +349,13 @@ def test_perturbation_stats_edges():
     st = perturbation_stats(x, x)
     assert st["psnr_mean"] == 100.0 and st["linf_max"] == 0.0 and st["l2_mean"] == 0.0
     empty = np.zeros((0, 1, 8, 8))
-    assert perturbation_stats(empty, empty) == {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0,
-                                                "ssim_mean": 1.0, "psnr_mean": 100.0}
+    assert perturbation_stats(empty, empty) == {
+        "linf_mean": 0.0,
+        "linf_max": 0.0,
+        "l2_mean": 0.0,
+        "ssim_mean": 1.0,
+        "psnr_mean": 100.0,
+    }
     xa = x.copy()
     xa[1] += 0.25  # mse 0.0625: PSNR 12.04 dB; image 0 unchanged: 100
     st = perturbation_stats(x, xa)

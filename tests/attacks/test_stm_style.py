@@ -35,8 +35,9 @@ def _real_images(n: int = 24, size: int = 224) -> torch.Tensor:
     if len(files) < n:
         pytest.skip(f"{CXR} holds {len(files)} PNGs, the test needs {n}")
     picked = files[:: len(files) // n][:n]
-    imgs = [cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_AREA)
-            for f in picked]
+    imgs = [
+        cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_AREA) for f in picked
+    ]
     return torch.from_numpy(np.stack(imgs)[:, None].astype(np.float32) / 255.0)
 
 
@@ -45,7 +46,7 @@ def _phantom(n: int = 8, size: int = 128) -> torch.Tensor:
     yy, xx = np.mgrid[0:size, 0:size] / size
     out = []
     for i in range(n):
-        body = np.exp(-(((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.5) ** 2) ** 2)
+        body = np.exp(-((((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.5) ** 2) ** 2))
         lungs = sum(np.exp(-(((xx - cx) / 0.14) ** 2 + ((yy - 0.5) / 0.25) ** 2)) for cx in (0.33 + 0.01 * i, 0.67))
         out.append(np.clip(0.15 + 0.7 * body - 0.35 * lungs + 0.1 * yy, 0, 1))
     return torch.from_numpy(np.stack(out)[:, None].astype(np.float32))
@@ -84,9 +85,13 @@ def test_the_attack_measures_its_style_copies_and_records_them(tmp_path):
     surrogate = Surrogate(CountingNet(), ("a", "b", "c"), {"kind": "checkpoint", "sha256": ["0" * 64]}, "transfer")
     names = [f"img{i}.png" for i in range(4)]
     params = {"epsilon": 8 / 255, "num_style": 3, "steps": 1}
-    first = build_adversarial_set("stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2))
+    first = build_adversarial_set(
+        "stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2)
+    )
     assert first.params["style_diversity"]["copies"] == 4 * 3
-    again = build_adversarial_set("stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2))
+    again = build_adversarial_set(
+        "stm", params, surrogate, SetData(x, y, names, "m" * 64), SetRun(tmp_path, 0, batch_size=2)
+    )
     assert again.cache_hit and again.key == first.key  # the measurement never enters the cache key
     assert again.params["style_diversity"] == first.params["style_diversity"]
 
@@ -119,6 +124,6 @@ def test_a_colour_style_network_gets_the_grey_value_on_every_channel_and_returns
     fed = torch.cat(backend.seen)
     assert fed.shape == (3, 3, 16, 16)
     for c in range(3):
-        torch.testing.assert_close(fed[:, c:c + 1], x)
+        torch.testing.assert_close(fed[:, c : c + 1], x)
     assert out.shape == x.shape
     torch.testing.assert_close(out, 0.6 * x)  # the mean of the three weighted copies

@@ -50,8 +50,9 @@ def test_pool_given_directly_is_cut_to_mask_pool_size():
     images, labels = CountingImages(400), np.arange(400) % 2
     atk = USMM(CountingNet(), mask_pool=images, mask_pool_labels=labels, mask_pool_size=40, mask_pool_seed=1)
     assert images.reads == 40 and atk._pool.shape[0] == 40
-    again = USMM(CountingNet(), mask_pool=CountingImages(400), mask_pool_labels=labels, mask_pool_size=40,
-                 mask_pool_seed=1)
+    again = USMM(
+        CountingNet(), mask_pool=CountingImages(400), mask_pool_labels=labels, mask_pool_size=40, mask_pool_seed=1
+    )
     assert atk.key_extras() == again.key_extras()
 
 

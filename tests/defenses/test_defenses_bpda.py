@@ -14,8 +14,13 @@ from auditor.types import Skipped
 
 def tiny_surrogate() -> torch.nn.Module:
     g = torch.Generator().manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    )
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
@@ -30,8 +35,7 @@ def x() -> np.ndarray:
     return np.clip(base + noise, 0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize("pre", [JpegCompression(75), BitDepthReduction(3), MedianSmoothing(3)],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("pre", [JpegCompression(75), BitDepthReduction(3), MedianSmoothing(3)], ids=lambda p: p.name)
 def test_straight_through_forward_and_gradient(x, pre):
     sur = tiny_surrogate()
     mod = defended_module(sur, pre)

@@ -113,7 +113,7 @@ def _fold_splits(n: int):
     """(calibration, held-out) index pairs: FOLDS disjoint calibration blocks, the rest held out."""
     idx = np.arange(n)
     for f in range(FOLDS):
-        cal = idx[f * FOLD:(f + 1) * FOLD]
+        cal = idx[f * FOLD : (f + 1) * FOLD]
         yield cal, np.setdiff1d(idx, cal)
 
 

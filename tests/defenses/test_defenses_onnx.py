@@ -35,9 +35,11 @@ def slice_model(path: Path, static: bool) -> Path:
     dims_out = ["N", 1, 15, 16] if static else ["N", 1, "H2", "W"]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_in)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims_out)
-    inits = [numpy_helper.from_array(np.array([0], np.int64), "starts"),
-             numpy_helper.from_array(np.array([-1], np.int64), "ends"),
-             numpy_helper.from_array(np.array([2], np.int64), "axes")]
+    inits = [
+        numpy_helper.from_array(np.array([0], np.int64), "starts"),
+        numpy_helper.from_array(np.array([-1], np.int64), "ends"),
+        numpy_helper.from_array(np.array([2], np.int64), "axes"),
+    ]
     return _save(path, [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"])], [x], [y], inits)
 
 
@@ -51,7 +53,7 @@ def batch() -> np.ndarray:
 def test_identity_model_returns_input(tmp_path, batch, kind, channels):
     pre = OnnxImagePreprocessor(identity_model(tmp_path / "id.onnx", channels), kind=kind, device="cpu")
     np.testing.assert_allclose(pre(batch), batch, atol=1e-6)
-    assert pre.name == f"{kind}:id.onnx" and pre.params["path"] == str(tmp_path / 'id.onnx')
+    assert pre.name == f"{kind}:id.onnx" and pre.params["path"] == str(tmp_path / "id.onnx")
     assert len(pre.params["sha256"]) == 64
 
 
@@ -85,6 +87,7 @@ def test_not_an_onnx_file_is_contract_error(tmp_path):
 
 def test_torch_path_is_exact_via_onnx2torch(tmp_path, batch):
     import torch
+
     pre = OnnxImagePreprocessor(identity_model(tmp_path / "id.onnx", 3), device="cpu")
     assert pre.gradient == "exact" and pre.differentiable
     assert pre.params["torch_path"] == "onnx2torch"

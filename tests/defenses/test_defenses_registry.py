@@ -18,7 +18,13 @@ def test_default_jpeg_sweep_and_canonical_names():
 
 def test_defaults_and_dedup():
     assert [p.name for p in parse_defenses("bitdepth,median:5,jpeg:75,jpeg")] == [
-        "bitdepth:4", "median:5", "jpeg:75", "jpeg:90", "jpeg:50", "jpeg:30"]
+        "bitdepth:4",
+        "median:5",
+        "jpeg:75",
+        "jpeg:90",
+        "jpeg:50",
+        "jpeg:30",
+    ]
     assert parse_defenses("") == [] and parse_defenses(None) == [] and parse_defenses(" , ") == []
 
 
@@ -29,11 +35,19 @@ def test_unknown_name_lists_known_names():
     assert "'blur'" in msg and all(n in msg for n in list_defenses()) and "\n" not in msg
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("jpeg:0", "jpeg quality"), ("jpeg:101", "jpeg quality"), ("jpeg:abc", "not an integer"),
-    ("bitdepth:9", "bitdepth"), ("median:4", "median kernel"), ("median:x", "not an integer"),
-    ("denoiser", "needs a path"), ("cyclegan:", "needs a path"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("jpeg:0", "jpeg quality"),
+        ("jpeg:101", "jpeg quality"),
+        ("jpeg:abc", "not an integer"),
+        ("bitdepth:9", "bitdepth"),
+        ("median:4", "median kernel"),
+        ("median:x", "not an integer"),
+        ("denoiser", "needs a path"),
+        ("cyclegan:", "needs a path"),
+    ],
+)
 def test_bad_values(spec, match):
     with pytest.raises(UsageError, match=match):
         parse_defenses(spec)
@@ -66,6 +80,7 @@ def test_feature_without_extractor_is_skipped(ref_png):
 
 def _extractor():
     import torch
+
     g = torch.Generator().manual_seed(0)
     c1 = torch.nn.Conv2d(1, 4, 3, padding=1)
     c2 = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
@@ -101,8 +116,12 @@ def test_conv_feature_extractor_taps_conv_layers(ref_png):
 
     from auditor.defenses.feature import ConvFeatureExtractor
 
-    net = torch.nn.Sequential(*[m for c in (4, 8, 8) for m in (torch.nn.LazyConv2d(c, 3, padding=1), torch.nn.ReLU())],
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net = torch.nn.Sequential(
+        *[m for c in (4, 8, 8) for m in (torch.nn.LazyConv2d(c, 3, padding=1), torch.nn.ReLU())],
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(2),
+    )
     net(torch.zeros(1, 1, 8, 8))  # materialise the lazy layers
     net.eval().requires_grad_(False)
     fe = ConvFeatureExtractor(net, max_layers=2)

@@ -16,8 +16,9 @@ def smooth_batch(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     out = np.empty((n, 1, size, size), np.float32)
     for i in range(n):
-        img = sum(np.cos(2 * np.pi * (rng.uniform(0, 2) * xx + rng.uniform(0, 2) * yy) + rng.uniform(0, 6))
-                  for _ in range(3))
+        img = sum(
+            np.cos(2 * np.pi * (rng.uniform(0, 2) * xx + rng.uniform(0, 2) * yy) + rng.uniform(0, 6)) for _ in range(3)
+        )
         img = (img - img.min()) / (img.max() - img.min())
         out[i, 0] = 0.1 + 0.8 * img
     return out

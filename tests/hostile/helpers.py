@@ -47,8 +47,11 @@ def snapshot(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of every file below ``folder`` (hidden staging folders included)."""
     if not folder.exists():
         return {}
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def previous_outputs(out: Path) -> dict[str, str]:
@@ -71,8 +74,21 @@ def tiny_data(root: Path, n_per_class: int = 3) -> Path:
 
 
 def scan_args(model: Path, data: Path, out: Path, *extra) -> list:
-    return ["scan", model, "--data", data, "--out", out, "--format", "json,csv", "--n-boot", "20", "-q",
-            "--no-progress", *extra]
+    return [
+        "scan",
+        model,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--format",
+        "json,csv",
+        "--n-boot",
+        "20",
+        "-q",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def png_bytes(arr: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:

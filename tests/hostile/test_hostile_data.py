@@ -58,7 +58,10 @@ HOSTILE_FILES = {
     "rgba": ("alpha.png", lambda: png_bytes(np.full((40, 40, 4), 200, np.uint8), mode="RGBA")),
     "palette": ("pal.png", lambda: _palette_png()),
     "cmyk": ("cmyk.jpg", _cmyk_jpeg),
-    "tiff_float": ("float.tif", lambda: png_bytes(np.linspace(0, 1, 1600, dtype=np.float32).reshape(40, 40), fmt="TIFF")),
+    "tiff_float": (
+        "float.tif",
+        lambda: png_bytes(np.linspace(0, 1, 1600, dtype=np.float32).reshape(40, 40), fmt="TIFF"),
+    ),
 }
 
 
@@ -94,7 +97,9 @@ def test_unusable_data_paths(layout, model, tmp_path):
     elif layout == "file_not_folder":
         data.write_bytes(b"\x00\x01binary")
     out = tmp_path / "out"
-    run_and_check(out, scan_args(model, data, out, "--data-format", "folder" if layout == "file_not_folder" else "auto"), 3)
+    run_and_check(
+        out, scan_args(model, data, out, "--data-format", "folder" if layout == "file_not_folder" else "auto"), 3
+    )
 
 
 def test_labels_matching_no_class(model, tmp_path):
@@ -127,18 +132,26 @@ def _manifest(tmp_path, rows: list[str], header: str = "path,label,patient_id") 
     return csv_path
 
 
-GOOD_ROWS = ["normal/img_000.png,normal,P1", "pneumonia/img_002.png,pneumonia,P2", "pneumothorax/img_004.png,pneumothorax,P3"]
+GOOD_ROWS = [
+    "normal/img_000.png,normal,P1",
+    "pneumonia/img_002.png,pneumonia,P2",
+    "pneumothorax/img_004.png,pneumothorax,P3",
+]
 
 
-@pytest.mark.parametrize("rows, header, code", [
-    (GOOD_ROWS + ["../../../../etc/passwd,normal,P9"], "path,label,patient_id", 0),
-    (GOOD_ROWS + ["/etc/hostname,normal,P9"], "path,label,patient_id", 0),
-    (GOOD_ROWS + ["nowhere.png,normal,P9"], "path,label,patient_id", 0),
-    (GOOD_ROWS + [",normal,P9", "normal/img_001.png,,P9"], "path,label,patient_id", 0),
-    (GOOD_ROWS, "file,diagnosis", 3),
-    ([], "path,label", 3),
-    (GOOD_ROWS + ['"normal/img_001.png",normal,"=cmd|\' /C calc\'!A0"'], "path,label,patient_id", 0),
-], ids=["traversal", "absolute", "missing-file", "empty-cells", "wrong-columns", "no-rows", "formula-patient-id"])
+@pytest.mark.parametrize(
+    "rows, header, code",
+    [
+        (GOOD_ROWS + ["../../../../etc/passwd,normal,P9"], "path,label,patient_id", 0),
+        (GOOD_ROWS + ["/etc/hostname,normal,P9"], "path,label,patient_id", 0),
+        (GOOD_ROWS + ["nowhere.png,normal,P9"], "path,label,patient_id", 0),
+        (GOOD_ROWS + [",normal,P9", "normal/img_001.png,,P9"], "path,label,patient_id", 0),
+        (GOOD_ROWS, "file,diagnosis", 3),
+        ([], "path,label", 3),
+        (GOOD_ROWS + ['"normal/img_001.png",normal,"=cmd|\' /C calc\'!A0"'], "path,label,patient_id", 0),
+    ],
+    ids=["traversal", "absolute", "missing-file", "empty-cells", "wrong-columns", "no-rows", "formula-patient-id"],
+)
 def test_hostile_manifests(rows, header, code, model, tmp_path):
     manifest = _manifest(tmp_path, rows, header)
     out = tmp_path / "out"
@@ -156,10 +169,14 @@ def test_samples_csv_neutralises_formulas(model, tmp_path):
     """OWASP CSV injection: a formula-like cell gets a leading apostrophe; numbers stay numbers."""
     import csv
 
-    rows = ["normal/img_000.png,normal,=HYPERLINK(\"http://x\")", "pneumonia/img_002.png,pneumonia,-1.5",
-            "pneumothorax/img_004.png,pneumothorax,@SUM(A1)", "normal/img_001.png,normal,+cmd"]
+    rows = [
+        'normal/img_000.png,normal,=HYPERLINK("http://x")',
+        "pneumonia/img_002.png,pneumonia,-1.5",
+        "pneumothorax/img_004.png,pneumothorax,@SUM(A1)",
+        "normal/img_001.png,normal,+cmd",
+    ]
     manifest = _manifest(tmp_path, rows)
     out = tmp_path / "out"
     run_and_check(out, scan_args(model, manifest, out), 0)
     cells = {r["patient_id"] for r in csv.DictReader((out / "samples.csv").open(encoding="utf-8"))}
-    assert cells == {"'=HYPERLINK(\"http://x\")", "-1.5", "'@SUM(A1)", "'+cmd"}
+    assert cells == {'\'=HYPERLINK("http://x")', "-1.5", "'@SUM(A1)", "'+cmd"}

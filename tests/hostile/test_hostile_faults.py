@@ -28,7 +28,6 @@ from tests.hostile.helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def _default_sigint() -> None:
     """In the child: SIGINT back to its default, so Ctrl-C semantics hold even when the test runner itself
     was started with SIGINT ignored (a shell's background job)."""
@@ -43,23 +42,54 @@ def _surrogate(path: Path) -> Path:
 
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1)
-    spec = ModelSpec(channels=1, height=32, width=32, scaling="unit",
-                     class_names=("normal", "pneumonia", "pneumothorax"))
-    torch.save({"format": CHECKPOINT_FORMAT, "arch": "small_cnn", "num_classes": 3, "in_channels": 1,
-                "state_dict": net.state_dict(), "spec": spec.to_dict()}, path)
+    spec = ModelSpec(
+        channels=1, height=32, width=32, scaling="unit", class_names=("normal", "pneumonia", "pneumothorax")
+    )
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": "small_cnn",
+            "num_classes": 3,
+            "in_channels": 1,
+            "state_dict": net.state_dict(),
+            "spec": spec.to_dict(),
+        },
+        path,
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def attack_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
-    return {"root": root, "model": tiny_model(root / "m.onnx"), "data": tiny_data(root / "data", n_per_class=3),
-            "surrogate": _surrogate(root / "sur.pt")}
+    return {
+        "root": root,
+        "model": tiny_model(root / "m.onnx"),
+        "data": tiny_data(root / "data", n_per_class=3),
+        "surrogate": _surrogate(root / "sur.pt"),
+    }
 
 
 def _attack_args(s, out: Path, cache: Path) -> list[str]:
-    return [str(a) for a in scan_args(s["model"], s["data"], out, "--surrogate", s["surrogate"], "--attacks", "mifgsm",
-                                      "--eps", "8", "--attack-batch-size", "1", "--cache-dir", cache, "--no-detector")]
+    return [
+        str(a)
+        for a in scan_args(
+            s["model"],
+            s["data"],
+            out,
+            "--surrogate",
+            s["surrogate"],
+            "--attacks",
+            "mifgsm",
+            "--eps",
+            "8",
+            "--attack-batch-size",
+            "1",
+            "--cache-dir",
+            cache,
+            "--no-detector",
+        )
+    ]
 
 
 def _comparable(doc: dict) -> list:
@@ -86,8 +116,15 @@ def test_interrupted_attack_resumes_with_identical_results(sig, attack_setup, re
     before = previous_outputs(out)
     args = [sys.executable, "-m", "auditor", *_attack_args(attack_setup, out, cache)[1:]]
     args.insert(3, "scan")
-    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if any(cache.glob("*/batches/*.json")):

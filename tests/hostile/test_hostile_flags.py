@@ -59,8 +59,10 @@ def test_bad_scan_flag(case, model, data, tmp_path):
     run_and_check(out, scan_args(model, data, out, *BAD_SCAN_FLAGS[case](tmp_path)), 2)
 
 
-@pytest.mark.parametrize("flags", [["--defenses", "jpeg:500"], ["--defenses", "median:999999"],
-                                   ["--attacks", "blend", "--cache-dir", "FILE/cache"]])
+@pytest.mark.parametrize(
+    "flags",
+    [["--defenses", "jpeg:500"], ["--defenses", "median:999999"], ["--attacks", "blend", "--cache-dir", "FILE/cache"]],
+)
 def test_flags_are_checked_before_the_data_is_read(flags, model, tmp_path):
     """A data path that does not exist would be exit 3: exit 2 proves the flag was checked first."""
     flags = [str(_file(tmp_path) / "cache") if f == "FILE/cache" else f for f in flags]
@@ -73,8 +75,11 @@ def test_defense_checked_before_any_attack(model, data, tmp_path):
     """``--defenses jpeg:500`` with attacks: refused before the adversarial-set cache is touched."""
     cache = tmp_path / "cache"
     out = tmp_path / "out"
-    run_and_check(out, scan_args(model, data, out, "--attacks", "blend", "--cache-dir", cache,
-                                 "--defenses", "jpeg:75,jpeg:500"), 2)
+    run_and_check(
+        out,
+        scan_args(model, data, out, "--attacks", "blend", "--cache-dir", cache, "--defenses", "jpeg:75,jpeg:500"),
+        2,
+    )
     assert not cache.exists()
 
 
@@ -91,8 +96,20 @@ def test_known_gate_class_any_case_is_accepted(model, data, tmp_path):
 
 def test_report_unknown_gate_class(hostile_base, tmp_path):
     out = tmp_path / "out"
-    run_and_check(out, ["report", hostile_base["results"], "--out", out, "--format", "json",
-                        "--fail-under", "robust_sensitivity:martian=0.5"], 2)
+    run_and_check(
+        out,
+        [
+            "report",
+            hostile_base["results"],
+            "--out",
+            out,
+            "--format",
+            "json",
+            "--fail-under",
+            "robust_sensitivity:martian=0.5",
+        ],
+        2,
+    )
 
 
 def test_label_map_splits_at_the_first_equals(tmp_path, data):
@@ -103,8 +120,17 @@ def test_label_map_splits_at_the_first_equals(tmp_path, data):
     assert load_json(out / "results.json")["data"]["per_class"]["ptx=pneumothorax"] == 3
 
 
-@pytest.mark.parametrize("recipe, lr", [("reference", "nan"), ("reference", "-1"), ("reference", "0"),
-                                        ("augment", "inf"), ("adversarial", "abc"), ("denoiser", "-0.001")])
+@pytest.mark.parametrize(
+    "recipe, lr",
+    [
+        ("reference", "nan"),
+        ("reference", "-1"),
+        ("reference", "0"),
+        ("augment", "inf"),
+        ("adversarial", "abc"),
+        ("denoiser", "-0.001"),
+    ],
+)
 def test_train_rejects_bad_learning_rate(recipe, lr, tmp_path):
     args = ["train", recipe, "--data", tmp_path, "--out", tmp_path / "o", "--lr", lr]
     if recipe in ("adversarial", "denoiser"):
@@ -133,7 +159,8 @@ def test_compare_model_with_other_classes_is_refused_before_the_scan(model, tmp_
 
 def test_attack_command_checks_label_map_before_loading_the_surrogate(tmp_path):
     """The surrogate file is junk: a label-map error proves the flag was checked first."""
-    r = invoke("attack", "--surrogate", _file(tmp_path), "--data", tmp_path, "--out", tmp_path / "sets",
-               "--label-map", "oops")
+    r = invoke(
+        "attack", "--surrogate", _file(tmp_path), "--data", tmp_path, "--out", tmp_path / "sets", "--label-map", "oops"
+    )
     assert_outcome(r, 2)
     assert "label-map" in r.stderr

@@ -17,14 +17,26 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tests.hostile.helpers import invoke, tiny_model  # noqa: E402
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**20), max_value=10**20)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
-           | st.sampled_from([0, 1, -1, 0.5, 1e308, "", "NaN", "normal", "clean"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from([0, 1, -1, 0.5, 1e308, "", "NaN", "normal", "clean"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _paths(doc, prefix=()):
@@ -76,7 +88,9 @@ def test_fuzzed_results_never_crash_report(data, base_doc, tmp_path_factory):
     src = folder / "results.json"
     src.write_text(json.dumps(doc))
     gates = "accuracy=0.5,robust_accuracy=0.3,max_flip_rate=0.5,sensitivity:normal=0.5,robust_sensitivity:pneumonia=0.1"
-    _assert_documented(invoke("report", src, "--out", folder / "out", "--format", "json,csv,html,junit", "--fail-under", gates))
+    _assert_documented(
+        invoke("report", src, "--out", folder / "out", "--format", "json,csv,html,junit", "--fail-under", gates)
+    )
 
 
 SPEC_KEYS = ["layout", "channels", "height", "width", "scaling", "mean", "std", "output_kind", "class_names", "dtype"]
@@ -84,9 +98,12 @@ LOOSE_KEYS = ["class_names", "labels", "classes", "scaling", "mean", "std", "lay
 
 
 @SETTINGS
-@given(spec=st.dictionaries(st.sampled_from(SPEC_KEYS), json_values, max_size=5),
-       loose=st.dictionaries(st.sampled_from(LOOSE_KEYS), st.text(max_size=30) | json_values.map(json.dumps), max_size=3),
-       with_spec=st.booleans(), size=st.sampled_from([None, 32]))
+@given(
+    spec=st.dictionaries(st.sampled_from(SPEC_KEYS), json_values, max_size=5),
+    loose=st.dictionaries(st.sampled_from(LOOSE_KEYS), st.text(max_size=30) | json_values.map(json.dumps), max_size=3),
+    with_spec=st.booleans(),
+    size=st.sampled_from([None, 32]),
+)
 def test_fuzzed_metadata_never_crash_inspect(spec, loose, with_spec, size, tmp_path_factory):
     metadata = dict(loose)
     if with_spec:

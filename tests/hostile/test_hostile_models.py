@@ -99,25 +99,32 @@ BROKEN_MODELS = {
     "huge_fixed_input": lambda p: tiny_model(p, size=20000),
     "huge_fixed_input_nhwc": lambda p: tiny_model(p, size=9000, layout="NHWC"),
     "metadata_mean_abc": lambda p: tiny_model(p, declare_scaling=False, metadata={"mean": "abc", "std": "1"}),
-    "metadata_std_json_object": lambda p: tiny_model(p, declare_scaling=False, metadata={"mean": "0.5", "std": '{"a": 1}'}),
+    "metadata_std_json_object": lambda p: tiny_model(
+        p, declare_scaling=False, metadata={"mean": "0.5", "std": '{"a": 1}'}
+    ),
     "spec_height_abc": lambda p: tiny_model(p, size=None, metadata={"xray_audit.spec": json.dumps({"height": "abc"})}),
-    "spec_huge_dynamic_size": lambda p: tiny_model(p, size=None, metadata={
-        "xray_audit.spec": json.dumps({"height": 100_000, "width": 100_000})}),
-    "spec_class_names_number": lambda p: tiny_model(p, class_names=None, metadata={
-        "xray_audit.spec": json.dumps({"class_names": 3})}),
-    "spec_class_names_string": lambda p: tiny_model(p, class_names=None, metadata={
-        "xray_audit.spec": json.dumps({"class_names": "abc"})}),
-    "spec_class_names_nested": lambda p: tiny_model(p, class_names=None, metadata={
-        "xray_audit.spec": json.dumps({"class_names": [["a"], {"b": 1}, None]})}),
-    "spec_mean_strings": lambda p: tiny_model(p, metadata={
-        "xray_audit.spec": json.dumps({"scaling": "custom", "mean": ["a", "b", "c"], "std": [1, 1, 1]})}),
+    "spec_huge_dynamic_size": lambda p: tiny_model(
+        p, size=None, metadata={"xray_audit.spec": json.dumps({"height": 100_000, "width": 100_000})}
+    ),
+    "spec_class_names_number": lambda p: tiny_model(
+        p, class_names=None, metadata={"xray_audit.spec": json.dumps({"class_names": 3})}
+    ),
+    "spec_class_names_string": lambda p: tiny_model(
+        p, class_names=None, metadata={"xray_audit.spec": json.dumps({"class_names": "abc"})}
+    ),
+    "spec_class_names_nested": lambda p: tiny_model(
+        p, class_names=None, metadata={"xray_audit.spec": json.dumps({"class_names": [["a"], {"b": 1}, None]})}
+    ),
+    "spec_mean_strings": lambda p: tiny_model(
+        p, metadata={"xray_audit.spec": json.dumps({"scaling": "custom", "mean": ["a", "b", "c"], "std": [1, 1, 1]})}
+    ),
     "spec_channels_bool": lambda p: tiny_model(p, metadata={"xray_audit.spec": json.dumps({"channels": True})}),
     "spec_layout_number": lambda p: tiny_model(p, metadata={"xray_audit.spec": json.dumps({"layout": 4})}),
     "spec_not_json": lambda p: tiny_model(p, metadata={"xray_audit.spec": "{height: 3"}),
     "spec_json_list": lambda p: tiny_model(p, metadata={"xray_audit.spec": "[1, 2]"}),
     "class_names_wrong_count": lambda p: tiny_model(p, class_names=("a", "b")),
     "class_names_duplicate": lambda p: tiny_model(p, class_names=("a", "A", "b")),
-    "labels_metadata_bad_json": lambda p: tiny_model(p, class_names=None, metadata={"labels": "[\"a\", "}),
+    "labels_metadata_bad_json": lambda p: tiny_model(p, class_names=None, metadata={"labels": '["a", '}),
     "scaling_unknown": lambda p: tiny_model(p, metadata={"scaling": "0-65535"}, declare_scaling=False),
 }
 
@@ -132,7 +139,9 @@ def test_inspect_refuses_broken_model(case, tmp_path):
     assert_outcome(invoke("inspect", path), 3)
 
 
-@pytest.mark.parametrize("case", ["huge_fixed_input", "custom_op", "spec_class_names_string", "external_data_traversal"])
+@pytest.mark.parametrize(
+    "case", ["huge_fixed_input", "custom_op", "spec_class_names_string", "external_data_traversal"]
+)
 def test_scan_refuses_broken_model_and_keeps_outputs(case, data, tmp_path):
     path = BROKEN_MODELS[case](tmp_path / "model.onnx")
     out = tmp_path / "out"

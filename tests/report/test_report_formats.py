@@ -71,8 +71,8 @@ def test_csv_without_predictions_keeps_cells_empty(plain_result):
     stripped = replace(plain_result, conditions=tuple(replace(c, predictions=()) for c in plain_result.conditions))
     rows = list(csv.reader(io.StringIO(CsvRenderer().render(stripped))))
     n = len(plain_result.conditions)
-    assert rows[1][3:3 + n] == [""] * n
-    assert rows[1][3 + n + 2:] == [""] * (3 * n)  # and the fixture stores no scores
+    assert rows[1][3 : 3 + n] == [""] * n
+    assert rows[1][3 + n + 2 :] == [""] * (3 * n)  # and the fixture stores no scores
 
 
 def _with_scores(result, output_kind=None):
@@ -84,9 +84,14 @@ def _with_scores(result, output_kind=None):
     def probs(pred):
         return tuple(tuple(0.7 if j == p else 0.3 / (k - 1) for j in range(k)) for p in pred)
 
-    model = result.model if output_kind is None else {**result.model, "spec": {**result.model["spec"], "output_kind": output_kind}}
-    return replace(result, model=model, conditions=tuple(replace(c, probabilities=probs(c.predictions))
-                                                         for c in result.conditions))
+    model = (
+        result.model
+        if output_kind is None
+        else {**result.model, "spec": {**result.model["spec"], "output_kind": output_kind}}
+    )
+    return replace(
+        result, model=model, conditions=tuple(replace(c, probabilities=probs(c.predictions)) for c in result.conditions)
+    )
 
 
 def test_csv_has_the_probability_of_every_class(plain_result):
@@ -108,11 +113,19 @@ def test_csv_binary_sigmoid_model_has_one_score_column(plain_result):
     from dataclasses import replace
 
     two = ("normal", "pneumonia")
-    binary = replace(plain_result, model={**plain_result.model, "spec": {**plain_result.model["spec"], "class_names": list(two)}},
-                     conditions=tuple(replace(c, metrics={**c.metrics, "labels": list(two)},
-                                              predictions=tuple(min(p, 1) for p in c.predictions),
-                                              probabilities=tuple((0.2, 0.8) if p else (0.9, 0.1) for p in c.predictions))
-                                      for c in plain_result.conditions))
+    binary = replace(
+        plain_result,
+        model={**plain_result.model, "spec": {**plain_result.model["spec"], "class_names": list(two)}},
+        conditions=tuple(
+            replace(
+                c,
+                metrics={**c.metrics, "labels": list(two)},
+                predictions=tuple(min(p, 1) for p in c.predictions),
+                probabilities=tuple((0.2, 0.8) if p else (0.9, 0.1) for p in c.predictions),
+            )
+            for c in plain_result.conditions
+        ),
+    )
     sig = replace(binary, model={**binary.model, "spec": {**binary.model["spec"], "output_kind": "sigmoid_logit"}})
     header = next(csv.reader(io.StringIO(CsvRenderer().render(sig))))
     assert [h for h in header if h.startswith("clean:")] == ["clean:p(pneumonia)"]

@@ -9,9 +9,24 @@ from conftest import HOSTILE, build_result
 
 from auditor.report.html import MAX_EXAMPLES, fmt_ci, fmt_eps, fmt_pct, render_html
 
-SECTIONS = ("summary", "model", "data", "threat-model", "conditions", "before-after", "confusion",
-            "robustness-curves", "examples", "detector", "defense-matrix", "comparison", "skipped", "parameters",
-            "regulatory", "signoff")
+SECTIONS = (
+    "summary",
+    "model",
+    "data",
+    "threat-model",
+    "conditions",
+    "before-after",
+    "confusion",
+    "robustness-curves",
+    "examples",
+    "detector",
+    "defense-matrix",
+    "comparison",
+    "skipped",
+    "parameters",
+    "regulatory",
+    "signoff",
+)
 
 
 class _Collector(HTMLParser):
@@ -62,9 +77,9 @@ def test_every_section_is_present(html_text):
 
 def test_executive_summary_numbers(html_text):
     summary = " ".join(_parse(html_text).text["summary"])
-    assert "85.0%" in summary and "70.0–95.0%" in summary            # clean accuracy and its CI
+    assert "85.0%" in summary and "70.0–95.0%" in summary  # clean accuracy and its CI
     assert "50.0%" in summary and "16/255" in summary and "usmm" in summary  # worst case with ε
-    assert "jpeg:75" in summary and "−5.0 pp loss" in summary      # top defense and its clean change 85 -> 80
+    assert "jpeg:75" in summary and "−5.0 pp loss" in summary  # top defense and its clean change 85 -> 80
     assert "FAIL" in summary and "1 of 2 passed" in summary
     assert re.search(r'id="clean-accuracy">85\.0%<', html_text)
 
@@ -74,8 +89,8 @@ def test_tables_hold_the_numbers(html_text):
     conditions = " ".join(p.text["conditions"])
     for name in ("usmm@4", "usmm@8", "usmm@16", "stm@8", "jpeg:75/clean", "jpeg:75/usmm@8"):
         assert name in conditions
-    assert "41.2%" in conditions       # usmm@16 flip rate 7/17
-    assert "60.0%" in conditions       # missed-disease rate of pneumothorax under usmm@8 (1 - 2/5)
+    assert "41.2%" in conditions  # usmm@16 flip rate 7/17
+    assert "60.0%" in conditions  # missed-disease rate of pneumothorax under usmm@8 (1 - 2/5)
     matrix = " ".join(p.text["defense-matrix"])
     assert "75.0%" in matrix and "80.0%" in matrix
     detector = " ".join(p.text["detector"])
@@ -85,8 +100,18 @@ def test_tables_hold_the_numbers(html_text):
     signoff = " ".join(p.text["signoff"])
     assert "Reviewer name" in signoff and "Signature" in signoff
     regulatory = " ".join(p.text["regulatory"])
-    for ref in ("AML.T0043", "AML.T0005", "AML.T0015", "AML.M0010", "AML.M0003", "AML.M0015", "Art. 15",
-                "Annex IV", "Art. 18", "FDA"):
+    for ref in (
+        "AML.T0043",
+        "AML.T0005",
+        "AML.T0015",
+        "AML.M0010",
+        "AML.M0003",
+        "AML.M0015",
+        "Art. 15",
+        "Annex IV",
+        "Art. 18",
+        "FDA",
+    ):
         assert ref in regulatory
     threat = " ".join(p.text["threat-model"])
     assert "lower bound" in threat and "upper bound" in threat and "8/255" in threat
@@ -121,8 +146,17 @@ def test_examples_are_capped_with_a_note():
 def test_minimal_result_renders_every_section(plain_result):
     from dataclasses import replace
 
-    bare = replace(plain_result, conditions=(plain_result.condition("clean"),), detector=None, gates=(), compared=(),
-                   skipped=(), extras={}, parameters={}, environment={})
+    bare = replace(
+        plain_result,
+        conditions=(plain_result.condition("clean"),),
+        detector=None,
+        gates=(),
+        compared=(),
+        skipped=(),
+        extras={},
+        parameters={},
+        environment={},
+    )
     p = _parse(render_html(bare))
     for sid in SECTIONS:
         assert p.ids.get(sid) == "section", sid
@@ -134,8 +168,9 @@ def test_headline_names_the_condition_with_its_style_backend(plain_result):
     from dataclasses import replace
 
     worst = min((c for c in plain_result.conditions if c.kind == "attack"), key=lambda c: c.metrics["accuracy"])
-    renamed = tuple(replace(c, name="stm[randconv]@16", attack="stm") if c is worst else c
-                    for c in plain_result.conditions)
+    renamed = tuple(
+        replace(c, name="stm[randconv]@16", attack="stm") if c is worst else c for c in plain_result.conditions
+    )
     html = render_html(replace(plain_result, conditions=renamed))
     summary = " ".join(" ".join(_parse(html).text["summary"]).split())
     assert "Under the strongest attack measured (stm[randconv]@16," in summary

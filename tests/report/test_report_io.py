@@ -37,15 +37,18 @@ def _doc(result):
     return copy.deepcopy(json.loads(results_json(result)))
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.update(schema_version="2.0"), "newer than this xray-audit reads"),
-    (lambda d: d.pop("schema_version"), "no schema_version"),
-    (lambda d: d.pop("model"), "missing field 'model'"),
-    (lambda d: d["conditions"][1]["metrics"]["confusion_matrix"].pop(), "does not match the 3 labels"),
-    (lambda d: d["conditions"][1]["metrics"].update(n=21), "counts 20 images but n is 21"),
-    (lambda d: d["conditions"][0]["metrics"].update(accuracy=0.9), "differs from the confusion matrix"),
-    (lambda d: d["compared"][0]["conditions"][2]["metrics"]["confusion_matrix"][0].append(0), "compared model 1"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(schema_version="2.0"), "newer than this xray-audit reads"),
+        (lambda d: d.pop("schema_version"), "no schema_version"),
+        (lambda d: d.pop("model"), "missing field 'model'"),
+        (lambda d: d["conditions"][1]["metrics"]["confusion_matrix"].pop(), "does not match the 3 labels"),
+        (lambda d: d["conditions"][1]["metrics"].update(n=21), "counts 20 images but n is 21"),
+        (lambda d: d["conditions"][0]["metrics"].update(accuracy=0.9), "differs from the confusion matrix"),
+        (lambda d: d["compared"][0]["conditions"][2]["metrics"]["confusion_matrix"][0].append(0), "compared model 1"),
+    ],
+)
 def test_inconsistent_results_are_refused(tmp_path, plain_result, mutate, message):
     doc = _doc(plain_result)
     mutate(doc)
@@ -153,7 +156,12 @@ def test_missing_folder_is_a_usage_error(tmp_path):
 def test_render_all_writes_the_files(tmp_path, result):
     written = render_all(result, tmp_path / "out", "json,csv,html,pdf,junit,console")
     assert {k: p.name for k, p in written.items()} == {
-        "json": "results.json", "csv": "samples.csv", "html": "report.html", "pdf": "report.pdf", "junit": "junit.xml"}
+        "json": "results.json",
+        "csv": "samples.csv",
+        "html": "report.html",
+        "pdf": "report.pdf",
+        "junit": "junit.xml",
+    }
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written.values())
     assert written["pdf"].read_bytes().startswith(b"%PDF-1.7")
     assert load_results(written["json"]) is not None

@@ -40,8 +40,10 @@ def test_pdfa_3b_metadata(result, pdf_bytes):
     assert re.search(r'pdfaid:conformance(="|>)B', xmp)
     assert reader.metadata.title.startswith("Adversarial robustness audit")
     assert reader.metadata.author == f"xray-audit {result.tool_version}"
-    assert pdf_identifier(result).decode() in pdf_bytes.decode("latin-1").lower() or \
-        pdf_identifier(result).hex() in pdf_bytes.decode("latin-1").lower()
+    assert (
+        pdf_identifier(result).decode() in pdf_bytes.decode("latin-1").lower()
+        or pdf_identifier(result).hex() in pdf_bytes.decode("latin-1").lower()
+    )
     assert pdf_identifier(result) == results_digest(result)[:32].encode()
 
 
@@ -50,12 +52,17 @@ def test_first_page_text(result, pdf_bytes):
     first = reader.pages[0].extract_text()
     assert "85.0%" in first
     assert "Page 1 of" in first
-    assert result.model["sha256"][:12] in first           # running header
+    assert result.model["sha256"][:12] in first  # running header
 
 
 def test_fetcher_refuses_everything_but_data():
-    for url in ("https://example.com/x.png", "http://example.com/x.png", "file:///etc/passwd", "ftp://h/x",
-                "/etc/passwd"):
+    for url in (
+        "https://example.com/x.png",
+        "http://example.com/x.png",
+        "file:///etc/passwd",
+        "ftp://h/x",
+        "/etc/passwd",
+    ):
         with pytest.raises(RefusedURLError):
             data_only_fetcher(url)
     response = data_only_fetcher("data:text/plain;base64,aGVsbG8=")
@@ -83,12 +90,14 @@ def test_rendering_never_touches_the_network(monkeypatch, result):
     monkeypatch.setattr(urllib.request, "urlopen", boom)
     monkeypatch.setattr(socket.socket, "connect", boom)
     monkeypatch.setattr(urllib.request.OpenerDirector, "open", boom)
-    html = ('<html><head><title>t</title><link rel="stylesheet" href="https://example.com/s.css"></head><body>'
-            '<img src="https://example.com/x.png"><img src="file:///etc/passwd">'
-            '<p style="background: url(http://example.com/b.png)">hello</p></body></html>')
+    html = (
+        '<html><head><title>t</title><link rel="stylesheet" href="https://example.com/s.css"></head><body>'
+        '<img src="https://example.com/x.png"><img src="file:///etc/passwd">'
+        '<p style="background: url(http://example.com/b.png)">hello</p></body></html>'
+    )
     pdf = html_to_pdf(html, result)
     assert pdf.startswith(b"%PDF")
-    assert "https://example.com/x.png" in asked and "file:///etc/passwd" in asked   # asked, and refused
+    assert "https://example.com/x.png" in asked and "file:///etc/passwd" in asked  # asked, and refused
     fetcher = make_url_fetcher()
     with pytest.raises(RefusedURLError):
         fetcher.open("https://example.com/x.png")

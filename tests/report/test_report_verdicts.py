@@ -47,15 +47,35 @@ def _result(y, preds: dict[str, np.ndarray], patients=None, seed: int = 3, adapt
             attack, eps = (None, None) if base == "clean" else (base.split("@")[0], int(base.split("@")[1]) / 255)
         else:
             kind, attack, eps, defense = "attack", name.split("@")[0], int(name.split("@")[1]) / 255, None
-        conds.append(Condition(name, kind, metrics, attack=attack, epsilon=eps, defense=defense,
-                               threat_model="transfer" if attack else None, extra=extra,
-                               predictions=tuple(int(v) for v in p)))
-    samples = tuple({"path": f"img{i:03d}.png", "label": CLASSES[t], "label_index": int(t), "patient_id": g,
-                     "sha256": ""} for i, (t, g) in enumerate(zip(y, groups)))
-    return AuditResult(schema_version="1.0", tool_version="0.1.0", created="2025-01-01T00:00:00+00:00", finished="",
-                       command="", model={"path": "m.onnx", "sha256": "0" * 64, "spec": {"class_names": list(CLASSES)}},
-                       data={"n_images": len(y)}, conditions=tuple(conds), samples=samples,
-                       parameters={"seed": seed, "n_boot": 300})
+        conds.append(
+            Condition(
+                name,
+                kind,
+                metrics,
+                attack=attack,
+                epsilon=eps,
+                defense=defense,
+                threat_model="transfer" if attack else None,
+                extra=extra,
+                predictions=tuple(int(v) for v in p),
+            )
+        )
+    samples = tuple(
+        {"path": f"img{i:03d}.png", "label": CLASSES[t], "label_index": int(t), "patient_id": g, "sha256": ""}
+        for i, (t, g) in enumerate(zip(y, groups))
+    )
+    return AuditResult(
+        schema_version="1.0",
+        tool_version="0.1.0",
+        created="2025-01-01T00:00:00+00:00",
+        finished="",
+        command="",
+        model={"path": "m.onnx", "sha256": "0" * 64, "spec": {"class_names": list(CLASSES)}},
+        data={"n_images": len(y)},
+        conditions=tuple(conds),
+        samples=samples,
+        parameters={"seed": seed, "n_boot": 300},
+    )
 
 
 def _wrong(y, idx) -> np.ndarray:
@@ -67,7 +87,7 @@ def _wrong(y, idx) -> np.ndarray:
 
 def _summary_text(result: AuditResult) -> str:
     html = render_html(result)
-    return html[html.index('id="summary"'):html.index('id="model"')]
+    return html[html.index('id="summary"') : html.index('id="model"')]
 
 
 def test_clean_change_is_signed_with_words():
@@ -79,9 +99,13 @@ def test_clean_change_is_signed_with_words():
 def test_summary_uses_the_worse_of_adaptive_and_non_adaptive():
     n = 40
     y = np.array([0, 1] * (n // 2))
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(30)),              # 25% undefended
-             "jpeg/clean": y.copy(), "jpeg/usmm@16": _wrong(y, range(2))}     # 95% non-adaptive
-    adaptive = {"usmm@16+bpda:jpeg": _wrong(y, range(28))}                    # 30% adaptive
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),  # 25% undefended
+        "jpeg/clean": y.copy(),
+        "jpeg/usmm@16": _wrong(y, range(2)),
+    }  # 95% non-adaptive
+    adaptive = {"usmm@16+bpda:jpeg": _wrong(y, range(28))}  # 30% adaptive
     result = _result(y, preds, adaptive=adaptive)
     v = defense_verdict(result)
     _, ev = patient_halves(result.samples, 3)
@@ -101,8 +125,12 @@ def test_summary_uses_the_worse_of_adaptive_and_non_adaptive():
 def test_no_best_defense_when_the_worst_case_stays_inside_its_ci():
     n = 40
     y = np.array([0, 1] * (n // 2))
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(20)),             # 50%
-             "jpeg/clean": _wrong(y, [39]), "jpeg/usmm@16": _wrong(y, range(18))}  # 55%: inside the CI
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(20)),  # 50%
+        "jpeg/clean": _wrong(y, [39]),
+        "jpeg/usmm@16": _wrong(y, range(18)),
+    }  # 55%: inside the CI
     result = _result(y, preds)
     v = defense_verdict(result)
     assert not v["significant"] and v["best"] is None
@@ -114,8 +142,12 @@ def test_no_best_defense_when_the_worst_case_stays_inside_its_ci():
 def test_best_defense_is_named_when_it_clears_the_ci():
     n = 40
     y = np.array([0, 1] * (n // 2))
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(30)),              # 25%
-             "jpeg/clean": _wrong(y, [0, 1]), "jpeg/usmm@16": _wrong(y, range(4))}  # 90%
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),  # 25%
+        "jpeg/clean": _wrong(y, [0, 1]),
+        "jpeg/usmm@16": _wrong(y, range(4)),
+    }  # 90%
     v = defense_verdict(_result(y, preds))
     assert v["significant"] and v["best"]["name"] == "jpeg"
     assert v["text"].startswith("Best defense: jpeg")
@@ -133,8 +165,14 @@ def test_best_defense_is_chosen_on_one_half_and_scored_on_the_other():
     # "lucky" is perfect on the selection half only; "steady" is good on both halves and better on all images
     lucky = _wrong(y, ev[: int(0.8 * len(ev))])
     steady = _wrong(y, list(sel[:8]) + list(ev[:8]))
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(60)),
-             "lucky/clean": y.copy(), "lucky/usmm@16": lucky, "steady/clean": y.copy(), "steady/usmm@16": steady}
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(60)),
+        "lucky/clean": y.copy(),
+        "lucky/usmm@16": lucky,
+        "steady/clean": y.copy(),
+        "steady/usmm@16": steady,
+    }
     result = _result(y, preds, patients=patients)
     v = defense_verdict(result)
     assert v["mode"] == "held-out" and v["n_select"] == len(sel) and v["n_eval"] == len(ev)
@@ -147,8 +185,12 @@ def test_best_defense_is_chosen_on_one_half_and_scored_on_the_other():
 
 def test_small_sets_say_the_defense_was_chosen_on_the_same_images():
     y = np.array([0, 1] * 6)
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(8)), "jpeg/clean": y.copy(),
-             "jpeg/usmm@16": _wrong(y, range(1))}
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(8)),
+        "jpeg/clean": y.copy(),
+        "jpeg/usmm@16": _wrong(y, range(1)),
+    }
     v = defense_verdict(_result(y, preds))
     assert v["mode"] == "same images"
     assert "chosen and measured on the same 12 images" in v["text"]
@@ -156,8 +198,14 @@ def test_small_sets_say_the_defense_was_chosen_on_the_same_images():
 
 def test_defended_curves_are_drawn_next_to_the_undefended_ones():
     y = np.array([0, 1] * 10)
-    preds = {"clean": y.copy(), "usmm@4": _wrong(y, range(4)), "usmm@8": _wrong(y, range(8)),
-             "jpeg/clean": y.copy(), "jpeg/usmm@4": _wrong(y, range(2)), "jpeg/usmm@8": _wrong(y, range(3))}
+    preds = {
+        "clean": y.copy(),
+        "usmm@4": _wrong(y, range(4)),
+        "usmm@8": _wrong(y, range(8)),
+        "jpeg/clean": y.copy(),
+        "jpeg/usmm@4": _wrong(y, range(2)),
+        "jpeg/usmm@8": _wrong(y, range(3)),
+    }
     curves = {c["label"]: c for c in build_context(_result(y, preds), with_figures=False)["curves"]}
     assert set(curves) == {"usmm", "usmm + jpeg"}
     assert curves["usmm + jpeg"]["dashed"] and curves["usmm + jpeg"]["acc"] == [pytest.approx(0.9), pytest.approx(0.85)]
@@ -168,8 +216,12 @@ def test_console_summary_prints_the_verdict():
     from auditor.report.console import ConsoleRenderer
 
     y = np.array([0, 1] * 20)
-    preds = {"clean": y.copy(), "usmm@16": _wrong(y, range(20)), "jpeg/clean": _wrong(y, [39]),
-             "jpeg/usmm@16": _wrong(y, range(18))}
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(20)),
+        "jpeg/clean": _wrong(y, [39]),
+        "jpeg/usmm@16": _wrong(y, range(18)),
+    }
     result = _result(y, preds)
     text = " ".join(ConsoleRenderer().render(result).split())
     assert "No defense raised the worst-case attacked accuracy beyond its 95% CI" in text
@@ -179,11 +231,11 @@ def test_console_summary_prints_the_verdict():
 
 def test_report_defines_both_rates_and_shows_their_cis(html_text):
     start = html_text.index('id="rate-definitions"')
-    note = html_text[start:html_text.index("</p>", start)]
+    note = html_text[start : html_text.index("</p>", start)]
     assert "classifies correctly when clean" in note and "clean errors are not counted" in note
     assert "differs from the clean prediction" in note
-    conditions = html_text[html_text.index('id="conditions-table"'):]
-    conditions = conditions[:conditions.index("</table>")]
+    conditions = html_text[html_text.index('id="conditions-table"') :]
+    conditions = conditions[: conditions.index("</table>")]
     assert "10.0–60.0%" in conditions and "5.0–55.0%" in conditions  # the fixture's ASR and flip-rate CIs
 
 
@@ -193,14 +245,20 @@ def test_without_a_ci_no_defense_is_named_best():
     result = _result(y, preds)
     result = AuditResult(**{**result.__dict__, "parameters": {"seed": 3, "n_boot": 0}})
     v = defense_verdict(result)
-    assert v["best"] is None and v["text"].startswith("No best defense is named: the undefended worst case has no 95% CI")
+    assert v["best"] is None and v["text"].startswith(
+        "No best defense is named: the undefended worst case has no 95% CI"
+    )
 
 
 def test_an_all_wrong_worst_case_is_not_a_zero_width_ci():
     # every image is fooled undefended (bootstrap CI [0, 0]); 2 of 40 right with the defense is no evidence
     y = np.array([0, 1] * 20)
-    preds = {"clean": y.copy(), "usmm@8": _wrong(y, range(40)), "jpeg/clean": y.copy(),
-             "jpeg/usmm@8": _wrong(y, range(2, 40))}
+    preds = {
+        "clean": y.copy(),
+        "usmm@8": _wrong(y, range(40)),
+        "jpeg/clean": y.copy(),
+        "jpeg/usmm@8": _wrong(y, range(2, 40)),
+    }
     v = defense_verdict(_result(y, preds))
     assert v["baseline"]["accuracy"] == 0.0 and v["baseline"]["ci"][1] > 0.05
     assert not v["significant"] and v["best"] is None

@@ -88,8 +88,21 @@ def test_installed_wheel_renders_the_html_report_outside_the_checkout(wheel, res
 
     render_all(result, work / "in", "json")
     out = work / "out"
-    proc = subprocess.run([str(venv / "bin" / "xray-audit"), "report", str(work / "in" / "results.json"),
-                           "--format", "html,csv", "--out", str(out)], capture_output=True, text=True, cwd=work, env=env)
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "xray-audit"),
+            "report",
+            str(work / "in" / "results.json"),
+            "--format",
+            "html,csv",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: the fixture's failing gate
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<style" in html and result.model["sha256"][:12] in html

@@ -19,8 +19,20 @@ def tiny_config(data: Path, out: Path, **kw):
     """A reference-recipe config that runs in about a second."""
     from auditor.training.recipes import TrainConfig
 
-    args = dict(data=str(data), out=str(out), arch="small_cnn", image_size=32, epochs=1, batch_size=8, lr=1e-3,
-                max_steps=2, n_boot=20, quiet=True, progress=False, device="cpu")
+    args = dict(
+        data=str(data),
+        out=str(out),
+        arch="small_cnn",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        max_steps=2,
+        n_boot=20,
+        quiet=True,
+        progress=False,
+        device="cpu",
+    )
     args.update(kw)
     return TrainConfig(**args)
 

@@ -9,8 +9,23 @@ from click.testing import CliRunner
 
 from auditor.cli import cli
 
-TINY = ["--arch", "small_cnn", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--max-steps", "1",
-        "--n-boot", "10", "--device", "cpu", "-q"]
+TINY = [
+    "--arch",
+    "small_cnn",
+    "--image-size",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--max-steps",
+    "1",
+    "--n-boot",
+    "10",
+    "--device",
+    "cpu",
+    "-q",
+]
 
 
 def test_train_reference_cli_and_refusal_of_another_model(phantom_dir, tmp_path):
@@ -18,7 +33,9 @@ def test_train_reference_cli_and_refusal_of_another_model(phantom_dir, tmp_path)
     r = CliRunner().invoke(cli, ["train", "reference", "--data", str(phantom_dir), "--out", str(out), *TINY])
     assert r.exit_code == 0, r.output
     assert "test accuracy" in r.output and str(out / "model.onnx") in r.output
-    r2 = CliRunner().invoke(cli, ["train", "reference", "--data", str(phantom_dir), "--out", str(out), *TINY, "--seed", "1"])
+    r2 = CliRunner().invoke(
+        cli, ["train", "reference", "--data", str(phantom_dir), "--out", str(out), *TINY, "--seed", "1"]
+    )
     assert r2.exit_code == 2
     assert r2.stderr.startswith("error: ") and "--overwrite" in r2.stderr and r2.stderr.count("\n") == 1
 
@@ -60,5 +77,5 @@ def test_demo_command_calls_the_scan(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), "--quick", "-q", "--no-progress"])
     assert r.exit_code == 0, r.output + r.stderr
     assert "SYNTHETIC" in r.output and "report" in r.output
-    (model, data, out, sur), = calls
+    ((model, data, out, sur),) = calls
     assert model.endswith("model.onnx") and data.endswith("scan") and sur.endswith("model.pt")

@@ -13,8 +13,20 @@ from auditor.errors import UsageError
 def _cfg(phantom_dir, out, surrogate, **kw):
     from auditor.training.imagepairs import DefenseConfig
 
-    args = dict(data=str(phantom_dir), out=str(out), surrogate=surrogate, epochs=1, batch_size=4, max_images=8,
-                max_steps=2, attack_steps=2, n_boot=0, quiet=True, progress=False, device="cpu")
+    args = dict(
+        data=str(phantom_dir),
+        out=str(out),
+        surrogate=surrogate,
+        epochs=1,
+        batch_size=4,
+        max_images=8,
+        max_steps=2,
+        attack_steps=2,
+        n_boot=0,
+        quiet=True,
+        progress=False,
+        device="cpu",
+    )
     args.update(kw)
     return DefenseConfig(**args)
 
@@ -37,10 +49,13 @@ def test_cyclegan_end_to_end_and_resume(reference_run, phantom_dir, tmp_path):
     from auditor.training.cyclegan import train_cyclegan
 
     out = tmp_path / "cg"
-    first = train_cyclegan(_cfg(phantom_dir, out, reference_run["checkpoint"], epochs=1, decay_epochs=0, width=4, n_res=1))
+    first = train_cyclegan(
+        _cfg(phantom_dir, out, reference_run["checkpoint"], epochs=1, decay_epochs=0, width=4, n_res=1)
+    )
     assert [h["epoch"] for h in first["history"]] == [1]
-    second = train_cyclegan(_cfg(phantom_dir, out, reference_run["checkpoint"], epochs=1, decay_epochs=1, width=4, n_res=1,
-                                 resume=True))
+    second = train_cyclegan(
+        _cfg(phantom_dir, out, reference_run["checkpoint"], epochs=1, decay_epochs=1, width=4, n_res=1, resume=True)
+    )
     assert [h["epoch"] for h in second["history"]] == [1, 2]
     y = OnnxImageModel(second["onnx"], device="cpu")(np.full((1, 1, 32, 32), 0.5, np.float32))
     assert y.shape == (1, 1, 32, 32)

@@ -95,8 +95,9 @@ def test_augment_and_adversarial_recipes(reference_run, phantom_dir, tmp_path):
 
     aug = train_augment(tiny_config(phantom_dir, tmp_path / "aug"))
     assert read_spec(aug["onnx"]).class_names == ("normal", "pneumonia", "pneumothorax")
-    adv = train_adversarial(tiny_config(phantom_dir, tmp_path / "adv", init=reference_run["checkpoint"], arch="resnet50",
-                                        image_size=224))
+    adv = train_adversarial(
+        tiny_config(phantom_dir, tmp_path / "adv", init=reference_run["checkpoint"], arch="resnet50", image_size=224)
+    )
     # arch and size come from the --init checkpoint
     spec = read_spec(adv["onnx"])
     assert (spec.height, spec.width) == (32, 32)
@@ -111,14 +112,17 @@ def test_adversarial_needs_init_and_known_attack(reference_run, phantom_dir, tmp
     with pytest.raises(UsageError, match="--init"):
         train_adversarial(tiny_config(phantom_dir, tmp_path / "a"))
     with pytest.raises(UsageError, match="nosuchattack"):
-        train_adversarial(tiny_config(phantom_dir, tmp_path / "b", init=reference_run["checkpoint"], attack="nosuchattack"))
+        train_adversarial(
+            tiny_config(phantom_dir, tmp_path / "b", init=reference_run["checkpoint"], attack="nosuchattack")
+        )
 
 
 def test_adversarial_with_an_auditor_attack(reference_run, phantom_dir, tmp_path):
     from auditor.training.recipes import train_adversarial
 
-    res = train_adversarial(tiny_config(phantom_dir, tmp_path / "mi", init=reference_run["checkpoint"], attack="mifgsm",
-                                        max_steps=1))
+    res = train_adversarial(
+        tiny_config(phantom_dir, tmp_path / "mi", init=reference_run["checkpoint"], attack="mifgsm", max_steps=1)
+    )
     assert res["history"][0]["epoch"] == 1
 
 

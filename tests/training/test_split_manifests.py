@@ -41,8 +41,9 @@ def test_manifests_are_the_training_split_and_patient_disjoint(tmp_path):
         assert [r["label"] for r in rows] == [data.class_names[int(data.labels[i])] for i in getattr(split, part)]
     assert summary["patient_overlap"] == {"train&val": 0, "train&test": 0, "val&test": 0}
     # the val manifest loads back as exactly those images
-    val = load_training_data(tmp_path / "split" / "val.csv", 32, data.class_names, quiet=True, progress=False,
-                             allow_outside_root=True)
+    val = load_training_data(
+        tmp_path / "split" / "val.csv", 32, data.class_names, quiet=True, progress=False, allow_outside_root=True
+    )
     np.testing.assert_array_equal(val.images, data.images[split.val])
 
 

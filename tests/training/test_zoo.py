@@ -50,7 +50,7 @@ def test_folds_are_disjoint_stratified_and_skip_held_out_patients(paired_phantom
     f = draw_folds(str(paired_phantoms), 3, seed=0, exclude=str(_holdout(paired_phantoms, tmp_path / "t.csv", held)))
     assert f.excluded_images == 4 and f.excluded_patients == 2
     patients = [{s.patient_id for s in fold} for fold in f.folds]
-    assert all(not (a & b) for i, a in enumerate(patients) for b in patients[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(patients) for b in patients[i + 1 :])
     assert not any(held & p for p in patients)
     assert sum(len(fold) for fold in f.folds) == 3 * N_PER_CLASS - 4
     assert all({s.label for s in fold} == {"normal", "pneumonia", "pneumothorax"} for fold in f.folds)
@@ -72,10 +72,35 @@ def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
 
     held = _holdout(paired_phantoms, tmp_path / "test.csv", {"synthetic-normal-p1", "synthetic-pneumothorax-p2"})
     zoo = tmp_path / "zoo"
-    r = CliRunner().invoke(cli, ["train", "surrogates", "--data", str(paired_phantoms), "--out", str(zoo),
-                                 "--archs", "small_cnn,densenet121", "--image-size", "32", "--epochs", "1",
-                                 "--batch-size", "4", "--max-steps", "1", "--n-boot", "10", "--device", "cpu",
-                                 "--exclude", str(held), "-q", "--no-progress"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "surrogates",
+            "--data",
+            str(paired_phantoms),
+            "--out",
+            str(zoo),
+            "--archs",
+            "small_cnn,densenet121",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "1",
+            "--n-boot",
+            "10",
+            "--device",
+            "cpu",
+            "--exclude",
+            str(held),
+            "-q",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((zoo / "zoo.json").read_text())
     assert [m["arch"] for m in doc["members"]] == ["small_cnn", "densenet121"]
@@ -84,8 +109,9 @@ def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
         assert (zoo / m["checkpoint"]).is_file() and (zoo / m["card"]).is_file()
         card = json.loads((zoo / m["card"]).with_suffix(".json").read_text())
         assert card["spec"]["height"] == 32 and card["name"].startswith(f"zoo-{m['fold']}-{m['arch']}")
-    fold_paths = [{row["path"] for row in csv.DictReader(open(zoo / m["manifest"], encoding="utf-8"))}
-                  for m in doc["members"]]
+    fold_paths = [
+        {row["path"] for row in csv.DictReader(open(zoo / m["manifest"], encoding="utf-8"))} for m in doc["members"]
+    ]
     assert not fold_paths[0] & fold_paths[1]
     held_paths = {row["path"] for row in csv.DictReader(open(held, encoding="utf-8"))}
     assert not held_paths & (fold_paths[0] | fold_paths[1])
@@ -95,14 +121,39 @@ def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
     assert sur.identity["kind"] == "ensemble" and sur.identity["arch"] == "small_cnn+densenet121"
 
     target = doc["members"][0]["checkpoint"].replace("model.pt", "model.onnx")
-    scan = CliRunner().invoke(cli, ["scan", str(zoo / target), "--data", str(held), "--out", str(tmp_path / "audit"),
-                                    "--surrogate", str(zoo), "--attacks", "mifgsm", "--eps", "8", "--no-detector",
-                                    "--cache-dir", str(tmp_path / "cache"), "--n-boot", "10", "--format", "json", "-q",
-                                    "--allow-outside-root"])  # the held-out CSV lists images of the phantom folder
+    scan = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(zoo / target),
+            "--data",
+            str(held),
+            "--out",
+            str(tmp_path / "audit"),
+            "--surrogate",
+            str(zoo),
+            "--attacks",
+            "mifgsm",
+            "--eps",
+            "8",
+            "--no-detector",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--n-boot",
+            "10",
+            "--format",
+            "json",
+            "-q",
+            "--allow-outside-root",
+        ],
+    )  # the held-out CSV lists images of the phantom folder
     assert scan.exit_code == 0, scan.output
     res = json.loads((tmp_path / "audit" / "results.json").read_text())
     cond = next(c for c in res["conditions"] if c["name"] == "mifgsm@8")
-    assert cond["surrogate"].startswith("ensemble of small_cnn") and cond["transfer"]["surrogate_input_size"] == [[32, 32]] * 2
+    assert (
+        cond["surrogate"].startswith("ensemble of small_cnn")
+        and cond["transfer"]["surrogate_input_size"] == [[32, 32]] * 2
+    )
 
     # a member that changed after training is refused
     with open(zoo / doc["members"][1]["checkpoint"], "ab") as fh:
