@@ -7,7 +7,8 @@ import tracemalloc
 
 import numpy as np
 
-from auditor.types import AuditResult, Condition, Predictions, Probabilities, SampleTable, round_probabilities
+from auditor.outcomes import Predictions, Probabilities, SampleTable, round_probabilities
+from auditor.types import AuditResult, Condition
 
 N = 20_000
 #: bytes per image and condition the outcomes (prediction + 2 class probabilities) may take, Python objects included

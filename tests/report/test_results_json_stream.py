@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 
+from auditor.outcomes import Probabilities
 from auditor.report.jsonfmt import results_json
-from auditor.types import AuditResult, Condition, Probabilities
+from auditor.types import AuditResult, Condition
 from tests.report.conftest import build_result
 
 
