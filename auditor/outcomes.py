@@ -190,8 +190,9 @@ class SampleTable(Sequence):
             for name in self.__slots__:
                 setattr(self, name, getattr(rows, name))
             return
+        for name in self.__slots__:  # a table kept as given rows leaves the columns unset: copies read them all
+            setattr(self, name, None)
         rows = rows if isinstance(rows, (list, tuple)) else list(rows)
-        self._rows = None
         if not all(_compactable(r) for r in rows):
             self._rows = tuple(rows)
             return

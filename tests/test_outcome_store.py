@@ -92,3 +92,13 @@ def test_sample_table_reads_back_the_rows():
     assert not SampleTable(odd).compact and list(SampleTable(odd)) == odd
     res = AuditResult("1", "0", "", "", "", {}, {}, (), samples=tuple(rows))
     assert isinstance(res.samples, SampleTable) and res.to_dict(True)["samples"] == rows
+
+
+def test_a_copy_of_a_table_kept_as_rows_reads_back_the_rows():
+    """Rows a scan would not write (here a None label, as a hand-edited results.json may hold) are kept as given;
+    copying such a table (as AuditResult does with its samples) must not reach for the unset columns."""
+    odd = [{"path": "a.png", "label": None, "label_index": 0, "patient_id": None, "sha256": ""}]
+    table = SampleTable(odd)
+    assert not table.compact
+    copy = SampleTable(table)
+    assert not copy.compact and list(copy) == odd and len(copy) == 1 and copy.nbytes == 0
