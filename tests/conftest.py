@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CXR = Path(os.environ.get("XRAY_AUDIT_SHARED", ROOT.parent / "shared")) / "data" / "cxr"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# scans that name no --cache-dir (CLI or ScanOptions) use $XRAY_AUDIT_CACHE: never the user's own cache in tests
+os.environ["XRAY_AUDIT_CACHE"] = tempfile.mkdtemp(prefix="xray-audit-test-cache-")
 
 
 @pytest.fixture(scope="session")

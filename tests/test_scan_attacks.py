@@ -609,3 +609,16 @@ def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
         s["seconds_per_image"] is None and s["cache_hit"]
         for s in json.loads((tmp_path / "o2" / "results.json").read_text())["extras"]["adversarial_sets"]
     )
+
+
+def test_library_and_cli_share_the_default_set_cache(monkeypatch, tmp_path):
+    """ScanOptions() and `xray-audit scan` without --cache-dir use the same folder: $XRAY_AUDIT_CACHE, else the
+    XDG user cache; the library no longer writes a cache into the working directory."""
+    from auditor.scan.options import ScanOptions, default_cache_dir
+
+    monkeypatch.setenv("XRAY_AUDIT_CACHE", str(tmp_path / "sets"))
+    assert ScanOptions().cache_dir == default_cache_dir() == str(tmp_path / "sets")
+    monkeypatch.delenv("XRAY_AUDIT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ScanOptions().cache_dir == str(tmp_path / "xdg" / "xray-audit")
+    assert ScanOptions(cache_dir="mine").cache_dir == "mine"

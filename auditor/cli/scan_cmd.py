@@ -19,18 +19,9 @@ from auditor.cli.options import (
     split_list,
 )
 from auditor.errors import UsageError
+from auditor.scan.options import default_cache_dir
 
 DEFAULT_FORMATS = "json,csv,html,pdf"
-
-
-def default_cache_dir() -> str:
-    """``$XRAY_AUDIT_CACHE``, else ``$XDG_CACHE_HOME/xray-audit``, else ``~/.cache/xray-audit``."""
-    import os
-
-    if os.environ.get("XRAY_AUDIT_CACHE"):
-        return os.environ["XRAY_AUDIT_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xray-audit")
 
 
 def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:

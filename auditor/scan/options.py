@@ -8,11 +8,30 @@ from typing import Any
 from auditor.attacks.style_blend import BLEND_ALPHAS
 from auditor.types import SetId, eps_name
 
-__all__ = ["BLEND_ALPHAS", "GRADIENT_ATTACKS", "KNOWN_ATTACKS", "ScanOptions", "eps_name", "set_name"]
+__all__ = [
+    "BLEND_ALPHAS",
+    "GRADIENT_ATTACKS",
+    "KNOWN_ATTACKS",
+    "ScanOptions",
+    "default_cache_dir",
+    "eps_name",
+    "set_name",
+]
 
 KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
 #: the attacks that need a surrogate's gradients (``blend`` needs none)
 GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
+
+
+def default_cache_dir() -> str:
+    """The adversarial-set cache of a scan that names none (CLI and library alike): ``$XRAY_AUDIT_CACHE``,
+    else ``$XDG_CACHE_HOME/xray-audit``, else ``~/.cache/xray-audit``."""
+    import os
+
+    if os.environ.get("XRAY_AUDIT_CACHE"):
+        return os.environ["XRAY_AUDIT_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xray-audit")
 
 
 @dataclass(frozen=True)
@@ -36,7 +55,8 @@ class ScanOptions:
     n_boot: int = 1000
     device: str = "auto"
     precision: str = "auto"
-    cache_dir: str = ".xray-audit-cache"
+    #: the set cache; default :func:`default_cache_dir` (read when the options are made), as the CLI's
+    cache_dir: str = field(default_factory=default_cache_dir)
     style_backend: str = "randconv"
     stm_checkpoint: str | None = None
     style_image: str | None = None
