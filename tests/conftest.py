@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # scans that name no --cache-dir (CLI or ScanOptions) use $XRAY_AUDIT_CACHE: never the user's own cache in tests
 os.environ["XRAY_AUDIT_CACHE"] = tempfile.mkdtemp(prefix="xray-audit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XRAY_AUDIT_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
