@@ -16,6 +16,21 @@ from onnx_factory import make_classifier, write_image_folder
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
 
+def _surrogate_spec(class_names) -> dict:
+    """The input contract of the tests' 32 px grey surrogate checkpoints."""
+    return {
+        "layout": "NCHW",
+        "channels": 1,
+        "height": 32,
+        "width": 32,
+        "scaling": "unit",
+        "mean": [0.0],
+        "std": [1.0],
+        "class_names": list(class_names),
+        "output_kind": "logits",
+    }
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("scan")
@@ -24,17 +39,7 @@ def setup(tmp_path_factory):
     other = make_classifier(root / "other.onnx", channels=3, scaling="imagenet", class_names=CLASSES)
     torch.manual_seed(0)
     net = build_model("small_cnn", 3, 1).eval()
-    spec = {
-        "layout": "NCHW",
-        "channels": 1,
-        "height": 32,
-        "width": 32,
-        "scaling": "unit",
-        "mean": [0.0],
-        "std": [1.0],
-        "class_names": CLASSES,
-        "output_kind": "logits",
-    }
+    spec = _surrogate_spec(CLASSES)
     sur = root / "surrogate.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), sur)
     return root, data, target, other, sur
@@ -179,17 +184,7 @@ def test_blend_and_white_box(setup):
 def test_surrogate_with_other_classes_is_refused(setup, tmp_path):
     root, data, target, other, _ = setup
     net = build_model("small_cnn", 3, 1)
-    spec = {
-        "layout": "NCHW",
-        "channels": 1,
-        "height": 32,
-        "width": 32,
-        "scaling": "unit",
-        "mean": [0.0],
-        "std": [1.0],
-        "class_names": ["a", "b", "c"],
-        "output_kind": "logits",
-    }
+    spec = _surrogate_spec(["a", "b", "c"])
     bad = tmp_path / "bad.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
     r = _run(root, data, target, bad, "x", "--attacks", "mifgsm", "--eps", "8")
@@ -449,17 +444,7 @@ def test_surrogate_with_nan_weights_is_refused_before_the_attack(setup, tmp_path
     net = build_model("small_cnn", 3, 1)
     with torch.no_grad():
         next(net.parameters()).view(-1)[0] = float("nan")
-    spec = {
-        "layout": "NCHW",
-        "channels": 1,
-        "height": 32,
-        "width": 32,
-        "scaling": "unit",
-        "mean": [0.0],
-        "std": [1.0],
-        "class_names": CLASSES,
-        "output_kind": "logits",
-    }
+    spec = _surrogate_spec(CLASSES)
     bad = tmp_path / "nan.pt"
     torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), bad)
     r = CliRunner().invoke(
