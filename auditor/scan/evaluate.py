@@ -10,6 +10,7 @@ import numpy as np
 from auditor.errors import NonFiniteOutput, UsageError
 from auditor.evaluation import predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
+from auditor.outcomes import Predictions, Probabilities
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
 from auditor.transfer import set_diagnostics
@@ -78,8 +79,8 @@ def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_
         name=name,
         kind=kind,
         metrics=metrics,
-        predictions=tuple(int(v) for v in pred),
-        probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in proba),
+        predictions=Predictions(pred),
+        probabilities=Probabilities.from_model(proba),  # round(p, 6) vectorised; no per-image tuples
         **kw,
     )
 
