@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from auditor.errors import os_error
 
@@ -23,8 +23,11 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: str | bytes | Iterable[str | bytes]) -> Path:
     """Write ``data`` to ``path`` so that the file is either complete or absent.
+
+    ``data`` may be an iterable of ``str``/``bytes`` pieces, written one at a time (a large
+    document is then never held whole); an exception while producing them removes the file.
 
     The bytes go to a temporary file in the same folder, are flushed to disk,
     then renamed over ``path`` (``os.replace`` is atomic on one filesystem).
@@ -33,7 +36,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     disk or an I/O error :class:`RuntimeFailure` (exit 4).
     """
     target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    pieces = [data] if isinstance(data, (str, bytes, bytearray, memoryview)) else data
     folder = target.parent
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
@@ -42,7 +45,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            for piece in pieces:
+                fh.write(piece.encode("utf-8") if isinstance(piece, str) else bytes(piece))
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

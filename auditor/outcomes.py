@@ -8,8 +8,9 @@ sample row; here they are numpy columns:
 * :class:`Predictions`: int16 class indices (2 bytes per image and condition);
 * :class:`Probabilities`: the probabilities rounded to 6 decimals, stored as int32 millionths
   (4 bytes per class) when that is lossless, else as the float64 values themselves;
-* :class:`SampleTable`: paths once, labels and patient ids as codes into interned vocabularies,
-  the SHA-256 as 32 raw bytes.
+* :class:`SampleTable`: paths as a :class:`TextColumn`, labels and patient ids as codes into
+  interned vocabularies, the SHA-256 as 32 raw bytes;
+* :class:`TextColumn`: strings (paths) as one UTF-8 buffer, their folders as codes.
 
 All three are read-only sequences that give back exactly the Python values the tuples held
 (``int``, ``tuple`` of ``float``, ``dict``), so results.json is unchanged byte for byte.
@@ -18,6 +19,7 @@ All three are read-only sequences that give back exactly the Python values the t
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any, Iterable, Iterator
 
@@ -27,6 +29,7 @@ import numpy as np
 DECIMALS = 6
 _SCALE = 10.0**DECIMALS
 _INT32_MAX = float(np.iinfo(np.int32).max)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def _as_int_array(values: Iterable[int]) -> np.ndarray:
@@ -173,6 +176,76 @@ class Probabilities(Sequence):
         return int(col.nbytes)
 
 
+class TextColumn(Sequence):
+    """Strings (file paths) held compactly: the part up to the last ``/`` as a code into a vocabulary of
+    folders, the rest in one UTF-8 buffer. About 15 bytes per item plus its file name, where a list of
+    ``str`` costs ~60 bytes plus the whole path. Items come back as the same ``str`` (lone surrogates of
+    undecodable file names included); :meth:`append` adds one.
+    """
+
+    __slots__ = ("_dirs", "_dir_code", "_code", "_buf", "_end")
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._dirs: list[str] = []
+        self._dir_code: dict[str, int] = {}
+        self._code = array("i")
+        self._buf = bytearray()
+        self._end = array("q")
+        for v in values:
+            self.append(v)
+
+    def append(self, value: str) -> None:
+        """Add ``value`` at the end."""
+        if not isinstance(value, str):
+            raise TypeError(f"TextColumn holds str, got {type(value).__name__}")
+        cut = value.rfind("/") + 1
+        folder = value[:cut]
+        code = self._dir_code.get(folder)
+        if code is None:
+            code = self._dir_code[folder] = len(self._dirs)
+            self._dirs.append(folder)
+        self._code.append(code)
+        self._buf += value[cut:].encode("utf-8", "surrogatepass")
+        self._end.append(len(self._buf))
+
+    def __len__(self) -> int:
+        return len(self._end)
+
+    def _item(self, i: int) -> str:
+        start = self._end[i - 1] if i else 0
+        return self._dirs[self._code[i]] + self._buf[start : self._end[i]].decode("utf-8", "surrogatepass")
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._item(j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"item {i} out of range for {n} items")
+        return self._item(i + n if i < 0 else i)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._item(i) for i in range(len(self)))
+
+    def take(self, indices: Iterable[int]) -> "TextColumn":
+        """A new column of the items ``indices``, in that order."""
+        return TextColumn(self[int(i)] for i in indices)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (TextColumn, tuple, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TextColumn(n={len(self)}, folders={len(self._dirs)})"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffer and the per-item codes and offsets (the folder vocabulary not included)."""
+        return len(self._buf) + self._code.itemsize * len(self._code) + self._end.itemsize * len(self._end)
+
+
 _SAMPLE_KEYS = ("path", "label", "label_index", "patient_id", "sha256")
 
 
@@ -192,25 +265,35 @@ class SampleTable(Sequence):
             return
         for name in self.__slots__:  # a table kept as given rows leaves the columns unset: copies read them all
             setattr(self, name, None)
-        rows = rows if isinstance(rows, (list, tuple)) else list(rows)
-        if not all(_compactable(r) for r in rows):
-            self._rows = tuple(rows)
-            return
+        # one pass, so rows may come from a generator and are never all held as dicts
         labels: dict[str, int] = {}
         pids: dict[str, int] = {}
-        self._paths = [r["path"] for r in rows]
-        self._label = _as_int_array([labels.setdefault(r["label"], len(labels)) for r in rows])
-        self._label_index = _as_int_array([r["label_index"] for r in rows])
-        self._pid = np.asarray(
-            [-1 if r["patient_id"] is None else pids.setdefault(r["patient_id"], len(pids)) for r in rows],
-            dtype=np.int32,
-        )
-        self._has_sha = np.asarray([bool(r["sha256"]) for r in rows], dtype=bool)
-        sha = np.zeros((len(rows), 32), dtype=np.uint8)
-        for i, r in enumerate(rows):
-            if r["sha256"]:
-                sha[i] = np.frombuffer(bytes.fromhex(r["sha256"]), dtype=np.uint8)
-        self._sha = sha
+        paths, label, label_index, pid = TextColumn(), array("i"), array("q"), array("i")
+        sha, has_sha = bytearray(), bytearray()
+        it = iter(rows)
+        for r in it:
+            if not _compactable(r) or not _INT64_MIN <= r["label_index"] <= _INT64_MAX:
+                self._label_vocab, self._pid_vocab = list(labels), list(pids)
+                self._paths, self._label, self._label_index = paths, np.frombuffer(label, np.int32), label_index
+                self._pid, self._sha = np.frombuffer(pid, np.int32), np.frombuffer(bytes(sha), np.uint8).reshape(-1, 32)
+                self._has_sha = np.frombuffer(bytes(has_sha), bool)
+                head = [self[i] for i in range(len(paths))]
+                for name in self.__slots__:
+                    setattr(self, name, None)
+                self._rows = (*head, r, *it)
+                return
+            paths.append(r["path"])
+            label.append(labels.setdefault(r["label"], len(labels)))
+            label_index.append(r["label_index"])
+            pid.append(-1 if r["patient_id"] is None else pids.setdefault(r["patient_id"], len(pids)))
+            has_sha.append(bool(r["sha256"]))
+            sha += bytes.fromhex(r["sha256"]) if r["sha256"] else bytes(32)
+        self._paths = paths
+        self._label = _as_int_array(np.frombuffer(label, np.int32))
+        self._label_index = _as_int_array(np.frombuffer(label_index, np.int64))
+        self._pid = np.frombuffer(pid, np.int32).copy()
+        self._has_sha = np.frombuffer(bytes(has_sha), np.uint8).astype(bool)
+        self._sha = np.frombuffer(bytes(sha), np.uint8).reshape(-1, 32).copy()
         self._label_vocab = list(labels)
         self._pid_vocab = list(pids)
 
@@ -255,11 +338,16 @@ class SampleTable(Sequence):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the numeric columns (the path strings, held once, are not included)."""
+        """Bytes of the columns, paths included (the label and patient vocabularies, held once, are not)."""
         if self._rows is not None:
             return 0
         return int(
-            self._label.nbytes + self._label_index.nbytes + self._pid.nbytes + self._sha.nbytes + self._has_sha.nbytes
+            self._paths.nbytes
+            + self._label.nbytes
+            + self._label_index.nbytes
+            + self._pid.nbytes
+            + self._sha.nbytes
+            + self._has_sha.nbytes
         )
 
 

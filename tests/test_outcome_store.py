@@ -6,8 +6,9 @@ import json
 import tracemalloc
 
 import numpy as np
+import pytest
 
-from auditor.outcomes import Predictions, Probabilities, SampleTable, round_probabilities
+from auditor.outcomes import Predictions, Probabilities, SampleTable, TextColumn, round_probabilities
 from auditor.types import AuditResult, Condition
 
 N = 20_000
@@ -87,7 +88,8 @@ def test_sample_table_reads_back_the_rows():
     ]
     table = SampleTable(rows)
     assert table.compact and list(table) == rows and table[5] == rows[5] and table[-1] == rows[-1]
-    assert table.nbytes / len(rows) <= 48
+    # 48 bytes per row for the numeric columns, and a path costs its file name plus 12 bytes (folder code, offset)
+    assert table.nbytes <= 48 * len(rows) + sum(12 + len(r["path"].rsplit("/", 1)[-1]) for r in rows)
     odd = [{"path": "a.png", "label": "x", "label_index": 0, "patient_id": None, "sha256": "", "extra": 1}]
     assert not SampleTable(odd).compact and list(SampleTable(odd)) == odd
     res = AuditResult("1", "0", "", "", "", {}, {}, (), samples=tuple(rows))
@@ -102,3 +104,23 @@ def test_a_copy_of_a_table_kept_as_rows_reads_back_the_rows():
     assert not table.compact
     copy = SampleTable(table)
     assert not copy.compact and list(copy) == odd and len(copy) == 1 and copy.nbytes == 0
+
+
+def test_a_text_column_gives_back_every_string_exactly():
+    values = ["a/b/c.png", "c.png", "", "/abs/x/y.jpeg", "a/b/d.png", "dir/", "é/ü/名前.png", "bad/\udcff\udcfe.png"]
+    col = TextColumn(values)
+    assert list(col) == values and col == values and len(col) == len(values)
+    assert (
+        col[-1] == values[-1] and col[2:5] == values[2:5] and col.take([6, 0, 6]) == [values[6], values[0], values[6]]
+    )
+    with pytest.raises(IndexError):
+        col[len(values)]
+    with pytest.raises(TypeError):
+        col.append(b"bytes.png")
+
+
+def test_a_text_column_of_paths_costs_the_file_names_and_12_bytes_each():
+    values = [f"/archive/images_{i % 12:03d}/{i:08d}_000.png" for i in range(5000)]
+    col = TextColumn(values)
+    assert col.nbytes == sum(len(v.rsplit("/", 1)[-1]) + 12 for v in values)
+    assert list(col) == values

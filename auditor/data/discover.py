@@ -24,8 +24,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from auditor.data.decode import IMAGE_EXTS, is_dicom
+from auditor.data.index import SampleIndex
 from auditor.errors import DataError
 from auditor.types import Sample, Skipped
 
@@ -38,14 +40,18 @@ class Dataset:
 
     root: str
     format: str
-    samples: tuple[Sample, ...]
+    samples: SampleIndex  #: a sequence of :class:`Sample`, held as columns
     skipped: tuple[Skipped, ...] = ()
     caveats: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, SampleIndex):
+            object.__setattr__(self, "samples", SampleIndex(self.samples))
 
     @property
     def labels(self) -> list[str]:
         """Labels of the samples, in order."""
-        return [s.label for s in self.samples]
+        return self.samples.labels
 
     def per_class(self) -> dict[str, int]:
         """Number of samples per label (sorted by label)."""
@@ -82,14 +88,14 @@ def _folder_refusal(real: str, own_class: str, state: _Walk) -> str | None:
     return None
 
 
-def _walk_images(folder: Path, state: _Walk, own_class: str | None = None) -> list[Path]:
-    """Image files below ``folder``, following symlinks that stay inside the data root and its class.
+def _walk_images(folder: Path, state: _Walk, own_class: str | None = None) -> Iterator[Path]:
+    """Image files below ``folder`` (yielded one at a time, in name order), following symlinks that stay
+    inside the data root and its class.
 
     ``own_class`` is the real path of the class folder being walked (``None``
     for the class folder itself). Links leaving the data root, leading back up,
     or into another class folder are skipped with the reason.
     """
-    out: list[Path] = []
     real = os.path.realpath(folder)
     if own_class is None:
         own_class = real
@@ -97,32 +103,31 @@ def _walk_images(folder: Path, state: _Walk, own_class: str | None = None) -> li
         reason = _folder_refusal(real, own_class, state)
         if reason:
             state.skipped.append(Skipped(str(folder), reason, "image"))
-            return out
+            return
     state.seen.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
         state.skipped.append(Skipped(str(folder), f"cannot list folder ({exc.strerror})", "image"))
-        return out
+        return
     for e in entries:
         p = Path(e.path)
         if e.name.startswith("."):
             continue
         try:
             if e.is_dir(follow_symlinks=True):
-                out.extend(_walk_images(p, state, own_class))
+                yield from _walk_images(p, state, own_class)
             elif e.is_file(follow_symlinks=True):
                 if not (p.suffix.lower() in IMAGE_EXTS or is_dicom(p)):
                     continue
                 if not _inside(os.path.realpath(p), state.root):
                     state.skipped.append(Skipped(str(p), OUTSIDE_ROOT, "image"))
                     continue
-                out.append(p)
+                yield p
             elif e.is_symlink():
                 state.skipped.append(Skipped(str(p), "broken symlink", "image"))
         except OSError as exc:  # ELOOP on self-referencing links
             state.skipped.append(Skipped(str(p), f"cannot stat ({exc.strerror or exc})", "image"))
-    return out
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -153,7 +158,7 @@ def _folder_dataset(root: Path) -> Dataset:
     if not classes:
         raise DataError(f"{root}: no class sub-folders (expected root/<class>/<image>)")
     pids = _patient_ids_from_manifest(root)
-    samples = []
+    samples = SampleIndex()
     walkable = []
     for cdir in classes:
         real = os.path.realpath(cdir)
@@ -175,7 +180,7 @@ def _folder_dataset(root: Path) -> Dataset:
         for p in _walk_images(cdir, state):
             rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
             samples.append(Sample(path=str(p), label=cdir.name, rel_path=rel, patient_id=pids.get(rel)))
-    return Dataset(str(root), "folder", tuple(samples), tuple(state.skipped))
+    return Dataset(str(root), "folder", samples, tuple(state.skipped))
 
 
 def _resolve_rel(base: Path, rel: str, skipped: list[Skipped], allow_outside_root: bool = False) -> Path | None:
@@ -203,7 +208,7 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
         raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {names}")
     base = images_dir or csv_path.parent
     skipped: list[Skipped] = []
-    samples = []
+    samples = SampleIndex()
     for r in rows:
         rel, label = (r.get(pcol) or "").strip(), (r.get("label") or "").strip()
         if not rel or not label:
@@ -212,7 +217,7 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
         full = _resolve_rel(base, rel, skipped, allow_outside_root)
         if full is not None:
             samples.append(Sample(str(full), label, rel, (r.get("patient_id") or "").strip() or None))
-    return Dataset(str(csv_path), "csv", tuple(samples), tuple(skipped))
+    return Dataset(str(csv_path), "csv", samples, tuple(skipped))
 
 
 def _nih_dataset(
@@ -224,7 +229,7 @@ def _nih_dataset(
 ) -> Dataset:
     base = images_dir or (table.parent / "images" if (table.parent / "images").is_dir() else table.parent)
     skipped: list[Skipped] = []
-    samples = []
+    samples = SampleIndex()
     fmap = {k.lower(): v for k, v in finding_map.items()}
     for r in rows:
         name = (r.get("Image Index") or "").strip()
@@ -243,7 +248,7 @@ def _nih_dataset(
             skipped.append(Skipped(name, f"{OUTSIDE_ROOT} ({base}; --allow-outside-root permits it)", "image"))
             continue
         samples.append(Sample(str(full), mapped.pop(), name, (r.get("Patient ID") or "").strip() or None))
-    return Dataset(str(table), "nih", tuple(samples), tuple(skipped))
+    return Dataset(str(table), "nih", samples, tuple(skipped))
 
 
 def open_dataset(

@@ -26,6 +26,7 @@ import numpy as np
 from auditor.data.decode import load_image_noted
 from auditor.data.limits import ImageReadError
 from auditor.errors import DataError
+from auditor.outcomes import TextColumn
 from auditor.types import Skipped
 
 #: batches decoded ahead of the consumer (the loader's memory bound is ``(PREFETCH + 1)`` batches)
@@ -190,7 +191,8 @@ class SampleImages(LazyImages):
 
     def __init__(self, paths: Sequence[str], size: tuple[int, int]) -> None:
         super().__init__(len(paths), size)
-        self.paths = [str(p) for p in paths]
+        # a TextColumn (a scan's sample index) is shared as it is, not copied into a list of str
+        self.paths = paths if isinstance(paths, TextColumn) else [str(p) for p in paths]
 
     def read(self, i: int) -> np.ndarray:
         """Image ``i`` decoded from its file; a file that became unreadable is a DataError."""
@@ -201,6 +203,8 @@ class SampleImages(LazyImages):
 
     def subset(self, indices: Sequence[int]) -> "SampleImages":
         """The images ``indices`` as a new lazy set (nothing is decoded)."""
+        if isinstance(self.paths, TextColumn):
+            return SampleImages(self.paths.take(indices), self.size)
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
 
 

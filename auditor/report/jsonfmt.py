@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
 import secrets
+from typing import Iterator
 
 from auditor.report.renderer import Renderer
 from auditor.types import AuditResult
 
 
 def results_json(result: AuditResult) -> str:
-    """The results.json text: sorted keys, two-space indent, trailing newline.
+    """The results.json text: sorted keys, two-space indent, trailing newline (all of
+    :func:`results_json_chunks` joined)."""
+    return "".join(results_json_chunks(result))
 
-    Exactly ``json.dumps(result.to_dict(with_predictions=True), indent=2, sort_keys=True)``, but the
-    per-image arrays (every condition's predictions and probabilities, the sample rows) are not
-    built as Python lists for the whole document: the rest is encoded with placeholders, and each
-    array is formatted from its compact store into the text in its place, one at a time.
+
+def results_json_chunks(result: AuditResult) -> Iterator[str]:
+    """The results.json text in pieces of at most a few hundred kB, for writing or hashing as a stream.
+
+    Exactly ``json.dumps(result.to_dict(with_predictions=True), indent=2, sort_keys=True)`` plus a
+    newline, but the per-image arrays (every condition's predictions and probabilities, the sample
+    rows) are never built as Python lists or one string for the whole document: the rest is encoded
+    with placeholders, and each array is formatted from its compact store in its place,
+    :data:`ROWS_PER_CHUNK` rows at a time.
     """
     nonce = secrets.token_hex(8)
     arrays: list = []
@@ -41,22 +50,24 @@ def results_json(result: AuditResult) -> str:
 
     text = json.dumps(with_placeholders(result), indent=2, sort_keys=True)
     pattern = re.compile(r'"\\u0000xray-audit-array-' + nonce + r'-(\d+)"')
-    out: list[str] = []
     pos = 0
     for m in pattern.finditer(text):
-        out.append(text[pos : m.start()])
+        yield text[pos : m.start()]
         line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]  # '    "key": '
         indent = len(line) - len(line.lstrip(" "))
         rows, kind = arrays[int(m.group(1))]
-        out.append(_format_array(rows, kind, indent))
+        yield from _format_array(rows, kind, indent)
         pos = m.end()
-    out.append(text[pos:])
-    out.append("\n")
-    return "".join(out)
+    yield text[pos:] + "\n"
 
 
-def _format_array(rows, kind: str, indent: int) -> str:
-    """``rows`` as ``json.dumps(list(rows), indent=2)`` would write them at ``indent`` spaces (rows not empty)."""
+#: rows of a per-image array formatted into one piece of :func:`results_json_chunks`
+ROWS_PER_CHUNK = 2048
+
+
+def _format_array(rows, kind: str, indent: int) -> Iterator[str]:
+    """``rows`` as ``json.dumps(list(rows), indent=2)`` would write them at ``indent`` spaces (rows not empty),
+    in pieces of :data:`ROWS_PER_CHUNK` rows."""
     inner = "\n" + " " * (indent + 2)
     if kind == "ints":
         items = map(str, rows)  # Python ints: str() is json's int form
@@ -64,7 +75,14 @@ def _format_array(rows, kind: str, indent: int) -> str:
         items = (_float_row(r, inner) for r in rows)
     else:
         items = (json.dumps(r, indent=2, sort_keys=True).replace("\n", inner) for r in rows)
-    return "[" + inner + ("," + inner).join(items) + "\n" + " " * indent + "]"
+    sep = "[" + inner
+    while True:
+        piece = list(itertools.islice(items, ROWS_PER_CHUNK))
+        if not piece:
+            break
+        yield sep + ("," + inner).join(piece)
+        sep = "," + inner
+    yield "\n" + " " * indent + "]"
 
 
 def _float_row(row, inner: str) -> str:
@@ -78,7 +96,10 @@ def _float_row(row, inner: str) -> str:
 
 def results_digest(result: AuditResult) -> str:
     """SHA-256 (hex) of :func:`results_json`; identifies the report (PDF identifier, footer)."""
-    return hashlib.sha256(results_json(result).encode("utf-8")).hexdigest()
+    h = hashlib.sha256()
+    for chunk in results_json_chunks(result):
+        h.update(chunk.encode("utf-8"))
+    return h.hexdigest()
 
 
 class JsonRenderer(Renderer):
@@ -91,3 +112,7 @@ class JsonRenderer(Renderer):
     def render(self, result: AuditResult) -> str:
         """``results.json`` (the full result, schema-versioned)."""
         return results_json(result)
+
+    def render_chunks(self, result: AuditResult) -> Iterator[str]:
+        """``results.json`` in pieces (written as a stream: see :func:`results_json_chunks`)."""
+        return results_json_chunks(result)

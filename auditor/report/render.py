@@ -49,6 +49,8 @@ def render_all(result: AuditResult, out_dir: str | os.PathLike, formats: str | I
             data = html
         elif fmt is OutputFormat.PDF:
             data = renderer.render(result, html=html)
+        elif hasattr(renderer, "render_chunks"):  # results.json: written as a stream of pieces
+            data = renderer.render_chunks(result)
         else:
             data = renderer.render(result)
         written[fmt.value] = write_atomic(out / FILE_FORMATS[fmt], data)

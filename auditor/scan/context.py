@@ -8,7 +8,7 @@ record skips on it and read the loaded data from it, and none of them imports th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class LoadedData:
 
     images: SampleImages
     y: np.ndarray
-    samples: list
+    samples: Sequence  #: the :class:`~auditor.data.index.SampleIndex` of the scored images
     groups: list
     info: dict[str, Any]
 

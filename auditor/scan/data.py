@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor.data import DROP, drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, stratified_subset
+from auditor.data.fingerprint import manifest_sha256
+from auditor.data.index import SampleIndex
 from auditor.data.stream import SampleImages, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
@@ -16,18 +18,17 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
     """Index, sample, fingerprint, decode and label-map the data set; sets ``ctx.data`` and returns it."""
     opt, spec = ctx.options, ctx.target.spec
     ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
-    samples, dropped = _drop_classes(ctx, list(ds.samples))
+    samples, dropped = _drop_classes(ctx, ds.samples)
     # map labels before decoding so a mismatch fails fast
-    map_labels([s.label for s in samples], spec.class_names, opt.label_map)
+    map_labels(samples.labels, spec.class_names, opt.label_map)
     if opt.max_images is not None:
         if opt.max_images < 1:
             raise UsageError("--max-images must be at least 1")
-        keep = stratified_subset([s.label for s in samples], opt.max_images, opt.seed)
-        samples = [samples[i] for i in keep]
+        samples = samples.take(stratified_subset(samples.labels, opt.max_images, opt.seed))
     samples, skipped, duplicates, on_grid, notes = _read(ctx, data, samples)
-    samples, manifest_sha = fingerprint(samples)
-    images = SampleImages([s.path for s in samples], (spec.height, spec.width))
-    y = map_labels([s.label for s in samples], spec.class_names, opt.label_map)
+    manifest_sha = manifest_sha256(samples)
+    images = SampleImages(samples.paths, (spec.height, spec.width))
+    y = map_labels(samples.labels, spec.class_names, opt.label_map)
     all_skipped = list(ds.skipped) + skipped
     caveats = _caveats(ctx, data, ds.caveats, len(duplicates), on_grid)
     for s in all_skipped:
@@ -39,18 +40,20 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         "n_images": len(samples),
         "per_class": {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)},
         "skipped": [s.to_dict() for s in all_skipped],
-        "conversions": [{"name": k, "notes": notes[k]} for k in (s.rel_path or s.path for s in samples) if k in notes],
+        "conversions": [{"name": k, "notes": notes[k]} for k in samples.names if k in notes] if notes else [],
         "caveats": [*(STATED_CAVEAT_PREFIX + c for c in opt.caveats), *caveats],
-        "patient_ids": sum(1 for s in samples if s.patient_id),
+        "patient_ids": sum(1 for pid in samples.patient_ids if pid),
         "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
         "dropped": dropped,
     }
-    ctx.sample_names = [s.rel_path or s.path for s in samples]
-    ctx.data = LoadedData(images, y, samples, [s.patient_id for s in samples], info)
+    ctx.sample_names = samples.names
+    ctx.data = LoadedData(images, y, samples, samples.patient_ids, info)
     return ctx.data
 
 
-def _read(ctx: ScanContext, data: str, samples: list) -> tuple[list, list, list, bool, dict[str, list[str]]]:
+def _read(
+    ctx: ScanContext, data: str, samples: SampleIndex
+) -> tuple[SampleIndex, list, list, bool, dict[str, list[str]]]:
     """Keep the readable samples, once each: (samples, skipped incl. duplicates, duplicates, on the 8-bit grid,
     conversion notes per file)."""
     spec = ctx.target.spec
@@ -60,13 +63,12 @@ def _read(ctx: ScanContext, data: str, samples: list) -> tuple[list, list, list,
         kept, skipped, on_grid = scan_readable(
             samples, (spec.height, spec.width), batch_size=ctx.options.batch_size, progress=adv, notes=notes
         )
-    samples = [samples[i] for i in kept]
-    if not samples:
+    if not kept:
         raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
-    samples, _ = fingerprint(samples)
+    samples, _ = fingerprint(samples.take(kept))
     keep, duplicates = drop_duplicates(samples)
     if duplicates:
-        samples = [samples[i] for i in keep]
+        samples = samples.take(keep)
         skipped = skipped + duplicates
     return samples, skipped, duplicates, on_grid, notes
 
@@ -95,18 +97,19 @@ def _caveats(ctx: ScanContext, data: str, found: Any, n_duplicates: int, on_grid
     return caveats
 
 
-def _drop_classes(ctx: ScanContext, samples: list) -> tuple[list, dict[str, int]]:
+def _drop_classes(ctx: ScanContext, samples: SampleIndex) -> tuple[SampleIndex, dict[str, int]]:
     """Remove the data labels that ``--label-map LABEL=-`` drops; {label: images dropped}."""
     label_map = ctx.options.label_map
-    kept, dropped = drop_labels([s.label for s in samples], label_map)
+    labels = samples.labels
+    kept, dropped = drop_labels(labels, label_map)
     unused = sorted(
         k for k, v in label_map.items() if v.strip() == DROP and k.lower() not in {d.lower() for d in dropped}
     )
     if unused:
-        have = sorted({s.label for s in samples})
+        have = sorted(set(labels))
         raise UsageError(f"--label-map drops {unused}, which no image has (data labels: {have})")
     if not kept:
         raise DataError("--label-map drops every image of the data set")
     for label, n in dropped.items():
         ctx.reporter.info(f"dropped data class {label!r} ({n} images, --label-map {label}=-)")
-    return [samples[i] for i in kept], dropped
+    return (samples if len(kept) == len(samples) else samples.take(kept)), dropped

@@ -14,6 +14,7 @@ from typing import Any
 
 from auditor import __version__
 from auditor.evaluation import Throughput
+from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
@@ -115,10 +116,11 @@ class Auditor:
             "seconds_total": round(time.perf_counter() - t0, 2),
         }
         set_meta = [st.meta for st in sets + adaptive]
+        rows = _sample_rows(data)  # one compact table, shared by every model's result
         compared = tuple(
-            self._result(m, c, None, data, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
+            self._result(m, c, None, data, rows, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
         )
-        main = self._result(self.target, results[0], detector, data, stamps, set_meta, examples)
+        main = self._result(self.target, results[0], detector, data, rows, stamps, set_meta, examples)
         return AuditResult(**{**main.__dict__, "compared": compared})
 
     def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
@@ -145,6 +147,7 @@ class Auditor:
         conditions: list[Condition],
         det: dict | None,
         data: LoadedData,
+        rows: SampleTable,
         stamps: dict,
         set_meta: list[dict],
         examples: list | None,
@@ -160,16 +163,7 @@ class Auditor:
             model=model.identity(),
             data=data.info,
             conditions=tuple(conditions),
-            samples=tuple(
-                {
-                    "path": s.rel_path or s.path,
-                    "label": s.label,
-                    "label_index": int(y),
-                    "patient_id": s.patient_id,
-                    "sha256": s.sha256,
-                }
-                for s, y in zip(data.samples, data.y)
-            ),
+            samples=rows,
             parameters=self.options.to_dict(),
             environment={
                 **environment(),
@@ -186,3 +180,17 @@ class Auditor:
                 "transfer": transfer_summary(conditions),
             },
         )
+
+
+def _sample_rows(data: LoadedData) -> SampleTable:
+    """The results' sample rows, built one at a time into the compact table (never a dict per image at once)."""
+    return SampleTable(
+        {
+            "path": s.rel_path or s.path,
+            "label": s.label,
+            "label_index": int(y),
+            "patient_id": s.patient_id,
+            "sha256": s.sha256,
+        }
+        for s, y in zip(data.samples, data.y)
+    )

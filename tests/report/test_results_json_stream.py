@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
+import pytest
 
+from auditor.atomic import write_atomic
 from auditor.outcomes import Probabilities
-from auditor.report.jsonfmt import results_json
+from auditor.report.jsonfmt import ROWS_PER_CHUNK, results_digest, results_json, results_json_chunks
+from auditor.report.render import render_all
 from auditor.types import AuditResult, Condition
 from tests.report.conftest import build_result
 
@@ -66,3 +70,40 @@ def test_equal_to_json_dumps_with_odd_rows_and_strings():
     )
     assert results_json(result) == _plain(result)
     assert json.loads(results_json(result))["conditions"][0]["probabilities"][3] == list(conds[0].probabilities[3])
+
+
+def _large_result(n: int) -> AuditResult:
+    proba = np.random.default_rng(3).random((n, 2))
+    samples = (
+        {"path": f"normal/img{i:06d}.png", "label": "normal", "label_index": 0, "patient_id": None, "sha256": ""}
+        for i in range(n)
+    )
+    cond = Condition(
+        "clean", "clean", {"n": n}, predictions=tuple(proba.argmax(1)), probabilities=Probabilities.from_model(proba)
+    )
+    return AuditResult("1", "0", "", "", "", {}, {"n": n}, (cond,), samples=samples)
+
+
+def test_results_json_is_written_in_bounded_pieces(tmp_path):
+    """No piece holds more than ROWS_PER_CHUNK rows, so a 100k-image results.json is never one string;
+    the file written from the pieces is the whole text."""
+    result = _large_result(3 * ROWS_PER_CHUNK + 5)
+    pieces = list(results_json_chunks(result))
+    assert "".join(pieces) == _plain(result)
+    longest_row = max(len(p) for p in _plain(result).split("\n    {"))
+    assert len(pieces) > 6 and max(len(p) for p in pieces) <= ROWS_PER_CHUNK * longest_row
+    paths = render_all(result, tmp_path, "json")
+    assert paths["json"].read_text(encoding="utf-8") == _plain(result)
+    assert results_digest(result) == hashlib.sha256(_plain(result).encode("utf-8")).hexdigest()
+
+
+def test_an_error_while_writing_the_pieces_leaves_no_file(tmp_path):
+    def pieces():
+        yield "first part\n"
+        raise RuntimeError("renderer failed half way")
+
+    target = tmp_path / "results.json"
+    target.write_text("previous run\n")
+    with pytest.raises(RuntimeError, match="half way"):
+        write_atomic(target, pieces())
+    assert target.read_text() == "previous run\n" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
