@@ -20,11 +20,12 @@ cannot be indexed are never dropped silently: they come back as
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from auditor.data.decode import IMAGE_EXTS, is_dicom
 from auditor.data.index import SampleIndex
@@ -130,10 +131,12 @@ def _walk_images(folder: Path, state: _Walk, own_class: str | None = None) -> It
             state.skipped.append(Skipped(str(p), f"cannot stat ({exc.strerror or exc})", "image"))
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a CSV file as dicts, read one at a time (a 112,120-row NIH table is never held whole
+    as dicts); a file that cannot be read or parsed, at any row, is a :class:`DataError`."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            return list(csv.DictReader(fh))
+            yield from csv.DictReader(fh)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from None
 
@@ -197,9 +200,11 @@ def _resolve_rel(base: Path, rel: str, skipped: list[Skipped], allow_outside_roo
 
 def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bool = False) -> Dataset:
     rows = _read_csv(csv_path)
-    if not rows:
+    first = next(rows, None)
+    if first is None:
         raise DataError(f"{csv_path}: manifest has no rows")
-    cols = set(rows[0])
+    cols = set(first)
+    rows = itertools.chain([first], rows)
     if {"Image Index", "Finding Labels"} <= cols:
         return _nih_dataset(csv_path, rows, images_dir, DEFAULT_FINDING_MAP, allow_outside_root)
     pcol = "path" if "path" in cols else "file" if "file" in cols else None
@@ -222,7 +227,7 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
 
 def _nih_dataset(
     table: Path,
-    rows: list[dict[str, str]],
+    rows: Iterable[dict[str, str]],
     images_dir: Path | None,
     finding_map: dict[str, str],
     allow_outside_root: bool = False,
