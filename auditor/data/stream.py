@@ -219,8 +219,16 @@ class PngImages(LazyImages):
         self, root: str | Path, files: Sequence[str], size: tuple[int, int], sha256: Sequence[str] | None = None
     ) -> None:
         super().__init__(len(files), size)
-        self.root, self.files = Path(root), list(files)
-        self.sha256 = list(sha256) if sha256 is not None else None
+        # file names as a TextColumn and digests as 32 raw bytes: ~90 bytes per image and set, not ~250
+        self.root, self.files = Path(root), TextColumn(files)
+        self._sha: bytes | None = None
+        self._has_sha: bytes = b""
+        if sha256 is not None:
+            digests = list(sha256)
+            if len(digests) != len(self.files):
+                raise ValueError(f"{len(digests)} SHA-256s for {len(self.files)} files")
+            self._sha = b"".join(bytes.fromhex(d) if d is not None else bytes(32) for d in digests)
+            self._has_sha = bytes(d is not None for d in digests)
 
     def read(self, i: int) -> np.ndarray:
         """Image ``i`` from its PNG, refused when the file no longer matches its recorded SHA-256."""
@@ -231,8 +239,11 @@ class PngImages(LazyImages):
             data = path.read_bytes()
         except OSError as exc:
             raise DataError(f"{path}: cached adversarial image unreadable ({exc.strerror or exc})") from None
-        want = self.sha256[i] if self.sha256 is not None else None
-        if want is not None and hashlib.sha256(data).hexdigest() != want:
+        if (
+            self._sha is not None
+            and self._has_sha[i]
+            and hashlib.sha256(data).digest() != self._sha[32 * i : 32 * i + 32]
+        ):
             raise DataError(f"{path}: cached adversarial image changed during the scan (SHA-256 mismatch)")
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.dtype != np.uint8 or img.shape != self.size:
