@@ -240,3 +240,17 @@ def test_small_supports_defaults_and_empty_bootstrap():
     assert m["bootstrap"]["seed"] == 0 and m["bootstrap"]["n_boot"] == 20
     assert compute_metrics([0, 1], [0, 1], CLASSES, n_boot=0)["accuracy_ci"] is None
     np.testing.assert_array_equal(bootstrap_cms(np.array([], int), np.array([], int), 3, n_boot=5), np.zeros((5, 3, 3)))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 29_999, 10**9])
+def test_bootstrap_resamples_do_not_depend_on_the_block_size(monkeypatch, chunk):
+    """The draws are made a block of resamples at a time to bound memory; the resamples, hence every CI,
+    are the same whatever the block (one resample per block, a partial last block, all at once)."""
+    import auditor.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    y, p = rng.integers(0, 3, 3000), rng.integers(0, 3, 3000)
+    groups = [f"P{i // 3}" if i % 4 else None for i in range(3000)]
+    want = bootstrap_cms(y, p, 3, groups, 50, 0)
+    monkeypatch.setattr(metrics, "BOOT_CHUNK_DRAWS", chunk)
+    assert np.array_equal(bootstrap_cms(y, p, 3, groups, 50, 0), want)
