@@ -47,16 +47,20 @@ def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
     if len(cal) < 4 or len(held) < 4:
         ctx.skipped.append(Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector"))
         return None
+    # calibration half first, so both halves are views (no copies of the 500-image subset)
+    order = np.concatenate([cal, held])
+    images, benign = images[order], benign[order]
+    cal_x, held_x, cal_b, held_b = images[: len(cal)], images[len(cal) :], benign[: len(cal)], benign[len(cal) :]
     suspects = {s.name: np.asarray(s.images[pick[held]], dtype=np.float32) for s in attacked}
-    ref = calibrate_reference_detector(images[cal], benign[cal])
-    ref_result = evaluate_detector(ref, images[held], benign[held], suspects)
+    ref = calibrate_reference_detector(cal_x, cal_b)
+    ref_result = evaluate_detector(ref, held_x, held_b, suspects)
 
     def proba(x):
         return ctx.target.predict_proba(x, batch_size=opt.batch_size)
 
     fs = FeatureSqueezingDetector(proba)
-    fs.calibrate(images[cal])
-    fs_result = fs.evaluate(images[held], suspects)
+    fs.calibrate(cal_x)
+    fs_result = fs.evaluate(held_x, suspects)
     return {
         "calibration": {
             "calibration_images": int(len(cal)),
@@ -66,12 +70,13 @@ def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
         },
         "reference_based": ref_result,
         "feature_squeezing": fs_result,
-        "fft_example": _fft_example(ctx, attacked, images, pick, held),
+        "fft_example": _fft_example(ctx, attacked, held_x[0, 0], int(pick[held[0]])),
     }
 
 
-def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], images: np.ndarray, pick, held) -> dict:
-    """Spectra of the first held-out image, clean and under the largest-epsilon attack (64x64 for the report)."""
+def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], clean: np.ndarray, row: int) -> dict:
+    """Spectra of the first held-out image (``clean``, row ``row`` of the scan), clean and under the
+    largest-epsilon attack (64x64 for the report)."""
     import cv2
 
     from auditor.defenses.spectra import fft_spectra
@@ -79,11 +84,11 @@ def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], images: np.nd
     worst = max(attacked, key=lambda s: s.epsilon or 0)
     spectra = {
         k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
-        for k, v in fft_spectra(images[held[0], 0], worst.images[int(pick[held[0]]), 0]).items()
+        for k, v in fft_spectra(clean, worst.images[row, 0]).items()
     }
     return {
         "condition": worst.name,
-        "sample": ctx.data.samples[int(pick[held[0]])].rel_path,
+        "sample": ctx.data.samples[row].rel_path,
         "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
         "note": "spectra downsampled to 64x64 for the report",
     }
