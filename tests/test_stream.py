@@ -176,6 +176,27 @@ def test_clean_scan_memory_does_not_grow_with_the_archive(tmp_path):
     assert grow < 4_000_000, grow  # the in-memory loader grew by >= 270 x 64 kB (17.7 MB)
 
 
+def test_clean_scan_keeps_a_few_hundred_bytes_per_image(tmp_path):
+    """Per image a scan keeps its outcomes and one compact sample row, not a Python object graph.
+
+    3,000 against 300 images of 16 px (no bootstrap, whose blocks grow up to a fixed size, and no detector):
+    ~340 bytes per image at the peak here (the sample index, the results' sample table, the outcomes);
+    ~570 with the data index held as ``Sample`` objects and the sample rows built as dicts (742b76f).
+    """
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES, size=16)
+
+    def scan(n_per_class):
+        data = write_image_folder(tmp_path / f"d{n_per_class}", n_per_class=n_per_class, size=16)
+        target = OnnxClassifier(model, spec=read_spec(model))
+        return lambda: Auditor(target, ScanOptions(n_boot=0, batch_size=32, detector=False), command="t").run(str(data))
+
+    small, large = scan(100), scan(1000)
+    small()  # first-time costs (lazy imports, caches) outside the measurement
+    peak_small = _peak_bytes(small)
+    per_image = (_peak_bytes(large) - peak_small) / 2700
+    assert per_image < 450, f"{per_image:.0f} bytes per image"
+
+
 def test_throughput_record():
     t = Throughput()
     t.add("clean", 10, 2.0)
