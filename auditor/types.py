@@ -109,13 +109,36 @@ class Sample:
     sha256: str = ""
 
 
+def printable(text: str) -> str:
+    """``text`` as any report can hold it: a file name whose bytes are not UTF-8 (which Python keeps as lone
+    surrogates) gets ``\\xNN`` escapes for those bytes; valid text is returned unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decoding makes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Skipped:
-    """Something that could not run or be read, with the reason. Never dropped silently."""
+    """Something that could not run or be read, with the reason. Never dropped silently.
+
+    ``name`` and ``reason`` are made :func:`printable` (an undecodable file name must not break a report).
+    """
 
     name: str
     reason: str
     kind: str = "item"  #: "image", "attack", "defense", "condition", "detector", ...
+
+    def __post_init__(self) -> None:
+        for attr in ("name", "reason"):
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                object.__setattr__(self, attr, printable(value))
 
     def to_dict(self) -> dict[str, str]:
         """JSON-compatible dictionary."""

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 from auditor.data.decode import IMAGE_EXTS, is_dicom
 from auditor.data.index import SampleIndex
 from auditor.errors import DataError
-from auditor.types import Sample, Skipped
+from auditor.types import Sample, Skipped, printable
 
 DEFAULT_FINDING_MAP = {"No Finding": "normal", "Pneumonia": "pneumonia", "Pneumothorax": "pneumothorax"}
 
@@ -181,7 +181,8 @@ def _folder_dataset(root: Path) -> Dataset:
     state.seen.add(state.root)
     for cdir in walkable:
         for p in _walk_images(cdir, state):
-            rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+            # the name reports and the manifest use; the path itself still opens a file whose name is not UTF-8
+            rel = printable(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name)
             samples.append(Sample(path=str(p), label=cdir.name, rel_path=rel, patient_id=pids.get(rel)))
     return Dataset(str(root), "folder", samples, tuple(state.skipped))
 

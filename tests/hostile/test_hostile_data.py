@@ -180,3 +180,22 @@ def test_samples_csv_neutralises_formulas(model, tmp_path):
     run_and_check(out, scan_args(model, manifest, out), 0)
     cells = {r["patient_id"] for r in csv.DictReader((out / "samples.csv").open(encoding="utf-8"))}
     assert cells == {'\'=HYPERLINK("http://x")', "-1.5", "'@SUM(A1)", "'+cmd"}
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_file_name_that_is_not_utf8(readable, model, data, tmp_path):
+    """A file name whose bytes are not UTF-8 (Linux allows any bytes): the image is scored, or listed as
+    skipped, under its name with ``\\xNN`` escapes, and every report is written (it was exit 5 when the
+    manifest hash, then the CSV writer, met the undecodable name)."""
+    raw = os.path.join(os.fsencode(data / "normal"), b"bad\xff\xfename.png")
+    try:
+        with open(raw, "wb") as fh:
+            fh.write(png_bytes(GOOD) if readable else b"not an image")
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    out = tmp_path / "out"
+    run_and_check(out, scan_args(model, data, out, "--format", "json,csv,html"), 0)
+    doc = load_json(out / "results.json")
+    names = [s["path"] for s in doc["samples"]] if readable else [s["name"] for s in doc["data"]["skipped"]]
+    assert any(n.endswith("bad\\xff\\xfename.png") for n in names), names
+    assert "bad\\xff\\xfename.png" in (out / "samples.csv").read_text(encoding="utf-8") or not readable
