@@ -361,13 +361,16 @@ def _compactable(r: Any) -> bool:
         and type(r["label_index"]) is int
         and (r["patient_id"] is None or isinstance(r["patient_id"], str))
         and isinstance(sha, str)
-        and (sha == "" or (len(sha) == 64 and sha == sha.lower() and _is_hex(sha)))
+        and (sha == "" or is_sha256_hex(sha))
     )
 
 
-def _is_hex(s: str) -> bool:
+def is_sha256_hex(value: str) -> bool:
+    """True when ``value`` is a SHA-256 as ``hexdigest()`` writes it: 64 lower-case hex digits."""
+    if len(value) != 64 or value != value.lower():
+        return False
     try:
-        bytes.fromhex(s)
+        bytes.fromhex(value)
     except ValueError:
         return False
     return True

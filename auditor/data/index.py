@@ -16,18 +16,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from auditor.outcomes import TextColumn
+from auditor.outcomes import TextColumn, is_sha256_hex
 from auditor.types import Sample
-
-
-def _is_sha256_hex(value: str) -> bool:
-    if len(value) != 64 or value != value.lower():
-        return False
-    try:
-        bytes.fromhex(value)
-    except ValueError:
-        return False
-    return True
 
 
 class SampleIndex(Sequence):
@@ -62,7 +52,7 @@ class SampleIndex(Sequence):
 
     def append(self, s: Sample) -> None:
         """Add one sample at the end (its ``sha256`` empty or 64 lower-case hex digits, else ValueError)."""
-        if s.sha256 and not _is_sha256_hex(s.sha256):
+        if s.sha256 and not is_sha256_hex(s.sha256):
             raise ValueError(f"{s.path}: sha256 must be 64 lower-case hex digits, got {s.sha256!r}")
         self.paths.append(s.path)
         self.rel_paths.append(s.rel_path)
@@ -116,7 +106,7 @@ class SampleIndex(Sequence):
         for name in ("paths", "rel_paths", "_labels", "_label_code", "_label", "_pids", "_pid_code", "_pid"):
             setattr(out, name, getattr(self, name))
         for digest in digests:
-            if not _is_sha256_hex(digest):
+            if not is_sha256_hex(digest):
                 raise ValueError(f"sha256 must be 64 lower-case hex digits, got {digest!r}")
             out._sha += bytes.fromhex(digest)
             out._has_sha.append(1)
