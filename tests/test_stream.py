@@ -162,15 +162,22 @@ def test_streamed_inference_memory_does_not_grow_with_the_number_of_images(tmp_p
     assert large - small < 1_000_000  # holding the images would add 360 x 36.9 kB = 13 MB
 
 
-def test_clean_scan_memory_does_not_grow_with_the_archive(tmp_path):
-    """A whole library scan: 300 images of 128 px cost a few MB more than 30 (loader jitter, outcomes), not 17 MB."""
-    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES, size=128)
+def _scan_factory(tmp_path, size: int, options: ScanOptions):
+    """``scan(n_per_class)``: writes an image folder of that many images per class at ``size`` px now, and
+    returns a callable that runs a library scan of it (so only the scan is measured)."""
+    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES, size=size)
 
     def scan(n_per_class):
-        data = write_image_folder(tmp_path / f"d{n_per_class}", n_per_class=n_per_class, size=128)
+        data = write_image_folder(tmp_path / f"d{n_per_class}", n_per_class=n_per_class, size=size)
         target = OnnxClassifier(model, spec=read_spec(model))
-        return lambda: Auditor(target, ScanOptions(n_boot=50, batch_size=8), command="t").run(str(data))
+        return lambda: Auditor(target, options, command="t").run(str(data))
 
+    return scan
+
+
+def test_clean_scan_memory_does_not_grow_with_the_archive(tmp_path):
+    """A whole library scan: 300 images of 128 px cost a few MB more than 30 (loader jitter, outcomes), not 17 MB."""
+    scan = _scan_factory(tmp_path, 128, ScanOptions(n_boot=50, batch_size=8))
     small, large = scan(10), scan(100)
     grow = _peak_bytes(large) - _peak_bytes(small)
     assert grow < 4_000_000, grow  # the in-memory loader grew by >= 270 x 64 kB (17.7 MB)
@@ -183,13 +190,7 @@ def test_clean_scan_keeps_a_few_hundred_bytes_per_image(tmp_path):
     ~340 bytes per image at the peak here (the sample index, the results' sample table, the outcomes);
     ~570 with the data index held as ``Sample`` objects and the sample rows built as dicts (742b76f).
     """
-    model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES, size=16)
-
-    def scan(n_per_class):
-        data = write_image_folder(tmp_path / f"d{n_per_class}", n_per_class=n_per_class, size=16)
-        target = OnnxClassifier(model, spec=read_spec(model))
-        return lambda: Auditor(target, ScanOptions(n_boot=0, batch_size=32, detector=False), command="t").run(str(data))
-
+    scan = _scan_factory(tmp_path, 16, ScanOptions(n_boot=0, batch_size=32, detector=False))
     small, large = scan(100), scan(1000)
     small()  # first-time costs (lazy imports, caches) outside the measurement
     peak_small = _peak_bytes(small)
