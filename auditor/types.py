@@ -151,6 +151,14 @@ def eps_name(eps: float) -> str:
     return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
 
 
+#: the threat models an attacked condition carries (results.json ``threat_model``): an outside attacker with
+#: a surrogate (transfer), an attacker with the target's gradients (white-box, the converted model), and an
+#: attacker who only queries the ONNX model's outputs (query, e.g. the Square attack)
+THREAT_TRANSFER = "transfer"
+THREAT_WHITE_BOX = "white-box"
+THREAT_QUERY = "query"
+THREAT_MODELS = (THREAT_TRANSFER, THREAT_WHITE_BOX, THREAT_QUERY)
+
 #: joins an adaptive (BPDA) condition's attacked set and its defense: ``usmm@16+bpda:jpeg:75``
 ADAPTIVE_MARK = "+bpda:"
 
@@ -234,7 +242,7 @@ class Condition:
     attack: str | None = None
     epsilon: float | None = None
     surrogate: str | None = None
-    threat_model: str | None = None  #: "transfer" | "white-box" | None
+    threat_model: str | None = None  #: one of :data:`THREAT_MODELS`, or None (clean, blend)
     defense: str | None = None
     #: attack_success_rate, flip_rate, linf_mean, l2_mean, ssim_mean, psnr_mean, cost_ms_per_image, ...
     extra: dict[str, Any] = field(default_factory=dict)
