@@ -7,10 +7,11 @@ time of the whole stage; it prints a revised projection after the first batch of
 kind, whose cost it then knows instead of guessing. It also keeps the measured seconds per image of
 every set for results.json and the report.
 
-Unmeasured attack kinds are projected from their number of surrogate forward+backward passes per
-image relative to the measured kind (MI-FGSM: T; USMM: 15·T, 5 scales × 3 mix masks, Wang et al. 2023;
-STM: 20·T samples, Ge et al. 2023, plus the style network, which this count leaves out, so STM is
-under-estimated until it is measured). Sets found complete in the cache take almost no time, so the
+Unmeasured attack kinds are projected from their cost, forward+backward passes per image, relative to
+the measured kind; the scan takes each attack's cost from its registry entry
+(:meth:`auditor.attacks.registry.AttackSpec.cost`: MI-FGSM T; USMM 15·T, 5 scales × 3 mix masks, Wang et
+al. 2023; STM 20·T samples, Ge et al. 2023, plus the style network, which this count leaves out, so STM
+is under-estimated until it is measured). Sets found complete in the cache take almost no time, so the
 projection is an upper bound when a cache is warm.
 """
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-#: surrogate forward+backward passes per image per iteration of each attack (defaults of the attacks)
-PASSES_PER_STEP = {"mifgsm": 1, "usmm": 15, "stm": 20}
+#: cost of a set when the plan gives none: 10 iterations of one forward+backward pass per image
+DEFAULT_COST = 10.0
 
 
 @dataclass
@@ -47,15 +48,21 @@ class StageClock:
 
     plan: dict[str, _SetTiming] = field(default_factory=dict)
     say: Callable[[str], None] = print
-    steps: dict[str, int] = field(default_factory=dict)  #: iterations per attack (default 10)
+    #: forward+backward passes per image of one set of each attack (default :data:`DEFAULT_COST`)
+    costs: dict[str, float] = field(default_factory=dict)
     projections: list[dict] = field(default_factory=list)
 
     @classmethod
     def for_sets(
-        cls, sets: list[tuple[str, str]], n_images: int, say: Callable[[str], None], steps: dict[str, int] | None = None
+        cls,
+        sets: list[tuple[str, str]],
+        n_images: int,
+        say: Callable[[str], None],
+        costs: dict[str, float] | None = None,
     ) -> "StageClock":
-        """A clock for ``sets`` = [(set name, attack), ...], each over ``n_images`` images."""
-        return cls({name: _SetTiming(attack, n_images) for name, attack in sets}, say, dict(steps or {}))
+        """A clock for ``sets`` = [(set name, attack), ...], each over ``n_images`` images; ``costs`` gives each
+        attack's passes per image."""
+        return cls({name: _SetTiming(attack, n_images) for name, attack in sets}, say, dict(costs or {}))
 
     def batch_timer(self, name: str) -> Callable[[int, float], None]:
         """The callback ``(images, seconds)`` an attack calls after each batch it computed."""
@@ -92,7 +99,7 @@ class StageClock:
         return ref_rate * self._passes(attack) / self._passes(ref_attack), False
 
     def _passes(self, attack: str) -> float:
-        return PASSES_PER_STEP.get(attack, 1) * self.steps.get(attack, 10)
+        return max(float(self.costs.get(attack, DEFAULT_COST)), 1e-9)
 
     def _project(self, name: str) -> None:
         remaining = 0.0

@@ -174,7 +174,7 @@ class SetId:
 
     attack: str | None = None  #: None: the clean images
     epsilon: float | None = None  #: L-inf budget in [0, 1] units (gradient attacks)
-    style_backend: str | None = None  #: STM's style backend
+    style_backend: str | None = None  #: the style backend of an attack that names it (STM), else None
     alpha: float | None = None  #: opacity of a style blend
 
     @property
@@ -184,7 +184,7 @@ class SetId:
             return "clean"
         if self.alpha is not None:
             return f"{self.attack}@{self.alpha:g}"
-        backend = f"[{self.style_backend}]" if self.attack == "stm" and self.style_backend else ""
+        backend = f"[{self.style_backend}]" if self.style_backend else ""
         return f"{self.attack}{backend}@{eps_name(self.epsilon)}"
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from auditor.attack_eta import StageClock, format_duration
+from auditor.attacks.registry import get_spec
 
 
-def _clock(messages, steps=None):
+def _clock(messages, params=None):
+    """The clock of four sets, with each attack's cost from its registry entry (``params`` per attack)."""
     plan = [("mifgsm@4", "mifgsm"), ("usmm@4", "usmm"), ("usmm@8", "usmm"), ("stm@4", "stm")]
-    return StageClock.for_sets(plan, 10, messages.append, steps)
+    costs = {a: get_spec(a).cost((params or {}).get(a)) for _, a in plan}
+    return StageClock.for_sets(plan, 10, messages.append, costs)
 
 
 def test_first_batch_projects_the_whole_stage_from_pass_counts():
@@ -38,7 +41,7 @@ def test_a_measured_kind_replaces_the_guess_and_skipped_attacks_leave_the_plan()
 
 def test_steps_scale_the_guess():
     said: list[str] = []
-    clock = _clock(said, steps={"usmm": 20})
+    clock = _clock(said, params={"usmm": {"steps": 20}})
     clock.batch_done("mifgsm@4", 10, 5.0)
     assert clock.projections[0]["seconds_remaining"] == pytest.approx(20 * 0.5 * 30 + 10 * 0.5 * 20)
 

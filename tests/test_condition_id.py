@@ -17,7 +17,6 @@ from auditor.types import Condition, ConditionId, SetId, eps_name
         (SetId("usmm", 8 / 255), "usmm@8"),
         (SetId("mifgsm", 8.5 / 255), "mifgsm@8.50"),
         (SetId("stm", 16 / 255, "randconv"), "stm[randconv]@16"),
-        (SetId("usmm", 16 / 255, "randconv"), "usmm@16"),  # only STM names its style backend
         (SetId("stm", 16 / 255), "stm@16"),
         (SetId("blend", alpha=0.3), "blend@0.3"),
         (SetId("blend", alpha=1.0), "blend@1"),
@@ -27,7 +26,18 @@ def test_set_names(set_id, name):
     assert set_id.name == name
 
 
+def test_scan_jobs_name_the_style_backend_only_where_the_registry_says_so():
+    import numpy as np
+
+    from auditor.scan.jobs import attack_jobs
+
+    x, y = np.zeros((2, 1, 8, 8), np.float32), np.zeros(2, np.int64)
+    jobs = attack_jobs(["usmm", "stm"], [16 / 255], x, y, style_backend="randconv")
+    assert [j.name for j in jobs] == ["usmm@16", "stm[randconv]@16"]
+
+
 def test_set_name_and_eps_name_keep_their_strings():
+    # only an attack whose registry entry says so (STM) names its style backend
     assert set_name("stm", 16 / 255, "ghiasi") == "stm[ghiasi]@16" and set_name("usmm", 4 / 255, "ghiasi") == "usmm@4"
     assert eps_name(8 / 255) == "8" and eps_name(0.1) == "25.50"
 

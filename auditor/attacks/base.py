@@ -88,7 +88,8 @@ class GradientAttack:
         x_adv = atk(x, y, seed=0)
     """
 
-    name: ClassVar[str] = "mifgsm"
+    #: the registry name (:mod:`auditor.attacks.registry`); each registered subclass sets its own
+    name: ClassVar[str] = "gradient-loop"
     display_name: ClassVar[str] = "MI-FGSM"
     grad_wrt_copies: ClassVar[bool] = False
 

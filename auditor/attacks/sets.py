@@ -264,6 +264,16 @@ class _Run:
     loaded: int = 0
     linf_max: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: per batch, what the attack recorded per image (``batch_record``: a query attack's queries), or None
+    records: dict[int, dict[str, list]] = field(default_factory=dict)
+
+    def per_image(self) -> dict[str, list]:
+        """The batches' records joined in image order (empty when the attack records nothing)."""
+        out: dict[str, list] = {}
+        for b in sorted(self.records):
+            for k, v in self.records[b].items():
+                out.setdefault(k, []).extend(v)
+        return out
 
 
 def _checked_inputs(images, labels, names: list[str], batch_size: int, lazy: bool) -> tuple[Any, np.ndarray]:
@@ -292,6 +302,9 @@ def _batch(run: _Run, b: int, start: int, stop: int, on_batch) -> np.ndarray:
     if marker.exists():
         try:
             levels, digests = _verified_batch(run.dir, marker, batch_files, clean, run.manifest_sha256, eps)
+            record = _marker_record(marker, len(batch_files)) if hasattr(run.attack, "batch_record") else None
+            if record is not None:
+                run.records[b] = record
             run.loaded += 1
         except CacheMismatch as exc:
             run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
@@ -326,9 +339,13 @@ def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_bat
     batch_files = run.files[start:stop]
     digests = write_pngs(run.dir, batch_files, levels)
     batch_seconds = time.perf_counter() - tb
+    record = attack.batch_record() if hasattr(attack, "batch_record") else None
+    if record is not None:
+        run.records[b] = record
     write_json(
         marker,
         {
+            **({"record": record} if record is not None else {}),
             "batch": b,
             "files": batch_files,
             "png_sha256": digests,
@@ -373,10 +390,12 @@ def _finish(
             0,
             run.loaded,
             0,
-            {"linf_max": run.linf_max},
+            {"linf_max": run.linf_max, **({"per_image": run.per_image()} if run.records else {})},
         )
     eff = _canonical(attack.params())
     extra = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
+    if run.records:
+        extra["per_image"] = run.per_image()
     out = GeneratedSet(
         result,
         key,
@@ -421,6 +440,20 @@ def _finish(
             },
         )
     return out
+
+
+def _marker_record(marker: Path, n: int) -> dict[str, list]:
+    """The per-image record a query attack stored with a cached batch; a missing or malformed one is a
+    :class:`~auditor.attacks.cache.CacheMismatch` (the batch is recomputed)."""
+    import json
+
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8")).get("record")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CacheMismatch(f"unreadable done-marker ({exc})") from None
+    if not isinstance(record, dict) or not all(isinstance(v, list) and len(v) == n for v in record.values()):
+        raise CacheMismatch("the per-image record of the batch is missing or does not match its images")
+    return record
 
 
 def _float_linf(q: np.ndarray, x: np.ndarray) -> float:

@@ -71,6 +71,12 @@ class STM(GradientAttack):
     display_name = "STM"
     grad_wrt_copies = True
 
+    @staticmethod
+    def scan_params(inputs: Any) -> dict[str, Any]:
+        """A scan's STM jobs use its ``--style-backend`` and ``--stm-checkpoint`` (``inputs``: a
+        :class:`~auditor.attacks.registry.JobInputs`)."""
+        return {"style_backend": inputs.style_backend, "checkpoint_dir": inputs.stm_checkpoint}
+
     def __init__(
         self,
         model: nn.Module,

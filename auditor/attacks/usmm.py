@@ -110,6 +110,15 @@ class USMM(GradientAttack):
     display_name = "USMM"
     grad_wrt_copies = True
 
+    @staticmethod
+    def scan_params(inputs: Any) -> dict[str, Any]:
+        """A scan's USMM jobs draw their mix masks from one bounded, seeded pool of the data set's images
+        (:func:`bounded_mask_pool`), made once for every budget (``inputs``: a
+        :class:`~auditor.attacks.registry.JobInputs`)."""
+        if "usmm_mask_pool" not in inputs.shared:
+            inputs.shared["usmm_mask_pool"] = bounded_mask_pool(inputs.images, inputs.labels, seed=inputs.seed)
+        return dict(inputs.shared["usmm_mask_pool"])
+
     def __init__(
         self,
         model: nn.Module,

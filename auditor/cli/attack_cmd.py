@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from auditor.attacks.registry import default_attacks, list_attacks
 from auditor.cli.options import MAX_ATTACK_BATCH_SIZE, common_run_options, parse_epsilons, split_list
 from auditor.errors import UsageError
 
@@ -38,7 +39,12 @@ def _parse_attack_names(text: str) -> list[str]:
     type=click.Path(dir_okay=False),
     help="ONNX target: its classes and input size are used (default: the surrogate checkpoint's spec).",
 )
-@click.option("--attacks", default="usmm,stm", show_default=True, help="Comma list of mifgsm, usmm, stm.")
+@click.option(
+    "--attacks",
+    default=",".join(default_attacks()),
+    show_default=True,
+    help="Comma list of gradient attacks: " + ", ".join(list_attacks("gradient")) + ".",
+)
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
 @click.option(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from auditor.attacks.registry import default_attacks, help_text, list_attacks
 from auditor.cli.options import (
     MAX_ATTACK_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -22,34 +23,93 @@ from auditor.errors import UsageError
 from auditor.scan.options import default_cache_dir
 
 DEFAULT_FORMATS = "json,csv,html,pdf"
+#: an ``--attack-param`` example: the first gradient attack's iterations
+_PARAM_EXAMPLE = f"{list_attacks('gradient')[0]}.steps=20"
 
 
 def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
+    from auditor.attacks.registry import default_attacks, get_spec
     from auditor.scan.options import KNOWN_ATTACKS
 
     if text is None:
-        return ("usmm", "stm") if surrogate else ()
+        return default_attacks() if surrogate else ()
     names = [a.lower() for a in split_list(text)]
     if names in (["none"], []):
         return ()
     unknown = [a for a in names if a not in KNOWN_ATTACKS]
     if unknown:
         raise UsageError(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(KNOWN_ATTACKS)}, none")
-    if any(a != "blend" for a in names) and not surrogate:
-        raise UsageError("attacks need a surrogate: --surrogate CHECKPOINT[,CHECKPOINT...] or --surrogate target")
+    gradient = [a for a in names if get_spec(a).kind == "gradient"]
+    if gradient and not surrogate:
+        raise UsageError(
+            f"{', '.join(gradient)} need(s) a surrogate's gradients: --surrogate CHECKPOINT[,CHECKPOINT...] "
+            "or --surrogate target"
+        )
     return tuple(dict.fromkeys(names))
 
 
+def _param_value(text: str):
+    """``12`` -> 12, ``0.5`` -> 0.5, ``ce+dlr`` stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_attack_params(
+    items: tuple[str, ...] | list[str], attacks: tuple[str, ...], queries: int | None = None
+) -> dict[str, dict]:
+    """``--attack-param apgd.steps=50`` (repeatable) and ``--queries N`` -> ``{attack: {param: value}}``.
+
+    Each name must be an attack of this scan and a parameter its class accepts (checked against the
+    registry before any data is read); ``epsilon`` comes from ``--eps`` only.
+    """
+    from auditor.attacks.registry import get_spec
+
+    out: dict[str, dict] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        attack, dot, key = head.strip().lower().partition(".")
+        if not sep or not dot or not key.strip() or not value.strip():
+            raise UsageError(f"--attack-param {item!r}: expected ATTACK.PARAM=VALUE, e.g. {_PARAM_EXAMPLE}")
+        key = key.strip()
+        if attack not in attacks:
+            raise UsageError(f"--attack-param {item!r}: {attack} is not an attack of this scan ({', '.join(attacks)})")
+        spec = get_spec(attack)
+        accepted = [] if spec.kind == "visible" else [p for p in spec.load().accepted_params() if p != "epsilon"]
+        if key not in accepted:
+            raise UsageError(
+                f"--attack-param {item!r}: {attack} has no parameter {key!r} (accepted: {', '.join(accepted) or 'none'})"
+            )
+        if key in out.get(attack, {}):
+            raise UsageError(f"--attack-param {item!r}: {attack}.{key} is given twice")
+        out.setdefault(attack, {})[key] = _param_value(value.strip())
+    if queries is not None:
+        query = [a for a in attacks if get_spec(a).kind == "query"]
+        if not query:
+            raise UsageError(f"--queries needs a query attack in --attacks ({', '.join(list_attacks('query'))})")
+        for a in query:
+            if "queries" in out.get(a, {}):
+                raise UsageError(f"--queries and --attack-param {a}.queries both set the query budget")
+            out.setdefault(a, {})["queries"] = queries
+    return out
+
+
 def _parse_bpda_attacks(text: str | None, bpda: bool, attacks: tuple[str, ...]) -> tuple[str, ...]:
-    """``--bpda-attacks mifgsm,usmm``: the scan's attacks the adaptive check runs with (empty: all)."""
+    """``--bpda-attacks NAME,...``: the scan's gradient attacks the adaptive check runs with (empty: all)."""
     if text is None:
         return ()
     if not bpda:
         raise UsageError("--bpda-attacks needs --bpda")
     names = tuple(dict.fromkeys(a.lower() for a in split_list(text)))
-    missing = [a for a in names if a not in attacks or a == "blend"]
+    from auditor.attacks.registry import get_spec
+
+    adaptive = [a for a in attacks if get_spec(a).kind == "gradient" and get_spec(a).adaptive]
+    missing = [a for a in names if a not in adaptive]
     if not names or missing:
-        usable = ", ".join(a for a in attacks if a != "blend") or "none"
+        usable = ", ".join(adaptive) or "none"
         raise UsageError(f"--bpda-attacks {text}: name gradient attacks of this scan ({usable})")
     return names
 
@@ -240,8 +300,10 @@ def _run_scan_staged(
 def run_scan_from_demo(
     model_path: str, data_dir: str, out_dir: str, surrogate_path: str | None, quiet: bool = False, **extra
 ) -> int:
-    """The demo's scan: clean + USMM/STM (if a surrogate is given) + JPEG defense + detector."""
-    attacks = ("usmm", "stm") if surrogate_path else ()
+    """The demo's scan: clean + the default transfer attacks (if a surrogate is given) + JPEG defense + detector."""
+    from auditor.attacks.registry import default_attacks
+
+    attacks = default_attacks() if surrogate_path else ()
     extra.setdefault("defenses", "jpeg:75,median:3")
     extra.setdefault("cache_dir", str(Path(out_dir).parent / "cache"))
     extra.setdefault("n_boot", 500)
@@ -272,8 +334,26 @@ def run_scan_from_demo(
 @click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
 @click.option("--out", default="xray-audit-out", show_default=True, type=click.Path(file_okay=False))
 @model_contract_options
-@click.option("--attacks", help="Comma list of mifgsm, usmm, stm, blend, or none (default: usmm,stm with a surrogate).")
+@click.option(
+    "--attacks",
+    help="Comma list of attacks, or none (default with a surrogate: "
+    + ",".join(default_attacks())
+    + "). "
+    + help_text(),
+)
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
+@click.option(
+    "--queries",
+    type=click.IntRange(1, 1_000_000),
+    help="Query budget per image of query attacks (default 1000, see README: Square reaches most of its "
+    "success within it on undefended models; use 5000 for a tighter bound).",
+)
+@click.option(
+    "--attack-param",
+    "attack_param",
+    multiple=True,
+    help=f"An attack parameter, ATTACK.PARAM=VALUE (repeatable), e.g. {_PARAM_EXAMPLE}.",
+)
 @click.option(
     "--surrogate", help="Torch checkpoint(s) for transfer attacks (comma = ensemble), or 'target' (white-box)."
 )
@@ -289,7 +369,8 @@ def run_scan_from_demo(
     "report's summary and data section, e.g. a class with its own processing chain.",
 )
 @click.option(
-    "--bpda-attacks", help="Run the adaptive check only with these attacks, e.g. mifgsm (default: every attack)."
+    "--bpda-attacks",
+    help="Run the adaptive check only with these gradient attacks of the scan (default: every one).",
 )
 @click.option(
     "--detector/--no-detector", default=True, show_default=True, help="Score the edge/SSIM and squeezing detectors."
@@ -341,7 +422,7 @@ def run_scan_from_demo(
     help="STM style network (ghiasi needs --stm-checkpoint).",
 )
 @click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
-@click.option("--style-image", type=click.Path(dir_okay=False), help="Style image for the blend attack.")
+@click.option("--style-image", type=click.Path(dir_okay=False), help="Style image of the visible style-blend sets.")
 @click.option(
     "--ray-address",
     help="Spread attack batches and the evaluation of every condition over Ray: 'local' "
@@ -367,6 +448,8 @@ def scan_command(
     out,
     attacks,
     eps,
+    queries,
+    attack_param,
     surrogate,
     defenses,
     bpda,
@@ -400,6 +483,7 @@ def scan_command(
     from auditor.data import parse_label_map
 
     attack_names = _parse_attacks(attacks, surrogate)
+    attack_params = parse_attack_params(attack_param, attack_names, queries)
     exit_code = run_scan(
         model,
         data,
@@ -415,6 +499,7 @@ def scan_command(
         sidecar=kw.get("sidecar"),
         command=" ".join(shlex.quote(a) for a in ["xray-audit", *sys.argv[1:]]),
         attacks=attack_names,
+        attack_params=attack_params,
         epsilons=parse_epsilons(eps),
         surrogate=surrogate,
         defenses=defenses,

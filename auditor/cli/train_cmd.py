@@ -13,7 +13,11 @@ import functools
 
 import click
 
+from auditor.attacks.registry import TRAINING_BANK_ATTACK, list_attacks
 from auditor.cli.options import PositiveFloat, parse_epsilons, split_list
+
+#: the default perturbations of a defense's training bank (auditor.training.imagepairs.KINDS, without importing torch)
+_BANK_KINDS = ",".join(("noop", "noise", "fgsm", TRAINING_BANK_ATTACK))
 
 
 def _common(func):
@@ -182,7 +186,9 @@ def augment_command(init, **kw) -> None:
     "--attack",
     default="fgsm-rs",
     show_default=True,
-    help="fgsm-rs (on the model being trained), or an auditor attack (mifgsm, usmm, stm) on the frozen --init model.",
+    help="fgsm-rs (on the model being trained), or an auditor gradient attack ("
+    + ", ".join(list_attacks("gradient"))
+    + ") on the frozen --init model.",
 )
 @click.option("--eps", default="2,4,8", show_default=True, help="L-inf budgets in 1/255 units, drawn per batch/image.")
 @click.option(
@@ -296,7 +302,10 @@ def _defense_options(func):
             help="Classifier checkpoint (model.pt from `train reference`) that guides training and makes attacks.",
         ),
         click.option(
-            "--kinds", default="noop,noise,fgsm,mifgsm", show_default=True, help="Perturbations in the training bank."
+            "--kinds",
+            default=_BANK_KINDS,
+            show_default=True,
+            help="Perturbations in the training bank.",
         ),
         click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets of the bank, 1/255 units."),
         click.option(

@@ -101,6 +101,29 @@ def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return out
 
 
+def decode_scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Model outputs -> ``(N, K)`` float64 scores whose differences are log-odds, for any output kind.
+
+    Logits pass as given; softmax probabilities become log-probabilities (floored at 1e-300); one sigmoid
+    unit ``z`` becomes ``[0, z]`` (a sigmoid probability ``p`` becomes ``[log(1 - p), log p]``). A query
+    attack's margin loss (score of the true class minus the best other score) is then the same quantity for
+    every kind of model.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim != 2:
+        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
+    kind = spec.output_kind
+    if kind == "sigmoid_logit":
+        return np.concatenate([np.zeros_like(raw[:, :1]), raw[:, :1]], axis=1)
+    if kind == "sigmoid_probability":
+        p = np.clip(raw[:, :1], 1e-300, 1.0)
+        return np.concatenate([np.log(np.clip(1.0 - p, 1e-300, 1.0)), np.log(p)], axis=1)
+    if kind == "probabilities":
+        s = raw.sum(axis=1, keepdims=True)
+        return np.log(np.clip(raw / np.where(s > 0, s, 1.0), 1e-300, None))
+    return raw
+
+
 def decode_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model outputs -> class probabilities ``(N, K)`` as float64."""
     raw = np.asarray(raw, dtype=np.float64)

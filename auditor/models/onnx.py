@@ -20,7 +20,7 @@ import numpy as np
 
 from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
-from auditor.models.inputs import channels_to_grey, decode_output, encode_input, grey_to_channels
+from auditor.models.inputs import channels_to_grey, decode_output, decode_scores, encode_input, grey_to_channels
 from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto  # noqa: F401  (re-exported)
 from auditor.models.spec import check_input_size, read_spec
 from auditor.types import ModelSpec
@@ -128,6 +128,20 @@ class OnnxClassifier:
             )
         k = self.spec.num_classes
         return np.concatenate(out, axis=0) if out else np.zeros((0, k))
+
+    def predict_scores(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds scores ``(N, K)`` of one batch (:func:`~auditor.models.inputs.decode_scores`), for query
+        attacks; NaN or infinite outputs raise :class:`NonFiniteOutput` (exit 3)."""
+        raw = np.asarray(self.predict_raw(np.asarray(x, dtype=np.float32)))
+        scores = decode_scores(raw, self.spec)
+        bad = np.flatnonzero(~np.isfinite(raw.reshape(len(raw), -1)).all(1))
+        if bad.size:
+            raise NonFiniteOutput(
+                f"{self.path}: the model returned NaN or infinite outputs for {bad.size} of {len(x)} queried "
+                f"image(s) (first: row {int(bad[0])})",
+                rows=tuple(int(b) for b in bad),
+            )
+        return scores
 
     def identity(self) -> dict:
         """What the report records about the model."""

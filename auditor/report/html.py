@@ -70,6 +70,11 @@ def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
     return rows
 
 
+def _style_attack(c: Condition) -> bool:
+    """An attack set made with a style backend (STM), whose style diversity the report shows."""
+    return bool(c.extra.get("backend"))
+
+
 def backend_text(c: Condition) -> str | None:
     """The style backend of a set and, for STM, its measured share of near-affine style copies."""
     backend = c.extra.get("backend")
@@ -78,7 +83,7 @@ def backend_text(c: Condition) -> str | None:
     d = c.extra.get("style_diversity")
     if isinstance(d, dict) and _finite(d.get("near_affine_share")):
         return f"{backend} · near-affine style copies {fmt_pct(d['near_affine_share'])} of {d.get('copies', '?')}"
-    return f"{backend} · near-affine style copies not measured" if c.attack == "stm" else str(backend)
+    return f"{backend} · near-affine style copies not measured" if _style_attack(c) else str(backend)
 
 
 def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
@@ -96,7 +101,7 @@ def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
                 "psnr": x.get("psnr_mean"),
                 "cost": x.get("cost_ms_per_image"),
                 "backend": backend_text(c),
-                "stm": c.attack == "stm",
+                "style": _style_attack(c),
             }
         )
     return rows if any(any(_finite(r[k]) for k in ("linf", "l2", "ssim", "psnr")) for r in rows) else []

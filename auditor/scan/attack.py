@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
-from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS
+from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
 from auditor.scan.sets import AdversarialSet, SurrogateEval
 from auditor.types import SetId, Skipped
 
@@ -23,11 +23,11 @@ from auditor.types import SetId, Skipped
 def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int):
     """The attack stage's clock: projections after first batches, seconds per image per set."""
     from auditor.attack_eta import StageClock
+    from auditor.attacks.registry import get_spec
 
-    opt = ctx.options
     plan = [(job.name, job.attack) for job in jobs]
-    steps = {a: int(p["steps"]) for a, p in opt.attack_params.items() if isinstance(p, dict) and "steps" in p}
-    return StageClock.for_sets(plan, n_images, ctx.reporter.info, steps)
+    costs = {job.attack: get_spec(job.attack).cost(job.params) for job in jobs}
+    return StageClock.for_sets(plan, n_images, ctx.reporter.info, costs=costs)
 
 
 def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
@@ -97,8 +97,11 @@ def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
     wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
     if wanted:
         sets.extend(_gradient_sets(ctx, wanted))
-    if "blend" in opt.attacks:
-        sets.extend(_blend_sets(ctx))
+    queries = [a for a in opt.attacks if a in QUERY_ATTACKS]
+    if queries:
+        sets.extend(_query_sets(ctx, queries))
+    for name in (a for a in opt.attacks if a in VISIBLE_ATTACKS):
+        sets.extend(_blend_sets(ctx, name))
     return sets
 
 
@@ -119,7 +122,7 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
     sur_sizes = input_sizes(surrogate.module)
     sets = []
-    for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=sur_label):
+    for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}"):
         sets.append(
             AdversarialSet(
                 job.set_id,
@@ -133,6 +136,43 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
                 SurrogateEval(
                     sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device), sur_sizes
                 ),
+            )
+        )
+    return sets
+
+
+def query_model(ctx: ScanContext):
+    """The target as query attacks see it: its ONNX Runtime session's log-odds scores, nothing else."""
+    from auditor.attacks.square import QueryModel
+
+    target, opt = ctx.target, ctx.options
+    return QueryModel(
+        target.predict_scores,
+        tuple(target.spec.class_names),
+        {"kind": "target", "sha256": [target.sha256], "label": f"target {Path(target.path).name} (queries only)"},
+        batch_size=opt.batch_size if target.spec.dynamic_batch else 1,
+    )
+
+
+def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
+    """The query-attack sets: the target's ONNX file queried through ONNX Runtime (no surrogate, no conversion)."""
+    data = ctx.data
+    model = query_model(ctx)
+    jobs = scan_jobs(ctx, wanted)
+    clock = _stage_clock(ctx, jobs, len(data.images))
+    sets = []
+    for job, aset in generate_sets(ctx, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
+        sets.append(
+            AdversarialSet(
+                job.set_id,
+                "attack",
+                aset.images,
+                _stats(data.images, aset.images),
+                aset.label,
+                _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
+                model.identity["label"],
+                model.threat_model,
+                record=aset.extra.get("per_image"),
             )
         )
     return sets
@@ -154,7 +194,7 @@ def generate_sets(
         if job.attack in failed:
             continue  # every epsilon of this attack needs the same backend
         if announce is not None:
-            ctx.reporter.info(f"attack {job.name} on surrogate {announce} ({len(ctx.data.images)} images)")
+            ctx.reporter.info(f"attack {job.name} on {announce} ({len(ctx.data.images)} images)")
         try:
             aset = _generate(ctx, job, surrogate, device, precision, clock)
         except StyleBackendUnavailable as exc:
@@ -169,13 +209,14 @@ def generate_sets(
 
 def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock):
     """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
+    from auditor.attacks.registry import get_spec
     from auditor.attacks.sets import SetData, build_adversarial_set
 
     opt, data = ctx.options, ctx.data
     names, manifest = [s.rel_path or Path(s.path).name for s in data.samples], data.info["manifest_sha256"]
     params = dict(job.params)
     with ctx.reporter.task(job.name, len(data.images)) as adv:
-        if opt.ray_address:
+        if opt.ray_address and get_spec(job.attack).kind == "gradient":  # a query attack runs here
             from auditor.distributed import build_set_on_ray
 
             return build_set_on_ray(
@@ -247,12 +288,12 @@ def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> di
     }
 
 
-def _blend_sets(ctx: ScanContext) -> list[AdversarialSet]:
-    """The visible style-blend sets, one per opacity of :data:`BLEND_ALPHAS`."""
+def _blend_sets(ctx: ScanContext, name: str) -> list[AdversarialSet]:
+    """The visible style-blend sets of attack ``name``, one per opacity of :data:`BLEND_ALPHAS`."""
     opt, data = ctx.options, ctx.data
     sets = []
     for alpha in BLEND_ALPHAS:
-        set_id = SetId("blend", alpha=alpha)
+        set_id = SetId(name, alpha=alpha)
         images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
         meta = {
             "name": set_id.name,

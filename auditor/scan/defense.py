@@ -6,6 +6,7 @@ from __future__ import annotations
 from auditor.scan import context
 from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
+from auditor.scan.options import ADAPTIVE_ATTACKS
 from auditor.scan.sets import AdversarialSet
 from auditor.types import ConditionId, Skipped
 
@@ -40,7 +41,9 @@ def _bpda_bases(opt, sets: list[AdversarialSet]) -> dict[str, AdversarialSet]:
     limited to ``--bpda-attacks`` when given."""
     top: dict[str, AdversarialSet] = {}
     for s in sets:
-        if s.kind != "attack" or (opt.bpda_attacks and s.attack not in opt.bpda_attacks):
+        if s.kind != "attack" or s.attack not in ADAPTIVE_ATTACKS:
+            continue
+        if opt.bpda_attacks and s.attack not in opt.bpda_attacks:
             continue
         if s.attack not in top or s.epsilon > top[s.attack].epsilon:
             top[s.attack] = s

@@ -123,6 +123,22 @@ def evaluate_model(
     return conditions
 
 
+def query_curve(used: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, pred: np.ndarray, budget: int) -> dict:
+    """Success against queries of a query attack: for budgets up to the attack's, the share of the images the
+    model classifies correctly when clean that the attack made wrong within that many queries."""
+    ok = clean_pred == y
+    hit = ok & (pred != y)
+    n = int(ok.sum())
+    grid = sorted({q for q in (1, 10, 30, 100, 300, 1000, 3000, 5000, 10000) if q < budget} | {int(budget)})
+    curve = [[q, float((hit & (used <= q)).sum() / n) if n else None] for q in grid]
+    return {
+        "budget": int(budget),
+        "mean_used": float(used.mean()) if used.size else None,
+        "median_used_successful": float(np.median(used[hit])) if hit.any() else None,
+        "curve": curve,
+    }
+
+
 def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray) -> Condition:
     """``model`` on the images of one adversarial set."""
     data = ctx.data
@@ -140,6 +156,9 @@ def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarra
         extra["style_diversity"] = st.meta["style_diversity"]
     if st.kind == "style_blend":
         extra["opacity"] = st.alpha
+    queries = (st.record or {}).get("queries")
+    if queries is not None and model is ctx.target:
+        extra["queries"] = query_curve(np.asarray(queries), data.y, clean_pred, pred, st.meta["params"]["queries"])
     if st.surrogate_eval is not None:
         ev = st.surrogate_eval
         extra["transfer"] = set_diagnostics(

@@ -1,8 +1,8 @@
 """The attack jobs of a run: which adversarial sets to build, and with which parameters.
 
 :func:`attack_jobs` is the one place that turns attack names and budgets into the parameters
-:func:`auditor.attacks.registry.make_attack` gets (``--attack-params``, USMM's mask pool, STM's style
-backend and checkpoint). The scan (:mod:`auditor.scan.attack`), its adaptive check
+:func:`auditor.attacks.registry.make_attack` gets (``--attack-params`` and what each attack's
+``scan_params`` hook adds). The scan (:mod:`auditor.scan.attack`), its adaptive check
 (:mod:`auditor.scan.defense`) and ``xray-audit attack`` (:mod:`auditor.cli.attack_cmd`) all build
 their sets from it.
 """
@@ -51,25 +51,22 @@ def attack_jobs(
 ) -> list[AttackJob]:
     """Every (attack, ε) job in a stable order (attack, then ε).
 
-    ``images``/``labels`` are the data set's (USMM draws its masks from a bounded, ``seed``-ed sample of
-    them: :func:`~auditor.attacks.usmm.bounded_mask_pool`), ``attack_params`` the extra parameters per
-    attack name (``--attack-params``); STM gets ``style_backend`` and ``stm_checkpoint``.
+    ``attack_params`` are the extra parameters per attack name (``--attack-params``); each attack's
+    ``scan_params`` hook (:func:`auditor.attacks.registry.scan_params`) adds what it draws from the data
+    set and the scan (USMM's bounded, ``seed``-ed mask pool; STM's ``style_backend`` and ``stm_checkpoint``).
     """
+    from auditor.attacks.registry import JobInputs, get_spec, scan_params
+
     epsilons = list(epsilons)
     jobs = []
-    pool = None
+    inputs = JobInputs(images, labels, seed, style_backend, stm_checkpoint)
     for attack in attacks:
+        spec = get_spec(attack)
         for eps in epsilons:
             params = {"epsilon": eps, **(attack_params or {}).get(attack, {})}
-            if attack == "usmm":
-                if pool is None:
-                    from auditor.attacks.usmm import bounded_mask_pool
-
-                    pool = bounded_mask_pool(images, labels, seed=seed)
-                params.update(pool)
-            if attack == "stm":
-                params.update(style_backend=style_backend, checkpoint_dir=stm_checkpoint)
-            jobs.append(AttackJob(SetId(attack, eps, style_backend if attack == "stm" else None), params))
+            params.update(scan_params(attack, inputs))
+            backend = style_backend if spec.names_style_backend else None
+            jobs.append(AttackJob(SetId(spec.name, eps, backend), params))
     return jobs
 
 

@@ -5,22 +5,33 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from auditor.attacks.registry import get_spec, list_attacks
 from auditor.attacks.style_blend import BLEND_ALPHAS
 from auditor.types import SetId, eps_name
 
 __all__ = [
+    "ADAPTIVE_ATTACKS",
     "BLEND_ALPHAS",
     "GRADIENT_ATTACKS",
     "KNOWN_ATTACKS",
+    "QUERY_ATTACKS",
     "ScanOptions",
+    "VISIBLE_ATTACKS",
     "default_cache_dir",
     "eps_name",
     "set_name",
 ]
 
-KNOWN_ATTACKS = ("mifgsm", "usmm", "stm", "blend")
-#: the attacks that need a surrogate's gradients (``blend`` needs none)
-GRADIENT_ATTACKS = ("mifgsm", "usmm", "stm")
+#: every registered attack (:mod:`auditor.attacks.registry`)
+KNOWN_ATTACKS = tuple(list_attacks())
+#: the attacks that need a torch model's gradients (a surrogate, or the converted target)
+GRADIENT_ATTACKS = tuple(list_attacks("gradient"))
+#: the attacks that only query the target through ONNX Runtime
+QUERY_ATTACKS = tuple(list_attacks("query"))
+#: the gradient attacks the adaptive (BPDA) check may run through a defense
+ADAPTIVE_ATTACKS = tuple(n for n in GRADIENT_ATTACKS if get_spec(n).adaptive)
+#: the attacks that need no model (visible manipulations)
+VISIBLE_ATTACKS = tuple(list_attacks("visible"))
 
 
 def default_cache_dir() -> str:
@@ -80,4 +91,6 @@ class ScanOptions:
 def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
     """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``
     (:class:`~auditor.types.SetId`)."""
-    return SetId(attack, eps, style_backend).name
+    from auditor.attacks.registry import get_spec
+
+    return SetId(attack, eps, style_backend if get_spec(attack).names_style_backend else None).name

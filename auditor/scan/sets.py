@@ -44,6 +44,8 @@ class AdversarialSet:
     #: adaptive sets: the defense (a preprocessor) attacked through, and the set the attack repeats
     defense: Any = None
     base: AdversarialSet | None = None
+    #: what the attack recorded per image (a query attack: ``queries`` used and ``fooled``), or None
+    record: dict[str, list] | None = None
 
     @property
     def condition(self) -> ConditionId:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auditor.attacks.registry import TRAINING_BANK_ATTACK
 from auditor.training.common import RunDir, log, progress_bar, show_bars
 from auditor.training.denoiser import IMAGE_MODEL_FORMAT
 from auditor.training.imagepairs import DefenseConfig, adversarial_bank, cap, defense_eval, finish_image_model, prepare
@@ -176,7 +177,7 @@ def _domains(
     tr = rng.permutation(tr)
     half = len(tr) // 2
     idx_a, idx_b = np.sort(tr[:half]), np.sort(tr[half:])
-    kinds_a = tuple(k for k in cfg.kinds if k != "noop") or ("mifgsm",)
+    kinds_a = tuple(k for k in cfg.kinds if k != "noop") or (TRAINING_BANK_ATTACK,)
     advance, close = progress_bar((len(idx_a) + 15) // 16, "attack bank", bars)
     try:
         bank_a, _, _ = adversarial_bank(

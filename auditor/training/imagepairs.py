@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from auditor.attacks.registry import TRAINING_BANK_ATTACK
 from auditor.errors import ModelContractError, UsageError
 from auditor.models.device import pick_device
 from auditor.models.torch import TorchClassifier, load_checkpoint
 from auditor.training.common import Split, TrainData, load_training_data, patient_split
 
-KINDS = ("noop", "noise", "fgsm", "mifgsm")
+#: the perturbations of a training bank: none, uniform noise, FGSM, and the registry's bank attack (MI-FGSM)
+KINDS = ("noop", "noise", "fgsm", TRAINING_BANK_ATTACK)
 
 
 @dataclass(frozen=True)
