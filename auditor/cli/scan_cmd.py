@@ -373,6 +373,13 @@ def run_scan_from_demo(
     help="Run the adaptive check only with these gradient attacks of the scan (default: every one).",
 )
 @click.option(
+    "--probes/--no-probes",
+    default=True,
+    show_default=True,
+    help="Attack-strength probes after the attack stage: a large-epsilon and a longer run of the strongest attack "
+    "on 16 images, to spot gradient masking (see README).",
+)
+@click.option(
     "--detector/--no-detector", default=True, show_default=True, help="Score the edge/SSIM and squeezing detectors."
 )
 @click.option(
@@ -455,6 +462,7 @@ def scan_command(
     bpda,
     bpda_attacks,
     caveats,
+    probes,
     detector,
     compare,
     formats,
@@ -507,6 +515,7 @@ def scan_command(
         bpda_attacks=_parse_bpda_attacks(bpda_attacks, bpda, attack_names),
         caveats=tuple(c.strip() for c in caveats if c.strip()),
         detector=detector,
+        strength_probes=probes,
         seed=seed,
         batch_size=batch_size,
         attack_batch_size=attack_batch_size,

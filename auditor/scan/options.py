@@ -59,6 +59,8 @@ class ScanOptions:
     #: known limitations of the data stated by the auditor (``--caveat``), shown with the tool's own caveats
     caveats: tuple[str, ...] = ()
     detector: bool = True
+    #: run the attack-strength probes (:mod:`auditor.scan.probes`) after the attack stage
+    strength_probes: bool = True
     seed: int = 0
     batch_size: int = 32
     attack_batch_size: int = 4

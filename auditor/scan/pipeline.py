@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import time
+from dataclasses import replace
 from typing import Any
 
 from auditor import __version__
@@ -94,6 +95,11 @@ class Auditor:
         data = load_data(ctx, data_path)
         ctx.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
         sets, preprocessors, adaptive = self._sets_and_defenses()
+        probes = []
+        if opt.strength_probes and sets:
+            from auditor.scan.probes import run_strength_probes
+
+            probes = run_strength_probes(ctx, sets)
         models = [self.target] + list(compare or [])
         results = [evaluate_model(ctx, model, sets, preprocessors, adaptive) for model in models]
         detector = None
@@ -121,6 +127,8 @@ class Auditor:
             self._result(m, c, None, data, rows, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
         )
         main = self._result(self.target, results[0], detector, data, rows, stamps, set_meta, examples)
+        if probes:
+            main = replace(main, extras={**main.extras, "strength_probes": probes})
         return AuditResult(**{**main.__dict__, "compared": compared})
 
     def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
