@@ -45,6 +45,17 @@ from onnx_factory import brightness_images, write_image_folder
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_scan.json"
 FLOAT_TOL = 1e-4
+#: Cross-CPU tolerances of the two float families that depend on the host's kernels, not on the tool's logic.
+#: Measured on 2026-12-06 (golden file made on an AMD EPYC with AVX-512, compared on an Intel Xeon with AVX-512
+#: and AMX, same torch/MKL/oneDNN builds, one thread; no MKL_CBWR, ONEDNN_MAX_CPU_ISA or ATEN_CPU_CAPABILITY
+#: setting reproduces the other CPU): every count, prediction, rate, CI, AUC, gate and verdict matched exactly
+#: or within FLOAT_TOL, but (a) USMM's sets round a few PNG pixels differently (its 15 gradient copies nearly
+#: cancel on some pixels, as with the thread count above), moving the image statistics of its sets by up to
+#: 0.96 % relative (detector mean_edge 29.84 vs 30.13; SSIM 0.48 %, L2 and PSNR 0.02 %), and (b) the feature-
+#: consistency defense's conv features move its per-image probabilities by up to 4.1e-4. These keys get twice
+#: the measured spread; everything else keeps FLOAT_TOL.
+HOST_REL_TOL = {"psnr_mean": 2e-2, "l2_mean": 2e-2, "ssim_mean": 2e-2, "mean_edge": 2e-2, "mean_ssim": 2e-2}
+HOST_PROBABILITY_TOL = 1e-3
 TRAIN_STEPS = 12
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
@@ -135,6 +146,16 @@ def pinned(results_json: Path) -> dict:
     )
 
 
+def _tolerance(where: str) -> tuple[float, float]:
+    """``(rel_tol, abs_tol)`` for the value at path ``where`` (see :data:`HOST_REL_TOL`)."""
+    key = where.rsplit(".", 1)[-1]
+    if key in HOST_REL_TOL:
+        return HOST_REL_TOL[key], FLOAT_TOL
+    if ".probabilities[" in where:
+        return 0.0, HOST_PROBABILITY_TOL
+    return 0.0, FLOAT_TOL
+
+
 def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
     if isinstance(want, dict) and isinstance(got, dict):
         if set(got) != set(want):
@@ -148,10 +169,11 @@ def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
             _compare(g, w, f"{where}[{i}]", errors)
     elif isinstance(want, float) or isinstance(got, float):
         both_num = isinstance(got, (int, float)) and isinstance(want, (int, float))
+        rel, tol = _tolerance(where)
         if not both_num or not (
-            math.isclose(got, want, rel_tol=0, abs_tol=FLOAT_TOL) or (math.isnan(got) and math.isnan(want))
+            math.isclose(got, want, rel_tol=rel, abs_tol=tol) or (math.isnan(got) and math.isnan(want))
         ):
-            errors.append(f"{where}: {got!r} != {want!r} (±{FLOAT_TOL})")
+            errors.append(f"{where}: {got!r} != {want!r} (±{tol}, rel {rel})")
     elif got != want or type(got) is not type(want):
         errors.append(f"{where}: {got!r} != {want!r}")
 
@@ -274,4 +296,24 @@ def test_golden_comparison_catches_a_changed_prediction():
     near["conditions"][1]["flip_rate"] += FLOAT_TOL / 10
     errors = []
     _compare(near, want, "results", errors)
+    assert errors == []
+
+
+def test_host_tolerances_cover_only_their_keys():
+    """The cross-CPU tolerances apply to image statistics and probabilities alone: an accuracy, a rate or an
+    AUC keeps FLOAT_TOL, and image statistics still fail beyond their tolerance."""
+    want = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else pytest.skip("no golden file yet")
+    got = json.loads(json.dumps(want))
+    c = got["conditions"][4]
+    c["metrics"]["accuracy"] += 2 * FLOAT_TOL
+    c["ssim_mean"] *= 1.05
+    c["probabilities"][0][0] += 2 * HOST_PROBABILITY_TOL
+    errors: list[str] = []
+    _compare(got, want, "results", errors)
+    assert len(errors) == 3, errors
+    ok = json.loads(json.dumps(want))
+    ok["conditions"][4]["ssim_mean"] *= 1.01
+    ok["conditions"][4]["probabilities"][0][0] += HOST_PROBABILITY_TOL / 2
+    errors = []
+    _compare(ok, want, "results", errors)
     assert errors == []
