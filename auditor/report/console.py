@@ -35,7 +35,7 @@ def strength_line(checks: dict) -> str:
         return "Attack-strength checks: none could run (they need white-box/query attacks, several ε or probes)."
     bad = [t for t, st in ran if st == "violated"]
     text = f"Attack-strength checks: {len(ran) - len(bad)} of {len(ran)} passed"
-    return text + (f"; {MASKING_TEXT}: {'; '.join(bad)}" if bad else "")
+    return text + (f"; violated ({MASKING_TEXT}): {'; '.join(bad)}" if bad else "")
 
 
 def _tables(result: AuditResult) -> list:
