@@ -411,7 +411,7 @@ def strength_checks(result: AuditResult, alpha: float = ALPHA) -> dict[str, Any]
         violations += [it for it in unpaired if it.pop("violated")]
         for it in violations:
             it["text"] = _text(name, it)
-            it["conditions"] = it.get("conditions") or [it["condition"]]
+            it["conditions"] = it.get("conditions") or ([it["condition"]] if it.get("condition") else [])
             for cond in it["conditions"]:
                 flagged.setdefault(cond, []).append(it["text"])
         checks[name] = {

@@ -189,3 +189,11 @@ def test_a_violation_is_shown_next_to_the_figure_it_puts_in_doubt(tmp_path):
     assert doc["extras"]["strength_checks"]["flagged"] == {
         "apgd-ce@8": [doc["extras"]["strength_checks"]["checks"]["stronger_than_transfer"]["violations"][0]["text"]]
     }
+
+
+def test_a_probe_of_an_attack_without_conditions_still_counts_but_flags_no_row():
+    r = replace(audit(**{"usmm_t_8": range(5)}), extras={"strength_probes": [_probe(accuracy=0.9)]})
+    out = strength_checks(r)
+    assert out["checks"]["large_eps"]["status"] == "violated" and out["possible_masking"]
+    assert out["flagged"] == {} and out["checks"]["large_eps"]["violations"][0]["conditions"] == []
+    assert worst_case(r)["masking"] and json.loads(json.dumps(out)) == out
