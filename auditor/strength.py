@@ -87,6 +87,10 @@ class StrengthProbe:
     def __post_init__(self) -> None:
         if self.kind not in PROBE_KINDS:
             raise ValueError(f"probe kind {self.kind!r} is not one of {', '.join(PROBE_KINDS)}")
+        for name in ("attack", "threat_model"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip() or len(v) > 200:
+                raise ValueError(f"probe {name} must be a non-empty name, not {v!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"probe n must be a positive integer, not {self.n!r}")
         for name in ("epsilon", "accuracy", "reference_accuracy"):

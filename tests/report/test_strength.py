@@ -146,6 +146,8 @@ def test_probe_record_round_trip_and_validation():
         (_probe(kind="more_iterations", accuracy=0.5), "needs steps"),
         ({**_probe(accuracy=0.5), "extra": 1}, "unknown"),
         ({"kind": "large_eps"}, "lacks"),
+        (_probe(attack=5, accuracy=0.5), "attack must"),
+        (_probe(threat_model=None, accuracy=0.5), "threat_model must"),
     ]:
         with pytest.raises(ValueError, match=msg):
             StrengthProbe.from_dict(bad)

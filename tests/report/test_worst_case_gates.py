@@ -360,3 +360,22 @@ def test_results_json_with_gate_records_and_strength_checks_is_valid(tmp_path):
 def test_y_helpers_are_consistent():
     y = labels(6)
     assert wrong_on(y, [0]) == (1, 1, 2, 0, 1, 2) and result(y, []).data["n_images"] == 6
+
+
+def test_scan_records_the_gate_policy_and_the_strength_checks(tmp_path):
+    from onnx_factory import make_classifier, write_image_folder
+
+    data = write_image_folder(tmp_path / "data", n_per_class=4)
+    model = make_classifier(tmp_path / "m.onnx", class_names=["normal", "pneumonia", "pneumothorax"])
+    args = ["scan", str(model), "--data", str(data), "--out", str(tmp_path / "out"), "--format", "json,junit", "-q"]
+    r = CliRunner().invoke(cli, [*args, "--n-boot", "50", "--fail-under", "accuracy=0.5", "--gate-on", "ci"])
+    assert r.exit_code == 0, r.output  # 12/12 correct: the whole 95% CI clears 0.5
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    block = doc["extras"]["gate_evaluation"]
+    assert (block["gate_on"], block["allow_transfer_only"], block["transfer_only"]) == ("ci", False, False)
+    assert block["records"][0]["status"] == "passed" and block["records"][0]["condition"] == "clean"
+    assert doc["extras"]["strength_checks"]["possible_masking"] is False
+    props = {p.get("name"): p.get("value") for p in ET.parse(tmp_path / "out" / "junit.xml").iter("property")}
+    assert props["gate_on"] == "ci"
+    bad = CliRunner().invoke(cli, [*args, "--gate-on", "mean"])
+    assert bad.exit_code == 2
