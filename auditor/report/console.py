@@ -112,7 +112,8 @@ def _tables(result: AuditResult) -> list:
             )
         out.append(gates)
         for g in rows:
-            out.append(Text(f"  {g['name']}: {g['detail']}"))
+            flag = f" [{MASKING_TEXT}: see the attack-strength checks]" if g["masking"] else ""
+            out.append(Text(f"  {g['name']}: {g['detail']}{flag}"))
     skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
     if skipped:
         out.append(Text(f"{len(skipped)} item(s) skipped (see the report for reasons)", style="yellow"))

@@ -64,6 +64,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.transfer import WHITE_BOX, audit_transfer
 from auditor.types import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX, AuditResult, Condition, GateOutcome
 
@@ -531,7 +532,11 @@ def _text(v: Any) -> str | None:
 def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
     """One row per stored gate for the renderers: the verdict joined with its record (when results.json
     holds one for the same gate, threshold and verdict); an older file's gates get ``status`` from their
-    verdict and no CI. ``label`` is what every output prints in the verdict column."""
+    verdict and no CI. ``label`` is what every output prints in the verdict column; ``masking`` is True
+    for a robustness gate when an attack-strength check failed (:mod:`auditor.strength`: the worst case it
+    is judged on may overstate robustness)."""
+    robust = any(g.name.partition(":")[0] in ROBUSTNESS_GATES for g in result.gates)
+    masking = bool(robust and strength_checks(result)["possible_masking"])
     block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
     records = [r for r in (block.get("records") if isinstance(block, dict) else None) or [] if isinstance(r, dict)]
     rows = []
@@ -566,6 +571,7 @@ def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
                 "inconclusive_conditions": [c for c in rec.get("inconclusive_conditions") or [] if isinstance(c, str)],
                 "reasons": reasons,
                 "transfer_only": only,
+                "masking": masking and g.name.partition(":")[0] in ROBUSTNESS_GATES,
                 "detail": g.detail,
             }
         )
@@ -573,10 +579,12 @@ def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
 
 
 def where_text(row: dict[str, Any]) -> str:
-    """``usmm@8 (transfer)``: the condition a gate was decided on and its threat model; ``—`` when none."""
-    if not row.get("condition"):
-        return "—"
-    return row["condition"] + (f" ({row['threat_model']})" if row.get("threat_model") else "")
+    """``usmm@8 (transfer)``: the condition a gate was decided on and its threat model (``—`` when none),
+    followed by ``[possible gradient masking]`` when an attack-strength check puts the figure in doubt."""
+    text = "—"
+    if row.get("condition"):
+        text = row["condition"] + (f" ({row['threat_model']})" if row.get("threat_model") else "")
+    return text + (f" [{MASKING_TEXT}]" if row.get("masking") else "")
 
 
 def gate_notes(result: AuditResult) -> list[str]:

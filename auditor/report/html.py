@@ -445,6 +445,7 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
         "masking_text": MASKING_TEXT,
         "gate_rows": rows,
         "gate_policy": gate_policy(result),
+        "gates_inconclusive": sum(1 for g in rows if g["status"] == "inconclusive"),
         "clean": s["clean"],
         "worst": s["worst"],
         "best_defense": s["best_defense"],

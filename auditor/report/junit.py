@@ -27,7 +27,7 @@ def _summary(g: dict) -> str:
     ci = f" (95% CI {g['ci'][0]:.4f}–{g['ci'][1]:.4f})" if g["ci"] else ""
     where = where_text(g)
     return f"{g['name']}: value {_fmt(g['value'])}{ci}, threshold {g['threshold']:g}, {g['status']}" + (
-        f"; worst {where}" if where != "—" else ""
+        f"; worst {where}" if not where.startswith("—") else ""
     )
 
 

@@ -199,3 +199,25 @@ def test_a_probe_of_an_attack_without_conditions_still_counts_but_flags_no_row()
     assert out["checks"]["large_eps"]["status"] == "violated" and out["possible_masking"]
     assert out["flagged"] == {} and out["checks"]["large_eps"]["violations"][0]["conditions"] == []
     assert worst_case(r)["masking"] and json.loads(json.dumps(out)) == out
+
+
+def test_robustness_gates_carry_the_masking_flag_in_every_output():
+    from xml.etree import ElementTree as ET
+
+    from auditor.report.gates import apply_gates, gate_rows, parse_gates
+    from auditor.report.junit import JunitRenderer
+
+    r = apply_gates(
+        audit(**{"usmm_t_8": range(40), "apgd-ce_w_8": range(5)}), parse_gates("accuracy=0.5,robust_accuracy=0.1")
+    )
+    rows = {g["name"]: g for g in gate_rows(r)}
+    assert rows["robust_accuracy"]["masking"] and not rows["accuracy"]["masking"]
+    console = " ".join(ConsoleRenderer().render(r).split())
+    assert f"robust_accuracy: passed: 0.3333 (required >= 0.1; worst: usmm@8) [{MASKING_TEXT}" in console
+    assert f"usmm@8 (transfer) [{MASKING_TEXT}]" in render_html(r)
+    out = next(ET.fromstring(JunitRenderer().render(r)).iter("system-out")).text
+    assert MASKING_TEXT not in out  # the clean accuracy gate
+    outs = [e.text for e in ET.fromstring(JunitRenderer().render(r)).iter("system-out")]
+    assert MASKING_TEXT in outs[1]
+    quiet = apply_gates(audit(**{"usmm_t_8": range(5), "apgd-ce_w_8": range(40)}), parse_gates("robust_accuracy=0.1"))
+    assert not gate_rows(quiet)[0]["masking"]
