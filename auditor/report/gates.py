@@ -529,6 +529,11 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _list(v: Any) -> list:
+    """``v`` when it is a list, else empty (results.json is untrusted input)."""
+    return v if isinstance(v, list) else []
+
+
 def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
     """One row per stored gate for the renderers: the verdict joined with its record (when results.json
     holds one for the same gate, threshold and verdict); an older file's gates get ``status`` from their
@@ -538,7 +543,7 @@ def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
     robust = any(g.name.partition(":")[0] in ROBUSTNESS_GATES for g in result.gates)
     masking = bool(robust and strength_checks(result)["possible_masking"])
     block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
-    records = [r for r in (block.get("records") if isinstance(block, dict) else None) or [] if isinstance(r, dict)]
+    records = [r for r in _list(block.get("records") if isinstance(block, dict) else None) if isinstance(r, dict)]
     rows = []
     for g in result.gates:
         rec = next(
@@ -552,7 +557,7 @@ def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
         status = rec.get("status") if rec.get("status") in STATUSES else None
         if status is None:
             status = NOT_MEASURED if g.value is None else (PASSED if g.passed else FAILED)
-        reasons = [r for r in rec.get("reasons") or [] if isinstance(r, str)]
+        reasons = [r for r in _list(rec.get("reasons")) if isinstance(r, str)]
         only = any(r.startswith("transfer-only audit") for r in reasons)
         notes = (["transfer only"] if only and not g.passed else []) + ([status] if status in UNSURE else [])
         label = ("PASS" if g.passed else "FAIL") + (f" ({'; '.join(notes)})" if notes else "")
@@ -568,7 +573,7 @@ def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
                 "label": label,
                 "condition": _text(rec.get("condition")),
                 "threat_model": _text(rec.get("threat_model")),
-                "inconclusive_conditions": [c for c in rec.get("inconclusive_conditions") or [] if isinstance(c, str)],
+                "inconclusive_conditions": [c for c in _list(rec.get("inconclusive_conditions")) if isinstance(c, str)],
                 "reasons": reasons,
                 "transfer_only": only,
                 "masking": masking and g.name.partition(":")[0] in ROBUSTNESS_GATES,

@@ -291,6 +291,14 @@ def test_an_older_results_json_without_records_still_renders_its_gates(tmp_path)
     assert again["status"] == "inconclusive" and again["threat_model"] == "white-box"
     hostile = replace(r, extras={"gate_evaluation": {"records": [{"name": 3}, "x", {"status": "<b>"}]}})
     assert gate_rows(hostile)[0]["status"] == "passed"
+    odd = dict(
+        r.extras["gate_evaluation"]["records"][0], reasons=5, inconclusive_conditions="ab", ci="x", condition=[1]
+    )
+    for block in ({"records": [odd], "gate_on": ["x"]}, {"records": 7}, "junk"):
+        weird = replace(r, extras={"gate_evaluation": block, "strength_probes": {"a": 1}})
+        (row,) = gate_rows(weird)
+        assert row["reasons"] == [] and row["ci"] is None and row["condition"] is None
+        assert "robust_accuracy" in render_html(weird) and "robust_accuracy" in JunitRenderer().render(weird)
 
 
 # --------------------------------------------------------------------------- the CLI
