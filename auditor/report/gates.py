@@ -392,10 +392,6 @@ def transfer_only_reason(result: AuditResult) -> str:
     )
 
 
-def _fmt_ci(ci: tuple[float, float] | None) -> str:
-    return "no 95% CI" if ci is None else f"95% CI {ci[0]:.4f}–{ci[1]:.4f}"
-
-
 def _record(
     result: AuditResult, gate: GateSpec, policy: GatePolicy, transfer: dict | None
 ) -> tuple[GateOutcome, dict[str, Any]]:
