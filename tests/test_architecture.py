@@ -33,7 +33,7 @@ FOUNDATION = {
     "templates",
 }
 SCAN = {"scan", "examples", "distributed", "evaluation", "distributed_eval"}
-MEASURES = {"metrics", "transfer"}
+MEASURES = {"metrics", "transfer", "strength"}
 MAY_IMPORT = {
     "foundation": set(),
     "reference_models": {"foundation"},

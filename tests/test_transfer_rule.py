@@ -161,9 +161,10 @@ def test_strong_transfer_renders_without_warning():
 def test_min_transfer_fails_robust_gates_on_a_vacuous_audit():
     r = _result(_attack("usmm@8", 0.02, 0.95, acc=0.8))
     gates = parse_gates("accuracy=0.5,robust_accuracy=0.7,max_flip_rate=0.5")
-    plain = evaluate_gates(r, gates)
+    # a transfer-only audit: --allow-transfer-only accepts its bound, so only --min-transfer decides here
+    plain = evaluate_gates(r, gates, allow_transfer_only=True)
     assert all(g.passed for g in plain)
-    guarded = evaluate_gates(r, gates, min_transfer=0.5)
+    guarded = evaluate_gates(r, gates, min_transfer=0.5, allow_transfer_only=True)
     assert [g.passed for g in guarded] == [True, False, False]
     assert "vacuous audit" in guarded[1].detail and "0.021" in guarded[1].detail
     assert guarded[1].value == pytest.approx(0.8)
@@ -171,7 +172,9 @@ def test_min_transfer_fails_robust_gates_on_a_vacuous_audit():
 
 def test_min_transfer_passes_a_transferring_or_whitebox_audit():
     gates = parse_gates("robust_accuracy=0.3")
-    ok = evaluate_gates(_result(_attack("usmm@8", 0.6, 0.9, acc=0.4)), gates, min_transfer=0.5)
+    ok = evaluate_gates(
+        _result(_attack("usmm@8", 0.6, 0.9, acc=0.4)), gates, min_transfer=0.5, allow_transfer_only=True
+    )
     assert ok[0].passed and "transfer efficiency 0.667 >= --min-transfer 0.5" in ok[0].detail
     wb = evaluate_gates(_result(_attack("mifgsm@8", 0.2, 0.2, acc=0.7, threat="white-box")), gates, min_transfer=0.9)
     assert wb[0].passed

@@ -179,7 +179,10 @@ def test_surrogate_input_size_is_recorded(setup):
 
 
 def test_min_transfer_fails_the_gate_only_on_the_vacuous_audit(setup):
-    gate = ("--fail-under", "robust_accuracy=0.1")
+    r, _ = _scan(setup, setup[5], "gate_strict", "--fail-under", "robust_accuracy=0.1")
+    assert r.exit_code == 1 and "transfer-only audit" in r.output  # issue 23: no pass on transfer attacks alone
+    # the scans here are transfer-only: --allow-transfer-only accepts that, so --min-transfer alone decides
+    gate = ("--fail-under", "robust_accuracy=0.1", "--allow-transfer-only")
     r, _ = _scan(setup, setup[5], "gate_plain", *gate)
     assert r.exit_code == 0, r.output  # without the guard a vacuous audit passes
     r, doc = _scan(setup, setup[5], "gate_unrelated", *gate, "--min-transfer", "0.5")
@@ -203,6 +206,7 @@ def test_min_transfer_fails_the_gate_only_on_the_vacuous_audit(setup):
             "robust_accuracy=0.1",
             "--min-transfer",
             "0.5",
+            "--allow-transfer-only",
         ],
     )
     assert rr.exit_code == 1, rr.output

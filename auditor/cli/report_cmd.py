@@ -17,19 +17,51 @@ from auditor.cli.options import split_list
 @click.option("--format", "formats", default="html,pdf", show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
 @click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
+@click.option(
+    "--allow-transfer-only",
+    is_flag=True,
+    help="Let robustness gates pass on transfer attacks alone (a lower bound on the vulnerability; see README).",
+)
+@click.option(
+    "--gate-on",
+    type=click.Choice(["point", "ci"]),
+    default=None,
+    help="Decide gates on the point estimate (default) or fail gates whose 95% CI holds the threshold (ci).",
+)
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
 def report_command(
-    results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None, strict: bool
+    results: str,
+    out: str | None,
+    formats: str,
+    fail_under: str | None,
+    min_transfer: float | None,
+    allow_transfer_only: bool,
+    gate_on: str | None,
+    strict: bool,
 ) -> None:
-    """Render RESULTS (a results.json written by scan) into the chosen formats."""
+    """Render RESULTS (a results.json written by scan) into the chosen formats.
+
+    With --fail-under the gates are evaluated anew; without it, --allow-transfer-only or --gate-on
+    re-evaluate the gates stored in RESULTS under that policy. Either way the transfer-only rule applies.
+    """
     from auditor.capture import capture_library_output
     from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
-    from auditor.report.gates import check_min_transfer, evaluate_gates, exit_status, parse_gates, skipped_items
+    from auditor.report.gates import (
+        GatePolicy,
+        apply_gates,
+        check_min_transfer,
+        exit_status,
+        gate_notes,
+        parse_gates,
+        skipped_items,
+        stored_gates,
+    )
     from auditor.report.io import load_results
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.report.staging import StagedOutput
+    from auditor.strength import strength_checks
 
     fmts = split_list(formats)
     parse_formats(fmts)
@@ -38,8 +70,12 @@ def report_command(
     _check_dir_flag(out, "--out")
     result = load_results(results)
     check_gate_classes(gates, result.class_names, where=results)
+    policy = GatePolicy(gate_on=gate_on or "point", allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
+    result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})
     if gates:
-        result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
+        result = apply_gates(result, gates, policy)
+    elif allow_transfer_only or gate_on:  # the stored gates, under the policy given now
+        result = apply_gates(result, stored_gates(result), policy)
     out_dir = Path(out) if out else Path(results).parent
     # beside the results.json it renders, the other files belong to the same run: keep them
     same_run = out_dir.absolute() == Path(results).absolute().parent
@@ -53,7 +89,7 @@ def report_command(
     for name, path in written.items():
         click.echo(f"wrote {kinds.get(name, name)}: {path}", err=True)
     code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
-    if message:
-        click.echo(message, err=True)
+    for line in ([message] if message else []) + gate_notes(result):
+        click.echo(line, err=True)
     if code:
         click.get_current_context().exit(code)

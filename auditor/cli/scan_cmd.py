@@ -186,6 +186,8 @@ def run_scan(
     command: str = "",
     debug: bool = False,
     min_transfer: float | None = None,
+    allow_transfer_only: bool = False,
+    gate_on: str = "point",
     **options,
 ) -> int:
     """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``).
@@ -196,7 +198,7 @@ def run_scan(
     instead of stderr (``debug=True`` shows them instead).
     """
     from auditor.report.base import parse_formats
-    from auditor.report.gates import check_min_transfer, parse_gates
+    from auditor.report.gates import GatePolicy, check_min_transfer, parse_gates
     from auditor.report.render import FILE_FORMATS
     from auditor.report.staging import StagedOutput
 
@@ -204,6 +206,7 @@ def run_scan(
     parse_formats(fmts)
     gates = parse_gates(fail_under) if fail_under else []
     min_transfer = check_min_transfer(min_transfer, gates)
+    policy = GatePolicy(gate_on=gate_on, allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
     check_scan_flags(options, gates)
     _check_dir_flag(out, "--out")
     with StagedOutput(out, managed=FILE_FORMATS.values()) as stage:
@@ -221,7 +224,7 @@ def run_scan(
             sidecar=sidecar,
             command=command,
             debug=debug,
-            min_transfer=min_transfer,
+            policy=policy,
             **options,
         )
 
@@ -241,7 +244,7 @@ def _run_scan_staged(
     sidecar,
     command,
     debug,
-    min_transfer=None,
+    policy=None,
     **options,
 ) -> int:
     from dataclasses import replace
@@ -250,10 +253,11 @@ def _run_scan_staged(
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
-    from auditor.report.gates import evaluate_gates, exit_status, skipped_items
+    from auditor.report.gates import apply_gates, exit_status, gate_notes, skipped_items
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.scan.options import ScanOptions
     from auditor.scan.pipeline import Auditor
+    from auditor.strength import strength_checks
 
     reporter = Reporter(quiet=quiet, progress=progress)
     with capture_library_output(show=debug) as notes:
@@ -280,8 +284,8 @@ def _run_scan_staged(
         result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
     if notes:
         result = replace(result, extras={**result.extras, "notes": list(notes)})
-    if gates:
-        result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
+    result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})
+    result = apply_gates(result, gates, policy)
     with capture_library_output(show=debug):
         render_all(result, stage.path, fmts)
     written = stage.commit()
@@ -292,8 +296,8 @@ def _run_scan_staged(
     for name, path in written.items():
         reporter.info(f"wrote {kinds.get(name, name)}: {path}")
     code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
-    if message:
-        click.echo(message, err=True)
+    for line in ([message] if message else []) + gate_notes(result):
+        click.echo(line, err=True)
     return code
 
 
@@ -394,6 +398,18 @@ def run_scan_from_demo(
     "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).",
 )
 @click.option(
+    "--allow-transfer-only",
+    is_flag=True,
+    help="Let robustness gates pass on transfer attacks alone (a lower bound on the vulnerability; see README).",
+)
+@click.option(
+    "--gate-on",
+    type=click.Choice(["point", "ci"]),
+    default="point",
+    show_default=True,
+    help="Decide gates on the point estimate, or (ci) fail gates whose 95% CI holds the threshold.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Any skip (image, attack, defense, BPDA, detector) makes the scan exit 1 after writing its reports.",
@@ -468,6 +484,8 @@ def scan_command(
     formats,
     fail_under,
     min_transfer,
+    allow_transfer_only,
+    gate_on,
     strict,
     max_images,
     batch_size,
@@ -500,6 +518,8 @@ def scan_command(
         formats=formats,
         fail_under=fail_under,
         min_transfer=min_transfer,
+        allow_transfer_only=allow_transfer_only,
+        gate_on=gate_on,
         strict=strict,
         quiet=quiet,
         progress=False if no_progress else None,

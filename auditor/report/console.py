@@ -6,10 +6,12 @@ import io
 import sys
 from typing import IO
 
-from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct
+from auditor.report.gates import gate_policy, gate_rows, where_text
+from auditor.report.numbers import fmt_ci, fmt_pct
 from auditor.report.renderer import Renderer
-from auditor.report.summary import summary_numbers
+from auditor.report.summary import summary_numbers, worst_case
 from auditor.report.transfer_view import headline as transfer_headline
+from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import AuditResult
 
 
@@ -19,6 +21,21 @@ def _rate(value, ci) -> str:
     if text != "—" and isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
         text += f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f})"
     return text
+
+
+def _gate_ci(ci) -> str:
+    return "—" if not ci else f"{ci[0]:.4f}–{ci[1]:.4f}"
+
+
+def strength_line(checks: dict) -> str:
+    """One line: the attack-strength checks that ran, passed and failed."""
+    states = [(c["title"], c["status"]) for c in checks.get("checks", {}).values()]
+    ran = [s for s in states if s[1] != "not run"]
+    if not ran:
+        return "Attack-strength checks: none could run (they need white-box/query attacks, several ε or probes)."
+    bad = [t for t, st in ran if st == "violated"]
+    text = f"Attack-strength checks: {len(ran) - len(bad)} of {len(ran)} passed"
+    return text + (f"; violated ({MASKING_TEXT}): {'; '.join(bad)}" if bad else "")
 
 
 def _tables(result: AuditResult) -> list:
@@ -37,10 +54,12 @@ def _tables(result: AuditResult) -> list:
     table.add_column("kind")
     for col in ("accuracy", "95% CI", "macro-F1", "ASR (95% CI)", "flips (95% CI)"):
         table.add_column(col, justify="right", no_wrap=True)
+    checks = strength_checks(result)
+    flagged = checks.get("flagged") or {}
     for c in result.conditions:
         m = c.metrics
         table.add_row(
-            Text(c.name),
+            Text(c.name + (f" [{MASKING_TEXT}]" if c.name in flagged and not c.defense else "")),
             Text(c.kind),
             fmt_pct(m.get("accuracy")),
             fmt_ci(m.get("accuracy_ci")),
@@ -56,14 +75,14 @@ def _tables(result: AuditResult) -> list:
         )
     )
     s = summary_numbers(result)
-    if s["worst"] is not None:
-        w = s["worst"]
-        out.append(
-            Text(
-                f"Worst case under attack: {fmt_pct(w.metrics.get('accuracy'))} "
-                f"({w.attack} at ε = {fmt_eps(w.epsilon)}, condition {w.name})"
-            )
-        )
+    wc = worst_case(result, checks)
+    for i, sentence in enumerate(wc["sentences"]):
+        warn = i > 0 and (wc["transfer_only"] or wc["unmeasured"] or wc["masking"])
+        out.append(Text(sentence, style="yellow" if warn else None))
+    out.append(Text(strength_line(checks)))
+    for cond, texts in flagged.items():
+        for t in texts:
+            out.append(Text(f"  {MASKING_TEXT} ({cond}): {t}", style="yellow"))
     if s["defense_verdict"] is not None:
         out.append(Text(s["defense_verdict"]["text"]))
     verdict = transfer_headline(result)
@@ -73,15 +92,28 @@ def _tables(result: AuditResult) -> list:
         if verdict["advice"]:
             out.append(Text(verdict["advice"]))
     if result.gates:
-        gates = Table(title="Gates", title_justify="left")
-        for col in ("gate", "threshold", "value", "verdict", "detail"):
-            gates.add_column(col, overflow="fold")
-        for g in result.gates:
-            verdict = Text("PASS", style="bold green") if g.passed else Text("FAIL", style="bold red")
+        policy = gate_policy(result)
+        title = f"Gates (decided on the {'95% CI' if policy['gate_on'] == 'ci' else 'point estimate'})"
+        gates = Table(title=title, title_justify="left")
+        for col in ("gate", "threshold", "value", "95% CI", "verdict"):
+            gates.add_column(col, no_wrap=True)
+        gates.add_column("condition (threat model)", overflow="fold")
+        rows = gate_rows(result)
+        for g in rows:
+            ok = g["passed"] and g["status"] == "passed"
+            style = "bold green" if ok else ("bold red" if not g["passed"] else "yellow")
             gates.add_row(
-                Text(g.name), f"{g.threshold:g}", "—" if g.value is None else f"{g.value:.4f}", verdict, Text(g.detail)
+                Text(g["name"]),
+                f"{g['threshold']:g}",
+                "—" if g["value"] is None else f"{g['value']:.4f}",
+                _gate_ci(g["ci"]),
+                Text(g["label"], style=style),
+                Text(where_text(g)),
             )
         out.append(gates)
+        for g in rows:
+            flag = f" [{MASKING_TEXT}: see the attack-strength checks]" if g["masking"] else ""
+            out.append(Text(f"  {g['name']}: {g['detail']}{flag}"))
     skipped = list(result.skipped) + [s for s in result.data.get("skipped", [])]
     if skipped:
         out.append(Text(f"{len(skipped)} item(s) skipped (see the report for reasons)", style="yellow"))

@@ -20,28 +20,53 @@ Attack success rate: of the images correct when clean, the share the attack make
 rate: of all images, the share whose prediction differs from the clean one (see
 :func:`auditor.metrics.compute_attack_rates`). ``max_flip_rate`` is the recommended robustness gate.
 
-A gate whose value cannot be measured on the result (no attack conditions, a
-class without images, a class the model does not have, or a NaN/infinite value
-in any condition it looks at) fails with the detail ``not measured``: a gate
-never passes on NaN.
+Every robustness gate (``robust_accuracy``, ``robust_sensitivity:<class>``, ``max_attack_success_rate``,
+``max_flip_rate``) is judged on the worst undefended attack condition over **every threat model the
+scan ran** (transfer, white-box, query), and names that condition and its threat model.
 
-``--min-transfer X`` guards the robustness gates (``robust_accuracy``,
-``robust_sensitivity:<class>``, ``max_attack_success_rate``, ``max_flip_rate``)
-against a vacuous transfer audit: each of them fails, whatever its value, when
-the audit transfer efficiency (:func:`auditor.transfer.audit_transfer`: the
-best target flip rate / surrogate flip rate over the transfer conditions;
-white-box conditions count as 1) is below ``X`` or cannot be measured.
+**Not measured.** A gate whose value cannot be measured on the result (no attack conditions, a
+class without images, a class the model does not have, or a missing, NaN or infinite value in any
+condition it looks at) fails with the detail ``not measured``: a gate never passes on NaN, and a
+condition without a value is never skipped (that would let the next-worst condition decide).
+
+**Point and CI.** Each gate keeps the 95% CI of the value it decided on. A condition is conclusively
+on one side when its whole CI is (``>=`` gates: lower bound at or above the threshold passes, upper
+bound below it fails; ``<=`` gates mirrored); a gate is ``failed`` when some condition fails
+conclusively, ``passed`` when all pass conclusively, else ``inconclusive`` (a condition without a CI
+counts as inconclusive). ``--gate-on point`` (the default) decides pass/fail on the point estimate
+and shows the status beside it; ``--gate-on ci`` also fails every inconclusive gate. The default is
+``point`` because the exit code of an existing pipeline should keep meaning "the measured value meets
+the threshold", and because with the few hundred images of a typical audit a ``ci`` rule fails almost
+any threshold near the model's true value whatever the model; the inconclusive status is printed in
+every output, and ``--gate-on ci`` is the rule to use where a threshold must be demonstrated.
+
+**Transfer-only audits.** A transfer attack's worst case is a lower bound on the vulnerability (an
+upper bound on robust accuracy). When the scan ran attacks but no white-box and no query attack, every
+robustness gate fails, whatever its value, with one line saying why and what to add (``--attacks
+square``, or ``--surrogate target --attacks apgd``), unless ``--allow-transfer-only`` accepts the
+transfer bound (stored in ``extras.gate_evaluation`` and stated by the report).
+
+``--min-transfer X`` also guards the robustness gates against a vacuous transfer audit: each of
+them fails, whatever its value, when the audit transfer efficiency
+(:func:`auditor.transfer.audit_transfer`: the best target flip rate / surrogate flip rate over the
+transfer conditions; white-box conditions count as 1) is below ``X`` or cannot be measured.
+
+A guard (``--gate-on ci``, transfer-only, ``--min-transfer``) that turns a passing point value into a
+failure rewrites the detail as ``failed: <reasons>; measured <value>``; every reason is also kept in
+the gate's record (``extras.gate_evaluation.records`` of results.json: point, CI, status, condition,
+threat model, reasons), which the console, JUnit and HTML/PDF outputs show.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable
 
 from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from auditor.transfer import audit_transfer
-from auditor.types import AuditResult, Condition, GateOutcome
+from auditor.strength import MASKING_TEXT, strength_checks
+from auditor.transfer import WHITE_BOX, audit_transfer
+from auditor.types import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX, AuditResult, Condition, GateOutcome
 
 #: gates measured on one number, without a class
 SIMPLE_GATES = ("accuracy", "macro_f1", "robust_accuracy", "max_attack_success_rate", "max_flip_rate")
@@ -54,6 +79,18 @@ UPPER_BOUND_GATES = ("max_attack_success_rate", "max_flip_rate")
 GATE_NAMES = SIMPLE_GATES + tuple(f"{g}:<class>" for g in CLASS_GATES)
 
 NOT_MEASURED = "not measured"
+PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
+#: statistical status of a gate (``extras.gate_evaluation.records[].status``)
+STATUSES = (PASSED, FAILED, INCONCLUSIVE, NOT_MEASURED)
+#: statuses shown beside the verdict
+UNSURE = (INCONCLUSIVE, NOT_MEASURED)
+#: ``--gate-on``: decide on the point estimate, or require the whole 95% CI on the passing side
+GATE_ON = ("point", "ci")
+DEFAULT_GATE_ON = "point"
+#: threat models that bound the vulnerability from the attacker's side (not a transfer lower bound)
+STRONG_THREATS = (THREAT_WHITE_BOX, THREAT_QUERY)
+#: what a transfer-only audit should add
+ADVICE_FLAGS = "--attacks square (query-only, on the ONNX file) or --surrogate target --attacks apgd (white-box)"
 
 
 @dataclass(frozen=True)
@@ -137,6 +174,28 @@ def clean_condition(result: AuditResult) -> Condition | None:
     return result.condition("clean") or next((c for c in result.conditions if c.kind == "clean"), None)
 
 
+def threat_of(c: Condition) -> str | None:
+    """The condition's threat model, spelled as :data:`auditor.types.THREAT_MODELS` (None: not recorded)."""
+    t = (c.threat_model or "").strip().lower()
+    if not t:
+        return None
+    return THREAT_WHITE_BOX if t in WHITE_BOX else t
+
+
+def threat_models_run(result: AuditResult) -> list[str]:
+    """The threat models of the undefended attack conditions, in :data:`THREAT_MODELS` order (others after,
+    ``not recorded`` last)."""
+    seen = {threat_of(c) or "not recorded" for c in attack_conditions(result)}
+    known = [t for t in THREAT_MODELS if t in seen]
+    return known + sorted(seen - set(known) - {"not recorded"}) + (["not recorded"] if "not recorded" in seen else [])
+
+
+def transfer_only(result: AuditResult) -> bool:
+    """True when the scan attacked the model but ran no white-box and no query attack (undefended)."""
+    attacks = attack_conditions(result)
+    return bool(attacks) and not any(threat_of(c) in STRONG_THREATS for c in attacks)
+
+
 def _class_key(cond: Condition, cls: str) -> str | None:
     per_class = cond.metrics.get("per_class") or {}
     if cls in per_class:
@@ -145,77 +204,295 @@ def _class_key(cond: Condition, cls: str) -> str | None:
     return folded.get(cls.casefold())
 
 
-Measure = tuple[float | None, str]
-
-
 def _number(value) -> float | None:
     """``value`` as a float (NaN and infinities kept, so the caller can refuse them); None when absent."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, bool):
+        return None if value is None else float("nan")
     try:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
 
 
-def _single(value, where: str) -> Measure:
-    v = _number(value)
+def _ci(value) -> tuple[float, float] | None:
+    """A stored ``[low, high]`` interval of finite numbers, else None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = _number(value[0]), _number(value[1])
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
+            return lo, hi
+    return None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One condition a gate looks at: its value and 95% CI."""
+
+    cond: Condition
+    value: float
+    ci: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a gate measured: the deciding (worst) value, where, and its 95% CI.
+
+    ``value`` is None when the gate cannot be measured (``where`` then starts with ``not measured``);
+    ``entries`` are every condition the gate looked at.
+    """
+
+    value: float | None
+    where: str
+    entries: tuple[_Entry, ...] = ()
+    condition: Condition | None = None
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """The 95% CI of the deciding condition."""
+        return next((e.ci for e in self.entries if e.cond is self.condition), None)
+
+
+def _unmeasured(detail: str) -> Measured:
+    return Measured(None, detail)
+
+
+def _collect(conds: list[Condition], get: Callable[[Condition], tuple], label: str) -> list[_Entry] | Measured:
+    """The finite value and CI of every condition, or the reason the gate is not measured.
+
+    A missing value on any condition is "not measured", never skipped: skipping it would let the
+    next-worst condition decide the gate (issue 24).
+    """
+    out = []
+    for c in conds:
+        raw, ci = get(c)
+        v = _number(raw)
+        if v is None:
+            return _unmeasured(f"{NOT_MEASURED}: {c.name} has no {label} value")
+        if not math.isfinite(v):
+            return _unmeasured(f"{NOT_MEASURED}: {c.name} value is not a finite number")
+        out.append(_Entry(c, v, _ci(ci)))
+    return out
+
+
+def _single(cond: Condition | None, get: Callable[[Condition], tuple], label: str) -> Measured:
+    if cond is None:
+        return _unmeasured(NOT_MEASURED)
+    raw, ci = get(cond)
+    v = _number(raw)
     if v is None:
-        return None, NOT_MEASURED
+        return _unmeasured(NOT_MEASURED)
     if not math.isfinite(v):
-        return None, f"{NOT_MEASURED}: {where} value is {v} (not a finite number)"
-    return v, where
+        return _unmeasured(f"{NOT_MEASURED}: clean value is {v} (not a finite number)")
+    e = _Entry(cond, v, _ci(ci))
+    return Measured(v, "clean", (e,), cond)
 
 
-def _extreme(conds: list[Condition], get: Callable[[Condition], float | None], worst_is_min: bool) -> Measure:
-    values = [(v, c.name) for c in conds if (v := _number(get(c))) is not None]
-    if not values:
-        return None, NOT_MEASURED
-    broken = [name for v, name in values if not math.isfinite(v)]
-    if broken:  # a NaN is never the best or the worst: the gate cannot be judged
-        return None, f"{NOT_MEASURED}: {broken[0]} value is not a finite number"
+def _extreme(conds: list[Condition], get: Callable[[Condition], tuple], worst_is_min: bool, label: str) -> Measured:
+    if not conds:
+        return _unmeasured(NOT_MEASURED)
+    entries = _collect(conds, get, label)
+    if isinstance(entries, Measured):
+        return entries
     pick = min if worst_is_min else max
-    value, name = pick(values, key=lambda t: t[0])
-    return value, f"worst: {name}"
+    worst = pick(entries, key=lambda e: e.value)  # the first of equal values, in condition order
+    return Measured(worst.value, f"worst: {worst.cond.name}", tuple(entries), worst.cond)
 
 
-def _measure(result: AuditResult, gate: GateSpec) -> Measure:
+def measure(result: AuditResult, gate: GateSpec) -> Measured:
+    """The value ``gate`` is judged on, with every condition it looked at (see the module docstring)."""
     clean = clean_condition(result)
     attacks = attack_conditions(result)
     if gate.metric in ("accuracy", "macro_f1"):
-        return _single(clean.metrics.get(gate.metric) if clean else None, "clean")
+        key = gate.metric
+        return _single(clean, lambda c: (c.metrics.get(key), c.metrics.get(f"{key}_ci")), key)
     if gate.metric == "robust_accuracy":
-        return _extreme(attacks, lambda c: c.metrics.get("accuracy"), worst_is_min=True)
-    if gate.metric == "max_attack_success_rate":
-        return _extreme(attacks, lambda c: c.extra.get("attack_success_rate"), worst_is_min=False)
-    if gate.metric == "max_flip_rate":
-        return _extreme(attacks, lambda c: c.extra.get("flip_rate"), worst_is_min=False)
+        return _extreme(attacks, lambda c: (c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")), True, "accuracy")
+    if gate.metric in ("max_attack_success_rate", "max_flip_rate"):
+        key = gate.metric[len("max_") :]
+        return _extreme(attacks, lambda c: (c.extra.get(key), c.extra.get(f"{key}_ci")), False, key.replace("_", " "))
     assert gate.cls is not None
     if clean is None or _class_key(clean, gate.cls) is None:
         known = ", ".join(clean.metrics.get("labels") or []) if clean else ""
-        return None, f"{NOT_MEASURED}: no class {gate.cls!r} in the results" + (f" (classes: {known})" if known else "")
+        return _unmeasured(
+            f"{NOT_MEASURED}: no class {gate.cls!r} in the results" + (f" (classes: {known})" if known else "")
+        )
 
-    def sensitivity(c: Condition) -> float | None:
+    def sensitivity(c: Condition) -> tuple:
         key = _class_key(c, gate.cls)
-        return (c.metrics["per_class"][key] or {}).get("sensitivity") if key else None
+        pc = (c.metrics["per_class"][key] or {}) if key else {}
+        return pc.get("sensitivity"), pc.get("sensitivity_ci")
 
     if gate.metric == "sensitivity":
-        return _single(sensitivity(clean), "clean")
+        return _single(clean, sensitivity, "sensitivity")
     if gate.metric == "robust_sensitivity":
-        return _extreme(attacks, sensitivity, worst_is_min=True)
+        return _extreme(attacks, sensitivity, True, f"{gate.cls} sensitivity")
     raise AssertionError(f"unhandled gate {gate.metric}")  # pragma: no cover - parse_gates rejects it
 
 
-def evaluate_gate(result: AuditResult, gate: GateSpec) -> GateOutcome:
-    """The verdict of one gate on ``result``."""
-    value, where = _measure(result, gate)
-    if value is None:
-        return GateOutcome(gate.name, gate.threshold, None, False, where)
-    passed = value <= gate.threshold if gate.upper_bound else value >= gate.threshold
+# --------------------------------------------------------------------------- verdicts
+
+
+def _judge(value: float, ci: tuple[float, float] | None, gate: GateSpec) -> str:
+    """``passed``/``failed`` when the whole 95% CI is on one side of the threshold, else ``inconclusive``."""
+    thr = gate.threshold
+    if ci is None:
+        return INCONCLUSIVE
+    lo, hi = ci
+    if gate.upper_bound:
+        return PASSED if hi <= thr else (FAILED if lo > thr else INCONCLUSIVE)
+    return PASSED if lo >= thr else (FAILED if hi < thr else INCONCLUSIVE)
+
+
+def _status(m: Measured, gate: GateSpec, point_pass: bool) -> tuple[str, list[str]]:
+    """The statistical status of a measured gate and the conditions whose CI holds the threshold.
+
+    Failed when some condition fails beyond its CI; passed when every condition passes beyond its CI;
+    otherwise inconclusive (a condition without a CI counts as inconclusive). A status that contradicts
+    the point verdict (a CI that excludes its own point estimate) is inconclusive.
+    """
+    verdicts = [(e, _judge(e.value, e.ci, gate)) for e in m.entries]
+    unsure = [e.cond.name for e, v in verdicts if v == INCONCLUSIVE]
+    if any(v == FAILED for _, v in verdicts):
+        status = FAILED
+    elif unsure:
+        status = INCONCLUSIVE
+    else:
+        status = PASSED
+    if (status == PASSED) != point_pass:
+        status = INCONCLUSIVE
+    return status, unsure
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """How gates are decided: ``gate_on`` (``point`` or ``ci``), ``allow_transfer_only``, ``min_transfer``."""
+
+    gate_on: str = DEFAULT_GATE_ON
+    allow_transfer_only: bool = False
+    min_transfer: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate_on not in GATE_ON:
+            raise UsageError(f"--gate-on {self.gate_on}: choose {' or '.join(GATE_ON)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``extras.gate_evaluation`` of results.json, without the records)."""
+        return {
+            "gate_on": self.gate_on,
+            "allow_transfer_only": self.allow_transfer_only,
+            "min_transfer": self.min_transfer,
+        }
+
+
+def transfer_only_reason(result: AuditResult) -> str:
+    """Why a robustness gate fails on a transfer-only audit, and what to add (one line)."""
+    tms = ", ".join(threat_models_run(result)) or "none"
+    return (
+        f"transfer-only audit (threat models run: {tms}): its worst case is only a lower bound on the "
+        f"vulnerability (an upper bound on robust accuracy); add {ADVICE_FLAGS}, or pass --allow-transfer-only"
+    )
+
+
+def _record(
+    result: AuditResult, gate: GateSpec, policy: GatePolicy, transfer: dict | None
+) -> tuple[GateOutcome, dict[str, Any]]:
+    """The verdict of one gate and its full record (``extras.gate_evaluation.records``)."""
+    m = measure(result, gate)
     relation = "<=" if gate.upper_bound else ">="
-    verdict = "passed" if passed else "failed"
-    detail = f"{verdict}: {value:.4f} (required {relation} {gate.threshold:g}; {where})"
-    return GateOutcome(gate.name, gate.threshold, value, passed, detail)
+    cond = m.condition
+    record: dict[str, Any] = {
+        "name": gate.name,
+        "threshold": gate.threshold,
+        "relation": relation,
+        "value": m.value,
+        "ci": list(m.ci) if m.ci else None,
+        "condition": cond.name if cond is not None else None,
+        "threat_model": threat_of(cond) if cond is not None and cond.kind == "attack" else None,
+        "status": NOT_MEASURED,
+        "inconclusive_conditions": [],
+        "reasons": [],
+        "point_passed": None,
+        "passed": False,
+        "detail": m.where,
+    }
+    robustness = gate.metric in ROBUSTNESS_GATES
+    reasons: list[str] = []
+    suffix = ""
+    if m.value is None:
+        passed, detail = False, m.where
+    else:
+        point_pass = m.value <= gate.threshold if gate.upper_bound else m.value >= gate.threshold
+        status, unsure = _status(m, gate, point_pass)
+        record.update(point_passed=point_pass, status=status, inconclusive_conditions=unsure)
+        passed = point_pass
+        if policy.gate_on == "ci" and status != PASSED:
+            passed = False
+            if status == INCONCLUSIVE:
+                where = unsure[0] if unsure else (cond.name if cond else "the value")
+                reasons.append(f"inconclusive under --gate-on ci ({where}: the 95% CI holds the threshold)")
+        detail = (
+            f"{'passed' if point_pass else 'failed'}: {m.value:.4f} (required {relation} {gate.threshold:g}; {m.where})"
+        )
+    if robustness and policy.min_transfer is not None and transfer is not None:
+        eff = transfer["efficiency"]
+        if eff is not None and eff >= policy.min_transfer:
+            suffix = f"; transfer efficiency {eff:.3f} >= --min-transfer {policy.min_transfer:g}"
+        else:
+            shown = NOT_MEASURED if eff is None else f"{eff:.3f}"
+            reasons.append(
+                f"vacuous audit, transfer efficiency {shown} < --min-transfer {policy.min_transfer:g} "
+                f"(the attacks did not carry over from the surrogate)"
+            )
+    if robustness and not policy.allow_transfer_only and transfer_only(result):
+        reasons.append(transfer_only_reason(result))
+    if reasons:
+        passed = False
+    if m.value is not None and reasons and record["point_passed"]:
+        measured = detail.partition(": ")[2]
+        detail = f"failed: {'; '.join(reasons)}; measured {measured}"
+    detail += suffix
+    record.update(passed=passed, reasons=reasons, detail=detail)
+    return GateOutcome(gate.name, gate.threshold, m.value, passed, detail), record
+
+
+def evaluate(
+    result: AuditResult, gates: Iterable[GateSpec], policy: GatePolicy | None = None
+) -> tuple[tuple[GateOutcome, ...], dict[str, Any]]:
+    """Verdicts of ``gates`` on ``result`` and the ``extras.gate_evaluation`` block (policy and records)."""
+    policy = policy or GatePolicy()
+    gates = tuple(gates)
+    transfer = audit_transfer(result.conditions) if policy.min_transfer is not None else None
+    pairs = [_record(result, g, policy, transfer) for g in gates]
+    block = {**policy.to_dict(), "transfer_only": transfer_only(result), "records": [r for _, r in pairs]}
+    return tuple(o for o, _ in pairs), block
+
+
+def evaluate_gate(result: AuditResult, gate: GateSpec, policy: GatePolicy | None = None) -> GateOutcome:
+    """The verdict of one gate on ``result``."""
+    return evaluate(result, (gate,), policy)[0][0]
+
+
+def evaluate_gates(
+    result: AuditResult,
+    gates: Iterable[GateSpec],
+    min_transfer: float | None = None,
+    *,
+    allow_transfer_only: bool = False,
+    gate_on: str = DEFAULT_GATE_ON,
+) -> tuple[GateOutcome, ...]:
+    """Verdicts of ``gates`` (from :func:`parse_gates`) on ``result``, in order (module docstring)."""
+    policy = GatePolicy(gate_on=gate_on, allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
+    return evaluate(result, gates, policy)[0]
+
+
+def apply_gates(result: AuditResult, gates: Iterable[GateSpec], policy: GatePolicy | None = None) -> AuditResult:
+    """``result`` with the verdicts of ``gates`` and ``extras.gate_evaluation`` (what ``scan``/``report`` write)."""
+    outcomes, block = evaluate(result, gates, policy)
+    return replace(result, gates=outcomes, extras={**result.extras, "gate_evaluation": block})
+
+
+def stored_gates(result: AuditResult) -> tuple[GateSpec, ...]:
+    """The gate specs of the verdicts stored in ``result`` (to re-evaluate them under another policy)."""
+    return parse_gates([f"{g.name}={g.threshold!r}" for g in result.gates]) if result.gates else ()
 
 
 def check_min_transfer(value: float | None, gates: Iterable[GateSpec]) -> float | None:
@@ -229,37 +506,106 @@ def check_min_transfer(value: float | None, gates: Iterable[GateSpec]) -> float 
     return value
 
 
-def _vacuous(outcome: GateOutcome, verdict: dict, min_transfer: float) -> GateOutcome:
-    eff = verdict["efficiency"]
-    if eff is not None and eff >= min_transfer:
-        detail = f"{outcome.detail}; transfer efficiency {eff:.3f} >= --min-transfer {min_transfer:g}"
-        return GateOutcome(outcome.name, outcome.threshold, outcome.value, outcome.passed, detail)
-    shown = "not measured" if eff is None else f"{eff:.3f}"
-    measured = (
-        outcome.detail.partition(": ")[2] if outcome.detail.startswith(("passed: ", "failed: ")) else outcome.detail
-    )
-    detail = (
-        f"failed: vacuous audit, transfer efficiency {shown} < --min-transfer {min_transfer:g} "
-        f"(the attacks did not carry over from the surrogate); measured {measured}"
-    )
-    return GateOutcome(outcome.name, outcome.threshold, outcome.value, False, detail)
+# --------------------------------------------------------------------------- what the reports show
 
 
-def evaluate_gates(
-    result: AuditResult, gates: Iterable[GateSpec], min_transfer: float | None = None
-) -> tuple[GateOutcome, ...]:
-    """Verdicts of ``gates`` (from :func:`parse_gates`) on ``result``, in order.
+def gate_policy(result: AuditResult) -> dict[str, Any]:
+    """The stored gate policy (``extras.gate_evaluation``); the defaults for an older results.json."""
+    block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
+    block = block if isinstance(block, dict) else {}
+    gate_on = block.get("gate_on") if block.get("gate_on") in GATE_ON else DEFAULT_GATE_ON
+    return {
+        "gate_on": gate_on,
+        "allow_transfer_only": block.get("allow_transfer_only") is True,
+        "recorded": bool(block),
+    }
 
-    With ``min_transfer``, robustness gates also fail on a vacuous transfer audit (module docstring).
-    """
-    gates = tuple(gates)
-    outcomes = [evaluate_gate(result, g) for g in gates]
-    if min_transfer is None:
-        return tuple(outcomes)
-    verdict = audit_transfer(result.conditions)
-    return tuple(
-        _vacuous(o, verdict, min_transfer) if g.metric in ROBUSTNESS_GATES else o for g, o in zip(gates, outcomes)
-    )
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _list(v: Any) -> list:
+    """``v`` when it is a list, else empty (results.json is untrusted input)."""
+    return v if isinstance(v, list) else []
+
+
+def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
+    """One row per stored gate for the renderers: the verdict joined with its record (when results.json
+    holds one for the same gate, threshold and verdict); an older file's gates get ``status`` from their
+    verdict and no CI. ``label`` is what every output prints in the verdict column; ``masking`` is True
+    for a robustness gate when an attack-strength check failed (:mod:`auditor.strength`: the worst case it
+    is judged on may overstate robustness)."""
+    robust = any(g.name.partition(":")[0] in ROBUSTNESS_GATES for g in result.gates)
+    masking = bool(robust and strength_checks(result)["possible_masking"])
+    block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
+    records = [r for r in _list(block.get("records") if isinstance(block, dict) else None) if isinstance(r, dict)]
+    rows = []
+    for g in result.gates:
+        rec = next(
+            (
+                r
+                for r in records
+                if r.get("name") == g.name and r.get("threshold") == g.threshold and r.get("passed") is g.passed
+            ),
+            {},
+        )
+        status = rec.get("status") if rec.get("status") in STATUSES else None
+        if status is None:
+            status = NOT_MEASURED if g.value is None else (PASSED if g.passed else FAILED)
+        reasons = [r for r in _list(rec.get("reasons")) if isinstance(r, str)]
+        only = any(r.startswith("transfer-only audit") for r in reasons)
+        notes = (["transfer only"] if only and not g.passed else []) + ([status] if status in UNSURE else [])
+        label = ("PASS" if g.passed else "FAIL") + (f" ({'; '.join(notes)})" if notes else "")
+        ci = _ci(rec.get("ci"))
+        rows.append(
+            {
+                "name": g.name,
+                "threshold": g.threshold,
+                "value": g.value,
+                "ci": list(ci) if ci else None,
+                "passed": g.passed,
+                "status": status,
+                "label": label,
+                "condition": _text(rec.get("condition")),
+                "threat_model": _text(rec.get("threat_model")),
+                "inconclusive_conditions": [c for c in _list(rec.get("inconclusive_conditions")) if isinstance(c, str)],
+                "reasons": reasons,
+                "transfer_only": only,
+                "masking": masking and g.name.partition(":")[0] in ROBUSTNESS_GATES,
+                "detail": g.detail,
+            }
+        )
+    return rows
+
+
+def where_text(row: dict[str, Any]) -> str:
+    """``usmm@8 (transfer)``: the condition a gate was decided on and its threat model (``—`` when none),
+    followed by ``[possible gradient masking]`` when an attack-strength check puts the figure in doubt."""
+    text = "—"
+    if row.get("condition"):
+        text = row["condition"] + (f" ({row['threat_model']})" if row.get("threat_model") else "")
+    return text + (f" [{MASKING_TEXT}]" if row.get("masking") else "")
+
+
+def gate_notes(result: AuditResult) -> list[str]:
+    """Lines for stderr after the gates: why robustness gates failed on a transfer-only audit (one line,
+    with what to add) and which gates are inconclusive under the chosen ``--gate-on``."""
+    rows = gate_rows(result)
+    notes = []
+    transfer = [r["name"] for r in rows if r["transfer_only"]]
+    if transfer:
+        notes.append(f"{', '.join(transfer)} failed: {transfer_only_reason(result)}")
+    unsure = [r["name"] for r in rows if r["status"] == INCONCLUSIVE]
+    if unsure:
+        policy = gate_policy(result)
+        rule = (
+            "they fail under --gate-on ci"
+            if policy["gate_on"] == "ci"
+            else "the exit code follows the point estimate (--gate-on point); --gate-on ci makes them fail"
+        )
+        notes.append(f"inconclusive gate(s), threshold inside the 95% CI: {', '.join(unsure)}; {rule}")
+    return notes
 
 
 # ----------------------------------------------------------------------------- the exit verdict

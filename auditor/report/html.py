@@ -14,13 +14,14 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-from auditor.report.gates import attack_conditions, clean_condition
+from auditor.report.gates import attack_conditions, clean_condition, gate_policy, gate_rows, where_text
 from auditor.report.jsonfmt import results_digest
 from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
 from auditor.report.renderer import Renderer
-from auditor.report.summary import _acc, is_normal, summary_numbers
+from auditor.report.summary import _acc, is_normal, summary_numbers, worst_case
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
+from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition, ConditionId
 
 #: example images shown at most (the rest are counted in a note)
@@ -439,7 +440,17 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
     """The executive summary, the per-condition tables, the defense comparison and the transfer view."""
     s = summary_numbers(result)
     groups = _threat_groups(result)
+    checks = strength_checks(result)
+    rows = gate_rows(result)
+    for g in rows:
+        g["where"] = where_text(g)
     return {
+        "worst_case": worst_case(result, checks),
+        "strength": checks,
+        "masking_text": MASKING_TEXT,
+        "gate_rows": rows,
+        "gate_policy": gate_policy(result),
+        "gates_inconclusive": sum(1 for g in rows if g["status"] == "inconclusive"),
         "clean": s["clean"],
         "worst": s["worst"],
         "best_defense": s["best_defense"],

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor.report.gates import attack_conditions, clean_condition
-from auditor.report.numbers import _finite
+from auditor.report.gates import (
+    ADVICE_FLAGS,
+    attack_conditions,
+    clean_condition,
+    gate_policy,
+    threat_models_run,
+    threat_of,
+    transfer_only,
+)
+from auditor.report.numbers import _finite, fmt_eps, fmt_pct
 from auditor.report.verdicts import defense_summaries, defense_verdict
+from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import AuditResult, Condition
 
 #: class names treated as "no disease" (no missed-disease rate)
@@ -29,8 +38,77 @@ def _acc(c: Condition | None) -> float | None:
     return v if _finite(v) else None
 
 
+def _where(c: Condition) -> str:
+    eps = f" at ε = {fmt_eps(c.epsilon)}" if _finite(c.epsilon) else ""
+    return f"{c.name}, {threat_of(c) or 'threat model not recorded'}{eps}"
+
+
+def worst_case(result: AuditResult, checks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The headline's worst case under attack over every threat model the scan ran, and what qualifies it.
+
+    Keys: ``condition`` (the undefended attack condition with the lowest accuracy; the first of equal
+    ones), ``threat_model``, ``threat_models`` (run, in order), ``per_threat`` (threat model -> its
+    worst condition), ``unmeasured`` (attack conditions whose accuracy is missing or not finite: the
+    worst case is then not determined, never silently the next-worst), ``transfer_only``,
+    ``allow_transfer_only`` (stated by ``--allow-transfer-only``), ``masking`` (attack-strength
+    violations: the figure may overstate robustness), and ``sentences`` (plain text, in order).
+    ``checks`` are the :func:`auditor.strength.strength_checks` of ``result`` (computed when None).
+    """
+    attacks = attack_conditions(result)
+    measured = [c for c in attacks if _acc(c) is not None]
+    unmeasured = [c.name for c in attacks if _acc(c) is None]
+    worst = min(measured, key=lambda c: _acc(c)) if measured else None
+    per_threat: dict[str, Condition] = {}
+    for c in measured:
+        key = threat_of(c) or "not recorded"
+        if key not in per_threat or _acc(c) < _acc(per_threat[key]):
+            per_threat[key] = c
+    only = transfer_only(result)
+    allowed = gate_policy(result)["allow_transfer_only"]
+    checks = strength_checks(result) if checks is None else checks
+    masking = [t for c in checks.get("checks", {}).values() for t in (v.get("text") for v in c["violations"])]
+    sentences = []
+    if worst is not None:
+        sentences.append(f"Worst case under attack: {fmt_pct(_acc(worst))} ({_where(worst)}).")
+    if len(per_threat) > 1:
+        sentences.append(
+            "Worst per threat model: "
+            + "; ".join(f"{t} {fmt_pct(_acc(c))} ({c.name})" for t, c in per_threat.items())
+            + "."
+        )
+    if unmeasured:
+        sentences.append(
+            f"Not measured: the accuracy of {', '.join(unmeasured)} is missing or not a finite number, so the "
+            "worst case is not determined; the figure above is the worst of the measured conditions only."
+        )
+    if only:
+        sentences.append(
+            "Only transfer attacks ran: this figure is only a lower bound on the model's vulnerability (an upper "
+            f"bound on its robust accuracy). For a bound from the attacker's side add {ADVICE_FLAGS}."
+        )
+        if allowed:
+            sentences.append("The robustness gates accepted this transfer-only bound (--allow-transfer-only).")
+    if masking:
+        sentences.append(
+            f"{MASKING_TEXT.capitalize()}: {len(masking)} attack-strength check(s) failed, so the worst case may "
+            "overstate robustness (see Attack-strength checks)."
+        )
+    return {
+        "condition": worst,
+        "threat_model": threat_of(worst) if worst is not None else None,
+        "threat_models": threat_models_run(result),
+        "per_threat": per_threat,
+        "unmeasured": unmeasured,
+        "transfer_only": only,
+        "allow_transfer_only": allowed,
+        "masking": masking,
+        "sentences": sentences,
+    }
+
+
 def summary_numbers(result: AuditResult) -> dict[str, Any]:
-    """Executive-summary figures: clean, worst case under attack, the defense verdict, gates."""
+    """Executive-summary figures: clean, worst case under attack (:func:`worst_case`), the defense verdict,
+    gates."""
     attacks = [c for c in attack_conditions(result) if _acc(c) is not None]
     worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
     verdict = defense_verdict(result)
