@@ -47,7 +47,7 @@ MOMENTUM = 0.75
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations ``w_j`` (``1 <= w_j <= steps``) at which APGD may halve its step size (paper §3.2).
+    """The iterations ``w_j`` (``1 <= w_j <= steps``) at which APGD may halve its step size (paper, section 3.2).
 
     ``p_j`` is kept in integer hundredths (0, 22, 41, 57, 70, 80, 87, 93, 99), so ``w_j = ceil(p_j * steps)``
     has no float rounding: 100 iterations give 22, 41, 57, 70, 80, 87, 93, 99.
