@@ -22,7 +22,7 @@ from auditor.report.summary import _acc, is_normal, summary_numbers, worst_case
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
 from auditor.strength import MASKING_TEXT, strength_checks
-from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition, ConditionId
+from auditor.types import STATED_CAVEAT_PREFIX, THREAT_QUERY, AuditResult, Condition, ConditionId
 
 #: example images shown at most (the rest are counted in a note)
 MAX_EXAMPLES = 24
@@ -123,6 +123,8 @@ def _threat_groups(result: AuditResult) -> list[dict[str, Any]]:
             atlas = "AML.T0005 Create Proxy AI Model; AML.T0043.002 Craft Adversarial Data: Black-Box Transfer"
         elif tm in ("white-box", "whitebox", "white_box"):
             atlas = "AML.T0043.000 Craft Adversarial Data: White-Box Optimization"
+        elif tm == THREAT_QUERY:
+            atlas = "AML.T0043.001 Craft Adversarial Data: Black-Box Optimization (queries to the model)"
         else:
             atlas = "AML.T0043 Craft Adversarial Data"
         attacks = []
