@@ -303,7 +303,7 @@ def run_scan_from_demo(
     "--min-transfer",
     type=float,
     help="Robustness gates fail when the transfer efficiency "
-    "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).",
+    "(target / surrogate attack success rate, transfer conditions only) is below this fraction, e.g. 0.5 (see README).",
 )
 @click.option(
     "--strict",
