@@ -21,13 +21,12 @@ Four rules, each a small function here (the HTML and console summaries only lay 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
 
-from auditor.metrics import DEFAULT_N_BOOT, ratio_ci
+from auditor.metrics import DEFAULT_N_BOOT, guarded_ci, ratio_ci
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.numbers import _finite, fmt_ci, fmt_pct
 from auditor.types import AuditResult, Condition, ConditionId
@@ -226,25 +225,6 @@ def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
         fig["robust"] if fig["robust"] is not None else -1.0,
         fig["clean_acc"] if fig["clean_acc"] is not None else -1.0,
     )
-
-
-def wilson_interval(k: float, n: int, z: float = 1.959964) -> list[float] | None:
-    """Wilson score 95% interval of ``k`` successes in ``n`` (Wilson, JASA 1927); never zero-width."""
-    if n <= 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def guarded_ci(ci: list[float] | None, acc: float, n: int) -> list[float] | None:
-    """The bootstrap CI widened to cover the Wilson interval: a percentile bootstrap collapses to
-    ``[0, 0]`` when every image is wrong, which would let any defense "clear" it."""
-    if ci is None:
-        return None
-    w = wilson_interval(acc * n, n)
-    return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
 
 
 def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any] | None:
