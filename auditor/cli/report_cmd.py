@@ -17,13 +17,24 @@ from auditor.cli.options import split_list
 @click.option("--format", "formats", default="html,pdf", show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
 @click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
+@click.option(
+    "--max-clean-drop",
+    type=float,
+    help="Largest clean-accuracy drop a defense may cause and still be named best (default: the clean 95% CI).",
+)
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
 def report_command(
-    results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None, strict: bool
+    results: str,
+    out: str | None,
+    formats: str,
+    fail_under: str | None,
+    min_transfer: float | None,
+    max_clean_drop: float | None,
+    strict: bool,
 ) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
     from auditor.capture import capture_library_output
-    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes
+    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes, check_max_clean_drop, with_max_clean_drop
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
     from auditor.report.gates import check_min_transfer, evaluate_gates, exit_status, parse_gates, skipped_items
@@ -35,8 +46,9 @@ def report_command(
     parse_formats(fmts)
     gates = parse_gates(fail_under) if fail_under else ()
     min_transfer = check_min_transfer(min_transfer, gates)
+    max_clean_drop = check_max_clean_drop(max_clean_drop)
     _check_dir_flag(out, "--out")
-    result = load_results(results)
+    result = with_max_clean_drop(load_results(results), max_clean_drop)
     check_gate_classes(gates, result.class_names, where=results)
     if gates:
         result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
