@@ -6,6 +6,17 @@ bootstrap intervals (Efron & Tibshirani, *An Introduction to the Bootstrap*,
 stay together, since images of one patient are correlated), else images.
 Every bootstrap replicate is computed from a resampled confusion matrix, so
 the interval of each metric uses the same replicates.
+
+A percentile bootstrap cannot see beyond its sample: a rate of 0/n or n/n
+gets the zero-width interval ``[0, 0]`` or ``[1, 1]``. Wherever a verdict
+compares with such a rate it uses :func:`guarded_ci`, the bootstrap interval
+widened to the Wilson score interval (:func:`wilson_interval`; Wilson, JASA
+1927), which for 0/n is ``[0, z²/(n + z²)]`` (0.2425 for n = 12).
+
+"A beats B" statements on the same images are exact McNemar tests
+(:func:`mcnemar_exact`: a two-sided binomial test on the discordant pairs;
+McNemar, Psychometrika 1947) with the Holm step-down correction over the
+family of statements (:func:`holm`; Holm, Scand. J. Statist. 1979).
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -252,6 +264,60 @@ def compute_attack_rates(
             "level": CI_LEVEL,
         },
     }
+
+
+def wilson_interval(k: float, n: int, level: float = CI_LEVEL) -> list[float] | None:
+    """Wilson score interval (``level``, default 95%) of ``k`` successes in ``n`` trials (Wilson, JASA 1927);
+    never zero-width. ``k`` is rounded to a whole count; None when ``n`` is 0. Computed by
+    :func:`scipy.stats.binomtest` (``proportion_ci(method="wilson")``, no continuity correction)."""
+    if n <= 0:
+        return None
+    k = min(max(int(round(k)), 0), n)
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return [max(0.0, float(ci.low)), min(1.0, float(ci.high))]
+
+
+def guarded_ci(ci: list[float] | None, rate: float, n: int) -> list[float] | None:
+    """The bootstrap CI of a rate widened to cover its Wilson interval: a percentile bootstrap collapses
+    to ``[0, 0]`` (``[1, 1]``) when the rate is 0/n (n/n), which would let any comparison "clear" it.
+    None when ``ci`` is None (bootstrap off)."""
+    if ci is None:
+        return None
+    w = wilson_interval(rate * n, n)
+    return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
+
+
+def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, Any]:
+    """Exact McNemar test of two paired 0/1 outcomes on the same images (McNemar, Psychometrika 1947).
+
+    ``a_only`` counts the images only A gets right, ``b_only`` those only B gets right; the two-sided
+    p-value is the binomial test of ``a_only`` in ``a_only + b_only`` discordant pairs at 1/2
+    (:func:`scipy.stats.binomtest`); 1.0 without discordant pairs.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError("paired outcomes must have the same length")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    p = float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, p)}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (Holm, Scand. J. Statist. 1979), in the input order.
+
+    The i-th smallest p-value (i from 0) is multiplied by ``m - i``, made non-decreasing along that
+    order and capped at 1; a statement is decided at level α when its adjusted p-value is ≤ α, which
+    keeps the family-wise error rate at α over the ``m`` statements.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = adjusted
+    return [float(v) for v in out]
 
 
 def compute_roc(

@@ -1,4 +1,4 @@
-"""How much a transfer audit means: per-set surrogate diagnostics and the weak-transfer rule.
+"""How much a transfer audit means: per-set surrogate diagnostics and the graded transfer verdict.
 
 A transfer attack is crafted on a surrogate and shown to the target. Its
 accuracy figure is a lower bound on the target's vulnerability, and that bound
@@ -14,20 +14,33 @@ results.json):
 * ``agreement_clean``: share of clean images on which surrogate and target
   predict the same class;
 * ``surrogate_input_size`` (one ``[H, W]`` per member) and ``target_input_size``;
-* ``transfer_efficiency`` = target flip rate / surrogate flip rate (None when
-  the surrogate flipped nothing).
+* ``transfer_efficiency`` = target attack success rate / surrogate attack
+  success rate (None when the surrogate was fooled on none of its correct
+  images). Success rates, not flip rates: each is measured on the images its
+  model classifies correctly when clean, so a surrogate that is only 74 %
+  accurate but fooled on all of its correct images has success 1, not 0.74.
+  The ratio can exceed 1 (the target is easier to fool than the surrogate).
 
-**Weak-transfer rule.** An audit's transfer is *weak* when it ran transfer
-attack conditions (no defense), the attacks worked on the surrogate (the
-highest surrogate flip rate is above :data:`STRONG_SURROGATE_FLIP`, 80 %) and
-none of them carried over (the highest target flip rate is below
-:data:`WEAK_TARGET_FLIP`, 10 %). The report then says that the attacks did not
-transfer and that the accuracy under attack is weak evidence of robustness.
+**Graded verdict.** Only undefended conditions whose ``threat_model`` is
+:data:`~auditor.types.THREAT_TRANSFER` count; white-box and query conditions
+attack the target itself and are reported apart (``whitebox_worst``,
+``query_conditions``), never as an efficiency. The audit's *transfer
+efficiency* is the highest efficiency over those conditions, graded by
+:func:`grade`: below :data:`NO_TRANSFER_EFFICIENCY` (0.2) the attacks *did not
+transfer*, below :data:`WEAK_EFFICIENCY` (0.5) they transferred *weakly*, below
+:data:`STRONG_EFFICIENCY` (0.8) *partially*, else *strongly*. Transfer is
+*weak* (the report's "weak evidence of robustness") below 0.5: fewer than half
+of the images the attack fooled on the surrogate (as a share of its correct
+images) were fooled on the target, so the accuracy under attack understates the
+vulnerability the same attack reaches with the model's own gradients by more
+than a factor of two. docs/algorithms.md §10 gives the reasons for the cut-offs.
 
-The *audit transfer efficiency* (used by ``--min-transfer``) is the highest
-transfer efficiency over the undefended transfer conditions; white-box
-conditions attack the target itself and count as 1.0. Transferability and its
-dependence on the surrogate's architecture are discussed by Papernot et al.,
+**``--min-transfer``** (:mod:`auditor.report.gates`) reads ``efficiency``: the
+transfer-only efficiency above when the audit ran transfer conditions (a
+white-box condition next to them no longer lifts it to 1), 1.0 when it ran
+none but attacked the target itself (white-box or query conditions: nothing had
+to carry over), else None (not measured). Transferability and its dependence
+on the surrogate's architecture are discussed by Papernot et al.,
 "Transferability in Machine Learning" (arXiv:1605.07277, 2016) and Liu et al.,
 "Delving into Transferable Adversarial Examples and Black-box Attacks" (ICLR
 2017), who also motivate ensemble surrogates.
@@ -43,13 +56,30 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from auditor.metrics import compute_attack_rates
-from auditor.types import Condition
+from auditor.types import THREAT_QUERY, THREAT_TRANSFER, THREAT_WHITE_BOX, Condition
 
-#: the target flip rate below which the attacks "did not transfer"
-WEAK_TARGET_FLIP = 0.10
-#: the surrogate flip rate above which the attacks "worked on the surrogate"
-STRONG_SURROGATE_FLIP = 0.80
-WHITE_BOX = ("white-box", "whitebox", "white_box")
+#: transfer efficiency below which the attacks "did not transfer"
+NO_TRANSFER_EFFICIENCY = 0.2
+#: transfer efficiency below which transfer is weak (the report's "weak evidence of robustness")
+WEAK_EFFICIENCY = 0.5
+#: transfer efficiency from which transfer is strong
+STRONG_EFFICIENCY = 0.8
+#: the grades of :func:`grade`, weakest first
+GRADES = ("none", "weak", "partial", "strong")
+#: spellings of the white-box threat model accepted in results.json of older versions
+WHITE_BOX = (THREAT_WHITE_BOX, "whitebox", "white_box")
+
+
+def grade(efficiency: float | None) -> str | None:
+    """The grade of a transfer efficiency: ``none`` (< 0.2), ``weak`` (< 0.5), ``partial`` (< 0.8),
+    ``strong``; None when it is not measured."""
+    if efficiency is None or not math.isfinite(efficiency):
+        return None
+    if efficiency < NO_TRANSFER_EFFICIENCY:
+        return "none"
+    if efficiency < WEAK_EFFICIENCY:
+        return "weak"
+    return "partial" if efficiency < STRONG_EFFICIENCY else "strong"
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -72,8 +102,8 @@ def set_diagnostics(
     sc, sa = np.asarray(surrogate_clean), np.asarray(surrogate_adv)
     tc = np.asarray(target_clean)
     n = len(y)
-    sur = compute_attack_rates(y, sc, sa)
-    tgt = compute_attack_rates(y, tc, target_adv)
+    sur = compute_attack_rates(y, sc, sa, n_boot=0)
+    tgt = compute_attack_rates(y, tc, target_adv, n_boot=0)
     sizes = [[int(v) for v in s] for s in surrogate_sizes]
     tsize = [int(v) for v in target_size]
     return {
@@ -86,7 +116,7 @@ def set_diagnostics(
         "surrogate_input_size": sizes,
         "target_input_size": tsize,
         "same_input_size": all(s == tsize for s in sizes),
-        "transfer_efficiency": _ratio(tgt["flip_rate"], sur["flip_rate"]),
+        "transfer_efficiency": _ratio(tgt["attack_success_rate"], sur["attack_success_rate"]),
     }
 
 
@@ -100,48 +130,62 @@ def _undefended_attacks(conditions: Iterable[Condition]) -> list[Condition]:
     return [c for c in conditions if c.kind == "attack" and not c.defense]
 
 
+def _threat(c: Condition) -> str:
+    t = (c.threat_model or "").lower()
+    return THREAT_WHITE_BOX if t in WHITE_BOX else t
+
+
 def audit_transfer(conditions: Iterable[Condition]) -> dict[str, Any]:
     """Audit-level transfer verdict from the conditions of one result.
 
-    Returns ``transfer_conditions`` (count), ``whitebox_conditions`` (count),
-    ``max_target_flip_rate``, ``max_surrogate_flip_rate``, ``efficiency`` (see
-    the module docstring; None when not measurable), ``weak`` (the rule),
-    ``whitebox_worst`` (the white-box attack condition with the lowest
-    accuracy, or None) and ``measured`` (False when no transfer condition
-    carries diagnostics, e.g. a results.json of an older version).
+    Returns ``transfer_conditions``, ``whitebox_conditions`` and ``query_conditions`` (counts),
+    ``max_target_success_rate`` and ``max_surrogate_success_rate`` (transfer conditions only),
+    ``transfer_efficiency`` (the highest over the transfer conditions, None when not measurable),
+    ``grade`` (:func:`grade` of it), ``weak`` (grade ``none`` or ``weak``), ``efficiency`` (what
+    ``--min-transfer`` compares; module docstring), ``whitebox_worst`` (the white-box attack
+    condition with the lowest accuracy, or None) and ``measured`` (False when no transfer
+    condition carries diagnostics, e.g. a results.json of an older version).
     """
     attacks = _undefended_attacks(conditions)
-    transfer = [c for c in attacks if (c.threat_model or "").lower() == "transfer"]
-    whitebox = [c for c in attacks if (c.threat_model or "").lower() in WHITE_BOX]
+    transfer = [c for c in attacks if _threat(c) == THREAT_TRANSFER]
+    whitebox = [c for c in attacks if _threat(c) == THREAT_WHITE_BOX]
+    query = [c for c in attacks if _threat(c) == THREAT_QUERY]
     diag = [(c, c.extra.get("transfer")) for c in transfer if isinstance(c.extra.get("transfer"), dict)]
-    target_flips = [v for c, _ in diag if (v := _num(c.extra.get("flip_rate"))) is not None]
-    sur_flips = [v for _, d in diag if (v := _num(d.get("surrogate_flip_rate"))) is not None]
+    target_succ = [v for c, _ in diag if (v := _num(c.extra.get("attack_success_rate"))) is not None]
+    sur_succ = [v for _, d in diag if (v := _num(d.get("surrogate_attack_success_rate"))) is not None]
     effs = [v for _, d in diag if (v := _num(d.get("transfer_efficiency"))) is not None]
-    max_t = max(target_flips) if target_flips else None
-    max_s = max(sur_flips) if sur_flips else None
-    weak = bool(max_t is not None and max_s is not None and max_t < WEAK_TARGET_FLIP and max_s > STRONG_SURROGATE_FLIP)
-    if whitebox:
-        efficiency: float | None = 1.0
+    transfer_eff = max(effs) if effs else None
+    g = grade(transfer_eff)
+    if transfer:
+        efficiency = transfer_eff
     else:
-        efficiency = max(effs) if effs else (0.0 if sur_flips and max_s == 0 else None)
+        efficiency = 1.0 if whitebox or query else None
     accs = [(v, c) for c in whitebox if (v := _num(c.metrics.get("accuracy"))) is not None]
     worst_wb = min(accs, key=lambda t: t[0])[1] if accs else None
     return {
         "transfer_conditions": len(transfer),
         "whitebox_conditions": len(whitebox),
-        "max_target_flip_rate": max_t,
-        "max_surrogate_flip_rate": max_s,
+        "query_conditions": len(query),
+        "max_target_success_rate": max(target_succ) if target_succ else None,
+        "max_surrogate_success_rate": max(sur_succ) if sur_succ else None,
+        "transfer_efficiency": transfer_eff,
+        "grade": g,
+        "weak": g in ("none", "weak"),
         "efficiency": efficiency,
-        "weak": weak,
         "whitebox_worst": worst_wb,
         "measured": bool(diag),
     }
 
 
 def transfer_summary(conditions: Iterable[Condition]) -> dict[str, Any]:
-    """:func:`audit_transfer` as JSON (``extras.transfer`` of results.json), with the rule's thresholds."""
+    """:func:`audit_transfer` as JSON (``extras.transfer`` of results.json), with the grade cut-offs."""
     v = audit_transfer(conditions)
     wb = v.pop("whitebox_worst")
     v["whitebox_worst"] = None if wb is None else {"name": wb.name, "accuracy": wb.metrics.get("accuracy")}
-    v["rule"] = {"weak_target_flip_below": WEAK_TARGET_FLIP, "surrogate_flip_above": STRONG_SURROGATE_FLIP}
+    v["rule"] = {
+        "efficiency": "target attack success rate / surrogate attack success rate (transfer conditions only)",
+        "no_transfer_below": NO_TRANSFER_EFFICIENCY,
+        "weak_below": WEAK_EFFICIENCY,
+        "strong_from": STRONG_EFFICIENCY,
+    }
     return v

@@ -9,7 +9,11 @@ Reads a ``results.json`` written by ``xray-audit scan`` and prints, per attack a
 * seconds per image spent building the adversarial set;
 * the paired comparison that decides whether USMM / STM transfer better than MI-FGSM on these
   images: the difference in target accuracy between the two attacks at the same ε, on the same
-  images, with a patient-wise paired bootstrap 95 % CI. An interval that excludes 0 decides it.
+  images (with a patient-wise paired bootstrap 95 % CI, descriptive), and the exact McNemar test
+  of the two per-image outcomes (``auditor.metrics.mcnemar_exact``). The comparisons of the table
+  are one family: their p-values are Holm-adjusted (``auditor.metrics.holm``), and a comparison is
+  decided only when its adjusted p-value is at most :data:`ALPHA` (5 %). Unadjusted p-values and
+  bootstrap intervals that exclude 0 are not claims.
 
 ``--redact OUT.json`` writes a copy of results.json without the embedded example images (the data
 set's images are never copied into the repository) and with sample paths made relative to the
@@ -32,12 +36,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from auditor.metrics import ratio_ci  # noqa: E402
+from auditor.metrics import holm, mcnemar_exact, ratio_ci  # noqa: E402
 from auditor.report.verdicts import defended_on, defense_names  # noqa: E402
 from auditor.types import AuditResult, Condition  # noqa: E402
 
 N_BOOT = 2000
 SEED = 0
+#: family-wise error rate of the paired comparisons (Holm)
+ALPHA = 0.05
 
 
 def _fmt(v: float | None, ci: Any = None) -> str:
@@ -110,30 +116,53 @@ def headline(result: AuditResult) -> str:
     return "\n".join(lines)
 
 
-def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str | None]) -> list[str]:
+def comparisons(attacked: list[Condition], y: np.ndarray, groups: list[str | None]) -> list[dict[str, Any]]:
+    """Every attack against MI-FGSM at the same ε on the same images: accuracy difference (MI-FGSM minus
+    the attack; positive = the attack transfers better) with its paired bootstrap CI, the exact McNemar
+    p-value and the Holm-adjusted one over all the comparisons returned (one family)."""
     base = {c.epsilon: c for c in attacked if c.attack == "mifgsm"}
-    out = [
-        "Paired comparison with MI-FGSM at the same ε (target accuracy of MI-FGSM minus that of the "
-        "attack, percentage points; positive = the attack transfers better):",
-        "",
-        "| attack | ε | Δ accuracy [95 % CI] | decided? |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for c in sorted(attacked, key=lambda c: (c.attack or "", c.epsilon or 0)):
         b = base.get(c.epsilon)
         if c.attack == "mifgsm" or b is None or len(c.predictions) != len(y) or len(b.predictions) != len(y):
             continue
-        d, ci = paired_difference(np.asarray(b.predictions) == y, np.asarray(c.predictions) == y, groups)
-        verdict = (
-            "yes: better than MI-FGSM"
-            if ci[0] > 0
-            else "yes: worse than MI-FGSM"
-            if ci[1] < 0
-            else "no (CI includes 0)"
+        b_ok, c_ok = np.asarray(b.predictions) == y, np.asarray(c.predictions) == y
+        d, ci = paired_difference(b_ok, c_ok, groups)
+        test = mcnemar_exact(b_ok, c_ok)  # a_only: only MI-FGSM's images right = the attack fooled more
+        rows.append(
+            {
+                "condition": c,
+                "diff": d,
+                "ci": ci,
+                "attack_better": test["a_only"],
+                "mifgsm_better": test["b_only"],
+                "p": test["p"],
+            }
         )
+    for r, adj in zip(rows, holm([r["p"] for r in rows])):
+        r["p_holm"] = adj
+        r["decided"] = adj <= ALPHA
+    return rows
+
+
+def _comparison(attacked: list[Condition], y: np.ndarray, groups: list[str | None]) -> list[str]:
+    rows = comparisons(attacked, y, groups)
+    out = [
+        "Paired comparison with MI-FGSM at the same ε (target accuracy of MI-FGSM minus that of the "
+        "attack, percentage points; positive = the attack transfers better). Discordant images: only the "
+        f"attack / only MI-FGSM fools the target. Exact McNemar p, Holm-adjusted over the {len(rows)} "
+        f"comparisons; decided at {ALPHA:g} (adjusted):",
+        "",
+        "| attack | ε | Δ accuracy [95 % CI] | discordant | p (exact) | p (Holm) | decided? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c, d, ci = r["condition"], r["diff"], r["ci"]
+        ci_txt = f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else ""
+        verdict = ("yes: better than MI-FGSM" if d > 0 else "yes: worse than MI-FGSM") if r["decided"] else "no"
         out.append(
-            f"| {c.name.split('@')[0]} | {round(255 * (c.epsilon or 0))}/255 | {100 * d:+.1f} "
-            f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {verdict} |"
+            f"| {c.name.split('@')[0]} | {round(255 * (c.epsilon or 0))}/255 | {100 * d:+.1f}{ci_txt} | "
+            f"{r['attack_better']} / {r['mifgsm_better']} | {r['p']:.3g} | {r['p_holm']:.3g} | {verdict} |"
         )
     return out
 

@@ -29,7 +29,7 @@ import auditor.scan.detect as detect_stage
 from auditor.models.torch import Surrogate
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
-from auditor.types import SetId, Skipped
+from auditor.types import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId, Skipped
 
 
 class Reporter:
@@ -261,9 +261,9 @@ class FakeModule(torch.nn.Module):
     gradient = "straight-through"
 
 
-def _fake_bpda(monkeypatch, *, surrogate=True, skip=()):
+def _fake_bpda(monkeypatch, *, surrogate=True, skip=(), threat=THREAT_TRANSFER):
     calls = {"build": [], "defended": [], "surrogate": 0}
-    sur = Surrogate(torch.nn.Identity(), ("a", "b", "c"), {"sha256": ["s1"], "label": "resnet"}, "transfer")
+    sur = Surrogate(torch.nn.Identity(), ("a", "b", "c"), {"sha256": ["s1"], "label": "resnet"}, threat)
 
     def load(aud):
         calls["surrogate"] += 1
@@ -373,7 +373,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert first.kind == "adaptive" and first.attack == "mifgsm" and first.epsilon == 8 / 255
     assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
     assert first.surrogate == "resnet + jpeg (straight-through gradient)"
-    assert first.threat_model == "transfer (adaptive: BPDA through the defense)"
+    assert first.threat_model == THREAT_TRANSFER  # the surrogate's threat model, one of THREAT_MODELS
     assert first.meta == {
         "name": "mifgsm@8+bpda:jpeg",
         "key": "k1",
@@ -388,6 +388,13 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     # a cached batch that failed its check: warned and listed, per adaptive set
     assert aud.reporter.warns == ["usmm@4+bpda:jpeg: batch 0: poisoned", "usmm@4+bpda:median: batch 0: poisoned"]
     assert Skipped("usmm@4+bpda:jpeg cache", "batch 0: poisoned", "cache") in aud.skipped
+
+
+def test_bpda_sets_of_a_whitebox_scan_are_not_labelled_transfer(monkeypatch):
+    """fb43584 labelled every adaptive set "transfer (adaptive ...)", also when the surrogate is the target."""
+    _fake_bpda(monkeypatch, threat=THREAT_WHITE_BOX)
+    out = stage.build_bpda_sets(_with(_auditor(), _data(4)), [FakeDefense()], _attack_sets()[:2])
+    assert [s.threat_model for s in out] == [THREAT_WHITE_BOX]
 
 
 def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkeypatch):

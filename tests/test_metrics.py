@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import classification_report
 
-from auditor.metrics import bootstrap_cms, compute_attack_rates, compute_metrics
+from auditor.metrics import (
+    bootstrap_cms,
+    compute_attack_rates,
+    compute_metrics,
+    guarded_ci,
+    holm,
+    mcnemar_exact,
+    wilson_interval,
+)
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
@@ -254,3 +262,52 @@ def test_bootstrap_resamples_do_not_depend_on_the_block_size(monkeypatch, chunk)
     want = bootstrap_cms(y, p, 3, groups, 50, 0)
     monkeypatch.setattr(metrics, "BOOT_CHUNK_DRAWS", chunk)
     assert np.array_equal(bootstrap_cms(y, p, 3, groups, 50, 0), want)
+
+
+@pytest.mark.parametrize(
+    "k,n,want",
+    [
+        # Newcombe, "Two-sided confidence intervals for the single proportion", Stat. Med. 1998, Table II (Wilson)
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+        # closed forms: 0/n -> [0, z²/(n+z²)], n/n -> [n/(n+z²), 1] with z = 1.959964
+        (0, 12, (0.0, 0.242494)),
+        (12, 12, (0.757506, 1.0)),
+    ],
+)
+def test_wilson_interval_at_known_values(k, n, want):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(want[0], abs=1e-4) and hi == pytest.approx(want[1], abs=1e-4)
+
+
+def test_wilson_interval_is_never_zero_width_and_guards_a_degenerate_bootstrap():
+    assert wilson_interval(0, 0) is None
+    for n in (1, 5, 40):
+        for k in (0, n):
+            lo, hi = wilson_interval(k, n)
+            assert hi - lo > 0.05
+    assert guarded_ci([0.0, 0.0], 0.0, 12) == pytest.approx([0.0, 0.242494], abs=1e-6)
+    assert guarded_ci([1.0, 1.0], 1.0, 12) == pytest.approx([0.757506, 1.0], abs=1e-6)
+    assert guarded_ci([0.1, 0.9], 0.5, 12) == [0.1, 0.9]  # a wide bootstrap interval is kept
+    assert guarded_ci(None, 0.0, 12) is None
+
+
+def test_mcnemar_exact_counts_only_discordant_pairs():
+    # 6 images only A gets right, 1 only B: two-sided binomial p = 2 * P(X <= 1 | 7, 1/2) = 16/128
+    a = [1] * 6 + [0] + [1] * 5 + [0] * 3
+    b = [0] * 6 + [1] + [1] * 5 + [0] * 3
+    r = mcnemar_exact(a, b)
+    assert (r["a_only"], r["b_only"]) == (6, 1) and r["p"] == pytest.approx(16 / 128)
+    assert mcnemar_exact([1, 0], [1, 0])["p"] == 1.0  # no discordant pair: nothing decided
+    assert mcnemar_exact([1] * 5, [0] * 5)["p"] == pytest.approx(2 / 32)
+    with pytest.raises(ValueError):
+        mcnemar_exact([1], [1, 0])
+
+
+def test_holm_adjusts_in_step_down_order():
+    assert holm([0.031, 0.2, 0.01, 0.5]) == pytest.approx([0.093, 0.4, 0.04, 0.5])
+    assert holm([0.04, 0.04]) == pytest.approx([0.08, 0.08])
+    assert holm([0.5, 0.9, 0.001]) == pytest.approx([1.0, 1.0, 0.003])  # capped at 1, monotone
+    assert holm([]) == []

@@ -28,6 +28,11 @@ from auditor.cli.options import split_list
     default=None,
     help="Decide gates on the point estimate (default) or fail gates whose 95% CI holds the threshold (ci).",
 )
+@click.option(
+    "--max-clean-drop",
+    type=float,
+    help="Largest clean-accuracy drop a defense may cause and still be named best (default: the clean 95% CI).",
+)
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
 def report_command(
     results: str,
@@ -37,6 +42,7 @@ def report_command(
     min_transfer: float | None,
     allow_transfer_only: bool,
     gate_on: str | None,
+    max_clean_drop: float | None,
     strict: bool,
 ) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats.
@@ -45,7 +51,7 @@ def report_command(
     re-evaluate the gates stored in RESULTS under that policy. Either way the transfer-only rule applies.
     """
     from auditor.capture import capture_library_output
-    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes
+    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes, check_max_clean_drop, with_max_clean_drop
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
     from auditor.report.gates import (
@@ -67,8 +73,9 @@ def report_command(
     parse_formats(fmts)
     gates = parse_gates(fail_under) if fail_under else ()
     min_transfer = check_min_transfer(min_transfer, gates)
+    max_clean_drop = check_max_clean_drop(max_clean_drop)
     _check_dir_flag(out, "--out")
-    result = load_results(results)
+    result = with_max_clean_drop(load_results(results), max_clean_drop)
     check_gate_classes(gates, result.class_names, where=results)
     policy = GatePolicy(gate_on=gate_on or "point", allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
     result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -188,6 +189,7 @@ def run_scan(
     min_transfer: float | None = None,
     allow_transfer_only: bool = False,
     gate_on: str = "point",
+    max_clean_drop: float | None = None,
     **options,
 ) -> int:
     """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``).
@@ -207,6 +209,7 @@ def run_scan(
     gates = parse_gates(fail_under) if fail_under else []
     min_transfer = check_min_transfer(min_transfer, gates)
     policy = GatePolicy(gate_on=gate_on, allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
+    max_clean_drop = check_max_clean_drop(max_clean_drop)
     check_scan_flags(options, gates)
     _check_dir_flag(out, "--out")
     with StagedOutput(out, managed=FILE_FORMATS.values()) as stage:
@@ -225,8 +228,26 @@ def run_scan(
             command=command,
             debug=debug,
             policy=policy,
+            max_clean_drop=max_clean_drop,
             **options,
         )
+
+
+def check_max_clean_drop(value: float | None) -> float | None:
+    """Validate ``--max-clean-drop``: None (the default, the clean CI rules) or a fraction in [0, 1]."""
+    if value is not None and (not math.isfinite(value) or not 0.0 <= value <= 1.0):
+        raise UsageError(f"--max-clean-drop {value:g} must be a fraction between 0 and 1 (e.g. 0.05)")
+    return value
+
+
+def with_max_clean_drop(result, value: float | None):
+    """``result`` with ``parameters.max_clean_drop`` set (read by :mod:`auditor.report.verdicts`); unchanged
+    for None."""
+    from dataclasses import replace
+
+    if value is None:
+        return result
+    return replace(result, parameters={**result.parameters, "max_clean_drop": value})
 
 
 def _run_scan_staged(
@@ -245,6 +266,7 @@ def _run_scan_staged(
     command,
     debug,
     policy=None,
+    max_clean_drop=None,
     **options,
 ) -> int:
     from dataclasses import replace
@@ -284,6 +306,7 @@ def _run_scan_staged(
         result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
     if notes:
         result = replace(result, extras={**result.extras, "notes": list(notes)})
+    result = with_max_clean_drop(result, max_clean_drop)
     result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})
     result = apply_gates(result, gates, policy)
     with capture_library_output(show=debug):
@@ -395,7 +418,13 @@ def run_scan_from_demo(
     "--min-transfer",
     type=float,
     help="Robustness gates fail when the transfer efficiency "
-    "(target flip rate / surrogate flip rate) is below this fraction, e.g. 0.5 (see README).",
+    "(target / surrogate attack success rate, transfer conditions only) is below this fraction, e.g. 0.5 (see README).",
+)
+@click.option(
+    "--max-clean-drop",
+    type=float,
+    help="Largest clean-accuracy drop (a fraction) a defense may cause and still be named best "
+    "[default: stay within the undefended clean accuracy's 95% CI].",
 )
 @click.option(
     "--allow-transfer-only",
@@ -486,6 +515,7 @@ def scan_command(
     min_transfer,
     allow_transfer_only,
     gate_on,
+    max_clean_drop,
     strict,
     max_images,
     batch_size,
@@ -520,6 +550,7 @@ def scan_command(
         min_transfer=min_transfer,
         allow_transfer_only=allow_transfer_only,
         gate_on=gate_on,
+        max_clean_drop=max_clean_drop,
         strict=strict,
         quiet=quiet,
         progress=False if no_progress else None,

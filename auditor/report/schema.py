@@ -4,6 +4,14 @@ A results.json may come from anyone (``xray-audit report`` re-renders files sent
 around), so every field a renderer reads is validated for type and range here:
 fractions lie in ``[0, 1]`` (or are null/NaN where a metric is undefined), counts
 are non-negative integers below :data:`MAX_COUNT`, lists hold what they claim.
+Beyond types, each condition must be consistent (:meth:`ConditionDoc.consistent`): a metric
+is never null or non-finite where it is defined (``metrics.n > 0``: accuracy, macro-F1,
+weighted F1, the flip rate of an attacked or defended condition, the attack success rate unless
+no image was correct when clean, a class's sensitivity when it has images), a point estimate
+lies inside its 95% CI (whose ends are ordered), and the counts agree with the rates they
+summarise (``n_flipped / n = flip_rate``, ``n_fooled / n_clean_correct =
+attack_success_rate``, ``n_fooled <= n_clean_correct <= n``). A missing value therefore
+cannot silently drop a condition out of a verdict: the file is refused (exit 3).
 Unknown keys are kept (forward compatible within one schema major version);
 free-form dictionaries (``parameters``, ``environment``, ``extras``) only have to
 be JSON objects, and the whole document may nest at most :data:`MAX_DEPTH` levels.
@@ -14,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["MAX_COUNT", "MAX_DEPTH", "ValidationError", "check_depth", "describe_error", "validate_document"]
 
@@ -24,6 +32,8 @@ MAX_DEPTH = 64
 MAX_COUNT = 10**9
 #: largest absolute value of a free measurement (norms, costs, PSNR)
 MAX_MEASURE = 1e12
+#: tolerance of the consistency checks (a rate against its counts, a point against its CI)
+CONSISTENCY_TOL = 1e-6
 
 
 def _fraction(v: Optional[float]) -> Optional[float]:
@@ -119,6 +129,82 @@ class ConditionDoc(_Open):
     psnr_mean: Measure = None
     cost_ms_per_image: Measure = None
     accuracy_drop_vs_non_adaptive: Measure = None
+
+    @model_validator(mode="after")
+    def consistent(self) -> "ConditionDoc":
+        """Defined metrics are finite, points lie inside their CIs, counts agree with rates (module docstring)."""
+        m = self.metrics
+        inside = [("metrics.accuracy", m.accuracy, m.accuracy_ci), ("metrics.macro_f1", m.macro_f1, m.macro_f1_ci)]
+        inside += [
+            ("attack_success_rate", self.attack_success_rate, self.attack_success_rate_ci),
+            ("flip_rate", self.flip_rate, self.flip_rate_ci),
+        ]
+        for name, pc in (m.per_class or {}).items():
+            if pc is not None:
+                inside.append((f"per_class.{name}.sensitivity", pc.sensitivity, pc.sensitivity_ci))
+        for where, point, ci in inside:
+            _check_inside(where, point, ci)
+        n = m.n or 0
+        if n > 0:
+            _check_defined(m, ("accuracy",), ("macro_f1", "weighted_f1"), "metrics.")
+            for name, pc in (m.per_class or {}).items():
+                if pc is not None and (pc.support or 0) > 0 and "sensitivity" in pc.model_fields_set:
+                    _check_defined(pc, (), ("sensitivity",), f"per_class.{name}.")
+            if self.kind != "clean":
+                _check_defined(self, (), ("flip_rate",), "")
+                if self.n_clean_correct != 0:
+                    _check_defined(self, (), ("attack_success_rate",), "")
+        cm = m.confusion_matrix
+        if not cm or sum(map(sum, cm)) == n:  # a matrix that miscounts n is reported by report.io.check_metrics
+            self._check_counts(n)
+        return self
+
+    def _check_counts(self, n: int) -> None:
+        correct, fooled, flipped = self.n_clean_correct, self.n_fooled, self.n_flipped
+        if n and (correct is not None and correct > n or flipped is not None and flipped > n):
+            raise ValueError(f"counts larger than the {n} images")
+        if correct is not None and fooled is not None and fooled > correct:
+            raise ValueError(f"n_fooled {fooled} is larger than n_clean_correct {correct}")
+        if (
+            n
+            and flipped is not None
+            and _finite(self.flip_rate)
+            and abs(flipped / n - self.flip_rate) > CONSISTENCY_TOL
+        ):
+            raise ValueError(f"flip_rate {self.flip_rate} differs from n_flipped / n = {flipped}/{n}")
+        if (
+            correct
+            and fooled is not None
+            and _finite(self.attack_success_rate)
+            and abs(fooled / correct - self.attack_success_rate) > CONSISTENCY_TOL
+        ):
+            raise ValueError(
+                f"attack_success_rate {self.attack_success_rate} differs from n_fooled / n_clean_correct = "
+                f"{fooled}/{correct}"
+            )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_defined(model: BaseModel, required: tuple[str, ...], if_given: tuple[str, ...], prefix: str) -> None:
+    """Raise when a metric of ``required`` is missing, null or non-finite, or one of ``if_given`` is given as
+    null or non-finite (older files may lack those keys)."""
+    for key in required + if_given:
+        if key in if_given and key not in model.model_fields_set:
+            continue
+        if not _finite(getattr(model, key)):
+            raise ValueError(f"{prefix}{key} is {getattr(model, key)!r} although it is measured on n > 0 images")
+
+
+def _check_inside(where: str, point: Optional[float], ci: Optional[list]) -> None:
+    if ci is None or not all(_finite(v) for v in ci):
+        return
+    if ci[0] > ci[1] + CONSISTENCY_TOL:
+        raise ValueError(f"{where}_ci {ci} has its ends reversed")
+    if _finite(point) and not ci[0] - CONSISTENCY_TOL <= point <= ci[1] + CONSISTENCY_TOL:
+        raise ValueError(f"{where} {point} lies outside its 95% CI {ci}")
 
 
 class SkippedDoc(_Closed):

@@ -21,13 +21,12 @@ Four rules, each a small function here (the HTML and console summaries only lay 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
 
-from auditor.metrics import DEFAULT_N_BOOT, ratio_ci
+from auditor.metrics import DEFAULT_N_BOOT, guarded_ci, ratio_ci, wilson_interval
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.numbers import _finite, fmt_ci, fmt_pct
 from auditor.types import AuditResult, Condition, ConditionId
@@ -228,25 +227,6 @@ def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
     )
 
 
-def wilson_interval(k: float, n: int, z: float = 1.959964) -> list[float] | None:
-    """Wilson score 95% interval of ``k`` successes in ``n`` (Wilson, JASA 1927); never zero-width."""
-    if n <= 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def guarded_ci(ci: list[float] | None, acc: float, n: int) -> list[float] | None:
-    """The bootstrap CI widened to cover the Wilson interval: a percentile bootstrap collapses to
-    ``[0, 0]`` when every image is wrong, which would let any defense "clear" it."""
-    if ci is None:
-        return None
-    w = wilson_interval(acc * n, n)
-    return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
-
-
 def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None) -> dict[str, Any] | None:
     """The worst undefended attack condition on ``idx``, its accuracy and 95% CI there (bootstrap,
     widened to the Wilson interval)."""
@@ -258,14 +238,95 @@ def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None
     return {"cond": cond, "accuracy": acc, "ci": guarded_ci(scorer.accuracy_ci(cond, idx), acc, n)}
 
 
+# --------------------------------------------------------------------------- which defenses may be named best
+
+#: a class collapses under a defense when its clean sensitivity with the defense falls below this fraction of its
+#: clean sensitivity without it (the floor is relative: a class the model already misses is not the defense's doing)
+COLLAPSE_FRACTION = 0.5
+#: tolerance of the clean-accuracy comparison (float noise of stored fractions)
+_TOL = 1e-9
+
+
+def max_clean_drop(result: AuditResult) -> float | None:
+    """``--max-clean-drop`` as stored in ``parameters.max_clean_drop`` (a fraction in [0, 1]); None (the
+    default) means the allowance is the undefended clean accuracy's 95% CI."""
+    v = result.parameters.get("max_clean_drop") if isinstance(result.parameters, dict) else None
+    return float(v) if _finite(v) and 0.0 <= v <= 1.0 else None
+
+
+def _sensitivities(c: Condition | None) -> dict[str, float]:
+    per = c.metrics.get("per_class") if c is not None else None
+    out = {}
+    for name, pc in (per or {}).items():
+        if isinstance(pc, dict) and _finite(pc.get("sensitivity")) and (pc.get("support") or 0) > 0:
+            out[name] = float(pc["sensitivity"])
+    return out
+
+
+def clean_allowance(result: AuditResult) -> tuple[float, str] | None:
+    """The lowest clean accuracy a defense may keep and how it was set: the undefended clean accuracy minus
+    ``--max-clean-drop`` when given, else the lower end of its 95% CI (bootstrap, widened to the Wilson
+    interval, so an all-correct clean set is not a zero-width ``[1, 1]``); None without a clean accuracy."""
+    clean = clean_condition(result)
+    acc = clean.metrics.get("accuracy") if clean is not None else None
+    if not _finite(acc):
+        return None
+    drop = max_clean_drop(result)
+    if drop is not None:
+        return acc - drop, f"the undefended clean accuracy {fmt_pct(acc)} minus --max-clean-drop {fmt_pct(drop)}"
+    n = int(clean.metrics.get("n") or 0)
+    ci = clean.metrics.get("accuracy_ci")
+    ci = list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite(v) for v in ci) else None
+    ci = guarded_ci(ci, acc, n) if ci is not None else wilson_interval(acc * n, n)
+    if ci is None:
+        return None
+    return ci[0], f"the lower end of the undefended clean accuracy's 95% CI ({fmt_ci(ci)})"
+
+
+def qualification(result: AuditResult, defense: str) -> dict[str, Any]:
+    """Whether ``defense`` may be named best, from its clean condition on all images (stored metrics).
+
+    It qualifies when (1) its clean accuracy is at least :func:`clean_allowance`, (2) its clean balanced
+    accuracy (mean per-class sensitivity over the classes with images) is above chance (1 / number of those
+    classes) and (3) no class collapses: each class keeps at least :data:`COLLAPSE_FRACTION` of its
+    undefended clean sensitivity. Returns ``qualifies`` and ``reasons`` (one phrase per failed rule).
+    """
+    dclean = defense_clean(result, defense)
+    if dclean is None or not _finite(dclean.metrics.get("accuracy")):
+        return {"qualifies": False, "reasons": ["its clean accuracy was not measured"]}
+    reasons = []
+    acc = float(dclean.metrics["accuracy"])
+    allowance = clean_allowance(result)
+    if allowance is not None and acc < allowance[0] - _TOL:
+        reasons.append(f"its clean accuracy {fmt_pct(acc)} is below {allowance[1]}")
+    sens = _sensitivities(dclean)
+    if sens:
+        balanced, chance = sum(sens.values()) / len(sens), 1.0 / len(sens)
+        if balanced <= chance + _TOL:
+            reasons.append(f"its clean balanced accuracy {fmt_pct(balanced)} is not above chance ({fmt_pct(chance)})")
+    else:
+        reasons.append("its clean per-class sensitivity was not measured")
+    before = _sensitivities(clean_condition(result))
+    for name, s0 in before.items():
+        s1 = sens.get(name)
+        if s1 is not None and s1 < COLLAPSE_FRACTION * s0 - _TOL:
+            reasons.append(
+                f"class {name} collapses (clean sensitivity {fmt_pct(s1)} with it, {fmt_pct(s0)} without; "
+                f"floor {COLLAPSE_FRACTION:g} of the undefended value)"
+            )
+    return {"qualifies": not reasons, "reasons": reasons}
+
+
 def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
     """The executive summary's defense verdict, or None when no defense was evaluated.
 
     Keys: ``mode`` (``held-out`` or ``same images``), ``n_select``/``n_eval``, ``candidate``
-    (figures of the defense ranked first on the selection images, measured on the evaluation
-    images), ``baseline`` (undefended worst case there, with CI), ``significant`` (the
-    candidate's worst attacked accuracy is above that CI), ``best`` (the candidate when
-    significant, else None) and ``text`` (one sentence for the summary).
+    (figures of the highest-ranked defense on the selection images that :func:`qualification`
+    admits, measured on the evaluation images; when none qualifies, the highest-ranked one: the
+    one that came closest), ``baseline`` (undefended worst case there, with CI), ``significant``
+    (the candidate's worst attacked accuracy is above that CI), ``best`` (the candidate when it
+    qualifies and is significant, else None) and ``text`` (one paragraph for the summary, which
+    names the defenses passed over and why).
     """
     names = defense_names(result)
     if not names:
@@ -274,7 +335,12 @@ def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
     halves = patient_halves(result.samples, scorer.seed) if scorer.has_predictions(result.conditions) else None
     sel, ev = halves if halves is not None else (None, None)
     ranked = sorted(names, key=lambda d: _rank_key(defense_figures(result, d, scorer, sel)), reverse=True)
-    candidate = defense_figures(result, ranked[0], scorer, ev)
+    quals = {d: qualification(result, d) for d in ranked}
+    chosen = next((d for d in ranked if quals[d]["qualifies"]), ranked[0])
+    # the higher-ranked defenses that were passed over; when none qualifies, every other one
+    others = ranked[: ranked.index(chosen)] if quals[chosen]["qualifies"] else ranked[1:]
+    passed_over = [(d, quals[d]["reasons"]) for d in others]
+    candidate = defense_figures(result, chosen, scorer, ev)
     baseline = undefended_worst(result, scorer, ev)
     ci = baseline["ci"] if baseline else None
     significant = bool(candidate["robust"] is not None and ci is not None and candidate["robust"] > ci[1])
@@ -286,9 +352,9 @@ def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
         "candidate": candidate,
         "baseline": baseline,
         "significant": significant,
-        "best": candidate if significant else None,
+        "best": candidate if significant and quals[chosen]["qualifies"] else None,
     }
-    verdict["text"] = verdict_text(verdict)
+    verdict["text"] = verdict_text(verdict, quals[chosen], passed_over)
     return verdict
 
 
@@ -305,9 +371,31 @@ def selection_text(v: dict[str, Any]) -> str:
     )
 
 
-def verdict_text(v: dict[str, Any]) -> str:
-    """One paragraph: the best defense and its figures, or that no defense raised the worst case."""
+def _passed_over_text(passed_over: list[tuple[str, list[str]]], lead: str = "Ranked higher but not eligible") -> str:
+    if not passed_over:
+        return ""
+    parts = [f"{d} ({'; '.join(r)})" for d, r in passed_over]
+    return f" {lead}: {', '.join(parts)}."
+
+
+def verdict_text(
+    v: dict[str, Any], qual: dict[str, Any] | None = None, passed_over: list[tuple[str, list[str]]] = ()
+) -> str:
+    """One paragraph: the best defense and its figures, or why none is named (none qualifies, the worst case
+    has no CI, or no defense raised it beyond its CI); ``qual`` is the candidate's :func:`qualification`
+    (None: it qualifies) and ``passed_over`` the higher-ranked defenses that did not, with their reasons."""
     c, b = v["candidate"], v["baseline"]
+    skipped = list(passed_over)
+    if qual is not None and not qual["qualifies"]:
+        return (
+            f"No best defense is named: none qualifies (a defense must keep its clean accuracy within the "
+            f"allowance, its balanced accuracy above chance and every class's sensitivity above "
+            f"{COLLAPSE_FRACTION:g} of its undefended value). Closest: {c['name']} ({selection_text(v)}), with "
+            f"worst attacked accuracy {fmt_pct(c['robust'])}"
+            + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
+            + f" and clean accuracy change {c['clean_change_text']}, which fails because "
+            f"{'; '.join(qual['reasons'])}." + _passed_over_text(skipped, "The others fail too")
+        )
     base = (
         f"the undefended worst case there is {fmt_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {fmt_ci(b['ci'])})"
         if b
@@ -324,15 +412,16 @@ def verdict_text(v: dict[str, Any]) -> str:
         else " This defense was evaluated non-adaptively only, so its figures are an upper bound on real robustness."
     )
     vanish = f" For {c['name']} the {VANISHES_TEXT}." if c["benefit_vanishes"] else ""
+    others = _passed_over_text(skipped)
     if v["significant"]:
-        return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}"
+        return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}{others}"
     if b and b["ci"] is None:
         return (
             f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
             f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
-            f"has {figures}; {base}.{adaptive}{vanish}"
+            f"has {figures}; {base}.{adaptive}{vanish}{others}"
         )
     return (
         f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
-        f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}"
+        f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}{others}"
     )

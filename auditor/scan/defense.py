@@ -69,7 +69,9 @@ def _through_defense(ctx: ScanContext, surrogate, pre):
 def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[AdversarialSet]) -> list[AdversarialSet]:
     """Adaptive check (BPDA, Athalye et al., ICML 2018): attack surrogate∘defense with the defense's
     torch path (exact, or straight-through where it is not differentiable), at the largest epsilon of
-    each gradient attack. Each set carries its ``defense`` (the target sees ``defense(x_adv)``) and ``base``."""
+    each gradient attack. Each set carries its ``defense`` (the target sees ``defense(x_adv)``) and ``base``,
+    and the threat model of the scan's surrogate (``white-box`` when it is the target itself, else ``transfer``):
+    that it is adaptive is said by its kind and its condition's ``adaptive`` flag, not by the threat model."""
     from auditor.attacks.device import pick_device
 
     if not any(s.kind == "attack" for s in sets) or not preprocessors:
@@ -125,7 +127,7 @@ def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive
         f"{aset.label} + BPDA",
         meta,
         adaptive.identity["label"],
-        "transfer (adaptive: BPDA through the defense)",
+        adaptive.threat_model,  # the scan's surrogate's (white-box when it is the target); adaptive: kind/extra
         defense=pre,
         base=base,
     )

@@ -230,3 +230,27 @@ def test_cached_batch_outside_the_budget_is_refused_even_with_matching_hashes(tm
     )
     assert len(s2.warnings) == 1 and "budget" in s2.warnings[0]
     assert np.abs(np.rint(s2.images * 255) - np.rint(x * 255)).max() <= 4
+
+
+def test_each_batch_gets_its_own_random_draws(tmp_path, monkeypatch):
+    """Two batches holding the same images come out different: each batch is attacked with its own seed
+    (batch_seed(seed, b)), here STM's random convolutions. One seed for every batch (the fault below) makes
+    them identical, which only the golden snapshot caught before."""
+    import auditor.attacks.sets as sets_mod
+
+    x2, y2, _ = _data(2)
+    x, y = np.concatenate([x2, x2]), np.concatenate([y2, y2])
+    names = [f"{'abc'[i % 3]}/twin{i}.png" for i in range(4)]
+    params = {"epsilon": 8 / 255, "steps": 2, "style_backend": "randconv"}
+
+    def build(folder):
+        return build_adversarial_set(
+            "stm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path / folder, 7, batch_size=2)
+        ).images
+
+    per_batch = build("a")
+    assert not np.array_equal(per_batch[:2], per_batch[2:])
+    np.testing.assert_array_equal(build("b"), per_batch)  # seeded: the same draws again
+    monkeypatch.setattr(sets_mod, "batch_seed", lambda seed, batch: seed)  # the fault: one seed for all
+    one_seed = build("c")
+    np.testing.assert_array_equal(one_seed[:2], one_seed[2:])

@@ -18,6 +18,11 @@ MODEL_SHA = "ab12cd34ef56" + "0" * 52
 MANIFEST_SHA = "5e" * 32
 
 
+def _around(point: float, ci) -> list[float]:
+    """The hand-set ``ci`` widened to hold its point estimate (the results schema refuses a point outside its CI)."""
+    return [min(ci[0], point), max(ci[1], point)]
+
+
 def metrics_of(pred, classes, acc_ci=(0.7, 0.95), f1_ci=(0.6, 0.9)) -> dict:
     """Metrics in the results.json shape, computed by hand from predictions."""
     k = len(classes)
@@ -50,9 +55,9 @@ def metrics_of(pred, classes, acc_ci=(0.7, 0.95), f1_ci=(0.6, 0.9)) -> dict:
         "n": total,
         "labels": list(classes),
         "accuracy": acc,
-        "accuracy_ci": list(acc_ci),
+        "accuracy_ci": _around(acc, acc_ci),
         "macro_f1": sum(f1s) / k,
-        "macro_f1_ci": list(f1_ci),
+        "macro_f1_ci": _around(sum(f1s) / k, f1_ci),
         "weighted_f1": acc,
         "per_class": per_class,
         "confusion_matrix": cm,
@@ -71,9 +76,9 @@ def _rates(pred, clean_pred) -> dict:
     flipped = [i for i in range(N) if pred[i] != clean_pred[i]]
     return {
         "attack_success_rate": len(fooled) / len(correct),
-        "attack_success_rate_ci": [0.1, 0.6],
+        "attack_success_rate_ci": _around(len(fooled) / len(correct), [0.1, 0.6]),
         "flip_rate": len(flipped) / N,
-        "flip_rate_ci": [0.05, 0.55],
+        "flip_rate_ci": _around(len(flipped) / N, [0.05, 0.55]),
         "n_clean_correct": len(correct),
         "n_fooled": len(fooled),
         "n_flipped": len(flipped),

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,66 @@ def test_inconsistent_results_are_refused(tmp_path, plain_result, mutate, messag
     with pytest.raises(ResultsError, match=message) as info:
         load_results(_write(tmp_path, doc))
     assert "\n" not in str(info.value)
+
+
+def _worst(d) -> dict:
+    """The undefended attack condition with the lowest accuracy in a results document."""
+    return min((c for c in d["conditions"] if c["kind"] == "attack"), key=lambda c: c["metrics"]["accuracy"])
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        # the issue's cases: a null or NaN metric where n > 0 used to drop the condition out of the verdicts
+        (lambda d: _worst(d)["metrics"].update(accuracy=None), "metrics.accuracy is None although"),
+        (lambda d: _worst(d)["metrics"].update(accuracy=float("nan")), "metrics.accuracy is nan although"),
+        (lambda d: _worst(d)["metrics"].pop("accuracy"), "metrics.accuracy is None although"),
+        (lambda d: _worst(d).update(attack_success_rate=None), "attack_success_rate is None although"),
+        (lambda d: _worst(d).update(flip_rate=float("nan")), "flip_rate is nan although"),
+        (lambda d: _worst(d)["metrics"].update(macro_f1=None), "metrics.macro_f1 is None although"),
+        (
+            lambda d: _worst(d)["metrics"]["per_class"]["normal"].update(sensitivity=None),
+            "per_class.normal.sensitivity is None although",
+        ),
+        # a point outside its own CI, a reversed CI, a rate outside [0, 1]
+        (lambda d: _worst(d)["metrics"].update(accuracy_ci=[0.9, 0.95]), "lies outside its 95% CI"),
+        (lambda d: _worst(d).update(flip_rate_ci=[0.9, 0.1]), "has its ends reversed"),
+        (lambda d: _worst(d).update(attack_success_rate=1.2), "must be a fraction in"),
+        # counts that disagree with the rates they summarise
+        (lambda d: _worst(d).update(n_flipped=_worst(d)["n_flipped"] + 1), "differs from n_flipped / n"),
+        (lambda d: _worst(d).update(n_fooled=_worst(d)["n_fooled"] + 1), "differs from n_fooled / n_clean_correct"),
+        (lambda d: _worst(d).update(n_fooled=99), "n_fooled 99 is larger than n_clean_correct"),
+        (lambda d: _worst(d).update(n_clean_correct=99), "counts larger than the 20 images"),
+    ],
+)
+def test_undefined_or_inconsistent_metrics_are_refused(tmp_path, plain_result, mutate, message):
+    doc = _doc(plain_result)
+    mutate(doc)
+    with pytest.raises(ResultsError, match=re.escape(message)) as info:
+        load_results(_write(tmp_path, doc))
+    assert "\n" not in str(info.value) and "does not match the results schema" in str(info.value)
+
+
+def test_undefined_metrics_are_accepted_where_nothing_was_measured(tmp_path, plain_result):
+    doc = _doc(plain_result)
+    w = _worst(doc)
+    # no clean-correct image: no attack success rate; clean conditions have no rates at all
+    w.update(attack_success_rate=None, attack_success_rate_ci=None, n_clean_correct=0, n_fooled=0)
+    doc["conditions"][0].update(flip_rate=None, attack_success_rate=None)
+    load_results(_write(tmp_path, doc))
+
+
+def test_refused_results_exit_3(tmp_path, plain_result):
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    doc = _doc(plain_result)
+    _worst(doc)["metrics"]["accuracy"] = None
+    r = CliRunner().invoke(
+        cli, ["report", str(_write(tmp_path, doc)), "--format", "json", "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 3 and "metrics.accuracy is None" in r.output
 
 
 def test_unreadable_inputs(tmp_path):

@@ -8,9 +8,12 @@ import pytest
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.report.html import build_context, render_html
 from auditor.report.verdicts import (
+    COLLAPSE_FRACTION,
     VANISHES_TEXT,
+    clean_allowance,
     defense_verdict,
     patient_halves,
+    qualification,
     signed_change,
 )
 from auditor.types import AuditResult, Condition
@@ -262,3 +265,124 @@ def test_an_all_wrong_worst_case_is_not_a_zero_width_ci():
     v = defense_verdict(_result(y, preds))
     assert v["baseline"]["accuracy"] == 0.0 and v["baseline"]["ci"][1] > 0.05
     assert not v["significant"] and v["best"] is None
+
+
+def _all_normal(y) -> np.ndarray:
+    """A defense that calls every image ``normal`` (the issue's median:31)."""
+    return np.zeros_like(np.asarray(y))
+
+
+def test_a_defense_that_calls_everything_normal_is_not_named_best():
+    # fb43584 named it best: its worst attacked accuracy (50%) clears the undefended 25%, but pneumonia
+    # sensitivity is 0, balanced accuracy is at chance and clean accuracy falls from 100% to 50%
+    y = np.array([0, 1] * 20)
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),  # 25%
+        "median/clean": _all_normal(y),
+        "median/usmm@16": _all_normal(y),  # 50%
+    }
+    result = _result(y, preds)
+    q = qualification(result, "median")
+    assert not q["qualifies"] and len(q["reasons"]) == 3
+    assert "clean accuracy 50.0% is below the lower end" in q["reasons"][0]
+    assert "balanced accuracy 50.0% is not above chance (50.0%)" in q["reasons"][1]
+    assert "class pneumonia collapses (clean sensitivity 0.0% with it, 100.0% without" in q["reasons"][2]
+    v = defense_verdict(result)
+    assert v["significant"] and v["best"] is None and v["candidate"]["name"] == "median"
+    assert v["text"].startswith("No best defense is named: none qualifies") and "Closest: median" in v["text"]
+    assert "class pneumonia collapses" in v["text"]
+    summary = _summary_text(result)
+    assert 'id="best-defense">none<' in summary and "no defense qualifies" in summary
+
+
+def test_the_best_qualifying_defense_is_named_and_the_useless_one_is_passed_over():
+    y = np.array([0, 1] * 20)
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),  # 25%
+        "median/clean": _all_normal(y),
+        "median/usmm@16": y.copy(),  # 100% under attack: ranked first, but useless on clean images
+        "jpeg/clean": y.copy(),
+        "jpeg/usmm@16": _wrong(y, range(4)),  # 90%
+    }
+    v = defense_verdict(_result(y, preds))
+    assert v["best"] is not None and v["best"]["name"] == "jpeg"
+    assert v["text"].startswith("Best defense: jpeg")
+    assert "Ranked higher but not eligible: median (its clean accuracy 50.0%" in v["text"]
+
+
+def test_clean_allowance_is_the_ci_or_max_clean_drop():
+    y = np.array([0, 1] * 20)
+    # 34 of 40 right with the defense (85%): below the Wilson lower end of 40/40 (91.2%), within a 20 pp drop
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),
+        "jpeg/clean": _wrong(y, range(6)),
+        "jpeg/usmm@16": _wrong(y, range(8)),
+    }
+    result = _result(y, preds)
+    low, how = clean_allowance(result)
+    assert low == pytest.approx(40 / (40 + 1.959964**2), abs=1e-5) and "95% CI" in how
+    assert not qualification(result, "jpeg")["qualifies"]
+    assert defense_verdict(result)["best"] is None
+    allowed = AuditResult(**{**result.__dict__, "parameters": {**result.parameters, "max_clean_drop": 0.2}})
+    assert clean_allowance(allowed)[0] == pytest.approx(0.8)
+    assert qualification(allowed, "jpeg") == {"qualifies": True, "reasons": []}
+    assert defense_verdict(allowed)["best"]["name"] == "jpeg"
+    tight = AuditResult(**{**result.__dict__, "parameters": {**result.parameters, "max_clean_drop": 0.1}})
+    assert not qualification(tight, "jpeg")["qualifies"]
+
+
+def test_a_collapsing_class_disqualifies_even_within_the_clean_allowance():
+    assert COLLAPSE_FRACTION == 0.5
+    y = np.array([0, 1] * 20)
+    pneumonia = list(range(1, 40, 2))
+    # the defense keeps 9 of 20 pneumonia images (45% < half of 100%): a collapse; 10 of 20 (50%) is not
+    for kept, collapses in ((9, True), (10, False)):
+        preds = {
+            "clean": y.copy(),
+            "usmm@16": _wrong(y, range(30)),
+            "jpeg/clean": _wrong(y, pneumonia[kept:]),
+            "jpeg/usmm@16": _wrong(y, range(4)),
+        }
+        result = _result(y, preds)
+        result = AuditResult(**{**result.__dict__, "parameters": {**result.parameters, "max_clean_drop": 0.5}})
+        q = qualification(result, "jpeg")
+        assert q["qualifies"] is not collapses
+        assert any("class pneumonia collapses" in r for r in q["reasons"]) is collapses
+
+
+def test_a_class_the_model_already_misses_is_not_the_defenses_collapse():
+    y = np.array([0, 1] * 20)
+    blind = _all_normal(y)  # undefended: pneumonia sensitivity 0 already
+    preds = {"clean": blind, "usmm@16": _wrong(y, range(30)), "jpeg/clean": blind, "jpeg/usmm@16": blind}
+    q = qualification(_result(y, preds), "jpeg")
+    assert not any("collapses" in r for r in q["reasons"])
+    assert any("not above chance" in r for r in q["reasons"])  # but at chance it still does not qualify
+
+
+def test_report_command_takes_max_clean_drop(tmp_path):
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+    from auditor.report.jsonfmt import results_json
+
+    y = np.array([0, 1] * 20)
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(30)),
+        "jpeg/clean": _wrong(y, range(6)),  # 85% clean: outside the clean CI, within a 20 pp drop
+        "jpeg/usmm@16": _wrong(y, range(8)),
+    }
+    path = tmp_path / "results.json"
+    path.write_text(results_json(_result(y, preds)))
+    out = tmp_path / "r"
+    r = CliRunner().invoke(cli, ["report", str(path), "--format", "json", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "No best defense is named: none qualifies" in " ".join(r.output.split())
+    r = CliRunner().invoke(cli, ["report", str(path), "--format", "json", "--out", str(out), "--max-clean-drop", "0.2"])
+    assert r.exit_code == 0, r.output
+    assert "Best defense: jpeg" in r.output
+    r = CliRunner().invoke(cli, ["report", str(path), "--format", "json", "--out", str(out), "--max-clean-drop", "1.5"])
+    assert r.exit_code == 2 and "--max-clean-drop 1.5 must be a fraction" in r.output
