@@ -190,6 +190,7 @@ def _run_scan_staged(
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import read_spec
     from auditor.progress import Reporter
+    from auditor.report.contract import strict_contract_status
     from auditor.report.gates import evaluate_gates, exit_status, skipped_items
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.scan.options import ScanOptions
@@ -232,6 +233,7 @@ def _run_scan_staged(
     for name, path in written.items():
         reporter.info(f"wrote {kinds.get(name, name)}: {path}")
     code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    code, message = strict_contract_status(result, strict, code, message)
     if message:
         click.echo(message, err=True)
     return code

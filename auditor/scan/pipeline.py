@@ -10,10 +10,14 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import time
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from auditor import __version__
 from auditor.evaluation import Throughput
+from auditor.models.spec import contract_check
 from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
 from auditor.scan.context import LoadedData, ScanContext
@@ -121,7 +125,19 @@ class Auditor:
             self._result(m, c, None, data, rows, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
         )
         main = self._result(self.target, results[0], detector, data, rows, stamps, set_meta, examples)
+        main = self._contract_caveat(main, data, results[0][0])
         return AuditResult(**{**main.__dict__, "compared": compared})
+
+    def _contract_caveat(self, main: AuditResult, data: LoadedData, clean: Condition) -> AuditResult:
+        """``main`` with the clean-stage contract check (:func:`~auditor.models.spec.contract_check`) recorded:
+        ``extras.contract_check`` and a ``data.caveats`` line, and a warning on stderr naming the fix."""
+        check = contract_check(self.target.spec, data.y, np.asarray(clean.probabilities))
+        if check is None:
+            return main
+        text = f"the input contract looks wrong: {check['reason']}; {check['fix']}"
+        self.context.reporter.warn(text)
+        caveats = [f"CONTRACT GUESSED: {text}", *main.data.get("caveats", [])]
+        return replace(main, data={**main.data, "caveats": caveats}, extras={**main.extras, "contract_check": check})
 
     def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
         """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""
