@@ -279,7 +279,11 @@ def run_scan_from_demo(
 @click.option(
     "--surrogate", help="Torch checkpoint(s) for transfer attacks (comma = ensemble), or 'target' (white-box)."
 )
-@click.option("--defenses", help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF.")
+@click.option(
+    "--defenses",
+    help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF. "
+    "'jpeg' alone sweeps four qualities: jpeg:90, jpeg:75, jpeg:50, jpeg:30.",
+)
 @click.option(
     "--bpda", is_flag=True, help="Also attack surrogate+defense with straight-through gradients (adaptive check)."
 )
