@@ -188,7 +188,7 @@ def _run_scan_staged(
 
     from auditor.capture import capture_library_output
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.spec import read_spec
+    from auditor.models.spec import INFERRED_NOTE, read_spec
     from auditor.progress import Reporter
     from auditor.report.contract import strict_contract_status
     from auditor.report.gates import evaluate_gates, exit_status, skipped_items
@@ -200,8 +200,8 @@ def _run_scan_staged(
     with capture_library_output(show=debug) as notes:
         spec = read_spec(model, sidecar=sidecar, overrides=overrides or {})
         check_gate_classes(gates, spec.class_names)
-        for w in spec.warnings:
-            reporter.warn(w)
+        for w in spec.warnings:  # how the scaling was read from the graph is a note, the rest warnings
+            (reporter.info if w.startswith(INFERRED_NOTE) else reporter.warn)(w)
         device = options.get("device", "auto")
         target = OnnxClassifier(model, spec=spec, device=device)
         reporter.info(
