@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from auditor.cli import cli
 from auditor.models.onnx import OnnxClassifier
-from auditor.models.spec import INFERRED_NOTE, contract_check, read_spec, spec_with
+from auditor.models.spec import INFERRED_NOTE, contract_check, read_spec, spec_with, suggest_scaling
 from onnx_factory import IMAGENET_MEAN, IMAGENET_STD, brightness_images, write_image_folder
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
@@ -198,7 +198,10 @@ def test_scan_headline_and_strict_say_the_contract_is_guessed(tmp_path):
     assert r.exit_code == 0, r.output
     assert "WARNING: The input contract was guessed" in r.output and "--scaling 0-255" in r.output
     doc = json.loads((tmp_path / "a" / "results.json").read_text())
-    assert "every one of the 12 clean images" in doc["extras"]["contract_check"]["reason"]
+    check = doc["extras"]["contract_check"]
+    assert "every one of the 12 clean images" in check["reason"]
+    assert check["suggested"] == "0-255" and check["tried"]["0-255"] == 1.0  # the scaling that fixes it, tried
+    assert "--scaling 0-255 gives 100.0% clean accuracy on 12 of the images" in " ".join(r.output.split())
     assert doc["data"]["caveats"][0].startswith("CONTRACT GUESSED")
     assert 'id="contract-caveat"' in (tmp_path / "a" / "report.html").read_text()
     strict = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "b"), "--strict"])
@@ -206,3 +209,19 @@ def test_scan_headline_and_strict_say_the_contract_is_guessed(tmp_path):
     fixed = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "c"), "--strict", "--scaling", "0-255"])
     assert fixed.exit_code == 0, fixed.output
     assert "contract_check" not in json.loads((tmp_path / "c" / "results.json").read_text())["extras"]
+
+
+def test_suggest_scaling_names_the_scaling_that_works(tmp_path):
+    spec = _guessed_spec(tmp_path)
+    y = np.repeat([0, 1, 2], 5)
+    flat = np.tile([0.7, 0.2, 0.1], (15, 1))
+    check = contract_check(spec, y, flat)
+
+    def predict(alt):  # only minus1-1 classifies; 0-255 gives one class again
+        return np.eye(3)[y] * 0.9 + 0.03 if alt.scaling == "minus1-1" else flat
+
+    out = suggest_scaling(check, spec, y, predict)
+    assert out["suggested"] == "minus1-1" and out["tried"] == {"minus1-1": 1.0}
+    assert out["fix"].startswith("--scaling minus1-1 gives 100.0% clean accuracy on 15 of the images")
+    none_works = suggest_scaling(check, spec, y, lambda alt: flat)
+    assert "suggested" not in none_works and none_works["fix"] == check["fix"]

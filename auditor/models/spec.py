@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -623,3 +623,40 @@ def contract_check(spec: ModelSpec, y: np.ndarray, proba: np.ndarray) -> dict[st
         "or declare 'scaling' in the model's metadata or a sidecar JSON"
     )
     return {"reason": reason, "fix": fix, "scaling": spec.scaling, "accuracy": acc, "class_share": share}
+
+
+#: the most images the other scalings are tried on when the contract check fails
+SUGGEST_MAX_IMAGES = 64
+
+
+def suggest_scaling(
+    check: dict[str, Any], spec: ModelSpec, y: np.ndarray, predict: Callable[[ModelSpec], np.ndarray]
+) -> dict[str, Any]:
+    """``check`` with the named scaling that makes the model work, tried on the images of ``y``.
+
+    ``predict(spec)`` returns the class probabilities of those images (at most
+    :data:`SUGGEST_MAX_IMAGES`) fed with ``spec``. Each named scaling other than the assumed one is
+    tried; the best is suggested (``check["suggested"]``, ``check["tried"]``, and a ``fix`` naming
+    the flag) when its accuracy beats the assumed one and passes :func:`contract_check` itself.
+    """
+    y = np.asarray(y).reshape(-1)
+    tried: dict[str, float] = {}
+    for name in ("0-255", "imagenet", "minus1-1", "unit"):
+        if name == spec.scaling:
+            continue
+        mean, std = scaling_mean_std(name, spec.channels)
+        alt = spec_with(spec, scaling=name, mean=mean, std=std)
+        proba = np.asarray(predict(alt), dtype=np.float64)
+        if contract_check(alt, y, proba) is None:  # the alternative does not look misfed itself
+            tried[name] = float(np.mean(proba.argmax(1) == y))
+    if not tried:
+        return check
+    best = max(tried, key=lambda k: tried[k])
+    if tried[best] <= check["accuracy"]:
+        return {**check, "tried": tried}
+    fix = (
+        f"--scaling {best} gives {100 * tried[best]:.1f}% clean accuracy on {len(y)} of the images "
+        f"(the assumed {spec.scaling!r}: {100 * check['accuracy']:.1f}%); rerun with --scaling {best}, or declare "
+        "'scaling' in the model's metadata or a sidecar JSON"
+    )
+    return {**check, "tried": tried, "suggested": best, "fix": fix}
