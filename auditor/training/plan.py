@@ -82,7 +82,7 @@ class ZooPlan:
 
 
 def measure_step(arch: str, n_classes: int, size: int = PROBE_SIZE, batch: int = PROBE_BATCH) -> float:
-    """Seconds per image of one training step (forward, class-weighted loss, backward, Adam) of ``arch``.
+    """Seconds per image of one training step (the seeds' augmentation, forward, loss, backward, Adam) of ``arch``.
 
     One warm-up step, then the faster of two timed steps, on random ``(batch, 1, size, size)`` images.
     """
@@ -90,6 +90,7 @@ def measure_step(arch: str, n_classes: int, size: int = PROBE_SIZE, batch: int =
     import torch.nn.functional as F
 
     from auditor.reference_models.registry import build_model
+    from auditor.training.augment import seeds_augment
 
     net = build_model(arch, n_classes, 1).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -99,7 +100,7 @@ def measure_step(arch: str, n_classes: int, size: int = PROBE_SIZE, batch: int =
     best = float("inf")
     for i in range(3):
         t0 = time.perf_counter()
-        loss = F.cross_entropy(net(x), y)
+        loss = F.cross_entropy(net(seeds_augment(x, gen)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -207,7 +207,8 @@ def data_sources(cfg: TrainConfig) -> frozenset[str]:
     """
     text = _data_readme(cfg.source_data or cfg.data).casefold()
     found = set()
-    if "chestx-ray14" in text or "nih" in text.split() or "data_entry" in Path(cfg.data).name.casefold():
+    # "ChestX-ray14" names the NIH collection; a bare "NIH" may only contrast with it (Kermany's README does)
+    if "chestx-ray14" in text or "chestxray14" in text or "data_entry" in Path(cfg.data).name.casefold():
         found.add("nih")
     if "siim" in text:
         found.add("siim")

@@ -11,7 +11,10 @@ import pytest
 from auditor.training.common import TrainData
 from tests.training.conftest import tiny_config
 
-KERMANY = "# Pediatric chest X-ray set (Kermany et al. 2018)\n\nChildren aged 1-5 from Guangzhou.\n"
+KERMANY = (
+    "# Pediatric chest X-ray set (Kermany et al. 2018)\n\nChildren aged 1-5 from Guangzhou; not comparable with "
+    "the adult NIH images in `../cxr`.\n"
+)
 NIH = "# Chest X-ray developer set\n\n`normal/` and `pneumonia/` come from the NIH ChestX-ray14 collection.\n"
 
 
