@@ -45,6 +45,7 @@ def rescaling_model(path, steps, *, layout="NHWC", cast=False, late=False):
         cur = "cast_out"
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [cur], ["nchw"], perm=[0, 3, 1, 2]))
+        nodes.append(helper.make_node("Shape", ["nchw"], ["nchw_shape"]))  # a shape read beside, as tf2onnx does
         cur = "nchw"
     if late:
         nodes.append(helper.make_node("ReduceMean", [cur], ["early_mean"], axes=[1, 2, 3], keepdims=1))

@@ -368,6 +368,8 @@ def _leading_affine(graph, input_name: str, channels: int) -> tuple[np.ndarray, 
     consts = _constant_arrays(graph)
     consumers: dict[str, list] = {}
     for node in graph.node:
+        if node.op_type in ("Shape", "Size"):  # reads the shape, not the values (tf2onnx's dynamic shapes)
+            continue
         for name in set(node.input):
             consumers.setdefault(name, []).append(node)
     a, b = np.ones(1), np.zeros(1)
