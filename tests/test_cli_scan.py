@@ -249,3 +249,8 @@ def test_duplicate_files_are_counted_once_and_listed(tmp_path, data):
     shutil.copy(src, data / "normal" / "same_pixels.png")
     r = _scan(model, "--data", data, "--out", tmp_path / "o2", "--format", "json")
     assert r.exit_code == 3 and "normal/same_pixels.png" in r.output and "pneumonia/again.png" in r.output
+
+
+def test_jpeg_sweep_is_documented_in_help():
+    r = CliRunner().invoke(cli, ["scan", "--help"])
+    assert r.exit_code == 0 and "jpeg:90, jpeg:75, jpeg:50, jpeg:30" in " ".join(r.output.split())

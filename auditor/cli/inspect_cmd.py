@@ -16,7 +16,8 @@ from auditor.cli.options import contract_overrides, model_contract_options
 def inspect_command(model: str, as_json: bool, **kw) -> None:
     """Print the input/output contract (ModelSpec) that xray-audit reads from MODEL."""
     from auditor.models.onnx import load_onnx_proto, sha256_file
-    from auditor.models.spec import read_spec
+    from auditor.models.onnx_file import producer_text
+    from auditor.models.spec import INFERRED_NOTE, read_spec
 
     proto = load_onnx_proto(model)
     spec = read_spec(model, model=proto, sidecar=kw.get("sidecar"), overrides=contract_overrides(kw))
@@ -24,7 +25,7 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
         "path": model,
         "sha256": sha256_file(model),
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),
-        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "producer": producer_text(proto),
         "spec": spec.to_dict(),
     }
     if as_json:
@@ -59,4 +60,7 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
     console = Console()
     console.print(table, markup=False)
     for w in spec.warnings:
-        console.print(f"warning: {w}", markup=False, style="yellow")
+        if w.startswith(INFERRED_NOTE):
+            console.print(f"note: {w}", markup=False)
+        else:
+            console.print(f"warning: {w}", markup=False, style="yellow")

@@ -273,8 +273,9 @@ def _run_scan_staged(
 
     from auditor.capture import capture_library_output
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.spec import read_spec
+    from auditor.models.spec import INFERRED_NOTE, read_spec
     from auditor.progress import Reporter
+    from auditor.report.contract import strict_contract_status
     from auditor.report.gates import apply_gates, exit_status, gate_notes, skipped_items
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.scan.options import ScanOptions
@@ -285,8 +286,8 @@ def _run_scan_staged(
     with capture_library_output(show=debug) as notes:
         spec = read_spec(model, sidecar=sidecar, overrides=overrides or {})
         check_gate_classes(gates, spec.class_names)
-        for w in spec.warnings:
-            reporter.warn(w)
+        for w in spec.warnings:  # how the scaling was read from the graph is a note, the rest warnings
+            (reporter.info if w.startswith(INFERRED_NOTE) else reporter.warn)(w)
         device = options.get("device", "auto")
         target = OnnxClassifier(model, spec=spec, device=device)
         reporter.info(
@@ -319,6 +320,7 @@ def _run_scan_staged(
     for name, path in written.items():
         reporter.info(f"wrote {kinds.get(name, name)}: {path}")
     code, message = exit_status([g.name for g in result.gates if not g.passed], skipped_items(result), strict)
+    code, message = strict_contract_status(result, strict, code, message)
     for line in ([message] if message else []) + gate_notes(result):
         click.echo(line, err=True)
     return code
@@ -384,7 +386,11 @@ def run_scan_from_demo(
 @click.option(
     "--surrogate", help="Torch checkpoint(s) for transfer attacks (comma = ensemble), or 'target' (white-box)."
 )
-@click.option("--defenses", help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF.")
+@click.option(
+    "--defenses",
+    help="e.g. jpeg, jpeg:75, bitdepth:4, median:3, denoiser:PATH, cyclegan:PATH, feature:REF. "
+    "'jpeg' alone sweeps four qualities: jpeg:90, jpeg:75, jpeg:50, jpeg:30.",
+)
 @click.option(
     "--bpda", is_flag=True, help="Also attack surrogate+defense with straight-through gradients (adaptive check)."
 )

@@ -222,16 +222,22 @@ def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> 
 @_common
 @click.option(
     "--archs",
-    default="resnet18,small_cnn,densenet121",
-    show_default=True,
-    help="One member per architecture (repeats allowed), each trained on its own patient fold.",
+    help="One member per architecture (repeats allowed), each trained on its own patient fold. Default: on a "
+    "GPU resnet18,small_cnn,densenet121; on a CPU picked to fit --budget-minutes.",
 )
 @click.option(
     "--image-size",
     type=click.IntRange(16, 1024),
-    default=224,
+    help="Square input size of every member (ideally the target's). Default: 224 on a GPU; on a CPU the "
+    "largest that fits --budget-minutes.",
+)
+@click.option(
+    "--budget-minutes",
+    type=click.IntRange(1),
+    default=60,
     show_default=True,
-    help="Square input size of every member (ideally the target's).",
+    help="On a CPU, the architectures, size and epochs not given are picked so the zoo finishes in about this "
+    "time, from a measured probe of one training step per architecture.",
 )
 @click.option(
     "--exclude",
@@ -249,13 +255,32 @@ def adversarial_command(init, attack, eps, adv_fraction, lr, patience, **kw) -> 
     show_default=True,
     help="Epochs before early stopping and lr reduction may act.",
 )
-def surrogates_command(archs, exclude, **kw) -> None:
-    """A surrogate zoo: several architectures on disjoint patient folds; use the folder as --surrogate DIR."""
+def surrogates_command(archs, exclude, budget_minutes, **kw) -> None:
+    """A surrogate zoo: several architectures on disjoint patient folds; use the folder as --surrogate DIR.
+
+    What is not given (--archs, --image-size, --epochs) is picked so the zoo finishes in about
+    --budget-minutes on this CPU (the full zoo on a GPU); the plan and its reasons are printed first.
+    """
+    from auditor.models.device import pick_device
+    from auditor.training.plan import count_images, plan_zoo
     from auditor.training.zoo import parse_archs, train_zoo
 
-    names = parse_archs(archs)
-    base = _classifier_config("reference", {**kw, "arch": names[0]})
-    doc = train_zoo(kw["data"], kw["out"], names, base, exclude=exclude)
+    names = parse_archs(archs) if archs else None
+    n_images, n_classes = count_images(kw["data"])
+    plan = plan_zoo(
+        n_images,
+        max(n_classes, 2),
+        cuda=pick_device(kw["device"]).type == "cuda",
+        budget_seconds=budget_minutes * 60,
+        archs=names,
+        image_size=kw.get("image_size"),
+        epochs=kw.get("epochs"),
+    )
+    if not kw["quiet"]:
+        click.echo(plan.describe(), err=True)
+    chosen = {**kw, "arch": plan.archs[0], "image_size": plan.image_size, "epochs": plan.epochs}
+    base = _classifier_config("reference", chosen)
+    doc = train_zoo(kw["data"], kw["out"], plan.archs, base, exclude=exclude, plan=plan)
     for m in doc["members"]:
         acc = m["test_accuracy"]
         click.echo(

@@ -21,7 +21,7 @@ import numpy as np
 from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
 from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
 from auditor.models.inputs import channels_to_grey, decode_output, decode_scores, encode_input, grey_to_channels
-from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto  # noqa: F401  (re-exported)
+from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto, producer_text  # noqa: F401  (re-exported)
 from auditor.models.spec import check_input_size, read_spec
 from auditor.types import ModelSpec
 
@@ -84,7 +84,7 @@ class OnnxClassifier:
         self.spec = spec or read_spec(path, model=proto, overrides=overrides)
         self.sha256 = sha256_file(path)
         self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
-        self.producer = f"{proto.producer_name} {proto.producer_version}".strip()
+        self.producer = producer_text(proto)
         del proto
         self.session = make_session(path, device, threads)
         self.provider = self.session.get_providers()[0]

@@ -60,3 +60,13 @@ def load_onnx_proto(path: str | Path):
         raise ModelContractError(f"{p}: the ONNX file holds no graph")
     _check_external_data(model, p)
     return model
+
+
+def producer_text(model) -> str:
+    """``"<producer name> <version>"`` of an ONNX model, leaving out missing parts.
+
+    tf2onnx writes its version as ``"1.17.0 None"`` when it has no git revision; a part that is
+    empty or reads ``None`` is dropped, so that model shows as ``tf2onnx 1.17.0``.
+    """
+    words = f"{model.producer_name or ''} {model.producer_version or ''}".split()
+    return " ".join(w for w in words if w.lower() not in ("none", "null"))

@@ -6,8 +6,9 @@ import io
 import sys
 from typing import IO
 
+from auditor.report.contract import contract_caveat
 from auditor.report.gates import gate_policy, gate_rows, where_text
-from auditor.report.numbers import fmt_ci, fmt_pct
+from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct
 from auditor.report.renderer import Renderer
 from auditor.report.summary import summary_numbers, worst_case
 from auditor.report.transfer_view import headline as transfer_headline
@@ -49,6 +50,9 @@ def _tables(result: AuditResult) -> list:
         f"(sha256 {str(model.get('sha256', ''))[:12]}) on {result.data.get('n_images', '?')} images"
     )
     out.append(title)
+    guessed = contract_caveat(result)
+    if guessed:
+        out.append(Text("WARNING: " + guessed, style="bold red"))
     table = Table(title="Accuracy per condition", title_justify="left")
     table.add_column("condition", overflow="fold", min_width=10)
     table.add_column("kind")

@@ -14,6 +14,7 @@ import re
 from pathlib import PurePath
 from typing import Any
 
+from auditor.report.contract import contract_caveat
 from auditor.report.gates import attack_conditions, clean_condition, gate_policy, gate_rows, where_text
 from auditor.report.jsonfmt import results_digest
 from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
@@ -432,6 +433,7 @@ def _front_context(result: AuditResult) -> dict[str, Any]:
         "data_conversions": [d for d in result.data.get("conversions", []) if isinstance(d, dict)],
         "skipped": [{"name": x.name, "reason": x.reason, "kind": x.kind} for x in result.skipped],
         "caveats": result.data.get("caveats") or [],
+        "contract_caveat": contract_caveat(result),
         "stated_caveats": [
             str(c)[len(STATED) :] for c in result.data.get("caveats") or [] if str(c).startswith(STATED)
         ],

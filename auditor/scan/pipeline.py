@@ -7,14 +7,18 @@ pieces (attacks, defenses, detectors) are imported lazily so a clean scan never 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import platform
 import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from auditor import __version__
 from auditor.evaluation import Throughput
+from auditor.models.spec import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
 from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
 from auditor.scan.context import LoadedData, ScanContext
@@ -129,7 +133,29 @@ class Auditor:
         main = self._result(self.target, results[0], detector, data, rows, stamps, set_meta, examples)
         if probes:
             main = replace(main, extras={**main.extras, "strength_probes": probes})
+        main = self._contract_caveat(main, data, results[0][0])
         return AuditResult(**{**main.__dict__, "compared": compared})
+
+    def _contract_caveat(self, main: AuditResult, data: LoadedData, clean: Condition) -> AuditResult:
+        """``main`` with the clean-stage contract check (:func:`~auditor.models.spec.contract_check`) recorded:
+        ``extras.contract_check`` and a ``data.caveats`` line, and a warning on stderr naming the fix."""
+        spec = self.target.spec
+        check = contract_check(spec, data.y, np.asarray(clean.probabilities))
+        if check is None:
+            return main
+        idx = np.unique(np.linspace(0, len(data.y) - 1, min(len(data.y), SUGGEST_MAX_IMAGES)).astype(int))
+        images = data.images[idx]
+
+        def predict(alt):  # the target fed with another scaling (the same ONNX session)
+            probe = copy.copy(self.target)
+            probe.spec = alt
+            return probe.predict_proba(images)
+
+        check = suggest_scaling(check, spec, data.y[idx], predict)
+        text = f"the input contract looks wrong: {check['reason']}; {check['fix']}"
+        self.context.reporter.warn(text)
+        caveats = [f"CONTRACT GUESSED: {text}", *main.data.get("caveats", [])]
+        return replace(main, data={**main.data, "caveats": caveats}, extras={**main.extras, "contract_check": check})
 
     def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
         """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""

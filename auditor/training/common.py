@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,14 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from auditor.atomic import write_atomic
+from auditor.attack_eta import format_duration
 from auditor.errors import DataError, UsageError
 from auditor.types import Skipped
 
 #: files a run folder may hold; ``--overwrite`` removes exactly these
 RUN_FILES = ("run.json", "state.pt", "model.onnx", "model.pt", "model_card.md", "model_card.json", "history.json")
+#: seconds between progress lines of a long step when stderr is not a terminal (no bar drawn)
+HEARTBEAT_SECONDS = 30.0
 MIN_PER_CLASS = 5  # 60/20/20 needs at least one image of every class in every part
 
 PATIENT_CAVEAT = (
@@ -46,6 +50,46 @@ def log(message: str, quiet: bool = False) -> None:
     """One status line on stderr unless quiet."""
     if not quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+class Heartbeat:
+    """Progress lines on stderr at a steady interval, for logs: where no progress bar is drawn (stderr is
+    not a terminal), a long loop still says every ``interval`` seconds how far it is and how long is left.
+
+    Call it with the number of items done so far; it prints at most one line per ``interval``.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        interval: float,
+        enabled: bool = True,
+        unit: str = "batches",
+        clock: Callable[[], float] = time.monotonic,
+        say: Callable[[str], None] = log,
+    ) -> None:
+        self.label, self.total, self.interval, self.unit = label, int(total), float(interval), unit
+        self.enabled = bool(enabled) and self.interval > 0 and self.total > 0
+        self.clock, self.say = clock, say
+        self.start = self.last = clock()
+        self.lines = 0
+
+    def __call__(self, done: int) -> None:
+        """Print a line if ``interval`` seconds passed since the last one (or the start)."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now - self.last < self.interval or done <= 0:
+            return
+        self.last = now
+        self.lines += 1
+        rate = (now - self.start) / done
+        left = rate * max(self.total - done, 0)
+        self.say(
+            f"{self.label}: {done}/{self.total} {self.unit} ({100 * done / self.total:.0f}%), "
+            f"{rate:.2f} s each, about {format_duration(left)} left"
+        )
 
 
 # --------------------------------------------------------------------------- data
@@ -107,10 +151,17 @@ def load_training_data(
         from tqdm import tqdm
 
         bar = tqdm(total=len(samples), desc="decode", unit="img", leave=False, file=sys.stderr)
+    beat = Heartbeat("decode", len(samples), HEARTBEAT_SECONDS, enabled=bar is None and not quiet, unit="images")
+    decoded = [0]
+
+    def advance(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+        decoded[0] += n
+        beat(decoded[0])
+
     try:
-        images, kept, skipped = load_images(
-            samples, (image_size, image_size), progress=(lambda n: bar.update(n)) if bar else None
-        )
+        images, kept, skipped = load_images(samples, (image_size, image_size), progress=advance)
     finally:
         if bar:
             bar.close()

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from auditor.atomic import write_atomic
+from auditor.attack_eta import format_duration
 from auditor.errors import ModelContractError, UsageError
 from auditor.models.device import pick_device
 from auditor.models.inputs import scaling_mean_std
@@ -55,6 +56,7 @@ from auditor.reference_models.registry import (
     make_checkpoint,
 )
 from auditor.training.common import (
+    Heartbeat,
     RunDir,
     TrainData,
     load_training_data,
@@ -66,6 +68,8 @@ from auditor.training.common import (
 from auditor.types import ModelSpec
 
 RECIPES = ("reference", "augment", "adversarial")
+#: settings only the adversarial recipe uses (left out of the other recipes' model cards)
+ADVERSARIAL_KNOBS = ("attack", "adv_eps", "adv_fraction")
 SEEDS_REPORTED = "the seeds' report: test accuracy 0.92 on 3,600 images with ImageNet weights"
 
 
@@ -106,6 +110,11 @@ class TrainConfig:
     synthetic: bool | None = None  #: None = detect from the data folder's README
     name: str | None = None
     augmentation: str | None = None  #: None = "seeds" (reference/adversarial), "attack-families" (augment)
+    #: the data set ``data`` was drawn from when ``data`` is a derived manifest (a zoo fold): its README
+    #: says where the images come from (NIH, SIIM, Kermany), which decides the model card's data caveats
+    source_data: str | None = None
+    #: seconds between progress lines on stderr when no progress bar is drawn (not a terminal); 0: none
+    progress_interval: float = 30.0
 
 
 def _is_synthetic(root: str) -> bool:
@@ -179,8 +188,38 @@ def _resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None, nn.M
     return cfg, init_meta, init_model
 
 
+def _data_readme(root: str) -> str:
+    """The first 8 kB of the README.md of a data folder (or of a CSV manifest's folder); ``""`` if none."""
+    p = Path(root)
+    readme = (p if p.is_dir() else p.parent) / "README.md"
+    try:
+        return readme.read_text(encoding="utf-8", errors="replace")[:8000] if readme.is_file() else ""
+    except OSError:
+        return ""
+
+
+def data_sources(cfg: TrainConfig) -> frozenset[str]:
+    """Which known collections the training images come from: ``nih``, ``siim``, ``kermany`` (maybe none).
+
+    Read from the data set's README (of ``source_data`` for a zoo fold) and from an NIH
+    ``Data_Entry`` table given as ``data``; the model card states a collection's caveats only for
+    data from it (an NIH label caveat on a Kermany model would be wrong).
+    """
+    text = _data_readme(cfg.source_data or cfg.data).casefold()
+    found = set()
+    # "ChestX-ray14" names the NIH collection; a bare "NIH" may only contrast with it (Kermany's README does)
+    if "chestx-ray14" in text or "chestxray14" in text or "data_entry" in Path(cfg.data).name.casefold():
+        found.add("nih")
+    if "siim" in text:
+        found.add("siim")
+    if "kermany" in text:
+        found.add("kermany")
+    return frozenset(found)
+
+
 def _limitations(data: TrainData, cfg: TrainConfig, synthetic: bool, pretrained_path: str | None) -> list[str]:
     out = []
+    sources = data_sources(cfg)
     if synthetic:
         out.append(
             "Trained and tested on SYNTHETIC procedural phantoms: the numbers say nothing about real "
@@ -197,21 +236,27 @@ def _limitations(data: TrainData, cfg: TrainConfig, synthetic: bool, pretrained_
     if "pneumothorax" in names and not synthetic:
         k = names.index("pneumothorax")
         no_pid = sum(1 for lab, p in zip(data.labels, data.patient_ids) if int(lab) == k and not p)
-        if no_pid:
+        if no_pid and "siim" in sources:
             out.append(
                 "Shortcut risk: the pneumothorax images (SIIM-ACR) went through two lossy JPEG steps the other "
                 "classes did not; the model may detect 'JPEG-processed' rather than pneumothorax. Check by "
                 "re-compressing normal images as JPEG (quality ~75, twice) and watching the pneumothorax score."
             )
+        if no_pid:
             out.append(
                 f"{no_pid} pneumothorax images have no patient id: each was split as its own patient, so repeat "
                 "films of one patient may sit in both training and test parts (optimistic test metrics)."
             )
-            out.append("Chest drains and lines on treated pneumothorax films are a known non-disease cue.")
-    if "pneumonia" in names and not synthetic:
+        out.append("Chest drains and lines on treated pneumothorax films are a known non-disease cue.")
+    if "pneumonia" in names and not synthetic and "nih" in sources:
         out.append(
             "NIH pneumonia labels are NLP-mined and mostly multi-label: 'pneumonia vs normal' is partly "
             "'sick vs normal'."
+        )
+    if "kermany" in sources and not synthetic:
+        out.append(
+            "Kermany et al. (2018) images: children aged 1-5 from one hospital (Guangzhou); the model says "
+            "nothing about adult radiographs or other sites."
         )
     out.append(
         f"Test part: {int(round(len(data.labels) * 0.2))} images or so; read the confidence intervals, not the "
@@ -482,7 +527,11 @@ def _train_steps(
     steps = (n_train + cfg.batch_size - 1) // cfg.batch_size
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
-    advance, close = progress_bar(steps, f"epoch {epoch + 1}/{total_epochs}", show_bars(cfg.quiet, cfg.progress))
+    bars = show_bars(cfg.quiet, cfg.progress)
+    advance, close = progress_bar(steps, f"epoch {epoch + 1}/{total_epochs}", bars)
+    beat = Heartbeat(
+        f"epoch {epoch + 1}/{total_epochs}", steps, cfg.progress_interval, enabled=not bars and not cfg.quiet
+    )
     loss_sum, correct, seen = 0.0, 0, 0
     _train_mode(s.net, phase)
     try:
@@ -509,6 +558,7 @@ def _train_steps(
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
             advance(1)
+            beat(step + 1)
     finally:
         close()
     return loss_sum, correct, seen
@@ -533,8 +583,21 @@ def _validate(s: _Setup, p: _Progress, sched, phase: int, epoch: int) -> tuple[f
     return val_loss, val_acc
 
 
-def _train_epochs(s: _Setup) -> _Progress:
-    """The two-phase training loop with early stopping; a per-epoch state makes it resumable."""
+def epoch_estimate(first_seconds: float, epochs_left: int) -> str:
+    """The line printed after a run's first epoch: how long the remaining epochs take at most."""
+    total = first_seconds * epochs_left
+    return (
+        f"time estimate: {format_duration(first_seconds)} per epoch; at most {epochs_left} more epoch(s), "
+        f"about {format_duration(total)} (early stopping may end sooner), then the test split and the export"
+    )
+
+
+def _train_epochs(s: _Setup, on_epoch: Callable[[dict, int], None] | None = None) -> _Progress:
+    """The two-phase training loop with early stopping; a per-epoch state makes it resumable.
+
+    After the first epoch this invocation runs, the time the remaining epochs take at most is printed;
+    ``on_epoch(record, total_epochs)`` is called after every epoch (the zoo's overall estimate).
+    """
     cfg = s.cfg
     p = _resume(s)
     total_epochs = s.head_epochs + cfg.epochs
@@ -568,6 +631,10 @@ def _train_epochs(s: _Setup) -> _Progress:
             f"{rec['seconds']:.1f}s" + (" | early stop" if p.stopped else ""),
             cfg.quiet,
         )
+        if epoch == p.start_epoch and not p.stopped and epoch + 1 < total_epochs:
+            log(epoch_estimate(rec["seconds"], total_epochs - epoch - 1), cfg.quiet)
+        if on_epoch is not None:
+            on_epoch(rec, total_epochs)
         s.run.save_state(
             {
                 "epoch": epoch + 1,
@@ -593,7 +660,21 @@ def _hyperparameters(s: _Setup) -> dict[str, Any]:
     hyper = {
         k: v
         for k, v in asdict(cfg).items()
-        if k not in ("data", "out", "resume", "overwrite", "quiet", "progress", "export", "synthetic", "name")
+        if k
+        not in (
+            "data",
+            "out",
+            "resume",
+            "overwrite",
+            "quiet",
+            "progress",
+            "export",
+            "synthetic",
+            "name",
+            "source_data",
+            "progress_interval",
+        )
+        and (cfg.recipe == "adversarial" or k not in ADVERSARIAL_KNOBS)
     }
     hyper.update(
         head_epochs=s.head_epochs,
@@ -604,7 +685,8 @@ def _hyperparameters(s: _Setup) -> dict[str, Any]:
         early_stopping=f"val loss, patience {cfg.patience}, best restored",
         lr_schedule=f"ReduceLROnPlateau(factor {cfg.plateau_factor}, patience {cfg.plateau_patience})",
     )
-    hyper["adv_eps"] = [float(e) for e in cfg.adv_eps]
+    if cfg.recipe == "adversarial":
+        hyper["adv_eps"] = [float(e) for e in cfg.adv_eps]
     return hyper
 
 
@@ -745,7 +827,7 @@ def _publish(s: _Setup, p: _Progress, t_start: float) -> dict[str, Any]:
     }
 
 
-def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
+def train_classifier(cfg: TrainConfig, on_epoch: Callable[[dict, int], None] | None = None) -> dict[str, Any]:
     """Run a classifier recipe end to end: data, split, training, test metrics, checkpoint, ONNX, model card.
 
     Returns ``{"out", "onnx", "checkpoint", "card_md", "card_json", "metrics",
@@ -753,7 +835,7 @@ def train_classifier(cfg: TrainConfig) -> dict[str, Any]:
     """
     t_start = time.perf_counter()
     setup = _prepare(cfg)
-    progress = _train_epochs(setup)
+    progress = _train_epochs(setup, on_epoch)
     return _publish(setup, progress, t_start)
 
 

@@ -41,9 +41,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from auditor.atomic import write_atomic
+from auditor.attack_eta import format_duration
 from auditor.errors import DataError, UsageError
 from auditor.reference_models.registry import list_architectures
 from auditor.training.common import log
+from auditor.training.plan import ZooPlan
 from auditor.training.recipes import TrainConfig, train_classifier
 
 ZOO_FORMAT = "xray-audit-surrogate-zoo/1"
@@ -123,13 +125,44 @@ def _write_manifest(path: Path, samples) -> None:
     tmp.replace(path)
 
 
+def _zoo_clock(i: int, plan: ZooPlan | None, t0: float, quiet: bool):
+    """The ``on_epoch`` hook of member ``i``: after its first epoch, the time the whole zoo has left.
+
+    The remaining epochs of this member are projected from its measured epoch; each later member from
+    the plan's probe estimate of its epoch, scaled by this member's measured/estimated ratio (the
+    probe's error on this host). Without a probe the later members are not estimated.
+    """
+
+    def on_epoch(rec: dict, total_epochs: int) -> None:
+        if rec["epoch"] != 1:
+            return
+        left = rec["seconds"] * (total_epochs - 1)
+        text = f"zoo time estimate after member {i + 1}'s first epoch: this member at most {format_duration(left)} more"
+        if plan is not None and plan.estimate_seconds == plan.estimate_seconds and i < len(plan.epoch_seconds):
+            ratio = rec["seconds"] / max(plan.epoch_seconds[i], 1e-9)
+            later = sum(plan.epoch_seconds[i + 1 :]) * plan.epochs * ratio
+            text += (
+                f", the {len(plan.epoch_seconds) - i - 1} later member(s) about {format_duration(later)} "
+                f"(probe x {ratio:.2f}); whole zoo at most {format_duration(time.perf_counter() - t0 + left + later)}"
+            )
+        log(text + " (early stopping usually ends sooner)", quiet)
+
+    return on_epoch
+
+
 def train_zoo(
-    data: str, out: str, archs: Sequence[str], base: TrainConfig, exclude: str | None = None
+    data: str,
+    out: str,
+    archs: Sequence[str],
+    base: TrainConfig,
+    exclude: str | None = None,
+    plan: ZooPlan | None = None,
 ) -> dict[str, Any]:
     """Train one surrogate per architecture on its own patient fold; write ``zoo.json``; return it.
 
     ``base`` carries the recipe knobs shared by every member (image size,
     epochs, seed, device, ...); ``data``/``out``/``arch`` are set per member.
+    ``plan`` (:func:`auditor.training.plan.plan_zoo`) feeds the overall time estimate.
     """
     from auditor.data.fingerprint import file_sha256
 
@@ -159,8 +192,9 @@ def train_zoo(
             recipe="reference",
             allow_outside_root=True,
             name=f"zoo-{i}-{arch}-{base.image_size}px",
+            source_data=str(data),
         )
-        res = train_classifier(cfg)
+        res = train_classifier(cfg, on_epoch=_zoo_clock(i, plan, t0, base.quiet))
         if Path(res["checkpoint"]).resolve() != (root / f"{i}_{arch}" / "model.pt").resolve():
             raise AssertionError(
                 f"unexpected checkpoint path {res['checkpoint']}"

@@ -386,3 +386,18 @@ def test_report_command_takes_max_clean_drop(tmp_path):
     assert "Best defense: jpeg" in r.output
     r = CliRunner().invoke(cli, ["report", str(path), "--format", "json", "--out", str(out), "--max-clean-drop", "1.5"])
     assert r.exit_code == 2 and "--max-clean-drop 1.5 must be a fraction" in r.output
+
+
+def test_top_ranked_defense_card_does_not_read_like_a_gain():
+    """Beside a lower worst case, the top-ranked defense's figure is set against its own undefended baseline."""
+    n = 40
+    y = np.array([0, 1] * (n // 2))
+    preds = {
+        "clean": y.copy(),
+        "usmm@16": _wrong(y, range(20)),  # 50%: the worst case card
+        "jpeg/clean": _wrong(y, [39]),
+        "jpeg/usmm@16": _wrong(y, range(18)),  # 55% beside it: inside the CI, not a gain
+    }
+    summary = _summary_text(_result(y, preds))
+    note = summary[summary.index('id="no-best-defense"') :].split("</div>", 1)[0]
+    assert "under attack against" in note and "undefended on the same images and attacks: not a gain" in note
