@@ -138,6 +138,26 @@ def _threat_groups(result: AuditResult) -> list[dict[str, Any]]:
     return out
 
 
+def _query_rows(result: AuditResult) -> list[dict[str, Any]]:
+    """Success against queries of every undefended query-attack condition (``extra["queries"]``)."""
+    rows = []
+    for c in result.conditions:
+        q = c.extra.get("queries")
+        if c.defense or not isinstance(q, dict) or not isinstance(q.get("curve"), list):
+            continue
+        curve = [p for p in q["curve"] if isinstance(p, (list, tuple)) and len(p) == 2]
+        rows.append(
+            {
+                "name": c.name,
+                "budget": q.get("budget"),
+                "mean_used": q.get("mean_used"),
+                "median_successful": q.get("median_used_successful"),
+                "curve": [{"queries": int(a), "rate": b} for a, b in curve],
+            }
+        )
+    return rows
+
+
 def _before_after(result: AuditResult, candidate: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Per attack condition: clean, attacked, and attacked with the one defense the summary chose
     (never a per-row maximum), adaptive-aware, on all images."""
@@ -464,6 +484,7 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
         "conditions": [{"c": c, "per_class": _per_class_rows(result, c)} for c in result.conditions],
         "perturbation": _perturbation_rows(result),
         "threat_groups": groups,
+        "query_rows": _query_rows(result),
         "defense_verdict": s["defense_verdict"],
         "defense_candidate": s["defense_candidate"],
         "vanishes_text": VANISHES_TEXT,

@@ -239,7 +239,7 @@ def test_ghiasi_backend_loads_user_checkpoint(tmp_path, batch):
 
 
 def test_registry_validates_names_and_params():
-    assert list_attacks("gradient") == ["mifgsm", "usmm", "stm"]
+    assert list_attacks("gradient") == ["mifgsm", "usmm", "stm", "apgd"] and list_attacks("query") == ["square"]
     assert list_attacks("visible") == ["blend"]
     with pytest.raises(UsageError, match="known attacks: mifgsm, usmm, stm"):
         make_attack("fgsm", CountingNet())

@@ -90,7 +90,7 @@ def test_a_scan_of_a_model_onnx2torch_cannot_convert_keeps_its_query_bound(tmp_p
     model = _unconvertible(path, tmp_path / "custom.onnx")
     args = ["scan", str(model), "--data", str(data), "--surrogate", "target", "--attacks", "apgd,square"]
     args += ["--eps", "64", "--queries", "300", "--attack-param", "apgd.steps=5", "--n-boot", "20"]
-    args += ["--cache-dir", str(tmp_path / "cache"), "--format", "json", "--no-progress"]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--format", "json,html", "--no-progress"]
     r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -99,6 +99,8 @@ def test_a_scan_of_a_model_onnx2torch_cannot_convert_keeps_its_query_bound(tmp_p
     assert any(s["name"] == "surrogate target" for s in res["skipped"])
     curve = names["square@64"]["queries"]["curve"]
     assert curve[-1][0] == 300 and curve[-1][1] == pytest.approx(names["square@64"]["attack_success_rate"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="query-curve"' in html and "≤300:" in html and "AML.T0043.001" in html
     # a second run loads the set and its per-image queries from the cache
     r2 = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out2")])
     assert r2.exit_code == 0, r2.output
