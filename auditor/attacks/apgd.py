@@ -25,6 +25,8 @@ AutoAttack's ensemble does):
 Each run returns, per image, the first iterate that fools the model, else the iterate with the highest loss.
 Cost: one forward+backward pass per image and iteration, as an MI-FGSM step (the loss of each iterate comes
 from the same pass as its gradient).
+
+Specification in our words: docs/algorithms.md §14.
 """
 
 from __future__ import annotations

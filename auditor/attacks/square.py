@@ -20,6 +20,8 @@ the same loss for every output kind; an image is fooled when it is negative, and
 Every pixel of an iterate is one of the two extreme 8-bit levels the budget allows around the clean
 pixel (:func:`auditor.attacks.sets.allowed_levels`), so the set the cache stores is exactly what was
 queried: quantisation changes nothing. Randomness comes from one seeded NumPy generator per call.
+
+Specification in our words: docs/algorithms.md §15.
 """
 
 from __future__ import annotations

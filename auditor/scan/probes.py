@@ -12,6 +12,8 @@ queries), and returns records of the form the verdict layer reads from ``extras[
   iterations (``accuracy``) against its own iterations (``reference_accuracy``), on the same images.
 
 Probe images are attacked directly (not cached: a few dozen images) and quantised to 8 bits as every set is.
+
+Specification in our words: docs/algorithms.md §16.
 """
 
 from __future__ import annotations
