@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from auditor.atomic import write_atomic
 from auditor.data.stream import stream_digest
 from auditor.errors import RuntimeFailure
+from auditor.hashing import array_sha256
 
 INDEX_FILE = "index.json"
 
@@ -44,11 +44,7 @@ class CacheMismatch(Exception):
 
 
 # --------------------------------------------------------------------------- fingerprints
-def _digest(arr: Any) -> str:
-    a = np.ascontiguousarray(np.asarray(arr))
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
+_digest = array_sha256  #: the cache key's array digest (:func:`auditor.hashing.array_sha256`)
 
 
 def _canonical(value: Any) -> Any:
@@ -125,18 +121,9 @@ def cache_request(
 
 # --------------------------------------------------------------------------- files
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Complete or absent, flushed to disk (:func:`auditor.atomic.write_atomic`), its folder made first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, data)
 
 
 def _atomic_write_json(path: Path, doc: Any) -> None:

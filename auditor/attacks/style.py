@@ -30,7 +30,6 @@ STM builds one once in :meth:`~auditor.attacks.stm.STM.setup`, never per step:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +39,7 @@ from torch import nn
 
 from auditor.attacks.device import precision_context
 from auditor.errors import UsageError
+from auditor.hashing import sha256_file
 
 STYLE_BACKENDS = ("randconv", "adain-stats", "ghiasi")
 #: a style copy this correlated with its input (in absolute value) is an intensity change, not a style change
@@ -224,12 +224,7 @@ class GhiasiNet(nn.Module):
         return torch.sigmoid(x)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def ghiasi_files(checkpoint: str | Path | None) -> tuple[Path, Path | None]:

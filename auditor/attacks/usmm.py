@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from auditor.attacks.base import GradientAttack, _check
+from auditor.hashing import array_sha256
 
 MASK_SOURCES = ("auto", "pool", "batch")
 #: most clean images in the mask pool (1,000 x 224 x 224 float32 = 0.2 GB); larger data sets are sampled
@@ -76,13 +77,7 @@ def usmm_scales(num_scale: int, scale_low: float, scale_high: float) -> list[flo
     return [float(scale_low + (scale_high - scale_low) * i / (num_scale - 1)) for i in range(num_scale)]
 
 
-def _array_digest(a: Any) -> str:
-    import hashlib
-
-    arr = np.ascontiguousarray(np.asarray(a))
-    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
+_array_digest = array_sha256
 
 
 class USMM(GradientAttack):
