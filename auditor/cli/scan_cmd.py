@@ -49,6 +49,32 @@ def _parse_attacks(text: str | None, surrogate: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def parse_whitebox(text: str | None, attacks: tuple[str, ...], surrogate: str | None) -> tuple[str, ...]:
+    """``--whitebox NAME,...``: gradient attacks to run on the converted target besides the transfer ones.
+
+    An attack cannot be in both ``--attacks`` (on the surrogate) and ``--whitebox``: the two sets would
+    share a condition name. With ``--surrogate target`` the flag adds nothing and is refused.
+    """
+    from auditor.attacks.registry import get_spec
+
+    if text is None:
+        return ()
+    names = tuple(dict.fromkeys(a.lower() for a in split_list(text)))
+    if not names:
+        raise UsageError("--whitebox needs at least one gradient attack")
+    if (surrogate or "").strip().lower() == "target":
+        raise UsageError("--whitebox adds white-box attacks to a transfer scan; with --surrogate target use --attacks")
+    for name in names:
+        if get_spec(name).kind != "gradient":
+            raise UsageError(f"--whitebox {name}: not a gradient attack (it needs no gradients of the target)")
+        if name in attacks:
+            raise UsageError(
+                f"--whitebox {name}: also in --attacks; run an attack either on the surrogate or on the target, "
+                "or use two scans and report --merge"
+            )
+    return names
+
+
 def _param_value(text: str):
     """``12`` -> 12, ``0.5`` -> 0.5, ``ce+dlr`` stays text."""
     for kind in (int, float):
@@ -144,7 +170,7 @@ def check_scan_flags(options: dict, gates=()) -> None:
     from auditor.defenses.registry import check_defenses
 
     check_defenses(options.get("defenses"))
-    if options.get("attacks") or options.get("bpda"):
+    if options.get("attacks") or options.get("whitebox_attacks") or options.get("bpda"):
         _check_dir_flag(options.get("cache_dir"), "--cache-dir")
     _check_file_flag(options.get("style_image"), "--style-image")
     # a missing STM style checkpoint is not checked here: it makes the STM attack a Skipped item
@@ -372,6 +398,12 @@ def run_scan_from_demo(
 )
 @click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
 @click.option(
+    "--whitebox",
+    "whitebox",
+    help="Also run these gradient attacks with the target's own gradients (onnx2torch), in the same scan as "
+    "--surrogate's transfer attacks, e.g. --surrogate zoo/ --attacks usmm,stm,square --whitebox apgd.",
+)
+@click.option(
     "--queries",
     type=click.IntRange(1, 1_000_000),
     help="Query budget per image of query attacks (default 1000, see README: Square reaches most of its "
@@ -506,6 +538,7 @@ def scan_command(
     out,
     attacks,
     eps,
+    whitebox,
     queries,
     attack_param,
     surrogate,
@@ -545,7 +578,8 @@ def scan_command(
     from auditor.data import parse_label_map
 
     attack_names = _parse_attacks(attacks, surrogate)
-    attack_params = parse_attack_params(attack_param, attack_names, queries)
+    whitebox_names = parse_whitebox(whitebox, attack_names, surrogate)
+    attack_params = parse_attack_params(attack_param, attack_names + whitebox_names, queries)
     exit_code = run_scan(
         model,
         data,
@@ -564,6 +598,7 @@ def scan_command(
         sidecar=kw.get("sidecar"),
         command=" ".join(shlex.quote(a) for a in ["xray-audit", *sys.argv[1:]]),
         attacks=attack_names,
+        whitebox_attacks=whitebox_names,
         attack_params=attack_params,
         epsilons=parse_epsilons(eps),
         surrogate=surrogate,

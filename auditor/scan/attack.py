@@ -97,6 +97,8 @@ def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
     wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
     if wanted:
         sets.extend(_gradient_sets(ctx, wanted))
+    if opt.whitebox_attacks:
+        sets.extend(_gradient_sets(ctx, list(opt.whitebox_attacks), WHITEBOX_SURROGATE))
     queries = [a for a in opt.attacks if a in QUERY_ATTACKS]
     if queries:
         sets.extend(_query_sets(ctx, queries))
@@ -105,24 +107,30 @@ def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
     return sets
 
 
-def _gradient_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
-    """The transfer-attack sets, built on the scan's surrogate (none when it cannot be loaded)."""
+#: the ``--surrogate`` text of the target's own gradients (``--whitebox``)
+WHITEBOX_SURROGATE = "target"
+
+
+def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None) -> list[AdversarialSet]:
+    """The gradient-attack sets, built on the scan's surrogate or on ``spec`` (none when it cannot be loaded)."""
     from auditor.attacks.device import pick_device
     from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
 
     opt, data = ctx.options, ctx.data
-    surrogate = context.load_scan_surrogate(ctx)
+    surrogate = context.load_scan_surrogate(ctx, spec)
     if surrogate is None:
         return []
     device = pick_device(opt.device)
     jobs = scan_jobs(ctx, wanted)
     clock = _stage_clock(ctx, jobs, len(data.images))
     precision = resolve_scan_precision(ctx, surrogate, jobs, device)
-    sur_label = surrogate.identity.get("label") or opt.surrogate
+    sur_label = surrogate.identity.get("label") or spec or opt.surrogate
     sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
     sur_sizes = input_sizes(surrogate.module)
     sets = []
-    for job, aset in generate_sets(ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}"):
+    for job, aset in generate_sets(
+        ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
+    ):
         sets.append(
             AdversarialSet(
                 job.set_id,
@@ -179,7 +187,14 @@ def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
 
 
 def generate_sets(
-    ctx: ScanContext, jobs: list[AttackJob], surrogate, device, precision: str, clock=None, announce: str | None = None
+    ctx: ScanContext,
+    jobs: list[AttackJob],
+    surrogate,
+    device,
+    precision: str,
+    clock=None,
+    announce: str | None = None,
+    surrogate_spec: str | None = None,
 ) -> Iterator[tuple[AttackJob, Any]]:
     """Build (or load) the set of every job, in order, yielding ``(job, GeneratedSet)``.
 
@@ -196,7 +211,7 @@ def generate_sets(
         if announce is not None:
             ctx.reporter.info(f"attack {job.name} on {announce} ({len(ctx.data.images)} images)")
         try:
-            aset = _generate(ctx, job, surrogate, device, precision, clock)
+            aset = _generate(ctx, job, surrogate, device, precision, clock, surrogate_spec)
         except StyleBackendUnavailable as exc:
             ctx.skip(job.name, str(exc))
             failed.add(job.attack)
@@ -207,7 +222,7 @@ def generate_sets(
         yield job, aset
 
 
-def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock):
+def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock, surrogate_spec=None):
     """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
     from auditor.attacks.registry import get_spec
     from auditor.attacks.sets import SetData, build_adversarial_set
@@ -223,7 +238,7 @@ def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: st
                 job.attack,
                 params,
                 surrogate,
-                opt.surrogate,
+                surrogate_spec or opt.surrogate,
                 ctx.target.spec,
                 ctx.target.path,
                 data.images,

@@ -60,7 +60,8 @@ class ScanContext:
     data: LoadedData | None = None
     #: file of each scored row, for error messages
     sample_names: list[str] = field(default_factory=list)
-    _scan_surrogate: Any = field(default=_NOT_LOADED, repr=False)
+    #: surrogates loaded so far, by their ``--surrogate`` text (None: could not be built, a skip)
+    _surrogates: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def skip(self, name: str, reason: str, kind: str = "attack") -> None:
         """Warn and record a skip."""
@@ -72,8 +73,9 @@ class ScanContext:
         return self.throughput.setdefault(model_path, Throughput())
 
 
-def load_scan_surrogate(ctx: ScanContext):
-    """The surrogate of the scan, or None (recorded as skipped, once) when it cannot be built.
+def load_scan_surrogate(ctx: ScanContext, spec: str | None = None):
+    """The surrogate of the scan (or ``spec``, e.g. ``target`` for ``--whitebox``), or None (recorded as
+    skipped, once) when it cannot be built.
 
     Read and converted once per scan (an ONNX target as ``--surrogate target`` means an ONNX→torch
     conversion with an agreement check); every caller gets its own deep copy, so the attack loop's
@@ -84,13 +86,15 @@ def load_scan_surrogate(ctx: ScanContext):
     from auditor.attacks.device import pick_device
     from auditor.models.torch import ConversionFailed, load_surrogate
 
-    loaded = getattr(ctx, "_scan_surrogate", _NOT_LOADED)
+    opt = ctx.options
+    spec = spec or opt.surrogate
+    cache = ctx._surrogates
+    loaded = cache.get(spec, _NOT_LOADED)
     if loaded is _NOT_LOADED:
-        opt = ctx.options
         try:
-            loaded = load_surrogate(opt.surrogate, ctx.target.spec, ctx.target.path, pick_device(opt.device))
+            loaded = load_surrogate(spec, ctx.target.spec, ctx.target.path, pick_device(opt.device))
         except ConversionFailed as exc:
-            ctx.skip(f"surrogate {opt.surrogate}", str(exc))
+            ctx.skip(f"surrogate {spec}", str(exc))
             loaded = None
-        ctx._scan_surrogate = loaded
+        cache[spec] = loaded
     return None if loaded is None else copy.deepcopy(loaded)

@@ -89,7 +89,7 @@ def _caveats(ctx: ScanContext, data: str, found: Any, n_duplicates: int, on_grid
             f"{n_duplicates} exact-duplicate file(s) (same SHA-256 as another image of the same "
             "label) were counted once; they are listed with the skipped files"
         )
-    if any(a not in VISIBLE_ATTACKS for a in ctx.options.attacks) and not on_grid:
+    if (ctx.options.whitebox_attacks or any(a not in VISIBLE_ATTACKS for a in ctx.options.attacks)) and not on_grid:
         caveats.append(
             "the scored images are not on the 8-bit grid (resized to the model's size, or a >8-bit "
             "source): adversarial PNGs keep every pixel within epsilon of the float clean image, so "

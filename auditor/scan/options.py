@@ -53,6 +53,8 @@ class ScanOptions:
     epsilons: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)
     surrogate: str | None = None
     defenses: str | None = None
+    #: gradient attacks run with the target's own gradients (``--whitebox``) besides the surrogate's
+    whitebox_attacks: tuple[str, ...] = ()
     bpda: bool = False
     #: attacks the adaptive (BPDA) check runs with; empty = every gradient attack of the scan
     bpda_attacks: tuple[str, ...] = ()

@@ -161,7 +161,7 @@ class Auditor:
         """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""
         ctx, opt = self.context, self.options
         sets, preprocessors, adaptive = [], [], []
-        if opt.attacks:
+        if opt.attacks or opt.whitebox_attacks:
             from auditor.scan.attack import build_sets
 
             sets = build_sets(ctx)

@@ -74,26 +74,27 @@ def run_strength_probes(ctx: ScanContext, sets: list[AdversarialSet]) -> list[di
     from auditor.attacks.device import pick_device
     from auditor.attacks.registry import get_spec
     from auditor.scan import context
-    from auditor.scan.attack import query_model, scan_jobs
+    from auditor.scan.attack import WHITEBOX_SURROGATE, query_model, scan_jobs
 
     opt, data = ctx.options, ctx.data
     made = [s for s in sets if s.kind == "attack" and s.attack is not None]
-    by_kind: dict[str, list[str]] = {}
+    by_kind: dict[tuple[str, str | None], list[str]] = {}  # (kind, the --surrogate text of --whitebox sets)
     for s in made:
         kind = get_spec(s.attack).kind
-        if kind in ("gradient", "query") and s.attack not in by_kind.setdefault(kind, []):
-            by_kind[kind].append(s.attack)
+        source = WHITEBOX_SURROGATE if s.attack in opt.whitebox_attacks else None
+        if kind in ("gradient", "query") and s.attack not in by_kind.setdefault((kind, source), []):
+            by_kind[(kind, source)].append(s.attack)
     if not by_kind:
         return []
     idx = probe_indices(len(data.images), opt.seed)
     x = np.asarray(data.images[idx], dtype=np.float32)
     y = np.asarray(data.y)[idx].astype(np.int64)
     records = []
-    for kind, names in by_kind.items():
+    for (kind, source), names in by_kind.items():
         attack = _probe_attack(names)
         spec = get_spec(attack)
         if kind == "gradient":
-            model, device = context.load_scan_surrogate(ctx), pick_device(opt.device)
+            model, device = context.load_scan_surrogate(ctx, source), pick_device(opt.device)
             if model is None:
                 continue
             threat = model.threat_model
