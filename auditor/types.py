@@ -146,9 +146,13 @@ class Skipped:
 
 
 def eps_name(eps: float) -> str:
-    """``8/255`` -> ``"8"``; non-integer multiples of 1/255 keep two decimals."""
+    """``8/255`` -> ``"8"``; non-integer multiples of 1/255 keep two decimals, or three significant digits
+    when two decimals would read 0 (a name never says a budget is 0)."""
     v = eps * 255
-    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
+    if abs(v - round(v)) < 1e-6 and (round(v) != 0 or v == 0):
+        return str(int(round(v)))
+    two = f"{v:.2f}"
+    return two if float(two) != 0 else f"{v:.3g}"
 
 
 #: the threat models an attacked condition carries (results.json ``threat_model``): an outside attacker with

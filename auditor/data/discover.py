@@ -176,14 +176,14 @@ def _folder_dataset(root: Path) -> Dataset:
         elif real in state.classes:
             state.skipped.append(Skipped(str(cdir), f"same folder as class {state.classes[real]!r}", "image"))
         else:
-            state.classes[real] = cdir.name
+            state.classes[real] = printable(cdir.name)  # a label is a name reports carry
             walkable.append(cdir)
     state.seen.add(state.root)
     for cdir in walkable:
         for p in _walk_images(cdir, state):
             # the name reports and the manifest use; the path itself still opens a file whose name is not UTF-8
             rel = printable(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name)
-            samples.append(Sample(path=str(p), label=cdir.name, rel_path=rel, patient_id=pids.get(rel)))
+            samples.append(Sample(path=str(p), label=printable(cdir.name), rel_path=rel, patient_id=pids.get(rel)))
     return Dataset(str(root), "folder", samples, tuple(state.skipped))
 
 
