@@ -402,16 +402,22 @@ def read_dicom(path: str | Path) -> DicomImage:
         ) from None
     if colour_note:
         notes.append(colour_note)
-    _check_plausible(arr, img)
+    notes += _check_plausible(arr, img, bool(getattr(ts, "is_encapsulated", False)))
     return DicomImage(img.astype(np.float32), _ts_name(ts), tuple(notes))
 
 
-def _check_plausible(arr: np.ndarray, img: np.ndarray) -> None:
-    """A decoded frame with one value everywhere is not a radiograph (a corrupt fragment often decodes to
-    black); it is refused rather than scored."""
+def _check_plausible(arr: np.ndarray, img: np.ndarray, compressed: bool) -> list[str]:
+    """A frame with one value everywhere is not a radiograph. Decoded from compressed data it is refused
+    (a corrupt fragment often decodes to black); stored uncompressed, or made constant by its lookup
+    tables and window, it is kept and flagged with a note (results.json ``data.conversions``)."""
     if arr.size and np.all(arr == arr.flat[0]):
-        raise ImageReadError(
-            f"Decoded DICOM frame is constant (every stored value is {arr.flat[0].item()!r}): corrupt or empty pixel data."
-        )
+        value = arr.flat[0].item()
+        if compressed:
+            raise ImageReadError(
+                f"Decoded DICOM frame is constant (every value is {value!r}): the compressed pixel data "
+                "are probably corrupt."
+            )
+        return [f"IMPLAUSIBLE: every stored pixel value is {value!r} (a constant frame, no image content)"]
     if img.size and float(np.nanmax(img)) == float(np.nanmin(img)):
-        raise ImageReadError("DICOM frame is constant after its lookup tables and window: no image left to audit.")
+        return ["IMPLAUSIBLE: the frame is constant after its lookup tables and window (no image content left)"]
+    return []

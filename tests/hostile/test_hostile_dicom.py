@@ -33,7 +33,6 @@ BROKEN = {
     "palette_too_short": (lambda: dcm.palette(dcm.dataset(GREY8, "PALETTE COLOR"), short="Blue"), "10 entries"),
     "window_width_0": (lambda: _window(0), "Window Width"),
     "window_width_negative": (lambda: _window(-5), "Window Width"),
-    "constant_black": (lambda: dcm.dataset(np.zeros((40, 40), np.uint8)), "constant"),
     "constant_jpeg": (lambda: dcm.jpeg(np.zeros((40, 40), np.uint8)), "constant"),
     "jpeg_sof_60000": (lambda: dcm.jpeg(GREY8, sof_size=(60000, 60000)), "60000x60000"),
     "jpeg_cut": (lambda: dcm.jpeg(GREY8, cut=True), "truncated"),
@@ -76,6 +75,16 @@ def test_frame_count_limit_comes_from_the_header(tmp_path):
     ds.NumberOfFrames = dicom_mod.MAX_FRAMES + 1
     with pytest.raises(ImageReadError, match="frames, above the limit"):
         dicom_mod.read_dicom(dcm.write(ds, tmp_path / "frames.dcm"))
+
+
+def test_constant_uncompressed_frame_is_flagged_not_scored_silently(tmp_path):
+    """Stored uncompressed, a constant frame is what the file holds: kept, with a note in data.conversions."""
+    got = dicom_mod.read_dicom(dcm.write(dcm.dataset(np.zeros((40, 40), np.uint8)), tmp_path / "black.dcm"))
+    assert any(n.startswith("IMPLAUSIBLE") and "constant" in n for n in got.notes)
+    windowed = _window(1)
+    windowed.WindowCenter = -10_000  # every pixel above the window: one value after it
+    got = dicom_mod.read_dicom(dcm.write(windowed, tmp_path / "windowed.dcm"))
+    assert any(n.startswith("IMPLAUSIBLE") and "window" in n for n in got.notes)
 
 
 def test_good_palette_and_jpeg_still_decode(tmp_path):
