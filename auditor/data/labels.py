@@ -25,8 +25,8 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         return out
     if printable(text) != text:
         raise UsageError(
-            f"--label-map {printable(text)!r} is not valid UTF-8 text; name a class folder whose name "
-            "is not UTF-8 with the \\xNN escapes the reports show"
+            f"--label-map {printable(text)!r} holds control characters or text that is not valid UTF-8; "
+            "name such a class with the \\xNN escapes the reports show"
         )
     for part in text.split(","):
         if not part.strip():

@@ -37,6 +37,7 @@ from auditor.types import (
     OUTPUT_KINDS,
     SCALINGS,
     ModelSpec,
+    printable,
 )
 
 DEFAULT_SIZE = 224
@@ -351,7 +352,7 @@ def _class_names(
     names = values.get("class_names")
     n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
     if names:
-        names = [str(n) for n in names]
+        names = [printable(str(n)) for n in names]  # untrusted metadata: no ANSI/control characters in reports
         if len(names) != n_classes:
             raise ModelContractError(
                 f"{path}: {len(names)} class names ({', '.join(names)}) for a model with {n_classes} classes"

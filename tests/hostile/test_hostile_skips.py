@@ -125,3 +125,16 @@ def test_bidi_override_in_a_name_is_escaped(data):
     (data / "normal" / "scan\u202egnp.png").write_bytes(png_bytes(np.full((40, 40), 90, np.uint8)))
     names = list(open_dataset(data).samples.names)
     assert "normal/scan\\u202egnp.png" in names and not any("\u202e" in n for n in names)
+
+
+def test_ansi_in_model_class_names_never_reaches_stderr_or_csv(data, tmp_path):
+    from tests.hostile.helpers import tiny_model
+
+    model = tiny_model(tmp_path / "m.onnx", class_names=("normal", "pneumonia", "pneumo\x1b[2Jthorax"))
+    r = invoke("inspect", model)
+    assert r.exit_code == 0 and "\x1b" not in r.output and "pneumo\\x1b[2Jthorax" in r.output
+    out = tmp_path / "out"
+    r = _verbose(scan_args(model, data, out, "--label-map", "pneumothorax=pneumo\\x1b[2Jthorax"))
+    assert "\x1b" not in r.stderr and "\x1b" not in r.output
+    csv_text = (out / "samples.csv").read_text(encoding="utf-8")
+    assert "\x1b" not in csv_text and "pneumo\\x1b[2Jthorax" in csv_text
