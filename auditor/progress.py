@@ -6,6 +6,8 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from auditor.types import one_line
+
 
 class Reporter:
     """Prints stage messages and drives progress bars on stderr.
@@ -20,13 +22,14 @@ class Reporter:
         self.show_bars = (not quiet) and (sys.stderr.isatty() if progress is None else progress)
 
     def info(self, message: str) -> None:
-        """One line of status on stderr (suppressed by ``quiet``)."""
+        """One line of status on stderr (suppressed by ``quiet``); control characters in it are escaped."""
         if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(one_line(message), file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
-        """A warning line on stderr (always shown)."""
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        """A warning line on stderr (always shown); control characters in it (a file name's ANSI escape
+        sequences or line breaks) are escaped, so it stays one line and cannot steer the terminal."""
+        print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:

@@ -17,6 +17,7 @@ Conventions used across the package:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,18 +110,37 @@ class Sample:
     sha256: str = ""
 
 
+#: characters that steer a terminal or a text viewer instead of showing: C0 controls but tab and newline,
+#: DEL, C1 controls (ESC starts an ANSI sequence), and the bidirectional overrides (CVE-2021-42574)
+_STEERING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: the same plus tab, newline and carriage return: what one line on a terminal must not hold
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 256 else f"\\u{c:04x}"
+
+
 def printable(text: str) -> str:
     """``text`` as any report can hold it: a file name whose bytes are not UTF-8 (which Python keeps as lone
-    surrogates) gets ``\\xNN`` escapes for those bytes; valid text is returned unchanged."""
+    surrogates) gets ``\\xNN`` escapes for those bytes, and characters that steer a terminal or viewer
+    (ANSI escape sequences, other control characters, bidirectional overrides) get ``\\xNN``/``\\uNNNN``
+    escapes; tab and newline stay (one-line outputs use :func:`one_line`). Plain text is returned unchanged."""
     try:
         text.encode("utf-8")
-        return text
     except UnicodeEncodeError:
-        pass
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that no file name decoding makes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that no file name decoding makes
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _STEERING.sub(_escape, text)
+
+
+def one_line(text: str) -> str:
+    """``text`` safe for one line of a terminal: :func:`printable`, and line breaks, tabs and carriage returns
+    escaped too (so a file name cannot forge a second line such as a fake "all gates passed")."""
+    return _LINE_BREAKING.sub(_escape, printable(text))
 
 
 @dataclass(frozen=True)
@@ -146,9 +166,13 @@ class Skipped:
 
 
 def eps_name(eps: float) -> str:
-    """``8/255`` -> ``"8"``; non-integer multiples of 1/255 keep two decimals."""
+    """``8/255`` -> ``"8"``; non-integer multiples of 1/255 keep two decimals, or three significant digits
+    when two decimals would read 0 (a name never says a budget is 0)."""
     v = eps * 255
-    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.2f}"
+    if abs(v - round(v)) < 1e-6 and (round(v) != 0 or v == 0):
+        return str(int(round(v)))
+    two = f"{v:.2f}"
+    return two if float(two) != 0 else f"{v:.3g}"
 
 
 #: the threat models an attacked condition carries (results.json ``threat_model``): an outside attacker with

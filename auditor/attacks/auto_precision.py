@@ -153,11 +153,11 @@ def choose_precision_cached(attack, x: np.ndarray, y: np.ndarray, seed: int, cac
     path = Path(cache_dir) / "precision" / f"{decision_key(attack, surrogate_sha256, x)}.json"
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
-        if rec.get("chosen") in ("fp32", "bf16"):
+        if isinstance(rec, dict) and rec.get("chosen") in ("fp32", "bf16"):
             attack.ensure_setup()
             attack.precision = rec["chosen"]
             return {**rec, "reused": str(path)}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a depth bomb
         pass
     rec = choose_precision(attack, x, y, seed)
     try:

@@ -180,7 +180,9 @@ def read_index(set_dir: Path, key: str, files: list[str]) -> dict[str, Any] | No
         return None
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: a depth bomb
+        return None
+    if not isinstance(index, dict):
         return None
     return index if index.get("key") == key and index.get("files") == files else None
 
@@ -206,7 +208,7 @@ def read_batch(
     """
     try:
         done = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: a depth bomb
         raise CacheMismatch("done-marker unreadable") from None
     if not isinstance(done, dict) or done.get("files") != files:
         raise CacheMismatch("done-marker lists other files")

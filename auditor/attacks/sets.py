@@ -15,6 +15,7 @@ it (see :func:`quantize` for clean images that are not on the 8-bit grid).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +307,7 @@ def _batch(run: _Run, b: int, start: int, stop: int, on_batch) -> np.ndarray:
             if record is not None:
                 run.records[b] = record
             run.loaded += 1
+            _add_style_counts(run.attack, marker)
         except CacheMismatch as exc:
             run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
     if levels is None:
@@ -326,6 +328,7 @@ def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_bat
         run.dir.mkdir(parents=True, exist_ok=True)
         write_json(run.dir / "request.json", run.request)
     tb = time.perf_counter()
+    counts_before = _style_counts(attack)
     x_adv = (
         attack(torch.from_numpy(clean), torch.from_numpy(run.labels[start:stop]), seed=batch_seed(run.seed, b))
         .cpu()
@@ -354,12 +357,46 @@ def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_bat
             "epsilon_levels": budget_levels(eps),
             "linf_max": bl,
             "seconds": round(batch_seconds, 3),
+            **_style_count_delta(attack, counts_before),
         },
     )
     if on_batch:
         on_batch(stop - start, batch_seconds)
     run.computed += 1
     return levels, digests
+
+
+#: the STM counters behind ``style_diversity`` (style copies, near-affine copies), kept per batch in its
+#: done-marker so that a resumed or repaired set reports them over every batch, not only the recomputed ones
+_STYLE_COUNTERS = ("style_rows", "near_affine_rows")
+
+
+def _style_counts(attack) -> tuple[int, int] | None:
+    if not all(isinstance(getattr(attack, c, None), int) for c in _STYLE_COUNTERS):
+        return None
+    return tuple(int(getattr(attack, c)) for c in _STYLE_COUNTERS)  # type: ignore[return-value]
+
+
+def _style_count_delta(attack, before: tuple[int, int] | None) -> dict[str, int]:
+    """This batch's style counters for its done-marker (nothing for attacks without them)."""
+    after = _style_counts(attack)
+    if before is None or after is None:
+        return {}
+    return {c: a - b for c, a, b in zip(_STYLE_COUNTERS, after, before)}
+
+
+def _add_style_counts(attack, marker: Path) -> None:
+    """Add a cached batch's style counters (from its done-marker) to the attack's, when both have them."""
+    if _style_counts(attack) is None:
+        return
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return
+    counts = [done.get(c) if isinstance(done, dict) else None for c in _STYLE_COUNTERS]
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+        for c, v in zip(_STYLE_COUNTERS, counts):
+            setattr(attack, c, getattr(attack, c) + v)
 
 
 def _finish(

@@ -49,8 +49,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AuditError as exc:
+            from auditor.types import one_line
+
             _traceback(debug)
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)  # messages quote untrusted names
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: work already finished is kept (cached sets resume on the next run)", err=True)

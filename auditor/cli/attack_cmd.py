@@ -13,7 +13,13 @@ from pathlib import Path
 import click
 
 from auditor.attacks.registry import default_attacks, list_attacks
-from auditor.cli.options import MAX_ATTACK_BATCH_SIZE, common_run_options, parse_epsilons, split_list
+from auditor.cli.options import (
+    MAX_ATTACK_BATCH_SIZE,
+    check_outside_data,
+    common_run_options,
+    parse_epsilons,
+    split_list,
+)
 from auditor.errors import UsageError
 
 
@@ -118,6 +124,7 @@ def attack_command(
         data_format=data_format,
         strict=strict,
     )  # every flag before the surrogate is loaded
+    check_outside_data(data, out, "--out", data_format)
     reporter = Reporter(quiet=quiet, progress=False if no_progress else None)
     dev = pick_device(device)
     ctx, sur = _context(opts, target, image_size, reporter, dev)

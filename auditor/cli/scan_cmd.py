@@ -14,6 +14,9 @@ from auditor.cli.options import (
     MAX_ATTACK_BATCH_SIZE,
     MAX_BATCH_SIZE,
     MAX_BOOTSTRAP,
+    check_outside_data,
+    check_ray_address,
+    check_writable,
     common_run_options,
     contract_overrides,
     model_contract_options,
@@ -165,7 +168,8 @@ def _check_file_flag(path: str | None, flag: str) -> None:
 def check_scan_flags(options: dict, gates=()) -> None:
     """Every flag of a scan that can be checked without the model or the data, checked at once.
 
-    Raises :class:`UsageError` (exit 2) before any image is read or attacked.
+    Raises :class:`UsageError` (exit 2) before any image is read or attacked; a ``--cache-dir`` that
+    cannot be written, or a Ray cluster that cannot be reached, is a :class:`RuntimeFailure` (exit 4).
     """
     from auditor.defenses.registry import check_defenses
 
@@ -185,6 +189,10 @@ def check_scan_flags(options: dict, gates=()) -> None:
                     )
                 continue
             _check_file_flag(part, "--surrogate")
+    if options.get("attacks") or options.get("bpda"):
+        check_writable(options.get("cache_dir"), "--cache-dir")
+    # last: the only check that may wait (a TCP connection to the cluster, with a timeout)
+    check_ray_address(options.get("ray_address"))
 
 
 def check_gate_classes(gates, class_names, where: str = "the model") -> None:
@@ -238,6 +246,11 @@ def run_scan(
     max_clean_drop = check_max_clean_drop(max_clean_drop)
     check_scan_flags(options, gates)
     _check_dir_flag(out, "--out")
+    fmt = options.get("data_format", "auto")
+    check_outside_data(data, out, "--out", fmt)
+    if options.get("attacks") or options.get("bpda"):
+        check_outside_data(data, options.get("cache_dir"), "--cache-dir", fmt)
+    check_writable(out, "--out", staged_beside=True)
     with StagedOutput(out, managed=FILE_FORMATS.values()) as stage:
         return _run_scan_staged(
             model,
@@ -298,6 +311,7 @@ def _run_scan_staged(
     from dataclasses import replace
 
     from auditor.capture import capture_library_output
+    from auditor.data.labels import check_label_targets
     from auditor.models.onnx import OnnxClassifier
     from auditor.models.spec import INFERRED_NOTE, read_spec
     from auditor.progress import Reporter
@@ -312,6 +326,7 @@ def _run_scan_staged(
     with capture_library_output(show=debug) as notes:
         spec = read_spec(model, sidecar=sidecar, overrides=overrides or {})
         check_gate_classes(gates, spec.class_names)
+        check_label_targets(options.get("label_map"), spec.class_names)
         for w in spec.warnings:  # how the scaling was read from the graph is a note, the rest warnings
             (reporter.info if w.startswith(INFERRED_NOTE) else reporter.warn)(w)
         device = options.get("device", "auto")

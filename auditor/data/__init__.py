@@ -5,7 +5,14 @@ refusals of :mod:`.limits`), fingerprints (:mod:`.fingerprint`), labels and subs
 from auditor.data.decode import load_image, load_images
 from auditor.data.discover import Dataset, open_dataset
 from auditor.data.fingerprint import drop_duplicates, fingerprint
-from auditor.data.labels import DROP, drop_labels, map_labels, parse_label_map, stratified_subset
+from auditor.data.labels import (
+    DROP,
+    check_label_targets,
+    drop_labels,
+    map_labels,
+    parse_label_map,
+    stratified_subset,
+)
 from auditor.data.limits import MAX_PIXELS, ImageReadError
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "MAX_PIXELS",
     "Dataset",
     "ImageReadError",
+    "check_label_targets",
     "drop_duplicates",
     "drop_labels",
     "fingerprint",

@@ -4,11 +4,13 @@
 Odd files are refused with the reason (:class:`~auditor.data.limits.ImageReadError`): unknown
 formats, truncated or corrupt files, images above :data:`~auditor.data.limits.MAX_PIXELS` or
 below 8x8, NaN or infinite pixels. 16-bit and float rasters are scaled to ``[0, 1]``; colour is
-made grey (Pillow's ``convert("L")``).
+made grey (Pillow's ``convert("L")``); an EXIF Orientation is applied as viewers apply it
+(``ImageOps.exif_transpose``) and noted.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,50 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return dcm.image, dcm.notes
 
 
+#: EXIF Orientation (tag 0x0112) -> what a viewer does to show the image upright (EXIF 2.32, 4.6.4 A)
+ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "rotated 180°",
+    4: "mirrored top-bottom",
+    5: "transposed (mirrored along the main diagonal)",
+    6: "rotated 90° clockwise",
+    7: "transversed (mirrored along the anti-diagonal)",
+    8: "rotated 90° counter-clockwise",
+}
+
+
+def _orient(im) -> tuple[object, tuple[str, ...]]:
+    """``im`` turned upright by its EXIF Orientation as viewers show it (Pillow's ``ImageOps.exif_transpose``),
+    and the note saying so (none for a missing or normal orientation; an invalid value is noted and ignored)."""
+    from PIL import ImageOps
+
+    try:
+        value = im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block is no orientation
+        return im, ("EXIF block unreadable; orientation not applied",)
+    if value in (None, 1):
+        return im, ()
+    if value not in ORIENTATIONS:
+        return im, (f"EXIF orientation {value!r} is not a valid value (1-8); image used as stored",)
+    return ImageOps.exif_transpose(im), (
+        f"EXIF orientation {value} applied: {ORIENTATIONS[value]}, as viewers show it",
+    )
+
+
+#: the list a raster read appends its notes to (set per call by :func:`load_image_noted`, per thread)
+_RASTER_NOTES: ContextVar[list[str] | None] = ContextVar("raster_notes", default=None)
+
+
 def _read_raster(path: Path) -> np.ndarray:
+    """Grey image of a raster file; its conversion notes (EXIF orientation) go to :data:`_RASTER_NOTES`."""
+    img, notes = _read_raster_noted(path)
+    sink = _RASTER_NOTES.get()
+    if sink is not None:
+        sink.extend(notes)
+    return img
+
+
+def _read_raster_noted(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     # WeasyPrint switches Pillow's global LOAD_TRUNCATED_IMAGES on when it is imported;
@@ -57,19 +102,20 @@ def _read_raster(path: Path) -> np.ndarray:
             if w < 8 or h < 8:
                 raise ImageReadError(f"image is {w}x{h}, too small")
             im.load()
+            im, notes = _orient(im)
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 maxv = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
-                return np.clip(arr / maxv, 0, 1).astype(np.float32)
+                return np.clip(arr / maxv, 0, 1).astype(np.float32), notes
             if mode == "F":
                 arr = np.asarray(im, dtype=np.float32)
                 require_finite(arr)
                 lo, hi = float(arr.min()), float(arr.max())
-                return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+                return ((arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)), notes
             if mode != "L":
                 im = im.convert("L")
-            return np.asarray(im, dtype=np.float32) / 255.0
+            return np.asarray(im, dtype=np.float32) / 255.0, notes
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -115,7 +161,16 @@ def load_image_noted(path: str | Path, size: tuple[int, int] | None = None) -> t
             raise ImageReadError("file not found")
     except OSError as exc:
         raise ImageReadError(f"cannot stat ({exc.strerror or exc})") from None
-    img, notes = _read_dicom(p) if is_dicom(p) else (_read_raster(p), ())
+    if is_dicom(p):
+        img, notes = _read_dicom(p)
+    else:
+        sink: list[str] = []
+        token = _RASTER_NOTES.set(sink)
+        try:
+            img = _read_raster(p)
+        finally:
+            _RASTER_NOTES.reset(token)
+        notes = tuple(sink)
     if not np.isfinite(img).all():
         raise ImageReadError("image holds NaN or infinite values")
     return (_fit(img, size) if size else img), notes

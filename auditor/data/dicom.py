@@ -63,6 +63,9 @@ SUPPORTED_TRANSFER_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.4.91": "JPEG 2000 (lossless or lossy)",
 }
 
+#: multi-frame objects with more frames than this are refused from the header
+MAX_FRAMES = 10_000
+
 _COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"}
 #: transfer syntaxes that are always lossy (JPEG 2000 .91 may be either; see Lossy Image Compression)
 _LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
@@ -140,8 +143,12 @@ def _check_shape(ds) -> int:
         raise ImageReadError(
             _sentence(f"DICOM image attributes are invalid ({type(exc).__name__}: {_one_line(exc)})")
         ) from None
+    if rows < 1 or cols < 1 or frames < 0:
+        raise ImageReadError(f"DICOM image attributes are invalid: {cols}x{rows} pixels, {frames} frame(s).")
     if rows * cols > limits.MAX_PIXELS:
         raise ImageReadError(f"DICOM image is {cols}x{rows}, above the limit of {limits.MAX_PIXELS} pixels.")
+    if frames > MAX_FRAMES:
+        raise ImageReadError(f"DICOM object declares {frames} frames, above the limit of {MAX_FRAMES}.")
     return max(frames, 1)
 
 
@@ -158,6 +165,79 @@ def _frame_index(ds, frames: int) -> tuple[int, str | None]:
         if 1 <= k <= frames:
             return k - 1, f"multi-frame object: frame {k} of {frames} used (its Representative Frame Number)"
     return 0, f"multi-frame object: frame 1 of {frames} used (no valid Representative Frame Number)"
+
+
+#: JPEG start-of-frame markers (SOF0-SOF15 without DHT C4, JPG C8, DAC CC) and JPEG-LS SOF55 (F7)
+_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)} | {0xF7}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the first start-of-frame segment of a JPEG / JPEG-LS codestream (ITU-T T.81
+    B.2.2), walking the marker segments up to it; None when there is none before the scan data."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # segments without a length
+            pos += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan or end of image before any frame header
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF:
+            if pos + 9 > n:
+                return None
+            return int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
+        pos += 2 + length
+    return None
+
+
+def _j2k_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of the image area from the SIZ segment of a JPEG 2000 codestream (ITU-T T.800 A.5.1)."""
+    at = data.find(b"\xff\x4f\xff\x51")
+    if at < 0 or at + 22 > len(data):
+        return None
+    xsiz, ysiz, x0, y0 = (int.from_bytes(data[at + 8 + 4 * k : at + 12 + 4 * k], "big") for k in range(4))
+    return xsiz - x0, ysiz - y0
+
+
+def _check_codestream(ds, ts, index: int, frames: int) -> None:
+    """Before decoding an encapsulated frame: its codestream's own frame header (JPEG SOF, JPEG 2000 SIZ)
+    must declare at most ``limits.MAX_PIXELS`` and the Rows x Columns of the DICOM header, and a JPEG
+    codestream must end with its end-of-image marker (a cut fragment decodes to a plausible-looking image)."""
+    if not getattr(ts, "is_encapsulated", False):
+        return
+    from pydicom.encaps import get_frame
+
+    try:
+        data = bytes(get_frame(ds.PixelData, index, number_of_frames=frames))
+    except Exception as exc:  # noqa: BLE001 - a broken fragment table is a reason to skip
+        raise ImageReadError(
+            _sentence(f"Encapsulated pixel data cannot be split into frames ({type(exc).__name__}: {_one_line(exc)})")
+        ) from None
+    if data.startswith(b"\xff\xd8"):  # JPEG and JPEG-LS
+        size, what = _jpeg_size(data), "JPEG frame header (SOF)"
+        if b"\xff\xd9" not in data[-16:]:  # EOI, then at most a few padding bytes
+            raise ImageReadError("JPEG frame has no end-of-image marker: the compressed pixel data are truncated.")
+    elif b"\xff\x4f\xff\x51" in data[:256]:
+        size, what = _j2k_size(data), "JPEG 2000 (J2K) image header (SIZ)"
+    else:
+        return  # RLE and others: the decoder works from Rows and Columns
+    if size is None:
+        return
+    w, h = size
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if (h and (w, h) != (cols, rows)) or (not h and w != cols):  # h = 0: height given later (DNL)
+        raise ImageReadError(
+            f"Pixel data are probably corrupt or truncated: the {what} declares {w}x{h}, "
+            f"the DICOM header {cols}x{rows} (not decoded)."
+        )
+    if w * h > limits.MAX_PIXELS:
+        raise ImageReadError(f"The {what} declares {w}x{h}, above the limit of {limits.MAX_PIXELS} pixels.")
 
 
 def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str], list[str]]:
@@ -211,6 +291,15 @@ def _grey_from_monochrome(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     img = apply_modality_lut(arr, ds).astype(np.float64)
+    if "WindowCenter" in ds and "VOILUTSequence" not in ds:
+        widths = ds.get("WindowWidth")
+        widths = list(widths) if isinstance(widths, (list, tuple)) or hasattr(widths, "__iter__") else [widths]
+        try:
+            first = float(widths[0]) if widths else float("nan")
+        except (TypeError, ValueError):
+            first = float("nan")
+        if not first >= 1:  # PS3.3 C.11.2.1.2: Window Width >= 1 (NaN and a missing width fail too)
+            raise ImageReadError(f"DICOM Window Width {widths[0] if widths else 'missing'} is invalid (must be >= 1).")
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         img = apply_voi_lut(img, ds).astype(np.float64)
     lo, hi = float(img.min()), float(img.max())
@@ -220,9 +309,32 @@ def _grey_from_monochrome(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
     return img
 
 
+def _check_palette(ds) -> None:
+    """The three palette lookup tables (PS3.3 C.7.6.3.1.5): a descriptor of 3 values with 8 or 16 bits per
+    entry, and at least as many entries in the data as the descriptor declares (0 means 65536)."""
+    if "SegmentedRedPaletteColorLookupTableData" in ds or "PaletteColorLookupTableUID" in ds:
+        return  # segmented and well-known palettes: pydicom checks them
+    for colour in ("Red", "Green", "Blue"):
+        desc = ds.get(f"{colour}PaletteColorLookupTableDescriptor")
+        data = ds.get(f"{colour}PaletteColorLookupTableData")
+        try:
+            entries, _, bits = (int(v) for v in desc)
+        except (TypeError, ValueError):
+            raise ImageReadError(f"PALETTE COLOR image has no valid {colour} lookup table descriptor.") from None
+        if bits not in (8, 16):
+            raise ImageReadError(f"PALETTE COLOR {colour} lookup table declares {bits} bits per entry (8 or 16).")
+        if data is None:
+            raise ImageReadError(f"PALETTE COLOR image has no {colour} lookup table data.")
+        entries = entries or 65536
+        have = len(data) // (1 if bits == 8 and len(data) < 2 * entries else 2)
+        if have < entries:
+            raise ImageReadError(f"PALETTE COLOR {colour} lookup table holds {have} entries, its descriptor {entries}.")
+
+
 def _grey_from_palette(arr: np.ndarray, ds) -> tuple[np.ndarray, str]:
     from pydicom.pixels import apply_color_lut
 
+    _check_palette(ds)
     rgb = apply_color_lut(arr, ds)
     bits = 8 if rgb.dtype == np.uint8 else 16
     return _luma(rgb, 2.0**bits - 1), (
@@ -265,6 +377,7 @@ def read_dicom(path: str | Path) -> DicomImage:
     ts = _transfer_syntax(ds)
     frames = _check_shape(ds)
     index, frame_note = _frame_index(ds, frames)
+    _check_codestream(ds, ts, index, frames)
     arr, meta, plugin, decode_warnings, failures = _decode(ds, ts, index)
     notes = [frame_note] if frame_note else []
     if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
@@ -279,7 +392,32 @@ def read_dicom(path: str | Path) -> DicomImage:
     elif str(ds.get("LossyImageCompression", "")).strip() == "01":
         notes.append("pixel data were lossy-compressed at some point (Lossy Image Compression = 01)")
     notes += [f"pydicom warned while decoding: {w}" for w in decode_warnings]
-    img, colour_note = _grey(arr, meta, ds)
+    try:
+        img, colour_note = _grey(arr, meta, ds)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom's LUT/window code on a broken header: skip the file
+        raise ImageReadError(
+            _sentence(f"DICOM pixel data cannot be made grey ({type(exc).__name__}: {_one_line(exc)})")
+        ) from None
     if colour_note:
         notes.append(colour_note)
+    notes += _check_plausible(arr, img, bool(getattr(ts, "is_encapsulated", False)))
     return DicomImage(img.astype(np.float32), _ts_name(ts), tuple(notes))
+
+
+def _check_plausible(arr: np.ndarray, img: np.ndarray, compressed: bool) -> list[str]:
+    """A frame with one value everywhere is not a radiograph. Decoded from compressed data it is refused
+    (a corrupt fragment often decodes to black); stored uncompressed, or made constant by its lookup
+    tables and window, it is kept and flagged with a note (results.json ``data.conversions``)."""
+    if arr.size and np.all(arr == arr.flat[0]):
+        value = arr.flat[0].item()
+        if compressed:
+            raise ImageReadError(
+                f"Decoded DICOM frame is constant (every value is {value!r}): the compressed pixel data "
+                "are probably corrupt."
+            )
+        return [f"IMPLAUSIBLE: every stored pixel value is {value!r} (a constant frame, no image content)"]
+    if img.size and float(np.nanmax(img)) == float(np.nanmin(img)):
+        return ["IMPLAUSIBLE: the frame is constant after its lookup tables and window (no image content left)"]
+    return []

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 
 from auditor.data.decode import IMAGE_EXTS, is_dicom
 from auditor.data.index import SampleIndex
+from auditor.data.skips import SkipLog
 from auditor.errors import DataError
 from auditor.types import Sample, Skipped, printable
 
@@ -42,12 +43,15 @@ class Dataset:
     root: str
     format: str
     samples: SampleIndex  #: a sequence of :class:`Sample`, held as columns
-    skipped: tuple[Skipped, ...] = ()
+    #: the first skipped entries and the count of all (:class:`~auditor.data.skips.SkipLog`)
+    skipped: SkipLog = field(default_factory=SkipLog)
     caveats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, SampleIndex):
             object.__setattr__(self, "samples", SampleIndex(self.samples))
+        if not isinstance(self.skipped, SkipLog):
+            object.__setattr__(self, "skipped", SkipLog(self.skipped))
 
     @property
     def labels(self) -> list[str]:
@@ -72,7 +76,7 @@ class _Walk:
     root: str  #: real path of the data root
     classes: dict[str, str] = field(default_factory=dict)  #: real path of each class folder -> class name
     seen: set[str] = field(default_factory=set)
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: SkipLog = field(default_factory=SkipLog)
 
 
 def _folder_refusal(real: str, own_class: str, state: _Walk) -> str | None:
@@ -176,23 +180,25 @@ def _folder_dataset(root: Path) -> Dataset:
         elif real in state.classes:
             state.skipped.append(Skipped(str(cdir), f"same folder as class {state.classes[real]!r}", "image"))
         else:
-            state.classes[real] = cdir.name
+            state.classes[real] = printable(cdir.name)  # a label is a name reports carry
             walkable.append(cdir)
     state.seen.add(state.root)
     for cdir in walkable:
         for p in _walk_images(cdir, state):
             # the name reports and the manifest use; the path itself still opens a file whose name is not UTF-8
             rel = printable(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name)
-            samples.append(Sample(path=str(p), label=cdir.name, rel_path=rel, patient_id=pids.get(rel)))
-    return Dataset(str(root), "folder", samples, tuple(state.skipped))
+            samples.append(Sample(path=str(p), label=printable(cdir.name), rel_path=rel, patient_id=pids.get(rel)))
+    return Dataset(str(root), "folder", samples, state.skipped)
 
 
-def _resolve_rel(base: Path, rel: str, skipped: list[Skipped], allow_outside_root: bool = False) -> Path | None:
-    p = Path(rel)
-    full = p if p.is_absolute() else base / p
-    if not full.exists():
+def _resolve_rel(base: Path, rel: str, skipped: SkipLog, allow_outside_root: bool = False) -> Path | None:
+    # os.path, not Path, until the file is known to exist: pathlib interns every path part, which made
+    # a million rows naming missing files grow the interpreter's intern table without bound
+    full_text = rel if os.path.isabs(rel) else os.path.join(base, rel)
+    if not os.path.exists(full_text):
         skipped.append(Skipped(rel, "file listed in the manifest does not exist", "image"))
         return None
+    full = Path(full_text)
     if not allow_outside_root and not _inside(os.path.realpath(full), os.path.realpath(base)):
         skipped.append(Skipped(rel, f"{OUTSIDE_ROOT} ({base}; --allow-outside-root permits it)", "image"))
         return None
@@ -213,7 +219,7 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
         names = sorted(str(c) for c in cols if c is not None)  # None: cells beyond the header
         raise DataError(f"{csv_path}: manifest needs 'path' (or 'file') and 'label' columns, has {names}")
     base = images_dir or csv_path.parent
-    skipped: list[Skipped] = []
+    skipped = SkipLog()
     samples = SampleIndex()
     for r in rows:
         rel, label = (r.get(pcol) or "").strip(), (r.get("label") or "").strip()
@@ -221,9 +227,10 @@ def _csv_dataset(csv_path: Path, images_dir: Path | None, allow_outside_root: bo
             skipped.append(Skipped(rel or "<empty>", "manifest row without path or label", "image"))
             continue
         full = _resolve_rel(base, rel, skipped, allow_outside_root)
-        if full is not None:
-            samples.append(Sample(str(full), label, rel, (r.get("patient_id") or "").strip() or None))
-    return Dataset(str(csv_path), "csv", samples, tuple(skipped))
+        if full is not None:  # names, labels and ids as reports and terminals can show them (no ANSI, ...)
+            pid = printable((r.get("patient_id") or "").strip()) or None
+            samples.append(Sample(str(full), printable(label), printable(rel), pid))
+    return Dataset(str(csv_path), "csv", samples, skipped)
 
 
 def _nih_dataset(
@@ -234,7 +241,7 @@ def _nih_dataset(
     allow_outside_root: bool = False,
 ) -> Dataset:
     base = images_dir or (table.parent / "images" if (table.parent / "images").is_dir() else table.parent)
-    skipped: list[Skipped] = []
+    skipped = SkipLog()
     samples = SampleIndex()
     fmap = {k.lower(): v for k, v in finding_map.items()}
     for r in rows:
@@ -246,15 +253,17 @@ def _nih_dataset(
         if len(mapped) > 1:
             skipped.append(Skipped(name, f"findings {'|'.join(findings)} map to several classes", "image"))
             continue
-        full = base / name
-        if not full.exists():
+        full_text = os.path.join(base, name)  # os.path until it exists (see _resolve_rel)
+        if not os.path.exists(full_text):
             skipped.append(Skipped(name, "listed in the NIH table but not found", "image"))
             continue
+        full = Path(full_text)
         if not allow_outside_root and not _inside(os.path.realpath(full), os.path.realpath(base)):
             skipped.append(Skipped(name, f"{OUTSIDE_ROOT} ({base}; --allow-outside-root permits it)", "image"))
             continue
-        samples.append(Sample(str(full), mapped.pop(), name, (r.get("Patient ID") or "").strip() or None))
-    return Dataset(str(table), "nih", samples, tuple(skipped))
+        pid = printable((r.get("Patient ID") or "").strip()) or None
+        samples.append(Sample(str(full), mapped.pop(), printable(name), pid))
+    return Dataset(str(table), "nih", samples, skipped)
 
 
 def open_dataset(

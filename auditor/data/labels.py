@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.errors import DataError, UsageError
+from auditor.types import printable
 
 #: ``--label-map LABEL=-`` drops every image of that data label from the scan
 DROP = "-"
@@ -14,19 +15,42 @@ DROP = "-"
 def parse_label_map(text: str | None) -> dict[str, str]:
     """``"Normal=no finding,PTX=pneumothorax,other=-"`` -> {"normal": "no finding", "ptx": "pneumothorax", "other": "-"}.
 
-    A target of :data:`DROP` (``-``) drops that data label (see :func:`drop_labels`).
+    A target of :data:`DROP` (``-``) drops that data label (see :func:`drop_labels`). A data label
+    mapped twice (case-insensitively) and text that is not valid UTF-8 (bytes the shell passed that
+    Python keeps as lone surrogates) are usage errors; a class folder whose name is not UTF-8 is
+    named with ``\\xNN`` escapes (:func:`auditor.types.printable`), which is how it is mapped.
     """
     out: dict[str, str] = {}
     if not text:
         return out
+    if printable(text) != text:
+        raise UsageError(
+            f"--label-map {printable(text)!r} holds control characters or text that is not valid UTF-8; "
+            "name such a class with the \\xNN escapes the reports show"
+        )
     for part in text.split(","):
         if not part.strip():
             continue
         a, sep, b = part.partition("=")  # the FIRST '=': a model class may contain '='
         if not sep or not a.strip() or not b.strip():
             raise UsageError(f"--label-map entry {part!r} is not DATA_LABEL=MODEL_CLASS")
-        out[a.strip().lower()] = b.strip()
+        key = a.strip().lower()
+        if key in out:
+            raise UsageError(f"--label-map maps the data label {a.strip()!r} twice ({out[key]!r} and {b.strip()!r})")
+        out[key] = b.strip()
     return out
+
+
+def check_label_targets(label_map: dict[str, str] | None, class_names) -> None:
+    """Every ``--label-map`` target must be one of the model's classes (case-insensitive) or :data:`DROP`;
+    checked as soon as the model's contract is read, before any data (:class:`UsageError`, exit 2)."""
+    known = {c.lower() for c in class_names}
+    bad = sorted({v for v in (label_map or {}).values() if v.strip() != DROP and v.lower() not in known})
+    if bad:
+        raise UsageError(
+            f"--label-map maps to {', '.join(repr(b) for b in bad)}, which the model does not have "
+            f"(its classes: {', '.join(class_names)}; DATA=- drops a data class)"
+        )
 
 
 def map_labels(labels: list[str], class_names: tuple[str, ...], label_map: dict[str, str] | None = None) -> np.ndarray:

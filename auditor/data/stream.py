@@ -25,9 +25,10 @@ import numpy as np
 
 from auditor.data.decode import load_image_noted
 from auditor.data.limits import ImageReadError
+from auditor.data.skips import SkipLog
 from auditor.errors import DataError
 from auditor.outcomes import TextColumn
-from auditor.types import Skipped
+from auditor.types import Skipped, printable
 
 #: batches decoded ahead of the consumer (the loader's memory bound is ``(PREFETCH + 1)`` batches)
 PREFETCH = 2
@@ -271,15 +272,16 @@ def stream_digest(images, batch_size: int = 64) -> str:
 
 def scan_readable(
     samples, size: tuple[int, int], batch_size: int = 64, progress=None, notes: dict[str, list[str]] | None = None
-) -> tuple[list[int], list[Skipped], bool]:
+) -> tuple[list[int], SkipLog, bool]:
     """Decode every sample once, in prefetched batches, keeping nothing but the verdict.
 
     Returns the indices of the readable samples, a :class:`Skipped` per unreadable one (the same
-    entries :func:`auditor.data.decode.load_images` gives) and whether every readable image lies
+    entries :func:`auditor.data.decode.load_images` gives, in a bounded
+    :class:`~auditor.data.skips.SkipLog`) and whether every readable image lies
     on the 8-bit grid. ``notes`` gets the conversions applied, by name. ``progress(1)`` per image.
     """
     kept: list[int] = []
-    skipped: list[Skipped] = []
+    skipped = SkipLog()
     on_grid = True
 
     def job(start: int):
@@ -305,7 +307,7 @@ def scan_readable(
                 kept.append(i)
                 on_grid = on_grid and grid
                 if img_notes and notes is not None:
-                    notes[name] = list(img_notes)
+                    notes[name] = [printable(n) for n in img_notes]  # notes may quote file metadata
             else:
                 skipped.append(Skipped(name, error, "image"))
             if progress:

@@ -45,6 +45,7 @@ from auditor.types import (
     OUTPUT_KINDS,
     SCALINGS,
     ModelSpec,
+    printable,
 )
 
 DEFAULT_SIZE = 224
@@ -165,6 +166,8 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
             doc = json.loads(props[METADATA_KEY])
         except json.JSONDecodeError as exc:
             raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not valid JSON ({exc.msg})") from None
+        except RecursionError:  # a depth bomb
+            raise ModelContractError(f"{path}: metadata {METADATA_KEY} is JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise ModelContractError(f"{path}: metadata {METADATA_KEY} is not a JSON object")
         allowed = {
@@ -184,7 +187,7 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
         if key in props and "class_names" not in out:
             try:
                 out["class_names"] = _parse_list(props[key])
-            except (json.JSONDecodeError, ValueError, KeyError):
+            except (json.JSONDecodeError, ValueError, KeyError, RecursionError):
                 raise ModelContractError(
                     f"{path}: metadata {key!r} is neither a JSON list nor comma-separated"
                 ) from None
@@ -195,7 +198,7 @@ def _metadata_overrides(model, path: str) -> dict[str, Any]:
         if key in props and key not in out:
             try:
                 out[key] = [float(v) for v in _parse_list(props[key])]
-            except (json.JSONDecodeError, ValueError, KeyError):
+            except (json.JSONDecodeError, ValueError, KeyError, RecursionError):
                 raise ModelContractError(
                     f"{path}: metadata {key!r} = {props[key][:40]!r} is not a list of numbers"
                 ) from None
@@ -290,6 +293,8 @@ def _override_layers(
             doc = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelContractError(f"{side}: sidecar is not readable JSON ({exc})") from None
+        except RecursionError:  # a depth bomb
+            raise ModelContractError(f"{side}: sidecar is JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise ModelContractError(f"{side}: sidecar must hold a JSON object")
         layers.append(("sidecar", doc))
@@ -498,7 +503,7 @@ def _class_names(
     names = values.get("class_names")
     n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
     if names:
-        names = [str(n) for n in names]
+        names = [printable(str(n)) for n in names]  # untrusted metadata: no ANSI/control characters in reports
         if len(names) != n_classes:
             raise ModelContractError(
                 f"{path}: {len(names)} class names ({', '.join(names)}) for a model with {n_classes} classes"

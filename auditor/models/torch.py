@@ -461,6 +461,8 @@ def zoo_members(folder: str | Path) -> list[str]:
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))
         members = [(str(m["checkpoint"]), str(m["sha256"])) for m in doc["members"]]
+    except RecursionError:  # a depth bomb
+        raise ModelContractError(f"{index}: not a surrogate zoo index (JSON nested too deeply)") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelContractError(f"{index}: not a surrogate zoo index ({type(exc).__name__})") from None
     if not members:

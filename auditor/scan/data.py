@@ -8,6 +8,7 @@ from typing import Any
 from auditor.data import DROP, drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, stratified_subset
 from auditor.data.fingerprint import manifest_sha256
 from auditor.data.index import SampleIndex
+from auditor.data.skips import SkipLog
 from auditor.data.stream import SampleImages, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
@@ -30,17 +31,19 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
     manifest_sha = manifest_sha256(samples)
     images = SampleImages(samples.paths, (spec.height, spec.width))
     y = map_labels(samples.labels, spec.class_names, opt.label_map)
-    all_skipped = list(ds.skipped) + skipped
+    all_skipped = SkipLog(ds.skipped)
+    all_skipped.extend(skipped)
     caveats = _caveats(ctx, data, ds.caveats, len(duplicates), on_grid)
-    for s in all_skipped:
-        ctx.reporter.warn(f"skipped {s.name}: {s.reason}")
+    all_skipped.report(ctx.reporter.warn, quiet=getattr(ctx.reporter, "quiet", False))
     info = {
         "root": str(Path(data).resolve()),
         "format": ds.format,
         "manifest_sha256": manifest_sha,
         "n_images": len(samples),
         "per_class": {c: int((y == i).sum()) for i, c in enumerate(spec.class_names)},
-        "skipped": [s.to_dict() for s in all_skipped],
+        "skipped": all_skipped.to_dicts(),  # the first MAX_SKIP_EXAMPLES, then one row with the totals
+        "skipped_total": all_skipped.total,
+        "skipped_by_reason": dict(all_skipped.by_reason.most_common()),
         "conversions": [{"name": k, "notes": notes[k]} for k in samples.names if k in notes] if notes else [],
         "caveats": [*(STATED_CAVEAT_PREFIX + c for c in opt.caveats), *caveats],
         "patient_ids": sum(1 for pid in samples.patient_ids if pid),
@@ -65,12 +68,12 @@ def _read(
             samples, (spec.height, spec.width), batch_size=ctx.options.batch_size, progress=adv, notes=notes
         )
     if not kept:
-        raise DataError(f"{data}: none of the images could be read ({len(skipped)} skipped)")
+        raise DataError(f"{data}: none of the images could be read ({skipped.total} skipped)")
     samples, _ = fingerprint(samples.take(kept))
     keep, duplicates = drop_duplicates(samples)
     if duplicates:
         samples = samples.take(keep)
-        skipped = skipped + duplicates
+        skipped.extend(duplicates)
     return samples, skipped, duplicates, on_grid, notes
 
 

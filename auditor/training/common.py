@@ -279,7 +279,7 @@ class RunDir:
         if run_json.is_file():
             try:
                 existing = json.loads(run_json.read_text(encoding="utf-8")).get("identity")
-            except (OSError, json.JSONDecodeError):
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, AttributeError):
                 existing = {"unreadable": True}
         elif self.path.is_dir() and any(self.path.glob("*.onnx")):
             existing = {"unknown": True}
