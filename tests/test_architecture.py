@@ -30,6 +30,7 @@ FOUNDATION = {
     "capture",
     "allocator",
     "attack_eta",
+    "attack_specs",
     "templates",
 }
 SCAN = {"scan", "examples", "distributed", "evaluation", "distributed_eval"}

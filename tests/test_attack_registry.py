@@ -40,13 +40,13 @@ def _attack_literals(path: Path, names: list[str]) -> list[str]:
 
 
 def test_no_module_but_the_registry_and_the_attacks_own_names_an_attack():
-    """A string literal naming a registered attack lives only in registry.py or that attack's module."""
+    """A string literal naming a registered attack lives only in the registry's table or that attack's module."""
     names = registry.list_attacks()
     own = {Path(*spec.module.split(".")).with_suffix(".py"): spec.name for spec in registry.ATTACKS.values()}
     offenders = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT.parent)
-        if rel == Path("auditor/attacks/registry.py"):
+        if rel == Path("auditor/attack_specs.py"):  # the registry's table
             continue
         allowed = [own[rel]] if rel in own else []
         others = [n for n in names if n not in allowed]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from auditor.attacks.registry import default_attacks, help_text, list_attacks
+from auditor.attack_specs import ATTACKS, default_attacks, help_text, list_attacks
 from auditor.cli.options import (
     MAX_ATTACK_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -416,7 +416,9 @@ def run_scan_from_demo(
     "--whitebox",
     "whitebox",
     help="Also run these gradient attacks with the target's own gradients (onnx2torch), in the same scan as "
-    "--surrogate's transfer attacks, e.g. --surrogate zoo/ --attacks usmm,stm,square --whitebox apgd.",
+    "--surrogate's transfer attacks, e.g. --surrogate zoo/ --whitebox "
+    + ",".join(n for n, s in ATTACKS.items() if s.white_box_bound)
+    + ".",
 )
 @click.option(
     "--queries",

@@ -63,6 +63,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
+from auditor.attack_specs import strong_attack_advice
 from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.transfer import WHITE_BOX, audit_transfer
@@ -90,7 +91,7 @@ DEFAULT_GATE_ON = "point"
 #: threat models that bound the vulnerability from the attacker's side (not a transfer lower bound)
 STRONG_THREATS = (THREAT_WHITE_BOX, THREAT_QUERY)
 #: what a transfer-only audit should add
-ADVICE_FLAGS = "--attacks square (query-only, on the ONNX file) or --surrogate target --attacks apgd (white-box)"
+ADVICE_FLAGS = strong_attack_advice()
 
 
 @dataclass(frozen=True)
