@@ -17,6 +17,7 @@ projection is an upper bound when a cache is warm.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,6 +52,12 @@ class StageClock:
     #: forward+backward passes per image of one set of each attack (default :data:`DEFAULT_COST`)
     costs: dict[str, float] = field(default_factory=dict)
     projections: list[dict] = field(default_factory=list)
+    #: seconds per image of each attack measured by a short probe before the stage (replaces the pass-count guess)
+    probed: dict[str, float] = field(default_factory=dict)
+    #: seconds between revised projections while batches finish (a steady progress line off a terminal)
+    interval: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _last_said: float | None = None
 
     @classmethod
     def for_sets(
@@ -59,10 +66,12 @@ class StageClock:
         n_images: int,
         say: Callable[[str], None],
         costs: dict[str, float] | None = None,
+        probed: dict[str, float] | None = None,
     ) -> "StageClock":
         """A clock for ``sets`` = [(set name, attack), ...], each over ``n_images`` images; ``costs`` gives each
-        attack's passes per image."""
-        return cls({name: _SetTiming(attack, n_images) for name, attack in sets}, say, dict(costs or {}))
+        attack's passes per image, ``probed`` the seconds per image a probe measured."""
+        plan = {name: _SetTiming(attack, n_images) for name, attack in sets}
+        return cls(plan, say, dict(costs or {}), probed=dict(probed or {}))
 
     def batch_timer(self, name: str) -> Callable[[int, float], None]:
         """The callback ``(images, seconds)`` an attack calls after each batch it computed."""
@@ -74,8 +83,10 @@ class StageClock:
         first_of_kind = not any(t.computed for t in self.plan.values() if t.attack == st.attack)
         st.seconds += seconds
         st.computed += n
-        if first_of_kind:
-            self._project(name)
+        now = self.clock()
+        if first_of_kind or (self._last_said is not None and now - self._last_said >= self.interval):
+            self._project(name, revised=not first_of_kind)
+            self._last_said = now
 
     def forget(self, attack: str) -> None:
         """Drop the sets of ``attack`` from the plan (the attack was skipped)."""
@@ -87,10 +98,13 @@ class StageClock:
         return round(st.seconds / st.computed, 4) if st and st.computed else None
 
     def _rate(self, attack: str) -> tuple[float, bool]:
-        """Seconds per image of ``attack``: measured (True), or scaled by pass counts from a measured kind."""
+        """Seconds per image of ``attack``: measured on its batches so far (True), else its probe's, else scaled
+        by pass counts from a measured kind (False for both)."""
         done = [t for t in self.plan.values() if t.attack == attack and t.computed]
         if done:
             return sum(t.seconds for t in done) / sum(t.computed for t in done), True
+        if attack in self.probed:
+            return self.probed[attack], False
         ref = [t for t in self.plan.values() if t.computed]
         ref_attack = ref[0].attack
         ref_rate = sum(t.seconds for t in ref if t.attack == ref_attack) / sum(
@@ -101,21 +115,32 @@ class StageClock:
     def _passes(self, attack: str) -> float:
         return max(float(self.costs.get(attack, DEFAULT_COST)), 1e-9)
 
-    def _project(self, name: str) -> None:
-        remaining = 0.0
-        guessed = set()
-        for t in self.plan.values():
-            rate, measured = self._rate(t.attack)
-            remaining += rate * max(t.n_images - t.computed, 0)
-            if not measured and t.computed < t.n_images:
-                guessed.add(t.attack)
+    def remaining_seconds(self) -> float:
+        """Projected seconds for the images not computed yet (cached batches take less)."""
+        return sum(self._rate(t.attack)[0] * max(t.n_images - t.computed, 0) for t in self.plan.values())
+
+    def _project(self, name: str, revised: bool = False) -> None:
+        remaining = self.remaining_seconds()
+        guessed = {t.attack for t in self.plan.values() if t.computed < t.n_images and not self._rate(t.attack)[1]}
+        probed = sorted(a for a in guessed if a in self.probed)
+        counted = sorted(a for a in guessed if a not in self.probed)
+        notes = []
+        if probed:
+            notes.append(f"{', '.join(probed)} from a probe of 2 images until measured")
+        if counted:
+            notes.append(f"{', '.join(counted)} estimated from surrogate pass counts until measured")
+        note = f"; {'; '.join(notes)}" if notes else ""
         st = self.plan[name]
         rate = st.seconds / st.computed
-        note = f"; {', '.join(sorted(guessed))} estimated from surrogate pass counts until measured" if guessed else ""
+        if revised:
+            done = sum(min(t.computed, t.n_images) for t in self.plan.values())
+            total = sum(t.n_images for t in self.plan.values())
+            head = f"attack stage: {done} of {total} images done ({st.attack} {rate:.2f} s/image so far)"
+        else:
+            head = f"attack stage: first {st.attack} batch {rate:.2f} s/image"
         self.say(
-            f"attack stage: first {st.attack} batch {rate:.2f} s/image; projected "
-            f"{format_duration(remaining)} more for {len(self.plan)} set(s) x {st.n_images} images "
-            f"(cached batches take less){note}"
+            f"{head}; projected {format_duration(remaining)} more for {len(self.plan)} set(s) x {st.n_images} "
+            f"images (cached batches take less){note}"
         )
         self.projections.append(
             {

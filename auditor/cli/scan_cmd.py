@@ -320,6 +320,7 @@ def _run_scan_staged(
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.scan.options import ScanOptions
     from auditor.scan.pipeline import Auditor
+    from auditor.scan.plan import PlanOnly
     from auditor.strength import strength_checks
 
     reporter = Reporter(quiet=quiet, progress=progress)
@@ -345,7 +346,10 @@ def _run_scan_staged(
                 )
             others.append(OnnxClassifier(path, spec=cspec, device=device))
         opts = ScanOptions(strict=strict, **options)
-        result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
+        try:
+            result = Auditor(target, opts, reporter, command=command).run(data, compare=others)
+        except PlanOnly:
+            return 0  # --plan: the plan was printed; nothing attacked, no reports
     if notes:
         result = replace(result, extras={**result.extras, "notes": list(notes)})
     result = with_max_clean_drop(result, max_clean_drop)
@@ -453,6 +457,18 @@ def run_scan_from_demo(
 @click.option(
     "--bpda-attacks",
     help="Run the adaptive check only with these gradient attacks of the scan (default: every one).",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Measure each attack on 2 images, print what the attack stage will cost on this host, and stop.",
+)
+@click.option(
+    "--budget",
+    "budget_minutes",
+    type=click.FloatRange(min=0.1),
+    help="Minutes the attack stage may take: prints the measured plan and, when over, how many images or "
+    "which attacks fit; the scan then runs as asked.",
 )
 @click.option(
     "--probes/--no-probes",
@@ -563,6 +579,8 @@ def scan_command(
     bpda,
     bpda_attacks,
     caveats,
+    plan,
+    budget_minutes,
     probes,
     detector,
     compare,
@@ -625,6 +643,8 @@ def scan_command(
         caveats=tuple(c.strip() for c in caveats if c.strip()),
         detector=detector,
         strength_probes=probes,
+        plan=plan,
+        budget_minutes=budget_minutes,
         seed=seed,
         batch_size=batch_size,
         attack_batch_size=attack_batch_size,

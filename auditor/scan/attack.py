@@ -20,14 +20,19 @@ from auditor.scan.sets import AdversarialSet, SurrogateEval
 from auditor.types import SetId, Skipped
 
 
-def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int):
-    """The attack stage's clock: projections after first batches, seconds per image per set."""
+def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source, model, device, precision: str):
+    """The attack stage's clock: projections after first batches and at a steady interval, seconds per image
+    per set. Every attack is projected from its own probe (:mod:`auditor.scan.plan`) until it is measured."""
     from auditor.attack_eta import StageClock
     from auditor.attacks.registry import get_spec
+    from auditor.scan.plan import probe_rates
 
     plan = [(job.name, job.attack) for job in jobs]
     costs = {job.attack: get_spec(job.attack).cost(job.params) for job in jobs}
-    return StageClock.for_sets(plan, n_images, ctx.reporter.info, costs=costs)
+    probed = {a: r for (src, a), r in ctx.attack_rates.items() if src == source}
+    if len({job.attack for job in jobs} - set(probed)) > 1:
+        probed.update(probe_rates(ctx, [j for j in jobs if j.attack not in probed], model, device, precision))
+    return StageClock.for_sets(plan, n_images, ctx.reporter.info, costs=costs, probed=probed)
 
 
 def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
@@ -122,8 +127,8 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None)
         return []
     device = pick_device(opt.device)
     jobs = scan_jobs(ctx, wanted)
-    clock = _stage_clock(ctx, jobs, len(data.images))
     precision = resolve_scan_precision(ctx, surrogate, jobs, device)
+    clock = _stage_clock(ctx, jobs, len(data.images), spec, surrogate, device, precision)
     sur_label = surrogate.identity.get("label") or spec or opt.surrogate
     sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
     sur_sizes = input_sizes(surrogate.module)
@@ -167,7 +172,7 @@ def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     data = ctx.data
     model = query_model(ctx)
     jobs = scan_jobs(ctx, wanted)
-    clock = _stage_clock(ctx, jobs, len(data.images))
+    clock = _stage_clock(ctx, jobs, len(data.images), "query", model, None, "fp32")
     sets = []
     for job, aset in generate_sets(ctx, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
         sets.append(

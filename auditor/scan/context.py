@@ -60,6 +60,8 @@ class ScanContext:
     data: LoadedData | None = None
     #: file of each scored row, for error messages
     sample_names: list[str] = field(default_factory=list)
+    #: seconds per image of each (surrogate source, attack) measured by the plan's probe (:mod:`auditor.scan.plan`)
+    attack_rates: dict[tuple[str | None, str], float] = field(default_factory=dict)
     #: surrogates loaded so far, by their ``--surrogate`` text (None: could not be built, a skip)
     _surrogates: dict[str, Any] = field(default_factory=dict, repr=False)
 

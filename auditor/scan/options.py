@@ -61,6 +61,9 @@ class ScanOptions:
     #: known limitations of the data stated by the auditor (``--caveat``), shown with the tool's own caveats
     caveats: tuple[str, ...] = ()
     detector: bool = True
+    #: print the attack stage's measured plan and stop (``--plan``), or print it against a budget (``--budget``)
+    plan: bool = False
+    budget_minutes: float | None = None
     #: run the attack-strength probes (:mod:`auditor.scan.probes`) after the attack stage
     strength_probes: bool = True
     seed: int = 0

@@ -98,6 +98,14 @@ class Auditor:
         t0 = time.perf_counter()
         data = load_data(ctx, data_path)
         ctx.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
+        if opt.plan or opt.budget_minutes is not None:
+            from auditor.scan.plan import PlanOnly, plan_attack_stage, plan_lines
+
+            rows = plan_attack_stage(ctx)
+            for line in plan_lines(rows, opt.budget_minutes):
+                ctx.reporter.info(line)
+            if opt.plan:
+                raise PlanOnly(rows)
         sets, preprocessors, adaptive = self._sets_and_defenses()
         probes = []
         if opt.strength_probes and sets:

@@ -1,0 +1,143 @@
+"""What the attack stage will cost on this host, measured before it starts (``--plan``, ``--budget``).
+
+Each attack of the scan runs :data:`PROBE_STEPS` iterations (a query attack: :data:`PROBE_STEPS` queries) on
+:data:`PROBE_IMAGES` images of the data set, on the model it will attack (the surrogate, the converted target
+of ``--whitebox``, or the ONNX target); its seconds per image at its full iterations are the probe's time
+scaled by ``steps / PROBE_STEPS``. The stage clock (:mod:`auditor.attack_eta`) projects every attack from its
+own probe until its first batches are measured, so no attack's time is extrapolated from another's. A
+query attack's figure is an upper bound: images leave its batch once fooled. Cached sets take far less.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from auditor.scan.context import ScanContext
+
+PROBE_IMAGES = 2
+PROBE_STEPS = 2
+
+
+class PlanOnly(Exception):
+    """Raised by the scan after ``--plan`` has printed the attack stage's plan (nothing is attacked)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__("plan only")
+        self.rows = rows
+
+
+def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision: str) -> dict[str, float]:
+    """Seconds per image of each attack of ``jobs`` at its full iterations, from a short run (module docstring)."""
+    import torch
+
+    from auditor.attack_specs import get_spec
+    from auditor.attacks.registry import make_attack
+
+    data = ctx.data
+    k = min(PROBE_IMAGES, len(data.images))
+    if k == 0:
+        return {}
+    x = np.asarray(data.images[np.arange(k)], dtype=np.float32)
+    y = np.asarray(data.y)[:k].astype(np.int64)
+    rates: dict[str, float] = {}
+    for job in jobs:
+        if job.attack in rates:
+            continue
+        spec = get_spec(job.attack)
+        steps = int(job.params.get(spec.steps_param, spec.default_steps))
+        short = max(1, min(PROBE_STEPS, steps))
+        params = {**job.params, spec.steps_param: short, "precision": precision}
+        if device is not None:
+            params["device"] = device
+        try:
+            atk = make_attack(job.attack, model, **params)
+            atk.ensure_setup()
+        except Exception:  # an attack that cannot even start is reported when it runs
+            continue
+        t0 = time.perf_counter()
+        atk(torch.from_numpy(x), torch.from_numpy(y), seed=ctx.options.seed)
+        rates[job.attack] = (time.perf_counter() - t0) / k * steps / short
+    return rates
+
+
+def plan_attack_stage(ctx: ScanContext) -> list[dict[str, Any]]:
+    """One row per adversarial set the scan will build: its attack, where it runs, the probed seconds per image
+    and the projected seconds for the scan's images (rates are kept on ``ctx.attack_rates`` for the stage clock)."""
+    from auditor.attacks.device import pick_device
+    from auditor.scan import context
+    from auditor.scan.attack import WHITEBOX_SURROGATE, query_model, resolve_scan_precision, scan_jobs
+    from auditor.scan.options import GRADIENT_ATTACKS, QUERY_ATTACKS
+
+    opt, n = ctx.options, len(ctx.data.images)
+    groups = [
+        (None, [a for a in opt.attacks if a in GRADIENT_ATTACKS]),
+        (WHITEBOX_SURROGATE, list(opt.whitebox_attacks)),
+        ("query", [a for a in opt.attacks if a in QUERY_ATTACKS]),
+    ]
+    rows = []
+    for source, names in groups:
+        if not names:
+            continue
+        jobs = scan_jobs(ctx, names)
+        if source == "query":
+            model, device, precision, where = query_model(ctx), None, "fp32", "target (queries)"
+        else:
+            model = context.load_scan_surrogate(ctx, source)
+            if model is None:
+                continue
+            device = pick_device(opt.device)
+            precision = resolve_scan_precision(ctx, model, jobs, device)
+            where = model.identity.get("label") or source or opt.surrogate
+        rates = probe_rates(ctx, jobs, model, device, precision)
+        ctx.attack_rates.update({(source, a): r for a, r in rates.items()})
+        for job in jobs:
+            rate = rates.get(job.attack)
+            rows.append(
+                {
+                    "set": job.name,
+                    "attack": job.attack,
+                    "on": where,
+                    "seconds_per_image": rate,
+                    "images": n,
+                    "seconds": None if rate is None else rate * n,
+                }
+            )
+    return rows
+
+
+def plan_lines(rows: list[dict[str, Any]], budget_minutes: float | None) -> list[str]:
+    """The plan as console lines, and with a budget what fits it."""
+    from auditor.attack_eta import format_duration
+
+    lines = []
+    for r in rows:
+        cost = "not measured" if r["seconds"] is None else format_duration(r["seconds"])
+        per = "" if r["seconds_per_image"] is None else f" ({r['seconds_per_image']:.2f} s/image)"
+        lines.append(f"plan: {r['set']} on {r['on']}: {cost}{per} for {r['images']} images")
+    total = sum(r["seconds"] or 0.0 for r in rows)
+    n = rows[0]["images"] if rows else 0
+    lines.append(f"plan: attack stage about {format_duration(total)} on this host (uncached; cached sets take less)")
+    if budget_minutes is not None and rows:
+        budget = budget_minutes * 60.0
+        if total <= budget:
+            lines.append(f"plan: fits the budget of {budget_minutes:g} min")
+        else:
+            per_image = total / max(n, 1)
+            fit = int(math.floor(budget / per_image)) if per_image > 0 else n
+            by_attack: dict[str, float] = {}
+            for r in rows:
+                by_attack[r["attack"]] = by_attack.get(r["attack"], 0.0) + (r["seconds"] or 0.0)
+            keep, used = [], 0.0
+            for attack, cost in sorted(by_attack.items(), key=lambda kv: kv[1]):
+                if used + cost <= budget:
+                    keep.append(attack)
+                    used += cost
+            lines.append(
+                f"plan: over the budget of {budget_minutes:g} min: {fit} of {n} images fit (--max-images {fit})"
+                + (f", or for all {n} images only {', '.join(keep)}" if keep else "")
+            )
+    return lines
