@@ -238,23 +238,10 @@ class APGD(GradientAttack):
         return torch.where(fooled.view(dims), x_fool, x_best), fooled
 
     # ------------------------------------------------------------------ the attack
-    def __call__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        epsilon: torch.Tensor | None = None,
+    def attack_batch(
+        self, x: torch.Tensor, y: torch.Tensor, epsilon: torch.Tensor | None, generator: torch.Generator
     ) -> torch.Tensor:
-        """Adversarial images for ``x`` (``(N, C, H, W)`` in ``[0, 1]``) with true labels ``y``."""
-        self.ensure_setup()
-        if generator is None:
-            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        x = x.detach().to(self.device, torch.float32)
-        y = y.detach().to(self.device, torch.long)
-        if x.dim() != 4 or y.shape != (x.shape[0],):
-            raise ValueError(f"expected x (N, C, H, W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+        """APGD's runs on a checked batch (called by :meth:`GradientAttack.__call__`)."""
         eps, _ = self.budget(x, epsilon)
         eps = torch.as_tensor(eps, dtype=torch.float32, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
         eps = eps.expand(x.shape[0], *eps.shape[1:])

@@ -234,6 +234,12 @@ class GradientAttack:
         y = y.detach().to(self.device, torch.long)
         if x.dim() != 4 or y.shape != (x.shape[0],):
             raise ValueError(f"expected x (N, C, H, W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+        return self.attack_batch(x, y, epsilon, generator)
+
+    def attack_batch(
+        self, x: torch.Tensor, y: torch.Tensor, epsilon: torch.Tensor | None, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The attack proper on a checked batch on the attack's device (the MI-FGSM loop here; APGD overrides it)."""
         eps, alpha = self.budget(x, epsilon)
         x_adv = self.start(x, eps, generator)
         momentum = torch.zeros_like(x)

@@ -77,6 +77,28 @@ def model_contract_options(func):
     return func
 
 
+def gate_policy_options(gate_on_default: str | None):
+    """``--allow-transfer-only`` and ``--gate-on``, declared once for ``scan`` and ``report`` (``report``'s
+    ``--gate-on`` defaults to None: without it the stored gates are not re-evaluated)."""
+
+    def wrap(func):
+        func = click.option(
+            "--gate-on",
+            type=click.Choice(["point", "ci"]),
+            default=gate_on_default,
+            show_default=gate_on_default is not None,
+            help="Decide gates on the point estimate (default) or fail gates whose 95% CI holds the threshold (ci).",
+        )(func)
+        return click.option(
+            "--allow-transfer-only",
+            is_flag=True,
+            help="Let robustness gates pass on transfer attacks alone (a lower bound on the vulnerability; "
+            "see README).",
+        )(func)
+
+    return wrap
+
+
 def _floats(text: str | None, flag: str) -> list[float] | None:
     if text is None:
         return None

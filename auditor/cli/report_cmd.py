@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from auditor.cli.options import split_list
+from auditor.cli.options import gate_policy_options, split_list
 
 
 @click.command("report")
@@ -24,17 +24,7 @@ from auditor.cli.options import split_list
 @click.option("--format", "formats", default="html,pdf", show_default=True, help="json,csv,html,pdf,junit")
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
 @click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
-@click.option(
-    "--allow-transfer-only",
-    is_flag=True,
-    help="Let robustness gates pass on transfer attacks alone (a lower bound on the vulnerability; see README).",
-)
-@click.option(
-    "--gate-on",
-    type=click.Choice(["point", "ci"]),
-    default=None,
-    help="Decide gates on the point estimate (default) or fail gates whose 95% CI holds the threshold (ci).",
-)
+@gate_policy_options(None)
 @click.option(
     "--max-clean-drop",
     type=float,

@@ -19,6 +19,7 @@ from auditor.cli.options import (
     check_writable,
     common_run_options,
     contract_overrides,
+    gate_policy_options,
     model_contract_options,
     parse_epsilons,
     split_list,
@@ -497,18 +498,7 @@ def run_scan_from_demo(
     help="Largest clean-accuracy drop (a fraction) a defense may cause and still be named best "
     "[default: stay within the undefended clean accuracy's 95% CI].",
 )
-@click.option(
-    "--allow-transfer-only",
-    is_flag=True,
-    help="Let robustness gates pass on transfer attacks alone (a lower bound on the vulnerability; see README).",
-)
-@click.option(
-    "--gate-on",
-    type=click.Choice(["point", "ci"]),
-    default="point",
-    show_default=True,
-    help="Decide gates on the point estimate, or (ci) fail gates whose 95% CI holds the threshold.",
-)
+@gate_policy_options("point")
 @click.option(
     "--strict",
     is_flag=True,

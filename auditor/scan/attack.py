@@ -136,21 +136,9 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None)
     for job, aset in generate_sets(
         ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
     ):
-        sets.append(
-            AdversarialSet(
-                job.set_id,
-                "attack",
-                aset.images,
-                _stats(data.images, aset.images),
-                aset.label,
-                _set_meta(job.name, aset, surrogate, clock.seconds_per_image(job.name)),
-                sur_label,
-                surrogate.threat_model,
-                SurrogateEval(
-                    sur_clean, surrogate_predict(surrogate.module, aset.images, opt.batch_size, device), sur_sizes
-                ),
-            )
-        )
+        adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
+        evaluation = SurrogateEval(sur_clean, adv_pred, sur_sizes)
+        sets.append(_attack_set(ctx, job, aset, surrogate, sur_label, clock, surrogate_eval=evaluation))
     return sets
 
 
@@ -175,20 +163,24 @@ def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     clock = _stage_clock(ctx, jobs, len(data.images), "query", model, None, "fp32")
     sets = []
     for job, aset in generate_sets(ctx, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
-        sets.append(
-            AdversarialSet(
-                job.set_id,
-                "attack",
-                aset.images,
-                _stats(data.images, aset.images),
-                aset.label,
-                _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
-                model.identity["label"],
-                model.threat_model,
-                record=aset.extra.get("per_image"),
-            )
-        )
+        label = model.identity["label"]
+        sets.append(_attack_set(ctx, job, aset, model, label, clock, record=aset.extra.get("per_image")))
     return sets
+
+
+def _attack_set(ctx: ScanContext, job: AttackJob, aset, model, label: str, clock, **extra) -> AdversarialSet:
+    """The scan's record of one attack set made on ``model`` (a surrogate or the target's queries)."""
+    return AdversarialSet(
+        job.set_id,
+        "attack",
+        aset.images,
+        _stats(ctx.data.images, aset.images),
+        aset.label,
+        _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
+        label,
+        model.threat_model,
+        **extra,
+    )
 
 
 def generate_sets(
