@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import split_list
+from auditor.cli.sign_options import load_signing_from, sign_options
 
 
 @click.command("report")
@@ -18,8 +19,15 @@ from auditor.cli.options import split_list
 @click.option("--fail-under", help="Gates to (re-)evaluate, e.g. accuracy=0.8,robust_accuracy=0.5.")
 @click.option("--min-transfer", type=float, help="Robustness gates fail below this transfer efficiency (see README).")
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
+@sign_options
 def report_command(
-    results: str, out: str | None, formats: str, fail_under: str | None, min_transfer: float | None, strict: bool
+    results: str,
+    out: str | None,
+    formats: str,
+    fail_under: str | None,
+    min_transfer: float | None,
+    strict: bool,
+    **sign: str | None,
 ) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats."""
     from auditor.capture import capture_library_output
@@ -36,6 +44,7 @@ def report_command(
     gates = parse_gates(fail_under) if fail_under else ()
     min_transfer = check_min_transfer(min_transfer, gates)
     _check_dir_flag(out, "--out")
+    signing = load_signing_from(sign)
     result = load_results(results)
     check_gate_classes(gates, result.class_names, where=results)
     if gates:
@@ -46,7 +55,7 @@ def report_command(
     debug = bool((click.get_current_context().find_root().obj or {}).get("debug"))
     with StagedOutput(out_dir, managed=FILE_FORMATS.values()) as stage:
         with capture_library_output(show=debug):
-            render_all(result, stage.path, fmts)
+            render_all(result, stage.path, fmts, signing=signing)
         written = stage.commit(stale="keep" if same_run else "remove")
     print_summary(result, stream=sys.stdout)
     kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}

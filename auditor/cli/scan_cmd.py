@@ -18,6 +18,7 @@ from auditor.cli.options import (
     parse_epsilons,
     split_list,
 )
+from auditor.cli.sign_options import load_signing_from, sign_options
 from auditor.errors import UsageError
 from auditor.scan.options import default_cache_dir
 
@@ -126,9 +127,12 @@ def run_scan(
     command: str = "",
     debug: bool = False,
     min_transfer: float | None = None,
+    signing=None,
     **options,
 ) -> int:
     """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``).
+
+    ``signing`` (:class:`auditor.report.sign.Signing`) signs report.pdf (PAdES).
 
     Reports are written into a staging folder beside ``out`` and moved into
     place only when all of them are complete (see :mod:`auditor.report.staging`).
@@ -162,6 +166,7 @@ def run_scan(
             command=command,
             debug=debug,
             min_transfer=min_transfer,
+            signing=signing,
             **options,
         )
 
@@ -182,6 +187,7 @@ def _run_scan_staged(
     command,
     debug,
     min_transfer=None,
+    signing=None,
     **options,
 ) -> int:
     from dataclasses import replace
@@ -223,7 +229,7 @@ def _run_scan_staged(
     if gates:
         result = replace(result, gates=tuple(evaluate_gates(result, gates, min_transfer)))
     with capture_library_output(show=debug):
-        render_all(result, stage.path, fmts)
+        render_all(result, stage.path, fmts, signing=signing)
     written = stage.commit()
     from auditor.report.console import print_summary
 
@@ -358,6 +364,7 @@ def run_scan_from_demo(
     help="Bootstrap resamples for CIs.",
 )
 @common_run_options
+@sign_options
 def scan_command(
     model,
     data,
@@ -399,6 +406,7 @@ def scan_command(
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
+    signing = load_signing_from(kw)  # before the scan: a bad key fails in a second, not after the attacks
     attack_names = _parse_attacks(attacks, surrogate)
     exit_code = run_scan(
         model,
@@ -440,6 +448,7 @@ def scan_command(
         ray_address=ray_address,
         workers=workers,
         debug=bool((click.get_current_context().find_root().obj or {}).get("debug")),
+        signing=signing,
     )
     if exit_code:
         click.get_current_context().exit(exit_code)

@@ -495,9 +495,13 @@ def _provenance_context(result: AuditResult) -> dict[str, Any]:
     }
 
 
-def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, Any]:
-    """Everything the template shows, computed from ``result`` only."""
+def build_context(
+    result: AuditResult, with_figures: bool = True, signature: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything the template shows, computed from ``result`` only (and, for a signed PDF, the
+    ``signature`` block of :meth:`auditor.report.sign.Signing.block`)."""
     ctx = {**_front_context(result), **_results_context(result), **_provenance_context(result)}
+    ctx["signature"] = signature
     ctx["figures"] = _section_plots(result, ctx) if with_figures else {}
     return ctx
 
@@ -613,9 +617,9 @@ def label_cells(html: str) -> str:
     return "".join(out)
 
 
-def render_html(result: AuditResult) -> str:
-    """report.html for ``result``."""
-    return label_cells(environment().get_template(TEMPLATE).render(**build_context(result)))
+def render_html(result: AuditResult, signature: dict[str, str] | None = None) -> str:
+    """report.html for ``result`` (``signature``: the signer block of a signed PDF's sign-off section)."""
+    return label_cells(environment().get_template(TEMPLATE).render(**build_context(result, signature=signature)))
 
 
 class HtmlRenderer(Renderer):
