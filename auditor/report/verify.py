@@ -136,6 +136,7 @@ def _check_signatures(data: bytes, where: str, cert) -> tuple[str | None, list[s
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
+
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         sigs = list(reader.embedded_regular_signatures)
