@@ -214,3 +214,19 @@ def test_report_command_signs_with_a_pkcs12_bundle(tmp_path, plain_result, keys,
     assert r.exit_code == 2 and "is not set" in r.output
     r = CliRunner().invoke(cli, [*args, "--sign-cert", keys["auditor"]["cert"]])
     assert r.exit_code == 2 and "--sign-p12 replaces" in r.output
+
+
+def test_scan_signs_its_pdf_and_refuses_a_bad_key_before_scanning(tmp_path, keys):
+    from tests.onnx_factory import make_classifier, write_image_folder
+
+    data = write_image_folder(tmp_path / "data", n_per_class=2)
+    model = make_classifier(tmp_path / "m.onnx", class_names=["normal", "pneumonia", "pneumothorax"])
+    base = ["scan", str(model), "--data", str(data), "--image-size", "32", "--n-boot", "20", "-q", "--format", "pdf"]
+    r = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "bad"), "--sign-key", keys["auditor"]["cert"]])
+    assert r.exit_code == 2 and "--sign-key and --sign-cert go together" in r.output
+    assert not (tmp_path / "bad").exists()  # refused before the scan ran
+    signed = ["--sign-key", keys["mallory"]["key"], "--sign-cert", keys["mallory"]["cert"]]
+    r = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "out"), *signed])
+    assert r.exit_code == 0, r.output
+    code, out = _verify(tmp_path, (tmp_path / "out" / "report.pdf").read_bytes(), "--cert", keys["mallory"]["cert"])
+    assert code == 0 and out.startswith("valid: signed by Mallory"), out
