@@ -555,7 +555,8 @@ class _CellLabeler(HTMLParser):
         a = dict(attrs)
         if tag == "table":
             classes = (a.get("class") or "").split()
-            self._tables.append({"data": "data" in classes, "headers": [], "head": False, "text": None, "col": 0})
+            wide = "data" in classes and "narrow" not in classes  # a narrow two-column table fits a phone as it is
+            self._tables.append({"data": wide, "headers": [], "head": False, "text": None, "col": 0})
             self._tables[-1].update(spans={}, active=set())
             return
         if not self._tables or not self._tables[-1]["data"]:
@@ -601,7 +602,8 @@ class _CellLabeler(HTMLParser):
 
 
 def label_cells(html: str) -> str:
-    """Give every body cell of each ``table.data`` a ``data-label`` naming its column header.
+    """Give every body cell of each ``table.data`` (but the two-column ``narrow`` ones) a ``data-label``
+    naming its column header.
 
     On a phone the stylesheet shows each row as a block of labelled cells, so a table never
     needs more width than the screen has.

@@ -152,6 +152,7 @@ def build_wide_result():
             **base.data,
             "manifest_sha256": MANIFEST_SHA,
             "skipped": [{"name": LONG_SKIPPED, "reason": "cannot decode DICOM pixel data", "kind": "image"}],
+            "dropped": {"lateral_projection_not_in_the_model_contract": 3},
         },
         environment={
             **base.environment,
