@@ -124,3 +124,29 @@ def test_every_shown_value_is_in_the_pdf_text(wide, flat):
         expected += [fmt_pct(c.metrics["accuracy"]) for c in other.conditions]
     missing = [e for e in expected if not has(e)]
     assert not missing, missing[:20]
+
+
+def test_phone_labels_follow_rowspans_and_skip_narrow_tables():
+    from auditor.report.html import label_cells
+
+    html = (
+        '<table class="data"><thead><tr><th>Condition</th><th>Class</th><th class="num">F1</th></tr></thead>'
+        '<tbody><tr><td rowspan="2">usmm@8</td><td>normal</td><td>1</td></tr><tr><td>pneumonia</td><td>2</td></tr>'
+        "</tbody><tbody><tr><td>clean</td><td>normal</td><td>3</td></tr></tbody></table>"
+        '<table class="data narrow"><thead><tr><th>Class</th><th>Images</th></tr></thead>'
+        "<tbody><tr><td>normal</td><td>8</td></tr></tbody></table>"
+    )
+    out = label_cells(html)
+    cells = re.findall(r'<td(?: rowspan="2")?(?: data-label="([^"]*)")?>([^<]*)</td>', out)
+    assert cells == [
+        ("Condition", "usmm@8"),
+        ("Class", "normal"),
+        ("F1", "1"),
+        ("Class", "pneumonia"),  # the rowspan of usmm@8 covers the first column of this row
+        ("F1", "2"),
+        ("Condition", "clean"),
+        ("Class", "normal"),
+        ("F1", "3"),
+        ("", "normal"),  # the narrow table is left as it was
+        ("", "8"),
+    ]

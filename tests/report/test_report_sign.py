@@ -113,6 +113,8 @@ def test_signature_is_an_incremental_pades_update_keeping_pdfa(signed, plain_res
     sig = fields[0].V
     assert sig.SubFilter == "/ETSI.CAdES.detached" and sig.Filter == "/Adobe.PPKLite"
     assert int(fields[0].get("/F", 0)) & 4, "the (invisible) signature widget is printable, as PDF/A requires"
+    rect = [float(v) for v in fields[0].Rect]
+    assert "/AP" in fields[0] or (rect[2] - rect[0]) * (rect[3] - rect[1]) == 0  # PDF/A: an appearance, or no area
     # one revision appended: the PDF/A-3b file WeasyPrint wrote is a prefix of the signed file
     assert signed.count(b"%%EOF") == 2
     xmp = pdf.open_metadata()
