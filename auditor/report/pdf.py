@@ -148,6 +148,7 @@ class PdfRenderer(Renderer):
             from auditor.report.html import render_html
             from auditor.report.sign import sign_pdf
 
+            signing = signing.now()
             return sign_pdf(html_to_pdf(render_html(result, signature=signing.block()), result), signing)
         if html is None:
             from auditor.report.html import render_html

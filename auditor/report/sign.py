@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ class Signing:
     def time_text(self) -> str:
         """The signing time as printed in the report: ``2026-12-06 07:01:02 UTC``."""
         return self.time.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def now(self) -> "Signing":
+        """The same signer, signing at the current time (the keys are loaded before a scan that may take hours)."""
+        return replace(self, time=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0))
 
     def block(self) -> dict[str, str]:
         """What the sign-off section shows."""
