@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a checkout for `make demo` / `make test` on a fresh machine:
 #   * system packages where missing (Debian/Ubuntu, as root): Pango for WeasyPrint, jemalloc
-#     (optional, faster torch on CPU), fonts, and python3-venv when the interpreter cannot make a venv;
+#     (optional, faster torch on CPU), fonts, Chromium (the browser test of report.html), and
+#     python3-venv when the interpreter cannot make a venv;
 #   * a virtual environment in the checkout ($VENV, default .venv) built from $PYTHON (default python3),
 #     with the package installed editable with its test extras, at the versions of constraints.txt.
 # Nothing is ever pip-installed into $PYTHON itself (PEP 668: Debian's python3 refuses that anyway).
@@ -33,6 +34,11 @@ fi
 fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
 if ((${#need_apt[@]})); then
   apt_install "${need_apt[@]}" || echo "setup: PDF reports need Pango" >&2
+fi
+# Debian's headless Chromium: tests/report/test_report_browser.py opens report.html in it (never a browser
+# build downloaded by a test tool); the test skips, naming this, only where it cannot be installed
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  apt_install chromium || echo "setup: the browser test of report.html needs Debian's chromium package" >&2
 fi
 
 base_python="$(command -v "$PYTHON" || true)"

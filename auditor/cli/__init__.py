@@ -24,6 +24,7 @@ COMMANDS = {
     "attack": ("auditor.cli.attack_cmd", "attack_command", "Build cached adversarial sets with a surrogate."),
     "train": ("auditor.cli.train_cmd", "train_group", "Train the reference model and the defense models."),
     "demo": ("auditor.cli.demo_cmd", "demo_command", "Run the built-in demo on synthetic phantoms."),
+    "verify": ("auditor.cli.verify_cmd", "verify_command", "Check a report.pdf: signature, attached results, numbers."),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from auditor.cli.options import gate_policy_options, split_list
+from auditor.cli.sign_options import load_signing_from, sign_options
 
 
 @click.command("report")
@@ -31,6 +32,7 @@ from auditor.cli.options import gate_policy_options, split_list
     help="Largest clean-accuracy drop a defense may cause and still be named best (default: the clean 95% CI).",
 )
 @click.option("--strict", is_flag=True, help="Skipped items make the exit code 1.")
+@sign_options
 def report_command(
     results: tuple[str, ...],
     out: str | None,
@@ -42,6 +44,7 @@ def report_command(
     max_clean_drop: float | None,
     strict: bool,
     merge: bool = False,
+    **sign: str | None,
 ) -> None:
     """Render RESULTS (a results.json written by scan) into the chosen formats.
 
@@ -74,6 +77,7 @@ def report_command(
     min_transfer = check_min_transfer(min_transfer, gates)
     max_clean_drop = check_max_clean_drop(max_clean_drop)
     _check_dir_flag(out, "--out")
+    signing = load_signing_from(sign)
     result, results = _load(results, merge, out)
     result = with_max_clean_drop(result, max_clean_drop)
     check_gate_classes(gates, result.class_names, where=results)
@@ -91,7 +95,7 @@ def report_command(
     debug = bool((click.get_current_context().find_root().obj or {}).get("debug"))
     with StagedOutput(out_dir, managed=FILE_FORMATS.values()) as stage:
         with capture_library_output(show=debug):
-            render_all(result, stage.path, fmts)
+            render_all(result, stage.path, fmts, signing=signing)
         written = stage.commit(stale="keep" if same_run else "remove")
     print_summary(result, stream=sys.stdout)
     kinds = {name: fmt.value for fmt, name in FILE_FORMATS.items()}

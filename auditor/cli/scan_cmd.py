@@ -24,6 +24,7 @@ from auditor.cli.options import (
     parse_epsilons,
     split_list,
 )
+from auditor.cli.sign_options import load_signing_from, sign_options
 from auditor.errors import UsageError
 from auditor.scan.options import default_cache_dir
 
@@ -225,9 +226,12 @@ def run_scan(
     allow_transfer_only: bool = False,
     gate_on: str = "point",
     max_clean_drop: float | None = None,
+    signing=None,
     **options,
 ) -> int:
     """Library entry of the scan command; returns the exit code (0, or 1 for a failed gate or a skip under ``strict``).
+
+    ``signing`` (:class:`auditor.report.sign.Signing`) signs report.pdf (PAdES).
 
     Reports are written into a staging folder beside ``out`` and moved into
     place only when all of them are complete (see :mod:`auditor.report.staging`).
@@ -269,6 +273,7 @@ def run_scan(
             debug=debug,
             policy=policy,
             max_clean_drop=max_clean_drop,
+            signing=signing,
             **options,
         )
 
@@ -307,6 +312,7 @@ def _run_scan_staged(
     debug,
     policy=None,
     max_clean_drop=None,
+    signing=None,
     **options,
 ) -> int:
     from dataclasses import replace
@@ -357,7 +363,7 @@ def _run_scan_staged(
     result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})
     result = apply_gates(result, gates, policy)
     with capture_library_output(show=debug):
-        render_all(result, stage.path, fmts)
+        render_all(result, stage.path, fmts, signing=signing)
     written = stage.commit()
     from auditor.report.console import print_summary
 
@@ -552,6 +558,7 @@ def run_scan_from_demo(
     help="Bootstrap resamples for CIs.",
 )
 @common_run_options
+@sign_options
 def scan_command(
     model,
     data,
@@ -602,6 +609,7 @@ def scan_command(
     """Audit MODEL (ONNX) on the images in --data; write results.json, samples.csv and reports to --out."""
     from auditor.data import parse_label_map
 
+    signing = load_signing_from(kw)  # before the scan: a bad key fails in a second, not after the attacks
     attack_names = _parse_attacks(attacks, surrogate)
     whitebox_names = parse_whitebox(whitebox, attack_names, surrogate)
     attack_params = parse_attack_params(attack_param, attack_names + whitebox_names, queries)
@@ -653,6 +661,7 @@ def scan_command(
         ray_address=ray_address,
         workers=workers,
         debug=bool((click.get_current_context().find_root().obj or {}).get("debug")),
+        signing=signing,
     )
     if exit_code:
         click.get_current_context().exit(exit_code)

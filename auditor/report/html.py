@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+from html import escape as _escape
+from html.parser import HTMLParser
 from pathlib import PurePath
 from typing import Any
 
@@ -36,6 +38,11 @@ DETECTOR_TITLES = {
     "feature_squeezing": "Feature squeezing",
     "fft_example": "Frequency-spectrum example",
 }
+#: attack columns per defense × attack table: wider matrices are split so every column fits A4 portrait
+MATRIX_COLUMNS = 6
+#: identifiers longer than this get line-break opportunities after ``_``, ``/``, ``-`` and ``+``
+LONG_IDENT = 24
+_IDENT_BREAK = re.compile(r"(?<=[_/+-])(?=.)")
 _B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)$")
 
@@ -202,7 +209,11 @@ def _matrix(result: AuditResult, defenses: list[dict[str, Any]]) -> dict[str, An
                 cond = clean_condition(result)
             line.append(_acc(cond))
         values.append(line)
-    return {"rows": rows, "cols": cols, "values": values}
+    parts = [
+        {"cols": cols[i : i + MATRIX_COLUMNS], "values": [line[i : i + MATRIX_COLUMNS] for line in values]}
+        for i in range(0, len(cols), MATRIX_COLUMNS)
+    ]
+    return {"rows": rows, "cols": cols, "values": values, "parts": parts}
 
 
 def _confusion_panels(result: AuditResult, best: dict[str, Any] | None) -> list[tuple[str, Condition]]:
@@ -525,11 +536,29 @@ def _provenance_context(result: AuditResult) -> dict[str, Any]:
     }
 
 
-def build_context(result: AuditResult, with_figures: bool = True) -> dict[str, Any]:
-    """Everything the template shows, computed from ``result`` only."""
+def build_context(
+    result: AuditResult, with_figures: bool = True, signature: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything the template shows, computed from ``result`` only (and, for a signed PDF, the
+    ``signature`` block of :meth:`auditor.report.sign.Signing.block`)."""
     ctx = {**_front_context(result), **_results_context(result), **_provenance_context(result)}
+    ctx["signature"] = signature
     ctx["figures"] = _section_plots(result, ctx) if with_figures else {}
     return ctx
+
+
+def ident(name: Any):
+    """An identifier (condition, class, file name) as HTML that never breaks inside a word.
+
+    A short identifier is one unbreakable span; a long one is a run of unbreakable spans split
+    after ``_``, ``/``, ``-`` or ``+`` with ``<wbr>`` between them, so a narrow table column wraps
+    it at those points and never per letter (nor after the ``:`` of ``jpeg:75``).
+    """
+    from markupsafe import Markup
+
+    text = str(name)
+    parts = [text] if len(text) <= LONG_IDENT else _IDENT_BREAK.split(text)
+    return Markup("<wbr>").join(Markup('<span class="nobr">%s</span>') % part for part in parts)
 
 
 def environment():
@@ -544,13 +573,96 @@ def environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=fmt_pct, ci=fmt_ci, num=fmt_num, eps=fmt_eps, value=fmt_value)
+    env.filters.update(pct=fmt_pct, ci=fmt_ci, num=fmt_num, eps=fmt_eps, value=fmt_value, ident=ident)
     return env
 
 
-def render_html(result: AuditResult) -> str:
-    """report.html for ``result``."""
-    return environment().get_template(TEMPLATE).render(**build_context(result))
+class _CellLabeler(HTMLParser):
+    """Finds, in each ``table.data``, the column header of every body cell (rowspans included)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._starts = [0]
+        for m in re.finditer("\n", text):
+            self._starts.append(m.end())
+        self.inserts: list[tuple[int, str]] = []
+        self._tables: list[dict[str, Any]] = []
+
+    def _offset(self) -> int:
+        line, col = self.getpos()
+        return self._starts[line - 1] + col
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: D102
+        a = dict(attrs)
+        if tag == "table":
+            classes = (a.get("class") or "").split()
+            wide = "data" in classes and "narrow" not in classes  # a narrow two-column table fits a phone as it is
+            self._tables.append({"data": wide, "headers": [], "head": False, "text": None, "col": 0})
+            self._tables[-1].update(spans={}, active=set())
+            return
+        if not self._tables or not self._tables[-1]["data"]:
+            return
+        t = self._tables[-1]
+        if tag == "thead":
+            t["head"] = True
+        elif tag == "tr" and not t["head"]:
+            t["col"] = 0
+            t["active"] = {c for c, n in t["spans"].items() if n > 0}
+        elif tag in ("th", "td") and t["head"]:
+            t["text"] = []
+        elif tag in ("th", "td"):
+            while t["col"] in t["active"]:
+                t["col"] += 1
+            col = t["col"]
+            if col < len(t["headers"]) and t["headers"][col]:
+                end = self._offset() + len(self.get_starttag_text() or "") - 1
+                self.inserts.append((end, f' data-label="{_escape(t["headers"][col], quote=True)}"'))
+            span = int(a.get("rowspan") or 1) if str(a.get("rowspan") or "1").isdigit() else 1
+            if span > 1:
+                t["spans"][col] = span - 1
+            t["col"] += int(a["colspan"]) if str(a.get("colspan") or "").isdigit() else 1
+
+    def handle_endtag(self, tag: str) -> None:  # noqa: D102
+        if not self._tables:
+            return
+        t = self._tables[-1]
+        if tag == "table":
+            self._tables.pop()
+        elif tag == "thead":
+            t["head"] = False
+        elif tag in ("th", "td") and t["text"] is not None:
+            t["headers"].append(" ".join("".join(t["text"]).split()))
+            t["text"] = None
+        elif tag == "tr" and not t["head"]:
+            for c in t["active"]:
+                t["spans"][c] -= 1
+
+    def handle_data(self, data: str) -> None:  # noqa: D102
+        if self._tables and self._tables[-1]["text"] is not None:
+            self._tables[-1]["text"].append(data)
+
+
+def label_cells(html: str) -> str:
+    """Give every body cell of each ``table.data`` (but the two-column ``narrow`` ones) a ``data-label``
+    naming its column header.
+
+    On a phone the stylesheet shows each row as a block of labelled cells, so a table never
+    needs more width than the screen has.
+    """
+    labeler = _CellLabeler(html)
+    labeler.feed(html)
+    labeler.close()
+    out, last = [], 0
+    for pos, attr in sorted(labeler.inserts):
+        out += [html[last:pos], attr]
+        last = pos
+    out.append(html[last:])
+    return "".join(out)
+
+
+def render_html(result: AuditResult, signature: dict[str, str] | None = None) -> str:
+    """report.html for ``result`` (``signature``: the signer block of a signed PDF's sign-off section)."""
+    return label_cells(environment().get_template(TEMPLATE).render(**build_context(result, signature=signature)))
 
 
 class HtmlRenderer(Renderer):

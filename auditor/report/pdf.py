@@ -138,8 +138,18 @@ class PdfRenderer(Renderer):
     suffix = ".pdf"
     filename = "report.pdf"
 
-    def render(self, result: AuditResult, html: str | None = None) -> bytes:
-        """``html``: an already rendered report.html of ``result`` (rendered here if omitted)."""
+    def render(self, result: AuditResult, html: str | None = None, signing=None) -> bytes:
+        """``html``: an already rendered report.html of ``result`` (rendered here if omitted).
+
+        ``signing`` (:class:`auditor.report.sign.Signing`): print the signer in the sign-off
+        section and sign the PDF/A with a PAdES signature (an incremental update).
+        """
+        if signing is not None:
+            from auditor.report.html import render_html
+            from auditor.report.sign import sign_pdf
+
+            signing = signing.now()
+            return sign_pdf(html_to_pdf(render_html(result, signature=signing.block()), result), signing)
         if html is None:
             from auditor.report.html import render_html
 

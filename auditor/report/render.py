@@ -24,14 +24,17 @@ FILE_FORMATS = {
 }
 
 
-def render_all(result: AuditResult, out_dir: str | os.PathLike, formats: str | Iterable[str]) -> dict[str, Path]:
+def render_all(
+    result: AuditResult, out_dir: str | os.PathLike, formats: str | Iterable[str], signing=None
+) -> dict[str, Path]:
     """Render ``result`` in each of ``formats`` into ``out_dir``; returns {format: path written}.
 
     Formats are validated before anything is written (unknown -> :class:`UsageError`).
     ``console`` is accepted and ignored here (the CLI prints the summary itself).
     Each file is written with :func:`write_atomic`, so an interrupted run never
     leaves a half-written report under its final name. The HTML and PDF show at
-    most :data:`MAX_EXAMPLES` example images and say how many were omitted.
+    most :data:`MAX_EXAMPLES` example images and say how many were omitted. ``signing``
+    (:class:`auditor.report.sign.Signing`) signs report.pdf and names the signer in it.
     """
     fmts = [f for f in parse_formats(formats if isinstance(formats, str) else list(formats)) if f in FILE_FORMATS]
     out = Path(out_dir)
@@ -48,7 +51,7 @@ def render_all(result: AuditResult, out_dir: str | os.PathLike, formats: str | I
         if fmt is OutputFormat.HTML:
             data = html
         elif fmt is OutputFormat.PDF:
-            data = renderer.render(result, html=html)
+            data = renderer.render(result, html=html, signing=signing)
         elif hasattr(renderer, "render_chunks"):  # results.json: written as a stream of pieces
             data = renderer.render_chunks(result)
         else:
