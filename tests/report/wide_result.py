@@ -35,6 +35,7 @@ def _transfer_block(i: int, threat: str) -> dict:
         "surrogate_accuracy_clean": 0.9012 - i / 100,
         "surrogate_accuracy": 0.1234 + i / 100,
         "surrogate_flip_rate": 0.8321 - i / 100,
+        "surrogate_attack_success_rate": 0.8765 - i / 100,
         "transfer_efficiency": 0.4567 + i / 50,
         "agreement_clean": 0.7777 - i / 100,
         "surrogate_input_size": [[64, 64]] if threat == "transfer" else [[224, 224]],
