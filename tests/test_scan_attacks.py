@@ -572,10 +572,11 @@ def test_attack_stage_projection_and_seconds_per_image(setup, tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.output.splitlines() if ln.startswith("attack stage:")]
-    # one projection after the first batch, a revised one when the first usmm batch is measured
+    # one projection after the first batch (usmm from its own probe, not scaled from mifgsm), a revised one
+    # when the first usmm batch is measured
     assert len(lines) == 2, r.output
-    assert "first mifgsm batch" in lines[0] and "projected" in lines[0] and "usmm estimated" in lines[0]
-    assert "first usmm batch" in lines[1] and "estimated" not in lines[1]
+    assert "first mifgsm batch" in lines[0] and "projected" in lines[0] and "usmm from a probe" in lines[0]
+    assert "first usmm batch" in lines[1] and "probe" not in lines[1] and "estimated" not in lines[1]
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
     sets = doc["extras"]["adversarial_sets"]
     assert [s["name"] for s in sets] == ["mifgsm@8", "usmm@8"]

@@ -9,8 +9,11 @@ the clean and on the quantised adversarial images (:class:`~auditor.scan.sets.Su
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from auditor.scan import context
 from auditor.scan.context import ScanContext
@@ -25,7 +28,6 @@ def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source,
     per set. Every attack is projected from its own probe (:mod:`auditor.scan.plan`) until it is measured."""
     from auditor.attack_eta import StageClock
     from auditor.attacks.registry import get_spec
-    from auditor.scan.plan import probe_rates
 
     plan = [(job.name, job.attack) for job in jobs]
     costs = {job.attack: get_spec(job.attack).cost(job.params) for job in jobs}
@@ -33,6 +35,46 @@ def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source,
     if len({job.attack for job in jobs} - set(probed)) > 1:
         probed.update(probe_rates(ctx, [j for j in jobs if j.attack not in probed], model, device, precision))
     return StageClock.for_sets(plan, n_images, ctx.reporter.info, costs=costs, probed=probed)
+
+
+#: the stage clock's probe: iterations (or queries) on images of the data set, per attack
+PROBE_IMAGES = 2
+PROBE_STEPS = 2
+
+
+def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision: str) -> dict[str, float]:
+    """Seconds per image of each attack of ``jobs`` at its full iterations, from :data:`PROBE_STEPS` iterations on
+    :data:`PROBE_IMAGES` images on ``model`` (see :mod:`auditor.scan.plan`)."""
+    import torch
+
+    from auditor.attack_specs import get_spec
+    from auditor.attacks.registry import make_attack
+
+    data = ctx.data
+    k = min(PROBE_IMAGES, len(data.images))
+    if k == 0:
+        return {}
+    x = np.asarray(data.images[np.arange(k)], dtype=np.float32)
+    y = np.asarray(data.y)[:k].astype(np.int64)
+    rates: dict[str, float] = {}
+    for job in jobs:
+        if job.attack in rates:
+            continue
+        spec = get_spec(job.attack)
+        steps = int(job.params.get(spec.steps_param, spec.default_steps))
+        short = max(1, min(PROBE_STEPS, steps))
+        params = {**job.params, spec.steps_param: short, "precision": precision}
+        if device is not None:
+            params["device"] = device
+        try:
+            atk = make_attack(job.attack, model, **params)
+            atk.ensure_setup()
+        except Exception:  # an attack that cannot even start is reported when it runs
+            continue
+        t0 = time.perf_counter()
+        atk(torch.from_numpy(x), torch.from_numpy(y), seed=ctx.options.seed)
+        rates[job.attack] = (time.perf_counter() - t0) / k * steps / short
+    return rates
 
 
 def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:

@@ -1,7 +1,7 @@
 """What the attack stage will cost on this host, measured before it starts (``--plan``, ``--budget``).
 
-Each attack of the scan runs :data:`PROBE_STEPS` iterations (a query attack: :data:`PROBE_STEPS` queries) on
-:data:`PROBE_IMAGES` images of the data set, on the model it will attack (the surrogate, the converted target
+Each attack of the scan runs 2 iterations (a query attack: 2 queries) on 2 images of the data set
+(:func:`auditor.scan.attack.probe_rates`), on the model it will attack (the surrogate, the converted target
 of ``--whitebox``, or the ONNX target); its seconds per image at its full iterations are the probe's time
 scaled by ``steps / PROBE_STEPS``. The stage clock (:mod:`auditor.attack_eta`) projects every attack from its
 own probe until its first batches are measured, so no attack's time is extrapolated from another's. A
@@ -11,15 +11,9 @@ query attack's figure is an upper bound: images leave its batch once fooled. Cac
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
-import numpy as np
-
 from auditor.scan.context import ScanContext
-
-PROBE_IMAGES = 2
-PROBE_STEPS = 2
 
 
 class PlanOnly(Exception):
@@ -30,46 +24,12 @@ class PlanOnly(Exception):
         self.rows = rows
 
 
-def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision: str) -> dict[str, float]:
-    """Seconds per image of each attack of ``jobs`` at its full iterations, from a short run (module docstring)."""
-    import torch
-
-    from auditor.attack_specs import get_spec
-    from auditor.attacks.registry import make_attack
-
-    data = ctx.data
-    k = min(PROBE_IMAGES, len(data.images))
-    if k == 0:
-        return {}
-    x = np.asarray(data.images[np.arange(k)], dtype=np.float32)
-    y = np.asarray(data.y)[:k].astype(np.int64)
-    rates: dict[str, float] = {}
-    for job in jobs:
-        if job.attack in rates:
-            continue
-        spec = get_spec(job.attack)
-        steps = int(job.params.get(spec.steps_param, spec.default_steps))
-        short = max(1, min(PROBE_STEPS, steps))
-        params = {**job.params, spec.steps_param: short, "precision": precision}
-        if device is not None:
-            params["device"] = device
-        try:
-            atk = make_attack(job.attack, model, **params)
-            atk.ensure_setup()
-        except Exception:  # an attack that cannot even start is reported when it runs
-            continue
-        t0 = time.perf_counter()
-        atk(torch.from_numpy(x), torch.from_numpy(y), seed=ctx.options.seed)
-        rates[job.attack] = (time.perf_counter() - t0) / k * steps / short
-    return rates
-
-
 def plan_attack_stage(ctx: ScanContext) -> list[dict[str, Any]]:
     """One row per adversarial set the scan will build: its attack, where it runs, the probed seconds per image
     and the projected seconds for the scan's images (rates are kept on ``ctx.attack_rates`` for the stage clock)."""
     from auditor.attacks.device import pick_device
     from auditor.scan import context
-    from auditor.scan.attack import WHITEBOX_SURROGATE, query_model, resolve_scan_precision, scan_jobs
+    from auditor.scan.attack import WHITEBOX_SURROGATE, probe_rates, query_model, resolve_scan_precision, scan_jobs
     from auditor.scan.options import GRADIENT_ATTACKS, QUERY_ATTACKS
 
     opt, n = ctx.options, len(ctx.data.images)

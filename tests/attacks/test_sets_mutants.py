@@ -32,7 +32,7 @@ from auditor.attacks.sets import (
     perturbation_stats,
     quantize,
 )
-from auditor.errors import DataError, UsageError
+from auditor.errors import AuditError, DataError, UsageError
 from auditor.models.torch import Surrogate
 
 S = 8  # image side
@@ -193,7 +193,7 @@ def test_png_write_and_decode(tmp_path):
 def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     target = tmp_path / "d"
     (target / "x").mkdir(parents=True)  # a non-empty directory cannot be replaced by a file
-    with pytest.raises(OSError):
+    with pytest.raises(AuditError, match="cannot write"):  # the one atomic writer maps OSError to its exit code
         cache._atomic_write_json(target, {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
     cache._atomic_write_json(tmp_path / "ok.json", {"b": [1], "a": 2})
