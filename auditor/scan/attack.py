@@ -69,6 +69,9 @@ def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision
         try:
             atk = make_attack(job.attack, model, **params)
             atk.ensure_setup()
+            warm = make_attack(job.attack, model, **{**params, spec.steps_param: 1})
+            warm.ensure_setup()
+            warm(torch.from_numpy(x[:1]), torch.from_numpy(y[:1]), seed=ctx.options.seed)  # one-time costs
         except Exception:  # an attack that cannot even start is reported when it runs
             continue
         t0 = time.perf_counter()
