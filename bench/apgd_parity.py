@@ -16,8 +16,9 @@ Wilson intervals and says whether each rate lies inside the other's interval ("a
 starts differ (ours draws from a seeded ``torch.Generator``, torchattacks from the global RNG seeded the
 same), so agreement is statistical, not image-for-image.
 
-    OMP_NUM_THREADS=1 python bench/apgd_parity.py --quick    # 200 images, K=3/K=2 CE, ~2 min
-    OMP_NUM_THREADS=1 python bench/apgd_parity.py            # 300 images, every row (~15 min on a loaded 2-core VM)
+    OMP_NUM_THREADS=1 python bench/apgd_parity.py --quick    # 200 images, the CE rows: ~3 min on a loaded 2-core VM
+    OMP_NUM_THREADS=1 python bench/apgd_parity.py            # 200 images, every row: ~10 min there
+    OMP_NUM_THREADS=1 python bench/apgd_parity.py --images 300   # bench/results/apgd/2026-12-06.txt (16 min)
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="200 images, the CE rows only")
     ap.add_argument("--arch", default="small_cnn", choices=["small_cnn", "resnet18"])
     ap.add_argument("--size", type=int, default=None, help="image side (default 32 for small_cnn, 64 for resnet18)")
-    ap.add_argument("--images", type=int, default=None, help="attacked images per row (default 200 quick, 300)")
+    ap.add_argument("--images", type=int, default=None, help="attacked images per row (default 200)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--train-steps", type=int, default=150, help="Adam steps of 64 images (a few seconds)")
     ap.add_argument("--seed", type=int, default=0)
@@ -130,7 +131,7 @@ def main() -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     size = args.size or (32 if args.arch == "small_cnn" else 64)
-    n_img = args.images or (200 if args.quick else 300)
+    n_img = args.images or 200
     rows = [("ce", 3), ("ce", 2)] if args.quick else [("ce", 3), ("ce", 2), ("dlr", 3), ("dlr-t", 4)]
     import torchattacks
 

@@ -35,6 +35,8 @@ from apgd_parity import host_line  # noqa: E402
 
 BATCH = 8
 NETS = (("small_cnn", 32), ("resnet18", 128))
+#: Square queries per image (full run; --quick takes a third): fewer on ResNet-18, whose batches are 40x dearer
+QUERIES = {"small_cnn": 300, "resnet18": 60}
 
 
 def _net(arch: str, size: int, k: int = 3):
@@ -126,6 +128,18 @@ def query_cost(arch: str, size: int, threads: int, queries: int, reps: int, tmp:
     xn = np.rint(x.numpy() * 255).astype(np.float32) / 255
     y = clf.predict_scores(xn).argmax(1)
     qm = QueryModel(clf.predict_scores, names, batch_size=BATCH)
+    in_run = [0.0]  # seconds Square spent inside InferenceSession.run
+    inner = clf.session
+
+    class _TimedSession:
+        def run(self, *a, **k):
+            t0 = time.perf_counter()
+            try:
+                return inner.run(*a, **k)
+            finally:
+                in_run[0] += time.perf_counter() - t0
+
+    clf.session = _TimedSession()
     sess = make_session(path, device="cpu", threads=threads)
     feed = {sess.get_inputs()[0].name: xn}
     eps = 1 / 255
@@ -143,8 +157,12 @@ def query_cost(arch: str, size: int, threads: int, queries: int, reps: int, tmp:
     bare()
     rows = atk.surrogate_rows
     t_sq = t_bare = c_sq = c_bare = float("inf")
+    share = 0.0
     for _ in range(reps):
+        in_run[0] = 0.0
         wall, used = _timed(square)
+        if wall < t_sq:
+            share = in_run[0] / wall
         t_sq, c_sq = min(t_sq, wall), min(c_sq, used)
         wall, used = _timed(bare)
         t_bare, c_bare = min(t_bare, wall), min(c_bare, used)
@@ -153,6 +171,7 @@ def query_cost(arch: str, size: int, threads: int, queries: int, reps: int, tmp:
         "bare_qps": queries * BATCH / t_bare,
         "ratio_cpu": (rows / c_sq) / (queries * BATCH / c_bare),
         "fooled": int(atk.last_fooled.sum()),
+        "share": share,
         "rows": rows,
     }
     out["ratio"] = out["square_qps"] / out["bare_qps"]
@@ -184,7 +203,6 @@ def main() -> int:
 
     threads = [int(t) for t in args.threads.split(",")]
     steps, reps = (5, 3) if args.quick else (10, 5)
-    queries = 100 if args.quick else 300
     lines = [
         f"attack cost, batch {BATCH}, fp32, CPU (torch {torch.__version__}, onnxruntime {onnxruntime.__version__})",
         host_line(),
@@ -199,19 +217,22 @@ def main() -> int:
     for arch, size in NETS:
         for t in threads:
             r = gradient_cost(arch, size, t, steps, reps)
-            ok = r["ratio"] <= 1.15
+            noisy = r["mifgsm"] <= 0 or r["apgd"] <= 0  # the machine's load swamped the difference
+            ok = not noisy and r["ratio"] <= 1.15
             met_a &= ok
             line = (
                 f"{arch + '@' + str(size):18s} {t:3d} {r['mifgsm']:12.4f} {r['apgd']:10.4f} {r['ratio']:6.2f} "
-                f"{'yes' if ok else 'NO':>4s} {r['ratio_cpu']:9.2f} {r['mifgsm_naive']:9.4f} {r['apgd_naive']:10.4f}"
+                f"{'?' if noisy else 'yes' if ok else 'NO':>4s} {r['ratio_cpu']:9.2f} {r['mifgsm_naive']:9.4f} {r['apgd_naive']:10.4f}"
             )
             print(line, flush=True)
             lines.append(line)
     part_b = [
         "",
-        f"(b) queries (model rows) per second, {queries} queries per image, best of {reps}; "
-        "bare = InferenceSession.run on the same batch; ratio on wall time (the target: Square/bare >= 0.9) and on CPU time",
-        f"{'model':18s} {'thr':>3s} {'Square q/s':>10s} {'bare q/s':>9s} {'ratio':>6s} {'met':>4s} {'cpu ratio':>9s} {'fooled':>7s}",
+        f"(b) queries (model rows) per second, {QUERIES} queries per image (a third with --quick), best of {reps}; "
+        "bare = InferenceSession.run on the same batch; ratio on wall time (the target: Square/bare >= 0.9) and on CPU time; "
+        "in run = share of Square's wall time spent inside InferenceSession.run (the same run, so the load cancels)",
+        f"{'model':18s} {'thr':>3s} {'Square q/s':>10s} {'bare q/s':>9s} {'ratio':>6s} {'met':>4s} {'cpu ratio':>9s} "
+        f"{'in run':>6s} {'fooled':>7s}",
     ]
     print("\n".join(part_b), flush=True)
     lines += part_b
@@ -220,12 +241,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch, size in NETS:
             for t in threads:
+                queries = QUERIES[arch] // (3 if args.quick else 1)
                 r = query_cost(arch, size, t, queries, reps, Path(tmp), args.profile and t == threads[0])
                 ok = r["ratio"] >= 0.9
                 met_b &= ok
                 line = (
                     f"{arch + '@' + str(size):18s} {t:3d} {r['square_qps']:10.0f} {r['bare_qps']:9.0f} "
-                    f"{r['ratio']:6.2f} {'yes' if ok else 'NO':>4s} {r['ratio_cpu']:9.2f} {r['fooled']:>5d}/{BATCH}"
+                    f"{r['ratio']:6.2f} {'yes' if ok else 'NO':>4s} {r['ratio_cpu']:9.2f} {r['share']:6.2f} {r['fooled']:>5d}/{BATCH}"
                 )
                 print(line, flush=True)
                 lines.append(line)
@@ -233,6 +255,8 @@ def main() -> int:
                     profiles.append(f"--- cProfile, Square on {arch}@{size}, {t} thread(s)\n{r['profile']}")
     tail = [
         "",
+        "With 2 threads on a shared 2-core host, OpenMP barriers wait for a descheduled thread (an 8x3 log-softmax",
+        "took 3 ms in a trace): those rows measure the machine's load more than the attacks.",
         f"targets met: (a) APGD/MI-FGSM <= 1.15: {'yes' if met_a else 'NO'}; "
         f"(b) Square/bare >= 0.9: {'yes' if met_b else 'NO'}",
         host_line().replace("host:", "at the end:"),
