@@ -140,6 +140,43 @@ class SquareAttack:
         self.surrogate_rows += len(x)
         return np.concatenate(out) if out else np.zeros((0, len(self.model.class_names)))
 
+    @staticmethod
+    def _candidates(cur: np.ndarray, low: np.ndarray, high: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+        """One candidate per row of ``cur``: an ``s x s`` window set to one random side per channel, a side that
+        changes the window (up to 10 draws, as the paper redraws).
+
+        The draws stay one image at a time (window corner, then sign draws), so the generator's stream and
+        hence the attack are those of a plain per-image loop (a scalar draw takes the same value from the
+        stream as a ``(1, 1, 1)`` one). The rest is cheap: whether the window already lies wholly on the
+        drawn side is one slice of ``cur == high`` or ``cur == low`` per image and side, and the windows are
+        written with one masked ``np.where``.
+        """
+        n, c, h, w = cur.shape
+        ups = np.zeros((n, c), dtype=bool)
+        r0s = np.zeros(n, dtype=np.int64)
+        c0s = np.zeros(n, dtype=np.int64)
+        on_side = (cur == low, cur == high)
+        for j in range(n):
+            r0, c0 = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            unchanged: dict[tuple[bool, ...], bool] = {}
+            for _ in range(10):  # redraw a sign that leaves the window as it is
+                up = (
+                    (bool(rng.integers(0, 2)),)
+                    if c == 1
+                    else tuple(bool(v) for v in rng.integers(0, 2, size=(c, 1, 1)).ravel())
+                )
+                if up not in unchanged:
+                    unchanged[up] = all(
+                        bool(on_side[u][j, ch, r0 : r0 + s, c0 : c0 + s].all()) for ch, u in enumerate(up)
+                    )
+                if not unchanged[up]:
+                    break
+            r0s[j], c0s[j], ups[j] = r0, c0, up
+        rows = (np.arange(h) >= r0s[:, None]) & (np.arange(h) < r0s[:, None] + s)
+        cols = (np.arange(w) >= c0s[:, None]) & (np.arange(w) < c0s[:, None] + s)
+        window = rows[:, None, :, None] & cols[:, None, None, :]
+        return np.where(window, np.where(ups[:, :, None, None], high, low), cur)
+
     def __call__(self, x: Any, y: Any, *, seed: int | None = None, generator: Any = None, epsilon: Any = None):
         """Adversarial images for ``x`` (``(N, 1, H, W)`` in ``[0, 1]``, an array or a torch tensor) and labels
         ``y``; returns the same type as ``x``."""
@@ -165,18 +202,7 @@ class SquareAttack:
                 break
             s = int(max(round(np.sqrt(window_share(self.p_init, q, self.queries) * h * w)), 1))
             s = min(s, h, w)
-            cand = x_adv[active].copy()
-            for j, i in enumerate(active):
-                r0, c0 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-                win = (slice(None), slice(r0, r0 + s), slice(c0, c0 + s))
-                cur = cand[j][win]
-                lo_w, hi_w = low[i][win], high[i][win]
-                for _ in range(10):  # a new sign per channel that changes the window (the paper redraws)
-                    up = rng.integers(0, 2, size=(c, 1, 1)).astype(bool)
-                    new = np.where(up, hi_w, lo_w)
-                    if not np.array_equal(new, cur):
-                        break
-                cand[j][win] = new
+            cand = self._candidates(x_adv[active], low[active], high[active], s, rng)
             new_loss = margin(self._query(cand), yn[active])
             used[active] += 1
             better = new_loss < loss[active]

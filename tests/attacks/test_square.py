@@ -4,6 +4,7 @@ onnx2torch cannot convert."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -120,3 +121,43 @@ def test_attack_params_are_checked_before_any_data(tmp_path, target):
     ]:
         r = CliRunner().invoke(cli, [*base, *extra])
         assert r.exit_code == 2 and msg in r.output, (extra, r.output)
+
+
+def _digest(x_adv, atk) -> str:
+    blob = np.ascontiguousarray(x_adv, dtype=np.float32).tobytes()
+    return hashlib.sha256(blob + atk.last_queries.astype(np.int64).tobytes() + atk.last_fooled.tobytes()).hexdigest()
+
+
+# SHA-256 of (images, queries, fooled) from the per-image window loop of ca7b0c3, before it was vectorised:
+# the same seed must give the same attack, bit for bit
+PINNED = {
+    (64, 600, 5): "abbd3a6a23ea9c0d45a2095ea7f29d12004e96e58e164053dbfb72ff15ab60f4",
+    (12, 400, 1): "5481a294ccb345c928a0513a2c9759a60b67f240e2b91577f7ff5b99d2892960",
+    "rgb": "47f2fe915d6d4eeb82128af1bc9dccf494dd0ba83088f3a0ba437735030105cb",
+}
+
+
+@pytest.mark.parametrize("eps,queries,seed", [(64, 600, 5), (12, 400, 1)])
+def test_square_output_is_pinned_for_a_seed(target, eps, queries, seed):
+    """Some images fooled and leaving the batch, or none; windows from 7 px down to 1 px, redrawn signs."""
+    _, path = target
+    model = OnnxClassifier(path)
+    x, y = brightness_images(3, 32)
+    x = np.rint(x * 255) / 255
+    atk = SquareAttack(
+        QueryModel(model.predict_scores, tuple(CLASSES), batch_size=4), epsilon=eps / 255, queries=queries
+    )
+    assert _digest(atk(x, y, seed=seed), atk) == PINNED[(eps, queries, seed)]
+
+
+def test_square_output_is_pinned_for_three_channels():
+    """One sign per channel: a window is redrawn only when every channel's new side equals its current one."""
+    w = np.array([[-20.0, 0.0, 20.0], [-5.0, 0.0, 5.0], [3.0, 0.0, -3.0]])
+
+    def scores(x):
+        return x.mean(axis=(2, 3)) @ w + np.array([8.0, 0.0, -8.0])
+
+    x, y = brightness_images(2, 24, seed=3)
+    x = np.rint(np.concatenate([x, x[:, :, ::-1], 1 - x], axis=1) * 255) / 255
+    atk = SquareAttack(QueryModel(scores, tuple(CLASSES), batch_size=3), epsilon=32 / 255, queries=300)
+    assert _digest(atk(x, y, seed=7), atk) == PINNED["rgb"]
