@@ -82,7 +82,7 @@ def test_every_spec_is_complete_and_its_class_matches():
 
 def test_scan_options_and_cli_read_the_registry():
     """The scan's attack tuples and the CLI's help come from the registry, so a new entry reaches them."""
-    from auditor.cli.scan_cmd import _parse_attacks
+    from auditor.cli.scan_flags import _parse_attacks
     from auditor.scan.options import GRADIENT_ATTACKS, KNOWN_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
 
     assert KNOWN_ATTACKS == tuple(registry.ATTACKS)

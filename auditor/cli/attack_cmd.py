@@ -13,12 +13,15 @@ from pathlib import Path
 import click
 
 from auditor.attacks.registry import default_attacks, list_attacks
-from auditor.cli.options import (
-    MAX_ATTACK_BATCH_SIZE,
-    check_outside_data,
-    common_run_options,
-    parse_epsilons,
-    split_list,
+from auditor.cli.options import check_outside_data, common_run_options, parse_epsilons, split_list
+from auditor.cli.scan_options import (
+    attack_batch_size_option,
+    data_format_option,
+    data_option,
+    eps_option,
+    label_map_option,
+    max_images_option,
+    stm_checkpoint_option,
 )
 from auditor.errors import UsageError
 
@@ -35,11 +38,9 @@ def _parse_attack_names(text: str) -> list[str]:
 
 @click.command("attack")
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
-@click.option(
-    "--data", required=True, type=click.Path(), help="Image folder (root/<class>/...), CSV manifest or NIH table."
-)
-@click.option("--data-format", type=click.Choice(["auto", "folder", "csv", "nih"]), default="auto", show_default=True)
-@click.option("--label-map", help="Rename data labels to model classes: DATA=MODEL,...; DATA=- drops that data class.")
+@data_option
+@data_format_option
+@label_map_option
 @click.option(
     "--target",
     type=click.Path(dir_okay=False),
@@ -51,7 +52,7 @@ def _parse_attack_names(text: str) -> list[str]:
     show_default=True,
     help="Comma list of gradient attacks: " + ", ".join(list_attacks("gradient")) + ".",
 )
-@click.option("--eps", default="4,8,16", show_default=True, help="L-inf budgets, in 1/255 units (or 8/255, 0.03).")
+@eps_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder the sets are written to.")
 @click.option(
     "--precision",
@@ -60,14 +61,8 @@ def _parse_attack_names(text: str) -> list[str]:
     show_default=True,
     help="Surrogate arithmetic; auto times fp32 and bf16 here and checks bf16 on the first batch.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, MAX_ATTACK_BATCH_SIZE),
-    default=4,
-    show_default=True,
-    help="Images per attack batch.",
-)
-@click.option("--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images.")
+@attack_batch_size_option("--batch-size")
+@max_images_option
 @click.option(
     "--image-size", type=click.IntRange(8, 4096), help="Attack resolution (default: the target's/surrogate's)."
 )
@@ -78,7 +73,7 @@ def _parse_attack_names(text: str) -> list[str]:
     show_default=True,
     help="STM style augmentation (ghiasi needs --stm-checkpoint).",
 )
-@click.option("--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings).")
+@stm_checkpoint_option
 @click.option("--strict", is_flag=True, help="Skipped images or attacks make the command fail.")
 @common_run_options
 def attack_command(

@@ -53,7 +53,7 @@ def report_command(
     re-evaluate the gates stored in RESULTS under that policy. Either way the transfer-only rule applies.
     """
     from auditor.capture import capture_library_output
-    from auditor.cli.scan_cmd import _check_dir_flag, check_gate_classes, check_max_clean_drop, with_max_clean_drop
+    from auditor.cli.scan_flags import _check_dir_flag, check_gate_classes, check_max_clean_drop, with_max_clean_drop
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
     from auditor.report.contract import strict_contract_status
