@@ -7,7 +7,8 @@ import pytest
 
 from auditor.errors import UsageError
 from auditor.report.console import ConsoleRenderer
-from auditor.report.gates import check_min_transfer, evaluate_gates, parse_gates
+from auditor.report.gate_specs import check_min_transfer, parse_gates
+from auditor.report.gates import evaluate_gates
 from auditor.report.html import render_html
 from auditor.report.numbers import fmt_pct
 from auditor.report.transfer_view import GRADE_WORDS, diagnostic_rows, headline

@@ -151,7 +151,7 @@ def _context(opts, target, image_size, reporter, dev):
 
 def _run_attacks(ctx, sur, dev, data_path: str) -> None:
     """Load the data as a scan does, build every job's set as a scan does, write ``attack_summary.json``."""
-    from auditor.report.gates import exit_status
+    from auditor.report.gate_view import exit_status
     from auditor.scan.attack import generate_sets, resolve_scan_precision, scan_jobs
     from auditor.scan.data import load_data
 

@@ -57,16 +57,9 @@ def report_command(
     from auditor.report.base import parse_formats
     from auditor.report.console import print_summary
     from auditor.report.contract import strict_contract_status
-    from auditor.report.gates import (
-        GatePolicy,
-        apply_gates,
-        check_min_transfer,
-        exit_status,
-        gate_notes,
-        parse_gates,
-        skipped_items,
-        stored_gates,
-    )
+    from auditor.report.gate_specs import GatePolicy, check_min_transfer, parse_gates, stored_gates
+    from auditor.report.gate_view import exit_status, gate_notes, skipped_items
+    from auditor.report.gates import apply_gates
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.report.staging import StagedOutput
     from auditor.strength import strength_checks

@@ -65,7 +65,7 @@ def run_scan(
     instead of stderr (``debug=True`` shows them instead).
     """
     from auditor.report.base import parse_formats
-    from auditor.report.gates import GatePolicy, check_min_transfer, parse_gates
+    from auditor.report.gate_specs import GatePolicy, check_min_transfer, parse_gates
     from auditor.report.render import FILE_FORMATS
     from auditor.report.staging import StagedOutput
 
@@ -132,7 +132,8 @@ def _run_scan_staged(
     from auditor.models.spec import INFERRED_NOTE, read_spec
     from auditor.progress import Reporter
     from auditor.report.contract import strict_contract_status
-    from auditor.report.gates import apply_gates, exit_status, gate_notes, skipped_items
+    from auditor.report.gate_view import exit_status, gate_notes, skipped_items
+    from auditor.report.gates import apply_gates
     from auditor.report.render import FILE_FORMATS, render_all
     from auditor.scan.options import ScanOptions
     from auditor.scan.pipeline import Auditor

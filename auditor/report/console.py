@@ -7,7 +7,7 @@ import sys
 from typing import IO
 
 from auditor.report.contract import contract_caveat
-from auditor.report.gates import gate_policy, gate_rows, where_text
+from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.numbers import fmt_ci, fmt_pct
 from auditor.report.renderer import Renderer
 from auditor.report.summary import summary_numbers, worst_case

@@ -64,102 +64,23 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from auditor.attack_specs import strong_attack_advice
-from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
-from auditor.strength import MASKING_TEXT, strength_checks
+from auditor.report.gate_specs import (
+    DEFAULT_GATE_ON,
+    FAILED,
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    PASSED,
+    ROBUSTNESS_GATES,
+    GatePolicy,
+    GateSpec,
+)
 from auditor.transfer import WHITE_BOX, audit_transfer
 from auditor.types import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX, AuditResult, Condition, GateOutcome
 
-#: gates measured on one number, without a class
-SIMPLE_GATES = ("accuracy", "macro_f1", "robust_accuracy", "max_attack_success_rate", "max_flip_rate")
-#: gates measured under attack, which ``--min-transfer`` guards
-ROBUSTNESS_GATES = ("robust_accuracy", "robust_sensitivity", "max_attack_success_rate", "max_flip_rate")
-#: gates that need ``:<class>``
-CLASS_GATES = ("sensitivity", "robust_sensitivity")
-#: gates whose threshold is an upper bound
-UPPER_BOUND_GATES = ("max_attack_success_rate", "max_flip_rate")
-GATE_NAMES = SIMPLE_GATES + tuple(f"{g}:<class>" for g in CLASS_GATES)
-
-NOT_MEASURED = "not measured"
-PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
-#: statistical status of a gate (``extras.gate_evaluation.records[].status``)
-STATUSES = (PASSED, FAILED, INCONCLUSIVE, NOT_MEASURED)
-#: statuses shown beside the verdict
-UNSURE = (INCONCLUSIVE, NOT_MEASURED)
-#: ``--gate-on``: decide on the point estimate, or require the whole 95% CI on the passing side
-GATE_ON = ("point", "ci")
-DEFAULT_GATE_ON = "point"
 #: threat models that bound the vulnerability from the attacker's side (not a transfer lower bound)
 STRONG_THREATS = (THREAT_WHITE_BOX, THREAT_QUERY)
 #: what a transfer-only audit should add
 ADVICE_FLAGS = strong_attack_advice()
-
-
-@dataclass(frozen=True)
-class GateSpec:
-    """One parsed gate: ``metric`` (``sensitivity``), optional ``cls``, ``threshold``."""
-
-    metric: str
-    threshold: float
-    cls: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The gate as written in the spec (``sensitivity:pneumothorax``)."""
-        return f"{self.metric}:{self.cls}" if self.cls is not None else self.metric
-
-    @property
-    def upper_bound(self) -> bool:
-        """True when the gate passes at or *below* the threshold."""
-        return self.metric in UPPER_BOUND_GATES
-
-
-def _parse_item(item: str) -> GateSpec:
-    if "=" not in item:
-        raise UsageError(f"--fail-under: {item!r} is not name=value (e.g. accuracy=0.8)")
-    name, _, raw = item.partition("=")
-    name, raw = name.strip(), raw.strip()
-    metric, sep, cls = name.partition(":")
-    metric = metric.strip().lower()
-    cls = cls.strip()
-    if sep:
-        if metric not in CLASS_GATES:
-            raise UsageError(f"--fail-under: unknown gate {name!r}; known: {', '.join(GATE_NAMES)}")
-        if not cls:
-            raise UsageError(f"--fail-under: {name!r} needs a class name after ':'")
-    elif metric not in SIMPLE_GATES:
-        hint = f" (write {metric}:<class>)" if metric in CLASS_GATES else f"; known: {', '.join(GATE_NAMES)}"
-        raise UsageError(f"--fail-under: unknown gate {name!r}{hint}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"--fail-under: {name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise UsageError(f"--fail-under: {name}={raw} must be a fraction between 0 and 1 (e.g. 0.8)")
-    return GateSpec(metric=metric, threshold=value, cls=cls if sep else None)
-
-
-def parse_gates(spec: str | Iterable[str] | None) -> tuple[GateSpec, ...]:
-    """Parse ``--fail-under`` text (or a list of such texts) into gate specs.
-
-    Raises :class:`UsageError` (one line) for an unknown gate, a missing
-    ``=``, a non-numeric or out-of-range value, or a gate given twice.
-    """
-    if spec is None:
-        return ()
-    texts = [spec] if isinstance(spec, str) else list(spec)
-    out: list[GateSpec] = []
-    seen: set[str] = set()
-    for text in texts:
-        for item in str(text).split(","):
-            if not item.strip():
-                continue
-            gate = _parse_item(item)
-            key = f"{gate.metric}:{(gate.cls or '').lower()}"
-            if key in seen:
-                raise UsageError(f"--fail-under: gate {gate.name!r} is given twice")
-            seen.add(key)
-            out.append(gate)
-    return tuple(out)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -363,27 +284,6 @@ def _status(m: Measured, gate: GateSpec, point_pass: bool) -> tuple[str, list[st
     return status, unsure
 
 
-@dataclass(frozen=True)
-class GatePolicy:
-    """How gates are decided: ``gate_on`` (``point`` or ``ci``), ``allow_transfer_only``, ``min_transfer``."""
-
-    gate_on: str = DEFAULT_GATE_ON
-    allow_transfer_only: bool = False
-    min_transfer: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.gate_on not in GATE_ON:
-            raise UsageError(f"--gate-on {self.gate_on}: choose {' or '.join(GATE_ON)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (``extras.gate_evaluation`` of results.json, without the records)."""
-        return {
-            "gate_on": self.gate_on,
-            "allow_transfer_only": self.allow_transfer_only,
-            "min_transfer": self.min_transfer,
-        }
-
-
 def transfer_only_reason(result: AuditResult) -> str:
     """Why a robustness gate fails on a transfer-only audit, and what to add (one line)."""
     tms = ", ".join(threat_models_run(result)) or "none"
@@ -489,148 +389,3 @@ def apply_gates(result: AuditResult, gates: Iterable[GateSpec], policy: GatePoli
     """``result`` with the verdicts of ``gates`` and ``extras.gate_evaluation`` (what ``scan``/``report`` write)."""
     outcomes, block = evaluate(result, gates, policy)
     return replace(result, gates=outcomes, extras={**result.extras, "gate_evaluation": block})
-
-
-def stored_gates(result: AuditResult) -> tuple[GateSpec, ...]:
-    """The gate specs of the verdicts stored in ``result`` (to re-evaluate them under another policy)."""
-    return parse_gates([f"{g.name}={g.threshold!r}" for g in result.gates]) if result.gates else ()
-
-
-def check_min_transfer(value: float | None, gates: Iterable[GateSpec]) -> float | None:
-    """Validate ``--min-transfer``: a fraction in [0, 1], only together with a robustness gate."""
-    if value is None:
-        return None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise UsageError(f"--min-transfer {value:g} must be a fraction between 0 and 1 (e.g. 0.5)")
-    if not any(g.metric in ROBUSTNESS_GATES for g in gates):
-        raise UsageError("--min-transfer guards robustness gates; add one, e.g. --fail-under robust_accuracy=0.7")
-    return value
-
-
-# --------------------------------------------------------------------------- what the reports show
-
-
-def gate_policy(result: AuditResult) -> dict[str, Any]:
-    """The stored gate policy (``extras.gate_evaluation``); the defaults for an older results.json."""
-    block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
-    block = block if isinstance(block, dict) else {}
-    gate_on = block.get("gate_on") if block.get("gate_on") in GATE_ON else DEFAULT_GATE_ON
-    return {
-        "gate_on": gate_on,
-        "allow_transfer_only": block.get("allow_transfer_only") is True,
-        "recorded": bool(block),
-    }
-
-
-def _text(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _list(v: Any) -> list:
-    """``v`` when it is a list, else empty (results.json is untrusted input)."""
-    return v if isinstance(v, list) else []
-
-
-def gate_rows(result: AuditResult) -> list[dict[str, Any]]:
-    """One row per stored gate for the renderers: the verdict joined with its record (when results.json
-    holds one for the same gate, threshold and verdict); an older file's gates get ``status`` from their
-    verdict and no CI. ``label`` is what every output prints in the verdict column; ``masking`` is True
-    for a robustness gate when an attack-strength check failed (:mod:`auditor.strength`: the worst case it
-    is judged on may overstate robustness)."""
-    robust = any(g.name.partition(":")[0] in ROBUSTNESS_GATES for g in result.gates)
-    masking = bool(robust and strength_checks(result)["possible_masking"])
-    block = result.extras.get("gate_evaluation") if isinstance(result.extras, dict) else None
-    records = [r for r in _list(block.get("records") if isinstance(block, dict) else None) if isinstance(r, dict)]
-    rows = []
-    for g in result.gates:
-        rec = next(
-            (
-                r
-                for r in records
-                if r.get("name") == g.name and r.get("threshold") == g.threshold and r.get("passed") is g.passed
-            ),
-            {},
-        )
-        status = rec.get("status") if rec.get("status") in STATUSES else None
-        if status is None:
-            status = NOT_MEASURED if g.value is None else (PASSED if g.passed else FAILED)
-        reasons = [r for r in _list(rec.get("reasons")) if isinstance(r, str)]
-        only = any(r.startswith("transfer-only audit") for r in reasons)
-        notes = (["transfer only"] if only and not g.passed else []) + ([status] if status in UNSURE else [])
-        label = ("PASS" if g.passed else "FAIL") + (f" ({'; '.join(notes)})" if notes else "")
-        ci = _ci(rec.get("ci"))
-        rows.append(
-            {
-                "name": g.name,
-                "threshold": g.threshold,
-                "value": g.value,
-                "ci": list(ci) if ci else None,
-                "passed": g.passed,
-                "status": status,
-                "label": label,
-                "condition": _text(rec.get("condition")),
-                "threat_model": _text(rec.get("threat_model")),
-                "inconclusive_conditions": [c for c in _list(rec.get("inconclusive_conditions")) if isinstance(c, str)],
-                "reasons": reasons,
-                "transfer_only": only,
-                "masking": masking and g.name.partition(":")[0] in ROBUSTNESS_GATES,
-                "detail": g.detail,
-            }
-        )
-    return rows
-
-
-def where_text(row: dict[str, Any]) -> str:
-    """``usmm@8 (transfer)``: the condition a gate was decided on and its threat model (``—`` when none),
-    followed by ``[possible gradient masking]`` when an attack-strength check puts the figure in doubt."""
-    text = "—"
-    if row.get("condition"):
-        text = row["condition"] + (f" ({row['threat_model']})" if row.get("threat_model") else "")
-    return text + (f" [{MASKING_TEXT}]" if row.get("masking") else "")
-
-
-def gate_notes(result: AuditResult) -> list[str]:
-    """Lines for stderr after the gates: why robustness gates failed on a transfer-only audit (one line,
-    with what to add) and which gates are inconclusive under the chosen ``--gate-on``."""
-    rows = gate_rows(result)
-    notes = []
-    transfer = [r["name"] for r in rows if r["transfer_only"]]
-    if transfer:
-        notes.append(f"{', '.join(transfer)} failed: {transfer_only_reason(result)}")
-    unsure = [r["name"] for r in rows if r["status"] == INCONCLUSIVE]
-    if unsure:
-        policy = gate_policy(result)
-        rule = (
-            "they fail under --gate-on ci"
-            if policy["gate_on"] == "ci"
-            else "the exit code follows the point estimate (--gate-on point); --gate-on ci makes them fail"
-        )
-        notes.append(f"inconclusive gate(s), threshold inside the 95% CI: {', '.join(unsure)}; {rule}")
-    return notes
-
-
-# ----------------------------------------------------------------------------- the exit verdict
-def skipped_items(result: AuditResult) -> list[dict]:
-    """Everything a scan skipped, as dicts (``name``, ``reason``, ``kind``): unreadable images and
-    data entries, then attacks, defenses, BPDA checks and detectors (``result.skipped``)."""
-    items = [dict(s) for s in result.data.get("skipped", [])]
-    return items + [s.to_dict() for s in result.skipped]
-
-
-def exit_status(failed_gates: Iterable[str], skipped: Iterable, strict: bool) -> tuple[int, str | None]:
-    """The one ``--strict`` policy of every command: ``(exit code, message for stderr)``.
-
-    A failed gate gives 1. Under ``strict`` any skipped item (an image, an attack, a defense, a
-    BPDA check, a detector) also gives 1; the command calls this after its work is finished and
-    its reports are written, so the reports always exist and list what was skipped.
-    """
-    failed = list(failed_gates)
-    if failed:
-        return EXIT_GATE_FAILED, f"gate(s) failed: {', '.join(failed)}"
-    items = list(skipped)
-    if strict and items:
-        kinds = sorted(
-            {str(s.get("kind", "item") if isinstance(s, dict) else getattr(s, "kind", "item")) for s in items}
-        )
-        return EXIT_GATE_FAILED, f"--strict: {len(items)} item(s) skipped ({', '.join(kinds)}); see the report"
-    return EXIT_OK, None

@@ -17,7 +17,8 @@ from pathlib import PurePath
 from typing import Any
 
 from auditor.report.contract import contract_caveat
-from auditor.report.gates import attack_conditions, clean_condition, gate_policy, gate_rows, where_text
+from auditor.report.gate_view import gate_policy, gate_rows, where_text
+from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.jsonfmt import results_digest
 from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
 from auditor.report.renderer import Renderer

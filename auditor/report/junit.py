@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from auditor.report.gates import gate_policy, gate_rows, where_text
+from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.jsonfmt import results_digest
 from auditor.report.renderer import Renderer
 from auditor.types import AuditResult

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.report.gate_view import gate_policy
 from auditor.report.gates import (
     ADVICE_FLAGS,
     attack_conditions,
     clean_condition,
-    gate_policy,
     threat_models_run,
     threat_of,
     transfer_only,

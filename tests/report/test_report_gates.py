@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from auditor.errors import UsageError
-from auditor.report.gates import GateSpec, evaluate_gates, parse_gates
+from auditor.report.gate_specs import GateSpec, parse_gates
+from auditor.report.gates import evaluate_gates
 
 
 def test_parse_full_spec():
@@ -122,7 +123,7 @@ def test_a_gate_never_passes_on_nan(plain_result, spec, cond, key, per_class, ba
 
 
 def test_one_strict_policy():
-    from auditor.report.gates import exit_status
+    from auditor.report.gate_view import exit_status
     from auditor.types import Skipped
 
     img = {"name": "a.png", "reason": "truncated", "kind": "image"}
@@ -138,7 +139,7 @@ def test_one_strict_policy():
 def test_skipped_items_lists_data_and_stage_skips(plain_result):
     from dataclasses import replace
 
-    from auditor.report.gates import skipped_items
+    from auditor.report.gate_view import skipped_items
     from auditor.types import Skipped
 
     res = replace(

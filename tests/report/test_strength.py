@@ -204,7 +204,9 @@ def test_a_probe_of_an_attack_without_conditions_still_counts_but_flags_no_row()
 def test_robustness_gates_carry_the_masking_flag_in_every_output():
     from xml.etree import ElementTree as ET
 
-    from auditor.report.gates import apply_gates, gate_rows, parse_gates
+    from auditor.report.gate_specs import parse_gates
+    from auditor.report.gate_view import gate_rows
+    from auditor.report.gates import apply_gates
     from auditor.report.junit import JunitRenderer
 
     r = apply_gates(

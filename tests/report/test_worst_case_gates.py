@@ -16,15 +16,9 @@ from synthetic_results import audit, condition, labels, result, wrong_on
 from auditor.cli import cli
 from auditor.errors import ResultsError, UsageError
 from auditor.report.console import ConsoleRenderer
-from auditor.report.gates import (
-    GatePolicy,
-    apply_gates,
-    evaluate_gates,
-    gate_notes,
-    gate_rows,
-    parse_gates,
-    transfer_only,
-)
+from auditor.report.gate_specs import GatePolicy, parse_gates
+from auditor.report.gate_view import gate_notes, gate_rows
+from auditor.report.gates import apply_gates, evaluate_gates, transfer_only
 from auditor.report.html import render_html
 from auditor.report.io import load_results
 from auditor.report.jsonfmt import results_json
