@@ -146,7 +146,7 @@ def main() -> int:
         f"{'only ours':>9s} {'only ta':>8s} {'s ours':>7s} {'s ta':>7s}",
     ]
     print("\n".join(lines), flush=True)
-    from auditor.report.verdicts import wilson_interval
+    from auditor.metrics import wilson_interval
 
     nets: dict[int, object] = {}
     all_agree = True

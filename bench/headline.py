@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from auditor.metrics import holm, mcnemar_exact, ratio_ci  # noqa: E402
-from auditor.report.verdicts import defended_on, defense_names  # noqa: E402
+from auditor.report.defense_conditions import defended_on, defense_names  # noqa: E402
 from auditor.types import AuditResult, Condition  # noqa: E402
 
 N_BOOT = 2000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.report.verdicts import attacked_base, is_adaptive
+from auditor.report.defense_conditions import attacked_base, is_adaptive
 from auditor.scan.options import set_name
 from auditor.types import Condition, ConditionId, SetId, eps_name
 

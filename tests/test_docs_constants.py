@@ -16,7 +16,7 @@ from auditor.attacks.base import GradientAttack
 from auditor.attacks.style import RandConvStyle
 from auditor.cli.options import parse_epsilons
 from auditor.metrics import compute_attack_rates, wilson_interval
-from auditor.report.verdicts import COLLAPSE_FRACTION
+from auditor.report.qualification import COLLAPSE_FRACTION
 from auditor.transfer import NO_TRANSFER_EFFICIENCY, STRONG_EFFICIENCY, WEAK_EFFICIENCY
 
 DOC = (Path(__file__).resolve().parents[1] / "docs/algorithms.md").read_text(encoding="utf-8")

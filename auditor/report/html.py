@@ -17,6 +17,7 @@ from pathlib import PurePath
 from typing import Any
 
 from auditor.report.contract import contract_caveat
+from auditor.report.defense_conditions import defended_on, is_adaptive
 from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.jsonfmt import results_digest
@@ -24,7 +25,7 @@ from auditor.report.numbers import _finite, fmt_ci, fmt_eps, fmt_num, fmt_pct, f
 from auditor.report.renderer import Renderer
 from auditor.report.summary import _acc, is_normal, summary_numbers, worst_case
 from auditor.report.transfer_view import diagnostic_rows, headline
-from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
+from auditor.report.verdicts import VANISHES_TEXT
 from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import STATED_CAVEAT_PREFIX, THREAT_QUERY, AuditResult, Condition, ConditionId
 

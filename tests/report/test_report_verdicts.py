@@ -7,15 +7,8 @@ import pytest
 
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.report.html import build_context, render_html
-from auditor.report.verdicts import (
-    COLLAPSE_FRACTION,
-    VANISHES_TEXT,
-    clean_allowance,
-    defense_verdict,
-    patient_halves,
-    qualification,
-    signed_change,
-)
+from auditor.report.qualification import COLLAPSE_FRACTION, clean_allowance, qualification
+from auditor.report.verdicts import VANISHES_TEXT, defense_verdict, patient_halves, signed_change
 from auditor.types import AuditResult, Condition
 
 CLASSES = ("normal", "pneumonia")
