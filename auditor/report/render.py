@@ -8,7 +8,7 @@ from typing import Iterable
 
 from auditor.errors import UsageError
 from auditor.report.base import OutputFormat, parse_formats
-from auditor.report.html import MAX_EXAMPLES
+from auditor.report.html_sections import MAX_EXAMPLES
 from auditor.report.io import write_atomic
 from auditor.types import AuditResult
 

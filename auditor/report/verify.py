@@ -92,7 +92,8 @@ def numbers(text: str) -> Counter:
 
 def expected_text(result) -> tuple[str, str]:
     """(body text, running-header text) of the report of ``result``, re-rendered without figures."""
-    from auditor.report.html import TEMPLATE, build_context, environment, label_cells
+    from auditor.report.html import TEMPLATE, environment, label_cells
+    from auditor.report.html_context import build_context
 
     html = label_cells(environment().get_template(TEMPLATE).render(**build_context(result, with_figures=False)))
     parser = _BodyText()

@@ -7,7 +7,9 @@ from html.parser import HTMLParser
 
 from conftest import HOSTILE, build_result
 
-from auditor.report.html import MAX_EXAMPLES, fmt_ci, fmt_eps, fmt_pct, render_html
+from auditor.report.html import render_html
+from auditor.report.html_sections import MAX_EXAMPLES
+from auditor.report.numbers import fmt_ci, fmt_eps, fmt_pct
 
 SECTIONS = (
     "summary",

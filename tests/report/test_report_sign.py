@@ -65,7 +65,8 @@ def _signing(k: dict):
 
 def _quick_pdf(result, edit=None) -> bytes:
     """The report PDF without its figures (faster; verify reads the text and the attachment only)."""
-    from auditor.report.html import TEMPLATE, build_context, environment, label_cells
+    from auditor.report.html import TEMPLATE, environment, label_cells
+    from auditor.report.html_context import build_context
     from auditor.report.pdf import html_to_pdf
 
     html = label_cells(environment().get_template(TEMPLATE).render(**build_context(result, with_figures=False)))

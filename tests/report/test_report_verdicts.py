@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from auditor.metrics import compute_attack_rates, compute_metrics
-from auditor.report.html import build_context, render_html
+from auditor.report.html import render_html
+from auditor.report.html_context import build_context
 from auditor.report.qualification import COLLAPSE_FRACTION, clean_allowance, qualification
 from auditor.report.verdicts import VANISHES_TEXT, defense_verdict, patient_halves, signed_change
 from auditor.types import AuditResult, Condition
