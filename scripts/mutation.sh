@@ -39,7 +39,9 @@ ONLY=${MUTATION_MODULES:-}
 MODULES=(
   "projection|auditor/attacks/projection.py|tests/attacks/test_attacks_core.py -k invariants_or_l2_norm_or_project"
   "bpda|auditor/defenses/bpda.py|tests/defenses/test_defenses_bpda.py"
-  "gates|auditor/report/gates.py|tests/report/test_report_gates.py"
+  "gates|auditor/report/gates.py|tests/report/test_report_gates.py tests/report/test_worst_case_gates.py"
+  "gate_specs|auditor/report/gate_specs.py|tests/report/test_report_gates.py tests/report/test_worst_case_gates.py"
+  "gate_view|auditor/report/gate_view.py|tests/report/test_worst_case_gates.py tests/report/test_report_gates.py"
   "metrics|auditor/metrics.py|tests/test_metrics.py -k not_cover"
   "quantize|auditor/attacks/sets.py|tests/attacks/test_sets_mutants.py tests/attacks/test_attacks_sets.py tests/attacks/test_cache_key.py"
   "cache|auditor/attacks/cache.py|tests/attacks/test_sets_mutants.py tests/attacks/test_attacks_sets.py tests/attacks/test_cache_key.py"
