@@ -64,7 +64,7 @@ def _shard_worker(
     import torch
 
     from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-    from auditor.models.torch import load_surrogate
+    from auditor.models.surrogate import load_surrogate
     from auditor.types import ModelSpec
 
     torch.set_num_threads(max(1, threads))

@@ -26,7 +26,7 @@ import auditor.defenses.spectra as spectra_mod
 import auditor.scan.context as context_mod
 import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
 from auditor.types import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId, Skipped

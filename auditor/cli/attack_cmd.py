@@ -136,7 +136,8 @@ def _context(opts, target, image_size, reporter, dev):
     resolution: the ONNX target's, else the surrogate checkpoint's) and the loaded surrogate."""
     import dataclasses
 
-    from auditor.models.torch import load_surrogate, read_checkpoint
+    from auditor.models.checkpoints import read_checkpoint
+    from auditor.models.surrogate import load_surrogate
     from auditor.scan.context import InputTarget, ScanContext
 
     target_spec = None

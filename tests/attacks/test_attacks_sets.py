@@ -19,7 +19,7 @@ from auditor.attacks.sets import (
     perturbation_stats,
     quantize,
 )
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 
 H = W = 32
 

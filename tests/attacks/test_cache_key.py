@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import auditor
 from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-from auditor.models.torch import load_surrogate
+from auditor.models.surrogate import load_surrogate
 from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

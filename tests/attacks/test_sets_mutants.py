@@ -33,7 +33,7 @@ from auditor.attacks.sets import (
     quantize,
 )
 from auditor.errors import AuditError, DataError, UsageError
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 
 S = 8  # image side
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 from tests.attacks.attack_nets import CountingNet
 
 H = W = 32
