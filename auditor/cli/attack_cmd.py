@@ -197,7 +197,7 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
 
 def _summary_entry(ctx, job, aset) -> dict:
     """One set of ``attack_summary.json`` (and its console line)."""
-    from auditor.attacks.sets import perturbation_stats
+    from auditor.attacks.perturbation import perturbation_stats
 
     stats = perturbation_stats(ctx.data.images, aset.images)
     ctx.reporter.info(

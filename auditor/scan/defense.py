@@ -93,7 +93,9 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[Adversaria
 
 def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
-    from auditor.attacks.sets import SetData, build_adversarial_set, perturbation_stats
+    from auditor.attacks.perturbation import perturbation_stats
+    from auditor.attacks.set_records import SetData
+    from auditor.attacks.sets import build_adversarial_set
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path for s in data.samples]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
-from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import build_adversarial_set
 from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
 from auditor.models.surrogate import Surrogate
 
