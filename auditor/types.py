@@ -49,7 +49,7 @@ class ModelSpec:
 
     The model receives ``(x_in_0_1 * factor - mean) / std`` per channel where
     ``factor`` is 255 for the ``0-255`` scaling and 1 otherwise; see
-    :func:`auditor.models.spec.scaling_mean_std`.
+    :func:`auditor.models.inputs.scaling_mean_std`.
     """
 
     input_name: str = "input"

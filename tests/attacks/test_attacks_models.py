@@ -15,7 +15,7 @@ from torch import nn
 from auditor.errors import ModelContractError, UsageError
 from auditor.models.checkpoints import load_checkpoint
 from auditor.models.convert import ConversionFailed, convert_onnx_to_torch
-from auditor.models.spec import encode_input
+from auditor.models.inputs import encode_input
 from auditor.models.surrogate import load_surrogate
 from auditor.models.torch import Ensemble, TorchClassifier
 from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
