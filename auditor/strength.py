@@ -46,7 +46,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from auditor.types import THREAT_QUERY, THREAT_TRANSFER, THREAT_WHITE_BOX, AuditResult, Condition, eps_name
+from auditor.condition_ids import THREAT_QUERY, THREAT_TRANSFER, THREAT_WHITE_BOX, eps_name
+from auditor.types import AuditResult, Condition
 
 #: significance level of every check (after Holm's correction within a check)
 ALPHA = 0.05

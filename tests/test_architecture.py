@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: docs/architecture.md §2: the group of every module (by its dotted name), and the groups each may import
 FOUNDATION = {
     "types",
+    "condition_ids",
     "outcomes",
     "errors",
     "hashing",

@@ -26,10 +26,11 @@ import auditor.defenses.spectra as spectra_mod
 import auditor.scan.context as context_mod
 import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
+from auditor.condition_ids import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId
 from auditor.models.surrogate import Surrogate
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
-from auditor.types import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId, Skipped
+from auditor.types import Skipped
 
 
 class Reporter:

@@ -33,9 +33,9 @@ from auditor.attacks.cache import (
 )
 from auditor.attacks.quantize import _float_linf, budget_levels, check_levels, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
+from auditor.condition_ids import eps_name
 from auditor.data.stream import LazyImages, PngImages
 from auditor.errors import DataError, RuntimeFailure, UsageError
-from auditor.types import eps_name
 
 
 def batch_seed(seed: int, batch: int) -> int:

@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from auditor.condition_ids import THREAT_QUERY
 from auditor.errors import UsageError
-from auditor.types import THREAT_QUERY
 
 #: the query indices (of a 10,000-query run) at which the window share halves (paper, Algorithm 2 / code)
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

@@ -64,10 +64,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from auditor.attack_specs import strong_attack_advice
+from auditor.condition_ids import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX
 from auditor.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.transfer import WHITE_BOX, audit_transfer
-from auditor.types import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX, AuditResult, Condition, GateOutcome
+from auditor.types import AuditResult, Condition, GateOutcome
 
 #: gates measured on one number, without a class
 SIMPLE_GATES = ("accuracy", "macro_f1", "robust_accuracy", "max_attack_success_rate", "max_flip_rate")
@@ -176,7 +177,7 @@ def clean_condition(result: AuditResult) -> Condition | None:
 
 
 def threat_of(c: Condition) -> str | None:
-    """The condition's threat model, spelled as :data:`auditor.types.THREAT_MODELS` (None: not recorded)."""
+    """The condition's threat model, spelled as :data:`auditor.condition_ids.THREAT_MODELS` (None: not recorded)."""
     t = (c.threat_model or "").strip().lower()
     if not t:
         return None

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import PurePath
 from typing import Any
 
+from auditor.condition_ids import THREAT_QUERY, ConditionId
 from auditor.report.contract import contract_caveat
 from auditor.report.gates import attack_conditions, clean_condition, gate_policy, gate_rows, where_text
 from auditor.report.jsonfmt import results_digest
@@ -25,7 +26,7 @@ from auditor.report.summary import _acc, is_normal, summary_numbers, worst_case
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT, defended_on, is_adaptive
 from auditor.strength import MASKING_TEXT, strength_checks
-from auditor.types import STATED_CAVEAT_PREFIX, THREAT_QUERY, AuditResult, Condition, ConditionId
+from auditor.types import STATED_CAVEAT_PREFIX, AuditResult, Condition
 
 #: example images shown at most (the rest are counted in a note)
 MAX_EXAMPLES = 24

@@ -26,10 +26,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from auditor.condition_ids import ConditionId
 from auditor.metrics import DEFAULT_N_BOOT, guarded_ci, ratio_ci, wilson_interval
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.numbers import _finite, fmt_ci, fmt_pct
-from auditor.types import AuditResult, Condition, ConditionId
+from auditor.types import AuditResult, Condition
 
 #: fewest images each half needs for the held-out selection
 MIN_HALF_IMAGES = 10

@@ -15,12 +15,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from auditor.condition_ids import SetId
 from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
 from auditor.scan.sets import AdversarialSet, SurrogateEval
-from auditor.types import SetId, Skipped
+from auditor.types import Skipped
 
 
 def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source, model, device, precision: str):

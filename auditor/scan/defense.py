@@ -3,12 +3,13 @@ check against them (:func:`build_bpda_sets`)."""
 
 from __future__ import annotations
 
+from auditor.condition_ids import ConditionId
 from auditor.scan import context
 from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
 from auditor.scan.options import ADAPTIVE_ATTACKS
 from auditor.scan.sets import AdversarialSet
-from auditor.types import ConditionId, Skipped
+from auditor.types import Skipped
 
 COST_SAMPLE = 8
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from auditor.types import ConditionId, SetId
+from auditor.condition_ids import ConditionId, SetId
 
 
 @dataclass(frozen=True)
