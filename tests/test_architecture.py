@@ -35,7 +35,7 @@ FOUNDATION = {
     "templates",
 }
 SCAN = {"scan", "examples", "distributed", "evaluation", "distributed_eval"}
-MEASURES = {"metrics", "transfer", "strength"}
+MEASURES = {"metrics", "transfer", "strength", "strength_probes"}
 MAY_IMPORT = {
     "foundation": set(),
     "reference_models": {"foundation"},
