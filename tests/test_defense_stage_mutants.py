@@ -20,6 +20,7 @@ import torch
 
 import auditor.attacks.sets as sets_mod
 import auditor.defenses.bpda as bpda_mod
+import auditor.defenses.calibration as calibration_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
 import auditor.defenses.spectra as spectra_mod
@@ -152,7 +153,7 @@ class Recorder:
 def _fake_detectors(monkeypatch):
     rec = Recorder()
     monkeypatch.setattr(
-        detect_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10
+        calibration_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10
     )
 
     def calibrate(clean, benign):

@@ -1,4 +1,6 @@
-"""The project's only checkpoint reader: the ``xray-audit-checkpoint/1`` format of :mod:`auditor.reference_models.registry`.
+"""The project's only checkpoint reader.
+
+The format is ``xray-audit-checkpoint/1`` of :mod:`auditor.reference_models.registry`.
 
 :func:`read_checkpoint` validates the file (``torch.load(weights_only=True)``),
 :func:`build_network` loads its weights into the bare network (training

@@ -1,4 +1,6 @@
-"""The surrogate of a scan: :func:`load_surrogate` builds a :class:`Surrogate` from ``--surrogate PATH[,PATH...]|target``.
+"""The surrogate of a scan: :func:`load_surrogate` builds a :class:`Surrogate` from ``--surrogate``.
+
+The flag holds ``PATH[,PATH...]`` or ``target``.
 
 A path is a checkpoint (:mod:`auditor.models.checkpoints`) or a surrogate zoo
 folder (:func:`zoo_members`); several paths form an :class:`~auditor.models.torch.Ensemble`;
