@@ -63,8 +63,9 @@ def _shard_worker(
     """One Ray task: load the surrogate here and compute the batches of ``shard``; returns the cache warnings."""
     import torch
 
-    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-    from auditor.models.torch import load_surrogate
+    from auditor.attacks.set_records import SetData, SetRun
+    from auditor.attacks.sets import build_adversarial_set
+    from auditor.models.surrogate import load_surrogate
     from auditor.types import ModelSpec
 
     torch.set_num_threads(max(1, threads))
@@ -108,7 +109,8 @@ def build_set_on_ray(
     ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
     is the same on every worker because it depends only on content).
     """
-    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
+    from auditor.attacks.set_records import SetData, SetRun
+    from auditor.attacks.sets import build_adversarial_set
 
     n_batches = math.ceil(len(images) / batch_size)
     # the batches not yet in the cache (the driver's own key; nothing is computed or verified here):

@@ -6,7 +6,8 @@ import base64
 
 import numpy as np
 
-from auditor.types import Condition, ConditionId
+from auditor.condition_ids import ConditionId
+from auditor.types import Condition
 
 
 def png_base64(img: np.ndarray, max_side: int = 192) -> str:

@@ -22,7 +22,7 @@ results.json):
   The ratio can exceed 1 (the target is easier to fool than the surrogate).
 
 **Graded verdict.** Only undefended conditions whose ``threat_model`` is
-:data:`~auditor.types.THREAT_TRANSFER` count; white-box and query conditions
+:data:`~auditor.condition_ids.THREAT_TRANSFER` count; white-box and query conditions
 attack the target itself and are reported apart (``whitebox_worst``,
 ``query_conditions``), never as an efficiency. The audit's *transfer
 efficiency* is the highest efficiency over those conditions, graded by
@@ -55,8 +55,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from auditor.condition_ids import THREAT_QUERY, THREAT_TRANSFER, THREAT_WHITE_BOX
 from auditor.metrics import compute_attack_rates
-from auditor.types import THREAT_QUERY, THREAT_TRANSFER, THREAT_WHITE_BOX, Condition
+from auditor.types import Condition
 
 #: transfer efficiency below which the attacks "did not transfer"
 NO_TRANSFER_EFFICIENCY = 0.2

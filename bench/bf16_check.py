@@ -27,10 +27,11 @@ def main() -> None:
 
     import torch
 
-    from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
+    from auditor.attacks.set_records import SetData, SetRun
+    from auditor.attacks.sets import build_adversarial_set
     from auditor.data import fingerprint, load_images, map_labels, open_dataset, stratified_subset
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.torch import load_surrogate
+    from auditor.models.surrogate import load_surrogate
 
     target = OnnxClassifier(args.target, device="cpu")
     spec = target.spec

@@ -3,7 +3,7 @@
 Real 8-bit chest X-rays at their own size (float32, as the scan loads them), MI-FGSM on a
 random-init ResNet18 (the loss surface matters little here: MI-FGSM puts most pixels on the edge).
 Prints, per epsilon, the mean |delta| of the float attack, of the old quantisation (float bounds with
-a 1e-6 tolerance) and of :func:`auditor.attacks.sets.quantize`, and the share of edge pixels lost.
+a 1e-6 tolerance) and of :func:`auditor.attacks.quantize.quantize`, and the share of edge pixels lost.
 
     OMP_NUM_THREADS=1 python bench/quant_budget.py ../shared/data/cxr --n 16
 """
@@ -27,7 +27,7 @@ def old_quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
 
 def main() -> None:
     from auditor.attacks.mifgsm import MIFGSM
-    from auditor.attacks.sets import budget_levels, quantize
+    from auditor.attacks.quantize import budget_levels, quantize
     from auditor.data import load_images, open_dataset
     from auditor.models.torch import TorchClassifier
     from auditor.reference_models.registry import build_model

@@ -104,7 +104,8 @@ def predict_checkpoint(path: str, split: Path, class_names, probe_border: float 
     """
     import torch
 
-    from auditor.models.torch import class_permutation, load_checkpoint, read_checkpoint
+    from auditor.models.checkpoints import load_checkpoint, read_checkpoint
+    from auditor.models.surrogate import class_permutation
 
     doc = read_checkpoint(path)
     perm = class_permutation(tuple(doc["spec"].class_names), tuple(class_names), path)

@@ -124,7 +124,8 @@ def load_model(checkpoint: str | None, size: int):
     """(surrogate module mapping [0,1] grey images to logits, class names, description)."""
     import torch
 
-    from auditor.models.torch import TorchClassifier, load_checkpoint
+    from auditor.models.checkpoints import load_checkpoint
+    from auditor.models.torch import TorchClassifier
     from auditor.reference_models.registry import build_model
     from auditor.types import ModelSpec
 

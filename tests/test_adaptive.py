@@ -109,7 +109,7 @@ def test_adaptive_attack_runs_through_the_defense(scan):
 
 def test_straight_through_gradient_is_the_surrogates_gradient_at_the_defended_point(scan):
     _, target = scan
-    from auditor.models.torch import load_surrogate
+    from auditor.models.surrogate import load_surrogate
 
     sur = load_surrogate("target", target.spec, target.path, torch.device("cpu"))
     pre = OffsetQuantiser()

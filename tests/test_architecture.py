@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: docs/architecture.md §2: the group of every module (by its dotted name), and the groups each may import
 FOUNDATION = {
     "types",
+    "condition_ids",
     "outcomes",
     "errors",
     "hashing",
@@ -34,7 +35,7 @@ FOUNDATION = {
     "templates",
 }
 SCAN = {"scan", "examples", "distributed", "evaluation", "distributed_eval"}
-MEASURES = {"metrics", "transfer", "strength"}
+MEASURES = {"metrics", "transfer", "strength", "strength_probes"}
 MAY_IMPORT = {
     "foundation": set(),
     "reference_models": {"foundation"},

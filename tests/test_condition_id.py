@@ -1,13 +1,14 @@
-"""Condition identifiers as data (auditor.types.SetId / ConditionId): the names results.json carries are built
+"""Condition identifiers as data (auditor.condition_ids.SetId / ConditionId): the names results.json carries are built
 by one formatter, and the report reads them back with its one inverse."""
 
 from __future__ import annotations
 
 import pytest
 
+from auditor.condition_ids import ConditionId, SetId, eps_name
 from auditor.report.defense_conditions import attacked_base, is_adaptive
 from auditor.scan.options import set_name
-from auditor.types import Condition, ConditionId, SetId, eps_name
+from auditor.types import Condition
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,10 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from auditor.cli import cli
+from auditor.models.contract_check import contract_check, spec_with, suggest_scaling
 from auditor.models.onnx import OnnxClassifier
-from auditor.models.spec import INFERRED_NOTE, contract_check, read_spec, spec_with, suggest_scaling
+from auditor.models.spec import read_spec
+from auditor.models.spec_graph import INFERRED_NOTE
 from onnx_factory import IMAGENET_MEAN, IMAGENET_STD, brightness_images, write_image_folder
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

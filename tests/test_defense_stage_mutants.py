@@ -20,16 +20,18 @@ import torch
 
 import auditor.attacks.sets as sets_mod
 import auditor.defenses.bpda as bpda_mod
+import auditor.defenses.calibration as calibration_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
 import auditor.defenses.spectra as spectra_mod
 import auditor.scan.context as context_mod
 import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
-from auditor.models.torch import Surrogate
+from auditor.condition_ids import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId
+from auditor.models.surrogate import Surrogate
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
-from auditor.types import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId, Skipped
+from auditor.types import Skipped
 
 
 class Reporter:
@@ -151,7 +153,7 @@ class Recorder:
 def _fake_detectors(monkeypatch):
     rec = Recorder()
     monkeypatch.setattr(
-        detect_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10
+        calibration_mod, "make_benign_pairs", lambda images, seed: rec.calls.append(("pairs", seed)) or images + 10
     )
 
     def calibrate(clean, benign):

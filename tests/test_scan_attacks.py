@@ -297,7 +297,7 @@ def test_stated_caveats_reach_results_and_the_summary(setup):
 
 def test_the_surrogate_is_loaded_once_per_scan(setup, monkeypatch):
     """Attacks, the feature defense and BPDA all use the surrogate: it is read and converted once."""
-    import auditor.models.torch as mt
+    import auditor.models.surrogate as mt
 
     root, data, target, other, sur = setup
     calls = []

@@ -10,8 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.inputs import decode_output, encode_input
 from auditor.models.onnx import OnnxClassifier, OnnxImageModel, load_onnx_proto
-from auditor.models.spec import decode_output, encode_input, read_spec
+from auditor.models.spec import read_spec
 from onnx_factory import brightness_images, make_classifier
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

@@ -15,7 +15,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from auditor.errors import ModelContractError, UsageError
-from auditor.models.spec import decode_output, read_spec, scaling_mean_std
+from auditor.models.inputs import decode_output, scaling_mean_std
+from auditor.models.spec import read_spec
 from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from onnx_factory import make_classifier
 
@@ -235,7 +236,7 @@ def test_a_fixed_graph_size_wins_over_a_declared_one(tmp_path):
 
 
 def test_the_pixel_limit_is_inclusive(tmp_path):
-    from auditor.models.spec import check_input_size
+    from auditor.models.spec_graph import check_input_size
     from auditor.types import MAX_IMAGE_PIXELS
 
     check_input_size(8000, 8000, "x")  # exactly 64 000 000 pixels: allowed
@@ -247,7 +248,7 @@ def test_the_pixel_limit_is_inclusive(tmp_path):
 
 
 def test_encode_refuses_other_than_one_grey_channel_batches():
-    from auditor.models.spec import encode_input
+    from auditor.models.inputs import encode_input
 
     spec = ModelSpec(class_names=("a", "b"))
     for shape in ((1, 1, 1, 4, 4), (1, 4, 4), (1, 2, 4, 4)):

@@ -1,16 +1,12 @@
 """Adversarial sets: generate in batches, quantise to 8 bit, store in the cache and resume.
 
 :func:`build_adversarial_set` attacks the images batch by batch, quantises each batch to 8-bit levels
-within the budget (:func:`quantize`) and stores it in the cache of :mod:`auditor.attacks.cache`
-(keys, PNG files, done-markers, integrity checks). Batch ``b`` is attacked with a seed derived from
-``(seed, b)``, so a resumed set is identical to an uninterrupted one. Loading a batch (also on a full
-cache hit) re-checks it and the ε bound; a batch that fails is recomputed and the set carries a
-warning (:attr:`GeneratedSet.warnings`).
-
-Quantisation rounds to the nearest 8-bit level (the reference code floors) in
-integer arithmetic: each pixel stays within ``E = eps * 255`` levels of the
-clean image's own 8-bit level, so pixels the attack put on the ε edge stay on
-it (see :func:`quantize` for clean images that are not on the 8-bit grid).
+within the budget (:func:`auditor.attacks.quantize.quantize`) and stores it in the cache of
+:mod:`auditor.attacks.cache` (keys, PNG files, done-markers, integrity checks). Batch ``b`` is attacked
+with a seed derived from ``(seed, b)``, so a resumed set is identical to an uninterrupted one. Loading a
+batch (also on a full cache hit) re-checks it and the ε bound; a batch that fails is recomputed and the
+set carries a warning (:attr:`~auditor.attacks.set_records.GeneratedSet.warnings`). The records live in
+:mod:`auditor.attacks.set_records`, the perturbation statistics in :mod:`auditor.attacks.perturbation`.
 """
 
 from __future__ import annotations
@@ -35,113 +31,11 @@ from auditor.attacks.cache import (
     write_json,
     write_pngs,
 )
+from auditor.attacks.quantize import _float_linf, budget_levels, check_levels, quantize
+from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
+from auditor.condition_ids import eps_name
 from auditor.data.stream import LazyImages, PngImages
 from auditor.errors import DataError, RuntimeFailure, UsageError
-from auditor.types import eps_name
-
-
-@dataclass
-class GeneratedSet:
-    """A finished adversarial set (images in the input order) and how it was obtained (cache key, timing)."""
-
-    #: (N, 1, H, W) float32, multiples of 1/255; read lazily from the cache (:class:`PngImages`)
-    #: when the clean images were lazy
-    images: np.ndarray | PngImages
-    key: str
-    dir: Path
-    params: dict[str, Any]
-    label: str
-    epsilon: float
-    cache_hit: bool
-    seconds: float
-    backend: str | None  #: style backend (STM), else None
-    attack: str = ""
-    files: tuple[str, ...] = ()  #: PNG paths relative to ``dir``
-    notes: tuple[str, ...] = ()
-    device: str = ""
-    precision: str = ""
-    batches_computed: int = 0
-    batches_loaded: int = 0
-    surrogate_rows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: cached batches that failed their integrity check and were recomputed (one line each)
-    warnings: tuple[str, ...] = ()
-
-
-def budget_levels(eps: float) -> int:
-    """The budget ``eps`` in whole 8-bit grey levels: the largest integer ``E`` with ``E / 255 <= eps``.
-
-    ``eps`` is a float, so a budget meant as ``k/255`` may arrive as ``k/255``
-    plus or minus one float ulp; values within 1e-6 of a level count as that
-    level. This is the only tolerance of the quantisation.
-    """
-    v = float(eps) * 255.0
-    r = round(v)
-    return int(r) if abs(v - r) < 1e-6 else int(np.floor(v))
-
-
-#: A clean value within this many grey levels of an 8-bit level counts as on the grid. float32
-#: stores ``k/255`` with an error below 2e-5 levels; so an on-grid pixel may end up to 4e-7 (1e-4/255)
-#: beyond eps in float terms, never a whole level.
-GRID_TOLERANCE_LEVELS = 1e-4
-
-
-def allowed_levels(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """The range ``[lo, hi]`` of 8-bit levels (``int32``) that keep each pixel within ``eps`` of the clean ``x``.
-
-    With ``E = budget_levels(eps)``: a clean value on the 8-bit grid (level
-    ``g``) allows ``[g - E, g + E]`` in exact integer arithmetic; a value off the
-    grid (``v = 255 x`` not a whole number: a resized or >8-bit image) allows
-    ``[ceil(v - E), floor(v + E)]``, the levels whose float distance to ``x``
-    is at most ``E / 255 <= eps``. Both are clipped to ``[0, 255]``. Where the
-    range is empty (``E = 0`` off the grid) it is the nearest level alone, and
-    the measured L-inf (reported as ``linf_max``) then exceeds ``eps`` by
-    less than half a level.
-    """
-    v = np.asarray(x, dtype=np.float64) * 255.0
-    e = budget_levels(eps)
-    g = np.rint(v)
-    on_grid = np.abs(v - g) <= GRID_TOLERANCE_LEVELS
-    lo = np.where(on_grid, g - e, np.ceil(v - e))
-    hi = np.where(on_grid, g + e, np.floor(v + e))
-    empty = lo > hi
-    lo, hi = np.where(empty, g, lo), np.where(empty, g, hi)
-    lo = np.clip(lo, 0, 255).astype(np.int32)
-    hi = np.clip(hi, 0, 255).astype(np.int32)
-    return lo, hi
-
-
-def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
-    """8-bit levels of ``x_adv`` that use the whole budget and never exceed it; returns ``uint8``.
-
-    Each pixel is ``rint(255 * x_adv)`` clamped into :func:`allowed_levels`.
-    For clean images on the 8-bit grid (8-bit files at the model's size) the
-    clamp is integer arithmetic around the clean level, so a pixel the attack
-    left on the ε edge stays exactly on the edge whatever the float rounding
-    of ``x_adv``, and the stored L-inf is exactly ``eps``. For clean images off
-    the grid the stored image stays within ``eps`` of the *float* clean image
-    (up to one level of the budget on one side cannot be reached by any 8-bit
-    value); callers measure and report the true L-inf.
-    """
-    lo, hi = allowed_levels(x, eps)
-    a = np.rint(np.asarray(x_adv, dtype=np.float64) * 255.0)
-    return np.clip(a, lo, hi).astype(np.uint8)
-
-
-def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
-    """Check stored ``levels`` against the clean ``x`` (:func:`allowed_levels`); returns the true float L-inf.
-
-    Raises :class:`DataError` when a level lies outside the budget.
-    """
-    lo, hi = allowed_levels(x, eps)
-    k = levels.astype(np.int32)
-    over = (k < lo) | (k > hi)
-    if over.any():
-        raise DataError(
-            f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
-            f"({budget_levels(eps)} grey level(s))"
-        )
-    return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -155,28 +49,6 @@ def eps_label(eps: float) -> str:
 
 
 # --------------------------------------------------------------------------- main API
-@dataclass(frozen=True)
-class SetData:
-    """The clean images a set is made from and what identifies them in its cache key."""
-
-    #: ``(N, 1, H, W)`` float32 in ``[0, 1]``: an array or a :class:`~auditor.data.stream.LazyImages`
-    images: Any
-    labels: Any  #: target class indices, one per image
-    names: list[str]  #: the source file names (kept for the PNGs)
-    manifest_sha256: str  #: the data set's manifest SHA-256
-
-
-@dataclass(frozen=True)
-class SetRun:
-    """Where and how a set is made: the cache folder, the seed, the batch size, the device and the precision."""
-
-    cache_dir: str | Path
-    seed: int
-    batch_size: int = 8
-    device: Any = None
-    precision: str = "fp32"
-
-
 def build_adversarial_set(
     attack_name: str,
     params: dict[str, Any],
@@ -493,10 +365,6 @@ def _marker_record(marker: Path, n: int) -> dict[str, list]:
     return record
 
 
-def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
-    return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0
-
-
 def _verified_batch(
     set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str, eps: float
 ) -> tuple[np.ndarray, list[str]]:
@@ -509,37 +377,3 @@ def _verified_batch(
     except DataError as exc:
         raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
     return out, digests
-
-
-def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
-    """Mean/max L-inf, mean L2, mean SSIM (scikit-image, ``data_range=1``) and mean PSNR (dB, capped at 100).
-
-    Both are ``(N, 1, H, W)`` in ``[0, 1]`` (arrays or :class:`~auditor.data.stream.LazyImages`, read
-    ``batch_size`` images at a time); norms are per image, in ``[0, 1]`` units.
-    """
-    from skimage.metrics import structural_similarity
-
-    from auditor.data.stream import iter_batches
-
-    if tuple(x.shape) != tuple(x_adv.shape) or len(x.shape) != 4:
-        raise ValueError(f"shapes differ or are not (N, C, H, W): {tuple(x.shape)} vs {tuple(x_adv.shape)}")
-    if x.shape[0] == 0:
-        return {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0, "ssim_mean": 1.0, "psnr_mean": 100.0}
-    linf, l2, psnr, ssim = [], [], [], []
-    for (_, xa), (_, xb) in zip(iter_batches(x, batch_size), iter_batches(x_adv, batch_size)):
-        a = np.asarray(xa, dtype=np.float64)
-        b = np.asarray(xb, dtype=np.float64)
-        d = (b - a).reshape(a.shape[0], -1)
-        linf.append(np.abs(d).max(1))
-        l2.append(np.sqrt((d**2).sum(1)))
-        mse = (d**2).mean(1)
-        psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
-        ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
-    linf_a, l2_a, psnr_a = np.concatenate(linf), np.concatenate(l2), np.concatenate(psnr)
-    return {
-        "linf_mean": float(linf_a.mean()),
-        "linf_max": float(linf_a.max()),
-        "l2_mean": float(l2_a.mean()),
-        "ssim_mean": float(np.mean(ssim)),
-        "psnr_mean": float(psnr_a.mean()),
-    }

@@ -18,7 +18,7 @@ of a softmax output; ``[0, z]`` for one sigmoid unit: :func:`auditor.models.inpu
 the same loss for every output kind; an image is fooled when it is negative, and then leaves the batch.
 
 Every pixel of an iterate is one of the two extreme 8-bit levels the budget allows around the clean
-pixel (:func:`auditor.attacks.sets.allowed_levels`), so the set the cache stores is exactly what was
+pixel (:func:`auditor.attacks.quantize.allowed_levels`), so the set the cache stores is exactly what was
 queried: quantisation changes nothing. Randomness comes from one seeded NumPy generator per call.
 
 Specification in our words: docs/algorithms.md §15.
@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from auditor.condition_ids import THREAT_QUERY
 from auditor.errors import UsageError
-from auditor.types import THREAT_QUERY
 
 #: the query indices (of a 10,000-query run) at which the window share halves (paper, Algorithm 2 / code)
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -180,7 +180,7 @@ class SquareAttack:
     def __call__(self, x: Any, y: Any, *, seed: int | None = None, generator: Any = None, epsilon: Any = None):
         """Adversarial images for ``x`` (``(N, 1, H, W)`` in ``[0, 1]``, an array or a torch tensor) and labels
         ``y``; returns the same type as ``x``."""
-        from auditor.attacks.sets import allowed_levels
+        from auditor.attacks.quantize import allowed_levels
 
         _check(epsilon is None, "attack square: per-image budgets are not supported")
         as_torch = hasattr(x, "detach")

@@ -131,7 +131,8 @@ def _context(opts, target, image_size, reporter, dev):
     resolution: the ONNX target's, else the surrogate checkpoint's) and the loaded surrogate."""
     import dataclasses
 
-    from auditor.models.torch import load_surrogate, read_checkpoint
+    from auditor.models.checkpoints import read_checkpoint
+    from auditor.models.surrogate import load_surrogate
     from auditor.scan.context import InputTarget, ScanContext
 
     target_spec = None
@@ -191,7 +192,7 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
 
 def _summary_entry(ctx, job, aset) -> dict:
     """One set of ``attack_summary.json`` (and its console line)."""
-    from auditor.attacks.sets import perturbation_stats
+    from auditor.attacks.perturbation import perturbation_stats
 
     stats = perturbation_stats(ctx.data.images, aset.images)
     ctx.reporter.info(

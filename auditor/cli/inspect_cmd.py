@@ -17,7 +17,8 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
     """Print the input/output contract (ModelSpec) that xray-audit reads from MODEL."""
     from auditor.models.onnx import load_onnx_proto, sha256_file
     from auditor.models.onnx_file import producer_text
-    from auditor.models.spec import INFERRED_NOTE, read_spec
+    from auditor.models.spec import read_spec
+    from auditor.models.spec_graph import INFERRED_NOTE
 
     proto = load_onnx_proto(model)
     spec = read_spec(model, model=proto, sidecar=kw.get("sidecar"), overrides=contract_overrides(kw))

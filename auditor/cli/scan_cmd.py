@@ -129,7 +129,8 @@ def _run_scan_staged(
     from auditor.capture import capture_library_output
     from auditor.data.labels import check_label_targets
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.spec import INFERRED_NOTE, read_spec
+    from auditor.models.spec import read_spec
+    from auditor.models.spec_graph import INFERRED_NOTE
     from auditor.progress import Reporter
     from auditor.report.contract import strict_contract_status
     from auditor.report.gate_view import exit_status, gate_notes, skipped_items

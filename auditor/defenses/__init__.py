@@ -5,7 +5,7 @@ Public API (imported lazily, so ``import auditor.defenses`` does not import torc
 * :func:`parse_defenses` (``registry``) -> list of :class:`Preprocessor` / ``Skipped``;
 * :class:`Preprocessor` (``base``): ``pre(x)``, ``pre.measure_cost(x)``, ``pre.torch_forward(x_t)``;
 * :func:`defended_module` (``bpda``): ``surrogate(defense(x))`` for adaptive attacks;
-* detectors (``detect``): :func:`make_benign_pairs`, :func:`calibrate_reference_detector`,
+* detectors (``detect``, ``calibration``): :func:`make_benign_pairs`, :func:`calibrate_reference_detector`,
   :func:`evaluate_detector`, :class:`FeatureSqueezingDetector`;
 * the report's FFT figure (``spectra``): :func:`fft_spectra`.
 """
@@ -26,7 +26,7 @@ _EXPORTS = {
     "FeatureConsistencyDefense": "feature",
     "ConvFeatureExtractor": "feature",
     "defended_module": "bpda",
-    "make_benign_pairs": "detect",
+    "make_benign_pairs": "calibration",
     "calibrate_reference_detector": "detect",
     "evaluate_detector": "detect",
     "ReferenceDetector": "detect",

@@ -9,8 +9,8 @@
     clean original, so it is an integrity check, not a blind detector.
 
     Calibration (``calibrate_reference_detector``): benign pairs are clean images against
-    lightly changed copies (:func:`make_benign_pairs`: JPEG quality 85-95, or uniform noise of
-    +-2/255). With ``n`` benign pairs the budget is ``k = n - ceil((n + 1)(1 - target_fpr))``
+    lightly changed copies (:func:`auditor.defenses.calibration.make_benign_pairs`: JPEG quality
+    85-95, or uniform noise of +-2/255). With ``n`` benign pairs the budget is ``k = n - ceil((n + 1)(1 - target_fpr))``
     flagged pairs (the split-conformal quantile, see :func:`conformal_budget`; about
     ``target_fpr * n - 1``), so the expected FPR on new benign pairs is <= target.
     The SSIM rule is applied first at T_ssim; if it alone flags more than ``k`` benign pairs,
@@ -44,12 +44,18 @@ from typing import Any, Callable
 import numpy as np
 
 from auditor.defenses.base import Preprocessor, check_batch, match_size, to_uint8
+from auditor.defenses.calibration import (
+    DEFAULT_TARGET_FPR,
+    _budget_threshold_above,
+    _budget_threshold_below,
+    _check_target,
+    conformal_budget,
+)
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_roc
 
 DEFAULT_CANNY = (100, 200)
 DEFAULT_T_SSIM = 0.95
-DEFAULT_TARGET_FPR = 0.05
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -59,90 +65,11 @@ def _num(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _check_target(target_fpr: float) -> float:
-    t = float(target_fpr)
-    if not 0.0 < t < 1.0:
-        raise UsageError(f"target false-positive rate {target_fpr!r} must be between 0 and 1")
-    return t
-
-
 def _pairs(clean: np.ndarray, suspect: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
     c, s = check_batch(clean, f"{who} (clean)"), check_batch(suspect, f"{who} (suspect)")
     if len(c) != len(s):
         raise DataError(f"{who}: {len(c)} clean images but {len(s)} suspect images")
     return c, match_size(c, s)
-
-
-def conformal_budget(n: int, target_fpr: float) -> int:
-    """How many of ``n`` calibration scores may exceed the threshold: ``n - ceil((n + 1)(1 - target))``.
-
-    This is the split-conformal quantile (Vovk et al. 2005; Angelopoulos and Bates, arXiv
-    2107.07511): with exchangeable benign scores, a new benign score exceeds the threshold with
-    probability at most ``target`` (averaged over calibration sets). It is one fewer than
-    ``floor(target * n)`` for most ``n``; never negative.
-    """
-    return max(0, n - int(math.ceil((n + 1) * (1.0 - target_fpr) - 1e-9)))
-
-
-def _budget_threshold_above(scores: np.ndarray, budget: int) -> float:
-    """Smallest order statistic T with at most ``budget`` scores strictly above T."""
-    if len(scores) == 0:
-        return float("inf")
-    desc = np.sort(scores)[::-1]
-    if budget >= len(desc):
-        return float(np.nextafter(desc[-1], -np.inf))
-    return float(desc[max(budget, 0)])
-
-
-def _budget_threshold_below(scores: np.ndarray, budget: int) -> float:
-    """Largest order statistic T with at most ``budget`` scores strictly below T."""
-    if len(scores) == 0:
-        return float("-inf")
-    asc = np.sort(scores)
-    if budget >= len(asc):
-        return float(np.nextafter(asc[-1], np.inf))
-    return float(asc[max(budget, 0)])
-
-
-# ---------------------------------------------------------------------------- benign pairs
-def make_benign_pairs(
-    x: np.ndarray,
-    seed: int = 0,
-    jpeg_quality: tuple[int, int] = (85, 95),
-    noise: float = 2.0 / 255.0,
-    return_kinds: bool = False,
-):
-    """Benign counterparts of ``x`` for calibrating the reference-based detector.
-
-    A random half of the images (by a seeded permutation) is re-encoded as JPEG at a quality
-    drawn uniformly from ``jpeg_quality`` (inclusive; default 85-95, i.e. q ~ 90); the other
-    half gets uniform noise in ``[-noise, +noise]`` (default 2/255), clipped to ``[0, 1]``.
-
-    Returns the ``(N, 1, H, W)`` float32 batch, plus the list of kinds (``"jpeg:Q"`` /
-    ``"noise"``) when ``return_kinds`` is True.
-    """
-    from auditor.defenses.transforms import JpegCompression
-
-    arr = check_batch(x, "benign pairs")
-    rng = np.random.default_rng(seed)
-    n = len(arr)
-    perm = rng.permutation(n)
-    is_jpeg = np.zeros(n, bool)
-    is_jpeg[perm[: (n + 1) // 2]] = True
-    qualities = rng.integers(jpeg_quality[0], jpeg_quality[1] + 1, size=n)
-    # the noise is drawn one image at a time: the same stream of doubles as one (N, 1, H, W) draw, without
-    # holding it in float64 (~0.4 GB of transients for a 500-image detector subset at 224 px otherwise)
-    out = np.empty_like(arr)
-    for i in range(n):
-        np.add(arr[i], rng.uniform(-noise, noise, size=arr.shape[1:]).astype(np.float32), out=out[i])
-    np.clip(out, 0.0, 1.0, out=out)
-    kinds = ["noise"] * n
-    for q in np.unique(qualities[is_jpeg]):
-        idx = np.flatnonzero(is_jpeg & (qualities == q))
-        out[idx] = JpegCompression(int(q))(arr[idx])
-        for i in idx:
-            kinds[i] = f"jpeg:{int(q)}"
-    return (out, kinds) if return_kinds else out
 
 
 # ---------------------------------------------------------------------------- reference-based detector
@@ -212,7 +139,7 @@ def calibrate_reference_detector(
 
     Args:
         clean: ``(N, 1, H, W)`` originals.
-        benign: their benign counterparts (see :func:`make_benign_pairs`), same shape.
+        benign: their benign counterparts (see :func:`auditor.defenses.calibration.make_benign_pairs`), same shape.
         target_fpr: false-positive budget on the calibration pairs (default 0.05).
         t_ssim: SSIM threshold of the source document (default 0.95).
         canny: Canny low/high thresholds (default 100/200, a suggestion).

@@ -52,7 +52,7 @@ class ConvFeatureExtractor:
     included, others evenly spaced in ``module.modules()`` order) record their outputs while
     ``module(x)`` runs; the returned list is shallow-to-deep, so index -1 is the deepest (the
     content layer of :class:`FeatureConsistencyDefense`). Use it with a surrogate whose module
-    takes ``(N, 1, H, W)`` in ``[0, 1]`` (e.g. ``auditor.models.torch.Surrogate.module``), so
+    takes ``(N, 1, H, W)`` in ``[0, 1]`` (e.g. ``auditor.models.surrogate.Surrogate.module``), so
     normalisation stays inside the model wrapper.
 
     Args:

@@ -12,7 +12,7 @@ A checkpoint written by the ``training`` package is a ``dict`` saved with
      "in_channels": 1, "state_dict": {...}, "spec": ModelSpec.to_dict()}
 
 Only plain tensors, numbers, strings, lists and dicts are stored, so loading
-never unpickles arbitrary objects. The one reader is :func:`auditor.models.torch.read_checkpoint`.
+never unpickles arbitrary objects. The one reader is :func:`auditor.models.checkpoints.read_checkpoint`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The headline caveat of a scan whose input contract was guessed and whose clean predictions look wrong.
 
-The scan records the clean-stage check of :func:`auditor.models.spec.contract_check` in
+The scan records the clean-stage check of :func:`auditor.models.contract_check.contract_check` in
 ``extras.contract_check`` of results.json; the console summary, the HTML/PDF executive summary and
 ``--strict`` read it from there through :func:`contract_caveat`.
 """

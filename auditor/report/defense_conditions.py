@@ -3,8 +3,9 @@ not, and the one that counts against each attack (used by :mod:`auditor.report.v
 
 from __future__ import annotations
 
+from auditor.condition_ids import ConditionId
 from auditor.report.numbers import _finite
-from auditor.types import AuditResult, Condition, ConditionId
+from auditor.types import AuditResult, Condition
 
 
 def condition_id(c: Condition) -> ConditionId:

@@ -64,6 +64,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from auditor.attack_specs import strong_attack_advice
+from auditor.condition_ids import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX
 from auditor.report.gate_specs import (
     DEFAULT_GATE_ON,
     FAILED,
@@ -75,7 +76,7 @@ from auditor.report.gate_specs import (
     GateSpec,
 )
 from auditor.transfer import WHITE_BOX, audit_transfer
-from auditor.types import THREAT_MODELS, THREAT_QUERY, THREAT_WHITE_BOX, AuditResult, Condition, GateOutcome
+from auditor.types import AuditResult, Condition, GateOutcome
 
 #: threat models that bound the vulnerability from the attacker's side (not a transfer lower bound)
 STRONG_THREATS = (THREAT_WHITE_BOX, THREAT_QUERY)
@@ -97,7 +98,7 @@ def clean_condition(result: AuditResult) -> Condition | None:
 
 
 def threat_of(c: Condition) -> str | None:
-    """The condition's threat model, spelled as :data:`auditor.types.THREAT_MODELS` (None: not recorded)."""
+    """The condition's threat model, spelled as :data:`auditor.condition_ids.THREAT_MODELS` (None: not recorded)."""
     t = (c.threat_model or "").strip().lower()
     if not t:
         return None

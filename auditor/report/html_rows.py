@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from auditor.condition_ids import THREAT_QUERY, ConditionId
 from auditor.report.defense_conditions import defended_on, is_adaptive
 from auditor.report.gates import attack_conditions, clean_condition
 from auditor.report.numbers import _finite, fmt_eps, fmt_pct
 from auditor.report.summary import _acc, is_normal
-from auditor.types import THREAT_QUERY, AuditResult, Condition, ConditionId
+from auditor.types import AuditResult, Condition
 
 #: attack columns per defense × attack table: wider matrices are split so every column fits A4 portrait
 MATRIX_COLUMNS = 6

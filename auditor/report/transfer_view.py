@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.condition_ids import THREAT_TRANSFER
 from auditor.report.gates import attack_conditions
 from auditor.report.numbers import fmt_pct
 from auditor.transfer import NO_TRANSFER_EFFICIENCY, STRONG_EFFICIENCY, WEAK_EFFICIENCY, audit_transfer, grade
-from auditor.types import THREAT_TRANSFER, AuditResult
+from auditor.types import AuditResult
 
 ADVICE = (
     "Try a stronger or an ensemble surrogate at the target's input size (xray-audit train surrogates, "

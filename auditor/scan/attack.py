@@ -15,12 +15,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from auditor.condition_ids import SetId
 from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
 from auditor.scan.sets import AdversarialSet, SurrogateEval
-from auditor.types import SetId, Skipped
+from auditor.types import Skipped
 
 
 def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source, model, device, precision: str):
@@ -267,7 +268,8 @@ def generate_sets(
 def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock, surrogate_spec=None):
     """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
     from auditor.attacks.registry import get_spec
-    from auditor.attacks.sets import SetData, build_adversarial_set
+    from auditor.attacks.set_records import SetData
+    from auditor.attacks.sets import build_adversarial_set
 
     opt, data = ctx.options, ctx.data
     names, manifest = [s.rel_path or Path(s.path).name for s in data.samples], data.info["manifest_sha256"]
@@ -307,8 +309,8 @@ def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: st
 
 
 def set_run(ctx: ScanContext, device, precision: str):
-    """Where and how the scan makes its sets (:class:`~auditor.attacks.sets.SetRun`)."""
-    from auditor.attacks.sets import SetRun
+    """Where and how the scan makes its sets (:class:`~auditor.attacks.set_records.SetRun`)."""
+    from auditor.attacks.set_records import SetRun
 
     opt = ctx.options
     return SetRun(Path(opt.cache_dir), opt.seed, batch_size=opt.attack_batch_size, device=device, precision=precision)
@@ -322,7 +324,7 @@ def record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:
 
 
 def _stats(clean, adv) -> dict:
-    from auditor.attacks.sets import perturbation_stats
+    from auditor.attacks.perturbation import perturbation_stats
 
     return perturbation_stats(clean, adv)
 

@@ -86,7 +86,8 @@ def load_scan_surrogate(ctx: ScanContext, spec: str | None = None):
     import copy
 
     from auditor.attacks.device import pick_device
-    from auditor.models.torch import ConversionFailed, load_surrogate
+    from auditor.models.convert import ConversionFailed
+    from auditor.models.surrogate import load_surrogate
 
     opt = ctx.options
     spec = spec or opt.surrogate

@@ -3,12 +3,13 @@ check against them (:func:`build_bpda_sets`)."""
 
 from __future__ import annotations
 
+from auditor.condition_ids import ConditionId
 from auditor.scan import context
 from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
 from auditor.scan.options import ADAPTIVE_ATTACKS
 from auditor.scan.sets import AdversarialSet
-from auditor.types import ConditionId, Skipped
+from auditor.types import Skipped
 
 COST_SAMPLE = 8
 
@@ -93,7 +94,9 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[Adversaria
 
 def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
-    from auditor.attacks.sets import SetData, build_adversarial_set, perturbation_stats
+    from auditor.attacks.perturbation import perturbation_stats
+    from auditor.attacks.set_records import SetData
+    from auditor.attacks.sets import build_adversarial_set
 
     opt, data = ctx.options, ctx.data
     names = [s.rel_path for s in data.samples]

@@ -25,12 +25,8 @@ def _halves(seed: int, n_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
     """Reference-based (edge/SSIM) and feature-squeezing detectors, calibrated on benign pairs."""
-    from auditor.defenses.detect import (
-        FeatureSqueezingDetector,
-        calibrate_reference_detector,
-        evaluate_detector,
-        make_benign_pairs,
-    )
+    from auditor.defenses.calibration import make_benign_pairs
+    from auditor.defenses.detect import FeatureSqueezingDetector, calibrate_reference_detector, evaluate_detector
 
     opt, data = ctx.options, ctx.data
     attacked = [s for s in sets if s.kind == "attack"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from auditor.condition_ids import ConditionId
 from auditor.errors import NonFiniteOutput, UsageError
 from auditor.evaluation import predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
@@ -14,7 +15,7 @@ from auditor.outcomes import Predictions, Probabilities
 from auditor.scan.context import ScanContext
 from auditor.scan.sets import AdversarialSet
 from auditor.transfer import set_diagnostics
-from auditor.types import Condition, ConditionId, Skipped
+from auditor.types import Condition, Skipped
 
 
 class _DefenseFailed(Exception):

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from auditor.types import SetId
+from auditor.condition_ids import SetId
 
 
 @dataclass(frozen=True)
 class AttackJob:
-    """One adversarial set to build: an attack at a budget (:class:`~auditor.types.SetId`) and its parameters."""
+    """One adversarial set to build: an attack at a budget (:class:`~auditor.condition_ids.SetId`) and its parameters."""
 
     set_id: SetId
     params: Mapping[str, Any]

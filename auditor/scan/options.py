@@ -7,7 +7,7 @@ from typing import Any
 
 from auditor.attacks.registry import get_spec, list_attacks
 from auditor.attacks.style_blend import BLEND_ALPHAS
-from auditor.types import SetId, eps_name
+from auditor.condition_ids import SetId, eps_name
 
 __all__ = [
     "ADAPTIVE_ATTACKS",
@@ -97,7 +97,7 @@ class ScanOptions:
 
 def set_name(attack: str, eps: float, style_backend: str | None = None) -> str:
     """Condition name of an adversarial set: ``usmm@8``; STM names its style backend, ``stm[randconv]@16``
-    (:class:`~auditor.types.SetId`)."""
+    (:class:`~auditor.condition_ids.SetId`)."""
     from auditor.attacks.registry import get_spec
 
     return SetId(attack, eps, style_backend if get_spec(attack).names_style_backend else None).name

@@ -18,7 +18,7 @@ import numpy as np
 
 from auditor import __version__
 from auditor.evaluation import Throughput
-from auditor.models.spec import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
+from auditor.models.contract_check import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
 from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
 from auditor.scan.context import LoadedData, ScanContext
@@ -145,7 +145,7 @@ class Auditor:
         return AuditResult(**{**main.__dict__, "compared": compared})
 
     def _contract_caveat(self, main: AuditResult, data: LoadedData, clean: Condition) -> AuditResult:
-        """``main`` with the clean-stage contract check (:func:`~auditor.models.spec.contract_check`) recorded:
+        """``main`` with the clean-stage contract check (:func:`~auditor.models.contract_check.contract_check`) recorded:
         ``extras.contract_check`` and a ``data.caveats`` line, and a warning on stderr naming the fix."""
         spec = self.target.spec
         check = contract_check(spec, data.y, np.asarray(clean.probabilities))

@@ -44,8 +44,8 @@ def _attack_images(attack_name: str, model: Any, params: dict, x: np.ndarray, y:
     """``x`` attacked once (no cache) and quantised to the 8-bit levels of the budget."""
     import torch
 
+    from auditor.attacks.quantize import quantize
     from auditor.attacks.registry import make_attack
-    from auditor.attacks.sets import quantize
 
     p = dict(params)
     if device is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from auditor.types import ConditionId, SetId
+from auditor.condition_ids import ConditionId, SetId
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class AdversarialSet:
     kind: str
     #: (N, 1, H, W) in [0, 1]: an array, a lazy cache reader or a lazily blended view
     images: Any
-    #: perturbation norms, SSIM and PSNR against the clean images (:func:`auditor.attacks.sets.perturbation_stats`)
+    #: perturbation norms, SSIM and PSNR against the clean images (:func:`auditor.attacks.perturbation.perturbation_stats`)
     stats: dict[str, float]
     label: str
     #: the set's entry in results.json ``extras.adversarial_sets`` (cache key, timing, cache hit, ...)

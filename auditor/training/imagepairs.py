@@ -26,8 +26,9 @@ from torch import nn
 
 from auditor.attacks.registry import TRAINING_BANK_ATTACK
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.checkpoints import load_checkpoint
 from auditor.models.device import pick_device
-from auditor.models.torch import TorchClassifier, load_checkpoint
+from auditor.models.torch import TorchClassifier
 from auditor.training.common import Split, TrainData, load_training_data, patient_split
 
 #: the perturbations of a training bank: none, uniform noise, FGSM, and the registry's bank attack (MI-FGSM)
@@ -69,7 +70,7 @@ class DefenseConfig:
 def load_pair_surrogate(path: str) -> TorchClassifier:
     """The frozen 1-channel classifier checkpoint the banks attack (``[0, 1]`` image -> logits).
 
-    Read by :func:`auditor.models.torch.load_checkpoint`, so its input is encoded by the
+    Read by :func:`auditor.models.checkpoints.load_checkpoint`, so its input is encoded by the
     same model-input contract as in an audit; a bad checkpoint is a :class:`UsageError`.
     """
     try:

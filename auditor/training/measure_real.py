@@ -110,7 +110,7 @@ def _jpeg_probe(data, split, checkpoint: str) -> dict[str, Any] | None:
     """The CNN's pneumothorax score on the test normals before and after two JPEG-75 rounds (None without both classes)."""
     import torch
 
-    from auditor.models.torch import load_checkpoint
+    from auditor.models.checkpoints import load_checkpoint
 
     model = load_checkpoint(checkpoint)  # [0, 1] grey -> logits, the checkpoint's input contract inside
     names = list(data.class_names)

@@ -45,9 +45,10 @@ from torch import nn
 from auditor.atomic import write_atomic
 from auditor.attack_eta import format_duration
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.checkpoints import build_network, read_checkpoint
 from auditor.models.device import pick_device
 from auditor.models.inputs import scaling_mean_std
-from auditor.models.torch import InputEncoder, build_network, read_checkpoint
+from auditor.models.torch import InputEncoder
 from auditor.reference_models.registry import (
     build_model,
     find_local_imagenet_weights,

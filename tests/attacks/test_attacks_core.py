@@ -11,8 +11,8 @@ from auditor.attacks.base import GradientAttack
 from auditor.attacks.device import pick_device, precision_context, resolve_precision
 from auditor.attacks.mifgsm import MIFGSM
 from auditor.attacks.projection import project
+from auditor.attacks.quantize import quantize
 from auditor.attacks.registry import list_attacks, make_attack
-from auditor.attacks.sets import quantize
 from auditor.attacks.stm import STM, StyleBackendUnavailable
 from auditor.attacks.style import GhiasiNet
 from auditor.attacks.usmm import USMM, usmm_scales

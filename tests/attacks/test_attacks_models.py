@@ -13,15 +13,11 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from auditor.errors import ModelContractError, UsageError
-from auditor.models.spec import encode_input
-from auditor.models.torch import (
-    ConversionFailed,
-    Ensemble,
-    TorchClassifier,
-    convert_onnx_to_torch,
-    load_checkpoint,
-    load_surrogate,
-)
+from auditor.models.checkpoints import load_checkpoint
+from auditor.models.convert import ConversionFailed, convert_onnx_to_torch
+from auditor.models.inputs import encode_input
+from auditor.models.surrogate import load_surrogate
+from auditor.models.torch import Ensemble, TorchClassifier
 from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
 from auditor.types import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 

@@ -10,16 +10,11 @@ import torch
 
 from attack_nets import CountingNet
 from auditor.attacks.cache import output_names
-from auditor.attacks.sets import (
-    SetData,
-    SetRun,
-    batch_seed,
-    budget_levels,
-    build_adversarial_set,
-    perturbation_stats,
-    quantize,
-)
-from auditor.models.torch import Surrogate
+from auditor.attacks.perturbation import perturbation_stats
+from auditor.attacks.quantize import budget_levels, quantize
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import batch_seed, build_adversarial_set
+from auditor.models.surrogate import Surrogate
 
 H = W = 32
 

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditor
-from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-from auditor.models.torch import load_surrogate
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import build_adversarial_set
+from auditor.models.surrogate import load_surrogate
 from auditor.reference_models.registry import build_model, make_checkpoint
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]

@@ -20,20 +20,12 @@ import torch
 from attack_nets import CountingNet
 from auditor.attacks import cache
 from auditor.attacks.cache import _canonical, _decode_png, _digest, _surrogate_sha256, _write_png, output_names
-from auditor.attacks.sets import (
-    SetData,
-    SetRun,
-    allowed_levels,
-    batch_seed,
-    budget_levels,
-    build_adversarial_set,
-    check_levels,
-    eps_label,
-    perturbation_stats,
-    quantize,
-)
+from auditor.attacks.perturbation import perturbation_stats
+from auditor.attacks.quantize import allowed_levels, budget_levels, check_levels, quantize
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import batch_seed, build_adversarial_set, eps_label
 from auditor.errors import AuditError, DataError, UsageError
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 
 S = 8  # image side
 

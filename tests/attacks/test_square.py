@@ -12,7 +12,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from auditor.attacks.sets import allowed_levels, quantize
+from auditor.attacks.quantize import allowed_levels, quantize
 from auditor.attacks.square import QueryModel, SquareAttack, margin, window_share
 from auditor.cli import cli
 from auditor.models.inputs import decode_output, decode_scores

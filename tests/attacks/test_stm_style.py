@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from attack_nets import CountingNet
-from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import build_adversarial_set
 from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
-from auditor.models.torch import Surrogate
+from auditor.models.surrogate import Surrogate
 
 CXR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cxr"
 #: draws of the backend per image in the share tests

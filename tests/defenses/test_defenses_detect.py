@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from auditor.defenses.calibration import conformal_budget, make_benign_pairs
 from auditor.defenses.detect import (
     FeatureSqueezingDetector,
     ReferenceDetector,
     calibrate_reference_detector,
-    conformal_budget,
     edge_scores,
     evaluate_detector,
-    make_benign_pairs,
     ssim_scores,
 )
 from auditor.defenses.spectra import fft_spectra

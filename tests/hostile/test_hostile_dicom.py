@@ -10,6 +10,7 @@ import pytest
 
 from auditor.data import ImageReadError
 from auditor.data import dicom as dicom_mod
+from auditor.data.dicom_header import MAX_FRAMES
 from tests.hostile import dicom_factory as dcm
 from tests.hostile.helpers import load_json, run_and_check, scan_args
 
@@ -72,7 +73,7 @@ def test_jpeg_frame_header_above_the_pixel_limit(tmp_path, monkeypatch):
 
 def test_frame_count_limit_comes_from_the_header(tmp_path):
     ds = dcm.dataset(GREY8)
-    ds.NumberOfFrames = dicom_mod.MAX_FRAMES + 1
+    ds.NumberOfFrames = MAX_FRAMES + 1
     with pytest.raises(ImageReadError, match="frames, above the limit"):
         dicom_mod.read_dicom(dcm.write(ds, tmp_path / "frames.dcm"))
 

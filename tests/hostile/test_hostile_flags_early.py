@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from auditor.cli import options as cli_options
-from auditor.types import eps_name
+from auditor.condition_ids import eps_name
 from tests.hostile.helpers import assert_outcome, invoke, run_and_check, scan_args
 
 EARLY_BAD_FLAGS = {

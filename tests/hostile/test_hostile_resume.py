@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from auditor.attacks.sets import SetData, SetRun, build_adversarial_set
-from auditor.models.torch import Surrogate
+from auditor.attacks.set_records import SetData, SetRun
+from auditor.attacks.sets import build_adversarial_set
+from auditor.models.surrogate import Surrogate
 from tests.attacks.attack_nets import CountingNet
 
 H = W = 32

@@ -14,7 +14,8 @@ from auditor.report.console import ConsoleRenderer
 from auditor.report.html import render_html
 from auditor.report.jsonfmt import results_json
 from auditor.report.summary import worst_case
-from auditor.strength import MASKING_TEXT, StrengthProbe, holm, read_probes, strength_checks
+from auditor.strength import MASKING_TEXT, holm, strength_checks
+from auditor.strength_probes import StrengthProbe, read_probes
 
 
 def _check(result, name):

@@ -35,8 +35,8 @@ def test_broken_export_is_caught_and_not_kept(tmp_path, monkeypatch):
 
 
 def test_classifier_export_with_imagenet_scaling_says_so(tmp_path):
+    from auditor.models.inputs import encode_input
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.spec import encode_input
     from auditor.training.export import export_classifier
 
     spec = classifier_spec(("normal", "abnormal", "other"), 32, "imagenet")

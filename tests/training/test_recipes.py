@@ -28,8 +28,8 @@ def test_reference_onnx_has_the_contract(reference_run, phantom_dir):
 
 
 def test_checkpoint_matches_onnx_and_loads_weights_only(reference_run):
+    from auditor.models.checkpoints import load_checkpoint
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.torch import load_checkpoint
     from auditor.reference_models.registry import CHECKPOINT_FORMAT
 
     raw = torch.load(reference_run["checkpoint"], weights_only=True)

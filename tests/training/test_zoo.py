@@ -68,7 +68,8 @@ def test_parse_archs_errors(archs, msg):
 
 @pytest.mark.heavy
 def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
-    from auditor.models.torch import Ensemble, load_surrogate
+    from auditor.models.surrogate import load_surrogate
+    from auditor.models.torch import Ensemble
 
     held = _holdout(paired_phantoms, tmp_path / "test.csv", {"synthetic-normal-p1", "synthetic-pneumothorax-p2"})
     zoo = tmp_path / "zoo"
@@ -163,7 +164,7 @@ def test_train_surrogates_and_scan_with_the_zoo(paired_phantoms, tmp_path):
 
 
 def test_a_plain_folder_is_not_a_surrogate(tmp_path):
-    from auditor.models.torch import load_surrogate
+    from auditor.models.surrogate import load_surrogate
 
     with pytest.raises(UsageError, match="zoo.json"):
         load_surrogate(str(tmp_path), None, None)

@@ -1,0 +1,94 @@
+"""8-bit quantisation of an adversarial set within its ε budget, and the check a stored set must pass.
+
+Quantisation rounds to the nearest 8-bit level (the reference code floors) in
+integer arithmetic: each pixel stays within ``E = eps * 255`` levels of the
+clean image's own 8-bit level, so pixels the attack put on the ε edge stay on
+it (see :func:`quantize` for clean images that are not on the 8-bit grid).
+:func:`check_levels` re-checks stored levels against the clean image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.errors import DataError
+
+
+def budget_levels(eps: float) -> int:
+    """The budget ``eps`` in whole 8-bit grey levels: the largest integer ``E`` with ``E / 255 <= eps``.
+
+    ``eps`` is a float, so a budget meant as ``k/255`` may arrive as ``k/255``
+    plus or minus one float ulp; values within 1e-6 of a level count as that
+    level. This is the only tolerance of the quantisation.
+    """
+    v = float(eps) * 255.0
+    r = round(v)
+    return int(r) if abs(v - r) < 1e-6 else int(np.floor(v))
+
+
+#: A clean value within this many grey levels of an 8-bit level counts as on the grid. float32
+#: stores ``k/255`` with an error below 2e-5 levels; so an on-grid pixel may end up to 4e-7 (1e-4/255)
+#: beyond eps in float terms, never a whole level.
+GRID_TOLERANCE_LEVELS = 1e-4
+
+
+def allowed_levels(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The range ``[lo, hi]`` of 8-bit levels (``int32``) that keep each pixel within ``eps`` of the clean ``x``.
+
+    With ``E = budget_levels(eps)``: a clean value on the 8-bit grid (level
+    ``g``) allows ``[g - E, g + E]`` in exact integer arithmetic; a value off the
+    grid (``v = 255 x`` not a whole number: a resized or >8-bit image) allows
+    ``[ceil(v - E), floor(v + E)]``, the levels whose float distance to ``x``
+    is at most ``E / 255 <= eps``. Both are clipped to ``[0, 255]``. Where the
+    range is empty (``E = 0`` off the grid) it is the nearest level alone, and
+    the measured L-inf (reported as ``linf_max``) then exceeds ``eps`` by
+    less than half a level.
+    """
+    v = np.asarray(x, dtype=np.float64) * 255.0
+    e = budget_levels(eps)
+    g = np.rint(v)
+    on_grid = np.abs(v - g) <= GRID_TOLERANCE_LEVELS
+    lo = np.where(on_grid, g - e, np.ceil(v - e))
+    hi = np.where(on_grid, g + e, np.floor(v + e))
+    empty = lo > hi
+    lo, hi = np.where(empty, g, lo), np.where(empty, g, hi)
+    lo = np.clip(lo, 0, 255).astype(np.int32)
+    hi = np.clip(hi, 0, 255).astype(np.int32)
+    return lo, hi
+
+
+def quantize(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
+    """8-bit levels of ``x_adv`` that use the whole budget and never exceed it; returns ``uint8``.
+
+    Each pixel is ``rint(255 * x_adv)`` clamped into :func:`allowed_levels`.
+    For clean images on the 8-bit grid (8-bit files at the model's size) the
+    clamp is integer arithmetic around the clean level, so a pixel the attack
+    left on the ε edge stays exactly on the edge whatever the float rounding
+    of ``x_adv``, and the stored L-inf is exactly ``eps``. For clean images off
+    the grid the stored image stays within ``eps`` of the *float* clean image
+    (up to one level of the budget on one side cannot be reached by any 8-bit
+    value); callers measure and report the true L-inf.
+    """
+    lo, hi = allowed_levels(x, eps)
+    a = np.rint(np.asarray(x_adv, dtype=np.float64) * 255.0)
+    return np.clip(a, lo, hi).astype(np.uint8)
+
+
+def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
+    """Check stored ``levels`` against the clean ``x`` (:func:`allowed_levels`); returns the true float L-inf.
+
+    Raises :class:`DataError` when a level lies outside the budget.
+    """
+    lo, hi = allowed_levels(x, eps)
+    k = levels.astype(np.int32)
+    over = (k < lo) | (k > hi)
+    if over.any():
+        raise DataError(
+            f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
+            f"({budget_levels(eps)} grey level(s))"
+        )
+    return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
+
+
+def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
+    return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0

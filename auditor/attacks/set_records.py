@@ -1,0 +1,63 @@
+"""The records of an adversarial set: what it is made from (:class:`SetData`), where and how
+(:class:`SetRun`), and the finished set (:class:`GeneratedSet`) that
+:func:`auditor.attacks.sets.build_adversarial_set` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor.data.stream import PngImages
+
+
+@dataclass
+class GeneratedSet:
+    """A finished adversarial set (images in the input order) and how it was obtained (cache key, timing)."""
+
+    #: (N, 1, H, W) float32, multiples of 1/255; read lazily from the cache (:class:`PngImages`)
+    #: when the clean images were lazy
+    images: np.ndarray | PngImages
+    key: str
+    dir: Path
+    params: dict[str, Any]
+    label: str
+    epsilon: float
+    cache_hit: bool
+    seconds: float
+    backend: str | None  #: style backend (STM), else None
+    attack: str = ""
+    files: tuple[str, ...] = ()  #: PNG paths relative to ``dir``
+    notes: tuple[str, ...] = ()
+    device: str = ""
+    precision: str = ""
+    batches_computed: int = 0
+    batches_loaded: int = 0
+    surrogate_rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: cached batches that failed their integrity check and were recomputed (one line each)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetData:
+    """The clean images a set is made from and what identifies them in its cache key."""
+
+    #: ``(N, 1, H, W)`` float32 in ``[0, 1]``: an array or a :class:`~auditor.data.stream.LazyImages`
+    images: Any
+    labels: Any  #: target class indices, one per image
+    names: list[str]  #: the source file names (kept for the PNGs)
+    manifest_sha256: str  #: the data set's manifest SHA-256
+
+
+@dataclass(frozen=True)
+class SetRun:
+    """Where and how a set is made: the cache folder, the seed, the batch size, the device and the precision."""
+
+    cache_dir: str | Path
+    seed: int
+    batch_size: int = 8
+    device: Any = None
+    precision: str = "fp32"
