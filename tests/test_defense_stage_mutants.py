@@ -28,7 +28,7 @@ import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
 from auditor.models.torch import Surrogate
 from auditor.scan.context import ScanContext
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.types import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId, Skipped
 
 

@@ -85,7 +85,7 @@ def load_scan_surrogate(ctx: ScanContext, spec: str | None = None):
     """
     import copy
 
-    from auditor.attacks.device import pick_device
+    from auditor.models.device import pick_device
     from auditor.models.torch import ConversionFailed, load_surrogate
 
     opt = ctx.options

@@ -25,7 +25,7 @@ from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
 from auditor.scan.options import ScanOptions
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.transfer import transfer_summary
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition
 

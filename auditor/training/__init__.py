@@ -7,6 +7,5 @@ Modules (imported on demand; importing the package itself loads nothing heavy):
 * :mod:`training.recipes`    -- reference / augment / adversarial classifier recipes;
 * :mod:`training.denoiser`   -- HGD denoiser; :mod:`training.cyclegan` -- CycleGAN restoration;
 * :mod:`training.export`     -- ONNX export with the model contract, checked against torch;
-* :mod:`training.demo`       -- the data and models of ``xray-audit demo``;
-* :mod:`training.measure_real` -- the reference recipe on the real set vs a trivial baseline.
+* :mod:`training.demo`       -- the data and models of ``xray-audit demo``.
 """

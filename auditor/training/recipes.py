@@ -321,12 +321,8 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
             return out
 
         return adv
-    try:
-        from auditor.attacks.registry import make_attack  # type: ignore[import-not-found]
-    except ImportError:
-        raise UsageError(
-            f"--attack {cfg.attack}: not available (auditor.attacks.registry is not installed); use --attack fgsm-rs"
-        ) from None
+    from auditor.attacks.registry import make_attack
+
     surrogate = nn.Sequential(copy.deepcopy(norm), copy.deepcopy(init_model)).to(device).eval()
     for p in surrogate.parameters():
         p.requires_grad_(False)

@@ -8,15 +8,16 @@ import torch
 from torch import nn
 
 from auditor.attacks.base import GradientAttack
-from auditor.attacks.device import pick_device, precision_context, resolve_precision
+from auditor.attacks.device import precision_context, resolve_precision
 from auditor.attacks.mifgsm import MIFGSM
 from auditor.attacks.projection import project
 from auditor.attacks.registry import list_attacks, make_attack
 from auditor.attacks.sets import quantize
-from auditor.attacks.stm import STM, StyleBackendUnavailable
-from auditor.attacks.style import GhiasiNet
+from auditor.attacks.stm import STM
+from auditor.attacks.style import GhiasiNet, StyleBackendUnavailable
 from auditor.attacks.usmm import USMM, usmm_scales
 from auditor.errors import RuntimeFailure, UsageError
+from auditor.models.device import pick_device
 
 H = W = 32
 
