@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the measurement; returns 0."""
     args = _arguments(argv)
     from auditor.training.common import load_training_data
-    from auditor.training.recipes import TrainConfig, train_reference
+    from auditor.training.recipe_config import TrainConfig
+    from auditor.training.recipes import train_reference
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
