@@ -44,7 +44,7 @@ def build_examples(
 ) -> list[dict]:
     """Pick ``per_class`` images of each class (preferring ones the worst attack flips) and render them.
 
-    ``sets`` are the scan's :class:`~auditor.scan.sets.AdversarialSet` records."""
+    ``sets`` are the scan's :class:`~auditor.scan.records.AdversarialSet` records."""
     attack_sets = [s for s in sets if s.kind == "attack"]
     if not attack_sets:
         return []

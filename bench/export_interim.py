@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from auditor.reference_models.registry import build_model, make_checkpoint
     from auditor.training.common import atomic_torch_save, load_training_data
     from auditor.training.export import export_classifier
-    from auditor.training.recipes import classifier_spec
+    from auditor.training.recipe_config import classifier_spec
 
     run = Path(args.run)
     out = Path(args.out)

@@ -9,7 +9,7 @@ Usage::
 ``--split`` is a folder written by ``bench/split_manifests.py`` (``train.csv``,
 ``val.csv``, ``test.csv``). Every model is scored on ``test.csv``; so is the
 baseline, a logistic regression (class-balanced, standardised features) on
-per-image intensity statistics (:func:`auditor.training.measure_real.intensity_features`:
+per-image intensity statistics (``intensity_features`` of ``bench/measure_real.py``:
 mean, std, 5/25/50/75/95th percentiles, mean |Laplacian|), fitted on
 ``train.csv`` + ``val.csv`` at the files' native size (``--baseline-size``).
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from auditor.training.measure_real import intensity_features
+    from measure_real import intensity_features
 
     test = load_split(split, "test", args.baseline_size)
     names = test.class_names

@@ -30,7 +30,7 @@ import auditor.scan.detect as detect_stage
 from auditor.condition_ids import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId
 from auditor.models.surrogate import Surrogate
 from auditor.scan.context import ScanContext
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped
 
 

@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 import auditor.scan.evaluate
 from auditor.cli import cli
-from auditor.reference_models.registry import build_model, make_checkpoint
-from onnx_factory import make_classifier, write_image_folder
+from onnx_factory import write_image_folder
+from tests.conftest import ScanSetup
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
@@ -36,51 +36,16 @@ def _default_sigint() -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exits")
-    data = write_image_folder(root / "data", n_per_class=4, size=32)
-    target = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
-    torch.manual_seed(0)
-    spec = {
-        "layout": "NCHW",
-        "channels": 1,
-        "height": 32,
-        "width": 32,
-        "scaling": "unit",
-        "mean": [0.0],
-        "std": [1.0],
-        "class_names": CLASSES,
-        "output_kind": "logits",
-    }
-    sur = root / "surrogate.pt"
-    torch.save(make_checkpoint(build_model("small_cnn", 3, 1).eval(), "small_cnn", 3, 1, spec), sur)
-    return root, data, target, sur
+def setup(scan_setup):
+    s = scan_setup("exits", classes=CLASSES)
+    return s.root, s.data, s.target, s.surrogate
 
 
 def _scan_args(root, data, target, sur, out, *extra):
-    return [
-        "scan",
-        str(target),
-        "--data",
-        str(data),
-        "--out",
-        str(root / out),
-        "--surrogate",
-        str(sur),
-        "--attacks",
-        "mifgsm",
-        "--eps",
-        "8",
-        "--no-detector",
-        "--cache-dir",
-        str(root / out / "cache"),
-        "--n-boot",
-        "0",
-        "-q",
-        "--format",
-        "json",
-        *extra,
-    ]
+    attack = ["--attacks", "mifgsm", "--eps", "8", "--no-detector"]
+    return ScanSetup(root, data, target, sur, tuple(CLASSES)).args(
+        out, *attack, *extra, cache=root / out / "cache", n_boot=0
+    )
 
 
 def _torch_oom(*args, **kwargs):

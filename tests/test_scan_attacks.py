@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from auditor.cli import cli
 from auditor.reference_models.registry import build_model, make_checkpoint
 from onnx_factory import make_classifier, write_image_folder
+from tests.conftest import ScanSetup
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
@@ -32,38 +33,14 @@ def _surrogate_spec(class_names) -> dict:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scan")
-    data = write_image_folder(root / "data", n_per_class=4, size=32, patient_manifest=True)
-    target = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
-    other = make_classifier(root / "other.onnx", channels=3, scaling="imagenet", class_names=CLASSES)
-    torch.manual_seed(0)
-    net = build_model("small_cnn", 3, 1).eval()
-    spec = _surrogate_spec(CLASSES)
-    sur = root / "surrogate.pt"
-    torch.save(make_checkpoint(net, "small_cnn", 3, 1, spec), sur)
-    return root, data, target, other, sur
+def setup(scan_setup):
+    s = scan_setup("scan", classes=CLASSES, patient_manifest=True)
+    other = make_classifier(s.root / "other.onnx", channels=3, scaling="imagenet", class_names=CLASSES)
+    return s.root, s.data, s.target, other, s.surrogate
 
 
 def _run(root, data, target, sur, out, *extra):
-    args = [
-        "scan",
-        str(target),
-        "--data",
-        str(data),
-        "--out",
-        str(root / out),
-        "--surrogate",
-        str(sur),
-        "--cache-dir",
-        str(root / "cache"),
-        "--n-boot",
-        "50",
-        "-q",
-        "--format",
-        "json,html",
-        *extra,
-    ]
+    args = ScanSetup(root, data, target, sur, tuple(CLASSES)).args(out, *extra, n_boot=50, formats="json,html")
     return CliRunner().invoke(cli, args)
 
 

@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 
 from auditor.errors import ModelContractError, UsageError
 from auditor.models.inputs import decode_output, encode_input
-from auditor.models.onnx import OnnxClassifier, OnnxImageModel, load_onnx_proto
+from auditor.models.onnx import OnnxClassifier, OnnxImageModel
+from auditor.models.onnx_file import load_onnx_proto
 from auditor.models.spec import read_spec
 from onnx_factory import brightness_images, make_classifier
 

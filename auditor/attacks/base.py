@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from auditor.attacks.device import pick_device, precision_context, resolve_precision
+from auditor.attacks.device import precision_context, resolve_precision
 from auditor.attacks.projection import NORMS, project
 from auditor.errors import ModelContractError, UsageError
+from auditor.models.device import pick_device
 
 #: pixels x rows of one surrogate chunk at the default (20 rows of 224x224)
 _ROW_BUDGET = 20 * 224 * 224

@@ -1,7 +1,7 @@
 """Device and numeric-precision selection for torch work (attacks, surrogates).
 
-``pick_device`` (defined in :mod:`auditor.models.device`, re-exported here) is
-the one place that turns ``--device auto|cpu|cuda`` into a :class:`torch.device`;
+``pick_device`` (defined in :mod:`auditor.models.device`; still imported from
+here by ``cli/attack_cmd.py``, the one caller left) is the one place that turns ``--device auto|cpu|cuda`` into a :class:`torch.device`;
 nothing in xray-audit calls ``.cuda()`` directly. ``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast
 context for the surrogate's forward pass.
 
@@ -20,7 +20,7 @@ from typing import ContextManager
 import torch
 
 from auditor.errors import UsageError
-from auditor.models.device import DEVICES, pick_device  # noqa: F401  (re-exported)
+from auditor.models.device import pick_device  # noqa: F401  (re-exported for cli/attack_cmd.py)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -34,13 +34,12 @@ import torch
 from torch import nn
 
 from auditor.attacks.base import GradientAttack, _check
-from auditor.attacks.style import (  # noqa: F401  (StyleBackendUnavailable: re-exported for the scan stages)
+from auditor.attacks.style import (
     NEAR_AFFINE_CORR,
     STYLE_BACKENDS,
     GhiasiStyle,
     RandConvStyle,
     StyleBackend,
-    StyleBackendUnavailable,
     _sha256,
     abs_correlation,
     ghiasi_files,

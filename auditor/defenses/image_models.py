@@ -88,7 +88,7 @@ class OnnxImagePreprocessor(Preprocessor):
             import onnx
             from onnx2torch import convert
 
-            from auditor.models.onnx import load_onnx_proto
+            from auditor.models.onnx_file import load_onnx_proto
 
             load_onnx_proto(self.path)  # validates size and external-data paths first
             module = convert(onnx.load(self.path))

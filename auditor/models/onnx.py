@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from auditor.errors import ModelContractError, NonFiniteOutput, RuntimeFailure
-from auditor.hashing import sha256_file  # noqa: F401  (re-exported)
+from auditor.hashing import sha256_file
 from auditor.models.inputs import channels_to_grey, decode_output, decode_scores, encode_input, grey_to_channels
-from auditor.models.onnx_file import MAX_MODEL_BYTES, load_onnx_proto, producer_text  # noqa: F401  (re-exported)
+from auditor.models.onnx_file import load_onnx_proto, producer_text
 from auditor.models.spec import read_spec
 from auditor.models.spec_graph import check_input_size
 from auditor.types import ModelSpec

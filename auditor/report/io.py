@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from auditor.atomic import write_atomic  # noqa: F401  (re-exported: the report writers' name for it)
 from auditor.errors import ResultsError
 from auditor.types import SCHEMA_VERSION, AuditResult
 

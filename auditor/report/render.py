@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from auditor.atomic import write_atomic
 from auditor.errors import UsageError
 from auditor.report.base import OutputFormat, parse_formats
 from auditor.report.html_sections import MAX_EXAMPLES
-from auditor.report.io import write_atomic
 from auditor.types import AuditResult
 
 __all__ = ["render_all", "MAX_EXAMPLES", "FILE_FORMATS"]

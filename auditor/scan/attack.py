@@ -1,9 +1,9 @@
 """Scan stage: build (or load from the cache) the adversarial sets of a scan (:func:`build_sets`).
 
-Each set is an :class:`~auditor.scan.sets.AdversarialSet`: its identifier (attack, ε, style backend or
+Each set is an :class:`~auditor.scan.records.AdversarialSet`: its identifier (attack, ε, style backend or
 opacity), images (N,1,H,W), perturbation statistics against clean, label, the metadata results.json
 records (cache key, timing, cache hit) and, for gradient attacks, the surrogate's own predictions on
-the clean and on the quantised adversarial images (:class:`~auditor.scan.sets.SurrogateEval`, see
+the clean and on the quantised adversarial images (:class:`~auditor.scan.records.SurrogateEval`, see
 :mod:`auditor.transfer`).
 """
 
@@ -20,7 +20,7 @@ from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
-from auditor.scan.sets import AdversarialSet, SurrogateEval
+from auditor.scan.records import AdversarialSet, SurrogateEval
 from auditor.types import Skipped
 
 
@@ -164,8 +164,8 @@ WHITEBOX_SURROGATE = "target"
 
 def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None) -> list[AdversarialSet]:
     """The gradient-attack sets, built on the scan's surrogate or on ``spec`` (none when it cannot be loaded)."""
-    from auditor.attacks.device import pick_device
     from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
+    from auditor.models.device import pick_device
 
     opt, data = ctx.options, ctx.data
     surrogate = context.load_scan_surrogate(ctx, spec)
@@ -245,7 +245,7 @@ def generate_sets(
     cached batch that failed its check is warned and listed. ``clock`` (the scan's stage clock) times
     every computed batch; ``announce`` (the surrogate's label) reports each attack before it runs.
     """
-    from auditor.attacks.stm import StyleBackendUnavailable
+    from auditor.attacks.style import StyleBackendUnavailable
 
     failed: set[str] = set()
     for job in jobs:

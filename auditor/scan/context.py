@@ -85,8 +85,8 @@ def load_scan_surrogate(ctx: ScanContext, spec: str | None = None):
     """
     import copy
 
-    from auditor.attacks.device import pick_device
     from auditor.models.convert import ConversionFailed
+    from auditor.models.device import pick_device
     from auditor.models.surrogate import load_surrogate
 
     opt = ctx.options

@@ -8,7 +8,7 @@ from auditor.scan import context
 from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
 from auditor.scan.options import ADAPTIVE_ATTACKS
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped
 
 COST_SAMPLE = 8
@@ -73,7 +73,7 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[Adversaria
     each gradient attack. Each set carries its ``defense`` (the target sees ``defense(x_adv)``) and ``base``,
     and the threat model of the scan's surrogate (``white-box`` when it is the target itself, else ``transfer``):
     that it is adaptive is said by its kind and its condition's ``adaptive`` flag, not by the threat model."""
-    from auditor.attacks.device import pick_device
+    from auditor.models.device import pick_device
 
     if not any(s.kind == "attack" for s in sets) or not preprocessors:
         return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.scan.context import ScanContext
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped
 
 #: the detectors are calibrated and tested on at most this many images (a seeded subset of larger scans),

@@ -13,7 +13,7 @@ from auditor.evaluation import predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.outcomes import Predictions, Probabilities
 from auditor.scan.context import ScanContext
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.transfer import set_diagnostics
 from auditor.types import Condition, Skipped
 

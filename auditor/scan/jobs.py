@@ -78,7 +78,7 @@ def choose_precision(
     from auditor.attacks.auto_precision import choose_precision_cached
     from auditor.attacks.registry import make_attack
     from auditor.attacks.sets import batch_seed
-    from auditor.attacks.stm import StyleBackendUnavailable
+    from auditor.attacks.style import StyleBackendUnavailable
 
     n = min(batch_size, len(images))
     tried = set()

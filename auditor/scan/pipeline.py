@@ -25,12 +25,12 @@ from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
 from auditor.scan.options import ScanOptions
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 from auditor.transfer import transfer_summary
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition
 
 
-def environment() -> dict[str, Any]:
+def host_and_versions() -> dict[str, Any]:
     """Host and library versions (no torch import unless already loaded)."""
     import importlib.metadata as md
     import sys
@@ -208,7 +208,7 @@ class Auditor:
             samples=rows,
             parameters=self.options.to_dict(),
             environment={
-                **environment(),
+                **host_and_versions(),
                 "seconds_total": stamps["seconds_total"],
                 "onnx_provider": model.provider,
                 "seconds_per_stage": ctx.throughput.get(model.path, Throughput()).as_dict(),

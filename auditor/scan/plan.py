@@ -27,7 +27,7 @@ class PlanOnly(Exception):
 def plan_attack_stage(ctx: ScanContext) -> list[dict[str, Any]]:
     """One row per adversarial set the scan will build: its attack, where it runs, the probed seconds per image
     and the projected seconds for the scan's images (rates are kept on ``ctx.attack_rates`` for the stage clock)."""
-    from auditor.attacks.device import pick_device
+    from auditor.models.device import pick_device
     from auditor.scan import context
     from auditor.scan.attack import WHITEBOX_SURROGATE, probe_rates, query_model, resolve_scan_precision, scan_jobs
     from auditor.scan.options import GRADIENT_ATTACKS, QUERY_ATTACKS

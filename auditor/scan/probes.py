@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from auditor.scan.context import ScanContext
-from auditor.scan.sets import AdversarialSet
+from auditor.scan.records import AdversarialSet
 
 #: images per probe, a seeded sample of the scan's
 PROBE_IMAGES = 16
@@ -71,8 +71,8 @@ def _probe_attack(names: list[str]) -> str:
 
 def run_strength_probes(ctx: ScanContext, sets: list[AdversarialSet]) -> list[dict[str, Any]]:
     """The probe records of the scan (see the module docstring); [] when no gradient or query set was made."""
-    from auditor.attacks.device import pick_device
     from auditor.attacks.registry import get_spec
+    from auditor.models.device import pick_device
     from auditor.scan import context
     from auditor.scan.attack import WHITEBOX_SURROGATE, query_model, scan_jobs
 

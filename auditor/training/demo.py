@@ -48,7 +48,8 @@ def prepare_demo(
     ``card``, ``surrogate``, ``surrogate_card``), the target's test ``metrics``
     and ``seconds``.
     """
-    from auditor.training.recipes import TrainConfig, train_reference
+    from auditor.training.recipe_config import TrainConfig
+    from auditor.training.recipes import train_reference
 
     t0 = time.perf_counter()
     p = QUICK if quick else FULL

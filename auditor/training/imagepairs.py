@@ -255,7 +255,7 @@ def finish_image_model(
     from auditor.reference_models.cards import write_model_card
     from auditor.training.common import atomic_torch_save
     from auditor.training.export import export_image_model
-    from auditor.training.recipes import _is_synthetic
+    from auditor.training.recipe_config import _is_synthetic
 
     ckpt = out / f"{stem}.pt"
     atomic_torch_save(ckpt_doc, ckpt)

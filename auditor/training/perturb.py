@@ -21,11 +21,18 @@ memory format, as the surrogate is given.
 
 from __future__ import annotations
 
+import copy
+from typing import TYPE_CHECKING, Callable
+
 import torch
 from torch import nn
 
 from auditor.attacks.fgsm_rs import FGSMRS
 from auditor.attacks.mifgsm import MIFGSM
+from auditor.errors import UsageError
+
+if TYPE_CHECKING:
+    from auditor.training.recipe_config import TrainConfig
 
 
 def _eps(eps, x: torch.Tensor) -> torch.Tensor:
@@ -62,3 +69,38 @@ def uniform_noise_perturb(x: torch.Tensor, eps, gen: torch.Generator) -> torch.T
     """x + U[-eps, eps], clamped to [0, 1] (noise, not an attack: it lies in the ε-ball by construction)."""
     e = _eps(eps, x).view(-1, *([1] * (x.dim() - 1)))
     return (x + (torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * e).clamp(0.0, 1.0)
+
+
+def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module, device) -> Callable:
+    """``adv(net, x, y, gen) -> x_adv`` for the adversarial recipe."""
+    eps_choices = torch.tensor(cfg.adv_eps, dtype=torch.float32)
+    if cfg.attack == "fgsm-rs":
+
+        def adv(net, x, y, gen):
+            eps = eps_choices[torch.randint(0, len(eps_choices), (x.shape[0],), generator=gen)]
+            was = net.training
+            net.eval()
+            out = fgsm_rs(nn.Sequential(norm, net), x, y, eps, gen)
+            net.train(was)
+            return out
+
+        return adv
+    from auditor.attacks.registry import make_attack
+
+    surrogate = nn.Sequential(copy.deepcopy(norm), copy.deepcopy(init_model)).to(device).eval()
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    attacks = {}
+    for e in cfg.adv_eps:
+        try:
+            attacks[e] = make_attack(cfg.attack, surrogate, epsilon=float(e))
+        except UsageError:
+            raise
+        except Exception as exc:  # parameters the attack refuses: report in one line
+            raise UsageError(f"--attack {cfg.attack}: cannot be built ({str(exc).splitlines()[0][:160]})") from None
+
+    def adv_external(net, x, y, gen):
+        k = int(torch.randint(0, len(cfg.adv_eps), (1,), generator=gen))
+        return attacks[cfg.adv_eps[k]](x, y, generator=gen).detach().to(x.device)
+
+    return adv_external

@@ -46,7 +46,8 @@ from auditor.errors import DataError, UsageError
 from auditor.reference_models.registry import list_architectures
 from auditor.training.common import log
 from auditor.training.plan import ZooPlan
-from auditor.training.recipes import TrainConfig, train_classifier
+from auditor.training.recipe_config import TrainConfig
+from auditor.training.recipes import train_classifier
 
 ZOO_FORMAT = "xray-audit-surrogate-zoo/1"
 ZOO_FILE = "zoo.json"

@@ -7,39 +7,20 @@ import pytest
 import torch
 from torch import nn
 
+from attack_nets import CountingNet
 from auditor.attacks.base import GradientAttack
-from auditor.attacks.device import pick_device, precision_context, resolve_precision
+from auditor.attacks.device import precision_context, resolve_precision
 from auditor.attacks.mifgsm import MIFGSM
 from auditor.attacks.projection import project
 from auditor.attacks.quantize import quantize
 from auditor.attacks.registry import list_attacks, make_attack
-from auditor.attacks.stm import STM, StyleBackendUnavailable
-from auditor.attacks.style import GhiasiNet
+from auditor.attacks.stm import STM
+from auditor.attacks.style import GhiasiNet, StyleBackendUnavailable
 from auditor.attacks.usmm import USMM, usmm_scales
 from auditor.errors import RuntimeFailure, UsageError
+from auditor.models.device import pick_device
 
 H = W = 32
-
-
-class CountingNet(nn.Module):
-    """A tiny fixed-weight CNN over grey images that counts its forward calls and rows."""
-
-    def __init__(self, classes: int = 3, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 4, classes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        self.calls = 0
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        self.calls += 1
-        self.rows += x.shape[0]
-        z = torch.relu(self.conv(x))
-        return self.fc(nn.functional.adaptive_avg_pool2d(z, 2).flatten(1))
 
 
 @pytest.fixture()

@@ -11,7 +11,8 @@ import torch
 from attack_nets import CountingNet
 from auditor.attacks.set_records import SetData, SetRun
 from auditor.attacks.sets import build_adversarial_set
-from auditor.attacks.stm import NEAR_AFFINE_CORR, STM, RandConvStyle, abs_correlation
+from auditor.attacks.stm import STM
+from auditor.attacks.style import NEAR_AFFINE_CORR, RandConvStyle, abs_correlation
 from auditor.models.surrogate import Surrogate
 
 CXR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cxr"

@@ -21,8 +21,6 @@ from tests.hostile.helpers import (
     run_and_check,
     scan_args,
     snapshot,
-    tiny_data,
-    tiny_model,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,62 +32,15 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _surrogate(path: Path) -> Path:
-    import torch
-
-    from auditor.reference_models.registry import CHECKPOINT_FORMAT, build_model
-    from auditor.types import ModelSpec
-
-    torch.manual_seed(0)
-    net = build_model("small_cnn", 3, 1)
-    spec = ModelSpec(
-        channels=1, height=32, width=32, scaling="unit", class_names=("normal", "pneumonia", "pneumothorax")
-    )
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "arch": "small_cnn",
-            "num_classes": 3,
-            "in_channels": 1,
-            "state_dict": net.state_dict(),
-            "spec": spec.to_dict(),
-        },
-        path,
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
-def attack_setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    return {
-        "root": root,
-        "model": tiny_model(root / "m.onnx"),
-        "data": tiny_data(root / "data", n_per_class=3),
-        "surrogate": _surrogate(root / "sur.pt"),
-    }
+def attack_setup(scan_setup):
+    s = scan_setup("faults", n_per_class=3, size=40, channels=3)
+    return {"root": s.root, "model": s.target, "data": s.data, "surrogate": s.surrogate, "setup": s}
 
 
 def _attack_args(s, out: Path, cache: Path) -> list[str]:
-    return [
-        str(a)
-        for a in scan_args(
-            s["model"],
-            s["data"],
-            out,
-            "--surrogate",
-            s["surrogate"],
-            "--attacks",
-            "mifgsm",
-            "--eps",
-            "8",
-            "--attack-batch-size",
-            "1",
-            "--cache-dir",
-            cache,
-            "--no-detector",
-        )
-    ]
+    extra = ["--attacks", "mifgsm", "--eps", "8", "--attack-batch-size", "1", "--no-detector", "--no-progress"]
+    return s["setup"].args(out, *extra, cache=cache, formats="json,csv")
 
 
 def _comparable(doc: dict) -> list:

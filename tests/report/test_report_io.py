@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from auditor import atomic
+from auditor.atomic import write_atomic
 from auditor.errors import ResultsError, RuntimeFailure, UsageError
-from auditor.report import io as report_io
-from auditor.report.io import load_results, write_atomic
+from auditor.report.io import load_results
 from auditor.report.jsonfmt import results_json
 from auditor.report.render import render_all
 
@@ -150,7 +151,7 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
         # the bytes are in the temporary file when the failure happens
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_io.os, "fsync", failing_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
     # a full disk is the environment (exit 4), not a bad flag (issue 10)
     with pytest.raises(RuntimeFailure, match="No space left on device"):
         write_atomic(target, b"%PDF-" + b"x" * 100_000)
@@ -165,7 +166,7 @@ def test_write_atomic_interrupt_cleans_up(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report_io.os, "replace", interrupted)
+    monkeypatch.setattr(atomic.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "results.json", "{}")
     assert list(tmp_path.iterdir()) == []

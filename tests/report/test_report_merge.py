@@ -12,39 +12,30 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from auditor.cli import cli
-from auditor.reference_models.registry import build_model, make_checkpoint
-from auditor.types import ModelSpec
-from onnx_factory import make_classifier, write_image_folder
+from onnx_factory import make_classifier
 
 CLASSES = ["normal", "pneumonia"]
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory):
-    root = tmp_path_factory.mktemp("merge")
-    data = write_image_folder(root / "data", classes=tuple(CLASSES), n_per_class=6, size=32)
-    target = make_classifier(root / "target.onnx", channels=1, num_classes=2, class_names=CLASSES)
-    torch.manual_seed(0)
-    spec = ModelSpec(input_name="input", channels=1, height=32, width=32, class_names=tuple(CLASSES))
-    surrogate = root / "surrogate.pt"
-    torch.save(make_checkpoint(build_model("small_cnn", 2, 1).eval(), "small_cnn", 2, 1, spec.to_dict()), surrogate)
+def scans(scan_setup):
+    s = scan_setup("merge", classes=CLASSES, n_per_class=6)
 
     def scan(out, surrogate_arg, eps, *extra):
-        args = ["scan", str(target), "--data", str(data), "--out", str(root / out), "--surrogate", surrogate_arg]
-        args += ["--attacks", "mifgsm", "--eps", eps, "--n-boot", "20", "--seed", "0", "--no-detector", "-q"]
-        args += ["--cache-dir", str(root / "cache"), "--format", "json", *extra]
+        args = s.args(
+            out, "--attacks", "mifgsm", "--eps", eps, "--seed", "0", "--no-detector", *extra, surrogate=surrogate_arg
+        )
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, r.output
-        return root / out / "results.json"
+        return s.root / out / "results.json"
 
     return {
-        "root": root,
-        "data": data,
-        "transfer": scan("transfer", str(surrogate), "4"),
+        "root": s.root,
+        "data": s.data,
+        "transfer": scan("transfer", str(s.surrogate), "4"),
         "whitebox": scan("whitebox", "target", "64"),
         "scan": scan,
     }

@@ -17,7 +17,7 @@ def phantom_dir(tmp_path_factory) -> Path:
 
 def tiny_config(data: Path, out: Path, **kw):
     """A reference-recipe config that runs in about a second."""
-    from auditor.training.recipes import TrainConfig
+    from auditor.training.recipe_config import TrainConfig
 
     args = dict(
         data=str(data),

@@ -35,7 +35,7 @@ def _data(root) -> TrainData:
     ("readme", "nih", "kermany"), [(KERMANY, False, True), (NIH, True, False), (None, False, False)]
 )
 def test_collection_caveats_follow_the_data_readme(tmp_path, readme, nih, kermany):
-    from auditor.training.recipes import _limitations
+    from auditor.training.recipe_publish import _limitations
 
     root = tmp_path / "data"
     root.mkdir()
@@ -47,7 +47,7 @@ def test_collection_caveats_follow_the_data_readme(tmp_path, readme, nih, kerman
 
 
 def test_a_zoo_fold_reads_the_source_data_readme(tmp_path):
-    from auditor.training.recipes import _limitations
+    from auditor.training.recipe_publish import _limitations
 
     root = tmp_path / "kermany"
     root.mkdir()
@@ -65,3 +65,11 @@ def test_plain_recipe_card_has_no_adversarial_settings(reference_run):
     assert "source_data" not in hyper and "progress_interval" not in hyper
     md = open(reference_run["card_md"], encoding="utf-8").read()
     assert "fgsm-rs" not in md and "adv_eps" not in md
+
+
+def test_card_recipe_description_is_the_recipes_first_docstring_line():
+    """The card's recipe description (a constant since the split) still says what recipes.py's docstring says."""
+    from auditor.training import recipes
+    from auditor.training.recipe_config import RECIPES_DESCRIPTION
+
+    assert RECIPES_DESCRIPTION == recipes.__doc__.strip().splitlines()[0]

@@ -8,7 +8,7 @@ import torch
 
 from auditor.errors import RuntimeFailure
 from auditor.reference_models.registry import build_model
-from auditor.training.recipes import classifier_spec
+from auditor.training.recipe_config import classifier_spec
 
 
 def _net():

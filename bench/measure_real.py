@@ -2,7 +2,7 @@
 
 Usage (about 20 minutes on 2 CPU cores with the defaults)::
 
-    python -m training.measure_real --data ../shared/data/cxr --out /tmp/real_train_out
+    python bench/measure_real.py --data ../shared/data/cxr --out /tmp/real_train_out
 
 What it reports (``summary.json`` in ``--out`` and the log):
 
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def intensity_features(images: np.ndarray) -> np.ndarray:
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the measurement; returns 0."""
     args = _arguments(argv)
     from auditor.training.common import load_training_data
-    from auditor.training.recipes import TrainConfig, train_reference
+    from auditor.training.recipe_config import TrainConfig
+    from auditor.training.recipes import train_reference
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,4 +193,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
     sys.exit(main())
