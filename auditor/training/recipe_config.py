@@ -11,8 +11,8 @@ from typing import Any
 from torch import nn
 
 from auditor.errors import ModelContractError, UsageError
-from auditor.models.inputs import scaling_mean_std
 from auditor.models.checkpoints import build_network, read_checkpoint
+from auditor.models.inputs import scaling_mean_std
 from auditor.reference_models.registry import (
     list_architectures,
 )
