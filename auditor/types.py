@@ -299,7 +299,7 @@ class AuditResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AuditResult":
-        """Rebuild from a results.json document (see ``auditor.report.load_results``)."""
+        """Rebuild from a results.json document (see ``auditor.report.io.load_results``)."""
         cond_keys = {
             "name",
             "kind",

@@ -1,9 +1,9 @@
 """Device and numeric-precision selection for torch work (attacks, surrogates).
 
-``pick_device`` (defined in :mod:`auditor.models.device`; still imported from
-here by ``cli/attack_cmd.py``, the one caller left) is the one place that turns ``--device auto|cpu|cuda`` into a :class:`torch.device`;
-nothing in xray-audit calls ``.cuda()`` directly. ``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast
-context for the surrogate's forward pass.
+Devices are chosen by :func:`auditor.models.device.pick_device`, the one place that turns ``--device
+auto|cpu|cuda`` into a :class:`torch.device`; nothing in xray-audit calls ``.cuda()`` directly. Here,
+``precision_context`` turns ``--precision auto|fp32|bf16`` into an autocast context for the surrogate's forward
+pass.
 
 bf16 caution (docs/algorithms.md §11): on a random-init ResNet50 the bf16 input gradient
 had cosine 0.08 with fp32. ``auto`` therefore means fp32 unless the caller opts
@@ -20,7 +20,6 @@ from typing import ContextManager
 import torch
 
 from auditor.errors import UsageError
-from auditor.models.device import pick_device  # noqa: F401  (re-exported for cli/attack_cmd.py)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

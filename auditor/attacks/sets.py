@@ -71,7 +71,7 @@ def build_adversarial_set(
     of other batches are zero). When ``images`` is a :class:`~auditor.data.stream.LazyImages`,
     the set is built and verified batch by batch and its images come back as a
     :class:`~auditor.data.stream.PngImages` reading the cache (nothing is held in memory). Raises
-    :class:`~auditor.attacks.stm.StyleBackendUnavailable` before any work when
+    :class:`~auditor.attacks.style.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
     """
     from auditor.attacks.registry import make_attack

@@ -98,8 +98,8 @@ def attack_command(
     no_progress,
 ) -> None:
     """Attack the images in --data with a surrogate and write 8-bit adversarial PNG sets to --out."""
-    from auditor.attacks.device import pick_device
     from auditor.data import parse_label_map
+    from auditor.models.device import pick_device
     from auditor.progress import Reporter
     from auditor.scan.options import ScanOptions
 

@@ -15,8 +15,8 @@ from auditor.cli.options import contract_overrides, model_contract_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 def inspect_command(model: str, as_json: bool, **kw) -> None:
     """Print the input/output contract (ModelSpec) that xray-audit reads from MODEL."""
-    from auditor.models.onnx import load_onnx_proto, sha256_file
-    from auditor.models.onnx_file import producer_text
+    from auditor.hashing import sha256_file
+    from auditor.models.onnx_file import load_onnx_proto, producer_text
     from auditor.models.spec import read_spec
     from auditor.models.spec_graph import INFERRED_NOTE
 
