@@ -231,6 +231,21 @@ def _probe_conditions(result: AuditResult, probe: StrengthProbe) -> list[str]:
     return [c.name for c in _attacks(result) if (c.attack or "") == probe.attack and _threat(c) == tm]
 
 
+def _probe_item(result: AuditResult, probe: StrengthProbe, value: float, reference: float | None, **rest) -> dict:
+    """The record of one probe's comparison: what it concerns, its two figures and how it was tested."""
+    return {
+        "condition": None,
+        "conditions": _probe_conditions(result, probe),
+        "attack": probe.attack,
+        "threat_model": probe.threat_model,
+        "epsilon": probe.epsilon,
+        "n": probe.n,
+        "value": value,
+        "reference": reference,
+        **rest,
+    }
+
+
 def _large_eps(result: AuditResult, probes: list[StrengthProbe]) -> tuple[int, list[dict], list[dict]]:
     clean = _clean(result)
     k = len(result.class_names) or len((clean.metrics.get("labels") if clean is not None else None) or [])
@@ -240,20 +255,8 @@ def _large_eps(result: AuditResult, probes: list[StrengthProbe]) -> tuple[int, l
         if p.kind != "large_eps" or chance is None:
             continue
         correct = int(round(p.accuracy * p.n))
-        paired.append(
-            {
-                "condition": None,
-                "conditions": _probe_conditions(result, p),
-                "attack": p.attack,
-                "threat_model": p.threat_model,
-                "epsilon": p.epsilon,
-                "n": p.n,
-                "value": p.accuracy,
-                "reference": chance,
-                "p": _greater_p(correct, p.n, chance),
-                "test": f"exact binomial, {correct} of {p.n} correct against chance 1/{k}",
-            }
-        )
+        test = f"exact binomial, {correct} of {p.n} correct against chance 1/{k}"
+        paired.append(_probe_item(result, p, p.accuracy, chance, p=_greater_p(correct, p.n, chance), test=test))
     return len(paired), paired, []
 
 
@@ -269,20 +272,16 @@ def _more_iterations(result: AuditResult, probes: list[StrengthProbe]) -> tuple[
         ci_more = wilson(int(round(more_acc * p.n)), p.n)
         ci_few = wilson(int(round(few_acc * p.n)), p.n)
         unpaired.append(
-            {
-                "condition": None,
-                "conditions": _probe_conditions(result, p),
-                "attack": p.attack,
-                "threat_model": p.threat_model,
-                "epsilon": p.epsilon,
-                "n": p.n,
-                "value": more_acc,
-                "reference": few_acc,
-                "steps": more_steps,
-                "reference_steps": few_steps,
-                "violated": bool(ci_more and ci_few and ci_more[0] > ci_few[1]),
-                "test": "Wilson 95% intervals do not overlap",
-            }
+            _probe_item(
+                result,
+                p,
+                more_acc,
+                few_acc,
+                steps=more_steps,
+                reference_steps=few_steps,
+                violated=bool(ci_more and ci_few and ci_more[0] > ci_few[1]),
+                test="Wilson 95% intervals do not overlap",
+            )
         )
     return len(unpaired), [], unpaired
 
