@@ -113,6 +113,17 @@ class TrainData:
         c = Counter(int(v) for v in lab)
         return {name: int(c.get(i, 0)) for i, name in enumerate(self.class_names)}
 
+    def describe(self) -> dict[str, Any]:
+        """What a model card and run.json record about the data: root, manifest hash, counts, skips, caveats."""
+        return {
+            "root": self.root,
+            "manifest_sha256": self.manifest_sha256,
+            "n_images": int(len(self.labels)),
+            "per_class": self.per_class(),
+            "skipped": [x.to_dict() for x in self.skipped],
+            "caveats": self.caveats,
+        }
+
     def groups(self) -> list[str]:
         """Split groups: the patient id, or the image itself when the id is unknown."""
         return [p if p else f"image:{r}" for p, r in zip(self.patient_ids, self.rel_paths)]

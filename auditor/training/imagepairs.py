@@ -287,14 +287,7 @@ def finish_image_model(
             "output_kind": "image",
             "class_names": [],
         },
-        "data": {
-            "root": data.root,
-            "manifest_sha256": data.manifest_sha256,
-            "n_images": int(len(data.labels)),
-            "per_class": data.per_class(),
-            "skipped": [s.to_dict() for s in data.skipped],
-            "caveats": data.caveats,
-        },
+        "data": data.describe(),
         "split": split.describe(data),
         "extra_metrics": extra,
     }

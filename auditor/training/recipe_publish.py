@@ -144,14 +144,7 @@ def _model_card(
         "spec": s.spec.to_dict(),
         "pretrained": recipe["pretrained"]
         or (f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)" if cfg.init else None),
-        "data": {
-            "root": data.root,
-            "manifest_sha256": data.manifest_sha256,
-            "n_images": int(len(data.labels)),
-            "per_class": data.per_class(),
-            "skipped": [x.to_dict() for x in data.skipped],
-            "caveats": data.caveats,
-        },
+        "data": data.describe(),
         "split": s.split.describe(data),
         "recipe": {
             "name": cfg.recipe,
