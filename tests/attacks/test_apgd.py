@@ -83,3 +83,25 @@ def test_two_class_models_use_the_margin_and_say_so():
     atk = APGD(net, epsilon=8 / 255, steps=5, device="cpu")
     atk(x, y, seed=0)
     assert any("logit-margin" in note for note in atk.notes) or int(atk.fooled_by["ce"]) == len(y)
+
+
+class _EveryImageEveryStep(APGD):
+    """APGD without the early exit: every image of a run takes every pass (the paper's loop)."""
+
+    def _active_loss_and_grad(self, x_adv, y, loss, target, fooled, f, g):
+        return self.loss_and_grad(x_adv, y, loss, target)
+
+
+def test_fooled_images_leave_the_run_without_changing_any_outcome():
+    """Leaving fooled images out of later passes gives the same images, the same fooled set, fewer passes."""
+    net, x, y = _net_and_data(n=16, seed=1)
+    eps = 32 / 255  # fools 15 of the 16 images, at different iterations
+    fast = APGD(net, epsilon=eps, steps=20, losses=("ce",), device="cpu")
+    full = _EveryImageEveryStep(net, epsilon=eps, steps=20, losses=("ce",), device="cpu")
+    a, b = fast(x, y, seed=5), full(x, y, seed=5)
+    with torch.no_grad():
+        fooled_a, fooled_b = net(a).argmax(1) != y, net(b).argmax(1) != y
+    assert 0 < int(fooled_a.sum()) < len(y)  # a mix, so both branches of the early exit run
+    assert torch.equal(fooled_a, fooled_b)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert fast.surrogate_rows < full.surrogate_rows
