@@ -11,7 +11,7 @@
 #             Square with $Q1 queries on the ONNX file; ε = $EPS /255; N class-balanced test images
 #   scan 2    Square with $Q2 queries
 # Every scan resumes through --cache-dir; a finished scan (results.json present) is skipped.
-# Env knobs: N (100), EPS (2,4,8), Q1 (1000), Q2 (5000), MODELS ("target custom adv"), RUNS, OUT, CACHE.
+# Env knobs: N (100), EPS (2,4,8), Q1 (1000), Q2 (5000), PRECISION (bf16), MODELS ("target custom adv"), RUNS, OUT, CACHE.
 # Summary: python bench/bounds_table.py $OUT/*/results.json --markdown bench/results/bounds/kermany.md
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -25,6 +25,7 @@ N="${N:-100}"
 EPS="${EPS:-2,4,8}"
 Q1="${Q1:-1000}"
 Q2="${Q2:-5000}"
+PRECISION="${PRECISION:-bf16}"  # explicit, so a resumed run finds its cached sets (auto may choose differently)
 MODELS="${MODELS:-target custom adv}"
 SPLIT="$RUNS/kermany_split"
 TARGET="${TARGET:-$RUNS/k_resnet50_128/model.onnx}"
@@ -45,7 +46,7 @@ scan() {  # scan NAME MODEL ARGS...
   local out="$OUT/$name"
   if [ -f "$out/results.json" ]; then echo "done already: $out/results.json"; return; fi
   local cmd=(python -m auditor scan "$model" --data "$DATA" --out "$out" --eps "$EPS" --allow-outside-root
-             --cache-dir "$CACHE" --format json,html,pdf --no-progress "$@")
+             --cache-dir "$CACHE" --precision "$PRECISION" --format json,html,pdf --no-progress "$@")
   echo "${cmd[*]}" > "$out.COMMAND.txt"
   local s=$SECONDS
   "${cmd[@]}" || echo "[exit $?] $name" | tee -a "$OUT/timings.txt"
