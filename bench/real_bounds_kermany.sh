@@ -7,9 +7,10 @@
 #             custom   = the target with an identity Shrink node: same predictions, but onnx2torch cannot
 #                        convert it (bench/make_unconvertible.py), so only transfer and query attacks apply
 #   scan 1    transfer MI-FGSM, USMM, STM from the disjoint-data ResNet18 surrogate ($SUR),
-#             white-box MI-FGSM and APGD (CE then DLR / logit margin; 100 iterations) on the converted target,
+#             white-box APGD (CE then DLR / logit margin; 100 iterations) on the converted target,
 #             Square with $Q1 queries on the ONNX file; ε = $EPS /255; N class-balanced test images
-#   scan 2    Square with $Q2 queries
+#   scan 2    white-box MI-FGSM (--surrogate target)
+#   scan 3    Square with $Q2 queries
 # Every scan resumes through --cache-dir; a finished scan (results.json present) is skipped.
 # Env knobs: N (100), EPS (2,4,8), Q1 (1000), Q2 (5000), PRECISION (bf16), MODELS ("target custom adv"), RUNS, OUT, CACHE.
 # Summary: python bench/bounds_table.py $OUT/*/results.json --markdown bench/results/bounds/kermany.md
@@ -55,7 +56,9 @@ scan() {  # scan NAME MODEL ARGS...
 for m in $MODELS; do
   case $m in target) model=$TARGET ;; adv) model=$ADV ;; custom) model=$CUSTOM ;; *) echo "unknown model $m" >&2; exit 2 ;; esac
   [ -f "$model" ] || { echo "skipped $m: $model is absent"; continue; }
-  scan "$m-all-q$Q1" "$model" --surrogate "$SUR" --attacks mifgsm,usmm,stm,square --whitebox mifgsm,apgd --queries "$Q1"
+  scan "$m-all-q$Q1" "$model" --surrogate "$SUR" --attacks mifgsm,usmm,stm,square --whitebox apgd --queries "$Q1"
+  # white-box MI-FGSM: its own scan (a scan runs an attack either on the surrogate or on the target)
+  scan "$m-whitebox-mifgsm" "$model" --surrogate target --attacks mifgsm
   scan "$m-square-q$Q2" "$model" --attacks square --queries "$Q2"
 done
 echo "results: $OUT/*/results.json (timings in $OUT/timings.txt)"
