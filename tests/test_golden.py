@@ -421,10 +421,16 @@ def test_wilson_migration_reaches_only_degenerate_rate_cis():
     stale = json.loads(json.dumps(want))
     stale["conditions"][i][key] = [0.0, 0.0]
     assert len(errors_of(stale)) == 1
-    # a wrong Wilson bound fails (z = 1.645 instead of 1.96, or the interval at the number of patients)
-    wrong = json.loads(json.dumps(want))
-    wrong["conditions"][i][key] = wilson_closed_form(0, 12, level=0.90)
-    assert len(errors_of(wrong)) == 1
+    # a wrong Wilson bound fails: z = 1.645 instead of 1.96, the interval at half the n (as if clustered), or a
+    # Wilson upper end off by twice the tolerance
+    for bad in (
+        wilson_closed_form(0, 12, level=0.90),
+        wilson_closed_form(0, 6),
+        [0.0, want["conditions"][i][key][1] + 2 * FLOAT_TOL],
+    ):
+        wrong = json.loads(json.dumps(want))
+        wrong["conditions"][i][key] = bad
+        assert len(errors_of(wrong)) == 1, bad
     # a perturbed non-degenerate CI still fails exactly as before
     j = next(
         j for j, c in enumerate(raw["conditions"]) if c["metrics"]["accuracy_ci"][0] != c["metrics"]["accuracy_ci"][1]
