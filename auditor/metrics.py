@@ -8,10 +8,13 @@ Every bootstrap replicate is computed from a resampled confusion matrix, so
 the interval of each metric uses the same replicates.
 
 A percentile bootstrap cannot see beyond its sample: a rate of 0/n or n/n
-gets the zero-width interval ``[0, 0]`` or ``[1, 1]``. Wherever a verdict
-compares with such a rate it uses :func:`guarded_ci`, the bootstrap interval
-widened to the Wilson score interval (:func:`wilson_interval`; Wilson, JASA
-1927), which for 0/n is ``[0, z²/(n + z²)]`` (0.2425 for n = 12).
+gets the zero-width interval ``[0, 0]`` or ``[1, 1]``. Every reported rate
+interval (accuracy, per-class sensitivity, attack success and flip rate) is
+therefore :func:`rate_ci`: the bootstrap interval, except at 0/n and n/n where
+it is the Wilson score interval at the n images of the rate
+(:func:`wilson_interval`; Wilson, JASA 1927), which for 0/n is
+``[0, z²/(n + z²)]`` (0.2425 for n = 12). Verdicts that compare with a rate
+also use :func:`guarded_ci` (the bootstrap interval widened to cover the Wilson one).
 
 "A beats B" statements on the same images are exact McNemar tests
 (:func:`mcnemar_exact`: a two-sided binomial test on the discordant pairs;
@@ -145,7 +148,9 @@ def compute_metrics(
 
     ``y_true``/``y_pred`` are class indices into ``class_names``. Returns the
     ``metrics`` object of results.json. Sensitivity is the class's recall,
-    specificity its one-vs-rest true-negative rate.
+    specificity its one-vs-rest true-negative rate. The accuracy and sensitivity
+    CIs are :func:`rate_ci` (Wilson at 0/n and n/n); macro-F1 is not a proportion
+    of images and keeps its bootstrap interval.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -181,13 +186,15 @@ def compute_metrics(
             "support": int(support[i]),
             "sensitivity": float(rec[i]) if support[i] > 0 else None,
             "specificity": None if not np.isfinite(spec) else float(spec),
-            "sensitivity_ci": _ci(boot["recall"][:, i]) if boot is not None and support[i] > 0 else None,
+            "sensitivity_ci": rate_ci(_ci(boot["recall"][:, i]), int(cm[i, i]), int(support[i]))
+            if boot is not None and support[i] > 0
+            else None,
         }
     return {
         "n": n,
         "labels": list(class_names),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "accuracy_ci": _ci(boot["accuracy"]) if boot is not None else None,
+        "accuracy_ci": rate_ci(_ci(boot["accuracy"]), int(np.trace(cm)), n) if boot is not None else None,
         "macro_f1": macro_f1,
         "macro_f1_ci": _ci(boot["macro_f1"]) if boot is not None else None,
         "weighted_f1": weighted_f1,
@@ -204,8 +211,20 @@ def compute_metrics(
     }
 
 
+def rate_ci(ci: list[float] | None, k: int, n: int) -> list[float] | None:
+    """The reported 95% CI of a rate of ``k`` in ``n``: the bootstrap interval ``ci``, except at ``k = 0`` or
+    ``k = n``, where every bootstrap replicate equals the rate and the interval would have zero width; there it
+    is the Wilson score interval at ``n`` images (:func:`wilson_interval`), not clustered by patient: with every
+    image 0 (or 1) the sample holds no information about the within-patient correlation, so a design effect
+    would be a guess (docs/algorithms.md §10). None stays None (bootstrap off, ``--n-boot 0``)."""
+    if ci is None or n <= 0 or 0 < k < n:
+        return ci
+    return wilson_interval(k, n)
+
+
 def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -> list[float] | None:
-    """Cluster-bootstrap 95% CI of ``sum(num) / sum(den)`` (per-image 0/1 indicators)."""
+    """95% CI of ``sum(num) / sum(den)`` (per-image 0/1 indicators): cluster bootstrap, the Wilson interval at
+    0/n and n/n (:func:`rate_ci`)."""
     if n_boot <= 0 or len(num) == 0:
         return None
     gid = _group_index(groups, len(num))
@@ -215,7 +234,7 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -
     sums = _bootstrap_sums(gid, n_boot, seed, per_group)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
-    return _ci(ratio)
+    return rate_ci(_ci(ratio), int(np.sum(num)), int(np.sum(den)))
 
 
 def compute_attack_rates(
@@ -238,7 +257,8 @@ def compute_attack_rates(
 
     CIs are percentile cluster-bootstrap intervals over patients when
     ``groups`` holds patient ids (else over images), the same resampling as
-    :func:`compute_metrics` with the same ``seed``.
+    :func:`compute_metrics` with the same ``seed``; at 0/n and n/n the Wilson
+    interval (:func:`rate_ci`).
     """
     y_true = np.asarray(y_true)
     y_clean = np.asarray(y_clean)
@@ -269,12 +289,15 @@ def compute_attack_rates(
 def wilson_interval(k: float, n: int, level: float = CI_LEVEL) -> list[float] | None:
     """Wilson score interval (``level``, default 95%) of ``k`` successes in ``n`` trials (Wilson, JASA 1927);
     never zero-width. ``k`` is rounded to a whole count; None when ``n`` is 0. Computed by
-    :func:`scipy.stats.binomtest` (``proportion_ci(method="wilson")``, no continuity correction)."""
+    :func:`scipy.stats.binomtest` (``proportion_ci(method="wilson")``, no continuity correction); the bound at
+    0/n (n/n) is exactly 0 (1), so the rate lies inside its interval whatever the rounding."""
     if n <= 0:
         return None
     k = min(max(int(round(k)), 0), n)
     ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-    return [max(0.0, float(ci.low)), min(1.0, float(ci.high))]
+    lo = 0.0 if k == 0 else max(0.0, float(ci.low))
+    hi = 1.0 if k == n else min(1.0, float(ci.high))
+    return [lo, hi]
 
 
 def guarded_ci(ci: list[float] | None, rate: float, n: int) -> list[float] | None:

@@ -15,7 +15,8 @@ from auditor.attacks.auto_precision import MIN_AGREEMENT
 from auditor.attacks.base import GradientAttack
 from auditor.attacks.style import RandConvStyle
 from auditor.cli.options import parse_epsilons
-from auditor.metrics import compute_attack_rates, wilson_interval
+from auditor.metrics import compute_attack_rates, compute_metrics, wilson_interval
+from auditor.report.defense_claim import ALPHA
 from auditor.report.qualification import COLLAPSE_FRACTION
 from auditor.transfer import NO_TRANSFER_EFFICIENCY, STRONG_EFFICIENCY, WEAK_EFFICIENCY
 
@@ -102,3 +103,13 @@ def test_wilson_values_in_the_docs():
     for value, n in ((m.group(1), m.group(2)), (m.group(3), m.group(4))):
         assert wilson_interval(0, int(n))[1] == pytest.approx(float(value), abs=5e-5)
     assert np.isclose(wilson_interval(0, 12)[0], 0.0)
+
+
+def test_best_defense_claim_level_and_n_n_wilson_rule():
+    """Issue 24: the documented level of the best-defense claim and the 0/n, n/n interval rule match the code."""
+    sec = _section("10")
+    m = re.search(r"adjusted p ≤ \*\*([\d.]+)\*\*", sec)
+    assert m and float(m.group(1)) == ALPHA
+    assert "Wilson score interval at the n images of that rate" in sec and "`[n/(n + z²), 1]`" in sec
+    m12 = compute_metrics([0, 1] * 6, [0, 1] * 6, ["a", "b"], n_boot=50)
+    assert m12["accuracy_ci"] == pytest.approx([12 / (12 + 1.959964**2), 1.0], abs=1e-6)

@@ -15,6 +15,11 @@ Counts, predictions, class indices, names and pass/fail flags are compared exact
 absolute tolerance of ``FLOAT_TOL`` (probabilities and everything computed from them can differ in
 the last bits between CPUs and BLAS builds).
 
+Rates of 0/n and n/n (issue 24): the golden file was made when such a rate's CI was the bootstrap's zero-width
+``[0, 0]`` / ``[1, 1]``; the tool now reports the Wilson interval there. The golden file is NOT regenerated for
+this: :func:`migrate_degenerate_rate_cis` derives the expected interval from the golden file itself (see
+:data:`WILSON_RATE_CIS`), and every other value keeps its exact comparison.
+
 Regenerate (only when a change of the numbers is intended, and say why in the commit message):
 
     UPDATE_GOLDEN=1 python -m pytest -q -p no:cacheprovider tests/test_golden.py
@@ -27,6 +32,7 @@ import json
 import math
 import os
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -56,6 +62,22 @@ FLOAT_TOL = 1e-4
 #: the measured spread; everything else keeps FLOAT_TOL.
 HOST_REL_TOL = {"psnr_mean": 2e-2, "l2_mean": 2e-2, "ssim_mean": 2e-2, "mean_edge": 2e-2, "mean_ssim": 2e-2}
 HOST_PROBABILITY_TOL = 1e-3
+#: Issue 24 migration rule: a deliberate behaviour change of the tool, not a regeneration of the golden file.
+#: Since issue 24 a rate of 0/n or n/n reports the Wilson score interval at its n images instead of the percentile
+#: bootstrap's zero-width interval (docs/algorithms.md §10). Where the golden file holds such a rate's CI with
+#: lo == hi == the rate at 0 or 1, the expected value is the Wilson interval computed below by its closed form
+#: (independently of auditor.metrics.wilson_interval) at the n the golden file records for that rate; the tool's
+#: output is then compared with it with the usual FLOAT_TOL. Only these rate intervals are reached (CI key: the key
+#: of the rate and where its n is, in the same condition); macro-F1 is not a proportion of images, keeps its
+#: bootstrap interval and is compared exactly like every other value. Measured 2026-12-06: the rule reaches 134
+#: CIs of tests/golden/tiny_scan.json (84 per-class sensitivity, 25 attack success rate, 19 flip rate, 6 accuracy).
+WILSON_RATE_CIS = {
+    "accuracy_ci": ("accuracy", "metrics.n"),
+    "sensitivity_ci": ("sensitivity", "support"),
+    "attack_success_rate_ci": ("attack_success_rate", "n_clean_correct"),
+    "flip_rate_ci": ("flip_rate", "condition.metrics.n"),
+}
+WILSON_MIGRATED = 134
 TRAIN_STEPS = 12
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 
@@ -178,6 +200,49 @@ def _compare(got: Any, want: Any, where: str, errors: list[str]) -> None:
         errors.append(f"{where}: {got!r} != {want!r}")
 
 
+def wilson_closed_form(k: int, n: int, level: float = 0.95) -> list[float]:
+    """Wilson score interval (Wilson, JASA 1927) by its closed form
+    ``(k + z²/2 ± z·sqrt(k(n − k)/n + z²/4)) / (n + z²)``, z the normal quantile at (1 + level)/2."""
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    centre, half = k + z * z / 2, z * math.sqrt(k * (n - k) / n + z * z / 4)
+    return [max(0.0, (centre - half) / (n + z * z)), min(1.0, (centre + half) / (n + z * z))]
+
+
+def _rate_and_n(owner: dict, condition: dict, ci_key: str) -> tuple[Any, Any]:
+    """The rate and its n that the golden file records for the CI ``owner[ci_key]`` (see WILSON_RATE_CIS)."""
+    rate_key, n_at = WILSON_RATE_CIS[ci_key]
+    if n_at == "metrics.n":  # the accuracy's n sits beside it in the metrics block
+        n = owner.get("n")
+    elif n_at == "condition.metrics.n":  # the flip rate counts every image of its condition
+        n = condition.get("metrics", {}).get("n")
+    else:
+        n = owner.get(n_at)
+    return owner.get(rate_key), n
+
+
+def migrate_degenerate_rate_cis(want: dict) -> tuple[dict, int]:
+    """A copy of the golden ``want`` with each degenerate rate CI (lo == hi == rate, at 0 or 1, n > 0; keys of
+    WILSON_RATE_CIS inside ``conditions``) replaced by :func:`wilson_closed_form` at that n, and how many were."""
+    out = json.loads(json.dumps(want))
+    count = 0
+
+    def visit(owner: dict, condition: dict) -> None:
+        nonlocal count
+        for key, value in owner.items():
+            if key in WILSON_RATE_CIS and isinstance(value, list) and len(value) == 2:
+                rate, n = _rate_and_n(owner, condition, key)
+                degenerate = value[0] == value[1] == rate and rate in (0.0, 1.0)
+                if degenerate and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                    owner[key] = wilson_closed_form(int(round(rate * n)), n)
+                    count += 1
+            elif isinstance(value, dict):
+                visit(value, condition)
+
+    for condition in out.get("conditions", []):
+        visit(condition, condition)
+    return out, count
+
+
 def _trained_net() -> torch.nn.Module:
     """The small CNN after a few seeded full-batch Adam steps on brightness images (CPU, deterministic)."""
     torch.manual_seed(0)
@@ -277,7 +342,8 @@ def test_tiny_scan_matches_golden(tiny_scan):
         pytest.skip(f"golden file rewritten: {GOLDEN} (justify the change in the commit message)")
     if not GOLDEN.is_file():
         pytest.fail(f"{GOLDEN} missing; create it with UPDATE_GOLDEN=1 (see the module docstring)")
-    want = json.loads(GOLDEN.read_text())
+    want, migrated = migrate_degenerate_rate_cis(json.loads(GOLDEN.read_text()))
+    assert migrated == WILSON_MIGRATED
     errors: list[str] = []
     _compare(got, want, "results", errors)
     assert not errors, "the tiny scan's numbers changed:\n" + "\n".join(errors[:40])
@@ -317,3 +383,70 @@ def test_host_tolerances_cover_only_their_keys():
     errors = []
     _compare(ok, want, "results", errors)
     assert errors == []
+
+
+def test_wilson_migration_reaches_only_degenerate_rate_cis():
+    """The issue-24 rule rewrites exactly the zero-width rate CIs at 0 or 1, to the right Wilson bound: a perturbed
+    non-degenerate CI, a wrong Wilson bound, a kept zero-width interval and a zero-width macro-F1 CI still fail."""
+    raw = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else pytest.skip("no golden file yet")
+    want, count = migrate_degenerate_rate_cis(raw)
+    assert count == WILSON_MIGRATED
+    # the closed form at known values (Newcombe, Stat. Med. 1998, Table II: 0/20 -> 0–0.1611; 1/29 -> 0.0061–0.1718)
+    assert wilson_closed_form(0, 20) == pytest.approx([0.0, 0.1611], abs=1e-4)
+    assert wilson_closed_form(1, 29) == pytest.approx([0.0061, 0.1718], abs=1e-4)
+    changed = [
+        (i, k)
+        for i, (c0, c1) in enumerate(zip(raw["conditions"], want["conditions"]))
+        for k in ("attack_success_rate_ci", "flip_rate_ci")
+        if c0[k] != c1[k]
+    ]
+    assert changed and all(raw["conditions"][i][k][0] == raw["conditions"][i][k][1] for i, k in changed)
+    i, key = next((i, k) for i, k in changed if k == "flip_rate_ci")
+    c = want["conditions"][i]
+    assert c["flip_rate"] == 0.0 and c[key] == pytest.approx([0.0, 0.2425], abs=1e-4)  # 0/12
+    # non-degenerate CIs and macro-F1 are untouched
+    for c0, c1 in zip(raw["conditions"], want["conditions"]):
+        assert c0["metrics"]["macro_f1_ci"] == c1["metrics"]["macro_f1_ci"]
+        ci = c0["metrics"]["accuracy_ci"]
+        if ci and ci[0] != ci[1]:
+            assert c1["metrics"]["accuracy_ci"] == ci
+
+    def errors_of(got: dict) -> list[str]:
+        out: list[str] = []
+        _compare(got, want, "results", out)
+        return out
+
+    assert errors_of(json.loads(json.dumps(want))) == []
+    # a tool still printing the zero-width bootstrap interval fails
+    stale = json.loads(json.dumps(want))
+    stale["conditions"][i][key] = [0.0, 0.0]
+    assert len(errors_of(stale)) == 1
+    # a wrong Wilson bound fails: z = 1.645 instead of 1.96, the interval at half the n (as if clustered), or a
+    # Wilson upper end off by twice the tolerance
+    for bad in (
+        wilson_closed_form(0, 12, level=0.90),
+        wilson_closed_form(0, 6),
+        [0.0, want["conditions"][i][key][1] + 2 * FLOAT_TOL],
+    ):
+        wrong = json.loads(json.dumps(want))
+        wrong["conditions"][i][key] = bad
+        assert len(errors_of(wrong)) == 1, bad
+    # a perturbed non-degenerate CI still fails exactly as before
+    j = next(
+        j for j, c in enumerate(raw["conditions"]) if c["metrics"]["accuracy_ci"][0] != c["metrics"]["accuracy_ci"][1]
+    )
+    moved = json.loads(json.dumps(want))
+    moved["conditions"][j]["metrics"]["accuracy_ci"][1] -= 2 * FLOAT_TOL
+    assert len(errors_of(moved)) == 1
+    # a degenerate CI away from 0 and 1, or at a rate it does not match, is left to the exact comparison
+    odd = json.loads(json.dumps(raw))
+    odd["conditions"][j]["metrics"]["accuracy_ci"] = [0.5, 0.5]
+    odd["conditions"][i]["flip_rate"] = 1.0
+    odd_want, odd_count = migrate_degenerate_rate_cis(odd)
+    assert odd_count == WILSON_MIGRATED - 1
+    assert odd_want["conditions"][j]["metrics"]["accuracy_ci"] == [0.5, 0.5]
+    assert odd_want["conditions"][i][key] == [0.0, 0.0]
+    # a zero-width macro-F1 CI is never migrated
+    f1 = json.loads(json.dumps(raw))
+    k = next(k for k, c in enumerate(f1["conditions"]) if c["metrics"]["macro_f1_ci"] == [0.0, 0.0])
+    assert migrate_degenerate_rate_cis(f1)[0]["conditions"][k]["metrics"]["macro_f1_ci"] == [0.0, 0.0]

@@ -99,7 +99,36 @@ def test_attack_success_rate_ignores_clean_errors():
     r = compute_attack_rates(y, clean, clean, n_boot=100)
     assert r["attack_success_rate"] == 0.0
     assert r["flip_rate"] == 0.0
-    assert r["attack_success_rate_ci"] == [0.0, 0.0] and r["flip_rate_ci"] == [0.0, 0.0]
+    # 0/10 and 0/20: the Wilson interval [0, z²/(n + z²)], not the bootstrap's zero-width [0, 0] (issue 24)
+    z2 = 1.959964**2
+    assert r["attack_success_rate_ci"] == pytest.approx([0.0, z2 / (10 + z2)], abs=1e-6)
+    assert r["flip_rate_ci"] == pytest.approx([0.0, z2 / (20 + z2)], abs=1e-6)
+
+
+def test_rate_cis_at_0_and_n_are_wilson_at_the_images_everywhere_else_bootstrap():
+    """Issue 24: a rate of 0/n or n/n gets the Wilson interval at its n images (not at the patients), so no
+    reported rate interval has zero width; other rates keep the cluster bootstrap; --n-boot 0 stays None."""
+    z2 = 1.959964**2
+    y = np.array([0] * 6 + [1] * 6)
+    pred = np.array([0] * 6 + [0] * 3 + [1] * 3)  # class 0: 6/6 right, class 1: 3/6
+    groups = [f"P{i // 3}" for i in range(12)]  # 4 patients of 3 images
+    m = compute_metrics(y, pred, ["a", "b"], groups=groups, n_boot=200, seed=0)
+    assert m["per_class"]["a"]["sensitivity_ci"] == pytest.approx([6 / (6 + z2), 1.0], abs=1e-6)
+    assert m["per_class"]["a"]["sensitivity_ci"][1] == 1.0  # the rate 1.0 is inside its interval, exactly
+    assert (
+        m["per_class"]["b"]["sensitivity_ci"]
+        == compute_metrics(y, pred, ["a", "b"], groups, 0, 200)["per_class"]["b"]["sensitivity_ci"]
+    )
+    lo, hi = m["per_class"]["b"]["sensitivity_ci"]
+    assert 0 <= lo < 0.5 < hi <= 1  # 3/6: the bootstrap interval
+    perfect = compute_metrics(y, y, ["a", "b"], groups=groups, n_boot=200, seed=0)
+    assert perfect["accuracy_ci"] == pytest.approx([12 / (12 + z2), 1.0], abs=1e-6)
+    assert perfect["macro_f1_ci"] == [1.0, 1.0]  # not a proportion of images: its bootstrap interval stays
+    wrong = compute_metrics(y, 1 - y, ["a", "b"], n_boot=200, seed=0)
+    assert wrong["accuracy_ci"] == pytest.approx([0.0, z2 / (12 + z2)], abs=1e-6) and wrong["accuracy_ci"][0] == 0.0
+    assert compute_metrics(y, y, ["a", "b"], n_boot=0)["accuracy_ci"] is None
+    rates = compute_attack_rates(y, y, y, groups=groups, n_boot=0)
+    assert rates["flip_rate_ci"] is None and rates["attack_success_rate_ci"] is None
 
 
 def test_attack_rate_cis_resample_patients():

@@ -7,6 +7,7 @@ import sys
 from typing import IO
 
 from auditor.report.contract import contract_caveat
+from auditor.report.defense_claim import best_defense_test
 from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.numbers import fmt_ci, fmt_pct
 from auditor.report.renderer import Renderer
@@ -89,6 +90,8 @@ def _tables(result: AuditResult) -> list:
             out.append(Text(f"  {MASKING_TEXT} ({cond}): {t}", style="yellow"))
     if s["defense_verdict"] is not None:
         out.append(Text(s["defense_verdict"]["text"]))
+        claim = best_defense_test(result, s["defense_verdict"])
+        out.append(Text(claim["text"], style=None if claim["significant"] else "yellow"))
     verdict = transfer_headline(result)
     if verdict is not None:
         style = "bold red" if verdict["weak"] else None

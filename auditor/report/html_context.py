@@ -7,6 +7,7 @@ from pathlib import PurePath
 from typing import Any
 
 from auditor.report.contract import contract_caveat
+from auditor.report.defense_claim import best_defense_test
 from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.html_rows import (
     _before_after,
@@ -112,6 +113,7 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
         "threat_groups": groups,
         "query_rows": _query_rows(result),
         "defense_verdict": s["defense_verdict"],
+        "defense_claim": best_defense_test(result, s["defense_verdict"]),
         "defense_candidate": s["defense_candidate"],
         "vanishes_text": VANISHES_TEXT,
         "before_after": _before_after(result, s["defense_candidate"]),
