@@ -36,7 +36,7 @@ from auditor.types import AuditResult
 ALPHA = 0.05
 
 
-def _fmt_p(p: float) -> str:
+def fmt_p(p: float) -> str:
     """``= 0.18`` or ``< 0.001``."""
     return f"= {p:.2g}" if p >= 0.001 else "< 0.001"
 
@@ -126,7 +126,7 @@ def claim_text(t: dict[str, Any]) -> str:
     counts = (
         f"exact McNemar test on the same {t['n']} images: {top['defense_only']} right only with {t['defense']} "
         f"({top['condition']}), {top['undefended_only']} right only without it ({t['baseline_condition']}); "
-        f"p {_fmt_p(top['p'])}, {family}: p {_fmt_p(top['p_holm'])}"
+        f"p {fmt_p(top['p'])}, {family}: p {fmt_p(top['p_holm'])}"
     )
     if t["significant"]:
         return f"{t['defense']} is significantly better than no defense at the worst case ({counts})."

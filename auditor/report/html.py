@@ -14,6 +14,7 @@ from html import escape as _escape
 from html.parser import HTMLParser
 from typing import Any
 
+from auditor.report.defense_claim import fmt_p
 from auditor.report.html_context import build_context
 from auditor.report.numbers import fmt_ci, fmt_eps, fmt_num, fmt_pct, fmt_value
 from auditor.report.renderer import Renderer
@@ -51,7 +52,7 @@ def environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=fmt_pct, ci=fmt_ci, num=fmt_num, eps=fmt_eps, value=fmt_value, ident=ident)
+    env.filters.update(pct=fmt_pct, ci=fmt_ci, num=fmt_num, eps=fmt_eps, value=fmt_value, ident=ident, p_value=fmt_p)
     return env
 
 

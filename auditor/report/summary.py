@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.report.defense_verdict import defense_verdict
 from auditor.report.gate_view import gate_policy
 from auditor.report.gates import (
     ADVICE_FLAGS,
@@ -20,7 +21,7 @@ from auditor.report.gates import (
     transfer_only,
 )
 from auditor.report.numbers import _finite, fmt_eps, fmt_pct
-from auditor.report.verdicts import defense_summaries, defense_verdict
+from auditor.report.verdicts import defense_summaries
 from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import AuditResult, Condition
 

@@ -1,4 +1,4 @@
-"""Defense verdicts of the executive summary: figures that cannot flatter a defense.
+"""Defense figures of the executive summary: figures that cannot flatter a defense.
 
 Four rules, each a small function here (the HTML and console summaries only lay them out):
 
@@ -11,11 +11,9 @@ Four rules, each a small function here (the HTML and console summaries only lay 
   figures are measured on the other half, so the choice cannot fit the noise of the
   images it is scored on. With too few images (or no per-image predictions) it is
   chosen and scored on the same images, and says so.
-* **Beyond the CI or not at all.** A defense is named "best" only when its worst
-  attacked accuracy on the evaluation half lies above the 95% CI (patient bootstrap,
-  widened to the Wilson score interval so an all-wrong worst case is not a
-  zero-width ``[0, 0]``) of the undefended worst case on that half; otherwise the
-  summary says that no defense raised the worst case beyond its CI.
+* **Tested, not eyeballed.** Which defense is named best, and the exact paired test it must pass, live
+  in :mod:`auditor.report.defense_verdict` and :mod:`auditor.report.defense_claim`; the undefended worst
+  case's CI (patient bootstrap, Wilson at 0/n and n/n) is shown beside it, not used to decide.
 * **Signed words for the clean change.** ``+5.0 pp gain``, ``−3.0 pp loss``.
 """
 
@@ -35,8 +33,7 @@ from auditor.report.defense_conditions import (
     is_adaptive,
 )
 from auditor.report.gates import attack_conditions, clean_condition
-from auditor.report.numbers import _finite, fmt_ci, fmt_pct
-from auditor.report.qualification import COLLAPSE_FRACTION, qualification
+from auditor.report.numbers import _finite
 from auditor.types import AuditResult, Condition
 
 #: fewest images each half needs for the held-out selection
@@ -168,7 +165,8 @@ def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
     return out
 
 
-def _rank_key(fig: dict[str, Any]) -> tuple[float, float]:
+def rank_key(fig: dict[str, Any]) -> tuple[float, float]:
+    """Sort key of a defense: worst attacked accuracy, then clean accuracy (missing figures rank last)."""
     return (
         fig["robust"] if fig["robust"] is not None else -1.0,
         fig["clean_acc"] if fig["clean_acc"] is not None else -1.0,
@@ -184,113 +182,3 @@ def undefended_worst(result: AuditResult, scorer: Scorer, idx: np.ndarray | None
     acc, cond = min(scored, key=lambda t: t[0])
     n = len(idx) if idx is not None else int(cond.metrics.get("n") or 0)
     return {"cond": cond, "accuracy": acc, "ci": guarded_ci(scorer.accuracy_ci(cond, idx), acc, n)}
-
-
-def defense_verdict(result: AuditResult) -> dict[str, Any] | None:
-    """The executive summary's defense verdict, or None when no defense was evaluated.
-
-    Keys: ``mode`` (``held-out`` or ``same images``), ``n_select``/``n_eval``, ``candidate``
-    (figures of the highest-ranked defense on the selection images that :func:`qualification`
-    admits, measured on the evaluation images; when none qualifies, the highest-ranked one: the
-    one that came closest), ``baseline`` (undefended worst case there, with CI), ``significant``
-    (the candidate's worst attacked accuracy is above that CI), ``best`` (the candidate when it
-    qualifies and is significant, else None) and ``text`` (one paragraph for the summary, which
-    names the defenses passed over and why).
-    """
-    names = defense_names(result)
-    if not names:
-        return None
-    scorer = Scorer(result)
-    halves = patient_halves(result.samples, scorer.seed) if scorer.has_predictions(result.conditions) else None
-    sel, ev = halves if halves is not None else (None, None)
-    ranked = sorted(names, key=lambda d: _rank_key(defense_figures(result, d, scorer, sel)), reverse=True)
-    quals = {d: qualification(result, d) for d in ranked}
-    chosen = next((d for d in ranked if quals[d]["qualifies"]), ranked[0])
-    # the higher-ranked defenses that were passed over; when none qualifies, every other one
-    others = ranked[: ranked.index(chosen)] if quals[chosen]["qualifies"] else ranked[1:]
-    passed_over = [(d, quals[d]["reasons"]) for d in others]
-    candidate = defense_figures(result, chosen, scorer, ev)
-    baseline = undefended_worst(result, scorer, ev)
-    ci = baseline["ci"] if baseline else None
-    significant = bool(candidate["robust"] is not None and ci is not None and candidate["robust"] > ci[1])
-    verdict = {
-        "mode": "held-out" if halves is not None else "same images",
-        "n_select": len(sel) if sel is not None else len(result.samples) or None,
-        "n_eval": len(ev) if ev is not None else len(result.samples) or None,
-        "seed": scorer.seed,
-        "candidate": candidate,
-        "baseline": baseline,
-        "significant": significant,
-        "best": candidate if significant and quals[chosen]["qualifies"] else None,
-    }
-    verdict["text"] = verdict_text(verdict, quals[chosen], passed_over)
-    return verdict
-
-
-def selection_text(v: dict[str, Any]) -> str:
-    """How the defense was chosen, in words."""
-    if v["mode"] == "held-out":
-        return (
-            f"chosen on {v['n_select']} images, a seeded half of the patients (seed {v['seed']}), and "
-            f"measured on the other {v['n_eval']}"
-        )
-    return (
-        f"chosen and measured on the same {v['n_eval']} images, too few to hold out half of the patients, "
-        f"so the choice may flatter it"
-    )
-
-
-def _passed_over_text(passed_over: list[tuple[str, list[str]]], lead: str = "Ranked higher but not eligible") -> str:
-    if not passed_over:
-        return ""
-    parts = [f"{d} ({'; '.join(r)})" for d, r in passed_over]
-    return f" {lead}: {', '.join(parts)}."
-
-
-def verdict_text(
-    v: dict[str, Any], qual: dict[str, Any] | None = None, passed_over: list[tuple[str, list[str]]] = ()
-) -> str:
-    """One paragraph: the best defense and its figures, or why none is named (none qualifies, the worst case
-    has no CI, or no defense raised it beyond its CI); ``qual`` is the candidate's :func:`qualification`
-    (None: it qualifies) and ``passed_over`` the higher-ranked defenses that did not, with their reasons."""
-    c, b = v["candidate"], v["baseline"]
-    skipped = list(passed_over)
-    if qual is not None and not qual["qualifies"]:
-        return (
-            f"No best defense is named: none qualifies (a defense must keep its clean accuracy within the "
-            f"allowance, its balanced accuracy above chance and every class's sensitivity above "
-            f"{COLLAPSE_FRACTION:g} of its undefended value). Closest: {c['name']} ({selection_text(v)}), with "
-            f"worst attacked accuracy {fmt_pct(c['robust'])}"
-            + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
-            + f" and clean accuracy change {c['clean_change_text']}, which fails because "
-            f"{'; '.join(qual['reasons'])}." + _passed_over_text(skipped, "The others fail too")
-        )
-    base = (
-        f"the undefended worst case there is {fmt_pct(b['accuracy'])} ({b['cond'].name}, 95% CI {fmt_ci(b['ci'])})"
-        if b
-        else "no undefended attack condition to compare with"
-    )
-    figures = (
-        f"worst attacked accuracy {fmt_pct(c['robust'])}"
-        + (f" ({c['robust_cond'].name})" if c["robust_cond"] is not None else "")
-        + f", clean accuracy change {c['clean_change_text']}"
-    )
-    adaptive = (
-        " These figures take the worse of the non-adaptive and the adaptive (BPDA) attack."
-        if c["adaptive"]
-        else " This defense was evaluated non-adaptively only, so its figures are an upper bound on real robustness."
-    )
-    vanish = f" For {c['name']} the {VANISHES_TEXT}." if c["benefit_vanishes"] else ""
-    others = _passed_over_text(skipped)
-    if v["significant"]:
-        return f"Best defense: {c['name']} ({selection_text(v)}): {figures}; {base}.{adaptive}{vanish}{others}"
-    if b and b["ci"] is None:
-        return (
-            f"No best defense is named: the undefended worst case has no 95% CI (bootstrap off, --n-boot 0), "
-            f"so no defense can be shown to raise it. The top-ranked defense, {c['name']} ({selection_text(v)}), "
-            f"has {figures}; {base}.{adaptive}{vanish}{others}"
-        )
-    return (
-        f"No defense raised the worst-case attacked accuracy beyond its 95% CI. The top-ranked defense, "
-        f"{c['name']} ({selection_text(v)}), has {figures}; {base}.{adaptive}{vanish}{others}"
-    )
