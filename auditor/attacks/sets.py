@@ -115,7 +115,8 @@ def build_adversarial_set(
         if progress:
             progress(stop - start)
     if lazy:
-        result = PngImages(state.dir, state.files, tuple(int(v) for v in images.shape[-2:]), state.png_sha256)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        result = PngImages(state.dir, state.files, size, state.png_sha256)
     return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
 
 
@@ -302,7 +303,7 @@ def _finish(
             {"linf_max": run.linf_max, **({"per_image": run.per_image()} if run.records else {})},
         )
     eff = _canonical(attack.params())
-    extra = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
+    extra: dict[str, Any] = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
     if run.records:
         extra["per_image"] = run.per_image()
     out = GeneratedSet(
