@@ -70,7 +70,7 @@ class Predictions(Sequence):
             return tuple(self) == tuple(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"Predictions(n={len(self)})"
@@ -174,7 +174,7 @@ class Probabilities(Sequence):
             return tuple(self) == tuple(tuple(r) for r in other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"Probabilities(n={len(self)}, k={self._k})"
@@ -244,7 +244,7 @@ class TextColumn(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"TextColumn(n={len(self)}, folders={len(self._dirs)})"
@@ -341,7 +341,7 @@ class SampleTable(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"SampleTable(n={len(self)})"

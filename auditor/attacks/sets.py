@@ -247,7 +247,8 @@ _STYLE_COUNTERS = ("style_rows", "near_affine_rows")
 def _style_counts(attack) -> tuple[int, int] | None:
     if not all(isinstance(getattr(attack, c, None), int) for c in _STYLE_COUNTERS):
         return None
-    return tuple(int(getattr(attack, c)) for c in _STYLE_COUNTERS)  # type: ignore[return-value]
+    style_rows, near_affine_rows = (int(getattr(attack, c)) for c in _STYLE_COUNTERS)
+    return style_rows, near_affine_rows
 
 
 def _style_count_delta(attack, before: tuple[int, int] | None) -> dict[str, int]:
