@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from auditor.errors import UsageError
 
@@ -29,6 +29,19 @@ KINDS = ("gradient", "query", "visible")
 
 #: the registered attack the defenses' training banks run (``auditor.training.imagepairs``: a few MI-FGSM steps)
 TRAINING_BANK_ATTACK = "mifgsm"
+
+
+class AttackClass(Protocol):
+    """What the registry uses of a gradient or query attack's class: its keyword parameters, and its
+    constructor (the model or query function, then those parameters)."""
+
+    def accepted_params(self) -> list[str]:
+        """Keyword parameters the constructor accepts."""
+        ...
+
+    def __call__(self, model: Any, /, **params: Any) -> Any:
+        """A new attack on ``model``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,7 @@ class AttackSpec:
             steps = float(self.default_steps)
         return self.passes_per_step * steps
 
-    def load(self) -> type:
+    def load(self) -> AttackClass:
         """The attack's class (imports its module)."""
         return getattr(importlib.import_module(self.module), self.cls)
 

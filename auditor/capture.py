@@ -48,6 +48,9 @@ class _ListHandler(logging.Handler):
 @contextmanager
 def _fd2_to(notes: _Notes) -> Iterator[None]:
     """Point file descriptor 2 at a temporary file; keep Python's ``sys.stderr`` on the terminal."""
+    if sys.__stderr__ is None:  # no standard error at all (pythonw, a detached process): nothing to capture
+        yield
+        return
     try:
         sys.__stderr__.flush()
         saved = os.dup(2)

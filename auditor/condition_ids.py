@@ -53,6 +53,8 @@ class SetId:
             return "clean"
         if self.alpha is not None:
             return f"{self.attack}@{self.alpha:g}"
+        if self.epsilon is None:
+            raise ValueError(f"attacked set {self.attack!r} names neither a budget (epsilon) nor an opacity (alpha)")
         backend = f"[{self.style_backend}]" if self.style_backend else ""
         return f"{self.attack}{backend}@{eps_name(self.epsilon)}"
 

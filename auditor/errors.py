@@ -19,6 +19,7 @@ code  meaning
 from __future__ import annotations
 
 import errno
+from typing import TypeGuard
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -79,7 +80,7 @@ _ENVIRONMENT_ERRNOS = frozenset(
 )
 
 
-def is_environment_error(exc: BaseException) -> bool:
+def is_environment_error(exc: BaseException) -> TypeGuard[OSError]:
     """True for an ``OSError`` caused by the environment (full disk, quota, I/O error)."""
     return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
 

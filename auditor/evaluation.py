@@ -70,7 +70,7 @@ class Throughput:
         """Context manager adding the wall time of its block to ``stage``."""
         return _Timed(self, stage, images)
 
-    def as_dict(self) -> dict[str, dict[str, float]]:
+    def as_dict(self) -> dict[str, dict[str, float | None]]:
         """``{stage: {"images", "seconds", "images_per_second"}}`` (rate None when no time was measured)."""
         return {
             k: {"images": int(n), "seconds": round(s, 3), "images_per_second": round(n / s, 1) if s > 0 else None}

@@ -70,7 +70,7 @@ def build_examples(
                 "clean": class_names[clean.predictions[i]] if clean else None,
                 "adversarial": class_names[adv_cond.predictions[i]],
             }
-            if best_pre is not None:
+            if best_pre is not None and defended_cond is not None:
                 imgs["defended"] = png_base64(best_pre(worst.images[i : i + 1])[0, 0])
                 preds["defended"] = class_names[defended_cond.predictions[i]]
             out.append(

@@ -137,8 +137,8 @@ def _ci(values: np.ndarray) -> list[float] | None:
 
 
 def compute_metrics(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
     class_names: Sequence[str],
     groups: Sequence[str | None] | None = None,
     seed: int = 0,
@@ -238,9 +238,9 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, groups, n_boot: int, seed: int) -
 
 
 def compute_attack_rates(
-    y_true: Sequence[int],
-    y_clean: Sequence[int],
-    y_adv: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
+    y_clean: Sequence[int] | np.ndarray,
+    y_adv: Sequence[int] | np.ndarray,
     groups: Sequence[str | None] | None = None,
     seed: int = 0,
     n_boot: int = DEFAULT_N_BOOT,

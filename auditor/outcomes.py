@@ -43,6 +43,7 @@ class Predictions(Sequence):
     """Predicted class index per image (int16 column); items are Python ``int``."""
 
     __slots__ = ("_a",)
+    _a: np.ndarray
 
     def __init__(self, values: Iterable[int] = ()) -> None:
         self._a = values._a if isinstance(values, Predictions) else _as_int_array(values)
@@ -69,7 +70,7 @@ class Predictions(Sequence):
             return tuple(self) == tuple(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"Predictions(n={len(self)})"
@@ -106,6 +107,9 @@ class Probabilities(Sequence):
     """
 
     __slots__ = ("_micro", "_exact", "_k")
+    _micro: np.ndarray | None  #: int32 millionths, or None when the values are not all exact millionths
+    _exact: np.ndarray | None  #: the float64 values, when ``_micro`` is None
+    _k: int
 
     def __init__(self, rows: Any = (), k: int | None = None) -> None:
         if isinstance(rows, Probabilities):
@@ -138,11 +142,17 @@ class Probabilities(Sequence):
 
     def values(self) -> np.ndarray:
         """The ``(N, K)`` float64 values."""
-        return self._exact if self._exact is not None else self._micro / _SCALE
+        return self._exact if self._exact is not None else self._column() / _SCALE
+
+    def _column(self) -> np.ndarray:
+        """The stored column: ``_micro`` or, when it is None, ``_exact`` (``__init__`` sets exactly one)."""
+        col = self._micro if self._micro is not None else self._exact
+        if col is None:
+            raise AssertionError("Probabilities holds neither column")
+        return col
 
     def __len__(self) -> int:
-        col = self._micro if self._micro is not None else self._exact
-        return int(col.shape[0])
+        return int(self._column().shape[0])
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -164,7 +174,7 @@ class Probabilities(Sequence):
             return tuple(self) == tuple(tuple(r) for r in other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"Probabilities(n={len(self)}, k={self._k})"
@@ -172,8 +182,7 @@ class Probabilities(Sequence):
     @property
     def nbytes(self) -> int:
         """Bytes of the column."""
-        col = self._micro if self._micro is not None else self._exact
-        return int(col.nbytes)
+        return int(self._column().nbytes)
 
 
 class TextColumn(Sequence):
@@ -235,7 +244,7 @@ class TextColumn(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"TextColumn(n={len(self)}, folders={len(self._dirs)})"
@@ -274,7 +283,8 @@ class SampleTable(Sequence):
         for r in it:
             if not _compactable(r) or not _INT64_MIN <= r["label_index"] <= _INT64_MAX:
                 self._label_vocab, self._pid_vocab = list(labels), list(pids)
-                self._paths, self._label, self._label_index = paths, np.frombuffer(label, np.int32), label_index
+                self._paths, self._label = paths, np.frombuffer(label, np.int32)
+                self._label_index = np.frombuffer(label_index, np.int64)
                 self._pid, self._sha = np.frombuffer(pid, np.int32), np.frombuffer(bytes(sha), np.uint8).reshape(-1, 32)
                 self._has_sha = np.frombuffer(bytes(has_sha), bool)
                 head = [self[i] for i in range(len(paths))]
@@ -331,7 +341,7 @@ class SampleTable(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"SampleTable(n={len(self)})"

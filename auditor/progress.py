@@ -9,6 +9,10 @@ from typing import Callable, Iterator
 from auditor.types import one_line
 
 
+def _no_advance(n: int = 1) -> None:
+    """The ``advance`` of a task without a bar."""
+
+
 class Reporter:
     """Prints stage messages and drives progress bars on stderr.
 
@@ -35,7 +39,7 @@ class Reporter:
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
         """A context giving ``advance(n)``; draws a bar when bars are on."""
         if not self.show_bars or total <= 0:
-            yield lambda n=1: None
+            yield _no_advance
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -49,4 +53,8 @@ class Reporter:
             transient=True,
         ) as bar:
             tid = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(tid, n)
+
+            def advance(n: int = 1) -> None:
+                bar.advance(tid, n)
+
+            yield advance

@@ -42,7 +42,7 @@ layer imports this module.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeGuard
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def wilson(k: int, n: int) -> tuple[float, float] | None:
     return float(ci.low), float(ci.high)
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -154,13 +154,13 @@ def _eps_text(eps: float | None) -> str:
 
 def _stronger_than_transfer(result: AuditResult, images: _Images) -> tuple[int, list[dict], list[dict]]:
     """Comparisons (white-box/query vs transfer at one ε): paired tests and interval fallbacks."""
-    attacks = [c for c in _attacks(result) if _finite(c.epsilon)]
-    transfer = [c for c in attacks if _threat(c) == THREAT_TRANSFER]
-    strong = [c for c in attacks if _threat(c) in (THREAT_WHITE_BOX, THREAT_QUERY)]
+    attacks = [(eps_name(eps), c) for c in _attacks(result) if _finite(eps := c.epsilon)]
+    transfer = [(name, c) for name, c in attacks if _threat(c) == THREAT_TRANSFER]
+    strong = [(name, c) for name, c in attacks if _threat(c) in (THREAT_WHITE_BOX, THREAT_QUERY)]
     paired, unpaired = [], []
-    for s in strong:
-        for t in transfer:
-            if eps_name(s.epsilon) != eps_name(t.epsilon):
+    for eps_s, s in strong:
+        for eps_t, t in transfer:
+            if eps_s != eps_t:
                 continue
             rate_s, rate_t = s.extra.get("attack_success_rate"), t.extra.get("attack_success_rate")
             item = {
@@ -188,21 +188,23 @@ def _stronger_than_transfer(result: AuditResult, images: _Images) -> tuple[int, 
     return len(paired) + len(unpaired), paired, unpaired
 
 
-def _series(result: AuditResult) -> dict[tuple, list[Condition]]:
-    out: dict[tuple, list[Condition]] = {}
+def _series(result: AuditResult) -> dict[tuple[str, str, str], list[tuple[float, Condition]]]:
+    """The attack conditions with a budget and an accuracy, as ``(epsilon, condition)``, per attack, threat
+    model and surrogate."""
+    out: dict[tuple[str, str, str], list[tuple[float, Condition]]] = {}
     for c in _attacks(result):
-        if _finite(c.epsilon) and _finite(c.metrics.get("accuracy")):
-            out.setdefault((c.attack or c.name, _threat(c), c.surrogate or ""), []).append(c)
+        if _finite(eps := c.epsilon) and _finite(c.metrics.get("accuracy")):
+            out.setdefault((c.attack or c.name, _threat(c), c.surrogate or ""), []).append((eps, c))
     return out
 
 
 def _monotone_in_eps(result: AuditResult, images: _Images) -> tuple[int, list[dict], list[dict]]:
     paired, unpaired = [], []
-    for conds in _series(result).values():
-        conds = sorted(conds, key=lambda c: c.epsilon)
-        for i, lo in enumerate(conds):
-            for hi in conds[i + 1 :]:
-                if eps_name(hi.epsilon) == eps_name(lo.epsilon):
+    for series in _series(result).values():
+        conds = sorted(series, key=lambda t: t[0])
+        for i, (eps_lo, lo) in enumerate(conds):
+            for eps_hi, hi in conds[i + 1 :]:
+                if eps_name(eps_hi) == eps_name(eps_lo):
                     continue
                 item = {
                     "condition": hi.name,
@@ -263,11 +265,12 @@ def _large_eps(result: AuditResult, probes: list[StrengthProbe]) -> tuple[int, l
 def _more_iterations(result: AuditResult, probes: list[StrengthProbe]) -> tuple[int, list[dict], list[dict]]:
     unpaired = []
     for p in probes:
-        if p.kind != "more_iterations":
-            continue
+        steps, reference_steps, reference_accuracy = p.steps, p.reference_steps, p.reference_accuracy
+        if p.kind != "more_iterations" or steps is None or reference_steps is None or reference_accuracy is None:
+            continue  # (a more_iterations probe has all three: StrengthProbe.__post_init__)
         # the run with more iterations must not be the more accurate one
         (more_acc, more_steps), (few_acc, few_steps) = sorted(
-            [(p.accuracy, p.steps), (p.reference_accuracy, p.reference_steps)], key=lambda t: t[1], reverse=True
+            [(p.accuracy, steps), (reference_accuracy, reference_steps)], key=lambda t: t[1], reverse=True
         )
         ci_more = wilson(int(round(more_acc * p.n)), p.n)
         ci_few = wilson(int(round(few_acc * p.n)), p.n)

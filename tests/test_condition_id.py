@@ -27,6 +27,13 @@ def test_set_names(set_id, name):
     assert set_id.name == name
 
 
+def test_attacked_set_without_a_budget_has_no_name():
+    """An attacked set with neither an epsilon nor a blend alpha is refused by name (it used to fail inside
+    the budget formatting with a TypeError on None)."""
+    with pytest.raises(ValueError, match="neither a budget"):
+        _ = SetId("usmm").name
+
+
 def test_scan_jobs_name_the_style_backend_only_where_the_registry_says_so():
     import numpy as np
 

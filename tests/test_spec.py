@@ -281,3 +281,30 @@ def test_contract_contradictions_are_refused(tmp_path):
 def test_single_sigmoid_unit_without_names_is_negative_positive(tmp_path):
     spec = read_spec(make_classifier(tmp_path / "s.onnx", output="sigmoid_logit"))
     assert spec.class_names == ("negative", "positive") and spec.num_classes == 2
+
+
+def _dynamic_k(tmp_path, class_names=None):
+    """The brightness classifier with its class axis declared dynamic (``(N, K)``); it outputs 3 scores."""
+    model = onnx.load(make_classifier(tmp_path / "m.onnx", class_names=class_names))
+    dim = model.graph.output[0].type.tensor_type.shape.dim[1]
+    dim.ClearField("dim_value")
+    dim.dim_param = "K"
+    path = tmp_path / "k.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_dynamic_number_of_classes_takes_the_names_given(tmp_path):
+    """A model whose class axis is dynamic is read with the class names it declares (or --labels): K is their
+    number (it used to be refused as "3 class names for a model with None classes"); without names it is a
+    contract error, and outputs of another width than the names are refused when decoded."""
+    path = _dynamic_k(tmp_path, CLASSES)
+    spec = read_spec(path)
+    assert spec.class_names == tuple(CLASSES) and spec.num_classes == 3
+    x, y = brightness_images(4, 32)
+    assert (OnnxClassifier(path, spec=spec).predict_proba(x).argmax(1) == y).all()
+    two = read_spec(path, overrides={"class_names": ("normal", "pneumonia")})
+    with pytest.raises(ModelContractError, match="3 class scores per image for 2 class names"):
+        OnnxClassifier(path, spec=two).predict_proba(x)
+    with pytest.raises(ModelContractError, match="number of classes is dynamic"):
+        read_spec(_dynamic_k(tmp_path))

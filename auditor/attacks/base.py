@@ -161,7 +161,9 @@ class GradientAttack:
             self.model = fold_batchnorm(self.model)
         self.model.to(self.device)
         if self.channels_last:
-            if hasattr(self.model, "set_channels_last"):
+            from auditor.models.torch import SupportsChannelsLast
+
+            if isinstance(self.model, SupportsChannelsLast):
                 self.model.set_channels_last(True)
             else:
                 self.model.to(memory_format=torch.channels_last)

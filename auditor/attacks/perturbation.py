@@ -19,7 +19,10 @@ def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
         raise ValueError(f"shapes differ or are not (N, C, H, W): {tuple(x.shape)} vs {tuple(x_adv.shape)}")
     if x.shape[0] == 0:
         return {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0, "ssim_mean": 1.0, "psnr_mean": 100.0}
-    linf, l2, psnr, ssim = [], [], [], []
+    linf: list[np.ndarray] = []
+    l2: list[np.ndarray] = []
+    psnr: list[np.ndarray] = []
+    ssim: list[float] = []
     for (_, xa), (_, xb) in zip(iter_batches(x, batch_size), iter_batches(x_adv, batch_size)):
         a = np.asarray(xa, dtype=np.float64)
         b = np.asarray(xb, dtype=np.float64)

@@ -29,7 +29,8 @@ def project(
     """
     lo, hi = bounds
     if norm == "linf":
-        delta = (x_adv - x).clamp(-eps, eps)
+        # torch's clamp overloads take numbers or tensors as bounds, not a union of the two
+        delta = (x_adv - x).clamp(-eps, eps)  # type: ignore[arg-type]
     elif norm == "l2":
         delta = x_adv - x
         flat = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)

@@ -115,7 +115,8 @@ def build_adversarial_set(
         if progress:
             progress(stop - start)
     if lazy:
-        result = PngImages(state.dir, state.files, tuple(int(v) for v in images.shape[-2:]), state.png_sha256)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        result = PngImages(state.dir, state.files, size, state.png_sha256)
     return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
 
 
@@ -246,7 +247,8 @@ _STYLE_COUNTERS = ("style_rows", "near_affine_rows")
 def _style_counts(attack) -> tuple[int, int] | None:
     if not all(isinstance(getattr(attack, c, None), int) for c in _STYLE_COUNTERS):
         return None
-    return tuple(int(getattr(attack, c)) for c in _STYLE_COUNTERS)  # type: ignore[return-value]
+    style_rows, near_affine_rows = (int(getattr(attack, c)) for c in _STYLE_COUNTERS)
+    return style_rows, near_affine_rows
 
 
 def _style_count_delta(attack, before: tuple[int, int] | None) -> dict[str, int]:
@@ -302,7 +304,7 @@ def _finish(
             {"linf_max": run.linf_max, **({"per_image": run.per_image()} if run.records else {})},
         )
     eff = _canonical(attack.params())
-    extra = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
+    extra: dict[str, Any] = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
     if run.records:
         extra["per_image"] = run.per_image()
     out = GeneratedSet(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ def inspect_command(model: str, as_json: bool, **kw) -> None:
 
     proto = load_onnx_proto(model)
     spec = read_spec(model, model=proto, sidecar=kw.get("sidecar"), overrides=contract_overrides(kw))
-    doc = {
+    doc: dict[str, Any] = {
         "path": model,
         "sha256": sha256_file(model),
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),

@@ -6,11 +6,15 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from auditor.cli.options import gate_policy_options, split_list
 from auditor.cli.sign_options import load_signing_from, sign_options
+
+if TYPE_CHECKING:
+    from auditor.types import AuditResult
 
 
 @click.command("report")
@@ -71,22 +75,24 @@ def report_command(
     max_clean_drop = check_max_clean_drop(max_clean_drop)
     _check_dir_flag(out, "--out")
     signing = load_signing_from(sign)
-    result, results = _load(results, merge, out)
+    result, rendered = _load(results, merge, out)
     result = with_max_clean_drop(result, max_clean_drop)
-    check_gate_classes(gates, result.class_names, where=results)
+    check_gate_classes(gates, result.class_names, where=rendered)
     policy = GatePolicy(gate_on=gate_on or "point", allow_transfer_only=allow_transfer_only, min_transfer=min_transfer)
     result = replace(result, extras={**result.extras, "strength_checks": strength_checks(result)})
     if gates:
         result = apply_gates(result, gates, policy)
     elif allow_transfer_only or gate_on:  # the stored gates, under the policy given now
         result = apply_gates(result, stored_gates(result), policy)
-    out_dir = Path(out) if out else Path(results).parent
+    out_dir = Path(out) if out else Path(rendered).parent
     # beside the results.json it renders, the other files belong to the same run: keep them
-    same_run = out_dir.absolute() == Path(results).absolute().parent
+    same_run = out_dir.absolute() == Path(rendered).absolute().parent
     if merge:  # a merged result is a new run: its results.json is always written, nothing stale kept
         fmts, same_run = (fmts if "json" in fmts else ["json", *fmts]), False
     debug = bool((click.get_current_context().find_root().obj or {}).get("debug"))
     with StagedOutput(out_dir, managed=FILE_FORMATS.values()) as stage:
+        if stage.path is None:  # entering creates the staging folder or raises; None only before entry
+            raise RuntimeError("StagedOutput entered without a staging folder")
         with capture_library_output(show=debug):
             render_all(result, stage.path, fmts, signing=signing)
         written = stage.commit(stale="keep" if same_run else "remove")
@@ -102,7 +108,7 @@ def report_command(
         click.get_current_context().exit(code)
 
 
-def _load(paths: tuple[str, ...], merge: bool, out: str | None):
+def _load(paths: tuple[str, ...], merge: bool, out: str | None) -> tuple[AuditResult, str]:
     """``(result, name)``: the one results.json, or with ``--merge`` the merged result of all of them.
 
     The name is the file rendered (for messages, and whose folder is the default ``--out``); a

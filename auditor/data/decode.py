@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from auditor.data import limits
 from auditor.data.limits import ImageReadError, require_finite
 from auditor.types import Sample, Skipped
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 
@@ -57,7 +61,7 @@ ORIENTATIONS = {
 }
 
 
-def _orient(im) -> tuple[object, tuple[str, ...]]:
+def _orient(im: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
     """``im`` turned upright by its EXIF Orientation as viewers show it (Pillow's ``ImageOps.exif_transpose``),
     and the note saying so (none for a missing or normal orientation; an invalid value is noted and ignored)."""
     from PIL import ImageOps
@@ -94,6 +98,7 @@ def _read_raster_noted(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     # WeasyPrint switches Pillow's global LOAD_TRUNCATED_IMAGES on when it is imported;
     # a truncated radiograph must be reported, not silently padded with grey.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    im: Image.Image  # the file as opened, then turned upright and converted
     try:
         with Image.open(path) as im:
             w, h = im.size

@@ -129,7 +129,8 @@ def _decode(ds, ts, index: int) -> tuple[np.ndarray, dict, str | None, list[str]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                arr, meta = decoder.as_array(ds, index=index, decoding_plugin=plugin, as_rgb=True)
+                # pydicom annotates **kwargs as DecodeOptions where it means Unpack[DecodeOptions]
+                arr, meta = decoder.as_array(ds, index=index, decoding_plugin=plugin, as_rgb=True)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported, the next one tried
                 failures.append(_plugin_error(plugin, exc))
                 continue

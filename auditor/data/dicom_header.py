@@ -18,7 +18,7 @@ from auditor.data.limits import ImageReadError
 MAX_FRAMES = 10_000
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     """Collapse a multi-line library message into one line, without cutting it."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 

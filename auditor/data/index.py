@@ -144,7 +144,7 @@ class SampleIndex(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"SampleIndex(n={len(self)})"

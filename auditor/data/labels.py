@@ -82,7 +82,8 @@ def map_labels(labels: list[str], class_names: tuple[str, ...], label_map: dict[
 def drop_labels(labels: list[str], label_map: dict[str, str] | None) -> tuple[list[int], dict[str, int]]:
     """Indices of the labels kept, and {data label: images dropped} for labels mapped to :data:`DROP`."""
     drop = {k.lower() for k, v in (label_map or {}).items() if v.strip() == DROP}
-    kept, dropped = [], {}
+    kept: list[int] = []
+    dropped: dict[str, int] = {}
     for i, lab in enumerate(labels):
         if lab.lower() in drop:
             dropped[lab] = dropped.get(lab, 0) + 1

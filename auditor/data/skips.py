@@ -82,7 +82,7 @@ class SkipLog(Sequence):
             return self.total == len(other) and self.examples == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed types __hash__ as a method
 
     def __repr__(self) -> str:
         return f"SkipLog(total={self.total}, kept={len(self.examples)})"

@@ -19,7 +19,7 @@ import hashlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -36,9 +36,10 @@ PREFETCH = 2
 LOADER_THREADS = 2
 
 
-def prefetch(
-    jobs: Iterable[Callable[[], object]], depth: int = PREFETCH, threads: int = LOADER_THREADS
-) -> Iterator[object]:
+_T = TypeVar("_T")
+
+
+def prefetch(jobs: Iterable[Callable[[], _T]], depth: int = PREFETCH, threads: int = LOADER_THREADS) -> Iterator[_T]:
     """Run ``jobs`` (callables) on ``threads`` worker threads, at most ``depth`` ahead; yield their results in order.
 
     An exception raised by a job is raised here, in order. Unstarted jobs are cancelled when the
@@ -68,6 +69,8 @@ class LazyImages:
 
     dtype = np.dtype(np.float32)
     ndim = 4
+    #: the SHA-256 of the decoded stream, once :func:`stream_digest` has computed it
+    _stream_sha256: str | None = None
 
     def __init__(self, n: int, size: tuple[int, int]) -> None:
         self._n = int(n)
@@ -149,8 +152,8 @@ def iter_batches(
     n = len(images)
     bs = max(1, int(batch_size))
 
-    def job(start: int):
-        def run():
+    def job(start: int) -> Callable[[], tuple[int, np.ndarray]]:
+        def run() -> tuple[int, np.ndarray]:
             x = images[start : start + bs]
             return start, (transform(x) if transform is not None else np.asarray(x, dtype=np.float32))
 
@@ -217,7 +220,7 @@ class PngImages(LazyImages):
     """
 
     def __init__(
-        self, root: str | Path, files: Sequence[str], size: tuple[int, int], sha256: Sequence[str] | None = None
+        self, root: str | Path, files: Sequence[str], size: tuple[int, int], sha256: Sequence[str | None] | None = None
     ) -> None:
         super().__init__(len(files), size)
         # file names as a TextColumn and digests as 32 raw bytes: ~90 bytes per image and set, not ~250
@@ -284,9 +287,9 @@ def scan_readable(
     skipped = SkipLog()
     on_grid = True
 
-    def job(start: int):
-        def run():
-            out = []
+    def job(start: int) -> Callable[[], list[tuple[int, str, str | None, tuple[str, ...], bool]]]:
+        def run() -> list[tuple[int, str, str | None, tuple[str, ...], bool]]:
+            out: list[tuple[int, str, str | None, tuple[str, ...], bool]] = []
             for i in range(start, min(len(samples), start + batch_size)):
                 s = samples[i]
                 path = getattr(s, "path", None) or str(s)

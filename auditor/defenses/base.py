@@ -76,12 +76,21 @@ class Preprocessor(ABC):
 
     name: str = "preprocessor"
     label: str = "preprocessor"
-    differentiable: bool = False
-    gradient: str | None = GRADIENT_STRAIGHT_THROUGH
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self.cost_ms_per_image: float | None = None
+
+    # read-only: a subclass overrides them with its own property or class attribute
+    @property
+    def differentiable(self) -> bool:
+        """True when :meth:`torch_forward` is an exact differentiable implementation (not by default)."""
+        return False
+
+    @property
+    def gradient(self) -> str | None:
+        """The torch path's gradient: straight-through by default (see :meth:`torch_forward`)."""
+        return GRADIENT_STRAIGHT_THROUGH
 
     # ---------------------------------------------------------------- numpy path
     @abstractmethod

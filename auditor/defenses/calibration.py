@@ -92,6 +92,6 @@ def make_benign_pairs(
     for q in np.unique(qualities[is_jpeg]):
         idx = np.flatnonzero(is_jpeg & (qualities == q))
         out[idx] = JpegCompression(int(q))(arr[idx])
-        for i in idx:
+        for i in idx.tolist():
             kinds[i] = f"jpeg:{int(q)}"
     return (out, kinds) if return_kinds else out

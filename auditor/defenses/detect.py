@@ -59,7 +59,7 @@ DEFAULT_T_SSIM = 0.95
 
 
 # ---------------------------------------------------------------------------- helpers
-def _num(v: float) -> float | None:
+def _num(v: float | np.floating) -> float | None:
     """A JSON-safe float (NaN/inf -> None)."""
     v = float(v)
     return v if math.isfinite(v) else None

@@ -103,13 +103,13 @@ class OnnxImagePreprocessor(Preprocessor):
             self.params["torch_path"] = f"straight-through (onnx2torch failed: {msg[:120]})"
 
     @property
-    def gradient(self) -> str:  # type: ignore[override]
+    def gradient(self) -> str:
         """``"exact"`` when a torch module is available (given or converted), else straight-through."""
         self._ensure_torch()
         return GRADIENT_EXACT if self._torch_module is not None else GRADIENT_STRAIGHT_THROUGH
 
     @property
-    def differentiable(self) -> bool:  # type: ignore[override]
+    def differentiable(self) -> bool:
         """True when the torch path is the model itself (exact gradients)."""
         return self.gradient == GRADIENT_EXACT
 

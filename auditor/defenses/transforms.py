@@ -58,6 +58,8 @@ class JpegCompression(Preprocessor):
             if not ok:
                 raise DataError(f"{self.name}: OpenCV could not encode image {i} of shape {x[i, 0].shape}")
             dec = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+            if dec is None:
+                raise DataError(f"{self.name}: OpenCV could not decode its JPEG of image {i}")
             out[i, 0] = dec.astype(np.float32) / 255.0
         return out
 

@@ -32,6 +32,8 @@ def scaling_mean_std(scaling: str, channels: int, mean=None, std=None) -> tuple[
     ``0-255`` and 1 otherwise (``x`` in ``[0, 1]``). ``custom`` takes explicit
     mean/std given in ``[0, 1]`` units.
     """
+    m: tuple[float, ...]
+    s: tuple[float, ...]
     if scaling == "unit":
         m, s = (0.0,), (1.0,)
     elif scaling == "0-255":
@@ -101,6 +103,19 @@ def encode_input(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return out
 
 
+def _checked_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """``raw`` as float64 ``(N, K)``, K the number of class names (a model with a dynamic number of classes
+    is read with the names given; its outputs must match them)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim != 2:
+        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
+    if not spec.output_kind.startswith("sigmoid") and raw.shape[1] != spec.num_classes:
+        raise ModelContractError(
+            f"model returned {raw.shape[1]} class scores per image for {spec.num_classes} class names"
+        )
+    return raw
+
+
 def decode_scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model outputs -> ``(N, K)`` float64 scores whose differences are log-odds, for any output kind.
 
@@ -109,9 +124,7 @@ def decode_scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     attack's margin loss (score of the true class minus the best other score) is then the same quantity for
     every kind of model.
     """
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.ndim != 2:
-        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
+    raw = _checked_output(raw, spec)
     kind = spec.output_kind
     if kind == "sigmoid_logit":
         return np.concatenate([np.zeros_like(raw[:, :1]), raw[:, :1]], axis=1)
@@ -126,9 +139,7 @@ def decode_scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 def decode_output(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model outputs -> class probabilities ``(N, K)`` as float64."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.ndim != 2:
-        raise ModelContractError(f"model returned shape {raw.shape}, expected (N, K)")
+    raw = _checked_output(raw, spec)
     kind = spec.output_kind
     if kind in ("sigmoid_logit", "sigmoid_probability"):
         p = raw[:, :1]

@@ -241,9 +241,11 @@ def _class_names(
 ) -> list[str]:
     """Declared class names checked against the ``k`` outputs, or default names with a warning."""
     names = values.get("class_names")
-    n_classes = 2 if (k == 1 or values["output_kind"].startswith("sigmoid")) else k
+    sigmoid = k == 1 or values["output_kind"].startswith("sigmoid")
     if names:
         names = [printable(str(n)) for n in names]  # untrusted metadata: no ANSI/control characters in reports
+        # a dynamic number of classes is the number of names given
+        n_classes = 2 if sigmoid else (len(names) if k is None else k)
         if len(names) != n_classes:
             raise ModelContractError(
                 f"{path}: {len(names)} class names ({', '.join(names)}) for a model with {n_classes} classes"
@@ -255,6 +257,7 @@ def _class_names(
             raise ModelContractError(
                 f"{path}: the number of classes is dynamic and no class names are given (--labels)"
             )
+        n_classes = 2 if sigmoid else k
         names = ["negative", "positive"] if n_classes == 2 and k == 1 else [f"class_{i}" for i in range(n_classes)]
         sources["class_names"] = "default"
         warnings.append(f"class names not declared; using {', '.join(names)} (set --labels or metadata 'class_names')")

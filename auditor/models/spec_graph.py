@@ -78,7 +78,8 @@ def _input_facts(graph, path: str) -> dict[str, Any]:
         raise ModelContractError(
             f"{path}: input {inp.name!r} shape {['?' if d is None else d for d in dims]} has no channel axis of size 1 or 3"
         )
-    check_input_size(*facts["hw"], f"{path}: input {inp.name!r}")
+    height, width = facts["hw"]
+    check_input_size(height, width, f"{path}: input {inp.name!r}")
     return facts
 
 

@@ -18,7 +18,7 @@ converted by :mod:`auditor.models.convert` and a scan's surrogate is built by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +61,11 @@ def scaling_buffers(module: nn.Module, spec: ModelSpec, channels: int) -> tuple[
     Non-persistent: they follow ``module.to(device)`` but stay out of state dicts and checkpoints.
     """
     factor, mean, std = input_scaling(spec, channels)
-    module.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-    module.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-    return factor, module.mean, module.std
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    module.register_buffer("mean", mean_t, persistent=False)
+    module.register_buffer("std", std_t, persistent=False)
+    return factor, mean_t, std_t
 
 
 def encode_tensor(
@@ -92,8 +94,21 @@ def encode_tensor(
     return x
 
 
+@runtime_checkable
+class SupportsChannelsLast(Protocol):
+    """A model that sets its own memory format (:class:`TorchClassifier`, :class:`Ensemble`, or any module with
+    the method): the attacks and ensembles ask it rather than converting its parameters."""
+
+    def set_channels_last(self, flag: bool = True) -> None:
+        """Run in channels_last memory format when ``flag``, else in the contiguous format."""
+        ...
+
+
 class InputEncoder(nn.Module):
     """:func:`encode_tensor` of a :class:`ModelSpec` as a module (the training recipes put it before the network)."""
+
+    mean: torch.Tensor  #: buffer of :func:`scaling_buffers`
+    std: torch.Tensor  #: buffer of :func:`scaling_buffers`
 
     def __init__(self, spec: ModelSpec, channels: int | None = None) -> None:
         super().__init__()
@@ -114,6 +129,10 @@ class TorchClassifier(nn.Module):
     column ``j`` is the target's class ``j``. Attributes ``spec``, ``meta``
     (arch, path, sha256 when loaded from a checkpoint).
     """
+
+    mean: torch.Tensor  #: buffer of :func:`scaling_buffers`
+    std: torch.Tensor  #: buffer of :func:`scaling_buffers`
+    class_index: torch.Tensor | None  #: buffer: the network's column of each target class, or None
 
     def __init__(
         self, network: nn.Module, spec: ModelSpec, in_channels: int | None = None, class_index: list[int] | None = None
@@ -179,14 +198,14 @@ class TorchClassifier(nn.Module):
 class Ensemble(nn.Module):
     """Mean of the members' logits (TransferAttack's ensemble surrogate)."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 
     def set_channels_last(self, flag: bool = True) -> None:
         """Propagate to every member."""
         for m in self.members:
-            if hasattr(m, "set_channels_last"):
+            if isinstance(m, SupportsChannelsLast):
                 m.set_channels_last(flag)
             else:
                 m.to(memory_format=torch.channels_last if flag else torch.contiguous_format)

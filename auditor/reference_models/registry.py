@@ -137,9 +137,12 @@ def last_conv_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.features(x)
     if isinstance(model, DenseNetClassifier):
         return torch.relu(model.features(x))
-    m = model
-    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    from torchvision.models import ResNet
+
+    if not isinstance(model, ResNet):
+        raise TypeError(f"no convolutional feature tap is known for {type(model).__name__}")
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
 
 
 # --------------------------------------------------------------------------- checkpoints and local weights

@@ -60,7 +60,8 @@ class Generator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(w, channels, 7)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        if self.out.bias is not None:  # (a Conv2d has one unless built with bias=False)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         r = self.out(self.body(x * 2.0 - 1.0))

@@ -78,13 +78,13 @@ class HGDDenoiser(nn.Module):
             c = w
         self.dec = nn.ModuleList([nn.Module() for _ in dec_widths])
         deeper = enc_widths[-1]
-        stages: list[nn.Module] = [None] * len(dec_widths)  # type: ignore[list-item]
+        stages: list[nn.Module] = []  # built deepest first (each takes the width of the one below), kept shallow first
         for j in reversed(range(len(dec_widths))):
             w, n = dec_widths[j], dec_blocks[j]
             layers = [_block(deeper + enc_widths[j], w)] + [_block(w, w) for _ in range(n - 1)]
-            stages[j] = nn.Sequential(*layers)
+            stages.append(nn.Sequential(*layers))
             deeper = w
-        self.dec = nn.ModuleList(stages)
+        self.dec = nn.ModuleList(stages[::-1])
         self.final = nn.Conv2d(dec_widths[0], in_channels, 1, bias=False)
         nn.init.zeros_(self.final.weight)
 

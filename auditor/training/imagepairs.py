@@ -139,7 +139,9 @@ def adversarial_bank(
     """
     from auditor.training.perturb import fgsm, mifgsm, uniform_noise_perturb
 
-    out, src, kind_of = [], [], []
+    out: list[np.ndarray] = []
+    src: list[int] = []
+    kind_of: list[str] = []
     eps_t = torch.tensor(eps, dtype=torch.float32)
     for s in range(0, len(images), batch):
         xb = torch.from_numpy(images[s : s + batch]).to(device)

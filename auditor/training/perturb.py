@@ -87,6 +87,8 @@ def _make_adv_fn(cfg: TrainConfig, init_model: nn.Module | None, norm: nn.Module
         return adv
     from auditor.attacks.registry import make_attack
 
+    if init_model is None:  # (refused before: auditor.training.recipe_config._resolve)
+        raise UsageError(f"--attack {cfg.attack}: the adversarial recipe needs --init CHECKPOINT, its fixed surrogate")
     surrogate = nn.Sequential(copy.deepcopy(norm), copy.deepcopy(init_model)).to(device).eval()
     for p in surrogate.parameters():
         p.requires_grad_(False)

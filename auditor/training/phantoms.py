@@ -51,7 +51,7 @@ Never use a model trained on these images on real patients.
 
 def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
     """Zero-mean, unit-std band-limited noise (white noise blurred with sigma = ``scale`` px)."""
-    n = rng.standard_normal((size, size)).astype(np.float32)
+    n: np.ndarray = rng.standard_normal((size, size)).astype(np.float32)  # (cv2 types its result loosely)
     n = cv2.GaussianBlur(n, (0, 0), sigmaX=max(scale, 0.3))
     return (n - n.mean()) / (n.std() + 1e-6)
 
@@ -219,7 +219,7 @@ def _spine(size: int, cx: float, cy: float, s: float) -> np.ndarray:
 def _pneumonia(size: int, rng: np.random.Generator, geom: list, lungs: np.ndarray, dense: np.ndarray) -> np.ndarray:
     """The added density of a mottled consolidation in the lower zone of one lung."""
     lx, ly, ax, ay, side = geom[int(rng.integers(0, 2))]
-    patch = np.zeros((size, size), np.float32)
+    patch: np.ndarray = np.zeros((size, size), np.float32)  # (cv2 types its result loosely)
     zone_y = ly + ay * rng.uniform(-0.1, 0.55)
     for _ in range(int(rng.integers(4, 8))):
         px = lx + ax * rng.uniform(-0.55, 0.55)

@@ -49,7 +49,7 @@ def _predict(net: nn.Module, norm: nn.Module, images: np.ndarray, idx: np.ndarra
 
 def _set_phase(net: nn.Module, phase: int) -> list[nn.Parameter]:
     """Freeze the backbone in phase 1; return the parameters to optimise."""
-    head = net.fc
+    head = net.get_submodule("fc")
     for p in net.parameters():
         p.requires_grad_(phase == 2)
     for p in head.parameters():
@@ -60,7 +60,7 @@ def _set_phase(net: nn.Module, phase: int) -> list[nn.Parameter]:
 def _train_mode(net: nn.Module, phase: int) -> None:
     if phase == 1:  # frozen layers run in inference mode (BN statistics untouched), as Keras does
         net.eval()
-        net.fc.train()
+        net.get_submodule("fc").train()
     else:
         net.train()
 
@@ -221,14 +221,16 @@ def _resume(s: _Setup) -> _Progress:
     )
 
 
-def _phase_optimizer(s: _Setup, p: _Progress, phase: int, previous: int | None):
+def _phase_optimizer(
+    s: _Setup, p: _Progress, phase: int, previous: int | None
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.ReduceLROnPlateau]:
     """Adam and ReduceLROnPlateau for ``phase`` (restored from a resumed state of the same phase)."""
     params = _set_phase(s.net, phase)
     opt = torch.optim.Adam(params, lr=s.cfg.head_lr if phase == 1 else s.cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=s.cfg.plateau_factor, patience=s.cfg.plateau_patience
     )
-    if p.opt_state is not None and (p.saved_phase is None or p.saved_phase == phase):
+    if p.opt_state is not None and p.sched_state is not None and (p.saved_phase is None or p.saved_phase == phase):
         opt.load_state_dict(p.opt_state)
         sched.load_state_dict(p.sched_state)
     p.opt_state = p.sched_state = None
@@ -327,7 +329,7 @@ def _train_epochs(s: _Setup, on_epoch: Callable[[dict, int], None] | None = None
         if p.stopped:
             break
         phase = 1 if epoch < s.head_epochs else 2
-        if phase != cur_phase:
+        if opt is None or sched is None or phase != cur_phase:  # the first epoch run, or a new phase
             opt, sched = _phase_optimizer(s, p, phase, cur_phase)
             cur_phase = phase
         t0 = time.perf_counter()

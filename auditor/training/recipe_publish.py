@@ -143,7 +143,9 @@ def _model_card(
         "files": files,
         "spec": s.spec.to_dict(),
         "pretrained": recipe["pretrained"]
-        or (f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)" if cfg.init else None),
+        or (
+            f"initialised from {Path(cfg.init).name} (sha256 {s.init_sha[:12]}...)" if cfg.init and s.init_sha else None
+        ),
         "data": data.describe(),
         "split": s.split.describe(data),
         "recipe": {

@@ -99,3 +99,13 @@ def test_outputs_stay_in_unit_range_for_out_of_range_input():
     for pre in (JpegCompression(50), BitDepthReduction(3), MedianSmoothing(3)):
         y = pre(x)
         assert y.min() >= 0.0 and y.max() <= 1.0 and y.dtype == np.float32
+
+
+def test_jpeg_that_opencv_cannot_decode_is_a_data_error(monkeypatch):
+    """``cv2.imdecode`` returns None for bytes it cannot decode: a one-line DataError naming the image (it used
+    to be an AttributeError on None, an internal error)."""
+    import cv2
+
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: None)
+    with pytest.raises(DataError, match="could not decode its JPEG of image 0"):
+        JpegCompression(75)(smooth_batch(2))
