@@ -88,10 +88,10 @@ def test_masking_defense_is_flagged_and_a_removing_one_is_not(scan):
     assert acc["offsetquant/mifgsm@16"] == 1.0 and acc["bitdepth:2/mifgsm@16"] == 1.0
     # ... only the quantiser's benefit is gone once the attacker runs through it
     masking, removing = by["mifgsm@16+bpda:offsetquant"], by["mifgsm@16+bpda:bitdepth:2"]
-    assert masking.metrics["accuracy"] == 0.0 and masking.extra["benefit_vanishes"] is True
-    assert masking.extra["accuracy_drop_vs_non_adaptive"] == 1.0
-    assert removing.metrics["accuracy"] == 1.0 and removing.extra["benefit_vanishes"] is False
-    assert masking.extra["adaptive"] is True and masking.extra["gradient"] == "straight-through"
+    assert masking.metrics["accuracy"] == 0.0 and masking.extra.benefit_vanishes is True
+    assert masking.extra.accuracy_drop_vs_non_adaptive == 1.0
+    assert removing.metrics["accuracy"] == 1.0 and removing.extra.benefit_vanishes is False
+    assert masking.extra.adaptive is True and masking.extra.gradient == "straight-through"
 
 
 def test_adaptive_attack_runs_through_the_defense(scan):

@@ -216,7 +216,7 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     out = detect_stage.run_detectors(_with(aud, data), _sets(data))
     perm = np.random.default_rng(5).permutation(n)
     cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
-    assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
+    assert out.split.to_json() == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
     kinds = [c[0] for c in rec.calls]
     assert kinds == ["pairs", "calibrate", "evaluate", "fs_calibrate", "fs_evaluate", "fft"]
     assert rec.calls[0] == ("pairs", 5)
@@ -234,11 +234,11 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     # the FFT example: the first held-out image under the largest-epsilon attack
     np.testing.assert_array_equal(rec.calls[5][1], data.images[held[0], 0])
     np.testing.assert_array_equal(rec.calls[5][2], data.images[held[0], 0] + 2)
-    fft = out["fft_example"]
-    assert fft["condition"] == "mifgsm@8" and fft["sample"] == f"c/{held[0]}.png"
-    assert np.array(fft["spectra"]["clean"]).shape == (64, 64)
-    assert fft["spectra"]["clean"][0][0] == pytest.approx(0.333, abs=1e-6)  # rounded
-    assert out["reference_based"] == {"ref": 1} and out["feature_squeezing"] == {"fs": 1}
+    fft = out.fft_example
+    assert fft.condition == "mifgsm@8" and fft.sample == f"c/{held[0]}.png"
+    assert np.array(fft.spectra["clean"]).shape == (64, 64)
+    assert fft.spectra["clean"][0][0] == pytest.approx(0.333, abs=1e-6)  # rounded
+    assert out.reference_based == {"ref": 1} and out.feature_squeezing == {"fs": 1}
     assert not aud.skipped
 
 
@@ -376,7 +376,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
     assert first.surrogate == "resnet + jpeg (straight-through gradient)"
     assert first.threat_model == THREAT_TRANSFER  # the surrogate's threat model, one of THREAT_MODELS
-    assert first.meta == {
+    assert first.meta.to_json() == {
         "name": "mifgsm@8+bpda:jpeg",
         "key": "k1",
         "cache_hit": False,

@@ -68,8 +68,8 @@ def _tables(result: AuditResult) -> list:
             fmt_pct(m.get("accuracy")),
             fmt_ci(m.get("accuracy_ci")),
             fmt_pct(m.get("macro_f1")),
-            _rate(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
-            _rate(c.extra.get("flip_rate"), c.extra.get("flip_rate_ci")),
+            _rate(c.extra.attack_success_rate, c.extra.attack_success_rate_ci),
+            _rate(c.extra.flip_rate, c.extra.flip_rate_ci),
         )
     out.append(table)
     out.append(

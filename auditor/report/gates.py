@@ -231,7 +231,7 @@ def measure(result: AuditResult, gate: GateSpec) -> Measured:
         return _extreme(attacks, lambda c: (c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")), True, "accuracy")
     if gate.metric in ("max_attack_success_rate", "max_flip_rate"):
         key = gate.metric[len("max_") :]
-        return _extreme(attacks, lambda c: (c.extra.get(key), c.extra.get(f"{key}_ci")), False, key.replace("_", " "))
+        return _extreme(attacks, lambda c: c.extra.rate_and_ci(key), False, key.replace("_", " "))
     assert gate.cls is not None
     if clean is None or _class_key(clean, gate.cls) is None:
         known = ", ".join(clean.metrics.get("labels") or []) if clean else ""

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from auditor.condition_ids import SetId
+from auditor.result_records import BlendSetMeta
 from auditor.scan import context
 from auditor.scan.context import ScanContext
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
@@ -210,7 +211,7 @@ def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
     sets = []
     for job, aset in generate_sets(ctx, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
         label = model.identity["label"]
-        sets.append(_attack_set(ctx, job, aset, model, label, clock, record=aset.extra.get("per_image")))
+        sets.append(_attack_set(ctx, job, aset, model, label, clock, record=aset.per_image))
     return sets
 
 
@@ -222,7 +223,7 @@ def _attack_set(ctx: ScanContext, job: AttackJob, aset, model, label: str, clock
         aset.images,
         _stats(ctx.data.images, aset.images),
         aset.label,
-        _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
+        aset.meta(job.name, model.identity, clock.seconds_per_image(job.name)),
         label,
         model.threat_model,
         **extra,
@@ -329,24 +330,6 @@ def _stats(clean, adv) -> dict:
     return perturbation_stats(clean, adv)
 
 
-def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:
-    """The set's entry in results.json ``extras.adversarial_sets``."""
-    return {
-        "name": name,
-        "key": aset.key,
-        "dir": str(aset.dir),
-        "cache_hit": aset.cache_hit,
-        "seconds": round(aset.seconds, 2),
-        "seconds_per_image": seconds_per_image
-        or (None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
-        "backend": aset.backend,
-        "cache_warnings": list(aset.warnings),
-        "style_diversity": aset.params.get("style_diversity"),
-        "surrogate": surrogate.identity,
-        "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")},
-    }
-
-
 def _blend_sets(ctx: ScanContext, name: str) -> list[AdversarialSet]:
     """The visible style-blend sets of attack ``name``, one per opacity of :data:`BLEND_ALPHAS`."""
     opt, data = ctx.options, ctx.data
@@ -354,12 +337,7 @@ def _blend_sets(ctx: ScanContext, name: str) -> list[AdversarialSet]:
     for alpha in BLEND_ALPHAS:
         set_id = SetId(name, alpha=alpha)
         images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
-        meta = {
-            "name": set_id.name,
-            "cache_hit": False,
-            "backend": None,
-            "style_image": opt.style_image or "built-in procedural texture",
-        }
+        meta = BlendSetMeta(set_id.name, opt.style_image or "built-in procedural texture")
         sets.append(
             AdversarialSet(
                 set_id,

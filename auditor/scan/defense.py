@@ -4,6 +4,7 @@ check against them (:func:`build_bpda_sets`)."""
 from __future__ import annotations
 
 from auditor.condition_ids import ConditionId
+from auditor.result_records import AdaptiveSetMeta
 from auditor.scan import context
 from auditor.scan.attack import record_cache_warnings, scan_jobs, set_run
 from auditor.scan.context import ScanContext
@@ -114,14 +115,9 @@ def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive
             progress=adv,
         )
     record_cache_warnings(ctx, name, aset.warnings)
-    meta = {
-        "name": name,
-        "key": aset.key,
-        "cache_hit": aset.cache_hit,
-        "gradient": adaptive.module.gradient,
-        "seconds": round(aset.seconds, 2),
-        "backend": aset.backend,
-    }
+    meta = AdaptiveSetMeta(
+        name, aset.key, aset.cache_hit, adaptive.module.gradient, round(aset.seconds, 2), aset.backend
+    )
     return AdversarialSet(
         base.id,
         "adaptive",

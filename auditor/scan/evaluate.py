@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from auditor.errors import NonFiniteOutput, UsageError
 from auditor.evaluation import predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.outcomes import Predictions, Probabilities
+from auditor.result_records import AdaptiveSetMeta, AttackSetMeta, ConditionExtra, QueryCurve
 from auditor.scan.context import ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.transfer import set_diagnostics
@@ -86,10 +87,10 @@ def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_
     )
 
 
-def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> ConditionExtra:
     """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
     data = ctx.data
-    return compute_attack_rates(
+    rates = compute_attack_rates(
         data.y,
         clean_pred,
         pred,
@@ -97,6 +98,7 @@ def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> dict[s
         seed=ctx.options.seed,
         n_boot=ctx.options.n_boot,
     )
+    return ConditionExtra.from_json(rates)
 
 
 def evaluate_model(
@@ -124,20 +126,20 @@ def evaluate_model(
     return conditions
 
 
-def query_curve(used: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, pred: np.ndarray, budget: int) -> dict:
+def query_curve(used: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, pred: np.ndarray, budget: int) -> QueryCurve:
     """Success against queries of a query attack: for budgets up to the attack's, the share of the images the
     model classifies correctly when clean that the attack made wrong within that many queries."""
     ok = clean_pred == y
     hit = ok & (pred != y)
     n = int(ok.sum())
     grid = sorted({q for q in (1, 10, 30, 100, 300, 1000, 3000, 5000, 10000) if q < budget} | {int(budget)})
-    curve = [[q, float((hit & (used <= q)).sum() / n) if n else None] for q in grid]
-    return {
-        "budget": int(budget),
-        "mean_used": float(used.mean()) if used.size else None,
-        "median_used_successful": float(np.median(used[hit])) if hit.any() else None,
-        "curve": curve,
-    }
+    curve = tuple((q, float((hit & (used <= q)).sum() / n) if n else None) for q in grid)
+    return QueryCurve(
+        int(budget),
+        float(used.mean()) if used.size else None,
+        float(np.median(used[hit])) if hit.any() else None,
+        curve,
+    )
 
 
 def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray) -> Condition:
@@ -146,24 +148,29 @@ def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarra
     label = Path(model.path).name
     proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="attacked")
     pred = proba.argmax(1)
-    extra = {
-        **_rates(ctx, clean_pred, pred),
-        **st.stats,
-        "label": st.label,
-        "cache_hit": st.meta.get("cache_hit"),
-        "backend": st.meta.get("backend"),
-    }
-    if st.meta.get("style_diversity") is not None:
-        extra["style_diversity"] = st.meta["style_diversity"]
+    meta = st.meta
+    extra = _rates(ctx, clean_pred, pred).with_(
+        **st.stats, label=st.label, cache_hit=meta.cache_hit, backend=meta.backend
+    )
+    if isinstance(meta, AttackSetMeta) and meta.style_diversity is not None:
+        extra = extra.with_(style_diversity=meta.style_diversity)
     if st.kind == "style_blend":
-        extra["opacity"] = st.alpha
+        extra = extra.with_(opacity=st.alpha)
     queries = (st.record or {}).get("queries")
-    if queries is not None and model is ctx.target:
-        extra["queries"] = query_curve(np.asarray(queries), data.y, clean_pred, pred, st.meta["params"]["queries"])
+    if queries is not None and model is ctx.target and isinstance(meta, AttackSetMeta):
+        extra = extra.with_(queries=query_curve(np.asarray(queries), data.y, clean_pred, pred, meta.params["queries"]))
     if st.surrogate_eval is not None:
         ev = st.surrogate_eval
-        extra["transfer"] = set_diagnostics(
-            data.y, clean_pred, pred, ev.clean_pred, ev.adv_pred, ev.input_sizes, (model.spec.height, model.spec.width)
+        extra = extra.with_(
+            transfer=set_diagnostics(
+                data.y,
+                clean_pred,
+                pred,
+                ev.clean_pred,
+                ev.adv_pred,
+                ev.input_sizes,
+                (model.spec.height, model.spec.width),
+            )
         )
     return _condition(
         ctx,
@@ -200,7 +207,7 @@ def _defended(
             proba,
             names,
             defense=pre.name,
-            extra={**_rates(ctx, clean_pred, pred), "cost_ms_per_image": cost},
+            extra=_rates(ctx, clean_pred, pred).with_(cost_ms_per_image=cost),
         )
     ]
     for st in sets:
@@ -220,7 +227,7 @@ def _defended(
                 surrogate=st.surrogate,
                 threat_model=st.threat_model,
                 defense=pre.name,
-                extra={**_rates(ctx, clean_pred, dpred), "cost_ms_per_image": cost, "recovered_rate": recovered},
+                extra=_rates(ctx, clean_pred, dpred).with_(cost_ms_per_image=cost, recovered_rate=recovered),
             )
         )
     return out
@@ -244,20 +251,19 @@ def _adaptive(
         surrogate=st.surrogate,
         threat_model=st.threat_model,
         defense=pre.name,
-        extra={
-            **_rates(ctx, clean_pred, pred),
+        extra=_rates(ctx, clean_pred, pred).with_(
             **st.stats,
-            "adaptive": True,
-            "label": st.label,
-            "gradient": st.meta["gradient"],
-        },
+            adaptive=True,
+            label=st.label,
+            gradient=st.meta.gradient if isinstance(st.meta, AdaptiveSetMeta) else None,
+        ),
     )
     non_adaptive = by_name.get(ConditionId(st.base.name, pre.name).name)
     if non_adaptive is not None:
         drop = non_adaptive.metrics["accuracy"] - cond.metrics["accuracy"]
-        cond.extra["accuracy_drop_vs_non_adaptive"] = drop
         # flag a defense whose benefit largely vanishes once the attacker knows it
         undefended = by_name[st.base.name].metrics["accuracy"]
         benefit = non_adaptive.metrics["accuracy"] - undefended
-        cond.extra["benefit_vanishes"] = bool(benefit > 0 and cond.metrics["accuracy"] - undefended < 0.5 * benefit)
+        vanishes = bool(benefit > 0 and cond.metrics["accuracy"] - undefended < 0.5 * benefit)
+        cond = replace(cond, extra=cond.extra.with_(accuracy_drop_vs_non_adaptive=drop, benefit_vanishes=vanishes))
     return cond

@@ -133,7 +133,7 @@ class Auditor:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "seconds_total": round(time.perf_counter() - t0, 2),
         }
-        set_meta = [st.meta for st in sets + adaptive]
+        set_meta = [st.meta.to_json() for st in sets + adaptive]
         rows = _sample_rows(data)  # one compact table, shared by every model's result
         compared = tuple(
             self._result(m, c, None, data, rows, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
