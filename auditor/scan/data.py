@@ -17,7 +17,7 @@ from auditor.types import STATED_CAVEAT_PREFIX
 
 
 def load_data(ctx: ScanContext, data: str) -> LoadedData:
-    """Index, sample, fingerprint, decode and label-map the data set; sets ``ctx.data`` and returns it."""
+    """Index, sample, fingerprint, decode and label-map the data set."""
     opt, spec = ctx.options, ctx.target.spec
     ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
     samples, dropped = _drop_classes(ctx, ds.samples)
@@ -50,9 +50,7 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
         "dropped": dropped,
     }
-    ctx.sample_names = samples.names
-    ctx.data = LoadedData(images, y, samples, samples.patient_ids, info)
-    return ctx.data
+    return LoadedData(images, y, samples, samples.patient_ids, info, samples.names)
 
 
 def _read(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from auditor.result_records import DetectorResult, DetectorSplit, FftExample
-from auditor.scan.context import ScanContext
+from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped
 
@@ -24,12 +26,12 @@ def _halves(seed: int, n_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pick, np.sort(idx[: len(pick) // 2]), np.sort(idx[len(pick) // 2 :])
 
 
-def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> DetectorResult | None:
+def run_detectors(ctx: ScanContext, data: LoadedData, sets: Sequence[AdversarialSet]) -> DetectorResult | None:
     """Reference-based (edge/SSIM) and feature-squeezing detectors, calibrated on benign pairs."""
     from auditor.defenses.calibration import make_benign_pairs
     from auditor.defenses.detect import FeatureSqueezingDetector, calibrate_reference_detector, evaluate_detector
 
-    opt, data = ctx.options, ctx.data
+    opt = ctx.options
     attacked = [s for s in sets if s.kind == "attack"]
     if not attacked:
         return None
@@ -62,11 +64,11 @@ def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> DetectorResul
         DetectorSplit(int(len(cal)), int(len(held)), rng_seed, int(n_all) if n_all > n else None),
         ref_result,
         fs_result,
-        _fft_example(ctx, attacked, held_x[0, 0], int(pick[held[0]])),
+        _fft_example(data, attacked, held_x[0, 0], int(pick[held[0]])),
     )
 
 
-def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], clean: np.ndarray, row: int) -> FftExample:
+def _fft_example(data: LoadedData, attacked: list[AdversarialSet], clean: np.ndarray, row: int) -> FftExample:
     """Spectra of the first held-out image (``clean``, row ``row`` of the scan), clean and under the
     largest-epsilon attack (64x64 for the report)."""
     import cv2
@@ -80,7 +82,7 @@ def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], clean: np.nda
     }
     return FftExample(
         worst.name,
-        ctx.data.samples[row].rel_path,
+        data.samples[row].rel_path,
         {k: v.round(3).tolist() for k, v in spectra.items()},
         "spectra downsampled to 64x64 for the report",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from auditor.evaluation import predict_stream
 from auditor.metrics import compute_attack_rates, compute_metrics
 from auditor.outcomes import Predictions, Probabilities
 from auditor.result_records import AdaptiveSetMeta, AttackSetMeta, ConditionExtra, QueryCurve
-from auditor.scan.context import ScanContext
+from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.transfer import set_diagnostics
 from auditor.types import Condition, Skipped
@@ -35,8 +36,11 @@ def _guarded(pre):
     return run
 
 
-def predict(ctx: ScanContext, model, x, what: str, stage: str = "clean", transform=None) -> np.ndarray:
-    """Probabilities of ``model`` on ``x`` (array or lazy images, ``transform`` first), streamed in batches."""
+def predict(
+    ctx: ScanContext, model, x, what: str, stage: str = "clean", transform=None, names: Sequence[str] = ()
+) -> np.ndarray:
+    """Probabilities of ``model`` on ``x`` (array or lazy images, ``transform`` first), streamed in batches;
+    ``names`` (the file of each row) name the first image of a non-finite output."""
     opt = ctx.options
     try:
         with ctx.reporter.task(what, len(x)) as adv, ctx.clock(model.path).timed(stage, len(x)):
@@ -57,7 +61,6 @@ def predict(ctx: ScanContext, model, x, what: str, stage: str = "clean", transfo
                     ctx.reporter.info(f"{what}: evaluated in this process, {exc}")
             return predict_stream(model, x, opt.batch_size, transform=transform, progress=adv)
     except NonFiniteOutput as exc:
-        names = ctx.sample_names
         first = names[exc.rows[0]] if exc.rows and len(names) == len(x) else f"row {exc.rows[0] if exc.rows else '?'}"
         raise NonFiniteOutput(
             f"{model.path}: {what}: the model returned NaN or infinite outputs for "
@@ -66,8 +69,9 @@ def predict(ctx: ScanContext, model, x, what: str, stage: str = "clean", transfo
         ) from None
 
 
-def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_names, **kw) -> Condition:
-    data = ctx.data
+def _condition(
+    ctx: ScanContext, data: LoadedData, name: str, kind: str, proba: np.ndarray, class_names, **kw
+) -> Condition:
     pred = proba.argmax(1)
     metrics = compute_metrics(
         data.y,
@@ -87,9 +91,8 @@ def _condition(ctx: ScanContext, name: str, kind: str, proba: np.ndarray, class_
     )
 
 
-def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> ConditionExtra:
+def _rates(ctx: ScanContext, data: LoadedData, clean_pred: np.ndarray, pred: np.ndarray) -> ConditionExtra:
     """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
-    data = ctx.data
     rates = compute_attack_rates(
         data.y,
         clean_pred,
@@ -102,27 +105,33 @@ def _rates(ctx: ScanContext, clean_pred: np.ndarray, pred: np.ndarray) -> Condit
 
 
 def evaluate_model(
-    ctx: ScanContext, model, sets: list[AdversarialSet], preprocessors: list, adaptive: list[AdversarialSet] = ()
+    ctx: ScanContext,
+    data: LoadedData,
+    model,
+    sets: Sequence[AdversarialSet],
+    preprocessors: Sequence,
+    adaptive: Sequence[AdversarialSet] = (),
 ) -> list[Condition]:
-    """Every condition of ``model``: clean, each set, each defense on clean and on each set, each adaptive set."""
+    """Every condition of ``model`` on ``data``: clean, each set, each defense on clean and on each set, each
+    adaptive set."""
     names = model.spec.class_names
     if [c.lower() for c in names] != [c.lower() for c in ctx.target.spec.class_names]:
         raise UsageError(
             f"{model.path}: classes {list(names)} differ from the target's {list(ctx.target.spec.class_names)}"
         )
     label = Path(model.path).name
-    clean_proba = predict(ctx, model, ctx.data.images, f"Clean inference ({label})")
+    clean_proba = predict(ctx, model, data.images, f"Clean inference ({label})", names=data.names)
     clean_pred = clean_proba.argmax(1)
-    conditions = [_condition(ctx, "clean", "clean", clean_proba, names)]
+    conditions = [_condition(ctx, data, "clean", "clean", clean_proba, names)]
     adv_preds: dict[str, np.ndarray] = {}
     for st in sets:
-        cond = _attacked(ctx, model, st, clean_pred)
+        cond = _attacked(ctx, data, model, st, clean_pred)
         adv_preds[st.name] = np.asarray(cond.predictions)
         conditions.append(cond)
     for pre in preprocessors:
-        conditions.extend(_defended(ctx, model, pre, sets, clean_pred, adv_preds))
+        conditions.extend(_defended(ctx, data, model, pre, sets, clean_pred, adv_preds))
     by_name = {c.name: c for c in conditions}
-    conditions.extend(_adaptive(ctx, model, st, clean_pred, by_name) for st in adaptive)
+    conditions.extend(_adaptive(ctx, data, model, st, clean_pred, by_name) for st in adaptive)
     return conditions
 
 
@@ -142,14 +151,13 @@ def query_curve(used: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, pred: n
     )
 
 
-def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray) -> Condition:
+def _attacked(ctx: ScanContext, data: LoadedData, model, st: AdversarialSet, clean_pred: np.ndarray) -> Condition:
     """``model`` on the images of one adversarial set."""
-    data = ctx.data
     label = Path(model.path).name
-    proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="attacked")
+    proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="attacked", names=data.names)
     pred = proba.argmax(1)
     meta = st.meta
-    extra = _rates(ctx, clean_pred, pred).with_(
+    extra = _rates(ctx, data, clean_pred, pred).with_(
         **st.stats, label=st.label, cache_hit=meta.cache_hit, backend=meta.backend
     )
     if isinstance(meta, AttackSetMeta) and meta.style_diversity is not None:
@@ -174,6 +182,7 @@ def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarra
         )
     return _condition(
         ctx,
+        data,
         st.name,
         st.kind,
         proba,
@@ -187,13 +196,20 @@ def _attacked(ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarra
 
 
 def _defended(
-    ctx: ScanContext, model, pre, sets: list[AdversarialSet], clean_pred: np.ndarray, adv_preds: dict[str, np.ndarray]
+    ctx: ScanContext,
+    data: LoadedData,
+    model,
+    pre,
+    sets: Sequence[AdversarialSet],
+    clean_pred: np.ndarray,
+    adv_preds: dict[str, np.ndarray],
 ) -> list[Condition]:
     """``model`` behind one defense, on the clean images and on every set; [] (a skip) when the defense fails."""
-    data, names, label = ctx.data, model.spec.class_names, Path(model.path).name
+    names, label = model.spec.class_names, Path(model.path).name
     clean_name = ConditionId("clean", pre.name).name
+    what = f"{clean_name} ({label})"
     try:
-        proba = predict(ctx, model, data.images, f"{clean_name} ({label})", stage="defended", transform=_guarded(pre))
+        proba = predict(ctx, model, data.images, what, "defended", transform=_guarded(pre), names=data.names)
     except _DefenseFailed as exc:  # a defense failing on this data is a skip, not a crash
         ctx.skipped.append(Skipped(pre.name, f"defense failed on this data: {str(exc)[:160]}", "defense"))
         return []
@@ -202,22 +218,24 @@ def _defended(
     out = [
         _condition(
             ctx,
+            data,
             clean_name,
             "defense",
             proba,
             names,
             defense=pre.name,
-            extra=_rates(ctx, clean_pred, pred).with_(cost_ms_per_image=cost),
+            extra=_rates(ctx, data, clean_pred, pred).with_(cost_ms_per_image=cost),
         )
     ]
     for st in sets:
         name = ConditionId(st.name, pre.name).name
-        dproba = predict(ctx, model, st.images, f"{name} ({label})", stage="defended", transform=pre)
+        dproba = predict(ctx, model, st.images, f"{name} ({label})", "defended", transform=pre, names=data.names)
         dpred = dproba.argmax(1)
         recovered = float(np.mean((dpred == data.y) & (adv_preds[st.name] != data.y)))
         out.append(
             _condition(
                 ctx,
+                data,
                 name,
                 "defense",
                 dproba,
@@ -227,21 +245,27 @@ def _defended(
                 surrogate=st.surrogate,
                 threat_model=st.threat_model,
                 defense=pre.name,
-                extra=_rates(ctx, clean_pred, dpred).with_(cost_ms_per_image=cost, recovered_rate=recovered),
+                extra=_rates(ctx, data, clean_pred, dpred).with_(cost_ms_per_image=cost, recovered_rate=recovered),
             )
         )
     return out
 
 
 def _adaptive(
-    ctx: ScanContext, model, st: AdversarialSet, clean_pred: np.ndarray, by_name: dict[str, Condition]
+    ctx: ScanContext,
+    data: LoadedData,
+    model,
+    st: AdversarialSet,
+    clean_pred: np.ndarray,
+    by_name: dict[str, Condition],
 ) -> Condition:
     """``model`` behind the defense on an adaptive (BPDA) set, compared with the non-adaptive attack."""
     pre, label = st.defense, Path(model.path).name
-    proba = predict(ctx, model, st.images, f"{st.name} ({label})", stage="adaptive", transform=pre)
+    proba = predict(ctx, model, st.images, f"{st.name} ({label})", "adaptive", transform=pre, names=data.names)
     pred = proba.argmax(1)
     cond = _condition(
         ctx,
+        data,
         st.name,
         "defense",
         proba,
@@ -251,7 +275,7 @@ def _adaptive(
         surrogate=st.surrogate,
         threat_model=st.threat_model,
         defense=pre.name,
-        extra=_rates(ctx, clean_pred, pred).with_(
+        extra=_rates(ctx, data, clean_pred, pred).with_(
             **st.stats,
             adaptive=True,
             label=st.label,

@@ -74,3 +74,16 @@ class AdversarialSet:
     def alpha(self) -> float | None:
         """A style blend's opacity (else None)."""
         return self.id.alpha
+
+
+@dataclass(frozen=True)
+class AttackStage:
+    """What the attack stage returns: the sets in a stable order (attack, then ε) and, with ``--precision auto``,
+    what was measured and chosen (results.json ``environment.precision_choice``; None otherwise)."""
+
+    sets: tuple[AdversarialSet, ...] = ()
+    precision_choice: Mapping[str, Any] | None = None
+
+    def precision(self, asked: str) -> str:
+        """The precision the sets were made at: the one ``--precision auto`` chose, else ``asked``."""
+        return str(self.precision_choice["chosen"]) if self.precision_choice else asked
