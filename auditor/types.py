@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 # the compact per-image outcome columns that Condition and AuditResult hold
 from auditor.outcomes import Predictions, Probabilities, SampleTable
@@ -190,9 +190,9 @@ class Condition:
     #: results.json keys given here is read with :meth:`ConditionExtra.from_json`
     extra: ConditionExtra = field(default_factory=ConditionExtra)
     #: predicted class index per sample, aligned with AuditResult.samples
-    predictions: tuple[int, ...] = ()
+    predictions: Sequence[int] = ()
     #: class probabilities per sample (one tuple of K floats each), aligned with AuditResult.samples
-    probabilities: tuple[tuple[float, ...], ...] = ()
+    probabilities: Sequence[Sequence[float]] = ()
 
     def __post_init__(self) -> None:
         # kept as compact numpy columns (auditor.outcomes); they read back as the same ints and float tuples
@@ -255,7 +255,7 @@ class AuditResult:
     model: dict[str, Any]
     data: dict[str, Any]
     conditions: tuple[Condition, ...]
-    samples: tuple[dict[str, Any], ...] = ()
+    samples: Sequence[dict[str, Any]] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()

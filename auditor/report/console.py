@@ -82,7 +82,7 @@ def _tables(result: AuditResult) -> list:
     wc = worst_case(result, checks)
     for i, sentence in enumerate(wc["sentences"]):
         warn = i > 0 and (wc["transfer_only"] or wc["unmeasured"] or wc["masking"])
-        out.append(Text(sentence, style="yellow" if warn else None))
+        out.append(Text(sentence, style="yellow" if warn else ""))
     out.append(Text(strength_line(checks)))
     for cond, texts in flagged.items():
         for t in texts:
@@ -91,14 +91,14 @@ def _tables(result: AuditResult) -> list:
         out.append(Text(s["defense_verdict"]["text"]))
     verdict = transfer_headline(result)
     if verdict is not None:
-        style = "bold red" if verdict["weak"] else None
+        style = "bold red" if verdict["weak"] else ""
         out.append(Text(("WEAK EVIDENCE: " if verdict["weak"] else "") + " ".join(verdict["sentences"]), style=style))
         if verdict["advice"]:
             out.append(Text(verdict["advice"]))
     if result.gates:
         policy = gate_policy(result)
-        title = f"Gates (decided on the {'95% CI' if policy['gate_on'] == 'ci' else 'point estimate'})"
-        gates = Table(title=title, title_justify="left")
+        gates_title = f"Gates (decided on the {'95% CI' if policy['gate_on'] == 'ci' else 'point estimate'})"
+        gates = Table(title=gates_title, title_justify="left")
         for col in ("gate", "threshold", "value", "95% CI", "verdict"):
             gates.add_column(col, no_wrap=True)
         gates.add_column("condition (threat model)", overflow="fold")

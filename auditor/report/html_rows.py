@@ -224,12 +224,12 @@ def _curves(result: AuditResult) -> list[dict[str, Any]]:
             series.setdefault(_curve_label(c), []).append(c)
     out = []
     for label, conds in series.items():
-        conds.sort(key=lambda c: c.epsilon)
+        conds.sort(key=lambda c: c.epsilon or 0.0)  # every epsilon is finite here
         cis = [c.metrics.get("accuracy_ci") or [None, None] for c in conds]
         out.append(
             {
                 "label": label,
-                "eps255": [round(c.epsilon * 255, 4) for c in conds],
+                "eps255": [round((c.epsilon or 0.0) * 255, 4) for c in conds],
                 "acc": [_acc(c) for c in conds],
                 "lo": [ci[0] for ci in cis],
                 "hi": [ci[1] for ci in cis],

@@ -123,6 +123,6 @@ def _comparison(result: AuditResult) -> dict[str, Any] | None:
         rows.append({"name": name, "values": [_acc(r.condition(name)) for r in models]})
     worst = []
     for r in models:
-        accs = [_acc(c) for c in attack_conditions(r) if _acc(c) is not None]
+        accs = [a for c in attack_conditions(r) if (a := _acc(c)) is not None]
         worst.append(min(accs) if accs else None)
     return {"models": [_model_label(r) for r in models], "rows": rows, "worst": worst}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, cast
 
 import numpy as np
 
@@ -194,8 +194,8 @@ def _gradient_sets(
     jobs = scan_jobs(ctx, data, wanted)
     precision, choice = resolve_scan_precision(ctx, data, surrogate, jobs, device)
     clock = _stage_clock(ctx, data, jobs, spec, surrogate, device, precision, rates)
-    sur_label = surrogate.identity.get("label") or spec or opt.surrogate
-    sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+    sur_label = surrogate.identity.get("label") or spec or opt.surrogate or ""
+    sur_clean = surrogate_predict(surrogate.module, cast(np.ndarray, data.images), opt.batch_size, device)  # by batch
     sur_sizes = input_sizes(surrogate.module)
     sets = []
     for job, aset in generate_sets(
@@ -298,7 +298,7 @@ def _generate(
         if opt.ray_address and get_spec(job.attack).kind == "gradient":  # a query attack runs here
             from auditor.distributed import SurrogateRecipe, build_set_on_ray
 
-            recipe = SurrogateRecipe(surrogate_spec or opt.surrogate, ctx.target.spec, ctx.target.path)
+            recipe = SurrogateRecipe(surrogate_spec or opt.surrogate or "", ctx.target.spec, ctx.target.path)
             return build_set_on_ray(
                 job.attack,
                 params,

@@ -13,7 +13,7 @@ from auditor.data.stream import SampleImages, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.options import VISIBLE_ATTACKS
-from auditor.types import STATED_CAVEAT_PREFIX
+from auditor.types import STATED_CAVEAT_PREFIX, Skipped
 
 
 def load_data(ctx: ScanContext, data: str) -> LoadedData:
@@ -55,7 +55,7 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
 
 def _read(
     ctx: ScanContext, data: str, samples: SampleIndex
-) -> tuple[SampleIndex, list, list, bool, dict[str, list[str]]]:
+) -> tuple[SampleIndex, SkipLog, list[Skipped], bool, dict[str, list[str]]]:
     """Keep the readable samples, once each: (samples, skipped incl. duplicates, duplicates, on the 8-bit grid,
     conversion notes per file)."""
     spec = ctx.target.spec

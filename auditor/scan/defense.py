@@ -41,7 +41,7 @@ def build_preprocessors(
     return out
 
 
-def _bpda_bases(opt, sets: list[AdversarialSet]) -> dict[str, AdversarialSet]:
+def _bpda_bases(opt, sets: Sequence[AdversarialSet]) -> dict[str, AdversarialSet]:
     """The set each adaptive attack starts from: the largest epsilon of each gradient attack (the first on a tie),
     limited to ``--bpda-attacks`` when given."""
     top: dict[str, AdversarialSet] = {}
@@ -50,7 +50,7 @@ def _bpda_bases(opt, sets: list[AdversarialSet]) -> dict[str, AdversarialSet]:
             continue
         if opt.bpda_attacks and s.attack not in opt.bpda_attacks:
             continue
-        if s.attack not in top or s.epsilon > top[s.attack].epsilon:
+        if s.attack not in top or (s.epsilon or 0.0) > (top[s.attack].epsilon or 0.0):  # attack sets have budgets
             top[s.attack] = s
     return top
 

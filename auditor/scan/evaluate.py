@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -18,6 +18,12 @@ from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.transfer import set_diagnostics
 from auditor.types import Condition, Skipped
+
+
+def _ints(a: np.ndarray) -> Sequence[int]:
+    """An integer array where the measures (:mod:`auditor.metrics`, :mod:`auditor.transfer`) take class indices:
+    they read any array-like, but numpy's stubs do not make an array a ``Sequence``."""
+    return cast(Sequence[int], a)
 
 
 class _DefenseFailed(Exception):
@@ -74,8 +80,8 @@ def _condition(
 ) -> Condition:
     pred = proba.argmax(1)
     metrics = compute_metrics(
-        data.y,
-        pred,
+        _ints(data.y),
+        _ints(pred),
         class_names,
         groups=data.groups if any(data.groups) else None,
         seed=ctx.options.seed,
@@ -94,9 +100,9 @@ def _condition(
 def _rates(ctx: ScanContext, data: LoadedData, clean_pred: np.ndarray, pred: np.ndarray) -> ConditionExtra:
     """Attack success and flip rates of ``pred`` against the clean predictions, with patient-wise CIs."""
     rates = compute_attack_rates(
-        data.y,
-        clean_pred,
-        pred,
+        _ints(data.y),
+        _ints(clean_pred),
+        _ints(pred),
         groups=data.groups if any(data.groups) else None,
         seed=ctx.options.seed,
         n_boot=ctx.options.n_boot,
@@ -171,11 +177,11 @@ def _attacked(ctx: ScanContext, data: LoadedData, model, st: AdversarialSet, cle
         ev = st.surrogate_eval
         extra = extra.with_(
             transfer=set_diagnostics(
-                data.y,
-                clean_pred,
-                pred,
-                ev.clean_pred,
-                ev.adv_pred,
+                _ints(data.y),
+                _ints(clean_pred),
+                _ints(pred),
+                _ints(ev.clean_pred),
+                _ints(ev.adv_pred),
                 ev.input_sizes,
                 (model.spec.height, model.spec.width),
             )
@@ -260,7 +266,9 @@ def _adaptive(
     by_name: dict[str, Condition],
 ) -> Condition:
     """``model`` behind the defense on an adaptive (BPDA) set, compared with the non-adaptive attack."""
-    pre, label = st.defense, Path(model.path).name
+    pre, label, base = st.defense, Path(model.path).name, st.base
+    if base is None:  # never: the BPDA stage gives every adaptive set its base
+        raise ValueError(f"{st.name}: an adaptive set without the set it repeats")
     proba = predict(ctx, model, st.images, f"{st.name} ({label})", "adaptive", transform=pre, names=data.names)
     pred = proba.argmax(1)
     cond = _condition(
@@ -282,11 +290,11 @@ def _adaptive(
             gradient=st.meta.gradient if isinstance(st.meta, AdaptiveSetMeta) else None,
         ),
     )
-    non_adaptive = by_name.get(ConditionId(st.base.name, pre.name).name)
+    non_adaptive = by_name.get(ConditionId(base.name, pre.name).name)
     if non_adaptive is not None:
         drop = non_adaptive.metrics["accuracy"] - cond.metrics["accuracy"]
         # flag a defense whose benefit largely vanishes once the attacker knows it
-        undefended = by_name[st.base.name].metrics["accuracy"]
+        undefended = by_name[base.name].metrics["accuracy"]
         benefit = non_adaptive.metrics["accuracy"] - undefended
         vanishes = bool(benefit > 0 and cond.metrics["accuracy"] - undefended < 0.5 * benefit)
         cond = replace(cond, extra=cond.extra.with_(accuracy_drop_vs_non_adaptive=drop, benefit_vanishes=vanishes))

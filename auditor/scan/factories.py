@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Optional
 
+from auditor.errors import UsageError
 from auditor.scan.options import ScanOptions
 
 #: ``--surrogate`` text (None: the scan's own) -> a fresh :class:`~auditor.models.surrogate.Surrogate`, or None
@@ -38,15 +39,17 @@ class ScanSurrogates:
         from auditor.models.device import pick_device
         from auditor.models.surrogate import load_surrogate
 
-        spec = spec or self._options.surrogate
-        loaded = self._loaded.get(spec, _NOT_LOADED)
+        name = spec or self._options.surrogate
+        if not name:
+            raise UsageError("gradient attacks and the feature defense need --surrogate")
+        loaded = self._loaded.get(name, _NOT_LOADED)
         if loaded is _NOT_LOADED:
             try:
-                loaded = load_surrogate(spec, self._target.spec, self._target.path, pick_device(self._options.device))
+                loaded = load_surrogate(name, self._target.spec, self._target.path, pick_device(self._options.device))
             except ConversionFailed as exc:
-                self._on_skip(f"surrogate {spec}", str(exc))
+                self._on_skip(f"surrogate {name}", str(exc))
                 loaded = None
-            self._loaded[spec] = loaded
+            self._loaded[name] = loaded
         return None if loaded is None else copy.deepcopy(loaded)
 
 

@@ -14,7 +14,7 @@ import datetime as _dt
 import platform
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from auditor.evaluation import Throughput
 from auditor.models.contract_check import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
 from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
+from auditor.result_records import DetectorResult
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
@@ -138,7 +139,7 @@ class Auditor:
 
             detector = run_detectors(ctx, data, sets)
         examples = build_examples(
-            data.images,
+            cast(np.ndarray, data.images),  # read a few rows at a time
             data.y,
             [s.rel_path for s in data.samples],
             self.target.spec.class_names,
@@ -207,7 +208,7 @@ class Auditor:
         self,
         model,
         conditions: list[Condition],
-        det: dict | None,
+        det: DetectorResult | None,
         data: LoadedData,
         rows: SampleTable,
         env: dict[str, Any],

@@ -62,7 +62,7 @@ def plan_attack_stage(ctx: ScanContext, data: LoadedData, surrogates: SurrogateF
                 continue
             device = pick_device(opt.device)
             precision, _ = resolve_scan_precision(ctx, data, model, jobs, device)
-            where = model.identity.get("label") or source or opt.surrogate
+            where = model.identity.get("label") or source or opt.surrogate or ""
         rates = probe_rates(ctx, data, jobs, model, device, precision)
         all_rates.update({(source, a): r for a, r in rates.items()})
         for job in jobs:
@@ -103,10 +103,10 @@ def plan_lines(rows: list[dict[str, Any]], budget_minutes: float | None) -> list
             for r in rows:
                 by_attack[r["attack"]] = by_attack.get(r["attack"], 0.0) + (r["seconds"] or 0.0)
             keep, used = [], 0.0
-            for attack, cost in sorted(by_attack.items(), key=lambda kv: kv[1]):
-                if used + cost <= budget:
+            for attack, seconds in sorted(by_attack.items(), key=lambda kv: kv[1]):
+                if used + seconds <= budget:
                     keep.append(attack)
-                    used += cost
+                    used += seconds
             lines.append(
                 f"plan: over the budget of {budget_minutes:g} min: {fit} of {n} images fit (--max-images {fit})"
                 + (f", or for all {n} images only {', '.join(keep)}" if keep else "")

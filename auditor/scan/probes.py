@@ -83,10 +83,11 @@ def run_strength_probes(
     made = [s for s in sets if s.kind == "attack" and s.attack is not None]
     by_kind: dict[tuple[str, str | None], list[str]] = {}  # (kind, the --surrogate text of --whitebox sets)
     for s in made:
-        kind = get_spec(s.attack).kind
-        source = WHITEBOX_SURROGATE if s.attack in opt.whitebox_attacks else None
-        if kind in ("gradient", "query") and s.attack not in by_kind.setdefault((kind, source), []):
-            by_kind[(kind, source)].append(s.attack)
+        name = s.attack or ""
+        kind = get_spec(name).kind
+        source = WHITEBOX_SURROGATE if name in opt.whitebox_attacks else None
+        if kind in ("gradient", "query") and name not in by_kind.setdefault((kind, source), []):
+            by_kind[(kind, source)].append(name)
     if not by_kind:
         return []
     idx = probe_indices(len(data.images), opt.seed)
@@ -104,7 +105,7 @@ def run_strength_probes(
         else:
             model, device = query_model(ctx), None
             threat = model.threat_model
-        eps_max = max(s.epsilon for s in made if s.attack == attack)
+        eps_max = max(s.epsilon or 0.0 for s in made if s.attack == attack)  # every attack set has a budget
         base = dict(scan_jobs(ctx, data, [attack], [eps_max])[0].params)
         base.pop("epsilon")
         ctx.reporter.info(f"strength probes: {attack} ({threat}) on {len(idx)} images")
