@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+# the typed records a condition and a result carry (extras, detectors)
+from auditor.detector_records import DetectorResult
+
 # the compact per-image outcome columns that Condition and AuditResult hold
 from auditor.outcomes import Predictions, Probabilities, SampleTable
-
-# the typed records a condition and a result carry (extras, detectors)
-from auditor.result_records import ConditionExtra, DetectorResult
+from auditor.result_records import ConditionExtra
 
 SCHEMA_VERSION = "1.0"
 

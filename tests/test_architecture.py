@@ -25,6 +25,7 @@ FOUNDATION = {
     "condition_ids",
     "outcomes",
     "result_records",
+    "detector_records",
     "errors",
     "hashing",
     "progress",
@@ -98,6 +99,7 @@ def test_only_onnx_adapter_imports_onnxruntime():
         "auditor/types.py",
         "auditor/outcomes.py",
         "auditor/result_records.py",
+        "auditor/detector_records.py",
         "auditor/data",
     ],
 )
@@ -107,12 +109,14 @@ def test_report_metrics_types_data_never_import_torch(package):
 
 
 def test_types_imports_nothing_internal_but_the_outcome_columns():
-    """types.py is a leaf but for outcomes.py (the per-image columns its results hold) and result_records.py (the
-    typed records of a condition's extras and of the detectors), which are leaves themselves."""
-    allowed = {"auditor.outcomes", "auditor.result_records"}
-    assert {m for m in _imports(ROOT / "auditor/types.py") if m.startswith("auditor")} <= allowed
-    assert not any(m.startswith("auditor") for m in _imports(ROOT / "auditor/outcomes.py"))
-    assert not any(m.startswith("auditor") for m in _imports(ROOT / "auditor/result_records.py"))
+    """types.py is a leaf but for outcomes.py (the per-image columns its results hold), result_records.py (the typed
+    records of a condition's extras and of the sets) and detector_records.py, which are leaves themselves."""
+    leaves = ("outcomes", "result_records", "detector_records")
+    assert {m for m in _imports(ROOT / "auditor/types.py") if m.startswith("auditor")} <= {
+        f"auditor.{m}" for m in leaves
+    }
+    for leaf in leaves:
+        assert not any(m.startswith("auditor") for m in _imports(ROOT / f"auditor/{leaf}.py")), leaf
 
 
 def test_auditor_never_imports_training_except_cli():

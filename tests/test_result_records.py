@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
+from auditor.detector_records import DetectorResult
 from auditor.report.html_sections import _detector
 from auditor.result_records import (
     AdaptiveSetMeta,
     AttackSetMeta,
     BlendSetMeta,
     ConditionExtra,
-    DetectorResult,
     QueryCurve,
     set_meta_from_json,
 )

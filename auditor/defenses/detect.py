@@ -51,9 +51,9 @@ from auditor.defenses.calibration import (
     _check_target,
     conformal_budget,
 )
+from auditor.detector_records import DetectionRow, DetectorEval, RocCurve, ScoreResult
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_roc
-from auditor.result_records import DetectionRow, DetectorEval, RocCurve, ScoreResult
 
 DEFAULT_CANNY = (100, 200)
 DEFAULT_T_SSIM = 0.95

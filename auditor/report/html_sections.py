@@ -7,10 +7,10 @@ import re
 from pathlib import PurePath
 from typing import Any
 
+from auditor.detector_records import DetectorEval, DetectorSplit, FftExample
 from auditor.report.gates import attack_conditions
 from auditor.report.numbers import _finite
 from auditor.report.summary import _acc
-from auditor.result_records import DetectorEval, DetectorSplit, FftExample
 from auditor.types import AuditResult
 
 #: example images shown at most (the rest are counted in a note)

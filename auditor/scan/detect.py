@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from auditor.result_records import DetectorResult, DetectorSplit, FftExample
+from auditor.detector_records import DetectorResult, DetectorSplit, FftExample
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped

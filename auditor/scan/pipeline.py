@@ -19,11 +19,11 @@ from typing import Any, cast
 import numpy as np
 
 from auditor import __version__
+from auditor.detector_records import DetectorResult
 from auditor.evaluation import Throughput
 from auditor.models.contract_check import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
 from auditor.outcomes import SampleTable
 from auditor.progress import Reporter
-from auditor.result_records import DetectorResult
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
