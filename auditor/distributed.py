@@ -18,13 +18,16 @@ Nothing here schedules work by itself: Ray places the tasks, retries failed ones
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from auditor.attacks.set_records import SetData, SetRun
 from auditor.data.stream import LazyImages
 from auditor.errors import UsageError
+from auditor.types import ModelSpec
 
 
 def _init_ray(address: str, num_cpus: int | None):
@@ -43,43 +46,39 @@ def _init_ray(address: str, num_cpus: int | None):
     return ray
 
 
+@dataclass(frozen=True)
+class SurrogateRecipe:
+    """What a Ray task needs to build the surrogate itself: the ``--surrogate`` text, and the target's contract
+    and path (for ``--surrogate target``)."""
+
+    spec: str
+    target_spec: ModelSpec
+    target_path: str | None = None
+
+    def load(self, device: Any = "cpu"):
+        """The surrogate, read here (:func:`auditor.models.surrogate.load_surrogate`)."""
+        from auditor.models.surrogate import load_surrogate
+
+        return load_surrogate(self.spec, self.target_spec, self.target_path, device)
+
+
 def _shard_worker(
-    surrogate_spec: str,
-    target_spec_dict: dict,
-    target_path: str | None,
+    recipe: SurrogateRecipe,
     attack_name: str,
     params: dict,
-    images,
-    labels,
-    names: list[str],
-    cache_dir: str,
-    manifest_sha256: str,
-    seed: int,
-    batch_size: int,
-    precision: str,
+    data: SetData,
+    run: SetRun,
     shard: list[int],
     threads: int,
 ) -> list[str]:
-    """One Ray task: load the surrogate here and compute the batches of ``shard``; returns the cache warnings."""
+    """One Ray task: load the surrogate here and compute the batches of ``shard`` of the set that ``data`` and
+    ``run`` (the records the single-process path builds with) describe; returns the cache warnings."""
     import torch
 
-    from auditor.attacks.set_records import SetData, SetRun
     from auditor.attacks.sets import build_adversarial_set
-    from auditor.models.surrogate import load_surrogate
-    from auditor.types import ModelSpec
 
     torch.set_num_threads(max(1, threads))
-    surrogate = load_surrogate(surrogate_spec, ModelSpec.from_dict(target_spec_dict), target_path, "cpu")
-    if not isinstance(images, LazyImages):
-        images = np.asarray(images)
-    aset = build_adversarial_set(
-        attack_name,
-        params,
-        surrogate,
-        SetData(images, np.asarray(labels), names, manifest_sha256),
-        SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision),
-        only_batches=set(shard),
-    )
+    aset = build_adversarial_set(attack_name, params, recipe.load("cpu"), data, run, only_batches=set(shard))
     return list(aset.warnings)
 
 
@@ -87,18 +86,10 @@ def build_set_on_ray(
     attack_name: str,
     params: dict[str, Any],
     surrogate,
-    surrogate_spec: str,
-    target_spec,
-    target_path: str | None,
-    images: np.ndarray,
-    labels: np.ndarray,
-    names: list[str],
-    cache_dir: str | Path,
-    manifest_sha256: str,
-    seed: int,
+    recipe: SurrogateRecipe,
+    data: SetData,
+    run: SetRun,
     *,
-    batch_size: int = 8,
-    precision: str = "fp32",
     address: str = "local",
     workers: int | None = None,
     threads_per_worker: int = 1,
@@ -106,36 +97,31 @@ def build_set_on_ray(
 ):
     """Build one adversarial set with its batches spread over Ray tasks; returns the finished set.
 
-    ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
-    is the same on every worker because it depends only on content).
+    ``data`` and ``run`` are the records :func:`auditor.attacks.sets.build_adversarial_set` takes in a single
+    process (the set is made on the CPU); every task receives the same two. ``surrogate`` is the driver's own
+    copy (used to assemble the set and for the cache key, which is the same on every worker because it depends
+    only on content); each task builds its own from ``recipe``.
     """
-    from auditor.attacks.set_records import SetData, SetRun
     from auditor.attacks.sets import build_adversarial_set
 
-    n_batches = math.ceil(len(images) / batch_size)
+    run = replace(run, device="cpu")
+    if not isinstance(data.images, LazyImages):
+        data = replace(data, images=np.asarray(data.images))
+    data = replace(data, labels=np.asarray(data.labels), names=list(data.names))
+    n_batches = math.ceil(len(data.images) / run.batch_size)
     # the batches not yet in the cache (the driver's own key; nothing is computed or verified here):
     # only they go to Ray tasks, so a finished set starts no worker (and loads no surrogate there)
-    set_data = SetData(images, labels, names, manifest_sha256)
-    run = SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision)
-    probe = build_adversarial_set(attack_name, params, surrogate, set_data, run, only_batches=set())
+    probe = build_adversarial_set(attack_name, params, surrogate, data, run, only_batches=set())
     todo = [b for b in range(n_batches) if not (Path(probe.dir) / "batches" / f"{b:05d}.json").is_file()]
     del probe
     worker_warnings = (
         _run_shards(
             attack_name,
             params,
-            surrogate_spec,
-            target_spec,
-            target_path,
-            images,
-            labels,
-            names,
-            cache_dir,
-            manifest_sha256,
-            seed,
+            recipe,
+            data,
+            run,
             todo,
-            batch_size=batch_size,
-            precision=precision,
             address=address,
             workers=workers,
             threads_per_worker=threads_per_worker,
@@ -144,10 +130,8 @@ def build_set_on_ray(
         if todo
         else []
     )
-    aset = build_adversarial_set(attack_name, params, surrogate, set_data, run, progress=progress)
+    aset = build_adversarial_set(attack_name, params, surrogate, data, run, progress=progress)
     if worker_warnings:
-        from dataclasses import replace
-
         aset = replace(aset, warnings=tuple(worker_warnings) + aset.warnings, cache_hit=False)
     return aset
 
@@ -155,19 +139,11 @@ def build_set_on_ray(
 def _run_shards(
     attack_name: str,
     params: dict[str, Any],
-    surrogate_spec: str,
-    target_spec,
-    target_path: str | None,
-    images,
-    labels,
-    names: list[str],
-    cache_dir,
-    manifest_sha256: str,
-    seed: int,
+    recipe: SurrogateRecipe,
+    data: SetData,
+    run: SetRun,
     todo: list[int],
     *,
-    batch_size: int,
-    precision: str,
     address: str,
     workers: int | None,
     threads_per_worker: int,
@@ -180,28 +156,11 @@ def _run_shards(
     # max_calls=1: a worker process that loaded torch and the surrogate exits after its shard, so the
     # evaluation tasks that follow run in fresh workers that never import torch (~1 GB less per worker)
     remote = ray.remote(num_cpus=threads_per_worker, max_retries=2, max_calls=1)(_shard_worker)
-    # a lazy image set travels as its file list; each task reads the images it attacks
-    images_ref = ray.put(images if isinstance(images, LazyImages) else np.asarray(images))
-    labels_ref = ray.put(np.asarray(labels))
+    # one copy of the set's records in the object store; a lazy image set travels as its file list and each
+    # task reads the images it attacks
+    data_ref, run_ref = ray.put(data), ray.put(run)
     refs = [
-        remote.remote(
-            surrogate_spec,
-            target_spec.to_dict(),
-            target_path,
-            attack_name,
-            params,
-            images_ref,
-            labels_ref,
-            list(names),
-            str(cache_dir),
-            manifest_sha256,
-            seed,
-            batch_size,
-            precision,
-            shard,
-            threads_per_worker,
-        )
-        for shard in shards
+        remote.remote(recipe, attack_name, params, data_ref, run_ref, shard, threads_per_worker) for shard in shards
     ]
     pending = list(refs)
     while pending:

@@ -62,8 +62,10 @@ def build_examples(
         idx = np.flatnonzero(y == k)
         if idx.size == 0:
             continue
-        flipped = [i for i in idx if clean and clean.predictions[i] == k and adv_cond.predictions[i] != k]
-        for i in (flipped or list(idx))[:per_class]:
+        flipped = [
+            int(i) for i in idx if clean and clean.predictions[int(i)] == k and adv_cond.predictions[int(i)] != k
+        ]
+        for i in [int(j) for j in (flipped or list(idx))[:per_class]]:
             x, xa = images[i, 0], worst.images[i, 0]
             imgs = {"clean": png_base64(x), "adversarial": png_base64(xa), "perturbation": png_base64(amplify(x, xa))}
             preds = {

@@ -310,7 +310,7 @@ def guarded_ci(ci: list[float] | None, rate: float, n: int) -> list[float] | Non
     return [min(ci[0], w[0]), max(ci[1], w[1])] if w else ci
 
 
-def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, Any]:
+def mcnemar_exact(a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray) -> dict[str, Any]:
     """Exact McNemar test of two paired 0/1 outcomes on the same images (McNemar, Psychometrika 1947).
 
     ``a_only`` counts the images only A gets right, ``b_only`` those only B gets right; the two-sided

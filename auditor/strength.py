@@ -162,7 +162,7 @@ def _stronger_than_transfer(result: AuditResult, images: _Images) -> tuple[int, 
         for eps_t, t in transfer:
             if eps_s != eps_t:
                 continue
-            rate_s, rate_t = s.extra.get("attack_success_rate"), t.extra.get("attack_success_rate")
+            rate_s, rate_t = s.extra.attack_success_rate, t.extra.attack_success_rate
             item = {
                 "condition": s.name,
                 "threat_model": _threat(s),
@@ -179,8 +179,8 @@ def _stronger_than_transfer(result: AuditResult, images: _Images) -> tuple[int, 
                 paired.append({**item, "p": _greater_p(b, b + c), "test": f"exact McNemar ({b} vs {c} images)"})
             else:
                 ci_s, ci_t = (
-                    _interval(s.extra.get("attack_success_rate_ci")),
-                    _interval(t.extra.get("attack_success_rate_ci")),
+                    _interval(s.extra.attack_success_rate_ci),
+                    _interval(t.extra.attack_success_rate_ci),
                 )
                 if ci_s is None or ci_t is None:
                     continue

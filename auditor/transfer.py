@@ -151,8 +151,8 @@ def audit_transfer(conditions: Iterable[Condition]) -> dict[str, Any]:
     transfer = [c for c in attacks if _threat(c) == THREAT_TRANSFER]
     whitebox = [c for c in attacks if _threat(c) == THREAT_WHITE_BOX]
     query = [c for c in attacks if _threat(c) == THREAT_QUERY]
-    diag = [(c, d) for c in transfer if isinstance(d := c.extra.get("transfer"), dict)]
-    target_succ = [v for c, _ in diag if (v := _num(c.extra.get("attack_success_rate"))) is not None]
+    diag = [(c, c.extra.transfer) for c in transfer if isinstance(c.extra.transfer, dict)]
+    target_succ = [v for c, _ in diag if (v := _num(c.extra.attack_success_rate)) is not None]
     sur_succ = [v for _, d in diag if (v := _num(d.get("surrogate_attack_success_rate"))) is not None]
     effs = [v for _, d in diag if (v := _num(d.get("transfer_efficiency"))) is not None]
     transfer_eff = max(effs) if effs else None

@@ -19,10 +19,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+# the typed records a condition and a result carry (extras, detectors)
+from auditor.detector_records import DetectorResult
 
 # the compact per-image outcome columns that Condition and AuditResult hold
 from auditor.outcomes import Predictions, Probabilities, SampleTable
+from auditor.result_records import ConditionExtra
 
 SCHEMA_VERSION = "1.0"
 
@@ -183,21 +187,24 @@ class Condition:
     surrogate: str | None = None
     threat_model: str | None = None  #: one of :data:`auditor.condition_ids.THREAT_MODELS`, or None (clean, blend)
     defense: str | None = None
-    #: attack_success_rate, flip_rate, linf_mean, l2_mean, ssim_mean, psnr_mean, cost_ms_per_image, ...
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: what the condition measured besides its metrics (attack rates, perturbation sizes, cost, ...); a mapping of
+    #: results.json keys given here is read with :meth:`ConditionExtra.from_json`
+    extra: ConditionExtra = field(default_factory=ConditionExtra)
     #: predicted class index per sample, aligned with AuditResult.samples
-    predictions: tuple[int, ...] = ()
+    predictions: Sequence[int] = ()
     #: class probabilities per sample (one tuple of K floats each), aligned with AuditResult.samples
-    probabilities: tuple[tuple[float, ...], ...] = ()
+    probabilities: Sequence[Sequence[float]] = ()
 
     def __post_init__(self) -> None:
         # kept as compact numpy columns (auditor.outcomes); they read back as the same ints and float tuples
         object.__setattr__(self, "predictions", Predictions(self.predictions))
         object.__setattr__(self, "probabilities", Probabilities(self.probabilities))
+        if not isinstance(self.extra, ConditionExtra):
+            object.__setattr__(self, "extra", ConditionExtra.from_json(self.extra))
 
     def to_dict(self, with_predictions: bool = False) -> dict[str, Any]:
         """JSON-compatible dictionary (predictions go to samples.csv unless asked)."""
-        d = {
+        d: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "attack": self.attack,
@@ -207,7 +214,7 @@ class Condition:
             "defense": self.defense,
             "metrics": self.metrics,
         }
-        d.update(self.extra)
+        d.update(self.extra.to_json())
         if with_predictions:
             d["predictions"] = list(self.predictions)
             if self.probabilities:
@@ -249,11 +256,12 @@ class AuditResult:
     model: dict[str, Any]
     data: dict[str, Any]
     conditions: tuple[Condition, ...]
-    samples: tuple[dict[str, Any], ...] = ()
+    samples: Sequence[dict[str, Any]] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()
-    detector: dict[str, Any] | None = None
+    #: both detectors' results (a results.json mapping given here is read with :meth:`DetectorResult.from_json`)
+    detector: DetectorResult | None = None
     gates: tuple[GateOutcome, ...] = ()
     #: results of further models scanned with ``--compare`` (same data and sets)
     compared: tuple["AuditResult", ...] = ()
@@ -263,6 +271,8 @@ class AuditResult:
     def __post_init__(self) -> None:
         # one compact table of the sample rows (auditor.outcomes.SampleTable); items read back as the same dicts
         object.__setattr__(self, "samples", SampleTable(self.samples))
+        if self.detector is not None and not isinstance(self.detector, DetectorResult):
+            object.__setattr__(self, "detector", DetectorResult.from_json(self.detector))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -290,7 +300,7 @@ class AuditResult:
             "environment": self.environment,
             "conditions": [c.to_dict(with_predictions) for c in self.conditions],
             "skipped": [s.to_dict() for s in self.skipped],
-            "detector": self.detector,
+            "detector": None if self.detector is None else self.detector.to_json(),
             "gates": [g.to_dict() for g in self.gates],
             "compared": [r.to_dict(with_predictions) for r in self.compared],
             "extras": self.extras,
@@ -314,7 +324,7 @@ class AuditResult:
         }
         conditions = []
         for c in d.get("conditions", []):
-            extra = {k: v for k, v in c.items() if k not in cond_keys}
+            extra = ConditionExtra.from_json({k: v for k, v in c.items() if k not in cond_keys})
             conditions.append(
                 Condition(
                     name=c["name"],
@@ -343,7 +353,7 @@ class AuditResult:
             parameters=d.get("parameters", {}),
             environment=d.get("environment", {}),
             skipped=tuple(Skipped(**s) for s in d.get("skipped", [])),
-            detector=d.get("detector"),
+            detector=DetectorResult.from_json(d["detector"]) if isinstance(d.get("detector"), dict) else None,
             gates=tuple(GateOutcome(**g) for g in d.get("gates", [])),
             compared=tuple(cls.from_dict(r) for r in d.get("compared", [])),
             extras=d.get("extras", {}),

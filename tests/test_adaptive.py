@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-import auditor.scan.defense as defense_stage
 from auditor.defenses.base import Preprocessor
 from auditor.defenses.bpda import defended_module
 from auditor.defenses.transforms import BitDepthReduction
@@ -59,23 +58,19 @@ def scan(tmp_path_factory):
     target_path = make_classifier(root / "target.onnx", channels=1, class_names=CLASSES)
     target = OnnxClassifier(target_path, spec=read_spec(target_path))
     defenses = [OffsetQuantiser(), BitDepthReduction(2)]
-    mp = pytest.MonkeyPatch()
-    mp.setattr(defense_stage, "build_preprocessors", lambda ctx: defenses)
-    try:
-        opts = ScanOptions(
-            attacks=("mifgsm",),
-            epsilons=(16 / 255,),
-            surrogate="target",
-            defenses="test-defenses",
-            bpda=True,
-            detector=False,
-            n_boot=0,
-            cache_dir=str(root / "cache"),
-            device="cpu",
-        )
-        result = Auditor(target, opts).run(str(root / "data"))
-    finally:
-        mp.undo()
+    opts = ScanOptions(
+        attacks=("mifgsm",),
+        epsilons=(16 / 255,),
+        surrogate="target",
+        defenses="test-defenses",
+        bpda=True,
+        detector=False,
+        n_boot=0,
+        cache_dir=str(root / "cache"),
+        device="cpu",
+    )
+    # the defense factory the orchestrator hands to the defense stage: these two instead of the registry's
+    result = Auditor(target, opts, defenses=lambda feature_extractor: defenses).run(str(root / "data"))
     return result, target
 
 
@@ -88,10 +83,10 @@ def test_masking_defense_is_flagged_and_a_removing_one_is_not(scan):
     assert acc["offsetquant/mifgsm@16"] == 1.0 and acc["bitdepth:2/mifgsm@16"] == 1.0
     # ... only the quantiser's benefit is gone once the attacker runs through it
     masking, removing = by["mifgsm@16+bpda:offsetquant"], by["mifgsm@16+bpda:bitdepth:2"]
-    assert masking.metrics["accuracy"] == 0.0 and masking.extra["benefit_vanishes"] is True
-    assert masking.extra["accuracy_drop_vs_non_adaptive"] == 1.0
-    assert removing.metrics["accuracy"] == 1.0 and removing.extra["benefit_vanishes"] is False
-    assert masking.extra["adaptive"] is True and masking.extra["gradient"] == "straight-through"
+    assert masking.metrics["accuracy"] == 0.0 and masking.extra.benefit_vanishes is True
+    assert masking.extra.accuracy_drop_vs_non_adaptive == 1.0
+    assert removing.metrics["accuracy"] == 1.0 and removing.extra.benefit_vanishes is False
+    assert masking.extra.adaptive is True and masking.extra.gradient == "straight-through"
 
 
 def test_adaptive_attack_runs_through_the_defense(scan):

@@ -24,6 +24,8 @@ FOUNDATION = {
     "types",
     "condition_ids",
     "outcomes",
+    "result_records",
+    "detector_records",
     "errors",
     "hashing",
     "progress",
@@ -90,7 +92,16 @@ def test_only_onnx_adapter_imports_onnxruntime():
 
 
 @pytest.mark.parametrize(
-    "package", ["auditor/report", "auditor/metrics.py", "auditor/types.py", "auditor/outcomes.py", "auditor/data"]
+    "package",
+    [
+        "auditor/report",
+        "auditor/metrics.py",
+        "auditor/types.py",
+        "auditor/outcomes.py",
+        "auditor/result_records.py",
+        "auditor/detector_records.py",
+        "auditor/data",
+    ],
 )
 def test_report_metrics_types_data_never_import_torch(package):
     paths = [ROOT / package] if package.endswith(".py") else _modules(package)
@@ -98,9 +109,14 @@ def test_report_metrics_types_data_never_import_torch(package):
 
 
 def test_types_imports_nothing_internal_but_the_outcome_columns():
-    """types.py is a leaf but for outcomes.py (the per-image columns its results hold), which is a leaf itself."""
-    assert {m for m in _imports(ROOT / "auditor/types.py") if m.startswith("auditor")} <= {"auditor.outcomes"}
-    assert not any(m.startswith("auditor") for m in _imports(ROOT / "auditor/outcomes.py"))
+    """types.py is a leaf but for outcomes.py (the per-image columns its results hold), result_records.py (the typed
+    records of a condition's extras and of the sets) and detector_records.py, which are leaves themselves."""
+    leaves = ("outcomes", "result_records", "detector_records")
+    assert {m for m in _imports(ROOT / "auditor/types.py") if m.startswith("auditor")} <= {
+        f"auditor.{m}" for m in leaves
+    }
+    for leaf in leaves:
+        assert not any(m.startswith("auditor") for m in _imports(ROOT / f"auditor/{leaf}.py")), leaf
 
 
 def test_auditor_never_imports_training_except_cli():

@@ -24,13 +24,14 @@ import auditor.defenses.calibration as calibration_mod
 import auditor.defenses.detect as detect_mod
 import auditor.defenses.registry as registry_mod
 import auditor.defenses.spectra as spectra_mod
-import auditor.scan.context as context_mod
 import auditor.scan.defense as stage
 import auditor.scan.detect as detect_stage
 from auditor.condition_ids import THREAT_TRANSFER, THREAT_WHITE_BOX, SetId
 from auditor.models.surrogate import Surrogate
+from auditor.result_records import AdaptiveSetMeta
 from auditor.scan.context import ScanContext
-from auditor.scan.records import AdversarialSet
+from auditor.scan.factories import defense_factory
+from auditor.scan.records import AdversarialSet, AttackStage
 from auditor.types import Skipped
 
 
@@ -76,10 +77,8 @@ def _auditor(**opts):
     return ScanContext(target, SimpleNamespace(**base), Reporter())
 
 
-def _with(ctx, data):
-    """``ctx`` with ``data`` loaded (the stages read the scan's images from the context)."""
-    ctx.data = data
-    return ctx
+def _no_surrogate(spec=None):
+    pytest.fail("no surrogate asked")
 
 
 def _data(n=10, side=8):
@@ -112,14 +111,14 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
         seen.update(spec=spec, fe=feature_extractor)
         return [skip, good]
 
-    monkeypatch.setattr(registry_mod, "parse_defenses", parse)
-    monkeypatch.setattr(context_mod, "load_scan_surrogate", lambda a: pytest.fail("no feature defense asked"))
+    monkeypatch.setattr(registry_mod, "parse_defenses", parse)  # the default factory asks the registry
     aud = _auditor()
-    assert stage.build_preprocessors(_with(aud, _data(10))) == [good]
+    assert stage.build_preprocessors(aud, _data(10), defense_factory(aud.options.defenses), _no_surrogate) == [good]
     assert aud.skipped == [skip] and aud.reporter.warns == ["skipped median: not installed"]
     assert good.measured == [(stage.COST_SAMPLE, 1, 8, 8)] and stage.COST_SAMPLE == 8
     assert seen == {"spec": "jpeg:75", "fe": None}
-    assert stage.build_preprocessors(_with(_auditor(defenses=None), _data(3))) == [good]  # no --defenses: no crash
+    no_defenses = _auditor(defenses=None)
+    assert stage.build_preprocessors(no_defenses, _data(3), lambda fe: [good], _no_surrogate) == [good]  # no crash
     assert good.measured[-1] == (3, 1, 8, 8)
 
 
@@ -127,14 +126,13 @@ def test_preprocessors_skip_with_a_warning_and_measure_the_rest(monkeypatch):
 def test_feature_defense_gets_the_surrogates_features(monkeypatch, surrogate_opt, loaded):
     module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     calls, seen = [], {}
-    monkeypatch.setattr(
-        context_mod, "load_scan_surrogate", lambda a: calls.append(a) or (Surrogate(module, ("a",)) if loaded else None)
-    )
-    monkeypatch.setattr(
-        registry_mod, "parse_defenses", lambda spec, feature_extractor=None: seen.update(fe=feature_extractor) or []
-    )
+
+    def surrogates(spec=None):
+        calls.append(spec)
+        return Surrogate(module, ("a",)) if loaded else None
+
     aud = _auditor(defenses="feature,jpeg", surrogate=surrogate_opt)
-    assert stage.build_preprocessors(_with(aud, _data())) == []
+    assert stage.build_preprocessors(aud, _data(), lambda fe: seen.update(fe=fe) or [], surrogates) == []
     assert len(calls) == (1 if surrogate_opt else 0)
     if surrogate_opt and loaded:
         from auditor.defenses.feature import ConvFeatureExtractor
@@ -189,7 +187,7 @@ def _fake_detectors(monkeypatch):
 
 def _set(set_id: SetId, kind: str, images=None, **kw) -> AdversarialSet:
     """A typed set with only what the stage under test reads."""
-    return AdversarialSet(set_id, kind, images, {}, "", {}, None, "", **kw)
+    return AdversarialSet(set_id, kind, images, {}, "", AdaptiveSetMeta("", "", False, "", 0.0, None), None, "", **kw)
 
 
 class _Pre:
@@ -213,10 +211,10 @@ def _sets(data):
 def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    out = detect_stage.run_detectors(_with(aud, data), _sets(data))
+    out = detect_stage.run_detectors(aud, data, _sets(data))
     perm = np.random.default_rng(5).permutation(n)
     cal, held = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
-    assert out["calibration"] == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
+    assert out.split.to_json() == {"calibration_images": n // 2, "held_out_images": n - n // 2, "seed": 5}
     kinds = [c[0] for c in rec.calls]
     assert kinds == ["pairs", "calibrate", "evaluate", "fs_calibrate", "fs_evaluate", "fft"]
     assert rec.calls[0] == ("pairs", 5)
@@ -234,11 +232,11 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
     # the FFT example: the first held-out image under the largest-epsilon attack
     np.testing.assert_array_equal(rec.calls[5][1], data.images[held[0], 0])
     np.testing.assert_array_equal(rec.calls[5][2], data.images[held[0], 0] + 2)
-    fft = out["fft_example"]
-    assert fft["condition"] == "mifgsm@8" and fft["sample"] == f"c/{held[0]}.png"
-    assert np.array(fft["spectra"]["clean"]).shape == (64, 64)
-    assert fft["spectra"]["clean"][0][0] == pytest.approx(0.333, abs=1e-6)  # rounded
-    assert out["reference_based"] == {"ref": 1} and out["feature_squeezing"] == {"fs": 1}
+    fft = out.fft_example
+    assert fft.condition == "mifgsm@8" and fft.sample == f"c/{held[0]}.png"
+    assert np.array(fft.spectra["clean"]).shape == (64, 64)
+    assert fft.spectra["clean"][0][0] == pytest.approx(0.333, abs=1e-6)  # rounded
+    assert out.reference_based == {"ref": 1} and out.feature_squeezing == {"fs": 1}
     assert not aud.skipped
 
 
@@ -246,7 +244,7 @@ def test_detectors_calibrate_on_one_half_and_test_on_the_other(monkeypatch, n):
 def test_detectors_need_four_images_per_half(monkeypatch, n):
     rec = _fake_detectors(monkeypatch)
     aud, data = _auditor(), _data(n)
-    assert detect_stage.run_detectors(_with(aud, data), _sets(data)) is None
+    assert detect_stage.run_detectors(aud, data, _sets(data)) is None
     assert aud.skipped == [Skipped("detector", f"too few images ({n}) to calibrate and test a detector", "detector")]
     assert [c[0] for c in rec.calls] == ["pairs"]
 
@@ -254,7 +252,7 @@ def test_detectors_need_four_images_per_half(monkeypatch, n):
 def test_detectors_without_attacks_do_nothing(monkeypatch):
     rec = _fake_detectors(monkeypatch)
     data = _data(10)
-    assert detect_stage.run_detectors(_with(_auditor(), data), _sets(data)[:1]) is None
+    assert detect_stage.run_detectors(_auditor(), data, _sets(data)[:1]) is None
     assert rec.calls == []
 
 
@@ -267,9 +265,11 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=(), threat=THREAT_TRANSFER):
     calls = {"build": [], "defended": [], "surrogate": 0}
     sur = Surrogate(torch.nn.Identity(), ("a", "b", "c"), {"sha256": ["s1"], "label": "resnet"}, threat)
 
-    def load(aud):
+    def load(spec=None):
         calls["surrogate"] += 1
         return sur if surrogate else None
+
+    calls["factory"] = load  # the surrogate factory the orchestrator would pass
 
     def defended(module, pre):
         calls["defended"].append((module, pre.name))
@@ -305,7 +305,6 @@ def _fake_bpda(monkeypatch, *, surrogate=True, skip=(), threat=THREAT_TRANSFER):
             warnings=("batch 0: poisoned",) if attack == "usmm" else (),
         )
 
-    monkeypatch.setattr(context_mod, "load_scan_surrogate", load)
     monkeypatch.setattr(bpda_mod, "defended_module", defended)
     monkeypatch.setattr(sets_mod, "build_adversarial_set", build)
     return calls, sur
@@ -332,20 +331,25 @@ def _attack_sets():
     ]
 
 
+def _bpda(aud, data, pres, sets, calls, precision="fp32"):
+    """The BPDA stage with the recording surrogate factory of :func:`_fake_bpda`."""
+    return stage.build_bpda_sets(aud, data, calls["factory"], pres, sets, precision)
+
+
 def test_bpda_attacks_option_limits_the_adaptive_attacks(monkeypatch):
     """``--bpda-attacks mifgsm,stm``: USMM gets no adaptive set, the others keep their largest epsilon."""
     calls, sur = _fake_bpda(monkeypatch)
     aud, data = _auditor(bpda_attacks=("mifgsm", "stm")), _data(6)
-    out = stage.build_bpda_sets(_with(aud, data), [FakeDefense("jpeg", {})], _attack_sets())
+    out = _bpda(aud, data, [FakeDefense("jpeg", {})], _attack_sets(), calls)
     assert [s.name for s in out] == ["mifgsm@8+bpda:jpeg", "stm[randconv]@16+bpda:jpeg"]
 
 
 def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypatch):
     calls, sur = _fake_bpda(monkeypatch)
     aud, data = _auditor(attack_params={"mifgsm": {"steps": 3}}), _data(6)
-    aud.precision_choice = {"chosen": "bf16"}
+    precision = AttackStage(precision_choice={"chosen": "bf16"}).precision(aud.options.precision)
     jpeg, median = FakeDefense("jpeg", {"sha256": "abc"}), FakeDefense("median", {})
-    out = stage.build_bpda_sets(_with(aud, data), [jpeg, median], _attack_sets())
+    out = _bpda(aud, data, [jpeg, median], _attack_sets(), calls, precision)
     assert [s.name for s in out] == [
         "mifgsm@8+bpda:jpeg",
         "usmm@4+bpda:jpeg",
@@ -376,7 +380,7 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
     assert first.defense is jpeg and first.base.name == "mifgsm@8" and first.label == "MIFGSM + BPDA"
     assert first.surrogate == "resnet + jpeg (straight-through gradient)"
     assert first.threat_model == THREAT_TRANSFER  # the surrogate's threat model, one of THREAT_MODELS
-    assert first.meta == {
+    assert first.meta.to_json() == {
         "name": "mifgsm@8+bpda:jpeg",
         "key": "k1",
         "cache_hit": False,
@@ -394,8 +398,8 @@ def test_adaptive_attacks_start_from_the_largest_epsilon_of_each_attack(monkeypa
 
 def test_bpda_sets_of_a_whitebox_scan_are_not_labelled_transfer(monkeypatch):
     """fb43584 labelled every adaptive set "transfer (adaptive ...)", also when the surrogate is the target."""
-    _fake_bpda(monkeypatch, threat=THREAT_WHITE_BOX)
-    out = stage.build_bpda_sets(_with(_auditor(), _data(4)), [FakeDefense()], _attack_sets()[:2])
+    calls, _ = _fake_bpda(monkeypatch, threat=THREAT_WHITE_BOX)
+    out = _bpda(_auditor(), _data(4), [FakeDefense()], _attack_sets()[:2], calls)
     assert [s.threat_model for s in out] == [THREAT_WHITE_BOX]
 
 
@@ -403,7 +407,8 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
     calls, sur = _fake_bpda(monkeypatch)
     sur.identity.pop("label")
     aud = _auditor(precision="fp32", surrogate="zoo/resnet")
-    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense()], _attack_sets()[:2])
+    precision = AttackStage().precision(aud.options.precision)  # nothing measured: the option
+    out = _bpda(aud, _data(4), [FakeDefense()], _attack_sets()[:2], calls, precision)
     assert calls["build"][0]["precision"] == "fp32"
     assert out[0].surrogate == "zoo/resnet + jpeg (straight-through gradient)"
 
@@ -411,7 +416,7 @@ def test_precision_defaults_to_the_option_and_label_to_the_surrogate_flag(monkey
 def test_a_defense_without_torch_path_is_skipped_not_attacked(monkeypatch):
     calls, _ = _fake_bpda(monkeypatch, skip=("median",))
     aud = _auditor()
-    out = stage.build_bpda_sets(_with(aud, _data(4)), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2])
+    out = _bpda(aud, _data(4), [FakeDefense("median"), FakeDefense("jpeg")], _attack_sets()[:2], calls)
     assert [s.name for s in out] == ["mifgsm@4+bpda:jpeg"]
     assert aud.skipped == [Skipped("bpda:median", "no torch path", "defense")]
 
@@ -421,5 +426,5 @@ def test_no_adaptive_sets_without_attacks_defenses_or_surrogate(monkeypatch, cas
     calls, _ = _fake_bpda(monkeypatch, surrogate=case != "no_surrogate")
     sets_in = _attack_sets()[:1] if case == "no_attacks" else _attack_sets()
     pres = [] if case == "no_defenses" else [FakeDefense()]
-    assert stage.build_bpda_sets(_with(_auditor(), _data(4)), pres, sets_in) == []
+    assert _bpda(_auditor(), _data(4), pres, sets_in, calls) == []
     assert calls["build"] == [] and calls["surrogate"] == (1 if case == "no_surrogate" else 0)

@@ -353,7 +353,7 @@ def _attack_scan(tmp_path):
         command="t",
     )
     loaded = load_data(aud.context, str(data))
-    return aud, loaded, build_sets(aud.context)
+    return aud, loaded, list(build_sets(aud.context, loaded, aud.surrogates).sets)
 
 
 def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
@@ -372,7 +372,7 @@ def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
     adv = sets[0].images
     cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError, match="changed during the scan"):
-        evaluate_model(aud.context, aud.target, sets, [])
+        evaluate_model(aud.context, loaded, aud.target, sets, [])
 
 
 @pytest.mark.parametrize("ray_address", [None, pytest.param("local", marks=pytest.mark.heavy)])
@@ -390,8 +390,8 @@ def test_a_defense_failing_on_the_stream_is_a_skip_with_its_own_reason(tmp_path,
     model = make_classifier(tmp_path / "m.onnx", class_names=CLASSES)
     target = OnnxClassifier(model, spec=read_spec(model, overrides={"image_size": 32}))
     aud = Auditor(target, ScanOptions(n_boot=0, ray_address=ray_address, workers=1), command="t")
-    load_data(aud.context, str(data))
-    conds = evaluate_model(aud.context, target, [], [BrokenDefense()])
+    loaded = load_data(aud.context, str(data))
+    conds = evaluate_model(aud.context, loaded, target, [], [BrokenDefense()])
     assert [c.name for c in conds] == ["clean"]
     assert [(s.name, s.reason, s.kind) for s in aud.skipped] == [
         ("broken", "defense failed on this data: cannot handle this", "defense")

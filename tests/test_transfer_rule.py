@@ -160,7 +160,7 @@ def test_surrogate_accuracy_does_not_hide_weak_transfer():
     # fb43584 compared the all-image flip rate with 80 %: a 74 %-accurate surrogate fooled on every correct
     # image has flip rate <= 0.74 and the rule never fired; the success-rate efficiency (0.15) does
     r = _result(_attack("usmm@8", 0.15, 1.0))
-    assert r.conditions[1].extra["transfer"]["surrogate_flip_rate"] < 0.8
+    assert r.conditions[1].extra.transfer["surrogate_flip_rate"] < 0.8
     assert audit_transfer(r.conditions)["weak"] is True
 
 
@@ -179,7 +179,7 @@ def test_defended_conditions_are_ignored():
             "name": "jpeg/usmm@8",
             "kind": "defense",
             "defense": "jpeg",
-            "extra": {**weak.extra, "flip_rate": 0.5},
+            "extra": weak.extra.with_(flip_rate=0.5),
         }
     )
     assert audit_transfer(_result(weak, defended).conditions)["weak"] is True

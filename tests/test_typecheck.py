@@ -1,7 +1,8 @@
 """mypy (``[tool.mypy]`` of pyproject.toml) reports no error in the type-checked part of ``auditor/``.
 
-The checked part is every module of ``auditor/`` but :data:`NOT_YET_CHECKED` (being refactored into typed
-records); mypy still reads those, as imports, but their errors are not counted here yet.
+The checked part is every module of ``auditor/`` (:data:`NOT_YET_CHECKED` is empty since the typed records
+of issue 27 landed; a future large refactor may list a folder there for its duration). ``make test`` also runs
+mypy over ``auditor/`` before the suite.
 
 The run keeps mypy's incremental cache in ``.mypy_cache`` at the repository root: a first run checks every
 module and the stubs of torch and numpy (about a minute on 2 shared cores, ~1 GB of memory: hence ``heavy``),
@@ -17,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: files and folders of auditor/ whose errors are not counted yet (another change is typing them)
-NOT_YET_CHECKED = ("auditor/scan/", "auditor/report/", "auditor/types.py")
+#: files and folders of auditor/ whose errors are not counted (none: the whole package is held to zero errors)
+NOT_YET_CHECKED: tuple[str, ...] = ()
 
 #: ``path:line: error: message  [code]`` as mypy prints it (paths relative to the repository root)
 _ERROR = re.compile(r"^(?P<path>[^:\s]+\.py):\d+: error: ")

@@ -4,16 +4,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from auditor.data.stream import PngImages
+from auditor.result_records import AttackSetMeta
 
 
-@dataclass
+@dataclass(frozen=True)
 class GeneratedSet:
     """A finished adversarial set (images in the input order) and how it was obtained (cache key, timing)."""
 
@@ -36,9 +37,33 @@ class GeneratedSet:
     batches_computed: int = 0
     batches_loaded: int = 0
     surrogate_rows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: the largest L-inf distance of any image from its clean original
+    linf_max: float = 0.0
+    #: what the attack recorded per image (a query attack: ``queries`` used and ``fooled``), or None
+    per_image: Mapping[str, list] | None = None
     #: cached batches that failed their integrity check and were recomputed (one line each)
     warnings: tuple[str, ...] = ()
+    #: only some batches were asked for (``only_batches``): no index was written
+    partial: bool = False
+
+    def meta(self, name: str, surrogate: Mapping[str, Any], seconds_per_image: float | None) -> AttackSetMeta:
+        """The set's entry in results.json ``extras.adversarial_sets`` as the scan condition ``name``, made on the
+        model whose identity is ``surrogate``; ``seconds_per_image`` as the stage clock measured it (else this
+        run's average, None on a cache hit)."""
+        return AttackSetMeta(
+            name=name,
+            key=self.key,
+            dir=str(self.dir),
+            cache_hit=self.cache_hit,
+            seconds=round(self.seconds, 2),
+            seconds_per_image=seconds_per_image
+            or (None if self.cache_hit else round(self.seconds / max(len(self.images), 1), 4)),
+            backend=self.backend,
+            cache_warnings=tuple(self.warnings),
+            style_diversity=self.params.get("style_diversity"),
+            surrogate=surrogate,
+            params={k: v for k, v in self.params.items() if not k.startswith("mask_pool")},
+        )
 
 
 @dataclass(frozen=True)

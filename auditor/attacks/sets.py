@@ -67,7 +67,7 @@ def build_adversarial_set(
     called after every finished (or loaded) batch of ``n`` images; ``on_batch(n, seconds)`` after every batch
     *computed* (not loaded), with its wall time. ``only_batches`` (a shard of a
     distributed run, see :mod:`auditor.distributed`) computes just those batches
-    and returns a *partial* set (``extra["partial"]``, no index written; images
+    and returns a *partial* set (``partial``, no index written; images
     of other batches are zero). When ``images`` is a :class:`~auditor.data.stream.LazyImages`,
     the set is built and verified batch by batch and its images come back as a
     :class:`~auditor.data.stream.PngImages` reading the cache (nothing is held in memory). Raises
@@ -301,12 +301,10 @@ def _finish(
             0,
             run.loaded,
             0,
-            {"linf_max": run.linf_max, **({"per_image": run.per_image()} if run.records else {})},
+            run.linf_max,
+            run.per_image() if run.records else None,
         )
     eff = _canonical(attack.params())
-    extra: dict[str, Any] = {"linf_max": run.linf_max, **({"partial": True} if only_batches is not None else {})}
-    if run.records:
-        extra["per_image"] = run.per_image()
     out = GeneratedSet(
         result,
         key,
@@ -325,8 +323,10 @@ def _finish(
         run.computed,
         run.loaded,
         attack.surrogate_rows,
-        extra,
+        run.linf_max,
+        run.per_image() if run.records else None,
         tuple(run.warnings),
+        partial=only_batches is not None,
     )
     if only_batches is None:
         n = len(run.files)

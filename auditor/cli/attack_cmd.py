@@ -158,14 +158,16 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
 
     opts, reporter = ctx.options, ctx.reporter
     data = load_data(ctx, data_path)
-    jobs = scan_jobs(ctx, list(opts.attacks))
-    precision = resolve_scan_precision(ctx, sur, jobs, dev)
+    jobs = scan_jobs(ctx, data, list(opts.attacks))
+    precision, choice = resolve_scan_precision(ctx, data, sur, jobs, dev)
     size = (ctx.target.spec.height, ctx.target.spec.width)
     reporter.info(
         f"{len(data.samples)} images at {size[0]}x{size[1]}, surrogate {sur.identity.get('label')} "
         f"({sur.threat_model}), device {dev}, precision {precision}"
     )
-    summary = [_summary_entry(ctx, job, aset) for job, aset in generate_sets(ctx, jobs, sur, dev, precision)]
+    summary = [
+        _summary_entry(ctx, data, job, aset) for job, aset in generate_sets(ctx, data, jobs, sur, dev, precision)
+    ]
     skipped = [*data.info["skipped"], *(s.to_dict() for s in ctx.skipped)]
     doc = {
         "surrogate": sur.identity,
@@ -175,7 +177,7 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
         "image_size": list(size),
         "seed": opts.seed,
         "precision": precision,
-        "precision_choice": ctx.precision_choice,
+        "precision_choice": choice,
         "sets": summary,
         "skipped": skipped,
         "dropped": data.info["dropped"],
@@ -190,11 +192,11 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
         click.get_current_context().exit(code)
 
 
-def _summary_entry(ctx, job, aset) -> dict:
+def _summary_entry(ctx, data, job, aset) -> dict:
     """One set of ``attack_summary.json`` (and its console line)."""
     from auditor.attacks.perturbation import perturbation_stats
 
-    stats = perturbation_stats(ctx.data.images, aset.images)
+    stats = perturbation_stats(data.images, aset.images)
     ctx.reporter.info(
         f"{job.name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
         f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}"

@@ -51,6 +51,7 @@ from auditor.defenses.calibration import (
     _check_target,
     conformal_budget,
 )
+from auditor.detector_records import DetectionRow, DetectorEval, RocCurve, ScoreResult
 from auditor.errors import DataError, UsageError
 from auditor.metrics import compute_roc
 
@@ -183,41 +184,49 @@ def calibrate_reference_detector(
 
 def _evaluate_reference(
     det: ReferenceDetector, clean: np.ndarray, benign: np.ndarray, suspects: dict[str, np.ndarray]
-) -> dict[str, Any]:
+) -> DetectorEval:
     b = det.score(clean, benign)
     b_flag = det.flag_scores(b)
-    per: dict[str, Any] = {}
+    rows = []
     for cond, sus in suspects.items():
         a = det.score(clean, sus)
         a_flag = det.flag_scores(a)
-        auc_e, roc_e = compute_roc(b["edge"], a["edge"])
-        auc_s, roc_s = compute_roc(1.0 - b["ssim"], 1.0 - a["ssim"])
-        per[cond] = {
-            "n": int(len(a_flag)),
-            "detection_rate": _num(a_flag.mean()) if len(a_flag) else None,
-            "detection_rate_edge": _num(np.mean(a["edge"] > det.t_edge)) if len(a_flag) else None,
-            "detection_rate_ssim": _num(np.mean(a["ssim"] < det.t_ssim)) if len(a_flag) else None,
-            "auc_edge": _num(auc_e) if auc_e is not None else None,
-            "auc_ssim": _num(auc_s) if auc_s is not None else None,
-            "roc_edge": roc_e,
-            "roc_ssim": roc_s,
-            "mean_edge": _num(a["edge"].mean()) if len(a_flag) else None,
-            "mean_ssim": _num(a["ssim"].mean()) if len(a_flag) else None,
-        }
-    return {
-        "method": "reference_edge_ssim",
-        "thresholds": det.thresholds,
-        "canny": list(det.canny),
-        "target_fpr": det.target_fpr,
-        "benign_fpr": _num(b_flag.mean()) if len(b_flag) else None,
-        "n_benign": int(len(b_flag)),
-        "benign": {
+        some = len(a_flag) > 0
+        scores = (
+            ScoreResult(
+                "edge",
+                _num(a["edge"].mean()) if some else None,
+                _roc("edge", b["edge"], a["edge"]),
+                _num(np.mean(a["edge"] > det.t_edge)) if some else None,
+            ),
+            ScoreResult(
+                "ssim",
+                _num(a["ssim"].mean()) if some else None,
+                _roc("ssim", 1.0 - b["ssim"], 1.0 - a["ssim"]),
+                _num(np.mean(a["ssim"] < det.t_ssim)) if some else None,
+            ),
+        )
+        rows.append(DetectionRow(cond, int(len(a_flag)), _num(a_flag.mean()) if some else None, scores, True))
+    return DetectorEval(
+        method="reference_edge_ssim",
+        thresholds=det.thresholds,
+        target_fpr=det.target_fpr,
+        benign_fpr=_num(b_flag.mean()) if len(b_flag) else None,
+        n_benign=int(len(b_flag)),
+        benign={
             "mean_edge": _num(b["edge"].mean()) if len(b_flag) else None,
             "mean_ssim": _num(b["ssim"].mean()) if len(b_flag) else None,
         },
-        "calibration": det.calibration,
-        "per_condition": per,
-    }
+        calibration=det.calibration,
+        rows=tuple(rows),
+        canny=tuple(det.canny),
+    )
+
+
+def _roc(score: str, benign: np.ndarray, attacked: np.ndarray) -> RocCurve:
+    """The ROC of one score (higher = attacked) as a typed curve."""
+    auc, points = compute_roc(benign, attacked)
+    return RocCurve(score, _num(auc) if auc is not None else None, tuple((p[0], p[1]) for p in points))
 
 
 def evaluate_detector(
@@ -225,8 +234,8 @@ def evaluate_detector(
     clean: np.ndarray,
     benign: np.ndarray | None,
     suspects: dict[str, np.ndarray],
-) -> dict[str, Any]:
-    """Held-out evaluation, JSON-compatible.
+) -> DetectorEval:
+    """Held-out evaluation (a typed record; results.json holds its ``to_json()``).
 
     Args:
         detector: a calibrated :class:`ReferenceDetector` or :class:`FeatureSqueezingDetector`.
@@ -235,10 +244,10 @@ def evaluate_detector(
             whose benign set is ``clean`` itself).
         suspects: condition name -> attacked versions of ``clean`` (same order and shape).
 
-    Returns ``{"method", "thresholds", "target_fpr", "benign_fpr", "n_benign", "calibration",
-    "per_condition": {name: {"n", "detection_rate", "auc_edge", "auc_ssim", "roc_edge",
-    "roc_ssim", ...}}}`` for the reference detector; feature squeezing uses ``auc_score`` /
-    ``roc_score`` / ``mean_score`` instead (see :meth:`FeatureSqueezingDetector.evaluate`).
+    Returns a :class:`~auditor.result_records.DetectorEval`: thresholds, target and held-out benign FPR,
+    calibration, and one :class:`~auditor.result_records.DetectionRow` per suspect condition with each score's
+    AUC, ROC and mean (the reference detector: ``edge`` and ``ssim``, each with its own detection rate;
+    feature squeezing: ``score``).
     """
     if isinstance(detector, FeatureSqueezingDetector):
         return detector.evaluate(clean, suspects)
@@ -329,30 +338,24 @@ class FeatureSqueezingDetector:
         """True where an image is flagged as adversarial."""
         return self.flag_scores(self.score(x))
 
-    def evaluate(self, clean: np.ndarray, suspects: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Held-out evaluation: benign = ``clean``; JSON-compatible (see :func:`evaluate_detector`)."""
+    def evaluate(self, clean: np.ndarray, suspects: dict[str, np.ndarray]) -> DetectorEval:
+        """Held-out evaluation: benign = ``clean`` (see :func:`evaluate_detector`)."""
         b = self.score(clean)
         b_flag = self.flag_scores(b)
-        per: dict[str, Any] = {}
+        rows = []
         for cond, sus in suspects.items():
             a = self.score(sus)
             a_flag = self.flag_scores(a)
-            auc, roc = compute_roc(b, a)
-            per[cond] = {
-                "n": int(len(a)),
-                "detection_rate": _num(a_flag.mean()) if len(a) else None,
-                "auc_score": _num(auc) if auc is not None else None,
-                "roc_score": roc,
-                "mean_score": _num(a.mean()) if len(a) else None,
-            }
-        return {
-            "method": "feature_squeezing",
-            "squeezers": [s.name for s in self.squeezers],
-            "thresholds": self.thresholds,
-            "target_fpr": self.target_fpr,
-            "benign_fpr": _num(b_flag.mean()) if len(b) else None,
-            "n_benign": int(len(b)),
-            "benign": {"mean_score": _num(b.mean()) if len(b) else None},
-            "calibration": self.calibration,
-            "per_condition": per,
-        }
+            score = ScoreResult("score", _num(a.mean()) if len(a) else None, _roc("score", b, a))
+            rows.append(DetectionRow(cond, int(len(a)), _num(a_flag.mean()) if len(a) else None, (score,)))
+        return DetectorEval(
+            method="feature_squeezing",
+            thresholds=self.thresholds,
+            target_fpr=self.target_fpr,
+            benign_fpr=_num(b_flag.mean()) if len(b) else None,
+            n_benign=int(len(b)),
+            benign={"mean_score": _num(b.mean()) if len(b) else None},
+            calibration=self.calibration,
+            rows=tuple(rows),
+            squeezers=tuple(s.name for s in self.squeezers),
+        )

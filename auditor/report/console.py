@@ -7,7 +7,6 @@ import sys
 from typing import IO
 
 from auditor.report.contract import contract_caveat
-from auditor.report.defense_claim import best_defense_test
 from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.numbers import fmt_ci, fmt_pct
 from auditor.report.renderer import Renderer
@@ -69,8 +68,8 @@ def _tables(result: AuditResult) -> list:
             fmt_pct(m.get("accuracy")),
             fmt_ci(m.get("accuracy_ci")),
             fmt_pct(m.get("macro_f1")),
-            _rate(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
-            _rate(c.extra.get("flip_rate"), c.extra.get("flip_rate_ci")),
+            _rate(c.extra.attack_success_rate, c.extra.attack_success_rate_ci),
+            _rate(c.extra.flip_rate, c.extra.flip_rate_ci),
         )
     out.append(table)
     out.append(
@@ -83,25 +82,26 @@ def _tables(result: AuditResult) -> list:
     wc = worst_case(result, checks)
     for i, sentence in enumerate(wc["sentences"]):
         warn = i > 0 and (wc["transfer_only"] or wc["unmeasured"] or wc["masking"])
-        out.append(Text(sentence, style="yellow" if warn else None))
+        out.append(Text(sentence, style="yellow" if warn else ""))
     out.append(Text(strength_line(checks)))
     for cond, texts in flagged.items():
         for t in texts:
             out.append(Text(f"  {MASKING_TEXT} ({cond}): {t}", style="yellow"))
     if s["defense_verdict"] is not None:
         out.append(Text(s["defense_verdict"]["text"]))
-        claim = best_defense_test(result, s["defense_verdict"])
-        out.append(Text(claim["text"], style=None if claim["significant"] else "yellow"))
+        claim = s["defense_verdict"]["claim"]
+        if claim is not None:
+            out.append(Text(claim["text"], style="" if claim["significant"] else "yellow"))
     verdict = transfer_headline(result)
     if verdict is not None:
-        style = "bold red" if verdict["weak"] else None
+        style = "bold red" if verdict["weak"] else ""
         out.append(Text(("WEAK EVIDENCE: " if verdict["weak"] else "") + " ".join(verdict["sentences"]), style=style))
         if verdict["advice"]:
             out.append(Text(verdict["advice"]))
     if result.gates:
         policy = gate_policy(result)
-        title = f"Gates (decided on the {'95% CI' if policy['gate_on'] == 'ci' else 'point estimate'})"
-        gates = Table(title=title, title_justify="left")
+        gates_title = f"Gates (decided on the {'95% CI' if policy['gate_on'] == 'ci' else 'point estimate'})"
+        gates = Table(title=gates_title, title_justify="left")
         for col in ("gate", "threshold", "value", "95% CI", "verdict"):
             gates.add_column(col, no_wrap=True)
         gates.add_column("condition (threat model)", overflow="fold")

@@ -10,7 +10,7 @@ from auditor.types import AuditResult, Condition
 
 def condition_id(c: Condition) -> ConditionId:
     """The identifier of a condition of results.json, from its name, ``defense`` and ``extra.adaptive``."""
-    return ConditionId.parse(c.name, c.defense, bool(c.extra.get("adaptive")))
+    return ConditionId.parse(c.name, c.defense, bool(c.extra.adaptive))
 
 
 def is_adaptive(c: Condition) -> bool:
@@ -62,4 +62,4 @@ def defended_on(result: AuditResult, defense: str, base_name: str) -> Condition 
 
 def benefit_vanishes(result: AuditResult, defense: str) -> bool:
     """True when an adaptive condition of ``defense`` flags ``benefit_vanishes``."""
-    return any(is_adaptive(c) and c.extra.get("benefit_vanishes") for c in defense_attacked(result, defense))
+    return any(is_adaptive(c) and c.extra.benefit_vanishes for c in defense_attacked(result, defense))

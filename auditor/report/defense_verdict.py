@@ -17,7 +17,7 @@ Otherwise the summary names the defense that came closest and says which rule it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from auditor.report.defense_claim import best_defense_test, fmt_p
 from auditor.report.defense_conditions import defense_names
@@ -98,7 +98,7 @@ def _passed_over_text(passed_over: list[tuple[str, list[str]]], lead: str = "Ran
 
 
 def verdict_text(
-    v: dict[str, Any], qual: dict[str, Any] | None = None, passed_over: list[tuple[str, list[str]]] = ()
+    v: dict[str, Any], qual: dict[str, Any] | None = None, passed_over: Sequence[tuple[str, list[str]]] = ()
 ) -> str:
     """One paragraph: the best defense and its figures, or why none is named (none qualifies, the worst case
     has no CI, or no defense raised it beyond its CI); ``qual`` is the candidate's :func:`qualification`

@@ -231,16 +231,17 @@ def measure(result: AuditResult, gate: GateSpec) -> Measured:
         return _extreme(attacks, lambda c: (c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")), True, "accuracy")
     if gate.metric in ("max_attack_success_rate", "max_flip_rate"):
         key = gate.metric[len("max_") :]
-        return _extreme(attacks, lambda c: (c.extra.get(key), c.extra.get(f"{key}_ci")), False, key.replace("_", " "))
+        return _extreme(attacks, lambda c: c.extra.rate_and_ci(key), False, key.replace("_", " "))
     assert gate.cls is not None
-    if clean is None or _class_key(clean, gate.cls) is None:
+    cls = gate.cls
+    if clean is None or _class_key(clean, cls) is None:
         known = ", ".join(clean.metrics.get("labels") or []) if clean else ""
         return _unmeasured(
             f"{NOT_MEASURED}: no class {gate.cls!r} in the results" + (f" (classes: {known})" if known else "")
         )
 
     def sensitivity(c: Condition) -> tuple:
-        key = _class_key(c, gate.cls)
+        key = _class_key(c, cls)
         pc = (c.metrics["per_class"][key] or {}) if key else {}
         return pc.get("sensitivity"), pc.get("sensitivity_ci")
 

@@ -7,7 +7,6 @@ from pathlib import PurePath
 from typing import Any
 
 from auditor.report.contract import contract_caveat
-from auditor.report.defense_claim import best_defense_test
 from auditor.report.gate_view import gate_policy, gate_rows, where_text
 from auditor.report.html_rows import (
     _before_after,
@@ -26,6 +25,7 @@ from auditor.report.numbers import fmt_value
 from auditor.report.summary import _acc, summary_numbers, worst_case
 from auditor.report.transfer_view import diagnostic_rows, headline
 from auditor.report.verdicts import VANISHES_TEXT
+from auditor.result_records import AttackSetMeta, BlendSetMeta, SetMeta, set_meta_from_json
 from auditor.strength import MASKING_TEXT, strength_checks
 from auditor.types import STATED_CAVEAT_PREFIX, AuditResult
 
@@ -55,10 +55,10 @@ def _section_plots(result: AuditResult, ctx: dict[str, Any]) -> dict[str, Any]:
     figs["before_after"] = plots.before_after_figure(ctx["before_after"])
     curves = [c for d in ctx["detector"] for c in d["curves"]]
     figs["roc"] = plots.roc_figure(curves) if curves else None
-    fft = (result.detector or {}).get("fft_example") or {}
+    fft = result.detector.fft_example if result.detector else None
     figs["fft"] = (
-        plots.fft_figure(fft["spectra"], f"{fft.get('condition', '')}: {fft.get('sample', '')}")
-        if isinstance(fft.get("spectra"), dict)
+        plots.fft_figure(dict(fft.spectra), f"{fft.condition}: {fft.sample}")
+        if fft is not None and fft.spectra
         else None
     )
     return figs
@@ -113,7 +113,7 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
         "threat_groups": groups,
         "query_rows": _query_rows(result),
         "defense_verdict": s["defense_verdict"],
-        "defense_claim": best_defense_test(result, s["defense_verdict"]),
+        "defense_claim": s["defense_verdict"]["claim"] if s["defense_verdict"] else None,
         "defense_candidate": s["defense_candidate"],
         "vanishes_text": VANISHES_TEXT,
         "before_after": _before_after(result, s["defense_candidate"]),
@@ -130,21 +130,27 @@ def _results_context(result: AuditResult) -> dict[str, Any]:
     }
 
 
+def _set_row(m: SetMeta) -> dict[str, Any]:
+    """One adversarial set of the provenance table: name, cache key (shortened), timing, backend, surrogate."""
+    attack = m if isinstance(m, AttackSetMeta) else None
+    surrogate = attack.surrogate if attack is not None and isinstance(attack.surrogate, dict) else {}
+    return {
+        "name": m.name,
+        "key": "" if isinstance(m, BlendSetMeta) else str(m.key or "")[:16],
+        "cache_hit": m.cache_hit,
+        "seconds": None if isinstance(m, BlendSetMeta) else m.seconds,
+        "seconds_per_image": attack.seconds_per_image if attack is not None else None,
+        "backend": m.backend or "",
+        "surrogate": surrogate.get("label") or "",
+    }
+
+
 def _provenance_context(result: AuditResult) -> dict[str, Any]:
     """How the numbers were made: parameters, the adversarial sets and their cache keys, seeds, environment."""
     return {
         "parameters": [(k, fmt_value(v)) for k, v in sorted(result.parameters.items(), key=lambda kv: str(kv[0]))],
         "adversarial_sets": [
-            {
-                "name": m.get("name"),
-                "key": str(m.get("key") or "")[:16],
-                "cache_hit": m.get("cache_hit"),
-                "seconds": m.get("seconds"),
-                "seconds_per_image": m.get("seconds_per_image"),
-                "backend": m.get("backend") or "",
-                "surrogate": ((m.get("surrogate") or {}).get("label") if isinstance(m.get("surrogate"), dict) else "")
-                or "",
-            }
+            _set_row(set_meta_from_json(m))
             for m in _as_list(result.extras.get("adversarial_sets"))
             if isinstance(m, dict)
         ],

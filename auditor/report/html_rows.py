@@ -52,15 +52,15 @@ def _per_class_rows(result: AuditResult, c: Condition) -> list[dict[str, Any]]:
 
 def _style_attack(c: Condition) -> bool:
     """An attack set made with a style backend (STM), whose style diversity the report shows."""
-    return bool(c.extra.get("backend"))
+    return bool(c.extra.backend)
 
 
 def backend_text(c: Condition) -> str | None:
     """The style backend of a set and, for STM, its measured share of near-affine style copies."""
-    backend = c.extra.get("backend")
+    backend = c.extra.backend
     if not backend:
         return None
-    d = c.extra.get("style_diversity")
+    d = c.extra.style_diversity
     if isinstance(d, dict) and _finite(d.get("near_affine_share")):
         return f"{backend} · near-affine style copies {fmt_pct(d['near_affine_share'])} of {d.get('copies', '?')}"
     return f"{backend} · near-affine style copies not measured" if _style_attack(c) else str(backend)
@@ -75,11 +75,11 @@ def _perturbation_rows(result: AuditResult) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": c.name,
-                "linf": x.get("linf_mean"),
-                "l2": x.get("l2_mean"),
-                "ssim": x.get("ssim_mean"),
-                "psnr": x.get("psnr_mean"),
-                "cost": x.get("cost_ms_per_image"),
+                "linf": x.linf_mean,
+                "l2": x.l2_mean,
+                "ssim": x.ssim_mean,
+                "psnr": x.psnr_mean,
+                "cost": x.cost_ms_per_image,
                 "backend": backend_text(c),
                 "style": _style_attack(c),
             }
@@ -117,20 +117,19 @@ def _threat_groups(result: AuditResult) -> list[dict[str, Any]]:
 
 
 def _query_rows(result: AuditResult) -> list[dict[str, Any]]:
-    """Success against queries of every undefended query-attack condition (``extra["queries"]``)."""
+    """Success against queries of every undefended query-attack condition (``extra.queries``)."""
     rows = []
     for c in result.conditions:
-        q = c.extra.get("queries")
-        if c.defense or not isinstance(q, dict) or not isinstance(q.get("curve"), list):
+        q = c.extra.queries
+        if c.defense or q is None:
             continue
-        curve = [p for p in q["curve"] if isinstance(p, (list, tuple)) and len(p) == 2]
         rows.append(
             {
                 "name": c.name,
-                "budget": q.get("budget"),
-                "mean_used": q.get("mean_used"),
-                "median_successful": q.get("median_used_successful"),
-                "curve": [{"queries": int(a), "rate": b} for a, b in curve],
+                "budget": q.budget,
+                "mean_used": q.mean_used,
+                "median_successful": q.median_used_successful,
+                "curve": [{"queries": int(a), "rate": b} for a, b in q.curve],
             }
         )
     return rows
@@ -225,12 +224,12 @@ def _curves(result: AuditResult) -> list[dict[str, Any]]:
             series.setdefault(_curve_label(c), []).append(c)
     out = []
     for label, conds in series.items():
-        conds.sort(key=lambda c: c.epsilon)
+        conds.sort(key=lambda c: c.epsilon or 0.0)  # every epsilon is finite here
         cis = [c.metrics.get("accuracy_ci") or [None, None] for c in conds]
         out.append(
             {
                 "label": label,
-                "eps255": [round(c.epsilon * 255, 4) for c in conds],
+                "eps255": [round((c.epsilon or 0.0) * 255, 4) for c in conds],
                 "acc": [_acc(c) for c in conds],
                 "lo": [ci[0] for ci in cis],
                 "hi": [ci[1] for ci in cis],

@@ -7,6 +7,7 @@ import re
 from pathlib import PurePath
 from typing import Any
 
+from auditor.detector_records import DetectorEval, DetectorSplit, FftExample
 from auditor.report.gates import attack_conditions
 from auditor.report.numbers import _finite
 from auditor.report.summary import _acc
@@ -26,79 +27,36 @@ _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=
 
 
 def _detector(result: AuditResult) -> list[dict[str, Any]]:
-    det = result.detector or {}
-    out = []
-    order = {k: i for i, k in enumerate(DETECTOR_TITLES)}
-    for key in sorted(det, key=lambda k: (order.get(k, len(order)), k)):
-        block = det[key]
-        if not isinstance(block, dict):
-            continue
-        title = DETECTOR_TITLES.get(key, key.replace("_", " ").capitalize())
-        per = block.get("per_condition") if isinstance(block.get("per_condition"), dict) else {}
-        metric_keys = sorted(
-            {
-                k
-                for v in per.values()
-                if isinstance(v, dict)
-                for k, x in v.items()
-                if (_finite(x) or x is None) and not k.startswith("roc")
-            }
-        )
-        rows = [{"name": name, "values": [(v or {}).get(k) for k in metric_keys]} for name, v in per.items()]
-        curves = []
-        for name, v in per.items():
-            for rkey, pts in sorted((v or {}).items() if isinstance(v, dict) else []):
-                # detector output: "roc_<score>": [[fpr, tpr], ...]
-                if rkey.startswith("roc_") and isinstance(pts, list) and pts and isinstance(pts[0], (list, tuple)):
-                    score = rkey[4:]
-                    curves.append(
-                        {
-                            "label": f"{name} ({score})",
-                            "fpr": [p[0] for p in pts],
-                            "tpr": [p[1] for p in pts],
-                            "auc": v.get(f"auc_{score}"),
-                        }
-                    )
-            roc = (v or {}).get("roc") if isinstance(v, dict) else None
-            if isinstance(roc, dict) and "fpr" in roc:
-                curves.append({"label": name, "fpr": roc.get("fpr"), "tpr": roc.get("tpr"), "auc": roc.get("auc")})
-            elif isinstance(roc, dict):
-                for score, pts in sorted(roc.items()):
-                    if isinstance(pts, dict):
-                        curves.append(
-                            {
-                                "label": f"{name} ({score})",
-                                "fpr": pts.get("fpr"),
-                                "tpr": pts.get("tpr"),
-                                "auc": pts.get("auc", v.get(f"auc_{score}")),
-                            }
-                        )
-        scalars = [
-            (k, block[k])
-            for k in sorted(block)
-            if k not in ("per_condition", "thresholds") and not isinstance(block[k], (dict, list))
-        ]
-        thresholds = block.get("thresholds") if isinstance(block.get("thresholds"), dict) else {}
-        extra = {
-            k: block[k]
-            for k in sorted(block)
-            if k not in ("per_condition", "thresholds")
-            and isinstance(block[k], (dict, list))
-            and k not in ("spectra", "calibration", "benign")
+    """The detector section: one block per part of the result (split, each detector, the FFT example)."""
+    return [_detector_block(key, block) for key, block in result.detector.blocks()] if result.detector else []
+
+
+def _detector_block(key: str, block: DetectorSplit | DetectorEval | FftExample) -> dict[str, Any]:
+    """One block of the detector section: its single numbers, thresholds, list settings, rows and ROC curves."""
+    rows_in = block.rows if isinstance(block, DetectorEval) else ()
+    measures = [(r.condition, dict(r.measures())) for r in rows_in]
+    metric_keys = sorted({k for _, m in measures for k, x in m.items() if _finite(x) or x is None})
+    curves = [
+        {
+            "label": f"{r.condition} ({s.score})" if s.score else r.condition,
+            "fpr": s.roc.fpr,
+            "tpr": s.roc.tpr,
+            "auc": s.roc.auc,
         }
-        out.append(
-            {
-                "key": key,
-                "title": title,
-                "metric_keys": metric_keys,
-                "rows": rows,
-                "scalars": scalars,
-                "thresholds": sorted(thresholds.items()),
-                "extra": extra,
-                "curves": curves,
-            }
-        )
-    return out
+        for r in rows_in
+        for s in sorted(r.scores, key=lambda s: s.score)
+        if s.roc.points
+    ]
+    return {
+        "key": key,
+        "title": DETECTOR_TITLES.get(key, key),
+        "metric_keys": metric_keys,
+        "rows": [{"name": name, "values": [m.get(k) for k in metric_keys]} for name, m in measures],
+        "scalars": sorted(block.scalars(), key=lambda kv: kv[0]),
+        "thresholds": sorted(block.thresholds.items()) if isinstance(block, DetectorEval) else [],
+        "extra": dict(sorted(block.lists())) if isinstance(block, DetectorEval) else {},
+        "curves": curves,
+    }
 
 
 def _image_uri(value: Any) -> str | None:
@@ -165,6 +123,6 @@ def _comparison(result: AuditResult) -> dict[str, Any] | None:
         rows.append({"name": name, "values": [_acc(r.condition(name)) for r in models]})
     worst = []
     for r in models:
-        accs = [_acc(c) for c in attack_conditions(r) if _acc(c) is not None]
+        accs = [a for c in attack_conditions(r) if (a := _acc(c)) is not None]
         worst.append(min(accs) if accs else None)
     return {"models": [_model_label(r) for r in models], "rows": rows, "worst": worst}

@@ -69,6 +69,7 @@ def _format_array(rows, kind: str, indent: int) -> Iterator[str]:
     """``rows`` as ``json.dumps(list(rows), indent=2)`` would write them at ``indent`` spaces (rows not empty),
     in pieces of :data:`ROWS_PER_CHUNK` rows."""
     inner = "\n" + " " * (indent + 2)
+    items: Iterator[str]
     if kind == "ints":
         items = map(str, rows)  # Python ints: str() is json's int form
     elif kind == "rows":

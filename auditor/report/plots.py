@@ -14,11 +14,14 @@ import io
 import math
 import textwrap
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeGuard
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 DPI = 150
 #: matplotlib settings applied while drawing
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "xray-audit",
     "svg.fonttype": "path",
     "text.parse_math": False,
@@ -69,7 +72,7 @@ def _wrap(label: str, width: int = 16) -> str:
     return textwrap.fill(str(label), width=width, break_long_words=True) or str(label)
 
 
-def _finite(v) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 

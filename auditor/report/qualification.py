@@ -40,7 +40,7 @@ def clean_allowance(result: AuditResult) -> tuple[float, str] | None:
     interval, so an all-correct clean set is not a zero-width ``[1, 1]``); None without a clean accuracy."""
     clean = clean_condition(result)
     acc = clean.metrics.get("accuracy") if clean is not None else None
-    if not _finite(acc):
+    if clean is None or not _finite(acc):
         return None
     drop = max_clean_drop(result)
     if drop is not None:

@@ -10,6 +10,7 @@ from auditor.atomic import write_atomic
 from auditor.errors import UsageError
 from auditor.report.base import OutputFormat, parse_formats
 from auditor.report.html_sections import MAX_EXAMPLES
+from auditor.report.pdf import PdfRenderer
 from auditor.types import AuditResult
 
 __all__ = ["render_all", "MAX_EXAMPLES", "FILE_FORMATS"]
@@ -44,13 +45,15 @@ def render_all(
         raise UsageError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     written: dict[str, Path] = {}
     html: str | None = None
+    data: str | bytes | Iterable[str]
     for fmt in fmts:
         renderer = fmt.to_renderer()
-        if fmt is OutputFormat.HTML or (fmt is OutputFormat.PDF and html is None):
-            html = html if html is not None else OutputFormat.HTML.to_renderer().render(result)
-        if fmt is OutputFormat.HTML:
+        if html is None and fmt in (OutputFormat.HTML, OutputFormat.PDF):
+            page = OutputFormat.HTML.to_renderer().render(result)
+            html = page if isinstance(page, str) else page.decode("utf-8")
+        if fmt is OutputFormat.HTML and html is not None:
             data = html
-        elif fmt is OutputFormat.PDF:
+        elif isinstance(renderer, PdfRenderer):
             data = renderer.render(result, html=html, signing=signing)
         elif hasattr(renderer, "render_chunks"):  # results.json: written as a stream of pieces
             data = renderer.render_chunks(result)

@@ -20,7 +20,7 @@ be JSON objects, and the whole document may nest at most :data:`MAX_DEPTH` level
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterable, Optional, TypeGuard
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -184,7 +184,7 @@ class ConditionDoc(_Open):
             )
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -328,6 +328,7 @@ def check_depth(doc: Any, limit: int = MAX_DEPTH) -> int:
     stack = [(doc, 1)]
     while stack:
         value, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(value, dict):
             children = value.values()
         elif isinstance(value, list):

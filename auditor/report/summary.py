@@ -56,14 +56,15 @@ def worst_case(result: AuditResult, checks: dict[str, Any] | None = None) -> dic
     ``checks`` are the :func:`auditor.strength.strength_checks` of ``result`` (computed when None).
     """
     attacks = attack_conditions(result)
-    measured = [c for c in attacks if _acc(c) is not None]
+    accs = [(c, a) for c in attacks if (a := _acc(c)) is not None]
     unmeasured = [c.name for c in attacks if _acc(c) is None]
-    worst = min(measured, key=lambda c: _acc(c)) if measured else None
+    worst = min(accs, key=lambda ca: ca[1])[0] if accs else None
     per_threat: dict[str, Condition] = {}
-    for c in measured:
+    lowest: dict[str, float] = {}
+    for c, a in accs:
         key = threat_of(c) or "not recorded"
-        if key not in per_threat or _acc(c) < _acc(per_threat[key]):
-            per_threat[key] = c
+        if key not in per_threat or a < lowest[key]:
+            per_threat[key], lowest[key] = c, a
     only = transfer_only(result)
     allowed = gate_policy(result)["allow_transfer_only"]
     checks = strength_checks(result) if checks is None else checks
@@ -110,8 +111,8 @@ def worst_case(result: AuditResult, checks: dict[str, Any] | None = None) -> dic
 def summary_numbers(result: AuditResult) -> dict[str, Any]:
     """Executive-summary figures: clean, worst case under attack (:func:`worst_case`), the defense verdict,
     gates."""
-    attacks = [c for c in attack_conditions(result) if _acc(c) is not None]
-    worst = min(attacks, key=lambda c: _acc(c)) if attacks else None
+    accs = [(c, a) for c in attack_conditions(result) if (a := _acc(c)) is not None]
+    worst = min(accs, key=lambda ca: ca[1])[0] if accs else None
     verdict = defense_verdict(result)
     failed = [g for g in result.gates if not g.passed]
     return {

@@ -30,7 +30,7 @@ def diagnostic_rows(result: AuditResult) -> list[dict[str, Any]]:
     query conditions attack the target itself: they have no transfer efficiency)."""
     rows = []
     for c in attack_conditions(result):
-        d = c.extra.get("transfer")
+        d = c.extra.transfer
         if not isinstance(d, dict) or (c.threat_model or "").lower() != THREAT_TRANSFER:
             continue
         sizes = d.get("surrogate_input_size") or []
@@ -43,8 +43,8 @@ def diagnostic_rows(result: AuditResult) -> list[dict[str, Any]]:
                 "surrogate_success_rate": d.get("surrogate_attack_success_rate"),
                 "surrogate_flip_rate": d.get("surrogate_flip_rate"),
                 "target_accuracy": c.metrics.get("accuracy"),
-                "target_success_rate": c.extra.get("attack_success_rate"),
-                "target_flip_rate": c.extra.get("flip_rate"),
+                "target_success_rate": c.extra.attack_success_rate,
+                "target_flip_rate": c.extra.flip_rate,
                 "efficiency": d.get("transfer_efficiency"),
                 "grade": grade(d.get("transfer_efficiency")),
                 "agreement": d.get("agreement_clean"),

@@ -155,9 +155,9 @@ def defense_summaries(result: AuditResult) -> list[dict[str, Any]]:
         fig = defense_figures(result, d, scorer, None)
         fig["cost_ms"] = next(
             (
-                c.extra.get("cost_ms_per_image")
+                c.extra.cost_ms_per_image
                 for c in result.conditions
-                if c.defense == d and _finite(c.extra.get("cost_ms_per_image"))
+                if c.defense == d and _finite(c.extra.cost_ms_per_image)
             ),
             None,
         )

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Optional, cast
 
 import numpy as np
 
 from auditor.condition_ids import SetId
-from auditor.scan import context
-from auditor.scan.context import ScanContext
+from auditor.result_records import BlendSetMeta
+from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.factories import SurrogateFactory
 from auditor.scan.jobs import AttackJob, attack_jobs, choose_precision
 from auditor.scan.options import BLEND_ALPHAS, GRADIENT_ATTACKS, QUERY_ATTACKS, VISIBLE_ATTACKS
-from auditor.scan.records import AdversarialSet, SurrogateEval
+from auditor.scan.records import AdversarialSet, AttackStage, SurrogateEval
 from auditor.types import Skipped
 
+#: seconds per image of each (surrogate source, attack), as the plan's probe measured them (:mod:`auditor.scan.plan`)
+Rates = Mapping[tuple[Optional[str], str], float]
 
-def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source, model, device, precision: str):
+
+def _stage_clock(
+    ctx: ScanContext, data: LoadedData, jobs: list[AttackJob], source, model, device, precision: str, rates: Rates
+):
     """The attack stage's clock: projections after first batches and at a steady interval, seconds per image
     per set. Every attack is projected from its own probe (:mod:`auditor.scan.plan`) until it is measured."""
     from auditor.attack_eta import StageClock
@@ -32,10 +38,10 @@ def _stage_clock(ctx: ScanContext, jobs: list[AttackJob], n_images: int, source,
 
     plan = [(job.name, job.attack) for job in jobs]
     costs = {job.attack: get_spec(job.attack).cost(job.params) for job in jobs}
-    probed = {a: r for (src, a), r in ctx.attack_rates.items() if src == source}
+    probed = {a: r for (src, a), r in rates.items() if src == source}
     if len({job.attack for job in jobs} - set(probed)) > 1:
-        probed.update(probe_rates(ctx, [j for j in jobs if j.attack not in probed], model, device, precision))
-    return StageClock.for_sets(plan, n_images, ctx.reporter.info, costs=costs, probed=probed)
+        probed.update(probe_rates(ctx, data, [j for j in jobs if j.attack not in probed], model, device, precision))
+    return StageClock.for_sets(plan, len(data.images), ctx.reporter.info, costs=costs, probed=probed)
 
 
 #: the stage clock's probe: iterations (or queries) on images of the data set, per attack
@@ -43,7 +49,9 @@ PROBE_IMAGES = 2
 PROBE_STEPS = 2
 
 
-def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision: str) -> dict[str, float]:
+def probe_rates(
+    ctx: ScanContext, data: LoadedData, jobs: list, model: Any, device: Any, precision: str
+) -> dict[str, float]:
     """Seconds per image of each attack of ``jobs`` at its full iterations, from :data:`PROBE_STEPS` iterations on
     :data:`PROBE_IMAGES` images on ``model`` (see :mod:`auditor.scan.plan`)."""
     import torch
@@ -51,7 +59,6 @@ def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision
     from auditor.attack_specs import get_spec
     from auditor.attacks.registry import make_attack
 
-    data = ctx.data
     k = min(PROBE_IMAGES, len(data.images))
     if k == 0:
         return {}
@@ -81,9 +88,9 @@ def probe_rates(ctx: ScanContext, jobs: list, model: Any, device: Any, precision
     return rates
 
 
-def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[AttackJob]:
+def scan_jobs(ctx: ScanContext, data: LoadedData, attacks: list[str], epsilons=None) -> list[AttackJob]:
     """The scan's attack jobs for ``attacks`` at ``epsilons`` (default: the scan's budgets)."""
-    opt, data = ctx.options, ctx.data
+    opt = ctx.options
     return attack_jobs(
         attacks,
         opt.epsilons if epsilons is None else epsilons,
@@ -96,11 +103,13 @@ def scan_jobs(ctx: ScanContext, attacks: list[str], epsilons=None) -> list[Attac
     )
 
 
-def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], device) -> str:
-    """``--precision fp32|bf16`` as given; ``auto`` measured on this host (recorded on the context)."""
-    opt, data = ctx.options, ctx.data
+def resolve_scan_precision(
+    ctx: ScanContext, data: LoadedData, surrogate, jobs: list[AttackJob], device
+) -> tuple[str, dict[str, Any] | None]:
+    """``--precision fp32|bf16`` as given; ``auto`` measured on this host, with what was measured (else None)."""
+    opt = ctx.options
     if opt.precision != "auto":
-        return opt.precision
+        return opt.precision, None
     rec = choose_precision(
         jobs,
         surrogate,
@@ -112,14 +121,13 @@ def resolve_scan_precision(ctx: ScanContext, surrogate, jobs: list[AttackJob], d
         device=device,
     )
     if rec is None:
-        return "fp32"
-    ctx.precision_choice = rec
+        return "fp32", None
     ctx.reporter.info(
         f"precision auto: {rec['chosen']} ({rec['reason']}; fp32 {rec['fp32_ms_per_row']} ms, "
         f"bf16 {rec['bf16_ms_per_row']} ms per surrogate pass and image"
         + (f"; measured earlier, {rec['reused']})" if rec.get("reused") else ")")
     )
-    return rec["chosen"]
+    return rec["chosen"], rec
 
 
 def _blend_batch(x, alpha: float, style_image, seed: int):
@@ -141,51 +149,62 @@ def _blend_images(images, alpha: float, style_image, seed: int):
     return MappedImages(images, partial(_blend_batch, alpha=alpha, style_image=style_image, seed=seed)), label
 
 
-def build_sets(ctx: ScanContext) -> list[AdversarialSet]:
-    """All adversarial sets of the scan, in a stable order (attack, then epsilon)."""
-    opt = ctx.options
+def build_sets(
+    ctx: ScanContext, data: LoadedData, surrogates: SurrogateFactory, rates: Rates | None = None
+) -> AttackStage:
+    """All adversarial sets of the scan, in a stable order (attack, then epsilon), made on the surrogates
+    ``surrogates`` builds; ``rates`` are the plan's probed seconds per image (:mod:`auditor.scan.plan`)."""
+    opt, rates = ctx.options, rates or {}
     sets: list[AdversarialSet] = []
+    choice = None
     wanted = [a for a in opt.attacks if a in GRADIENT_ATTACKS]
     if wanted:
-        sets.extend(_gradient_sets(ctx, wanted))
+        made, choice = _gradient_sets(ctx, data, surrogates(None), wanted, rates)
+        sets.extend(made)
     if opt.whitebox_attacks:
-        sets.extend(_gradient_sets(ctx, list(opt.whitebox_attacks), WHITEBOX_SURROGATE))
+        made, white = _gradient_sets(
+            ctx, data, surrogates(WHITEBOX_SURROGATE), list(opt.whitebox_attacks), rates, WHITEBOX_SURROGATE
+        )
+        sets.extend(made)
+        choice = white or choice  # the last measured, as the sets after it were made at it
     queries = [a for a in opt.attacks if a in QUERY_ATTACKS]
     if queries:
-        sets.extend(_query_sets(ctx, queries))
+        sets.extend(_query_sets(ctx, data, queries, rates))
     for name in (a for a in opt.attacks if a in VISIBLE_ATTACKS):
-        sets.extend(_blend_sets(ctx, name))
-    return sets
+        sets.extend(_blend_sets(ctx, data, name))
+    return AttackStage(tuple(sets), choice)
 
 
 #: the ``--surrogate`` text of the target's own gradients (``--whitebox``)
 WHITEBOX_SURROGATE = "target"
 
 
-def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None) -> list[AdversarialSet]:
-    """The gradient-attack sets, built on the scan's surrogate or on ``spec`` (none when it cannot be loaded)."""
+def _gradient_sets(
+    ctx: ScanContext, data: LoadedData, surrogate, wanted: list[str], rates: Rates, spec: str | None = None
+) -> tuple[list[AdversarialSet], dict[str, Any] | None]:
+    """The gradient-attack sets, built on ``surrogate`` (the scan's, or ``spec``'s; none when it could not be
+    loaded), and what ``--precision auto`` measured."""
     from auditor.attacks.surrogate_eval import input_sizes, surrogate_predict
     from auditor.models.device import pick_device
 
-    opt, data = ctx.options, ctx.data
-    surrogate = context.load_scan_surrogate(ctx, spec)
+    opt = ctx.options
     if surrogate is None:
-        return []
+        return [], None
     device = pick_device(opt.device)
-    jobs = scan_jobs(ctx, wanted)
-    precision = resolve_scan_precision(ctx, surrogate, jobs, device)
-    clock = _stage_clock(ctx, jobs, len(data.images), spec, surrogate, device, precision)
-    sur_label = surrogate.identity.get("label") or spec or opt.surrogate
-    sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+    jobs = scan_jobs(ctx, data, wanted)
+    precision, choice = resolve_scan_precision(ctx, data, surrogate, jobs, device)
+    clock = _stage_clock(ctx, data, jobs, spec, surrogate, device, precision, rates)
+    sur_label = surrogate.identity.get("label") or spec or opt.surrogate or ""
+    sur_clean = surrogate_predict(surrogate.module, cast(np.ndarray, data.images), opt.batch_size, device)  # by batch
     sur_sizes = input_sizes(surrogate.module)
     sets = []
     for job, aset in generate_sets(
-        ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
+        ctx, data, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
     ):
         adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
         evaluation = SurrogateEval(sur_clean, adv_pred, sur_sizes)
-        sets.append(_attack_set(ctx, job, aset, surrogate, sur_label, clock, surrogate_eval=evaluation))
-    return sets
+        sets.append(_attack_set(data, job, aset, surrogate, sur_label, clock, surrogate_eval=evaluation))
+    return sets, choice
 
 
 def query_model(ctx: ScanContext):
@@ -201,28 +220,27 @@ def query_model(ctx: ScanContext):
     )
 
 
-def _query_sets(ctx: ScanContext, wanted: list[str]) -> list[AdversarialSet]:
+def _query_sets(ctx: ScanContext, data: LoadedData, wanted: list[str], rates: Rates) -> list[AdversarialSet]:
     """The query-attack sets: the target's ONNX file queried through ONNX Runtime (no surrogate, no conversion)."""
-    data = ctx.data
     model = query_model(ctx)
-    jobs = scan_jobs(ctx, wanted)
-    clock = _stage_clock(ctx, jobs, len(data.images), "query", model, None, "fp32")
+    jobs = scan_jobs(ctx, data, wanted)
+    clock = _stage_clock(ctx, data, jobs, "query", model, None, "fp32", rates)
     sets = []
-    for job, aset in generate_sets(ctx, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
+    for job, aset in generate_sets(ctx, data, jobs, model, None, "fp32", clock, announce=model.identity["label"]):
         label = model.identity["label"]
-        sets.append(_attack_set(ctx, job, aset, model, label, clock, record=aset.extra.get("per_image")))
+        sets.append(_attack_set(data, job, aset, model, label, clock, record=aset.per_image))
     return sets
 
 
-def _attack_set(ctx: ScanContext, job: AttackJob, aset, model, label: str, clock, **extra) -> AdversarialSet:
+def _attack_set(data: LoadedData, job: AttackJob, aset, model, label: str, clock, **extra) -> AdversarialSet:
     """The scan's record of one attack set made on ``model`` (a surrogate or the target's queries)."""
     return AdversarialSet(
         job.set_id,
         "attack",
         aset.images,
-        _stats(ctx.data.images, aset.images),
+        _stats(data.images, aset.images),
         aset.label,
-        _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
+        aset.meta(job.name, model.identity, clock.seconds_per_image(job.name)),
         label,
         model.threat_model,
         **extra,
@@ -231,6 +249,7 @@ def _attack_set(ctx: ScanContext, job: AttackJob, aset, model, label: str, clock
 
 def generate_sets(
     ctx: ScanContext,
+    data: LoadedData,
     jobs: list[AttackJob],
     surrogate,
     device,
@@ -252,9 +271,9 @@ def generate_sets(
         if job.attack in failed:
             continue  # every epsilon of this attack needs the same backend
         if announce is not None:
-            ctx.reporter.info(f"attack {job.name} on {announce} ({len(ctx.data.images)} images)")
+            ctx.reporter.info(f"attack {job.name} on {announce} ({len(data.images)} images)")
         try:
-            aset = _generate(ctx, job, surrogate, device, precision, clock, surrogate_spec)
+            aset = _generate(ctx, data, job, surrogate, device, precision, clock, surrogate_spec)
         except StyleBackendUnavailable as exc:
             ctx.skip(job.name, str(exc))
             failed.add(job.attack)
@@ -265,34 +284,28 @@ def generate_sets(
         yield job, aset
 
 
-def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: str, clock, surrogate_spec=None):
-    """One set from :func:`auditor.attacks.sets.build_adversarial_set` (on Ray with ``--ray-address``)."""
+def _generate(
+    ctx: ScanContext, data: LoadedData, job: AttackJob, surrogate, device, precision: str, clock, surrogate_spec=None
+):
+    """One set from :func:`auditor.attacks.sets.build_adversarial_set`, or on Ray with ``--ray-address`` (whose
+    tasks receive the same :class:`~auditor.attacks.set_records.SetData` and ``SetRun`` records)."""
     from auditor.attacks.registry import get_spec
-    from auditor.attacks.set_records import SetData
     from auditor.attacks.sets import build_adversarial_set
 
-    opt, data = ctx.options, ctx.data
-    names, manifest = [s.rel_path or Path(s.path).name for s in data.samples], data.info["manifest_sha256"]
+    opt = ctx.options
     params = dict(job.params)
     with ctx.reporter.task(job.name, len(data.images)) as adv:
         if opt.ray_address and get_spec(job.attack).kind == "gradient":  # a query attack runs here
-            from auditor.distributed import build_set_on_ray
+            from auditor.distributed import SurrogateRecipe, build_set_on_ray
 
+            recipe = SurrogateRecipe(surrogate_spec or opt.surrogate or "", ctx.target.spec, ctx.target.path)
             return build_set_on_ray(
                 job.attack,
                 params,
                 surrogate,
-                surrogate_spec or opt.surrogate,
-                ctx.target.spec,
-                ctx.target.path,
-                data.images,
-                data.y,
-                names,
-                Path(opt.cache_dir),
-                manifest,
-                opt.seed,
-                batch_size=opt.attack_batch_size,
-                precision=precision,
+                recipe,
+                set_data(data),
+                set_run(ctx, device, precision),
                 address=opt.ray_address,
                 workers=opt.workers,
                 progress=adv,
@@ -301,11 +314,20 @@ def _generate(ctx: ScanContext, job: AttackJob, surrogate, device, precision: st
             job.attack,
             params,
             surrogate,
-            SetData(data.images, data.y, names, manifest),
+            set_data(data),
             set_run(ctx, device, precision),
             progress=adv,
             on_batch=clock.batch_timer(job.name) if clock is not None else None,
         )
+
+
+def set_data(data: LoadedData):
+    """The clean images a set is made from and what identifies them
+    (:class:`~auditor.attacks.set_records.SetData`)."""
+    from auditor.attacks.set_records import SetData
+
+    names = [s.rel_path or Path(s.path).name for s in data.samples]
+    return SetData(data.images, data.y, names, data.info["manifest_sha256"])
 
 
 def set_run(ctx: ScanContext, device, precision: str):
@@ -329,37 +351,14 @@ def _stats(clean, adv) -> dict:
     return perturbation_stats(clean, adv)
 
 
-def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:
-    """The set's entry in results.json ``extras.adversarial_sets``."""
-    return {
-        "name": name,
-        "key": aset.key,
-        "dir": str(aset.dir),
-        "cache_hit": aset.cache_hit,
-        "seconds": round(aset.seconds, 2),
-        "seconds_per_image": seconds_per_image
-        or (None if aset.cache_hit else round(aset.seconds / max(len(aset.images), 1), 4)),
-        "backend": aset.backend,
-        "cache_warnings": list(aset.warnings),
-        "style_diversity": aset.params.get("style_diversity"),
-        "surrogate": surrogate.identity,
-        "params": {k: v for k, v in aset.params.items() if not k.startswith("mask_pool")},
-    }
-
-
-def _blend_sets(ctx: ScanContext, name: str) -> list[AdversarialSet]:
+def _blend_sets(ctx: ScanContext, data: LoadedData, name: str) -> list[AdversarialSet]:
     """The visible style-blend sets of attack ``name``, one per opacity of :data:`BLEND_ALPHAS`."""
-    opt, data = ctx.options, ctx.data
+    opt = ctx.options
     sets = []
     for alpha in BLEND_ALPHAS:
         set_id = SetId(name, alpha=alpha)
         images, label = _blend_images(data.images, alpha, opt.style_image, opt.seed)
-        meta = {
-            "name": set_id.name,
-            "cache_hit": False,
-            "backend": None,
-            "style_image": opt.style_image or "built-in procedural texture",
-        }
+        meta = BlendSetMeta(set_id.name, opt.style_image or "built-in procedural texture")
         sets.append(
             AdversarialSet(
                 set_id,

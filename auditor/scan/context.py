@@ -1,8 +1,11 @@
-"""The state of one scan, built once and handed to every stage: :class:`ScanContext`.
+"""What every stage of one scan reads: :class:`ScanContext` (target, options, reporter, command, and the two
+logs the stages append to), and the scan's images once loaded, :class:`LoadedData`.
 
 The stages (:mod:`auditor.scan.data`, :mod:`~auditor.scan.attack`, :mod:`~auditor.scan.defense`,
-:mod:`~auditor.scan.detect`, :mod:`~auditor.scan.evaluate`) are functions of the context; they
-record skips on it and read the loaded data from it, and none of them imports the orchestrator.
+:mod:`~auditor.scan.detect`, :mod:`~auditor.scan.evaluate`, :mod:`~auditor.scan.probes`,
+:mod:`~auditor.scan.plan`) take the context and their inputs (the loaded data, the sets, the factories of
+:mod:`auditor.scan.factories`) as arguments and return typed results; the orchestrator
+(:mod:`auditor.scan.pipeline`) passes each stage's result on. None of them imports the orchestrator.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from auditor.scan.options import ScanOptions
 from auditor.types import Skipped
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedData:
     """The images of a scan (decoded on access, see :mod:`auditor.data.stream`), their labels and identity."""
 
@@ -28,6 +31,8 @@ class LoadedData:
     samples: Sequence  #: the :class:`~auditor.data.index.SampleIndex` of the scored images
     groups: list
     info: dict[str, Any]
+    #: the file of each scored row, for error messages
+    names: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,10 @@ class InputTarget:
     path: str
 
 
-_NOT_LOADED = object()
-
-
-@dataclass
+@dataclass(frozen=True)
 class ScanContext:
-    """Target, options, reporter, skip list, timings and (once loaded) the data and surrogate of one scan."""
+    """Target, options, reporter and command of one scan, and the two logs its stages append to: what could not
+    run (``skipped``) and the images per second of every stage (``throughput``)."""
 
     target: Any
     options: ScanOptions
@@ -54,16 +57,6 @@ class ScanContext:
     skipped: list[Skipped] = field(default_factory=list)
     #: images per second of every stage, per model path (results.json ``environment.seconds_per_stage``)
     throughput: dict[str, Throughput] = field(default_factory=dict)
-    #: what ``--precision auto`` measured and chose (set by the attack stage)
-    precision_choice: dict[str, Any] | None = None
-    #: the scan's images, set by :func:`auditor.scan.data.load_data`
-    data: LoadedData | None = None
-    #: file of each scored row, for error messages
-    sample_names: list[str] = field(default_factory=list)
-    #: seconds per image of each (surrogate source, attack) measured by the plan's probe (:mod:`auditor.scan.plan`)
-    attack_rates: dict[tuple[str | None, str], float] = field(default_factory=dict)
-    #: surrogates loaded so far, by their ``--surrogate`` text (None: could not be built, a skip)
-    _surrogates: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def skip(self, name: str, reason: str, kind: str = "attack") -> None:
         """Warn and record a skip."""
@@ -73,31 +66,3 @@ class ScanContext:
     def clock(self, model_path: str) -> Throughput:
         """The throughput record of ``model_path`` (created on first use)."""
         return self.throughput.setdefault(model_path, Throughput())
-
-
-def load_scan_surrogate(ctx: ScanContext, spec: str | None = None):
-    """The surrogate of the scan (or ``spec``, e.g. ``target`` for ``--whitebox``), or None (recorded as
-    skipped, once) when it cannot be built.
-
-    Read and converted once per scan (an ONNX target as ``--surrogate target`` means an ONNX→torch
-    conversion with an agreement check); every caller gets its own deep copy, so the attack loop's
-    in-place preparation (eval mode, memory format) never reaches the feature defense or BPDA.
-    """
-    import copy
-
-    from auditor.models.convert import ConversionFailed
-    from auditor.models.device import pick_device
-    from auditor.models.surrogate import load_surrogate
-
-    opt = ctx.options
-    spec = spec or opt.surrogate
-    cache = ctx._surrogates
-    loaded = cache.get(spec, _NOT_LOADED)
-    if loaded is _NOT_LOADED:
-        try:
-            loaded = load_surrogate(spec, ctx.target.spec, ctx.target.path, pick_device(opt.device))
-        except ConversionFailed as exc:
-            ctx.skip(f"surrogate {spec}", str(exc))
-            loaded = None
-        cache[spec] = loaded
-    return None if loaded is None else copy.deepcopy(loaded)

@@ -13,11 +13,11 @@ from auditor.data.stream import SampleImages, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.options import VISIBLE_ATTACKS
-from auditor.types import STATED_CAVEAT_PREFIX
+from auditor.types import STATED_CAVEAT_PREFIX, Skipped
 
 
 def load_data(ctx: ScanContext, data: str) -> LoadedData:
-    """Index, sample, fingerprint, decode and label-map the data set; sets ``ctx.data`` and returns it."""
+    """Index, sample, fingerprint, decode and label-map the data set."""
     opt, spec = ctx.options, ctx.target.spec
     ds = open_dataset(data, opt.data_format, opt.images_dir, allow_outside_root=opt.allow_outside_root)
     samples, dropped = _drop_classes(ctx, ds.samples)
@@ -50,14 +50,12 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         "sampled_from": len(ds.samples) - sum(dropped.values()) if opt.max_images is not None else None,
         "dropped": dropped,
     }
-    ctx.sample_names = samples.names
-    ctx.data = LoadedData(images, y, samples, samples.patient_ids, info)
-    return ctx.data
+    return LoadedData(images, y, samples, samples.patient_ids, info, samples.names)
 
 
 def _read(
     ctx: ScanContext, data: str, samples: SampleIndex
-) -> tuple[SampleIndex, list, list, bool, dict[str, list[str]]]:
+) -> tuple[SampleIndex, SkipLog, list[Skipped], bool, dict[str, list[str]]]:
     """Keep the readable samples, once each: (samples, skipped incl. duplicates, duplicates, on the 8-bit grid,
     conversion notes per file)."""
     spec = ctx.target.spec

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from auditor.scan.context import ScanContext
+from auditor.detector_records import DetectorResult, DetectorSplit, FftExample
+from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.records import AdversarialSet
 from auditor.types import Skipped
 
@@ -23,12 +26,12 @@ def _halves(seed: int, n_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pick, np.sort(idx[: len(pick) // 2]), np.sort(idx[len(pick) // 2 :])
 
 
-def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
+def run_detectors(ctx: ScanContext, data: LoadedData, sets: Sequence[AdversarialSet]) -> DetectorResult | None:
     """Reference-based (edge/SSIM) and feature-squeezing detectors, calibrated on benign pairs."""
     from auditor.defenses.calibration import make_benign_pairs
     from auditor.defenses.detect import FeatureSqueezingDetector, calibrate_reference_detector, evaluate_detector
 
-    opt, data = ctx.options, ctx.data
+    opt = ctx.options
     attacked = [s for s in sets if s.kind == "attack"]
     if not attacked:
         return None
@@ -57,20 +60,15 @@ def run_detectors(ctx: ScanContext, sets: list[AdversarialSet]) -> dict | None:
     fs = FeatureSqueezingDetector(proba)
     fs.calibrate(cal_x)
     fs_result = fs.evaluate(held_x, suspects)
-    return {
-        "calibration": {
-            "calibration_images": int(len(cal)),
-            "held_out_images": int(len(held)),
-            "seed": rng_seed,
-            **({"subset_of": int(n_all)} if n_all > n else {}),
-        },
-        "reference_based": ref_result,
-        "feature_squeezing": fs_result,
-        "fft_example": _fft_example(ctx, attacked, held_x[0, 0], int(pick[held[0]])),
-    }
+    return DetectorResult(
+        DetectorSplit(int(len(cal)), int(len(held)), rng_seed, int(n_all) if n_all > n else None),
+        ref_result,
+        fs_result,
+        _fft_example(data, attacked, held_x[0, 0], int(pick[held[0]])),
+    )
 
 
-def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], clean: np.ndarray, row: int) -> dict:
+def _fft_example(data: LoadedData, attacked: list[AdversarialSet], clean: np.ndarray, row: int) -> FftExample:
     """Spectra of the first held-out image (``clean``, row ``row`` of the scan), clean and under the
     largest-epsilon attack (64x64 for the report)."""
     import cv2
@@ -82,9 +80,9 @@ def _fft_example(ctx: ScanContext, attacked: list[AdversarialSet], clean: np.nda
         k: cv2.resize(np.asarray(v, np.float32), (64, 64), interpolation=cv2.INTER_AREA)
         for k, v in fft_spectra(clean, worst.images[row, 0]).items()
     }
-    return {
-        "condition": worst.name,
-        "sample": ctx.data.samples[row].rel_path,
-        "spectra": {k: v.round(3).tolist() for k, v in spectra.items()},
-        "note": "spectra downsampled to 64x64 for the report",
-    }
+    return FftExample(
+        worst.name,
+        data.samples[row].rel_path,
+        {k: v.round(3).tolist() for k, v in spectra.items()},
+        "spectra downsampled to 64x64 for the report",
+    )

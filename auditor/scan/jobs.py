@@ -25,11 +25,15 @@ class AttackJob:
     @property
     def attack(self) -> str:
         """The attack's registry name."""
+        if self.set_id.attack is None:  # never: every job is made from an attack's name
+            raise ValueError(f"attack job {self.set_id} names no attack")
         return self.set_id.attack
 
     @property
     def epsilon(self) -> float:
         """The L-inf budget in [0, 1] units."""
+        if self.set_id.epsilon is None:  # never: every job has a budget
+            raise ValueError(f"attack job {self.set_id} has no budget")
         return self.set_id.epsilon
 
     @property

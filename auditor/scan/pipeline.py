@@ -1,8 +1,10 @@
 """The scan orchestrator: data -> clean -> adversarial sets -> defenses -> detector -> AuditResult.
 
-:class:`Auditor` takes its parts as arguments and frozen :class:`~auditor.scan.options.ScanOptions`,
-builds one :class:`~auditor.scan.context.ScanContext` and runs the stages on it in order; the heavy
-pieces (attacks, defenses, detectors) are imported lazily so a clean scan never loads torch.
+:class:`Auditor` takes its parts as arguments and frozen :class:`~auditor.scan.options.ScanOptions`, builds
+one :class:`~auditor.scan.context.ScanContext` and the factories of surrogates and defenses
+(:mod:`auditor.scan.factories`), and composes the stages: each takes the loaded data and the results of the
+stages before it and returns its own. The heavy pieces (attacks, defenses, detectors) are imported lazily so a
+clean scan never loads torch.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import datetime as _dt
 import platform
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from auditor import __version__
+from auditor.detector_records import DetectorResult
 from auditor.evaluation import Throughput
 from auditor.models.contract_check import SUGGEST_MAX_IMAGES, contract_check, suggest_scaling
 from auditor.outcomes import SampleTable
@@ -24,8 +27,9 @@ from auditor.progress import Reporter
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.data import load_data
 from auditor.scan.evaluate import evaluate_model
+from auditor.scan.factories import DefenseFactory, ScanSurrogates, SurrogateFactory, defense_factory
 from auditor.scan.options import ScanOptions
-from auditor.scan.records import AdversarialSet
+from auditor.scan.records import AdversarialSet, AttackStage
 from auditor.transfer import transfer_summary
 from auditor.types import SCHEMA_VERSION, AuditResult, Condition
 
@@ -71,8 +75,20 @@ def host_and_versions() -> dict[str, Any]:
 class Auditor:
     """Runs one scan of a target model (plus ``compare`` models on the same inputs)."""
 
-    def __init__(self, target, options: ScanOptions, reporter: Reporter | None = None, command: str = "") -> None:
+    def __init__(
+        self,
+        target,
+        options: ScanOptions,
+        reporter: Reporter | None = None,
+        command: str = "",
+        surrogates: SurrogateFactory | None = None,
+        defenses: DefenseFactory | None = None,
+    ) -> None:
         self.context = ScanContext(target, options, reporter or Reporter(quiet=True), command)
+        #: builds the scan's surrogates (default: each read once per scan, handed out as copies)
+        self.surrogates = surrogates or ScanSurrogates(target, options, lambda n, r: self.context.skip(n, r))
+        #: builds the scan's defenses (default: ``--defenses`` from the registry)
+        self.defenses = defenses or defense_factory(options.defenses)
 
     @property
     def target(self):
@@ -98,29 +114,32 @@ class Auditor:
         t0 = time.perf_counter()
         data = load_data(ctx, data_path)
         ctx.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
+        rates = {}
         if opt.plan or opt.budget_minutes is not None:
             from auditor.scan.plan import PlanOnly, plan_attack_stage, plan_lines
 
-            rows = plan_attack_stage(ctx)
-            for line in plan_lines(rows, opt.budget_minutes):
+            plan = plan_attack_stage(ctx, data, self.surrogates)
+            for line in plan_lines(plan.rows, opt.budget_minutes):
                 ctx.reporter.info(line)
             if opt.plan:
-                raise PlanOnly(rows)
-        sets, preprocessors, adaptive = self._sets_and_defenses()
+                raise PlanOnly(plan.rows)
+            rates = plan.rates
+        stage, preprocessors, adaptive = self._sets_and_defenses(data, rates)
+        sets = list(stage.sets)
         probes = []
         if opt.strength_probes and sets:
             from auditor.scan.probes import run_strength_probes
 
-            probes = run_strength_probes(ctx, sets)
+            probes = run_strength_probes(ctx, data, self.surrogates, sets)
         models = [self.target] + list(compare or [])
-        results = [evaluate_model(ctx, model, sets, preprocessors, adaptive) for model in models]
+        results = [evaluate_model(ctx, data, model, sets, preprocessors, adaptive) for model in models]
         detector = None
         if opt.detector and sets:
             from auditor.scan.detect import run_detectors
 
-            detector = run_detectors(ctx, sets)
+            detector = run_detectors(ctx, data, sets)
         examples = build_examples(
-            data.images,
+            cast(np.ndarray, data.images),  # read a few rows at a time
             data.y,
             [s.rel_path for s in data.samples],
             self.target.spec.class_names,
@@ -133,12 +152,13 @@ class Auditor:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "seconds_total": round(time.perf_counter() - t0, 2),
         }
-        set_meta = [st.meta for st in sets + adaptive]
+        set_meta = [st.meta.to_json() for st in sets + adaptive]
         rows = _sample_rows(data)  # one compact table, shared by every model's result
+        env = {"stamps": stamps, "precision_choice": stage.precision_choice}
         compared = tuple(
-            self._result(m, c, None, data, rows, stamps, set_meta, None) for m, c in zip(models[1:], results[1:])
+            self._result(m, c, None, data, rows, env, set_meta, None) for m, c in zip(models[1:], results[1:])
         )
-        main = self._result(self.target, results[0], detector, data, rows, stamps, set_meta, examples)
+        main = self._result(self.target, results[0], detector, data, rows, env, set_meta, examples)
         if probes:
             main = replace(main, extras={**main.extras, "strength_probes": probes})
         main = self._contract_caveat(main, data, results[0][0])
@@ -165,37 +185,39 @@ class Auditor:
         caveats = [f"CONTRACT GUESSED: {text}", *main.data.get("caveats", [])]
         return replace(main, data={**main.data, "caveats": caveats}, extras={**main.extras, "contract_check": check})
 
-    def _sets_and_defenses(self) -> tuple[list[AdversarialSet], list, list[AdversarialSet]]:
-        """The adversarial sets, the defenses and the adaptive (BPDA) sets of the scan."""
+    def _sets_and_defenses(self, data: LoadedData, rates: dict) -> tuple[AttackStage, list, list[AdversarialSet]]:
+        """The attack stage (the adversarial sets), the defenses and the adaptive (BPDA) sets of the scan."""
         ctx, opt = self.context, self.options
-        sets, preprocessors, adaptive = [], [], []
+        stage, preprocessors, adaptive = AttackStage(), [], []
         if opt.attacks or opt.whitebox_attacks:
             from auditor.scan.attack import build_sets
 
-            sets = build_sets(ctx)
+            stage = build_sets(ctx, data, self.surrogates, rates)
         if opt.defenses:
             from auditor.scan.defense import build_preprocessors
 
-            preprocessors = build_preprocessors(ctx)
-        if opt.bpda and sets and preprocessors:
+            preprocessors = build_preprocessors(ctx, data, self.defenses, self.surrogates)
+        if opt.bpda and stage.sets and preprocessors:
             from auditor.scan.defense import build_bpda_sets
 
-            adaptive = build_bpda_sets(ctx, preprocessors, sets)
-        return sets, preprocessors, adaptive
+            precision = stage.precision(opt.precision)
+            adaptive = build_bpda_sets(ctx, data, self.surrogates, preprocessors, stage.sets, precision)
+        return stage, preprocessors, adaptive
 
     def _result(
         self,
         model,
         conditions: list[Condition],
-        det: dict | None,
+        det: DetectorResult | None,
         data: LoadedData,
         rows: SampleTable,
-        stamps: dict,
+        env: dict[str, Any],
         set_meta: list[dict],
         examples: list | None,
     ) -> AuditResult:
-        """The :class:`AuditResult` of one model (``examples`` only for the target)."""
-        ctx = self.context
+        """The :class:`AuditResult` of one model (``examples`` only for the target); ``env`` holds the scan's time
+        stamps and what ``--precision auto`` chose."""
+        ctx, stamps, choice = self.context, env["stamps"], env["precision_choice"]
         return AuditResult(
             schema_version=SCHEMA_VERSION,
             tool_version=__version__,
@@ -212,7 +234,7 @@ class Auditor:
                 "seconds_total": stamps["seconds_total"],
                 "onnx_provider": model.provider,
                 "seconds_per_stage": ctx.throughput.get(model.path, Throughput()).as_dict(),
-                **({"precision_choice": ctx.precision_choice} if ctx.precision_choice else {}),
+                **({"precision_choice": choice} if choice else {}),
             },
             skipped=tuple(ctx.skipped),
             detector=det,

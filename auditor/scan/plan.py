@@ -11,9 +11,11 @@ query attack's figure is an upper bound: images leave its batch once fooled. Cac
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from auditor.scan.context import ScanContext
+from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.factories import SurrogateFactory
 
 
 class PlanOnly(Exception):
@@ -24,36 +26,45 @@ class PlanOnly(Exception):
         self.rows = rows
 
 
-def plan_attack_stage(ctx: ScanContext) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AttackPlan:
+    """What the plan measured: one row per set (see :func:`plan_attack_stage`), and the seconds per image of each
+    (surrogate source, attack) that the attack stage's clock starts from."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rates: dict[tuple[Optional[str], str], float] = field(default_factory=dict)
+
+
+def plan_attack_stage(ctx: ScanContext, data: LoadedData, surrogates: SurrogateFactory) -> AttackPlan:
     """One row per adversarial set the scan will build: its attack, where it runs, the probed seconds per image
-    and the projected seconds for the scan's images (rates are kept on ``ctx.attack_rates`` for the stage clock)."""
+    and the projected seconds for the scan's images; and the probed rates, for the stage clock."""
     from auditor.models.device import pick_device
-    from auditor.scan import context
     from auditor.scan.attack import WHITEBOX_SURROGATE, probe_rates, query_model, resolve_scan_precision, scan_jobs
     from auditor.scan.options import GRADIENT_ATTACKS, QUERY_ATTACKS
 
-    opt, n = ctx.options, len(ctx.data.images)
+    opt, n = ctx.options, len(data.images)
     groups = [
         (None, [a for a in opt.attacks if a in GRADIENT_ATTACKS]),
         (WHITEBOX_SURROGATE, list(opt.whitebox_attacks)),
         ("query", [a for a in opt.attacks if a in QUERY_ATTACKS]),
     ]
     rows = []
+    all_rates: dict[tuple[Optional[str], str], float] = {}
     for source, names in groups:
         if not names:
             continue
-        jobs = scan_jobs(ctx, names)
+        jobs = scan_jobs(ctx, data, names)
         if source == "query":
             model, device, precision, where = query_model(ctx), None, "fp32", "target (queries)"
         else:
-            model = context.load_scan_surrogate(ctx, source)
+            model = surrogates(source)
             if model is None:
                 continue
             device = pick_device(opt.device)
-            precision = resolve_scan_precision(ctx, model, jobs, device)
-            where = model.identity.get("label") or source or opt.surrogate
-        rates = probe_rates(ctx, jobs, model, device, precision)
-        ctx.attack_rates.update({(source, a): r for a, r in rates.items()})
+            precision, _ = resolve_scan_precision(ctx, data, model, jobs, device)
+            where = model.identity.get("label") or source or opt.surrogate or ""
+        rates = probe_rates(ctx, data, jobs, model, device, precision)
+        all_rates.update({(source, a): r for a, r in rates.items()})
         for job in jobs:
             rate = rates.get(job.attack)
             rows.append(
@@ -66,7 +77,7 @@ def plan_attack_stage(ctx: ScanContext) -> list[dict[str, Any]]:
                     "seconds": None if rate is None else rate * n,
                 }
             )
-    return rows
+    return AttackPlan(rows, all_rates)
 
 
 def plan_lines(rows: list[dict[str, Any]], budget_minutes: float | None) -> list[str]:
@@ -92,10 +103,10 @@ def plan_lines(rows: list[dict[str, Any]], budget_minutes: float | None) -> list
             for r in rows:
                 by_attack[r["attack"]] = by_attack.get(r["attack"], 0.0) + (r["seconds"] or 0.0)
             keep, used = [], 0.0
-            for attack, cost in sorted(by_attack.items(), key=lambda kv: kv[1]):
-                if used + cost <= budget:
+            for attack, seconds in sorted(by_attack.items(), key=lambda kv: kv[1]):
+                if used + seconds <= budget:
                     keep.append(attack)
-                    used += cost
+                    used += seconds
             lines.append(
                 f"plan: over the budget of {budget_minutes:g} min: {fit} of {n} images fit (--max-images {fit})"
                 + (f", or for all {n} images only {', '.join(keep)}" if keep else "")

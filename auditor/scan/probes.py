@@ -18,11 +18,12 @@ Specification in our words: docs/algorithms.md §16.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from auditor.scan.context import ScanContext
+from auditor.scan.context import LoadedData, ScanContext
+from auditor.scan.factories import SurrogateFactory
 from auditor.scan.records import AdversarialSet
 
 #: images per probe, a seeded sample of the scan's
@@ -69,21 +70,24 @@ def _probe_attack(names: list[str]) -> str:
     return max(names, key=lambda a: (get_spec(a).cost({}), -names.index(a)))
 
 
-def run_strength_probes(ctx: ScanContext, sets: list[AdversarialSet]) -> list[dict[str, Any]]:
-    """The probe records of the scan (see the module docstring); [] when no gradient or query set was made."""
+def run_strength_probes(
+    ctx: ScanContext, data: LoadedData, surrogates: SurrogateFactory, sets: Sequence[AdversarialSet]
+) -> list[dict[str, Any]]:
+    """The probe records of the scan (see the module docstring), attacking the surrogates ``surrogates`` builds
+    and the target's queries; [] when no gradient or query set was made."""
     from auditor.attacks.registry import get_spec
     from auditor.models.device import pick_device
-    from auditor.scan import context
     from auditor.scan.attack import WHITEBOX_SURROGATE, query_model, scan_jobs
 
-    opt, data = ctx.options, ctx.data
+    opt = ctx.options
     made = [s for s in sets if s.kind == "attack" and s.attack is not None]
     by_kind: dict[tuple[str, str | None], list[str]] = {}  # (kind, the --surrogate text of --whitebox sets)
     for s in made:
-        kind = get_spec(s.attack).kind
-        source = WHITEBOX_SURROGATE if s.attack in opt.whitebox_attacks else None
-        if kind in ("gradient", "query") and s.attack not in by_kind.setdefault((kind, source), []):
-            by_kind[(kind, source)].append(s.attack)
+        name = s.attack or ""
+        kind = get_spec(name).kind
+        source = WHITEBOX_SURROGATE if name in opt.whitebox_attacks else None
+        if kind in ("gradient", "query") and name not in by_kind.setdefault((kind, source), []):
+            by_kind[(kind, source)].append(name)
     if not by_kind:
         return []
     idx = probe_indices(len(data.images), opt.seed)
@@ -94,15 +98,15 @@ def run_strength_probes(ctx: ScanContext, sets: list[AdversarialSet]) -> list[di
         attack = _probe_attack(names)
         spec = get_spec(attack)
         if kind == "gradient":
-            model, device = context.load_scan_surrogate(ctx, source), pick_device(opt.device)
+            model, device = surrogates(source), pick_device(opt.device)
             if model is None:
                 continue
             threat = model.threat_model
         else:
             model, device = query_model(ctx), None
             threat = model.threat_model
-        eps_max = max(s.epsilon for s in made if s.attack == attack)
-        base = dict(scan_jobs(ctx, [attack], [eps_max])[0].params)
+        eps_max = max(s.epsilon or 0.0 for s in made if s.attack == attack)  # every attack set has a budget
+        base = dict(scan_jobs(ctx, data, [attack], [eps_max])[0].params)
         base.pop("epsilon")
         ctx.reporter.info(f"strength probes: {attack} ({threat}) on {len(idx)} images")
         seed = opt.seed + 7919

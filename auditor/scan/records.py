@@ -4,11 +4,12 @@ defense stages and scored by the evaluation stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from auditor.condition_ids import ConditionId, SetId
+from auditor.result_records import SetMeta
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class SurrogateEval:
     input_sizes: Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdversarialSet:
     """One set of manipulated images of a scan and what results.json records about it.
 
@@ -37,7 +38,7 @@ class AdversarialSet:
     stats: dict[str, float]
     label: str
     #: the set's entry in results.json ``extras.adversarial_sets`` (cache key, timing, cache hit, ...)
-    meta: dict[str, Any]
+    meta: SetMeta
     surrogate: str | None
     threat_model: str
     surrogate_eval: SurrogateEval | None = None
@@ -45,7 +46,7 @@ class AdversarialSet:
     defense: Any = None
     base: AdversarialSet | None = None
     #: what the attack recorded per image (a query attack: ``queries`` used and ``fooled``), or None
-    record: dict[str, list] | None = None
+    record: Mapping[str, list] | None = None
 
     @property
     def condition(self) -> ConditionId:
@@ -73,3 +74,16 @@ class AdversarialSet:
     def alpha(self) -> float | None:
         """A style blend's opacity (else None)."""
         return self.id.alpha
+
+
+@dataclass(frozen=True)
+class AttackStage:
+    """What the attack stage returns: the sets in a stable order (attack, then ε) and, with ``--precision auto``,
+    what was measured and chosen (results.json ``environment.precision_choice``; None otherwise)."""
+
+    sets: tuple[AdversarialSet, ...] = ()
+    precision_choice: Mapping[str, Any] | None = None
+
+    def precision(self, asked: str) -> str:
+        """The precision the sets were made at: the one ``--precision auto`` chose, else ``asked``."""
+        return str(self.precision_choice["chosen"]) if self.precision_choice else asked

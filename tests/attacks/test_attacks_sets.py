@@ -103,7 +103,7 @@ def test_build_then_cache_hit(tmp_path):
     assert not s1.cache_hit and s1.batches_computed == 3 and s1.label == "MI-FGSM"
     # x is off the 8-bit grid: every stored level stays within eps of the float clean value
     measured = float(np.abs(s1.images.astype(np.float64) - x).max())
-    assert measured <= 8 / 255 + 1e-6 and s1.extra["linf_max"] == pytest.approx(measured, abs=1e-9)
+    assert measured <= 8 / 255 + 1e-6 and s1.linf_max == pytest.approx(measured, abs=1e-9)
     assert np.allclose(s1.images * 255, np.rint(s1.images * 255), atol=1e-4)
     index = json.loads((s1.dir / "index.json").read_text())
     assert index["key"] == s1.key and len(index["files"]) == 5
@@ -198,7 +198,7 @@ def test_poisoned_cache_png_is_recomputed_with_a_warning(tmp_path, complete):
     np.testing.assert_array_equal(s2.images, ref.images)
     assert not s2.cache_hit and s2.batches_computed == 1 and s2.batches_loaded == 2
     assert len(s2.warnings) == 1 and "batch 1" in s2.warnings[0] and "SHA-256" in s2.warnings[0]
-    assert s2.extra["linf_max"] <= 8 / 255 + 1e-6
+    assert s2.linf_max <= 8 / 255 + 1e-6
     s3 = build_adversarial_set(
         "mifgsm", params, _surrogate(), SetData(x, y, names, "m"), SetRun(tmp_path, 3, batch_size=2)
     )

@@ -223,7 +223,7 @@ def test_a_fresh_set_records_what_it_is(tmp_path):
     assert (s.batches_computed, s.batches_loaded, s.cache_hit, s.attack, s.epsilon) == (3, 0, False, "mifgsm", 4 / 255)
     assert s.surrogate_rows == 5 and s.precision == "fp32" and s.device == "cpu" and s.backend is None
     assert s.files == tuple(f"mifgsm_eps4/{n}" for n in names) and not s.warnings
-    assert s.extra == {"linf_max": pytest.approx(4 / 255, abs=1e-6)}
+    assert s.linf_max == pytest.approx(4 / 255, abs=1e-6) and s.per_image is None and not s.partial
     assert np.abs(s.images - x).max() <= 4 / 255 + 1e-6
     np.testing.assert_allclose(s.images * 255, np.rint(s.images * 255), atol=1e-4)
     request = json.loads((s.dir / "request.json").read_text())
@@ -250,7 +250,7 @@ def test_a_cache_hit_loads_everything_and_computes_nothing(tmp_path):
     assert hit.cache_hit and (hit.batches_computed, hit.batches_loaded, hit.surrogate_rows) == (0, 3, 0)
     assert calls == [2, 2, 1] and timed == []
     np.testing.assert_array_equal(hit.images, first.images)
-    assert hit.params == first.params and hit.label == "MI-FGSM" and hit.extra["linf_max"] == first.extra["linf_max"]
+    assert hit.params == first.params and hit.label == "MI-FGSM" and hit.linf_max == first.linf_max
     assert hit.files == first.files and hit.key == first.key
 
 
@@ -275,14 +275,14 @@ def test_an_index_of_another_set_is_not_a_cache_hit(tmp_path):
 def test_a_shard_computes_only_its_batches_and_writes_no_index(tmp_path):
     x, y, names = _data(5)
     part = _build(tmp_path, x, y, names, only_batches={1})
-    assert part.extra.get("partial") is True and not part.cache_hit and part.batches_computed == 1
+    assert part.partial is True and not part.cache_hit and part.batches_computed == 1
     assert not part.images[:2].any() and not part.images[4:].any() and part.images[2:4].any()
     assert not (part.dir / "index.json").exists()
     full = _build(tmp_path, x, y, names)
     assert full.batches_loaded == 1 and full.batches_computed == 2 and not full.cache_hit
     np.testing.assert_array_equal(full.images[2:4], part.images[2:4])
     again = _build(tmp_path, x, y, names, only_batches={0, 1, 2})
-    assert not again.cache_hit and again.extra["partial"] and again.batches_loaded == 3
+    assert not again.cache_hit and again.partial and again.batches_loaded == 3
 
 
 def _tamper(s, batch: int, edit) -> None:

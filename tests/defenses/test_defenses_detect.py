@@ -144,7 +144,7 @@ def test_evaluate_detector_json_shape():
     benign = make_benign_pairs(x, seed=1)
     det = calibrate_reference_detector(x[:60], benign[:60])
     suspects = {"noise16": sign_noise(x[60:], 16 / 255, 0), "noise2": sign_noise(x[60:], 1 / 255, 0)}
-    res = evaluate_detector(det, x[60:], benign[60:], suspects)
+    res = evaluate_detector(det, x[60:], benign[60:], suspects).to_json()
     json.dumps(res, allow_nan=False)
     assert set(res) >= {"thresholds", "target_fpr", "benign_fpr", "per_condition"}
     assert res["target_fpr"] == 0.05 and 0.0 <= res["benign_fpr"] <= 1.0
@@ -200,7 +200,7 @@ def test_feature_squeezing_detector():
     assert set(per) == {"bitdepth:4", "median:3", "jpeg:75"}
     np.testing.assert_allclose(fs.score(x[:4]), np.max(np.stack(list(per.values())), axis=0))
     suspects = {"noise16": sign_noise(x[150:], 16 / 255, 3)}
-    res = evaluate_detector(fs, x[150:], None, suspects)
+    res = evaluate_detector(fs, x[150:], None, suspects).to_json()
     json.dumps(res, allow_nan=False)
     assert res["method"] == "feature_squeezing" and res["benign_fpr"] == np.mean(fs.flag(x[150:]))
     c = res["per_condition"]["noise16"]

@@ -96,7 +96,9 @@ def _with_value(result, name: str, key: str, value, per_class: str | None = None
                 }
             elif key in metrics:
                 metrics[key] = value
-            c = replace(c, metrics=metrics, extra={**c.extra, key: value} if key in c.extra else c.extra)
+            c = replace(
+                c, metrics=metrics, extra=c.extra.with_(**{key: value}) if key in c.extra.to_json() else c.extra
+            )
         conds.append(c)
     return replace(result, conditions=tuple(conds))
 

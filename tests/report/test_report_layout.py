@@ -101,7 +101,7 @@ def test_every_shown_value_is_in_the_pdf_text(wide, flat):
     digest = results_digest(wide)
     expected = [digest, wide.model["sha256"], wide.data["manifest_sha256"], LONG_MODEL_PATH, LONG_SKIPPED]
     for c in wide.conditions:
-        m, x = c.metrics, c.extra
+        m, x = c.metrics, c.extra.to_json()
         expected += [c.name, fmt_pct(m["accuracy"]), fmt_ci(m["accuracy_ci"]), fmt_pct(m["macro_f1"])]
         expected += [fmt_ci(m["macro_f1_ci"])]
         if "attack_success_rate" in x and c.name != "clean":

@@ -150,7 +150,7 @@ def test_a_missing_value_on_the_worst_condition_never_lets_the_next_worst_pass(s
             c = (
                 replace(c, metrics={**c.metrics, key: None})
                 if where == "metrics"
-                else replace(c, extra={**c.extra, key: None})
+                else replace(c, extra=c.extra.with_(**{key: None}))
             )
         conds.append(c)
     broken = replace(r, conditions=tuple(conds))
