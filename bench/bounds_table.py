@@ -24,10 +24,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from auditor.metrics import rate_ci  # noqa: E402
+
 THREATS = ("transfer", "white-box", "query")
+
+
+def _ci(rate: Any, ci: Any, n: Any) -> Any:
+    """The interval as the tool reports it today: Wilson at 0/n and n/n (results written before that rule
+    landed hold the bootstrap's zero-width interval there)."""
+    if isinstance(rate, (int, float)) and isinstance(n, int) and n > 0 and isinstance(ci, (list, tuple)):
+        return rate_ci(list(ci), int(round(rate * n)), n)
+    return ci
 
 
 def _pct(v: Any, ci: Any = None) -> str:
@@ -88,7 +101,8 @@ def worst_by_eps(rows: list[dict[str, Any]]) -> list[str]:
             f"{_pct(slot[t]['metrics']['accuracy'])} ({slot[t]['label']})" if t in slot else "not run" for t in THREATS
         ]
         w = min(slot.values(), key=lambda c: c["metrics"]["accuracy"])
-        bound = f"**{_pct(w['metrics']['accuracy'], w['metrics'].get('accuracy_ci'))}** ({w.get('threat_model')}, {w['label']})"
+        wm = w["metrics"]
+        bound = f"**{_pct(wm['accuracy'], _ci(wm['accuracy'], wm.get('accuracy_ci'), wm['n']))}** ({w.get('threat_model')}, {w['label']})"
         out.append(f"| {e:g}/255 | " + " | ".join(cells) + f" | {bound} |")
     return out + [""]
 
@@ -102,7 +116,8 @@ def section(label: str, results: list[tuple[str, dict[str, Any]]]) -> str:
     lines.append(
         f"Model `{Path(first['model']['path']).name}` (SHA-256 {first['model']['sha256'][:12]}…), n = {n} images."
     )
-    lines.append(f"Clean accuracy {_pct(clean['metrics']['accuracy'], clean['metrics'].get('accuracy_ci'))} %.")
+    cm = clean["metrics"]
+    lines.append(f"Clean accuracy {_pct(cm['accuracy'], _ci(cm['accuracy'], cm.get('accuracy_ci'), cm['n']))} %.")
     lines.append("")
     lines.append(
         "| threat model | attack | ε | accuracy % [95 % CI] | attack success % [95 % CI] | s/image"
@@ -120,28 +135,31 @@ def section(label: str, results: list[tuple[str, dict[str, Any]]]) -> str:
     )
     for r in rows:
         c = r["condition"]
+        m, asr = c["metrics"], c.get("attack_success_rate")
         spi = r["seconds_per_image"]
         spi_s = spi if isinstance(spi, str) else ("–" if spi is None else f"{spi:.2f}")
         q = c.get("queries")
         qs = "–" if not q else f"{q['mean_used']:.0f}, {_curve_at(q, 100)} / {_curve_at(q, 1000)}"
         lines.append(
-            f"| {c.get('threat_model')} | {c['label']} | {_eps(c)} | {_pct(c['metrics']['accuracy'], c['metrics'].get('accuracy_ci'))}"
-            f" | {_pct(c.get('attack_success_rate'), c.get('attack_success_rate_ci'))} | {spi_s} | {qs} |"
+            f"| {c.get('threat_model')} | {c['label']} | {_eps(c)}"
+            f" | {_pct(m['accuracy'], _ci(m['accuracy'], m.get('accuracy_ci'), m['n']))}"
+            f" | {_pct(asr, _ci(asr, c.get('attack_success_rate_ci'), c.get('n_clean_correct')))} | {spi_s} | {qs} |"
         )
     lines.append("")
     lines += worst_by_eps(rows)
     for source, res in results:
         sc = res.get("extras", {}).get("strength_checks")
         if sc:
-            flagged = [
-                k for k, v in sc.get("checks", {}).items() if v.get("status") not in ("passed", "not applicable")
-            ]
+            checks = sc.get("checks", {})
+            flagged = [k for k, v in checks.items() if v.get("status") not in ("passed", "not run")]
+            not_run = [k for k, v in checks.items() if v.get("status") == "not run"]
             status = (
                 "possible gradient masking: " + ", ".join(flagged)
                 if sc.get("possible_masking")
                 else ("all passed" if not flagged else "not passed: " + ", ".join(flagged))
             )
-            lines.append(f"Attack-strength checks ({source}): {status}.")
+            extra = f" (not run here: {', '.join(not_run)})" if not_run else ""
+            lines.append(f"Attack-strength checks ({source}): {status}{extra}.")
         for s in res.get("skipped", []):
             if isinstance(s, dict) and s.get("name", "").startswith("surrogate"):
                 lines.append(f"Skipped ({source}): {s.get('name')}: {s.get('reason', '')}".rstrip(": ") + ".")
