@@ -109,6 +109,7 @@ def build_set_on_ray(
     ``surrogate`` is the driver's own copy (used to assemble the set and for the cache key, which
     is the same on every worker because it depends only on content).
     """
+    from auditor.attacks.cache_layout import SetLayout
     from auditor.attacks.set_records import SetData, SetRun
     from auditor.attacks.sets import build_adversarial_set
 
@@ -118,7 +119,8 @@ def build_set_on_ray(
     set_data = SetData(images, labels, names, manifest_sha256)
     run = SetRun(cache_dir, seed, batch_size=batch_size, device="cpu", precision=precision)
     probe = build_adversarial_set(attack_name, params, surrogate, set_data, run, only_batches=set())
-    todo = [b for b in range(n_batches) if not (Path(probe.dir) / "batches" / f"{b:05d}.json").is_file()]
+    layout = SetLayout(Path(probe.dir))
+    todo = [b for b in range(n_batches) if not layout.marker(b).is_file()]
     del probe
     worker_warnings = (
         _run_shards(

@@ -1,8 +1,53 @@
-"""Perturbation statistics of an adversarial set against its clean images (norms, SSIM, PSNR)."""
+"""Perturbation statistics of an adversarial set against its clean images (norms, SSIM, PSNR).
+
+:class:`PerturbationStats` accumulates the per-image values batch by batch, so the set builder
+(:func:`auditor.attacks.sets.build_adversarial_set`) computes them on the clean and adversarial batches it
+has just verified, without a second pass over both sets; :func:`perturbation_stats` is the same over two
+whole sets. Both give identical numbers: every value is per image, and the means are taken once over all.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+class PerturbationStats:
+    """Per-image L-inf, L2, PSNR and SSIM of batches added in image order; :meth:`result` gives the summary."""
+
+    def __init__(self) -> None:
+        self._linf: list[np.ndarray] = []
+        self._l2: list[np.ndarray] = []
+        self._psnr: list[np.ndarray] = []
+        self._ssim: list[float] = []
+
+    def add(self, clean, adv) -> None:
+        """Add a batch: ``clean`` and ``adv`` ``(k, 1, H, W)`` in ``[0, 1]`` (compared in float64)."""
+        from skimage.metrics import structural_similarity
+
+        a = np.asarray(clean, dtype=np.float64)
+        b = np.asarray(adv, dtype=np.float64)
+        d = (b - a).reshape(a.shape[0], -1)
+        self._linf.append(np.abs(d).max(1))
+        self._l2.append(np.sqrt((d**2).sum(1)))
+        mse = (d**2).mean(1)
+        self._psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
+        self._ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
+
+    def __len__(self) -> int:
+        return len(self._ssim)
+
+    def result(self) -> dict[str, float]:
+        """Mean/max L-inf, mean L2, mean SSIM (``data_range=1``) and mean PSNR (dB, capped at 100)."""
+        if not self._ssim:
+            return {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0, "ssim_mean": 1.0, "psnr_mean": 100.0}
+        linf_a, l2_a, psnr_a = np.concatenate(self._linf), np.concatenate(self._l2), np.concatenate(self._psnr)
+        return {
+            "linf_mean": float(linf_a.mean()),
+            "linf_max": float(linf_a.max()),
+            "l2_mean": float(l2_a.mean()),
+            "ssim_mean": float(np.mean(self._ssim)),
+            "psnr_mean": float(psnr_a.mean()),
+        }
 
 
 def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
@@ -11,29 +56,18 @@ def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
     Both are ``(N, 1, H, W)`` in ``[0, 1]`` (arrays or :class:`~auditor.data.stream.LazyImages`, read
     ``batch_size`` images at a time); norms are per image, in ``[0, 1]`` units.
     """
-    from skimage.metrics import structural_similarity
-
     from auditor.data.stream import iter_batches
 
     if tuple(x.shape) != tuple(x_adv.shape) or len(x.shape) != 4:
         raise ValueError(f"shapes differ or are not (N, C, H, W): {tuple(x.shape)} vs {tuple(x_adv.shape)}")
-    if x.shape[0] == 0:
-        return {"linf_mean": 0.0, "linf_max": 0.0, "l2_mean": 0.0, "ssim_mean": 1.0, "psnr_mean": 100.0}
-    linf, l2, psnr, ssim = [], [], [], []
+    stats = PerturbationStats()
     for (_, xa), (_, xb) in zip(iter_batches(x, batch_size), iter_batches(x_adv, batch_size)):
-        a = np.asarray(xa, dtype=np.float64)
-        b = np.asarray(xb, dtype=np.float64)
-        d = (b - a).reshape(a.shape[0], -1)
-        linf.append(np.abs(d).max(1))
-        l2.append(np.sqrt((d**2).sum(1)))
-        mse = (d**2).mean(1)
-        psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
-        ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
-    linf_a, l2_a, psnr_a = np.concatenate(linf), np.concatenate(l2), np.concatenate(psnr)
-    return {
-        "linf_mean": float(linf_a.mean()),
-        "linf_max": float(linf_a.max()),
-        "l2_mean": float(l2_a.mean()),
-        "ssim_mean": float(np.mean(ssim)),
-        "psnr_mean": float(psnr_a.mean()),
-    }
+        stats.add(xa, xb)
+    return stats.result()
+
+
+def set_stats(clean, aset) -> dict[str, float]:
+    """The statistics of a built set (a :class:`~auditor.attacks.set_records.GeneratedSet`) against ``clean``: the
+    ones its builder computed on the batches it verified, else :func:`perturbation_stats` over both sets."""
+    known = aset.extra.get("perturbation")
+    return dict(known) if known is not None else perturbation_stats(clean, aset.images)

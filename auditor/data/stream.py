@@ -190,10 +190,14 @@ class MappedImages(LazyImages):
 class SampleImages(LazyImages):
     """The images of data-set files, decoded and fitted to ``size`` on access."""
 
-    def __init__(self, paths: Sequence[str], size: tuple[int, int]) -> None:
+    def __init__(self, paths: Sequence[str], size: tuple[int, int], content_sha256: str | None = None) -> None:
         super().__init__(len(paths), size)
         # a TextColumn (a scan's sample index) is shared as it is, not copied into a list of str
         self.paths = paths if isinstance(paths, TextColumn) else [str(p) for p in paths]
+        #: SHA-256 of the files' own SHA-256s in this order (:func:`content_sha256`), when the caller knows them:
+        #: what the decoded pixels are a function of, with the size and the decoders (see
+        #: :mod:`auditor.attacks.clean_digest`)
+        self.content_sha256 = content_sha256
 
     def read(self, i: int) -> np.ndarray:
         """Image ``i`` decoded from its file; a file that became unreadable is a DataError."""
@@ -207,6 +211,11 @@ class SampleImages(LazyImages):
         if isinstance(self.paths, TextColumn):
             return SampleImages(self.paths.take(indices), self.size)
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
+
+
+def content_sha256(file_digests: np.ndarray) -> str:
+    """SHA-256 of the files' raw SHA-256 digests ``(N, 32)`` uint8, in image order."""
+    return hashlib.sha256(np.ascontiguousarray(file_digests, dtype=np.uint8).tobytes()).hexdigest()
 
 
 class PngImages(LazyImages):

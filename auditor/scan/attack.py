@@ -176,13 +176,16 @@ def _gradient_sets(ctx: ScanContext, wanted: list[str], spec: str | None = None)
     precision = resolve_scan_precision(ctx, surrogate, jobs, device)
     clock = _stage_clock(ctx, jobs, len(data.images), spec, surrogate, device, precision)
     sur_label = surrogate.identity.get("label") or spec or opt.surrogate
-    sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
+    timer = ctx.clock(ctx.target.path)  # the surrogate's own predictions: stage "surrogate" (inside "sets")
+    with timer.timed("surrogate", len(data.images)):
+        sur_clean = surrogate_predict(surrogate.module, data.images, opt.batch_size, device)
     sur_sizes = input_sizes(surrogate.module)
     sets = []
     for job, aset in generate_sets(
         ctx, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
     ):
-        adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
+        with timer.timed("surrogate", len(aset.images)):
+            adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
         evaluation = SurrogateEval(sur_clean, adv_pred, sur_sizes)
         sets.append(_attack_set(ctx, job, aset, surrogate, sur_label, clock, surrogate_eval=evaluation))
     return sets
@@ -220,7 +223,7 @@ def _attack_set(ctx: ScanContext, job: AttackJob, aset, model, label: str, clock
         job.set_id,
         "attack",
         aset.images,
-        _stats(ctx.data.images, aset.images),
+        _set_stats(ctx.data.images, aset),
         aset.label,
         _set_meta(job.name, aset, model, clock.seconds_per_image(job.name)),
         label,
@@ -327,6 +330,12 @@ def _stats(clean, adv) -> dict:
     from auditor.attacks.perturbation import perturbation_stats
 
     return perturbation_stats(clean, adv)
+
+
+def _set_stats(clean, aset) -> dict:
+    from auditor.attacks.perturbation import set_stats
+
+    return set_stats(clean, aset)  # computed while the set was verified; no second pass
 
 
 def _set_meta(name: str, aset, surrogate, seconds_per_image: float | None) -> dict:

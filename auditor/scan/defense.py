@@ -94,7 +94,7 @@ def build_bpda_sets(ctx: ScanContext, preprocessors: list, sets: list[Adversaria
 
 def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive, device) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
-    from auditor.attacks.perturbation import perturbation_stats
+    from auditor.attacks.perturbation import set_stats
     from auditor.attacks.set_records import SetData
     from auditor.attacks.sets import build_adversarial_set
 
@@ -126,7 +126,7 @@ def _bpda_set(ctx: ScanContext, attack: str, base: AdversarialSet, pre, adaptive
         base.id,
         "adaptive",
         aset.images,
-        perturbation_stats(data.images, aset.images),
+        set_stats(data.images, aset),
         f"{aset.label} + BPDA",
         meta,
         adaptive.identity["label"],
