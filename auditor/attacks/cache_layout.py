@@ -6,6 +6,7 @@
     <cache>/<key>/<attack>_eps<e>/<name>.png   one 8-bit PNG per image, named after its source
     <cache>/<key>/batches/00000.json           done-marker of batch 0 (written after its PNGs)
     <cache>/<key>/index.json                   written last: the set is complete
+    <cache>/<key>/perturbation.json            the set's statistics, bound to its pixels (:mod:`auditor.attacks.stats_record`)
     <cache>/digests/<source>.json              the clean images' digest, by source content (:mod:`auditor.attacks.clean_digest`)
     <cache>/precision/<decision>.json          ``--precision auto``'s decision (:mod:`auditor.attacks.auto_precision`)
 
@@ -22,6 +23,8 @@ from pathlib import Path
 INDEX_FILE = "index.json"
 #: the file recording what a set's key was computed from
 REQUEST_FILE = "request.json"
+#: the file of a set's perturbation statistics
+PERTURBATION_FILE = "perturbation.json"
 #: the folder of a set's per-batch done-markers
 BATCHES_DIR = "batches"
 #: the folder of the stored clean-image digests
@@ -45,6 +48,11 @@ class SetLayout:
     def index(self) -> Path:
         """``index.json``: written last, when the set is complete."""
         return self.dir / INDEX_FILE
+
+    @property
+    def perturbation(self) -> Path:
+        """``perturbation.json``: the set's statistics bound to its pixels (:mod:`auditor.attacks.stats_record`)."""
+        return self.dir / PERTURBATION_FILE
 
     def marker(self, batch: int) -> Path:
         """The done-marker of batch ``batch`` (written after its PNGs)."""

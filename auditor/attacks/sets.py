@@ -33,9 +33,9 @@ from auditor.attacks.cache import (
 from auditor.attacks.cache_layout import SetLayout, set_layout
 from auditor.attacks.clean_digest import DigestCheck
 from auditor.attacks.clean_digest import store as store_digest
-from auditor.attacks.perturbation import PerturbationStats
 from auditor.attacks.quantize import _float_linf, budget_levels, check_levels, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
+from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
 from auditor.data.stream import LazyImages, PngImages, iter_batches
 from auditor.errors import DataError, RuntimeFailure, UsageError
@@ -146,7 +146,7 @@ def _build(
     # a whole walk decodes the clean batches ahead on the loader threads; a shard reads just its own batches
     ahead = iter_batches(images, batch_size) if whole and lazy else None
     check = DigestCheck(images.shape) if whole and unchecked else None
-    stats = PerturbationStats() if whole else None
+    stats = SetStats(SetLayout(state.dir), whole)
     for b, start in enumerate(range(0, n, batch_size)):
         stop = min(n, start + batch_size)
         if not whole and b not in only_batches:
@@ -157,8 +157,7 @@ def _build(
         if check is not None:
             check.add(clean)
         adv = _batch(state, b, start, stop, on_batch, clean)
-        if stats is not None:
-            stats.add(clean, adv)
+        stats.add(clean, adv)
         if result is not None:
             result[start:stop] = adv
         if progress:
@@ -173,8 +172,7 @@ def _build(
             )
     if lazy:
         result = PngImages(state.dir, state.files, tuple(int(v) for v in images.shape[-2:]), state.png_sha256)
-    if stats is not None:
-        state.perturbation = stats.result()
+    state.perturbation = stats.finish(request["images_sha256"], state.png_sha256, state.computed > 0, images, result)
     return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
 
 

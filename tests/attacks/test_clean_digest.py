@@ -146,7 +146,7 @@ def test_the_builder_statistics_equal_a_separate_pass(env):
 
 def test_one_module_owns_the_cache_layout():
     """No module but :mod:`auditor.attacks.cache_layout` joins the cache's folder and file names."""
-    pattern = re.compile(r'/ "(batches|digests|precision)"|"(request|index)\.json"')
+    pattern = re.compile(r'/ "(batches|digests|precision)"|"(request|index|perturbation)\.json"')
     owners = []
     for path in sorted((ROOT / "auditor").rglob("*.py")):
         code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith(("#", "``")))
@@ -154,3 +154,32 @@ def test_one_module_owns_the_cache_layout():
         if pattern.search(code):
             owners.append(str(path.relative_to(ROOT)))
     assert owners == ["auditor/attacks/cache_layout.py"]
+
+
+def test_a_cached_set_takes_its_ssim_from_the_record_bound_to_its_pixels(env, monkeypatch):
+    import skimage.metrics
+
+    first = _build(env, _images(env[2]), "c5")
+    record = first.dir / "perturbation.json"
+    doc = json.loads(record.read_text())
+    assert doc["stats"] == first.extra["perturbation"]
+
+    def no_ssim(*a, **k):
+        raise AssertionError("SSIM computed again for a cached set with a valid record")
+
+    monkeypatch.setattr(skimage.metrics, "structural_similarity", no_ssim)
+    again = _build(env, _images(env[2]), "c5")
+    assert again.cache_hit and again.extra["perturbation"] == first.extra["perturbation"]
+    monkeypatch.undo()
+
+    for field, value in (("linf_max", 0.5), ("binding", "0" * 64)):  # disagrees with the pixels: not used
+        bad = json.loads(json.dumps(doc))
+        if field == "binding":
+            bad["binding"] = value
+        else:
+            bad["stats"][field] = value
+        bad["stats"]["ssim_mean"] = 0.123
+        record.write_text(json.dumps(bad))
+        third = _build(env, _images(env[2]), "c5")
+        assert third.extra["perturbation"] == first.extra["perturbation"], field
+        assert json.loads(record.read_text()) == doc  # rewritten from the pixels
