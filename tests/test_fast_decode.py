@@ -67,6 +67,8 @@ def _corpus() -> dict[str, tuple[bytes, bool]]:
     g16 = (_grey(40, 36, 4).astype(np.uint16) * 257 + np.arange(36, dtype=np.uint16)).astype(np.uint16)
     low16 = (_grey(40, 36, 5) // 2).astype(np.uint16)  # 16-bit file whose values all lie below 256
     jpeg_grey = _save(g, "JPEG", quality=85)
+    jpeg_rgb = _save(c, "JPEG", quality=85, progressive=True)
+    sos = jpeg_rgb.find(b"\xff\xda")
     png_grey = _save(g, "PNG")
     out = {
         "png-grey8": (png_grey, True),
@@ -85,6 +87,9 @@ def _corpus() -> dict[str, tuple[bytes, bool]]:
         "jpeg-grey-stored-as-rgb": (_save(grey_as_rgb, "JPEG", quality=85), True),
         "jpeg-trailing-bytes": (jpeg_grey + b"xray-audit-scale-copy-7", True),
         "jpeg-cv2-encoded": (cv2.imencode(".jpg", _colour(50, 50, 7)[..., ::-1])[1].tobytes(), True),
+        # complete structure, damaged data: libjpeg warns and both decoders fill in the same way
+        "jpeg-data-cut-before-end-marker": (jpeg_rgb[: sos + 60] + b"\xff\xd9", True),
+        "jpeg-data-zeroed": (jpeg_rgb[: sos + 30] + bytes(170) + jpeg_rgb[sos + 200 :], True),
         # left to Pillow
         "jpeg-cmyk": (_save(c.convert("CMYK"), "JPEG", quality=90), False),
         "jpeg-exif-rotated": (_save(c, "JPEG", quality=90, exif=_exif(6)), False),
