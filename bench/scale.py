@@ -166,7 +166,8 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
         cmd += ["--ray-address", "local", "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(CODE[0]), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # run from the checkout: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=CODE[0])
     peak = [0]
     stop = threading.Event()
 
