@@ -85,7 +85,7 @@ class Throughput:
         """Seconds of every stage together."""
         return sum(s for _, s in self._stages.values())
 
-    def as_dict(self) -> dict[str, dict[str, float]]:
+    def as_dict(self) -> dict[str, dict[str, float | None]]:
         """``{stage: {"images", "seconds", "images_per_second"}}`` (rate None without images or time)."""
         return {
             k: {

@@ -68,6 +68,8 @@ class LazyImages:
 
     dtype = np.dtype(np.float32)
     ndim = 4
+    #: the checked SHA-256 of the whole set (:func:`stream_digest`), once known in this scan
+    _stream_sha256: str | None = None
 
     def __init__(self, n: int, size: tuple[int, int]) -> None:
         self._n = int(n)
