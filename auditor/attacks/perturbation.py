@@ -81,5 +81,5 @@ def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:
 def set_stats(clean, aset) -> dict[str, float]:
     """The statistics of a built set (a :class:`~auditor.attacks.set_records.GeneratedSet`) against ``clean``: the
     ones its builder computed on the batches it verified, else :func:`perturbation_stats` over both sets."""
-    known = aset.extra.get("perturbation")
+    known = (getattr(aset, "extra", None) or {}).get("perturbation")
     return dict(known) if known is not None else perturbation_stats(clean, aset.images)
