@@ -102,6 +102,7 @@ def build_set_on_ray(
     copy (used to assemble the set and for the cache key, which is the same on every worker because it depends
     only on content); each task builds its own from ``recipe``.
     """
+    from auditor.attacks.cache_layout import SetLayout
     from auditor.attacks.sets import build_adversarial_set
 
     run = replace(run, device="cpu")
@@ -112,7 +113,8 @@ def build_set_on_ray(
     # the batches not yet in the cache (the driver's own key; nothing is computed or verified here):
     # only they go to Ray tasks, so a finished set starts no worker (and loads no surrogate there)
     probe = build_adversarial_set(attack_name, params, surrogate, data, run, only_batches=set())
-    todo = [b for b in range(n_batches) if not (Path(probe.dir) / "batches" / f"{b:05d}.json").is_file()]
+    layout = SetLayout(Path(probe.dir))
+    todo = [b for b in range(n_batches) if not layout.marker(b).is_file()]
     del probe
     worker_warnings = (
         _run_shards(

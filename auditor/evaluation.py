@@ -55,10 +55,19 @@ def predict_stream(
 
 
 class Throughput:
-    """Images and wall seconds per stage; ``as_dict()`` adds images per second."""
+    """Images and wall seconds per stage; ``as_dict()`` adds images per second.
+
+    Stages nest: a block timed inside another (the clean inference inside the metrics of a model, the image
+    read inside the data stage) counts its seconds to itself only, and the enclosing stage keeps the rest (its
+    *exclusive* time). So the stages of one record partition the time of its outermost block: nothing is
+    counted twice, and with the scan's outermost stage (``scan``, the orchestration between the others) no
+    time is left outside a named stage.
+    """
 
     def __init__(self) -> None:
         self._stages: dict[str, list[float]] = {}
+        #: seconds of the finished inner blocks of each open block, innermost last
+        self._open: list[float] = []
 
     def add(self, stage: str, images: int, seconds: float) -> None:
         """Count ``images`` processed in ``seconds`` towards ``stage``."""
@@ -66,14 +75,24 @@ class Throughput:
         rec[0] += int(images)
         rec[1] += float(seconds)
 
-    def timed(self, stage: str, images: int):
-        """Context manager adding the wall time of its block to ``stage``."""
+    def timed(self, stage: str, images: int = 0):
+        """Context manager adding the wall time of its block, less that of the blocks timed inside it, to ``stage``
+        (``images`` counted only when the block ends without an exception)."""
         return _Timed(self, stage, images)
 
+    @property
+    def total_seconds(self) -> float:
+        """Seconds of every stage together."""
+        return sum(s for _, s in self._stages.values())
+
     def as_dict(self) -> dict[str, dict[str, float | None]]:
-        """``{stage: {"images", "seconds", "images_per_second"}}`` (rate None when no time was measured)."""
+        """``{stage: {"images", "seconds", "images_per_second"}}`` (rate None without images or time)."""
         return {
-            k: {"images": int(n), "seconds": round(s, 3), "images_per_second": round(n / s, 1) if s > 0 else None}
+            k: {
+                "images": int(n),
+                "seconds": round(s, 3),
+                "images_per_second": round(n / s, 1) if s > 0 and n > 0 else None,
+            }
             for k, (n, s) in self._stages.items()
         }
 
@@ -83,10 +102,14 @@ class _Timed:
         self.owner, self.stage, self.images = owner, stage, images
 
     def __enter__(self):
+        self.owner._open.append(0.0)
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.owner.add(self.stage, self.images, time.perf_counter() - self.t0)
+        elapsed = time.perf_counter() - self.t0
+        inner = self.owner._open.pop()
+        self.owner.add(self.stage, 0 if exc_type is not None else self.images, elapsed - inner)
+        if self.owner._open:
+            self.owner._open[-1] += elapsed
         return False

@@ -14,6 +14,12 @@ Per archive size and mode (``single``: one process; ``ray``: ``--ray-address loc
 * peak RSS: the scan process's own maximum (``getrusage``, exact) and, sampled every 0.2 s, the
   peak of the summed RSS of its whole process tree (for Ray: driver, raylet, GCS and workers).
 
+Every run prints the host (``lscpu`` model name) and, per case, the targets of issue 28: the wall time over
+the sum of the inference stages (``clean``, ``attacked``, ``defended``, ``adaptive``; target <= 1.3 for the
+cached-attack case), the share of the wall time outside every named stage (target 0), and with ``--ratio``
+the clean stage over a bare session (target >= 0.5 decode-bound, >= 0.95 inference-bound). ``--code DIR``
+runs the scans with another checkout's ``auditor`` (e.g. the commit before a change, for before/after tables).
+
 ``--ratio`` also times a bare ONNX Runtime session (same model, batch size and session options,
 images decoded beforehand) and prints the clean stage's images/s as a fraction of it.
 ``--attack-sizes`` adds a case with two cached MI-FGSM sets (eps 4 and 8, ``--surrogate target``,
@@ -46,6 +52,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the checkout whose ``auditor`` runs the scans (``--code``)
+CODE = [ROOT]
+#: the inference stages of results.json ``environment.seconds_per_stage``
+INFERENCE_STAGES = ("clean", "attacked", "defended", "adaptive")
 KERMANY = Path(os.environ.get("XRAY_AUDIT_SHARED", ROOT.parent / "shared")) / "data" / "kermany"
 CLASSES = ("normal", "pneumonia")
 
@@ -154,9 +164,10 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
     ]
     if mode == "ray":
         cmd += ["--ray-address", "local", "--workers", str(workers)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "PYTHONPATH": str(CODE[0]), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # run from the checkout: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=CODE[0])
     peak = [0]
     stop = threading.Event()
 
@@ -176,6 +187,7 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
         raise SystemExit(f"scan failed ({status}):\n{log[-2000:]}")
     doc = json.loads((out / "results.json").read_text())
     return {
+        "seconds_total": doc["environment"].get("seconds_total"),
         "wall": wall,
         "own_rss": usage.ru_maxrss * 1024,
         "tree_rss": peak[0],
@@ -191,7 +203,7 @@ def bare_ort(model: Path, archive: Path, batch: int, n: int = 512, repeats: int 
     """Images/s of a bare ONNX Runtime session (the scan's session options) on pre-decoded images."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(CODE[0]))
     from auditor.data import load_image
     from auditor.models.onnx import make_session
 
@@ -215,7 +227,7 @@ def ratio_in_process(model: Path, archive: Path, batch: int = 32, n: int = 512, 
 
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(CODE[0]))
     from auditor.data.stream import SampleImages
     from auditor.evaluation import predict_stream
     from auditor.models.onnx import OnnxClassifier, make_session
@@ -236,6 +248,35 @@ def ratio_in_process(model: Path, archive: Path, batch: int = 32, n: int = 512, 
             sess.run(None, {name: x[i : i + batch]})
         bare.append(n / (time.perf_counter() - t0))
     return statistics.median(streamed), statistics.median(bare)
+
+
+def host_model() -> str:
+    """The host's CPU as ``lscpu`` names it (``Model name``), or the platform's processor string."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def target_line(r: dict, kind: str) -> str:
+    """Wall time over the inference stages (target <= 1.3 for the cached-attack case) and time outside stages."""
+    stages = r["stages"]
+    inference = sum(stages.get(k, {}).get("seconds", 0.0) for k in INFERENCE_STAGES)
+    named = sum(v.get("seconds", 0.0) for v in stages.values())
+    total = r.get("seconds_total") or 0.0
+    ratio = r["wall"] / inference if inference else float("nan")
+    outside = max(0.0, total - named)
+    return (
+        f"targets: wall / inference stages = {r['wall']:.1f} / {inference:.1f} = {ratio:.2f}"
+        f"{' (target <= 1.3)' if kind == 'attack' else ''}; "
+        f"in-scan seconds outside named stages {outside:.1f} of {total:.1f} (target 0)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--build-only", action="store_true", help="only build (or find) the attack case's cached sets")
     ap.add_argument("--root", type=Path, help="folder for archives and models (default: a temporary folder)")
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose auditor runs the scans (default: this one)")
     args = ap.parse_args(argv)
+    CODE[0] = args.code.resolve()
+    print(f"host: {host_model()}; code: {CODE[0]}", flush=True)
     if not (KERMANY / "normal").is_dir():
         print(f"skipped: the Kermany images are not present at {KERMANY}")
         return 0
@@ -329,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         if other is not r["outcomes"]:
             print(f"  outcomes (probabilities, metrics) equal to the first mode's: {other == r['outcomes']}")
         print(f"  stages: {json.dumps(r['stages'])}")
+        print("  " + target_line(r, kind))
         if args.ratio and kind == "clean" and mode == "single":
             bare = bare_ort(model, archive, 32)
             print(f"  bare ONNX Runtime {bare:.1f} img/s; clean stage / bare = {clean / bare:.2f}")

@@ -198,6 +198,25 @@ def test_clean_scan_keeps_a_few_hundred_bytes_per_image(tmp_path):
     assert per_image < 450, f"{per_image:.0f} bytes per image"
 
 
+def test_throughput_nested_stages_count_their_time_once(monkeypatch):
+    """A stage timed inside another keeps its own seconds; the enclosing one gets only the rest."""
+    import auditor.evaluation as ev
+
+    now = iter([10.0, 12.0, 17.0, 18.0, 20.0, 23.0])  # outer in, inner in/out, second inner in/out, outer out
+    monkeypatch.setattr(ev.time, "perf_counter", lambda: next(now))
+    t = Throughput()
+    with t.timed("outer"):
+        with t.timed("inner", 4):
+            pass
+        with pytest.raises(ValueError), t.timed("inner", 5):
+            raise ValueError  # a failed block keeps its seconds, not its images
+    assert t.as_dict() == {
+        "inner": {"images": 4, "seconds": 7.0, "images_per_second": 0.6},
+        "outer": {"images": 0, "seconds": 6.0, "images_per_second": None},
+    }
+    assert t.total_seconds == 13.0
+
+
 def test_throughput_record():
     t = Throughput()
     t.add("clean", 10, 2.0)
@@ -231,10 +250,14 @@ def test_scan_records_images_per_second_per_stage(tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    stages = json.loads((tmp_path / "o" / "results.json").read_text())["environment"]["seconds_per_stage"]
-    assert set(stages) == {"read", "clean", "defended"}
+    env = json.loads((tmp_path / "o" / "results.json").read_text())["environment"]
+    stages = env["seconds_per_stage"]
+    # every step of the scan is a named stage (issue 28): nothing is left outside one
+    assert set(stages) == {"scan", "data", "read", "defenses", "metrics", "clean", "defended", "examples", "results"}
     assert stages["clean"]["images"] == 9 and stages["defended"]["images"] == 9
     assert all(v["seconds"] >= 0 for v in stages.values())
+    # the stages' exclusive seconds partition the scan: they add up to its total (up to rounding)
+    assert sum(v["seconds"] for v in stages.values()) == pytest.approx(env["seconds_total"], abs=0.01 + 0.001 * 9)
     from auditor.report.schema import ValidationError, validate_document
 
     doc = json.loads((tmp_path / "o" / "results.json").read_text())

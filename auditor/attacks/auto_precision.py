@@ -148,9 +148,10 @@ def choose_precision_cached(attack, x: np.ndarray, y: np.ndarray, seed: int, cac
     the precision) and no start-up cost. Delete the folder to measure again.
     """
     import json
-    from pathlib import Path
 
-    path = Path(cache_dir) / "precision" / f"{decision_key(attack, surrogate_sha256, x)}.json"
+    from auditor.attacks.cache_layout import precision_record
+
+    path = precision_record(cache_dir, decision_key(attack, surrogate_sha256, x))
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(rec, dict) and rec.get("chosen") in ("fp32", "bf16"):

@@ -4,12 +4,9 @@ A set lives in ``cache_dir/<key>/`` where ``key`` is the SHA-256 of everything
 that determines its content (:func:`cache_request`): the surrogate checkpoints' SHA-256s (a bare module: its
 weights), the data manifest SHA-256 (plus digests of the exact image array, labels and names),
 the attack name and all its parameters, the seed, the resolution, the batch
-size and the tool version (the precision is one of the parameters). Layout::
-
-    <key>/request.json                 what the key was computed from
-    <key>/<attack>_eps<e>/<name>.png   one 8-bit PNG per image, named after its source
-    <key>/batches/00000.json           done-marker of batch 0 (written after its PNGs)
-    <key>/index.json                   written last: the set is complete
+size and the tool version (the precision is one of the parameters). The folder's layout is owned by
+:mod:`auditor.attacks.cache_layout`; the image array's digest of a lazy set comes from
+:mod:`auditor.attacks.clean_digest` (stored with the cache, checked against the pixels on use).
 
 Every file is written to a temporary name and moved into place with
 ``os.replace``, so an interrupted run leaves no half-written file; the next
@@ -32,11 +29,10 @@ from typing import Any
 import numpy as np
 
 from auditor.atomic import write_atomic
-from auditor.data.stream import stream_digest
+from auditor.attacks.cache_layout import INDEX_FILE, SetLayout
+from auditor.attacks.clean_digest import clean_digest
 from auditor.errors import RuntimeFailure
 from auditor.hashing import array_sha256
-
-INDEX_FILE = "index.json"
 
 
 class CacheMismatch(Exception):
@@ -93,12 +89,16 @@ def cache_request(
     seed: int,
     batch_size: int,
     lazy: bool,
-) -> tuple[dict[str, Any], str]:
-    """What a set's key is computed from (``request.json``) and the key: ``attack`` is the made attack,
-    ``params`` what it was made with (the device and USMM's mask pool do not enter the key)."""
+    cache_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], str, bool]:
+    """What a set's key is computed from (``request.json``), the key, and whether the images' digest in it was
+    read from the cache's record and still needs checking against the pixels
+    (:func:`auditor.attacks.clean_digest.clean_digest`): ``attack`` is the made attack, ``params`` what it was
+    made with (the device and USMM's mask pool do not enter the key)."""
     from auditor import __version__
 
     h, w = images.shape[-2:]
+    images_sha256, unchecked = clean_digest(images, cache_dir) if lazy else (_digest(images), False)
     key_params = {k: _canonical(v) for k, v in params.items() if k not in ("device", "mask_pool", "mask_pool_labels")}
     request = {
         "tool_version": __version__,
@@ -109,14 +109,14 @@ def cache_request(
         "surrogate_sha256": _surrogate_sha256(surrogate),
         "surrogate_classes": list(getattr(surrogate, "class_names", ())),
         "manifest_sha256": manifest_sha256,
-        "images_sha256": stream_digest(images) if lazy else _digest(images),
+        "images_sha256": images_sha256,
         "labels_sha256": _digest(labels),
         "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
         "seed": int(seed),
         "resolution": [int(h), int(w)],
         "batch_size": batch_size,
     }
-    return request, hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()
+    return request, hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest(), unchecked
 
 
 # --------------------------------------------------------------------------- files
@@ -189,7 +189,8 @@ def read_index(set_dir: Path, key: str, files: list[str]) -> dict[str, Any] | No
 
 def write_pngs(set_dir: Path, files: list[str], levels: np.ndarray) -> list[str]:
     """Write a computed batch's PNGs (``levels`` ``(n, 1, H, W)`` uint8) atomically; returns their SHA-256s."""
-    return [_write_png(set_dir / f, levels[i, 0]) for i, f in enumerate(files)]
+    layout = SetLayout(set_dir)
+    return [_write_png(layout.image(f), levels[i, 0]) for i, f in enumerate(files)]
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -220,7 +221,7 @@ def read_batch(
     out = np.empty(clean.shape, np.uint8)
     for i, (f, want) in enumerate(zip(files, digests)):
         try:
-            data = (set_dir / f).read_bytes()
+            data = SetLayout(set_dir).image(f).read_bytes()
         except OSError:
             raise CacheMismatch(f"{f} missing") from None
         if hashlib.sha256(data).hexdigest() != want:

@@ -45,6 +45,9 @@ class GeneratedSet:
     warnings: tuple[str, ...] = ()
     #: only some batches were asked for (``only_batches``): no index was written
     partial: bool = False
+    #: the perturbation statistics computed on the builder's walk of a whole set
+    #: (:class:`~auditor.attacks.perturbation.PerturbationStats`), None for a shard or a set built elsewhere
+    perturbation: Mapping[str, float] | None = None
 
     def meta(self, name: str, surrogate: Mapping[str, Any], seconds_per_image: float | None) -> AttackSetMeta:
         """The set's entry in results.json ``extras.adversarial_sets`` as the scan condition ``name``, made on the

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from auditor.attacks.cache import (
-    INDEX_FILE,
     CacheMismatch,
     _canonical,
     _digest,
@@ -31,10 +30,14 @@ from auditor.attacks.cache import (
     write_json,
     write_pngs,
 )
+from auditor.attacks.cache_layout import SetLayout, set_layout
+from auditor.attacks.clean_digest import DigestCheck
+from auditor.attacks.clean_digest import store as store_digest
 from auditor.attacks.quantize import _float_linf, budget_levels, check_levels, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
+from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
-from auditor.data.stream import LazyImages, PngImages
+from auditor.data.stream import LazyImages, PngImages, iter_batches
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
 
@@ -73,7 +76,33 @@ def build_adversarial_set(
     :class:`~auditor.data.stream.PngImages` reading the cache (nothing is held in memory). Raises
     :class:`~auditor.attacks.style.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
+
+    A whole set (not a shard) is walked once, the clean batches decoded ahead on the loader threads: each batch is
+    checked (or attacked), its perturbation statistics are added (``perturbation``, see
+    :class:`~auditor.attacks.perturbation.PerturbationStats`) and, when the key's image digest came from the
+    cache's record, it is hashed to check that digest (:mod:`auditor.attacks.clean_digest`); a stored digest that
+    does not match the pixels is replaced and the set built again under the right key.
     """
+    aset = _build(attack_name, params, surrogate, data, run, progress, only_batches, on_batch)
+    if isinstance(aset, str):  # the stored digest was wrong: now the memo holds the pixels' digest
+        again = _build(attack_name, params, surrogate, data, run, progress, only_batches, on_batch)
+        assert not isinstance(again, str)
+        return replace(again, warnings=(aset,) + again.warnings, cache_hit=False)
+    return aset
+
+
+def _build(
+    attack_name: str,
+    params: dict[str, Any],
+    surrogate: Any,
+    data: SetData,
+    run: SetRun,
+    progress: Callable[[int], None] | None,
+    only_batches: "set[int] | None",
+    on_batch: Callable[[int, float], None] | None,
+) -> GeneratedSet | str:
+    """One walk of :func:`build_adversarial_set`; the warning text instead of a set when the stored digest of
+    the clean images did not match them."""
     from auditor.attacks.registry import make_attack
 
     names, batch_size = data.names, run.batch_size
@@ -84,12 +113,22 @@ def build_adversarial_set(
     if run.device is not None:
         params.setdefault("device", run.device)
     attack = make_attack(attack_name, surrogate, **params)
-    request, key = cache_request(
-        attack, params, surrogate, images, labels, names, data.manifest_sha256, run.seed, batch_size, lazy
+    request, key, unchecked = cache_request(
+        attack,
+        params,
+        surrogate,
+        images,
+        labels,
+        names,
+        data.manifest_sha256,
+        run.seed,
+        batch_size,
+        lazy,
+        run.cache_dir,
     )
     state = _Run(
         attack,
-        Path(run.cache_dir) / key,
+        set_layout(run.cache_dir, key).dir,
         request,
         images,
         labels,
@@ -103,20 +142,38 @@ def build_adversarial_set(
     index = read_index(state.dir, key, state.files)
     result = None if lazy else np.empty_like(images)
     n = images.shape[0]
+    whole = only_batches is None
+    # a whole walk decodes the clean batches ahead on the loader threads; a shard reads just its own batches
+    ahead = iter_batches(images, batch_size) if whole and lazy else None
+    check = DigestCheck(images.shape) if whole and unchecked else None
+    stats = SetStats(SetLayout(state.dir), whole)
     for b, start in enumerate(range(0, n, batch_size)):
         stop = min(n, start + batch_size)
         if only_batches is not None and b not in only_batches:
             if result is not None:
                 result[start:stop] = 0.0
             continue
-        adv = _batch(state, b, start, stop, on_batch)
+        clean = next(ahead)[1] if ahead is not None else images[start:stop]
+        if check is not None:
+            check.add(clean)
+        adv = _batch(state, b, start, stop, on_batch, clean)
+        stats.add(clean, adv)
         if result is not None:
             result[start:stop] = adv
         if progress:
             progress(stop - start)
+    if check is not None:
+        actual = check.hexdigest()
+        store_digest(images, run.cache_dir, actual)  # checked: the memo for this scan, the record for the next
+        if actual != request["images_sha256"]:
+            return (
+                "the stored digest of the clean images did not match their pixels (a file changed since it was "
+                "stored?); the record was replaced and the set looked up under the images' own key"
+            )
     if lazy:
         size = (int(images.shape[-2]), int(images.shape[-1]))
         result = PngImages(state.dir, state.files, size, state.png_sha256)
+    state.perturbation = stats.finish(request["images_sha256"], state.png_sha256, state.computed > 0, images, result)
     return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
 
 
@@ -140,6 +197,8 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     #: per batch, what the attack recorded per image (``batch_record``: a query attack's queries), or None
     records: dict[int, dict[str, list]] = field(default_factory=dict)
+    #: the perturbation statistics of a whole set (:class:`~auditor.attacks.perturbation.PerturbationStats`)
+    perturbation: dict[str, float] | None = None
 
     def per_image(self) -> dict[str, list]:
         """The batches' records joined in image order (empty when the attack records nothing)."""
@@ -165,12 +224,11 @@ def _checked_inputs(images, labels, names: list[str], batch_size: int, lazy: boo
     return images, labels
 
 
-def _batch(run: _Run, b: int, start: int, stop: int, on_batch) -> np.ndarray:
-    """Batch ``b`` (rows ``start:stop``) as float images: loaded from the cache when it passes its checks,
-    else attacked, quantised and written."""
+def _batch(run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray) -> np.ndarray:
+    """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images: loaded from the cache when it
+    passes its checks, else attacked, quantised and written."""
     eps = run.attack.epsilon
-    marker = run.dir / "batches" / f"{b:05d}.json"
-    clean = run.images[start:stop]
+    marker = SetLayout(run.dir).marker(b)
     batch_files = run.files[start:stop]
     levels = None
     if marker.exists():
@@ -184,22 +242,24 @@ def _batch(run: _Run, b: int, start: int, stop: int, on_batch) -> np.ndarray:
         except CacheMismatch as exc:
             run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
     if levels is None:
-        levels, digests = _attack_batch(run, b, start, stop, marker, on_batch)
+        levels, digests = _attack_batch(run, b, start, stop, marker, on_batch, clean)
     run.png_sha256[start:stop] = digests
     adv = levels.astype(np.float32) / 255.0
     run.linf_max = max(run.linf_max, _float_linf(adv, clean))
     return adv
 
 
-def _attack_batch(run: _Run, b: int, start: int, stop: int, marker: Path, on_batch) -> tuple[np.ndarray, list[str]]:
+def _attack_batch(
+    run: _Run, b: int, start: int, stop: int, marker: Path, on_batch, clean: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     """Attack batch ``b``, quantise it to 8-bit levels within the budget and write its PNGs and done-marker."""
     import torch
 
-    attack, eps, clean = run.attack, run.attack.epsilon, run.images[start:stop]
+    attack, eps = run.attack, run.attack.epsilon
     if not run.computed:
         attack.ensure_setup()  # heavy resources (style network) once, before the first computed batch
         run.dir.mkdir(parents=True, exist_ok=True)
-        write_json(run.dir / "request.json", run.request)
+        write_json(SetLayout(run.dir).request, run.request)
     tb = time.perf_counter()
     counts_before = _style_counts(attack)
     x_adv = (
@@ -303,6 +363,7 @@ def _finish(
             0,
             run.linf_max,
             run.per_image() if run.records else None,
+            perturbation=run.perturbation,
         )
     eff = _canonical(attack.params())
     out = GeneratedSet(
@@ -327,11 +388,12 @@ def _finish(
         run.per_image() if run.records else None,
         tuple(run.warnings),
         partial=only_batches is not None,
+        perturbation=run.perturbation,
     )
     if only_batches is None:
         n = len(run.files)
         write_json(
-            run.dir / INDEX_FILE,
+            SetLayout(run.dir).index,
             {
                 "key": key,
                 "attack": attack.name,

@@ -22,10 +22,13 @@ def surrogate_predict(module: nn.Module, images: np.ndarray, batch_size: int = 3
     if device is None:
         p = next(iter(module.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
+    from auditor.data.stream import iter_batches
+
     out = np.empty(len(images), dtype=np.int64)
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(device)
+        # lazy images (files, cached PNGs) are decoded ahead on the loader threads while the surrogate runs
+        for start, batch in iter_batches(images, batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
             out[start : start + len(x)] = module(x).float().argmax(1).cpu().numpy()
     return out
 

@@ -194,9 +194,9 @@ def _run_attacks(ctx, sur, dev, data_path: str) -> None:
 
 def _summary_entry(ctx, data, job, aset) -> dict:
     """One set of ``attack_summary.json`` (and its console line)."""
-    from auditor.attacks.perturbation import perturbation_stats
+    from auditor.attacks.perturbation import set_stats
 
-    stats = perturbation_stats(data.images, aset.images)
+    stats = set_stats(data.images, aset)
     ctx.reporter.info(
         f"{job.name}: {aset.label}, {'cache hit' if aset.cache_hit else f'{aset.seconds:.1f} s'}, "
         f"L-inf max {stats['linf_max'] * 255:.2f}/255, SSIM {stats['ssim_mean']:.3f} -> {aset.dir}"

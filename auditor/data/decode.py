@@ -1,4 +1,5 @@
-"""Decode one image file to grey float32 ``(H, W)`` in ``[0, 1]``: rasters by Pillow, DICOM by
+"""Decode one image file to grey float32 ``(H, W)`` in ``[0, 1]``: rasters by Pillow (or, for the JPEG and PNG
+forms proven to decode identically, by OpenCV: :mod:`auditor.data.fast_decode`), DICOM by
 :mod:`auditor.data.dicom`; centre-crop and resize to the model's input size.
 
 Odd files are refused with the reason (:class:`~auditor.data.limits.ImageReadError`): unknown
@@ -93,6 +94,36 @@ def _read_raster(path: Path) -> np.ndarray:
 
 
 def _read_raster_noted(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Grey image and notes of a raster: by :func:`auditor.data.fast_decode.read_fast` when the file is one of the
+    forms it decodes exactly as Pillow does, else by :func:`_read_pillow` (the reference path)."""
+    data = _fast_candidate(path)
+    if data is not None:
+        from auditor.data.fast_decode import read_fast
+
+        img = read_fast(data)
+        if img is not None:
+            return img, ()
+    return _read_pillow(path)
+
+
+#: the file signatures :mod:`auditor.data.fast_decode` may read (JPEG, PNG); other files are not read twice
+_FAST_SIGNATURES = (b"\xff\xd8", b"\x89PNG")
+
+
+def _fast_candidate(path: Path) -> bytes | None:
+    """The bytes of a JPEG or PNG file (for the fast path), or None (Pillow reads it and reports any error)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if not head.startswith(_FAST_SIGNATURES):
+                return None
+            return head + fh.read()
+    except OSError:
+        return None
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The reference raster reader: Pillow, EXIF orientation, 16-bit and float scaling, ``convert("L")``."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     # WeasyPrint switches Pillow's global LOAD_TRUNCATED_IMAGES on when it is imported;

@@ -69,7 +69,7 @@ class LazyImages:
 
     dtype = np.dtype(np.float32)
     ndim = 4
-    #: the SHA-256 of the decoded stream, once :func:`stream_digest` has computed it
+    #: the checked SHA-256 of the whole set (:func:`stream_digest`), once known in this scan
     _stream_sha256: str | None = None
 
     def __init__(self, n: int, size: tuple[int, int]) -> None:
@@ -193,10 +193,14 @@ class MappedImages(LazyImages):
 class SampleImages(LazyImages):
     """The images of data-set files, decoded and fitted to ``size`` on access."""
 
-    def __init__(self, paths: Sequence[str], size: tuple[int, int]) -> None:
+    def __init__(self, paths: Sequence[str], size: tuple[int, int], content_sha256: str | None = None) -> None:
         super().__init__(len(paths), size)
         # a TextColumn (a scan's sample index) is shared as it is, not copied into a list of str
         self.paths = paths if isinstance(paths, TextColumn) else [str(p) for p in paths]
+        #: SHA-256 of the files' own SHA-256s in this order (:func:`content_sha256`), when the caller knows them:
+        #: what the decoded pixels are a function of, with the size and the decoders (see
+        #: :mod:`auditor.attacks.clean_digest`)
+        self.content_sha256 = content_sha256
 
     def read(self, i: int) -> np.ndarray:
         """Image ``i`` decoded from its file; a file that became unreadable is a DataError."""
@@ -210,6 +214,11 @@ class SampleImages(LazyImages):
         if isinstance(self.paths, TextColumn):
             return SampleImages(self.paths.take(indices), self.size)
         return SampleImages([self.paths[int(i)] for i in indices], self.size)
+
+
+def content_sha256(file_digests: np.ndarray) -> str:
+    """SHA-256 of the files' raw SHA-256 digests ``(N, 32)`` uint8, in image order."""
+    return hashlib.sha256(np.ascontiguousarray(file_digests, dtype=np.uint8).tobytes()).hexdigest()
 
 
 class PngImages(LazyImages):

@@ -195,13 +195,18 @@ def _gradient_sets(
     precision, choice = resolve_scan_precision(ctx, data, surrogate, jobs, device)
     clock = _stage_clock(ctx, data, jobs, spec, surrogate, device, precision, rates)
     sur_label = surrogate.identity.get("label") or spec or opt.surrogate or ""
-    sur_clean = surrogate_predict(surrogate.module, cast(np.ndarray, data.images), opt.batch_size, device)  # by batch
+    timer = ctx.clock(ctx.target.path)  # the surrogate's own predictions: stage "surrogate" (inside "sets")
+    with timer.timed("surrogate", len(data.images)):
+        sur_clean = surrogate_predict(
+            surrogate.module, cast(np.ndarray, data.images), opt.batch_size, device
+        )  # by batch
     sur_sizes = input_sizes(surrogate.module)
     sets = []
     for job, aset in generate_sets(
         ctx, data, jobs, surrogate, device, precision, clock, announce=f"surrogate {sur_label}", surrogate_spec=spec
     ):
-        adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
+        with timer.timed("surrogate", len(aset.images)):
+            adv_pred = surrogate_predict(surrogate.module, aset.images, opt.batch_size, device)
         evaluation = SurrogateEval(sur_clean, adv_pred, sur_sizes)
         sets.append(_attack_set(data, job, aset, surrogate, sur_label, clock, surrogate_eval=evaluation))
     return sets, choice
@@ -238,7 +243,7 @@ def _attack_set(data: LoadedData, job: AttackJob, aset, model, label: str, clock
         job.set_id,
         "attack",
         aset.images,
-        _stats(data.images, aset.images),
+        _set_stats(data.images, aset),
         aset.label,
         aset.meta(job.name, model.identity, clock.seconds_per_image(job.name)),
         label,
@@ -349,6 +354,12 @@ def _stats(clean, adv) -> dict:
     from auditor.attacks.perturbation import perturbation_stats
 
     return perturbation_stats(clean, adv)
+
+
+def _set_stats(clean, aset) -> dict:
+    from auditor.attacks.perturbation import set_stats
+
+    return set_stats(clean, aset)  # computed while the set was verified; no second pass
 
 
 def _blend_sets(ctx: ScanContext, data: LoadedData, name: str) -> list[AdversarialSet]:

@@ -9,7 +9,7 @@ from auditor.data import DROP, drop_duplicates, drop_labels, fingerprint, map_la
 from auditor.data.fingerprint import manifest_sha256
 from auditor.data.index import SampleIndex
 from auditor.data.skips import SkipLog
-from auditor.data.stream import SampleImages, scan_readable
+from auditor.data.stream import SampleImages, content_sha256, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
 from auditor.scan.options import VISIBLE_ATTACKS
@@ -29,7 +29,7 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         samples = samples.take(stratified_subset(samples.labels, opt.max_images, opt.seed))
     samples, skipped, duplicates, on_grid, notes = _read(ctx, data, samples)
     manifest_sha = manifest_sha256(samples)
-    images = SampleImages(samples.paths, (spec.height, spec.width))
+    images = SampleImages(samples.paths, (spec.height, spec.width), content_sha256(samples.sha256_array()))
     y = map_labels(samples.labels, spec.class_names, opt.label_map)
     all_skipped = SkipLog(ds.skipped)
     all_skipped.extend(skipped)

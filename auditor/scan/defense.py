@@ -108,7 +108,7 @@ def _bpda_set(
     ctx: ScanContext, data: LoadedData, attack: str, base: AdversarialSet, pre, adaptive, device, precision: str
 ) -> AdversarialSet:
     """One adaptive set: ``attack`` at the epsilon of ``base`` on the surrogate through ``pre``."""
-    from auditor.attacks.perturbation import perturbation_stats
+    from auditor.attacks.perturbation import set_stats
     from auditor.attacks.sets import build_adversarial_set
 
     params = dict(scan_jobs(ctx, data, [attack], [base.epsilon])[0].params)
@@ -131,7 +131,7 @@ def _bpda_set(
         base.id,
         "adaptive",
         aset.images,
-        perturbation_stats(data.images, aset.images),
+        set_stats(data.images, aset),
         f"{aset.label} + BPDA",
         meta,
         adaptive.identity["label"],

@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import platform
-import time
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 import numpy as np
 
@@ -106,19 +106,50 @@ class Auditor:
         return self.context.skipped
 
     def run(self, data_path: str, compare: list | None = None) -> AuditResult:
-        """Run the whole scan and return the result (nothing is written here)."""
+        """Run the whole scan and return the result (nothing is written here).
+
+        Every step is a named stage of the target's :class:`~auditor.evaluation.Throughput` (results.json
+        ``environment.seconds_per_stage``): ``data`` (index, fingerprint; ``read`` decodes inside it), ``plan``,
+        ``sets`` (build or load and verify; ``surrogate`` predictions inside), ``defenses``, ``bpda``,
+        ``probes``, ``metrics`` (per model: bootstrap CIs and rates; ``clean``, ``attacked``, ``defended``,
+        ``adaptive`` inference inside), ``compared`` (the other models, on their own records), ``detector``,
+        ``examples``, ``results`` (assembly, contract check) and ``scan``, the orchestration between them. A
+        stage's seconds exclude those of the stages inside it, so they add up to ``seconds_total``.
+        """
+        ctx = self.context
+        clock = ctx.clock(self.target.path)
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with clock.timed("scan"):
+            main, compared = self._run(data_path, list(compare or []), created)
+        total = round(clock.total_seconds, 2)
+        return AuditResult(
+            **{
+                **self._timings(main, total).__dict__,
+                "compared": tuple(self._timings(r, total) for r in compared),
+            }
+        )
+
+    def _timings(self, result: AuditResult, total: float) -> AuditResult:
+        """``result`` with the final stage timings of its model and the scan's total (known once the scan ended)."""
+        clock = self.context.throughput.get(result.model.get("path", ""), Throughput())
+        env = {**result.environment, "seconds_total": total, "seconds_per_stage": clock.as_dict()}
+        return replace(result, environment=env)
+
+    def _run(self, data_path: str, compare: list, created: str) -> tuple[AuditResult, tuple[AuditResult, ...]]:
+        """The stages of :meth:`run`: the target's result and the compared models' results."""
         from auditor.examples import build_examples
 
         ctx, opt = self.context, self.options
-        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        t0 = time.perf_counter()
-        data = load_data(ctx, data_path)
+        clock = ctx.clock(self.target.path)
+        with clock.timed("data"):
+            data = load_data(ctx, data_path)
         ctx.reporter.info(f"{data.info['n_images']} images, classes {data.info['per_class']}")
         rates = {}
         if opt.plan or opt.budget_minutes is not None:
             from auditor.scan.plan import PlanOnly, plan_attack_stage, plan_lines
 
-            plan = plan_attack_stage(ctx, data, self.surrogates)
+            with clock.timed("plan"):
+                plan = plan_attack_stage(ctx, data, self.surrogates)
             for line in plan_lines(plan.rows, opt.budget_minutes):
                 ctx.reporter.info(line)
             if opt.plan:
@@ -130,39 +161,47 @@ class Auditor:
         if opt.strength_probes and sets:
             from auditor.scan.probes import run_strength_probes
 
-            probes = run_strength_probes(ctx, data, self.surrogates, sets)
-        models = [self.target] + list(compare or [])
-        results = [evaluate_model(ctx, data, model, sets, preprocessors, adaptive) for model in models]
+            with clock.timed("probes"):
+                probes = run_strength_probes(ctx, data, self.surrogates, sets)
+        models = [self.target] + list(compare)
+        results = []
+        for model in models:
+            with clock.timed("compared" if model is not self.target else "metrics"):
+                with ctx.clock(model.path).timed("metrics") if model is not self.target else _nothing():
+                    results.append(evaluate_model(ctx, data, model, sets, preprocessors, adaptive))
         detector = None
         if opt.detector and sets:
             from auditor.scan.detect import run_detectors
 
-            detector = run_detectors(ctx, data, sets)
-        examples = build_examples(
-            cast(np.ndarray, data.images),  # read a few rows at a time
-            data.y,
-            [s.rel_path for s in data.samples],
-            self.target.spec.class_names,
-            results[0],
-            sets,
-            preprocessors,
-        )
-        stamps = {
-            "created": created,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "seconds_total": round(time.perf_counter() - t0, 2),
-        }
-        set_meta = [st.meta.to_json() for st in sets + adaptive]
-        rows = _sample_rows(data)  # one compact table, shared by every model's result
-        env = {"stamps": stamps, "precision_choice": stage.precision_choice}
-        compared = tuple(
-            self._result(m, c, None, data, rows, env, set_meta, None) for m, c in zip(models[1:], results[1:])
-        )
-        main = self._result(self.target, results[0], detector, data, rows, env, set_meta, examples)
-        if probes:
-            main = replace(main, extras={**main.extras, "strength_probes": probes})
-        main = self._contract_caveat(main, data, results[0][0])
-        return AuditResult(**{**main.__dict__, "compared": compared})
+            with clock.timed("detector"):
+                detector = run_detectors(ctx, data, sets)
+        with clock.timed("examples"):
+            examples = build_examples(
+                cast(np.ndarray, data.images),  # read a few rows at a time
+                data.y,
+                [s.rel_path for s in data.samples],
+                self.target.spec.class_names,
+                results[0],
+                sets,
+                preprocessors,
+            )
+        with clock.timed("results"):
+            stamps = {
+                "created": created,
+                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "seconds_total": None,  # set by run() once every stage has ended
+            }
+            set_meta = [st.meta.to_json() for st in sets + adaptive]
+            rows = _sample_rows(data)  # one compact table, shared by every model's result
+            env = {"stamps": stamps, "precision_choice": stage.precision_choice}
+            compared = tuple(
+                self._result(m, c, None, data, rows, env, set_meta, None) for m, c in zip(models[1:], results[1:])
+            )
+            main = self._result(self.target, results[0], detector, data, rows, env, set_meta, examples)
+            if probes:
+                main = replace(main, extras={**main.extras, "strength_probes": probes})
+            main = self._contract_caveat(main, data, results[0][0])
+        return main, compared
 
     def _contract_caveat(self, main: AuditResult, data: LoadedData, clean: Condition) -> AuditResult:
         """``main`` with the clean-stage contract check (:func:`~auditor.models.contract_check.contract_check`) recorded:
@@ -186,22 +225,27 @@ class Auditor:
         return replace(main, data={**main.data, "caveats": caveats}, extras={**main.extras, "contract_check": check})
 
     def _sets_and_defenses(self, data: LoadedData, rates: dict) -> tuple[AttackStage, list, list[AdversarialSet]]:
-        """The attack stage (the adversarial sets), the defenses and the adaptive (BPDA) sets of the scan."""
+        """The attack stage (the adversarial sets), the defenses and the adaptive (BPDA) sets of the scan (stages
+        ``sets``, ``defenses``, ``bpda``)."""
         ctx, opt = self.context, self.options
+        clock = ctx.clock(self.target.path)
         stage, preprocessors, adaptive = AttackStage(), [], []
         if opt.attacks or opt.whitebox_attacks:
             from auditor.scan.attack import build_sets
 
-            stage = build_sets(ctx, data, self.surrogates, rates)
+            with clock.timed("sets"):
+                stage = build_sets(ctx, data, self.surrogates, rates)
         if opt.defenses:
             from auditor.scan.defense import build_preprocessors
 
-            preprocessors = build_preprocessors(ctx, data, self.defenses, self.surrogates)
+            with clock.timed("defenses"):
+                preprocessors = build_preprocessors(ctx, data, self.defenses, self.surrogates)
         if opt.bpda and stage.sets and preprocessors:
             from auditor.scan.defense import build_bpda_sets
 
             precision = stage.precision(opt.precision)
-            adaptive = build_bpda_sets(ctx, data, self.surrogates, preprocessors, stage.sets, precision)
+            with clock.timed("bpda"):
+                adaptive = build_bpda_sets(ctx, data, self.surrogates, preprocessors, stage.sets, precision)
         return stage, preprocessors, adaptive
 
     def _result(
@@ -244,6 +288,12 @@ class Auditor:
                 "transfer": transfer_summary(conditions),
             },
         )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    """A block timed by no record (the target's metrics are its own ``metrics`` stage already)."""
+    yield
 
 
 def _sample_rows(data: LoadedData) -> SampleTable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,24 @@ def test_fgsm_rs_starts_at_a_random_point():
     a = FGSMRS(CountingNet(), epsilon=8 / 255)(x, y, generator=torch.Generator().manual_seed(1))
     b = FGSMRS(CountingNet(), epsilon=8 / 255)(x, y, generator=torch.Generator().manual_seed(2))
     assert not torch.equal(a, b)
+
+
+def test_the_on_grid_budget_check_equals_the_interval_check():
+    """check_levels' shortcut for clean images on the 8-bit grid gives the verdict of allowed_levels, pixel by pixel
+    (edges 0 and 255, budgets 0 to 8 levels), and steps aside for an image off the grid."""
+    from auditor.attacks.quantize import _outside_on_grid, allowed_levels
+
+    rng = np.random.default_rng(3)
+    x = (rng.integers(0, 256, (6, 1, 20, 20)) / 255).astype(np.float32)
+    x[0, 0, :2] = 0.0
+    x[1, 0, :2] = 1.0
+    for e in range(0, 9):
+        eps = e / 255
+        levels = np.clip(np.rint(x * 255) + rng.integers(-e - 2, e + 3, x.shape), 0, 255).astype(np.uint8)
+        lo, hi = allowed_levels(x, eps)
+        want = (levels.astype(np.int32) < lo) | (levels.astype(np.int32) > hi)
+        got = _outside_on_grid(levels, x, eps)
+        assert got is not None and np.array_equal(got, want) and want.any(), e
+    off = x.copy()
+    off[0, 0, 5, 5] += 0.3 / 255
+    assert _outside_on_grid(levels, off, 4 / 255) is None

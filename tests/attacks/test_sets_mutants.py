@@ -224,6 +224,10 @@ def test_a_fresh_set_records_what_it_is(tmp_path):
     assert s.surrogate_rows == 5 and s.precision == "fp32" and s.device == "cpu" and s.backend is None
     assert s.files == tuple(f"mifgsm_eps4/{n}" for n in names) and not s.warnings
     assert s.linf_max == pytest.approx(4 / 255, abs=1e-6) and s.per_image is None and not s.partial
+    from auditor.attacks.perturbation import perturbation_stats
+
+    # the statistics computed on the walk are those of a separate pass over both sets
+    assert s.perturbation == perturbation_stats(x, s.images)
     assert np.abs(s.images - x).max() <= 4 / 255 + 1e-6
     np.testing.assert_allclose(s.images * 255, np.rint(s.images * 255), atol=1e-4)
     request = json.loads((s.dir / "request.json").read_text())
