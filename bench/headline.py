@@ -98,7 +98,7 @@ def headline(result: AuditResult) -> str:
             f"{spi:.2f}" if spi else "cached",
             clean_txt,
             _fmt(c.metrics.get("accuracy"), c.metrics.get("accuracy_ci")),
-            _fmt(c.extra.get("attack_success_rate"), c.extra.get("attack_success_rate_ci")),
+            _fmt(c.extra.attack_success_rate, c.extra.attack_success_rate_ci),
         ]
         for d in defenses:
             dc = defended_on(result, d, c.name)
