@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +42,7 @@ from torch import nn
 from auditor.attacks.base import GradientAttack, _check
 from auditor.attacks.device import precision_context
 from auditor.attacks.projection import project
+from auditor.attacks.quantize import quantize
 from auditor.errors import ModelContractError
 
 LOSSES = ("ce", "dlr")
@@ -147,6 +149,10 @@ class APGD(GradientAttack):
             "precision": self.precision,
         }
 
+    def key_extras(self) -> dict[str, Any]:
+        """A run counts an image as fooled only when its stored (8-bit, fp32) form fools the model."""
+        return {"fooled_when": "stored at 8-bit levels, fp32"}
+
     # ------------------------------------------------------------------ passes
     def loss_and_grad(
         self, x: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None
@@ -217,6 +223,8 @@ class APGD(GradientAttack):
             x_prev, x_adv = x_adv, x_new
             f_new, g, pred = self._active_loss_and_grad(x_adv, y, loss, target, fooled, f, g)
             now = (pred != y) & ~fooled
+            if bool(now.any()):
+                now = self._fools_when_stored(x_adv, x, y, eps, now)
             x_fool = torch.where(now.view(dims), x_adv, x_fool)
             fooled |= now
             successes += (f_new > f).float()
@@ -239,6 +247,29 @@ class APGD(GradientAttack):
             if bool(fooled.all()):
                 break
         return torch.where(fooled.view(dims), x_fool, x_best), fooled
+
+    def _fools_when_stored(
+        self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """Of the ``candidates`` (iterates that fool the model as computed), those that still fool it as the set
+        stores them: rounded to the 8-bit levels the budget allows (:func:`quantize`) and run in fp32.
+
+        The first fooling iterate sits at the decision boundary; rounding to 8 bits and the attack's bf16
+        arithmetic can move it back (measured on a real ResNet50: APGD left 20-35 % accuracy where 10-step
+        MI-FGSM left 0 %). An iterate that fails this check is not counted as fooled: its run goes on and its
+        loss keeps rising, so the image leaves the run only when its stored form fools the model.
+        """
+        idx = candidates.nonzero().flatten()
+        stored = []
+        for i in idx.tolist():
+            levels = quantize(x_adv[i].detach().cpu().numpy(), x[i].detach().cpu().numpy(), float(eps.reshape(-1)[i]))
+            stored.append(torch.from_numpy(levels.astype(np.float32) / 255.0))
+        batch = torch.stack(stored).to(x.device)
+        with torch.no_grad(), precision_context("fp32", self.device):
+            pred = self.model(batch).float().argmax(1)
+        out = torch.zeros_like(candidates)
+        out[idx] = pred != y[idx]
+        return out
 
     def _active_loss_and_grad(
         self,
