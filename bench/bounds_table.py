@@ -121,9 +121,9 @@ def section(label: str, results: list[tuple[str, dict[str, Any]]]) -> str:
     lines.append("")
     lines.append(
         "| threat model | attack | ε | accuracy % [95 % CI] | attack success % [95 % CI] | s/image"
-        " | queries: mean used, success % at ≤100 / ≤1000 |"
+        " | queries: mean used, success % at ≤100 / ≤1000 | scan |"
     )
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|")
     rows = [r for source, res in results for r in rows_of(res, source)]
     order = {t: i for i, t in enumerate(THREATS)}
     rows.sort(
@@ -143,7 +143,8 @@ def section(label: str, results: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append(
             f"| {c.get('threat_model')} | {c['label']} | {_eps(c)}"
             f" | {_pct(m['accuracy'], _ci(m['accuracy'], m.get('accuracy_ci'), m['n']))}"
-            f" | {_pct(asr, _ci(asr, c.get('attack_success_rate_ci'), c.get('n_clean_correct')))} | {spi_s} | {qs} |"
+            f" | {_pct(asr, _ci(asr, c.get('attack_success_rate_ci'), c.get('n_clean_correct')))} | {spi_s} | {qs}"
+            f" | {r['source']} |"
         )
     lines.append("")
     lines += worst_by_eps(rows)

@@ -22,7 +22,8 @@ AutoAttack's ensemble does):
   there is no fourth logit). DLR needs a third logit, so on a 2-class model this run uses the logit margin
   ``-(z_y - z_other)`` (the Carlini-Wagner loss) instead, and the attack says so in :attr:`notes`.
 
-Each run returns, per image, the first iterate that fools the model, else the iterate with the highest loss.
+Each run returns, per image, the first iterate that fools the model *as the set stores it* (8-bit levels
+within the budget, fp32; :meth:`APGD._fools_when_stored`), else the iterate with the highest loss.
 Cost: one forward+backward pass per image and iteration, as an MI-FGSM step (the loss of each iterate comes
 from the same pass as its gradient). An image leaves its run once fooled (its output is already fixed), so at
 large budgets a run costs far fewer passes than ``steps`` per image.
