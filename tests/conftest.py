@@ -48,15 +48,16 @@ class ScanSetup:
     classes: tuple[str, ...]
 
     @staticmethod
-    def write_surrogate(path: Path, classes, seed: int = 0) -> Path:
-        """A ``small_cnn`` checkpoint (grey, 32 px, unit scaling, logits) with torch's seed ``seed``; returns ``path``."""
+    def write_surrogate(path: Path, classes, seed: int = 0, size: int = 32) -> Path:
+        """A ``small_cnn`` checkpoint (grey, ``size`` px, unit scaling, logits) with torch's seed ``seed``; returns
+        ``path``."""
         import torch
 
         from auditor.reference_models.registry import build_model, make_checkpoint
         from auditor.types import ModelSpec
 
         spec = ModelSpec(
-            input_name="input", channels=1, height=32, width=32, scaling="unit", class_names=tuple(classes)
+            input_name="input", channels=1, height=size, width=size, scaling="unit", class_names=tuple(classes)
         )
         torch.manual_seed(seed)
         net = build_model("small_cnn", len(classes), 1).eval()

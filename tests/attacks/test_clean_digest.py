@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import auditor.attacks.clean_digest as clean_digest
 from auditor.attacks.cache_layout import DIGESTS_DIR
@@ -24,7 +23,7 @@ from auditor.attacks.sets import build_adversarial_set
 from auditor.data.stream import SampleImages, content_sha256
 from auditor.hashing import array_sha256, sha256_file
 from auditor.models.surrogate import load_surrogate
-from auditor.reference_models.registry import build_model, make_checkpoint
+from tests.conftest import ScanSetup
 
 CLASSES = ["normal", "pneumonia", "pneumothorax"]
 N, SIZE = 5, 16
@@ -34,20 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("digest")
-    spec = {
-        "layout": "NCHW",
-        "channels": 1,
-        "height": SIZE,
-        "width": SIZE,
-        "scaling": "unit",
-        "mean": [0.0],
-        "std": [1.0],
-        "class_names": CLASSES,
-        "output_kind": "logits",
-    }
-    torch.manual_seed(0)
-    path = root / "sur.pt"
-    torch.save(make_checkpoint(build_model("small_cnn", 3, 1).eval(), "small_cnn", 3, 1, spec), path)
+    path = ScanSetup.write_surrogate(root / "sur.pt", CLASSES, size=SIZE)
     surrogate = load_surrogate(str(path), None, None, "cpu")
     rng = np.random.default_rng(0)
     files = []
