@@ -15,10 +15,12 @@ import click
 from auditor.attacks.registry import default_attacks, list_attacks
 from auditor.cli.options import check_outside_data, common_run_options, parse_epsilons, split_list
 from auditor.cli.scan_options import (
+    allow_outside_root_option,
     attack_batch_size_option,
     data_format_option,
     data_option,
     eps_option,
+    images_dir_option,
     label_map_option,
     max_images_option,
     stm_checkpoint_option,
@@ -40,6 +42,8 @@ def _parse_attack_names(text: str) -> list[str]:
 @click.option("--surrogate", required=True, help="Torch checkpoint(s) (comma = ensemble), or 'target' with --target.")
 @data_option
 @data_format_option
+@images_dir_option
+@allow_outside_root_option
 @label_map_option
 @click.option(
     "--target",
@@ -80,6 +84,8 @@ def attack_command(
     surrogate,
     data,
     data_format,
+    images_dir,
+    allow_outside_root,
     label_map,
     target,
     attacks,
@@ -117,6 +123,8 @@ def attack_command(
         stm_checkpoint=stm_checkpoint,
         label_map=parse_label_map(label_map),
         data_format=data_format,
+        images_dir=images_dir,
+        allow_outside_root=allow_outside_root,
         strict=strict,
     )  # every flag before the surrogate is loaded
     check_outside_data(data, out, "--out", data_format)

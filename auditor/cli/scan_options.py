@@ -33,6 +33,14 @@ eps_option = click.option(
 max_images_option = click.option(
     "--max-images", type=click.IntRange(1), help="Stratified, seeded subset of at most N images."
 )
+images_dir_option = click.option(
+    "--images-dir", type=click.Path(file_okay=False), help="Where CSV/NIH image paths are relative to."
+)
+allow_outside_root_option = click.option(
+    "--allow-outside-root",
+    is_flag=True,
+    help="Let a CSV/NIH manifest list images whose real location is outside its data root.",
+)
 stm_checkpoint_option = click.option(
     "--stm-checkpoint", type=click.Path(), help="Folder with checkpoint_transformer.pth (+ embeddings)."
 )
@@ -52,12 +60,8 @@ def attack_batch_size_option(flag: str):
 _SCAN_OPTIONS = [
     data_option,
     data_format_option,
-    click.option("--images-dir", type=click.Path(file_okay=False), help="Where CSV/NIH image paths are relative to."),
-    click.option(
-        "--allow-outside-root",
-        is_flag=True,
-        help="Let a CSV/NIH manifest list images whose real location is outside its data root.",
-    ),
+    images_dir_option,
+    allow_outside_root_option,
     label_map_option,
     click.option("--out", default="xray-audit-out", show_default=True, type=click.Path(file_okay=False)),
     model_contract_options,
