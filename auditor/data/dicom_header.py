@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from auditor.data import limits
+from auditor.data.jpeg_markers import EOI, SOF, SOS, segment_at
 from auditor.data.limits import ImageReadError
 
 #: multi-frame objects with more frames than this are refused from the header
@@ -91,32 +92,24 @@ def _frame_index(ds, frames: int) -> tuple[int, str | None]:
     return 0, f"multi-frame object: frame 1 of {frames} used (no valid Representative Frame Number)"
 
 
-#: JPEG start-of-frame markers (SOF0-SOF15 without DHT C4, JPG C8, DAC CC) and JPEG-LS SOF55 (F7)
-_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)} | {0xF7}
+#: start-of-frame markers whose header gives the size: JPEG's SOF0-SOF15 and JPEG-LS's SOF55 (F7)
+_SOF = SOF | {0xF7}
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """``(width, height)`` from the first start-of-frame segment of a JPEG / JPEG-LS codestream (ITU-T T.81
     B.2.2), walking the marker segments up to it; None when there is none before the scan data."""
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
+    pos = 2
+    while (seg := segment_at(data, pos)) is not None:
+        if seg.marker in (SOS, EOI):  # start of scan or end of image before any frame header
             return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # segments without a length
-            pos += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan or end of image before any frame header
-            return None
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _SOF:
-            if pos + 9 > n:
+        if seg.marker in _SOF:
+            if seg.start + 9 > len(data):
                 return None
-            return int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
-        pos += 2 + length
+            return int.from_bytes(data[seg.start + 7 : seg.start + 9], "big"), int.from_bytes(
+                data[seg.start + 5 : seg.start + 7], "big"
+            )
+        pos = seg.end
     return None
 
 

@@ -26,6 +26,7 @@ import struct
 import numpy as np
 
 from auditor.data import limits
+from auditor.data.jpeg_markers import EOI, SOF, SOI, SOS, STANDALONE, entropy_end, segment_at
 
 #: JPEG start-of-frame markers accepted (baseline, extended sequential, progressive; Huffman coded)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2}
@@ -47,51 +48,34 @@ def _jpeg_form(data: bytes) -> tuple[int, int] | None:
     start-of-scan the entropy-coded data up to the next marker (``FF`` followed by ``00`` or a restart
     marker belongs to the data), until the end-of-image marker. Anything unexpected returns None.
     """
-    n = len(data)
-    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+    if len(data) < 4 or data[0] != 0xFF or data[1] != SOI:
         return None
     pos, form = 2, None
-    while pos + 2 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9:  # end of image
+    while (seg := segment_at(data, pos)) is not None:
+        if seg.marker == EOI:
             return form
-        if pos + 4 > n:
+        if seg.marker in STANDALONE or not seg.complete:
             return None
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        end = pos + 2 + length
-        if length < 2 or end > n:
-            return None
-        if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
+        if seg.marker == 0xE1 and data[seg.body : seg.body + 6] == b"Exif\x00\x00":
             return None  # orientation: the reference applies it with Pillow
-        if marker == 0xEE:  # Adobe: CMYK / RGB transforms
+        if seg.marker == 0xEE:  # Adobe: CMYK / RGB transforms
             return None
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if marker not in _JPEG_SOF or form is not None or length < 8:
+        if seg.marker in SOF:
+            if seg.marker not in _JPEG_SOF or form is not None or seg.end - seg.start < 10:
                 return None
-            precision, h, w, comps = struct.unpack_from(">BHHB", data, pos + 4)
+            precision, h, w, comps = struct.unpack_from(">BHHB", data, seg.body)
             if precision != 8 or comps not in (1, 3) or not _size_ok(w, h):
                 return None
             form = (comps, precision)
-        if marker == 0xDA:  # start of scan: skip the entropy-coded data
+        if seg.marker == SOS:  # the entropy-coded data follow the scan header
             if form is None:
                 return None
-            pos = end
-            while True:
-                pos = data.find(b"\xff", pos)
-                if pos < 0 or pos + 1 >= n:
-                    return None  # truncated: no marker after the data
-                nxt = data[pos + 1]
-                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-                    pos += 1 if nxt == 0xFF else 2
-                    continue
-                break
+            nxt = entropy_end(data, seg.end)
+            if nxt is None:
+                return None  # truncated: no marker after the data
+            pos = nxt
             continue
-        pos = end
+        pos = seg.end
     return None
 
 
