@@ -208,3 +208,32 @@ def test_the_walk_computes_each_batch_float_linf_once(tmp_path, monkeypatch):
     assert calls == [4, 4, 1] * 2  # 9 images in batches of 4, per set
     assert [s.meta.cache_hit for s in again] == [True, True]
     aud.context.scratch.close()
+
+
+def test_a_cached_walk_checks_its_batches_on_the_loader_threads_in_order(tmp_path, monkeypatch):
+    """The PNG reads, decodes and ε checks of a cached set run ahead on the loader threads (overlapping the walk);
+    what they find is used in batch order, and a batch failing there is recomputed with its warning."""
+    import threading
+
+    import auditor.attacks.sets as sets
+
+    _sets(tmp_path)[0].context.scratch.close()  # builds the sets
+    where = []
+    verified = sets._verified_batch
+
+    def recording(set_dir, marker, files, *rest):
+        where.append((threading.current_thread().name, marker.name))
+        return verified(set_dir, marker, files, *rest)
+
+    monkeypatch.setattr(sets, "_verified_batch", recording)
+    aud, loaded, again = _sets(tmp_path)
+    assert len(where) == 6 and all(name.startswith("xray-audit-loader") for name, _ in where)
+    assert [s.meta.cache_hit for s in again] == [True, True]
+    adv = again[1].images
+    aud.context.scratch.close()
+    cv2.imwrite(str(adv.root / adv.files[5]), np.full((32, 32), 255, np.uint8))  # batch 1 of the eps-8 set
+    aud, loaded, third = _sets(tmp_path)
+    assert third[0].meta.cache_warnings == () and third[1].meta.cache_hit is False
+    assert len(third[1].meta.cache_warnings) == 1 and "batch 1" in third[1].meta.cache_warnings[0]
+    assert np.array_equal(np.asarray(third[1].images), np.asarray(again[1].images))  # recomputed identically
+    aud.context.scratch.close()

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from auditor.attacks.quantize import budget_levels, check_levels, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
 from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
-from auditor.data.stream import LazyImages, PngImages, iter_batches
+from auditor.data.stream import LazyImages, PngImages, prefetch
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
 
@@ -77,8 +77,8 @@ def build_adversarial_set(
     :class:`~auditor.attacks.style.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
 
-    A whole set (not a shard) is walked once, the clean batches decoded ahead on the loader threads: each batch is
-    checked (or attacked), its perturbation statistics are added (``perturbation``, see
+    A whole set (not a shard) is walked once, the clean batches decoded and the cached batches' PNGs read and
+    checked ahead on the loader threads (:func:`_walk_ahead`): each batch is used (or attacked) in order, its perturbation statistics are added (``perturbation``, see
     :class:`~auditor.attacks.perturbation.PerturbationStats`) and, when the key's image digest came from the
     cache's record, it is hashed to check that digest (:mod:`auditor.attacks.clean_digest`); a stored digest that
     does not match the pixels is replaced and the set built again under the right key.
@@ -143,8 +143,9 @@ def _build(
     result = None if lazy else np.empty_like(images)
     n = images.shape[0]
     whole = only_batches is None
-    # a whole walk decodes the clean batches ahead on the loader threads; a shard reads just its own batches
-    ahead = iter_batches(images, batch_size) if whole and lazy else None
+    # a whole walk decodes the clean batches and checks the cached ones ahead on the loader threads; a shard reads
+    # just its own batches
+    ahead = _walk_ahead(state, images, batch_size) if whole and lazy else None
     check = DigestCheck(images.shape) if whole and unchecked else None
     stats = SetStats(SetLayout(state.dir), whole)
     size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -155,10 +156,10 @@ def _build(
             if result is not None:
                 result[start:stop] = 0.0
             continue
-        clean = next(ahead)[1] if ahead is not None else images[start:stop]
+        clean, checked = next(ahead) if ahead is not None else (images[start:stop], None)
         if check is not None:
             check.add(clean)
-        adv, levels = _batch(state, b, start, stop, on_batch, clean)
+        adv, levels = _batch(state, b, start, stop, on_batch, clean, checked)
         if spill is not None:
             spill.write(start, levels)  # verified (or just written) levels, read back by the scan's later passes
         stats.add(clean, adv)
@@ -239,16 +240,46 @@ def _checked_inputs(images, labels, names: list[str], batch_size: int, lazy: boo
     return images, labels
 
 
-def _batch(run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _walk_ahead(run: _Run, images, batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+    """Per batch of a whole walk, in order: the clean batch, decoded on a loader thread, and what
+    :func:`_verified_batch` made of the cached batch there (its result, or the :class:`CacheMismatch`; None when
+    the batch had no done-marker). Only these pure checks run ahead; the walk's state changes stay in order."""
+    n, eps = images.shape[0], run.attack.epsilon
+
+    def job(b: int, start: int) -> Callable[[], tuple[np.ndarray, Any]]:
+        def go() -> tuple[np.ndarray, Any]:
+            stop = min(n, start + batch_size)
+            clean = np.asarray(images[start:stop], dtype=np.float32)
+            marker = SetLayout(run.dir).marker(b)
+            if not marker.exists():
+                return clean, None
+            try:
+                return clean, _verified_batch(run.dir, marker, run.files[start:stop], clean, run.manifest_sha256, eps)
+            except CacheMismatch as exc:
+                return clean, exc
+
+        return go
+
+    return prefetch(job(b, s) for b, s in enumerate(range(0, n, batch_size)))
+
+
+def _batch(
+    run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray, checked: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images and as their ``uint8`` levels:
-    loaded from the cache when it passes its checks, else attacked, quantised and written."""
+    loaded from the cache when it passes its checks (``checked``: their outcome when :func:`_walk_ahead` made them
+    already), else attacked, quantised and written."""
     eps = run.attack.epsilon
     marker = SetLayout(run.dir).marker(b)
     batch_files = run.files[start:stop]
     levels = None
-    if marker.exists():
+    if checked is not None or marker.exists():
         try:
-            levels, digests, linf = _verified_batch(run.dir, marker, batch_files, clean, run.manifest_sha256, eps)
+            if isinstance(checked, CacheMismatch):
+                raise checked
+            levels, digests, linf = checked or _verified_batch(
+                run.dir, marker, batch_files, clean, run.manifest_sha256, eps
+            )
             record = _marker_record(marker, len(batch_files)) if hasattr(run.attack, "batch_record") else None
             if record is not None:
                 run.records[b] = record
