@@ -78,7 +78,8 @@ def build_adversarial_set(
     the STM style backend cannot run.
 
     A whole set (not a shard) is walked once, the clean batches decoded and the cached batches' PNGs read and
-    checked ahead on the loader threads (:func:`_walk_ahead`): each batch is used (or attacked) in order, its perturbation statistics are added (``perturbation``, see
+    checked ahead on the loader threads (:func:`_walk_ahead`): each batch is used (or attacked) in order, its
+    perturbation statistics are added (``perturbation``, see
     :class:`~auditor.attacks.perturbation.PerturbationStats`) and, when the key's image digest came from the
     cache's record, it is hashed to check that digest (:mod:`auditor.attacks.clean_digest`); a stored digest that
     does not match the pixels is replaced and the set built again under the right key.
