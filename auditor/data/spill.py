@@ -15,7 +15,9 @@ verified path (its SHA-256 against the done-marker's), and counted in :attr:`Spi
 handed on are therefore exactly those of the PNG path: ``level / 255`` in float32.
 
 The folder is created on first use (``tempfile``, honouring ``TMPDIR``), readable by this user only, and deleted
-with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A set is
+with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A scan
+killed by a signal cannot do that: its folder is named after its process id and removed by the next scan that
+finds that process gone (:func:`sweep`). A set is
 spilled only when the folder's file system has room for it (plus a margin); otherwise it stays on the PNG path.
 Sent to a Ray task (pickled), a spilled set carries its file's path and digests: a worker on the same host reads
 the spill, checked the same way; elsewhere every row falls back to the PNGs.
@@ -40,6 +42,42 @@ from auditor.data.stream import PngImages
 FREE_MARGIN_BYTES = 1 << 30
 
 
+#: the scan folders' name: ``<PREFIX><pid>-<random>``
+PREFIX = "xray-audit-scan-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove the scan folders in ``folder`` left by scans of this user whose process no longer runs (a scan killed
+    by a signal cannot remove its own); returns them. A folder of a live process (or an unreadable name) stays."""
+    gone: list[Path] = []
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return gone
+    try:
+        entries = list(folder.glob(f"{PREFIX}*-*"))
+    except OSError:
+        return gone
+    for entry in entries:
+        pid = entry.name[len(PREFIX) :].split("-", 1)[0]
+        try:
+            mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(entry)
+    return gone
+
+
 class ScanScratch:
     """The scan's temporary folder (created on first :meth:`path`), and the spills in it; :meth:`close` removes it."""
 
@@ -50,10 +88,12 @@ class ScanScratch:
         self._finalizer: weakref.finalize | None = None
 
     def path(self) -> Path:
-        """The folder (``xray-audit-scan-*`` under the system's temporary folder, mode 0700)."""
+        """The folder (``xray-audit-scan-<pid>-*`` under the system's temporary folder, mode 0700); the folders of
+        scans whose process is gone (killed by a signal) are removed first (:func:`sweep`)."""
         with self._lock:
             if self._path is None:
-                self._path = Path(tempfile.mkdtemp(prefix="xray-audit-scan-"))
+                sweep(Path(tempfile.gettempdir()))
+                self._path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
                 self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._path), True)
             return self._path
 
