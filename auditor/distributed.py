@@ -122,7 +122,7 @@ def build_set_on_ray(
             params,
             recipe,
             data,
-            run,
+            replace(run, scratch=None),  # a shard writes PNGs only; the driver's walk below spills the set
             todo,
             address=address,
             workers=workers,

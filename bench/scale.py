@@ -12,7 +12,9 @@ Per archive size and mode (``single``: one process; ``ray``: ``--ray-address loc
 * wall seconds of the whole scan and images/s (archive images / wall);
 * ``clean img/s``: the clean-inference stage from results.json (``environment.seconds_per_stage``);
 * peak RSS: the scan process's own maximum (``getrusage``, exact) and, sampled every 0.2 s, the
-  peak of the summed RSS of its whole process tree (for Ray: driver, raylet, GCS and workers).
+  peak of the summed RSS of its whole process tree (for Ray: driver, raylet, GCS and workers);
+* own CPU s: user + system CPU seconds of the scan process and its threads (``getrusage``; not its Ray
+  workers), which a loaded host distorts less than wall seconds.
 
 Every run prints the host (``lscpu`` model name) and, per case, the targets of issue 28: the wall time over
 the sum of the inference stages (``clean``, ``attacked``, ``defended``, ``adaptive``; target <= 1.3 for the
@@ -190,6 +192,8 @@ def run_scan(model: Path, archive: Path, out: Path, mode: str, workers: int, ext
         "seconds_total": doc["environment"].get("seconds_total"),
         "wall": wall,
         "own_rss": usage.ru_maxrss * 1024,
+        # CPU seconds of the scan process and its threads (not its Ray workers): less sensitive to the host's load
+        "own_cpu": usage.ru_utime + usage.ru_stime,
         "tree_rss": peak[0],
         "n": doc["data"]["n_images"],
         "stages": doc["environment"].get("seconds_per_stage", {}),
@@ -319,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     print(f"model {args.model}, batch 32, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, root {root}")
-    print(f"{'case':<28} {'images':>7} {'wall s':>8} {'img/s':>7} {'clean img/s':>11} {'own RSS':>8} {'tree RSS':>8}")
+    print(
+        f"{'case':<28} {'images':>7} {'wall s':>8} {'img/s':>7} {'clean img/s':>11} {'own RSS':>8} {'tree RSS':>8} "
+        f"{'own CPU s':>9}"
+    )
     cases = [(int(s), m, "clean") for s in args.sizes.split(",") if s for m in args.modes.split(",")]
     cases += [(int(s), m, "attack") for s in args.attack_sizes.split(",") if s for m in args.modes.split(",")]
     first: dict[tuple[int, str], list] = {}
@@ -361,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         clean = (r["stages"].get("clean") or {}).get("images_per_second")
         print(
             f"{kind + ' ' + mode:<28} {r['n']:>7} {r['wall']:>8.1f} {r['n'] / r['wall']:>7.1f} {clean or 0:>11.1f} "
-            f"{r['own_rss'] / 2**30:>6.2f}GB {r['tree_rss'] / 2**30:>6.2f}GB",
+            f"{r['own_rss'] / 2**30:>6.2f}GB {r['tree_rss'] / 2**30:>6.2f}GB {r['own_cpu']:>9.1f}",
             flush=True,
         )
         if kind == "attack":

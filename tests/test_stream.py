@@ -393,6 +393,7 @@ def test_attacked_sets_are_read_back_from_the_cache_not_held(tmp_path):
 def test_a_cached_png_changed_after_the_set_was_verified_is_refused(tmp_path):
     aud, loaded, sets = _attack_scan(tmp_path)
     adv = sets[0].images
+    aud.context.scratch.close()  # the PNG path (with the scan's spill, see tests/test_spill.py)
     cv2.imwrite(str(adv.root / adv.files[4]), np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError, match="changed during the scan"):
         evaluate_model(aud.context, loaded, aud.target, sets, [])

@@ -89,3 +89,6 @@ class SetRun:
     batch_size: int = 8
     device: Any = None
     precision: str = "fp32"
+    #: the scan's temporary folder (:class:`~auditor.data.spill.ScanScratch`): a whole lazy set's verified levels
+    #: are spilled there and read back by the scan's later passes; None keeps every pass on the PNGs
+    scratch: Any = None

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,11 +33,11 @@ from auditor.attacks.cache import (
 from auditor.attacks.cache_layout import SetLayout, set_layout
 from auditor.attacks.clean_digest import DigestCheck
 from auditor.attacks.clean_digest import store as store_digest
-from auditor.attacks.quantize import _float_linf, budget_levels, check_levels, quantize
+from auditor.attacks.quantize import budget_levels, check_levels, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
 from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
-from auditor.data.stream import LazyImages, PngImages, iter_batches
+from auditor.data.stream import LazyImages, PngImages, prefetch
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
 
@@ -77,8 +77,9 @@ def build_adversarial_set(
     :class:`~auditor.attacks.style.StyleBackendUnavailable` before any work when
     the STM style backend cannot run.
 
-    A whole set (not a shard) is walked once, the clean batches decoded ahead on the loader threads: each batch is
-    checked (or attacked), its perturbation statistics are added (``perturbation``, see
+    A whole set (not a shard) is walked once, the clean batches decoded and the cached batches' PNGs read and
+    checked ahead on the loader threads (:func:`_walk_ahead`): each batch is used (or attacked) in order, its
+    perturbation statistics are added (``perturbation``, see
     :class:`~auditor.attacks.perturbation.PerturbationStats`) and, when the key's image digest came from the
     cache's record, it is hashed to check that digest (:mod:`auditor.attacks.clean_digest`); a stored digest that
     does not match the pixels is replaced and the set built again under the right key.
@@ -143,20 +144,25 @@ def _build(
     result = None if lazy else np.empty_like(images)
     n = images.shape[0]
     whole = only_batches is None
-    # a whole walk decodes the clean batches ahead on the loader threads; a shard reads just its own batches
-    ahead = iter_batches(images, batch_size) if whole and lazy else None
+    # a whole walk decodes the clean batches and checks the cached ones ahead on the loader threads; a shard reads
+    # just its own batches
+    ahead = _walk_ahead(state, images, batch_size) if whole and lazy else None
     check = DigestCheck(images.shape) if whole and unchecked else None
     stats = SetStats(SetLayout(state.dir), whole)
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    spill = _spill(run, n, size, state) if whole and lazy else None
     for b, start in enumerate(range(0, n, batch_size)):
         stop = min(n, start + batch_size)
         if only_batches is not None and b not in only_batches:
             if result is not None:
                 result[start:stop] = 0.0
             continue
-        clean = next(ahead)[1] if ahead is not None else images[start:stop]
+        clean, checked = next(ahead) if ahead is not None else (images[start:stop], None)
         if check is not None:
             check.add(clean)
-        adv = _batch(state, b, start, stop, on_batch, clean)
+        adv, levels = _batch(state, b, start, stop, on_batch, clean, checked)
+        if spill is not None:
+            spill.write(start, levels)  # verified (or just written) levels, read back by the scan's later passes
         stats.add(clean, adv)
         if result is not None:
             result[start:stop] = adv
@@ -166,15 +172,26 @@ def _build(
         actual = check.hexdigest()
         store_digest(images, run.cache_dir, actual)  # checked: the memo for this scan, the record for the next
         if actual != request["images_sha256"]:
+            if spill is not None:
+                spill.abandon()
             return (
                 "the stored digest of the clean images did not match their pixels (a file changed since it was "
                 "stored?); the record was replaced and the set looked up under the images' own key"
             )
     if lazy:
-        size = (int(images.shape[-2]), int(images.shape[-1]))
         result = PngImages(state.dir, state.files, size, state.png_sha256)
+        if spill is not None:
+            result = spill.finish(result)  # each row checked on read, else read from this PNG path
     state.perturbation = stats.finish(request["images_sha256"], state.png_sha256, state.computed > 0, images, result)
     return _finish(state, key, index, result, time.perf_counter() - t0, only_batches, names, batch_size)
+
+
+def _spill(run: SetRun, n: int, size: tuple[int, int], state: "_Run"):
+    """A writer of the walk's verified levels into the scan's spill (:mod:`auditor.data.spill`), or None (no
+    scan folder, or no room in it)."""
+    if run.scratch is None:
+        return None
+    return run.scratch.spill(n, size)
 
 
 @dataclass
@@ -224,16 +241,46 @@ def _checked_inputs(images, labels, names: list[str], batch_size: int, lazy: boo
     return images, labels
 
 
-def _batch(run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray) -> np.ndarray:
-    """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images: loaded from the cache when it
-    passes its checks, else attacked, quantised and written."""
+def _walk_ahead(run: _Run, images, batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+    """Per batch of a whole walk, in order: the clean batch, decoded on a loader thread, and what
+    :func:`_verified_batch` made of the cached batch there (its result, or the :class:`CacheMismatch`; None when
+    the batch had no done-marker). Only these pure checks run ahead; the walk's state changes stay in order."""
+    n, eps = images.shape[0], run.attack.epsilon
+
+    def job(b: int, start: int) -> Callable[[], tuple[np.ndarray, Any]]:
+        def go() -> tuple[np.ndarray, Any]:
+            stop = min(n, start + batch_size)
+            clean = np.asarray(images[start:stop], dtype=np.float32)
+            marker = SetLayout(run.dir).marker(b)
+            if not marker.exists():
+                return clean, None
+            try:
+                return clean, _verified_batch(run.dir, marker, run.files[start:stop], clean, run.manifest_sha256, eps)
+            except CacheMismatch as exc:
+                return clean, exc
+
+        return go
+
+    return prefetch(job(b, s) for b, s in enumerate(range(0, n, batch_size)))
+
+
+def _batch(
+    run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray, checked: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images and as their ``uint8`` levels:
+    loaded from the cache when it passes its checks (``checked``: their outcome when :func:`_walk_ahead` made them
+    already), else attacked, quantised and written."""
     eps = run.attack.epsilon
     marker = SetLayout(run.dir).marker(b)
     batch_files = run.files[start:stop]
     levels = None
-    if marker.exists():
+    if checked is not None or marker.exists():
         try:
-            levels, digests = _verified_batch(run.dir, marker, batch_files, clean, run.manifest_sha256, eps)
+            if isinstance(checked, CacheMismatch):
+                raise checked
+            levels, digests, linf = checked or _verified_batch(
+                run.dir, marker, batch_files, clean, run.manifest_sha256, eps
+            )
             record = _marker_record(marker, len(batch_files)) if hasattr(run.attack, "batch_record") else None
             if record is not None:
                 run.records[b] = record
@@ -242,17 +289,17 @@ def _batch(run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray
         except CacheMismatch as exc:
             run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
     if levels is None:
-        levels, digests = _attack_batch(run, b, start, stop, marker, on_batch, clean)
+        levels, digests, linf = _attack_batch(run, b, start, stop, marker, on_batch, clean)
     run.png_sha256[start:stop] = digests
-    adv = levels.astype(np.float32) / 255.0
-    run.linf_max = max(run.linf_max, _float_linf(adv, clean))
-    return adv
+    run.linf_max = max(run.linf_max, linf)  # check_levels' float L-inf of exactly these levels and clean images
+    return levels.astype(np.float32) / 255.0, levels
 
 
 def _attack_batch(
     run: _Run, b: int, start: int, stop: int, marker: Path, on_batch, clean: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    """Attack batch ``b``, quantise it to 8-bit levels within the budget and write its PNGs and done-marker."""
+) -> tuple[np.ndarray, list[str], float]:
+    """Attack batch ``b``, quantise it to 8-bit levels within the budget and write its PNGs and done-marker;
+    returns the levels, the PNGs' SHA-256s and the batch's float L-inf from the clean images."""
     import torch
 
     attack, eps = run.attack, run.attack.epsilon
@@ -296,7 +343,7 @@ def _attack_batch(
     if on_batch:
         on_batch(stop - start, batch_seconds)
     run.computed += 1
-    return levels, digests
+    return levels, digests, bl
 
 
 #: the STM counters behind ``style_diversity`` (style copies, near-affine copies), kept per batch in its
@@ -431,13 +478,14 @@ def _marker_record(marker: Path, n: int) -> dict[str, list]:
 
 def _verified_batch(
     set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str, eps: float
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, list[str], float]:
     """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after :func:`auditor.attacks.cache.read_batch`
     checked its files, and after checking every pixel is within the ε budget of the clean image
-    (:func:`check_levels`); raises :class:`~auditor.attacks.cache.CacheMismatch`."""
+    (:func:`check_levels`), the PNGs' SHA-256s and the batch's float L-inf; raises
+    :class:`~auditor.attacks.cache.CacheMismatch`."""
     out, digests = read_batch(set_dir, marker, files, clean, manifest_sha256)
     try:
-        check_levels(out, clean, eps)
+        linf = check_levels(out, clean, eps)
     except DataError as exc:
         raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
-    return out, digests
+    return out, digests, linf

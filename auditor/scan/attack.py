@@ -340,7 +340,14 @@ def set_run(ctx: ScanContext, device, precision: str):
     from auditor.attacks.set_records import SetRun
 
     opt = ctx.options
-    return SetRun(Path(opt.cache_dir), opt.seed, batch_size=opt.attack_batch_size, device=device, precision=precision)
+    return SetRun(
+        Path(opt.cache_dir),
+        opt.seed,
+        batch_size=opt.attack_batch_size,
+        device=device,
+        precision=precision,
+        scratch=ctx.scratch,
+    )
 
 
 def record_cache_warnings(ctx: ScanContext, name: str, warnings) -> None:

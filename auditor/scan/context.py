@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from auditor.data.spill import ScanScratch
 from auditor.data.stream import SampleImages
 from auditor.evaluation import Throughput
 from auditor.progress import Reporter
@@ -57,6 +58,9 @@ class ScanContext:
     skipped: list[Skipped] = field(default_factory=list)
     #: images per second of every stage, per model path (results.json ``environment.seconds_per_stage``)
     throughput: dict[str, Throughput] = field(default_factory=dict)
+    #: the scan's temporary folder: the verified levels of its cached sets, read back by the later passes
+    #: (:mod:`auditor.data.spill`); removed when the scan ends
+    scratch: ScanScratch = field(default_factory=ScanScratch)
 
     def skip(self, name: str, reason: str, kind: str = "attack") -> None:
         """Warn and record a skip."""

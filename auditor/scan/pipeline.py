@@ -119,8 +119,12 @@ class Auditor:
         ctx = self.context
         clock = ctx.clock(self.target.path)
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        with clock.timed("scan"):
-            main, compared = self._run(data_path, list(compare or []), created)
+        try:
+            with clock.timed("scan"):
+                main, compared = self._run(data_path, list(compare or []), created)
+        finally:
+            with clock.timed("scan"):
+                ctx.scratch.close()  # the spilled sets (their reads fall back to the PNGs from now on)
         total = round(clock.total_seconds, 2)
         return AuditResult(
             **{

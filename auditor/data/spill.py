@@ -1,0 +1,261 @@
+"""A scan-scoped spill of verified 8-bit images, so that a cached adversarial set is decoded and verified once per scan.
+
+Reading a cached set back from its PNGs (:class:`~auditor.data.stream.PngImages`) costs a SHA-256 of the file and a
+PNG decode per image, and a scan reads each set four times (the set walk that verifies it, the surrogate's
+predictions, the attacked and the defended evaluations). The walk of
+:func:`auditor.attacks.sets.build_adversarial_set` checks every PNG against its done-marker, decodes it and checks
+the ε bound; it then writes the verified ``uint8`` levels to a raw file in the scan's temporary folder
+(:class:`ScanScratch`) with the SHA-256 of each image's levels, and the later passes read
+:class:`SpilledImages` instead of the PNGs.
+
+The spill is never trusted on its own: every row read is hashed and compared with the digest recorded when the
+verified levels were written (kept in memory, 32 bytes per image; the raw rows stay on disk, so memory is flat in
+the number of images). A row that is missing, short or different is read from its PNG instead, through the
+verified path (its SHA-256 against the done-marker's), and counted in :attr:`SpilledImages.fallbacks`. The pixels
+handed on are therefore exactly those of the PNG path: ``level / 255`` in float32.
+
+The folder is created on first use (``tempfile``, honouring ``TMPDIR``), readable by this user only, and deleted
+with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A scan
+killed by a signal cannot do that: its folder is named after its process id and removed by the next scan that
+finds that process gone (:func:`sweep`). A set is
+spilled only when the folder's file system has room for it (plus a margin); otherwise it stays on the PNG path.
+Sent to a Ray task (pickled), a spilled set carries its file's path and digests: a worker on the same host reads
+the spill, checked the same way; elsewhere every row falls back to the PNGs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from auditor.data.stream import PngImages
+
+#: free space kept on the spill's file system beyond the spill itself
+FREE_MARGIN_BYTES = 1 << 30
+
+
+#: the scan folders' name: ``<PREFIX><pid>-<random>``
+PREFIX = "xray-audit-scan-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove the scan folders in ``folder`` left by scans of this user whose process no longer runs (a scan killed
+    by a signal cannot remove its own); returns them. A folder of a live process (or an unreadable name) stays."""
+    gone: list[Path] = []
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return gone
+    try:
+        entries = list(folder.glob(f"{PREFIX}*-*"))
+    except OSError:
+        return gone
+    for entry in entries:
+        pid = entry.name[len(PREFIX) :].split("-", 1)[0]
+        try:
+            mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(entry)
+    return gone
+
+
+class ScanScratch:
+    """The scan's temporary folder (created on first :meth:`path`), and the spills in it; :meth:`close` removes it."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._spills: list[_Spill] = []
+        self._lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+
+    def path(self) -> Path:
+        """The folder (``xray-audit-scan-<pid>-*`` under the system's temporary folder, mode 0700); the folders of
+        scans whose process is gone (killed by a signal) are removed first (:func:`sweep`)."""
+        with self._lock:
+            if self._path is None:
+                sweep(Path(tempfile.gettempdir()))
+                self._path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+                self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._path), True)
+            return self._path
+
+    def spill(self, n: int, size: tuple[int, int]) -> "SpillWriter | None":
+        """A writer for ``n`` images of ``size``, or None when the folder has no room."""
+        need = int(n) * int(size[0]) * int(size[1])
+        folder = self.path()
+        try:
+            if shutil.disk_usage(folder).free < need + FREE_MARGIN_BYTES:
+                return None
+            fd, name = tempfile.mkstemp(prefix="set-", suffix=".u8", dir=folder)
+        except OSError:
+            return None
+        spill = _Spill(Path(name), n, size, fd)
+        self._spills.append(spill)
+        return SpillWriter(spill)
+
+    def close(self) -> None:
+        """Close every spill (their later reads fall back to the PNGs) and delete the folder."""
+        for spill in self._spills:
+            spill.close()
+        self._spills.clear()
+        if self._finalizer is not None:
+            self._finalizer()  # removes the folder once
+        self._path = None
+
+
+class _Spill:
+    """The raw file of one set's levels (row ``i`` at ``i * H * W``) and the SHA-256 of each row written."""
+
+    def __init__(self, path: Path, n: int, size: tuple[int, int], fd: int | None) -> None:
+        self.path, self.n, self.size = Path(path), int(n), (int(size[0]), int(size[1]))
+        self.row = self.size[0] * self.size[1]
+        self.sha = bytearray(32 * self.n)
+        self.has = bytearray(self.n)  #: 1 once the row's verified levels were written and their digest recorded
+        self.fd = fd
+        self.opened = fd is not None
+        self.lock = threading.Lock()
+
+    def write(self, start: int, levels: np.ndarray) -> bool:
+        """Rows ``start:start+k`` from ``levels`` ``(k, 1, H, W)`` uint8; False when they could not be written."""
+        data = np.ascontiguousarray(levels, dtype=np.uint8).reshape(len(levels), -1)
+        if self.fd is None or data.shape[1] != self.row or not 0 <= start <= self.n - len(data):
+            return False
+        try:
+            if os.pwrite(self.fd, data.tobytes(), start * self.row) != data.size:
+                return False
+        except OSError:
+            return False
+        for j in range(len(data)):
+            i = start + j
+            self.sha[32 * i : 32 * i + 32] = hashlib.sha256(data[j]).digest()
+            self.has[i] = 1
+        return True
+
+    def file(self) -> int | None:
+        """The open file, opened read-only on first use in a process that received a copy; None if unusable."""
+        with self.lock:
+            if not self.opened:
+                self.opened = True
+                try:
+                    self.fd = os.open(self.path, os.O_RDONLY)
+                except OSError:
+                    self.fd = None
+            return self.fd
+
+    def rows(self, first: int, k: int) -> memoryview:
+        """The raw bytes of rows ``first:first+k`` as far as they can be read (possibly short or empty)."""
+        fd = self.file()
+        if fd is None or not all(self.has[first : first + k]):
+            return memoryview(b"")
+        try:
+            return memoryview(os.pread(fd, k * self.row, first * self.row))
+        except OSError:
+            return memoryview(b"")
+
+    def matches(self, i: int, raw: memoryview) -> bool:
+        """Whether ``raw`` is exactly the verified row ``i`` (its length and SHA-256)."""
+        return len(raw) == self.row and hashlib.sha256(raw).digest() == bytes(self.sha[32 * i : 32 * i + 32])
+
+    def close(self) -> None:
+        """Close the file (later reads find no file)."""
+        with self.lock:
+            fd, self.fd, self.opened = self.fd, None, True
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("fd", "lock")}
+        state["opened"] = False  # the copy opens the path itself (a worker on the same host), or falls back
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.fd = None
+        self.lock = threading.Lock()
+
+
+class SpilledImages(PngImages):
+    """A cached set's PNGs (:class:`~auditor.data.stream.PngImages`) read from the scan's spill of their verified
+    levels: each row checked against the digest recorded when it was spilled, else read from its PNG (itself
+    checked against its SHA-256) and counted in :attr:`fallbacks`."""
+
+    def __init__(self, png: PngImages, spill: _Spill) -> None:
+        self.__dict__.update(png.__dict__)
+        if (len(png), png.size) != (spill.n, spill.size):
+            raise ValueError(f"a spill of {spill.n} images of {spill.size} for {len(png)} images of {png.size}")
+        self.spill = spill
+        #: rows read from their PNG because the spill could not give them
+        self.fallbacks = 0
+
+    def read(self, i: int) -> np.ndarray:
+        """Image ``i`` as float32 ``(H, W)``."""
+        return self.read_batch([i])[0, 0]
+
+    def read_batch(self, indices: Sequence[int]) -> np.ndarray:
+        """Images ``indices`` as ``(k, 1, H, W)`` float32 ``level / 255``, consecutive rows read together."""
+        rows = [int(i) for i in indices]
+        out = np.empty((len(rows), 1, *self.size), np.float32)
+        j = 0
+        while j < len(rows):
+            k = j + 1
+            while k < len(rows) and rows[k] == rows[k - 1] + 1:
+                k += 1
+            raw = self.spill.rows(rows[j], k - j)
+            step = self.spill.row
+            for r in range(j, k):
+                part = raw[(r - j) * step : (r - j + 1) * step]
+                if self.spill.matches(rows[r], part):
+                    out[r, 0] = np.frombuffer(part, np.uint8).reshape(self.size).astype(np.float32) / 255.0
+                else:
+                    with self.spill.lock:
+                        self.fallbacks += 1
+                    out[r, 0] = PngImages.read(self, rows[r])
+            j = k
+        return out
+
+    def close(self) -> None:
+        """Close the spill: every later read comes from the PNGs."""
+        self.spill.close()
+
+
+class SpillWriter:
+    """Writes a set's verified levels into the scan's spill, batch by batch, then gives the spilled set."""
+
+    def __init__(self, spill: _Spill) -> None:
+        self.spill = spill
+
+    def write(self, start: int, levels: np.ndarray) -> None:
+        """Rows ``start:start+k`` from verified ``levels`` ``(k, 1, H, W)`` uint8 (rows that fail stay on the PNGs)."""
+        self.spill.write(start, levels)
+
+    def finish(self, png: PngImages) -> SpilledImages:
+        """The set ``png`` (its PNGs, each checked against its SHA-256) read from this spill where it can."""
+        return SpilledImages(png, self.spill)
+
+    def abandon(self) -> None:
+        """The walk did not finish with this set: close the file (its rows are never read)."""
+        self.spill.close()
