@@ -88,6 +88,30 @@ def test_prefetch_raises_a_job_error_in_order():
         next(it)
 
 
+def test_an_abandoned_prefetch_closes_without_waiting_for_a_running_job():
+    """Closing a prefetch stopped early (the garbage collector may do it in any thread, once inside another thread's
+    start-up) must not join its workers: a job still running would hold the closing thread, a deadlock there."""
+    import threading
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        release.wait()
+        return 2
+
+    it = prefetch([lambda: 1, slow, lambda: 3], depth=2)
+    assert next(it) == 1
+    assert started.wait(10)
+    closer = threading.Thread(target=it.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    blocked = closer.is_alive()
+    release.set()  # let the worker end either way
+    assert not blocked, "closing the stopped prefetch waited for its running job"
+
+
 def test_stream_digest_equals_the_whole_array_digest():
     from auditor.attacks.cache import _digest
 

@@ -51,17 +51,21 @@ def prefetch(jobs: Iterable[Callable[[], _T]], depth: int = PREFETCH, threads: i
         return
     it = iter(jobs)
     pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, depth)), thread_name_prefix="xray-audit-loader") as pool:
-        try:
-            for job in it:
-                pending.append(pool.submit(job))
-                if len(pending) > depth:
-                    yield pending.popleft().result()
-            while pending:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, depth)), thread_name_prefix="xray-audit-loader")
+    finished = False
+    try:
+        for job in it:
+            pending.append(pool.submit(job))
+            if len(pending) > depth:
                 yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+        while pending:
+            yield pending.popleft().result()
+        finished = True
+    finally:
+        # Stopped early, the generator may be closed by the garbage collector in whatever thread it runs in (once
+        # seen inside another thread's start-up): joining the workers there can deadlock, so they are left to end
+        # on their own (their results are dropped). Run to the end, every job is done and the join is immediate.
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 class LazyImages:
