@@ -134,7 +134,7 @@ def build_set_on_ray(
     )
     aset = build_adversarial_set(attack_name, params, surrogate, data, run, progress=progress)
     if worker_warnings:
-        aset = replace(aset, warnings=tuple(worker_warnings) + aset.warnings, cache_hit=False)
+        aset = aset.recomputed(worker_warnings)
     return aset
 
 

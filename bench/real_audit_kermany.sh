@@ -19,11 +19,7 @@
 # Dry run:  N=10 TARGET=/work/runs/k_resnet50_128_interim/model.onnx WHITEBOX=0 bench/real_audit_kermany.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
-KERMANY="${KERMANY:-$REPO/../shared/data/kermany}"
-if [ ! -d "$KERMANY" ]; then echo "skipped: $KERMANY is absent (the pediatric set of issue 13)"; exit 0; fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+source "$HERE/kermany_env.sh"
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 if [ -f "$JEMALLOC" ] && [[ "${LD_PRELOAD:-}" != *jemalloc* ]]; then export LD_PRELOAD="$JEMALLOC${LD_PRELOAD:+:$LD_PRELOAD}"; fi
 RUNS="${RUNS:-/work/runs}"

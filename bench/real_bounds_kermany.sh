@@ -16,11 +16,7 @@
 # Summary: python bench/bounds_table.py $OUT/*/results.json --markdown bench/results/bounds/kermany.md
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
-KERMANY="${KERMANY:-$REPO/../shared/data/kermany}"
-if [ ! -d "$KERMANY" ]; then echo "skipped: $KERMANY is absent (the pediatric set)"; exit 0; fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+source "$HERE/kermany_env.sh"
 RUNS="${RUNS:-/work/runs}"
 N="${N:-100}"
 EPS="${EPS:-2,4,8}"

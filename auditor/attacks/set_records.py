@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,6 +48,11 @@ class GeneratedSet:
     #: the perturbation statistics computed on the builder's walk of a whole set
     #: (:class:`~auditor.attacks.perturbation.PerturbationStats`), None for a shard or a set built elsewhere
     perturbation: Mapping[str, float] | None = None
+
+    def recomputed(self, warnings: tuple[str, ...] | list[str]) -> "GeneratedSet":
+        """This set with ``warnings`` (batches that were built again, by this walk or by workers) put before its own,
+        and no longer a cache hit."""
+        return replace(self, warnings=tuple(warnings) + self.warnings, cache_hit=False)
 
     def meta(self, name: str, surrogate: Mapping[str, Any], seconds_per_image: float | None) -> AttackSetMeta:
         """The set's entry in results.json ``extras.adversarial_sets`` as the scan condition ``name``, made on the

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -88,7 +88,7 @@ def build_adversarial_set(
     if isinstance(aset, str):  # the stored digest was wrong: now the memo holds the pixels' digest
         again = _build(attack_name, params, surrogate, data, run, progress, only_batches, on_batch)
         assert not isinstance(again, str)
-        return replace(again, warnings=(aset,) + again.warnings, cache_hit=False)
+        return again.recomputed((aset,))
     return aset
 
 
