@@ -68,6 +68,43 @@ def test_single_sigmoid_unit_is_binary(tmp_path, output):
     assert (p.argmax(1) == np.array([0, 0, 0, 1, 1, 1])).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(
+    ("scaling", "mean", "std"),
+    [
+        ("unit", (0.0,), (1.0,)),
+        ("0-255", (0.0,), (1.0,)),
+        ("minus1-1", (0.5,), (0.5,)),
+        ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ("unit", (0.0, 0.1, 0.0), (1.0, 1.0, 2.0)),
+        ("0-255", (127.5,), (1.0,)),
+    ],
+)
+def test_encode_input_has_the_bits_of_the_plain_formula(dtype, layout, channels, scaling, mean, std):
+    """encode_input skips the operations that change no value and works in one buffer: its tensor must be
+    bit-identical to ``(x * factor - mean) / std`` computed the plain way, and the caller's batch unchanged."""
+    from auditor.models.inputs import input_scaling
+    from auditor.types import ModelSpec
+
+    spec = ModelSpec(channels=channels, layout=layout, dtype=dtype, scaling=scaling, mean=mean, std=std)
+    x = np.random.default_rng(0).random((3, 1, 8, 5), dtype=np.float32)
+    x[0, 0, 0, :3] = (0.0, 1.0, 1 / 255)
+    before = x.copy()
+    factor, m, s = input_scaling(spec)
+    xc = np.repeat(x, 3, axis=1) if channels == 3 else x
+    mean_a = np.asarray(m, np.float32).reshape(1, -1, 1, 1)
+    std_a = np.asarray(s, np.float32).reshape(1, -1, 1, 1)
+    want = ((xc * factor - mean_a) / std_a).astype(np.float16 if dtype == "float16" else np.float32)
+    if layout == "NHWC":
+        want = want.transpose(0, 2, 3, 1)
+    got = encode_input(x, spec)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+    np.testing.assert_array_equal(x, before)
+
+
 def test_uint8_input(tmp_path):
     path = make_classifier(tmp_path / "u.onnx", dtype="uint8", layout="NHWC", class_names=CLASSES)
     spec = read_spec(path)
