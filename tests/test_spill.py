@@ -193,19 +193,20 @@ def test_results_json_equal_with_and_without_the_spill(tmp_path, monkeypatch):
     assert scan("b") == spilled
 
 
-def test_the_walk_computes_each_batch_float_linf_once(tmp_path, monkeypatch):
-    """The ε check's float L-inf of a batch is the set's ``linf_max`` term too: one pass, not two."""
-    import auditor.attacks.quantize as quantize
+def test_the_walk_forms_each_batch_differences_once(tmp_path, monkeypatch):
+    """The ε check's float64 differences of a batch give both the set's ``linf_max`` term and its perturbation
+    statistics: one pass per batch, and the statistics form none of their own."""
+    import auditor.attacks.perturbation as perturbation
     import auditor.attacks.sets as sets
 
     _sets(tmp_path)[0].context.scratch.close()  # builds the sets
-    calls = []
-    linf = quantize._float_linf
-    counting = lambda q, x: calls.append(len(q)) or linf(q, x)  # noqa: E731
-    monkeypatch.setattr(quantize, "_float_linf", counting)
-    monkeypatch.setattr(sets, "_float_linf", counting, raising=False)
+    calls, own = [], []
+    diff, norms = sets.level_difference, perturbation.image_norms
+    monkeypatch.setattr(sets, "level_difference", lambda k, x, e: calls.append(len(k)) or diff(k, x, e))
+    monkeypatch.setattr(perturbation, "image_norms", lambda d: own.append(len(d)) or norms(d))
     aud, loaded, again = _sets(tmp_path)
     assert sorted(calls) == sorted([4, 4, 1] * 2)  # 9 images in batches of 4, per set (checked on 2 threads)
+    assert own == []
     assert [s.meta.cache_hit for s in again] == [True, True]
     aud.context.scratch.close()
 

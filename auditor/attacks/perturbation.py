@@ -28,19 +28,22 @@ class PerturbationStats:
         self._psnr: list[np.ndarray] = []
         self._ssim: list[float] = []
 
-    def add(self, clean, adv) -> None:
-        """Add a batch: ``clean`` and ``adv`` ``(k, 1, H, W)`` in ``[0, 1]`` (compared in float64)."""
+    def add(self, clean, adv, norms: "tuple[np.ndarray, np.ndarray, np.ndarray] | None" = None) -> None:
+        """Add a batch: ``clean`` and ``adv`` ``(k, 1, H, W)`` in ``[0, 1]`` (compared in float64). ``norms`` are
+        their :func:`image_norms` when the caller has them already (the set walk, from its ε check)."""
         from skimage.metrics import structural_similarity
 
-        a = np.asarray(clean, dtype=np.float64)
-        b = np.asarray(adv, dtype=np.float64)
-        d = (b - a).reshape(a.shape[0], -1)
-        self._linf.append(np.abs(d).max(1))
-        self._l2.append(np.sqrt((d**2).sum(1)))
-        mse = (d**2).mean(1)
-        self._psnr.append(np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0))
-        if self.ssim:
-            self._ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
+        if norms is None or self.ssim:
+            a = np.asarray(clean, dtype=np.float64)
+            b = np.asarray(adv, dtype=np.float64)
+            if norms is None:
+                norms = image_norms((b - a).reshape(a.shape[0], -1))
+            if self.ssim:
+                self._ssim.extend(structural_similarity(a[i, 0], b[i, 0], data_range=1.0) for i in range(a.shape[0]))
+        linf, l2, psnr = norms
+        self._linf.append(linf)
+        self._l2.append(l2)
+        self._psnr.append(psnr)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._linf)
@@ -60,6 +63,18 @@ class PerturbationStats:
             "ssim_mean": ssim_mean,  # type: ignore[dict-item]
             "psnr_mean": float(psnr_a.mean()),
         }
+
+
+def image_norms(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image L-inf, L2 and PSNR (dB, capped at 100) of the float64 differences ``d`` ``(k, P)``
+    (adversarial minus clean, ``[0, 1]`` units): one pass for the absolute values, one for the squares."""
+    a = np.abs(d)
+    linf = a.max(1) if d.shape[1] else np.zeros(d.shape[0])
+    np.square(d, out=a)
+    s = a.sum(1)
+    mse = s / d.shape[1] if d.shape[1] else s
+    psnr = np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-300)), 100.0).clip(max=100.0)
+    return linf, np.sqrt(s), psnr
 
 
 def perturbation_stats(x, x_adv, batch_size: int = 64) -> dict[str, float]:

@@ -79,7 +79,22 @@ def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
 
     Raises :class:`DataError` when a level lies outside the budget.
     """
-    over = _outside_on_grid(levels, x, eps)
+    d = level_difference(levels, x, eps)
+    return float(np.abs(d).max()) if d.size else 0.0
+
+
+def level_difference(levels: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
+    """:func:`check_levels`' test, then the float64 differences ``levels / 255 - x`` per image, ``(k, H*W)``.
+
+    ``levels / 255`` is taken in float32 (the pixels every later pass sees) and ``x`` as float32, both compared in
+    float64: the differences the perturbation statistics are made of
+    (:func:`auditor.attacks.perturbation.image_norms`), so a set walk forms them once per batch. Raises
+    :class:`DataError` when a level lies outside the budget.
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    x64 = x32.astype(np.float64)  # the clean side of the differences
+    grid = x64 if np.asarray(x).dtype == np.float32 else np.asarray(x, dtype=np.float64)  # the grid test's values
+    over = _outside_on_grid(levels, grid, eps)
     if over is None:  # some clean pixel off the 8-bit grid: the general intervals
         lo, hi = allowed_levels(x, eps)
         k = levels.astype(np.int32)
@@ -89,19 +104,24 @@ def check_levels(levels: np.ndarray, x: np.ndarray, eps: float) -> float:
             f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
             f"({budget_levels(eps)} grey level(s))"
         )
-    return _float_linf(levels.astype(np.float32) / 255.0, np.asarray(x, dtype=np.float32))
+    d = (levels.astype(np.float32) / 255.0).astype(np.float64)
+    d -= x64
+    return d.reshape(d.shape[0], int(np.prod(d.shape[1:], dtype=np.int64)))
 
 
-def _outside_on_grid(levels: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray | None:
+def _outside_on_grid(levels: np.ndarray, grid: np.ndarray, eps: float) -> np.ndarray | None:
     """:func:`check_levels`' test when every clean pixel is on the 8-bit grid (the usual case: 8-bit files at the
     model's size), else None. There :func:`allowed_levels` is ``clip([g - E, g + E], 0, 255)`` and a stored level
-    ``k`` (0..255) lies in it exactly when ``|k - g| <= E``: the same verdict in a third of the array passes."""
-    v = np.asarray(x, dtype=np.float64) * 255.0
+    ``k`` (0..255) lies in it exactly when ``|k - g| <= E``: the same verdict in a third of the array passes. The
+    grid test is the float64 one of :func:`allowed_levels`; the comparison is exact integer arithmetic (``int16``)
+    when the clean values lie in ``[0, 1]`` (so ``g`` in ``[0, 255]``), else in float64 as before."""
+    v = grid * 255.0
     g = np.rint(v)
-    if v.size and np.abs(v - g).max() > GRID_TOLERANCE_LEVELS:
+    v -= g
+    np.abs(v, out=v)
+    if v.size and v.max() > GRID_TOLERANCE_LEVELS:
         return None
-    return np.abs(levels.astype(np.float64) - g) > budget_levels(eps)
-
-
-def _float_linf(q: np.ndarray, x: np.ndarray) -> float:
-    return float(np.abs(q.astype(np.float64) - x.astype(np.float64)).max()) if q.size else 0.0
+    e = budget_levels(eps)
+    if g.size and 0.0 <= g.min() and g.max() <= 255.0:
+        return np.abs(levels.astype(np.int16) - g.astype(np.int16)) > e
+    return np.abs(levels.astype(np.float64) - g) > e

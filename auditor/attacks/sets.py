@@ -33,12 +33,16 @@ from auditor.attacks.cache import (
 from auditor.attacks.cache_layout import SetLayout, set_layout
 from auditor.attacks.clean_digest import DigestCheck
 from auditor.attacks.clean_digest import store as store_digest
-from auditor.attacks.quantize import budget_levels, check_levels, quantize
+from auditor.attacks.perturbation import image_norms
+from auditor.attacks.quantize import budget_levels, level_difference, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
 from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
 from auditor.data.stream import LazyImages, PngImages, prefetch
 from auditor.errors import DataError, RuntimeFailure, UsageError
+
+#: per-image L-inf, L2 and PSNR of a batch (:func:`~auditor.attacks.perturbation.image_norms`)
+Norms = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -160,10 +164,10 @@ def _build(
         clean, checked = next(ahead) if ahead is not None else (images[start:stop], None)
         if check is not None:
             check.add(clean)
-        adv, levels = _batch(state, b, start, stop, on_batch, clean, checked)
+        adv, levels, norms = _batch(state, b, start, stop, on_batch, clean, checked)
         if spill is not None:
             spill.write(start, levels)  # verified (or just written) levels, read back by the scan's later passes
-        stats.add(clean, adv)
+        stats.add(clean, adv, norms)
         if result is not None:
             result[start:stop] = adv
         if progress:
@@ -266,10 +270,11 @@ def _walk_ahead(run: _Run, images, batch_size: int) -> Iterator[tuple[np.ndarray
 
 def _batch(
     run: _Run, b: int, start: int, stop: int, on_batch, clean: np.ndarray, checked: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images and as their ``uint8`` levels:
-    loaded from the cache when it passes its checks (``checked``: their outcome when :func:`_walk_ahead` made them
-    already), else attacked, quantised and written."""
+) -> tuple[np.ndarray, np.ndarray, Norms]:
+    """Batch ``b`` (rows ``start:stop``, clean images ``clean``) as float images, as their ``uint8`` levels and
+    their per-image norms against ``clean`` (:func:`~auditor.attacks.perturbation.image_norms`, from the ε check's
+    differences): loaded from the cache when it passes its checks (``checked``: their outcome when
+    :func:`_walk_ahead` made them already), else attacked, quantised and written."""
     eps = run.attack.epsilon
     marker = SetLayout(run.dir).marker(b)
     batch_files = run.files[start:stop]
@@ -278,7 +283,7 @@ def _batch(
         try:
             if isinstance(checked, CacheMismatch):
                 raise checked
-            levels, digests, linf = checked or _verified_batch(
+            levels, digests, norms = checked or _verified_batch(
                 run.dir, marker, batch_files, clean, run.manifest_sha256, eps
             )
             record = _marker_record(marker, len(batch_files)) if hasattr(run.attack, "batch_record") else None
@@ -289,17 +294,28 @@ def _batch(
         except CacheMismatch as exc:
             run.warnings.append(f"{run.sub} batch {b}: {exc}; the batch was recomputed")
     if levels is None:
-        levels, digests, linf = _attack_batch(run, b, start, stop, marker, on_batch, clean)
+        levels, digests, norms = _attack_batch(run, b, start, stop, marker, on_batch, clean)
     run.png_sha256[start:stop] = digests
-    run.linf_max = max(run.linf_max, linf)  # check_levels' float L-inf of exactly these levels and clean images
-    return levels.astype(np.float32) / 255.0, levels
+    run.linf_max = max(run.linf_max, _linf(norms))  # the float L-inf of exactly these levels and clean images
+    return levels.astype(np.float32) / 255.0, levels, norms
+
+
+def _linf(norms: Norms) -> float:
+    """The batch's float L-inf: the largest of its images'."""
+    return float(norms[0].max()) if norms[0].size else 0.0
+
+
+def _checked_norms(levels: np.ndarray, clean: np.ndarray, eps: float) -> Norms:
+    """The ε check of ``levels`` against ``clean`` (:func:`level_difference`; raises DataError) and the per-image
+    norms of the differences it formed."""
+    return image_norms(level_difference(levels, clean, eps))
 
 
 def _attack_batch(
     run: _Run, b: int, start: int, stop: int, marker: Path, on_batch, clean: np.ndarray
-) -> tuple[np.ndarray, list[str], float]:
+) -> tuple[np.ndarray, list[str], Norms]:
     """Attack batch ``b``, quantise it to 8-bit levels within the budget and write its PNGs and done-marker;
-    returns the levels, the PNGs' SHA-256s and the batch's float L-inf from the clean images."""
+    returns the levels, the PNGs' SHA-256s and the per-image norms from the clean images."""
     import torch
 
     attack, eps = run.attack, run.attack.epsilon
@@ -316,7 +332,7 @@ def _attack_batch(
     )
     levels = quantize(x_adv, clean, eps)
     try:
-        bl = check_levels(levels, clean, eps)
+        norms = _checked_norms(levels, clean, eps)
     except DataError as exc:  # cannot happen after quantize: a bug, not bad input
         raise RuntimeFailure(f"{attack.name}: quantised batch {b}: {exc}") from None
     batch_files = run.files[start:stop]
@@ -335,7 +351,7 @@ def _attack_batch(
             "clean_sha256": _digest(clean),
             "manifest_sha256": run.manifest_sha256,
             "epsilon_levels": budget_levels(eps),
-            "linf_max": bl,
+            "linf_max": _linf(norms),
             "seconds": round(batch_seconds, 3),
             **_style_count_delta(attack, counts_before),
         },
@@ -343,7 +359,7 @@ def _attack_batch(
     if on_batch:
         on_batch(stop - start, batch_seconds)
     run.computed += 1
-    return levels, digests, bl
+    return levels, digests, norms
 
 
 #: the STM counters behind ``style_diversity`` (style copies, near-affine copies), kept per batch in its
@@ -478,14 +494,14 @@ def _marker_record(marker: Path, n: int) -> dict[str, list]:
 
 def _verified_batch(
     set_dir: Path, marker: Path, files: list[str], clean: np.ndarray, manifest_sha256: str, eps: float
-) -> tuple[np.ndarray, list[str], float]:
+) -> tuple[np.ndarray, list[str], Norms]:
     """The ``uint8`` levels ``(n, 1, H, W)`` of a cached batch after :func:`auditor.attacks.cache.read_batch`
     checked its files, and after checking every pixel is within the ε budget of the clean image
-    (:func:`check_levels`), the PNGs' SHA-256s and the batch's float L-inf; raises
+    (:func:`level_difference`), the PNGs' SHA-256s and the per-image norms of those differences; raises
     :class:`~auditor.attacks.cache.CacheMismatch`."""
     out, digests = read_batch(set_dir, marker, files, clean, manifest_sha256)
     try:
-        linf = check_levels(out, clean, eps)
+        norms = _checked_norms(out, clean, eps)
     except DataError as exc:
         raise CacheMismatch(f"outside the epsilon budget ({exc})") from None
-    return out, digests, linf
+    return out, digests, norms

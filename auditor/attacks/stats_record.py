@@ -63,10 +63,10 @@ class SetStats:
         self.record = _read(layout) if whole else None
         self.acc = PerturbationStats(ssim=self.record is None) if whole else None
 
-    def add(self, clean: np.ndarray, adv: np.ndarray) -> None:
-        """Add a verified (or computed) batch."""
+    def add(self, clean: np.ndarray, adv: np.ndarray, norms=None) -> None:
+        """Add a verified (or computed) batch (``norms``: its per-image norms, when known)."""
         if self.acc is not None:
-            self.acc.add(clean, adv)
+            self.acc.add(clean, adv, norms)
 
     def finish(self, images_sha256: str, png_sha256: list, recomputed: bool, clean, adv) -> dict[str, float] | None:
         """The set's statistics (None for a shard). ``clean`` and ``adv`` are the whole sets, read again only when
