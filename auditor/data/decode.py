@@ -181,6 +181,8 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if img.shape != (th, tw):
         interp = cv2.INTER_AREA if img.shape[0] > th else cv2.INTER_LINEAR
         img = cv2.resize(img, (tw, th), interpolation=interp)
+    if img.dtype == np.float32 and img.flags.c_contiguous and img.flags.writeable:
+        return np.clip(img, 0.0, 1.0, out=img)  # the reader's own array (or the resize's): no copy needed
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 

@@ -141,4 +141,4 @@ def read_fast(data: bytes) -> np.ndarray | None:
         return np.clip(img.astype(np.float64) / 65535.0, 0, 1).astype(np.float32)
     if img.dtype != np.uint8:
         return None
-    return img.astype(np.float32) / 255.0
+    return np.divide(img, np.float32(255.0), dtype=np.float32)  # the bits of ``img.astype(np.float32) / 255.0``
