@@ -1,26 +1,40 @@
-"""A scan-scoped spill of verified 8-bit images, so that a cached adversarial set is decoded and verified once per scan.
+"""A scan-scoped spill of decoded images, so that each clean image and each cached adversarial set is decoded (and
+verified) once per scan.
 
-Reading a cached set back from its PNGs (:class:`~auditor.data.stream.PngImages`) costs a SHA-256 of the file and a
-PNG decode per image, and a scan reads each set four times (the set walk that verifies it, the surrogate's
-predictions, the attacked and the defended evaluations). The walk of
+**Cached sets.** Reading a cached set back from its PNGs (:class:`~auditor.data.stream.PngImages`) costs a SHA-256
+of the file and a PNG decode per image, and a scan reads each set four times (the set walk that verifies it, the
+surrogate's predictions, the attacked and the defended evaluations). The walk of
 :func:`auditor.attacks.sets.build_adversarial_set` checks every PNG against its done-marker, decodes it and checks
 the ε bound; it then writes the verified ``uint8`` levels to a raw file in the scan's temporary folder
 (:class:`ScanScratch`) with the SHA-256 of each image's levels, and the later passes read
 :class:`SpilledImages` instead of the PNGs.
 
+**Clean images.** A data-set image (:class:`~auditor.data.stream.SampleImages`: a JPEG or PNG decoded, made grey
+and fitted to the model's size) is read by about six passes of a cached-attack scan (each set's walk, the
+surrogate's predictions, the clean and defended-clean evaluations, the detector, the examples). The first of them,
+the data stage's readability check (:func:`auditor.data.stream.scan_readable`), writes each decoded image to a
+:class:`CleanSpill`; the scan's ``SampleImages`` (and every subset of it) read the rows back through
+:class:`CleanRows`. A row is stored as its ``uint8`` levels when ``levels / 255`` in float32 gives the decoded
+row back bit for bit (:func:`exact_levels`: H×W bytes), else as the float32 row itself (4×H×W bytes: an image
+resized to the model's size, or from a source of more than 8 bits). Either way the pixels handed on are exactly
+the decode's. Unreadable files are skipped by that pass as before and never spilled; the scan's images map to
+their rows past the skipped files and exact duplicates.
+
 The spill is never trusted on its own: every row read is hashed and compared with the digest recorded when the
-verified levels were written (kept in memory, 32 bytes per image; the raw rows stay on disk, so memory is flat in
-the number of images). A row that is missing, short or different is read from its PNG instead, through the
-verified path (its SHA-256 against the done-marker's), and counted in :attr:`SpilledImages.fallbacks`. The pixels
-handed on are therefore exactly those of the PNG path: ``level / 255`` in float32.
+row was written (kept in memory: 32 bytes per image, plus 5 for a clean row's offset and kind; the raw rows stay
+on disk, read with ``os.pread``, so memory is flat in the number of images). A row that is missing, short or
+different is read from its source instead (a set's PNG, through the verified path: its SHA-256 against the
+done-marker's; a clean image's file, decoded again) and counted in ``fallbacks``.
 
 The folder is created on first use (``tempfile``, honouring ``TMPDIR``), readable by this user only, and deleted
 with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A scan
 killed by a signal cannot do that: its folder is named after its process id and removed by the next scan that
-finds that process gone (:func:`sweep`). A set is
-spilled only when the folder's file system has room for it (plus a margin); otherwise it stays on the PNG path.
-Sent to a Ray task (pickled), a spilled set carries its file's path and digests: a worker on the same host reads
-the spill, checked the same way; elsewhere every row falls back to the PNGs.
+finds that process gone (:func:`sweep`). A spill is made only when the folder's file system has room for it as
+8-bit levels (plus :data:`FREE_MARGIN_BYTES`); otherwise the set stays on the PNG path and the clean images are
+decoded by every pass. Clean rows stored as float32 take from the room left above that margin; a row that does not
+fit is not spilled (decoded by every pass). Sent to a Ray task (pickled), a spilled set or a subset of the clean
+images carries its file's path and the digests of its own rows: a worker on the same host reads the spill, checked
+the same way; elsewhere every row falls back to its source.
 """
 
 from __future__ import annotations
@@ -288,9 +302,12 @@ def _from_levels(levels: np.ndarray) -> np.ndarray:
 
 def exact_levels(img: np.ndarray) -> np.ndarray | None:
     """The ``uint8`` levels whose :func:`_from_levels` is ``img`` bit for bit (float32 ``(H, W)``), or None when
-    ``img`` is off the 8-bit grid (resized, or from a source of more than 8 bits)."""
+    ``img`` is off the 8-bit grid (resized, or from a source of more than 8 bits; a ``-0.0`` too)."""
     x = np.ascontiguousarray(img, dtype=np.float32)
-    levels = np.clip(np.rint(x * np.float32(255.0)), 0, 255).astype(np.uint8)
+    y = x * np.float32(255.0)
+    np.rint(y, out=y)
+    np.clip(y, 0, 255, out=y)
+    levels = y.astype(np.uint8)
     return levels if np.array_equal(_from_levels(levels).view(np.uint32), x.view(np.uint32)) else None
 
 
