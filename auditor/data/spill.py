@@ -23,8 +23,9 @@ their rows past the skipped files and exact duplicates.
 The spill is never trusted on its own: every row read is hashed and compared with the digest recorded when the
 row was written (kept in memory: 32 bytes per image, plus 5 for a clean row's offset and kind, and 8 for its row
 number when files were skipped or folded as duplicates; the raw rows stay on disk, read with ``os.pread``, so
-memory is flat in the number of images). A row that is missing, short or different is read from its source instead (a set's PNG, through the verified path: its SHA-256 against the
-done-marker's; a clean image's file, decoded again) and counted in ``fallbacks``.
+memory is flat in the number of images). A row that is missing, short or different is read from its source instead
+(a set's PNG, through the verified path: its SHA-256 against the done-marker's; a clean image's file, decoded
+again) and counted in ``fallbacks``.
 
 The folder is created on first use (``tempfile``, honouring ``TMPDIR``), readable by this user only, and deleted
 with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A scan
