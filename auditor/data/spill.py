@@ -331,10 +331,11 @@ class CleanSpill(_Spill):
     def put(self, i: int, img: np.ndarray) -> bool:
         """Spill row ``i``, the float32 ``(H, W)`` decode of its file (once; later calls for ``i`` are ignored)."""
         levels = exact_levels(img)
-        data = levels if levels is not None else np.ascontiguousarray(img, dtype=np.float32)
+        array = levels if levels is not None else np.ascontiguousarray(img, dtype=np.float32)
         units = 1 if levels is not None else 4
-        if data.shape != self.size or not 0 <= i < self.n:
+        if array.shape != self.size or not 0 <= i < self.n:
             return False
+        data = array.data  # the contiguous row's bytes
         digest = hashlib.sha256(data).digest()
         nbytes = units * self.row
         with self.lock:
