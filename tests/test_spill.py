@@ -260,3 +260,200 @@ def test_the_folder_of_a_killed_scan_is_removed_by_the_next_scan(tmp_path, monke
     assert not dead.exists() and live.exists() and other.exists()
     scratch.close()
     assert not folder.exists()
+
+
+# --------------------------------------------------------------------------- the clean images' spill
+def _count_decodes(monkeypatch) -> dict:
+    """Every decode of a clean file by the scan (the readability pass and :class:`SampleImages`), per path."""
+    import collections
+
+    import auditor.data.stream as stream
+
+    counts: dict = collections.Counter()
+    decode = stream.load_image_noted
+    monkeypatch.setattr(stream, "load_image_noted", lambda p, size=None: counts.update([str(p)]) or decode(p, size))
+    return counts
+
+
+def test_each_clean_file_is_decoded_once_per_scan(tmp_path, monkeypatch):
+    """A cached scan with a defense and the detector decodes each clean file once (the data stage's read); the
+    set walks, surrogate, clean, defended, detector and examples passes read the spill of that decode."""
+    data = str(_data(tmp_path))
+    _auditor(tmp_path).run(data)  # builds both sets
+    counts = _count_decodes(monkeypatch)
+    cached = _auditor(tmp_path, defenses="jpeg:75", detector=True).run(data)
+    assert [s["cache_hit"] for s in cached.extras["adversarial_sets"]] == [True, True]
+    stages = cached.environment["seconds_per_stage"]
+    assert stages["clean"]["images"] == 9 and stages["defended"]["images"] == 27 and cached.detector is not None
+    assert len(counts) == 9 and set(counts.values()) == {1}
+
+
+def test_a_tampered_clean_row_is_decoded_from_its_file_and_the_outcomes_are_unchanged(tmp_path, monkeypatch):
+    data = str(_data(tmp_path))
+    _auditor(tmp_path).run(data)  # builds both sets
+    plain = _auditor(tmp_path, defenses="jpeg:75").run(data)
+    spills = []
+    make = ScanScratch.clean_spill
+
+    def tampering(self, n, size):
+        out = make(self, n, size)
+        put = out.put
+
+        def put_then_zero(i, img):  # row 4's bytes zeroed on disk right after they were written
+            done = put(i, img)
+            if i == 4:
+                os.pwrite(out.fd, bytes(out.row), int(out.offset[i]) * out.row)
+            return done
+
+        out.put = put_then_zero
+        spills.append(out)
+        return out
+
+    monkeypatch.setattr(ScanScratch, "clean_spill", tampering)
+    counts = _count_decodes(monkeypatch)
+    tampered = _auditor(tmp_path, defenses="jpeg:75").run(data)
+    assert len(spills) == 1 and spills[0].fallbacks >= 4  # sets' walks, surrogate, clean, defended...
+    assert sorted(counts.values()) == [1] * 8 + [1 + spills[0].fallbacks]  # only row 4 decoded again
+    assert _outcomes(tampered) == _outcomes(plain)
+
+
+def test_results_json_equal_with_and_without_the_clean_spill(tmp_path, monkeypatch):
+    """The cached scan's results.json (times and stamps aside) is the same whether the clean images come from the
+    spill of their first decode or are decoded by every pass."""
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    data = _data(tmp_path)
+    model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
+    common = ["--surrogate", "target", "--attacks", "mifgsm", "--eps", "4,8", "--defenses", "jpeg:75", "-q"]
+    common += ["--format", "json", "--n-boot", "50", "--batch-size", "4", "--cache-dir", str(tmp_path / "c")]
+
+    def scan(out):
+        r = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / out), *common])
+        assert r.exit_code in (0, 1), r.output
+        return _comparable(json.loads((tmp_path / out / "results.json").read_text()), str(tmp_path / out))
+
+    scan("build")
+    counts = _count_decodes(monkeypatch)
+    spilled = scan("a")
+    assert len(counts) == 9 and set(counts.values()) == {1} and len(spilled["conditions"]) == 1 + 2 + 3
+    monkeypatch.setattr(ScanScratch, "clean_spill", lambda self, n, size: None)
+    assert scan("b") == spilled
+    assert min(counts.values()) > 2  # without the spill every pass decodes the files
+
+
+def _decoded(images) -> np.ndarray:
+    """``images`` decoded from their files, as before the clean spill."""
+    from auditor.data.decode import load_image_noted
+
+    return np.stack([load_image_noted(p, images.size)[0] for p in images.paths])[:, None]
+
+
+def test_off_grid_images_are_spilled_as_floats_and_read_back_bit_for_bit(tmp_path):
+    """40 px files fitted to a 32 px model are off the 8-bit grid: their float32 rows are spilled as they are."""
+    from onnx_factory import write_image_folder as write
+
+    data = write(tmp_path / "d", n_per_class=3, size=40)
+    aud = _auditor(tmp_path)
+    images = load_data(aud.context, str(data)).images
+    want = _decoded(images)
+    assert all(spill.exact_levels(want[i, 0]) is None for i in range(len(want)))  # off the grid indeed
+    kinds = set(images.spill.spill.has)
+    assert kinds == {2}  # every row stored as float32
+    got = np.asarray(images)
+    assert got.tobytes() == want.tobytes() and images.spill.spill.fallbacks == 0
+    aud.context.scratch.close()
+
+
+def test_on_grid_images_are_spilled_as_levels_and_read_back_bit_for_bit(tmp_path):
+    from onnx_factory import write_image_folder as write
+
+    data = write(tmp_path / "d", n_per_class=3, size=32)
+    aud = _auditor(tmp_path)
+    images = load_data(aud.context, str(data)).images
+    assert set(images.spill.spill.has) == {1}  # one byte a pixel
+    want = _decoded(images)
+    assert np.asarray(images).tobytes() == want.tobytes() and images.spill.spill.fallbacks == 0
+    assert np.asarray(images[[8, 2, 5]]).tobytes() == want[[8, 2, 5]].tobytes()
+    aud.context.scratch.close()
+
+
+def test_exact_levels_refuses_any_value_off_the_grid():
+    grid = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    img = grid.astype(np.float32) / 255.0
+    assert np.array_equal(spill.exact_levels(img), grid)
+    nudged = img.copy()
+    nudged[3, 3] = np.nextafter(nudged[3, 3], np.float32(1))  # one ulp off
+    assert spill.exact_levels(nudged) is None
+    negative_zero = img.copy()
+    negative_zero[0, 0] = -0.0  # equal as a number, not bit for bit
+    assert spill.exact_levels(negative_zero) is None
+
+
+def test_skips_and_duplicates_keep_their_rows_and_their_records(tmp_path, monkeypatch):
+    """An unreadable file is skipped once with its reason and a duplicate once, as without the spill; every kept
+    image reads its own row."""
+    import shutil
+
+    data = _data(tmp_path)
+    (data / "normal" / "broken.png").write_bytes(b"\x89PNG not really")
+    shutil.copy(data / "pneumonia" / "img_004.png", data / "pneumonia" / "img_004_copy.png")
+    aud = _auditor(tmp_path)
+    loaded = load_data(aud.context, str(data))
+    assert loaded.images.spill is not None and loaded.images.spill.rows is not None
+    want = _decoded(loaded.images)
+    assert np.asarray(loaded.images).tobytes() == want.tobytes() and loaded.images.spill.spill.fallbacks == 0
+    aud.context.scratch.close()
+    monkeypatch.setattr(ScanScratch, "clean_spill", lambda self, n, size: None)
+    again = _auditor(tmp_path)
+    plain = load_data(again.context, str(data))
+    assert plain.images.spill is None and plain.info == loaded.info
+    assert [(s["name"], s["reason"][:22]) for s in loaded.info["skipped"]] == [
+        ("normal/broken.png", "not a recognised image"),
+        ("pneumonia/img_004_copy.png", "exact duplicate of pne"),
+    ]
+    assert list(loaded.images.spill.rows) == [1, 2, 3, 4, 5, 7, 8, 9, 10]  # the broken file and the copy left out
+    again.context.scratch.close()
+
+
+def test_float_rows_beyond_the_room_left_are_not_spilled_and_read_from_their_files(tmp_path, monkeypatch):
+    """Room for every row as 8-bit levels, not as floats: the off-grid rows that fit are spilled, the others
+    decoded."""
+    import collections
+
+    from onnx_factory import write_image_folder as write
+
+    data = write(tmp_path / "d", n_per_class=3, size=40)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(spill.shutil, "disk_usage", lambda p: usage(0, 0, spill.FREE_MARGIN_BYTES + 9 * 32 * 32))
+    aud = _auditor(tmp_path)
+    images = load_data(aud.context, str(data)).images
+    assert sorted(images.spill.spill.has) == [0] * 7 + [2] * 2  # two float rows of 4 KiB fit in 9 KiB
+    assert np.asarray(images).tobytes() == _decoded(images).tobytes() and images.spill.spill.fallbacks == 7
+    aud.context.scratch.close()
+
+
+def test_a_clean_subset_sent_to_another_process_reads_the_spill_checked_or_decodes(tmp_path, monkeypatch):
+    aud = _auditor(tmp_path)
+    images = load_data(aud.context, str(_data(tmp_path))).images
+    shard = images.subset(range(3, 7))
+    want = _decoded(shard)
+    copy = pickle.loads(pickle.dumps(shard))
+    assert copy.spill.spill.n == 4 and copy.spill.rows is None  # the shard's own digests only
+    counts = _count_decodes(monkeypatch)
+    assert np.asarray(copy).tobytes() == want.tobytes() and not counts  # opened the driver's file by its path
+    gone = pickle.loads(pickle.dumps(shard))
+    gone.spill.spill.path = tmp_path / "elsewhere.raw"  # e.g. a worker on another host
+    assert np.asarray(gone).tobytes() == want.tobytes() and sum(counts.values()) == 4
+    aud.context.scratch.close()
+    assert np.asarray(images).tobytes() == _decoded(images).tobytes()  # after the scan: decoded again
+    assert images.spill.spill.fallbacks == len(images)
+
+
+def test_no_clean_spill_without_room_for_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(spill, "FREE_MARGIN_BYTES", 1 << 62)
+    aud = _auditor(tmp_path)
+    images = load_data(aud.context, str(_data(tmp_path))).images
+    assert images.spill is None
+    aud.context.scratch.close()

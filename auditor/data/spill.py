@@ -1,26 +1,41 @@
-"""A scan-scoped spill of verified 8-bit images, so that a cached adversarial set is decoded and verified once per scan.
+"""A scan-scoped spill of decoded images, so that each clean image and each cached adversarial set is decoded (and
+verified) once per scan.
 
-Reading a cached set back from its PNGs (:class:`~auditor.data.stream.PngImages`) costs a SHA-256 of the file and a
-PNG decode per image, and a scan reads each set four times (the set walk that verifies it, the surrogate's
-predictions, the attacked and the defended evaluations). The walk of
+**Cached sets.** Reading a cached set back from its PNGs (:class:`~auditor.data.stream.PngImages`) costs a SHA-256
+of the file and a PNG decode per image, and a scan reads each set four times (the set walk that verifies it, the
+surrogate's predictions, the attacked and the defended evaluations). The walk of
 :func:`auditor.attacks.sets.build_adversarial_set` checks every PNG against its done-marker, decodes it and checks
 the ε bound; it then writes the verified ``uint8`` levels to a raw file in the scan's temporary folder
 (:class:`ScanScratch`) with the SHA-256 of each image's levels, and the later passes read
 :class:`SpilledImages` instead of the PNGs.
 
+**Clean images.** A data-set image (:class:`~auditor.data.stream.SampleImages`: a JPEG or PNG decoded, made grey
+and fitted to the model's size) is read by about six passes of a cached-attack scan (each set's walk, the
+surrogate's predictions, the clean and defended-clean evaluations, the detector, the examples). The first of them,
+the data stage's readability check (:func:`auditor.data.stream.scan_readable`), writes each decoded image to a
+:class:`CleanSpill`; the scan's ``SampleImages`` (and every subset of it) read the rows back through
+:class:`CleanRows`. A row is stored as its ``uint8`` levels when ``levels / 255`` in float32 gives the decoded
+row back bit for bit (:func:`exact_levels`: H×W bytes), else as the float32 row itself (4×H×W bytes: an image
+resized to the model's size, or from a source of more than 8 bits). Either way the pixels handed on are exactly
+the decode's. Unreadable files are skipped by that pass as before and never spilled; the scan's images map to
+their rows past the skipped files and exact duplicates.
+
 The spill is never trusted on its own: every row read is hashed and compared with the digest recorded when the
-verified levels were written (kept in memory, 32 bytes per image; the raw rows stay on disk, so memory is flat in
-the number of images). A row that is missing, short or different is read from its PNG instead, through the
-verified path (its SHA-256 against the done-marker's), and counted in :attr:`SpilledImages.fallbacks`. The pixels
-handed on are therefore exactly those of the PNG path: ``level / 255`` in float32.
+row was written (kept in memory: 32 bytes per image, plus 5 for a clean row's offset and kind, and 8 for its row
+number when files were skipped or folded as duplicates; the raw rows stay on disk, read with ``os.pread``, so
+memory is flat in the number of images). A row that is missing, short or different is read from its source instead
+(a set's PNG, through the verified path: its SHA-256 against the done-marker's; a clean image's file, decoded
+again) and counted in ``fallbacks``.
 
 The folder is created on first use (``tempfile``, honouring ``TMPDIR``), readable by this user only, and deleted
 with everything in it when the scan ends (:meth:`ScanScratch.close`; also when the object is collected). A scan
 killed by a signal cannot do that: its folder is named after its process id and removed by the next scan that
-finds that process gone (:func:`sweep`). A set is
-spilled only when the folder's file system has room for it (plus a margin); otherwise it stays on the PNG path.
-Sent to a Ray task (pickled), a spilled set carries its file's path and digests: a worker on the same host reads
-the spill, checked the same way; elsewhere every row falls back to the PNGs.
+finds that process gone (:func:`sweep`). A spill is made only when the folder's file system has room for it as
+8-bit levels (plus :data:`FREE_MARGIN_BYTES`); otherwise the set stays on the PNG path and the clean images are
+decoded by every pass. Clean rows stored as float32 take from the room left above that margin; a row that does not
+fit is not spilled (decoded by every pass). Sent to a Ray task (pickled), a spilled set or a subset of the clean
+images carries its file's path and the digests of its own rows: a worker on the same host reads the spill, checked
+the same way; elsewhere every row falls back to its source.
 """
 
 from __future__ import annotations
@@ -111,8 +126,24 @@ class ScanScratch:
         self._spills.append(spill)
         return SpillWriter(spill)
 
+    def clean_spill(self, n: int, size: tuple[int, int]) -> "CleanSpill | None":
+        """A spill for the decoded rows of ``n`` clean images of ``size``, or None when the folder has no room for
+        ``n`` rows of 8-bit levels (the rows off the 8-bit grid take 4 bytes a pixel while there is room left)."""
+        row = int(size[0]) * int(size[1])
+        folder = self.path()
+        try:
+            free = shutil.disk_usage(folder).free - FREE_MARGIN_BYTES
+            if free < int(n) * row:
+                return None
+            fd, name = tempfile.mkstemp(prefix="clean-", suffix=".raw", dir=folder)
+        except OSError:
+            return None
+        spill = CleanSpill(Path(name), n, size, fd, free)
+        self._spills.append(spill)
+        return spill
+
     def close(self) -> None:
-        """Close every spill (their later reads fall back to the PNGs) and delete the folder."""
+        """Close every spill (their later reads fall back to the PNGs or the image files) and delete the folder."""
         for spill in self._spills:
             spill.close()
         self._spills.clear()
@@ -259,3 +290,128 @@ class SpillWriter:
     def abandon(self) -> None:
         """The walk did not finish with this set: close the file (its rows are never read)."""
         self.spill.close()
+
+
+#: how a clean row is held in a :class:`CleanSpill`: not at all, as 8-bit levels, as float32 values
+_MISSING, _LEVELS, _FLOATS = 0, 1, 2
+
+
+def _from_levels(levels: np.ndarray) -> np.ndarray:
+    """``levels / 255`` in float32, the one expression both the exactness check and the read use."""
+    return levels.astype(np.float32) / np.float32(255.0)
+
+
+def exact_levels(img: np.ndarray) -> np.ndarray | None:
+    """The ``uint8`` levels whose :func:`_from_levels` is ``img`` bit for bit (float32 ``(H, W)``), or None when
+    ``img`` is off the 8-bit grid (resized, or from a source of more than 8 bits; a ``-0.0`` too)."""
+    x = np.ascontiguousarray(img, dtype=np.float32)
+    y = x * np.float32(255.0)
+    np.rint(y, out=y)
+    np.clip(y, 0, 255, out=y)
+    levels = y.astype(np.uint8)
+    return levels if np.array_equal(_from_levels(levels).view(np.uint32), x.view(np.uint32)) else None
+
+
+class CleanSpill(_Spill):
+    """The decoded clean images of a scan, written by its first decode (:func:`auditor.data.stream.scan_readable`)
+    in any order, one row per image: the ``uint8`` levels when they give the float32 row back bit for bit
+    (:func:`exact_levels`), else the float32 row itself. Row ``i`` starts at ``offset[i] * H * W`` bytes; its kind
+    (:data:`_LEVELS`, :data:`_FLOATS`, or :data:`_MISSING` when never written) is ``has[i]``, and ``sha`` holds the
+    SHA-256 of the stored bytes. ``budget`` is the room left for the file to grow (its file system's free space at
+    creation, minus :data:`FREE_MARGIN_BYTES`): a row that does not fit is not spilled."""
+
+    def __init__(self, path: Path, n: int, size: tuple[int, int], fd: int | None, budget: int) -> None:
+        super().__init__(path, n, size, fd)
+        self.offset = np.zeros(self.n, np.uint32)  #: in units of ``H * W`` bytes (a float row takes 4)
+        self.end = 0  #: the next free unit
+        self.budget = int(budget)
+        #: reads that decoded the file because the spill could not give the row
+        self.fallbacks = 0
+
+    def put(self, i: int, img: np.ndarray) -> bool:
+        """Spill row ``i``, the float32 ``(H, W)`` decode of its file (once; later calls for ``i`` are ignored)."""
+        levels = exact_levels(img)
+        array = levels if levels is not None else np.ascontiguousarray(img, dtype=np.float32)
+        units = 1 if levels is not None else 4
+        if array.shape != self.size or not 0 <= i < self.n:
+            return False
+        data = array.data  # the contiguous row's bytes
+        digest = hashlib.sha256(data).digest()
+        nbytes = units * self.row
+        with self.lock:
+            if self.fd is None or self.has[i] or nbytes > self.budget or self.end + units >= 1 << 32:
+                return False
+            try:
+                ok = os.pwrite(self.fd, data, self.end * self.row) == nbytes
+            except OSError:
+                ok = False
+            if not ok:  # e.g. the disk filled up under another writer: no more rows
+                self.budget = 0
+                return False
+            self.offset[i], self.end, self.budget = self.end, self.end + units, self.budget - nbytes
+            self.sha[32 * i : 32 * i + 32] = digest
+            self.has[i] = _LEVELS if levels is not None else _FLOATS
+        return True
+
+    def get(self, i: int) -> np.ndarray | None:
+        """Row ``i`` as float32 ``(H, W)``, exactly as written, or None (never written, unreadable, or its bytes
+        no longer match their SHA-256); a None is counted in :attr:`fallbacks`."""
+        kind = self.has[i]
+        fd = self.file() if kind != _MISSING else None
+        raw = b""
+        if fd is not None:
+            nbytes = self.row * (1 if kind == _LEVELS else 4)
+            try:
+                raw = os.pread(fd, nbytes, int(self.offset[i]) * self.row)
+            except OSError:
+                raw = b""
+            if len(raw) == nbytes and hashlib.sha256(raw).digest() == bytes(self.sha[32 * i : 32 * i + 32]):
+                if kind == _LEVELS:
+                    return _from_levels(np.frombuffer(raw, np.uint8).reshape(self.size))
+                return np.frombuffer(raw, np.float32).reshape(self.size).copy()
+        with self.lock:
+            self.fallbacks += 1
+        return None
+
+    def part(self, rows: np.ndarray) -> "CleanSpill":
+        """A read-only copy holding just ``rows`` (in that order): what a copy sent to another process carries."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = CleanSpill.__new__(CleanSpill)
+        out.path, out.n, out.size, out.row = self.path, len(rows), self.size, self.row
+        sha = np.frombuffer(bytes(self.sha), np.uint8).reshape(self.n, 32)
+        out.sha = bytearray(sha[rows].tobytes())
+        out.has = bytearray(np.frombuffer(bytes(self.has), np.uint8)[rows].tobytes())
+        out.offset, out.end, out.budget, out.fallbacks = self.offset[rows], 0, 0, 0
+        out.fd, out.opened, out.lock = None, False, threading.Lock()
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "budget": 0, "fallbacks": 0}  # a copy only reads
+
+
+class CleanRows:
+    """What a :class:`~auditor.data.stream.SampleImages` reads its spilled rows from: image ``i`` is row
+    ``rows[i]`` of ``spill`` (``rows`` None: row ``i``). Pickled (sent to a Ray task), it carries the path and
+    the digests of its own rows only."""
+
+    def __init__(self, spill: CleanSpill, rows: np.ndarray | None = None) -> None:
+        self.spill = spill
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if self.rows is not None and self.rows.size and not 0 <= self.rows.min() <= self.rows.max() < spill.n:
+            raise ValueError(f"rows beyond the spill's {spill.n} images")
+
+    def __len__(self) -> int:
+        return self.spill.n if self.rows is None else len(self.rows)
+
+    def get(self, i: int) -> np.ndarray | None:
+        """Image ``i`` from the spill, checked, or None (the caller decodes its file)."""
+        return self.spill.get(i if self.rows is None else int(self.rows[i]))
+
+    def take(self, indices) -> "CleanRows":
+        """The rows of images ``indices`` (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return CleanRows(self.spill, idx if self.rows is None else self.rows[idx])
+
+    def __getstate__(self) -> dict:
+        spill = self.spill if self.rows is None else self.spill.part(self.rows)
+        return {"spill": spill, "rows": None}

@@ -195,9 +195,16 @@ class MappedImages(LazyImages):
 
 
 class SampleImages(LazyImages):
-    """The images of data-set files, decoded and fitted to ``size`` on access."""
+    """The images of data-set files, decoded and fitted to ``size`` on access (or read back from the scan's spill
+    of their first decode, :attr:`spill`)."""
 
-    def __init__(self, paths: Sequence[str], size: tuple[int, int], content_sha256: str | None = None) -> None:
+    #: the scan's spill of the decoded rows (:class:`auditor.data.spill.CleanRows`: ``get(i)`` gives image ``i``
+    #: checked, or None and the file is decoded), or None
+    spill = None
+
+    def __init__(
+        self, paths: Sequence[str], size: tuple[int, int], content_sha256: str | None = None, spill=None
+    ) -> None:
         super().__init__(len(paths), size)
         # a TextColumn (a scan's sample index) is shared as it is, not copied into a list of str
         self.paths = paths if isinstance(paths, TextColumn) else [str(p) for p in paths]
@@ -205,19 +212,29 @@ class SampleImages(LazyImages):
         #: what the decoded pixels are a function of, with the size and the decoders (see
         #: :mod:`auditor.attacks.clean_digest`)
         self.content_sha256 = content_sha256
+        if spill is not None:
+            if len(spill) != len(self.paths):
+                raise ValueError(f"a spill of {len(spill)} images for {len(self.paths)} files")
+            self.spill = spill
 
     def read(self, i: int) -> np.ndarray:
-        """Image ``i`` decoded from its file; a file that became unreadable is a DataError."""
+        """Image ``i``: from the spill when it has the row (checked), else decoded from its file; a file that
+        became unreadable is a DataError."""
+        if self.spill is not None:
+            img = self.spill.get(i)
+            if img is not None:
+                return img
         try:
             return load_image_noted(self.paths[i], self.size)[0]
         except ImageReadError as exc:  # it was readable when the scan indexed it
             raise DataError(f"{self.paths[i]}: became unreadable during the scan ({exc})") from None
 
     def subset(self, indices: Sequence[int]) -> "SampleImages":
-        """The images ``indices`` as a new lazy set (nothing is decoded)."""
+        """The images ``indices`` as a new lazy set (nothing is decoded; the spill's rows go with them)."""
+        spill = self.spill.take(indices) if self.spill is not None else None
         if isinstance(self.paths, TextColumn):
-            return SampleImages(self.paths.take(indices), self.size)
-        return SampleImages([self.paths[int(i)] for i in indices], self.size)
+            return SampleImages(self.paths.take(indices), self.size, spill=spill)
+        return SampleImages([self.paths[int(i)] for i in indices], self.size, spill=spill)
 
 
 def content_sha256(file_digests: np.ndarray) -> str:
@@ -287,9 +304,15 @@ def stream_digest(images, batch_size: int = 64) -> str:
 
 
 def scan_readable(
-    samples, size: tuple[int, int], batch_size: int = 64, progress=None, notes: dict[str, list[str]] | None = None
+    samples,
+    size: tuple[int, int],
+    batch_size: int = 64,
+    progress=None,
+    notes: dict[str, list[str]] | None = None,
+    spill=None,
 ) -> tuple[list[int], SkipLog, bool]:
-    """Decode every sample once, in prefetched batches, keeping nothing but the verdict.
+    """Decode every sample once, in prefetched batches, keeping nothing but the verdict (and, given a ``spill``
+    (:class:`auditor.data.spill.CleanSpill`), each readable image as row ``i`` of it, for the scan's later reads).
 
     Returns the indices of the readable samples, a :class:`Skipped` per unreadable one (the same
     entries :func:`auditor.data.decode.load_images` gives, in a bounded
@@ -309,6 +332,8 @@ def scan_readable(
                 name = getattr(s, "rel_path", "") or path
                 try:
                     img, img_notes = load_image_noted(path, size)
+                    if spill is not None:
+                        spill.put(i, img)
                     c = img.astype(np.float64) * 255.0
                     out.append((i, name, None, img_notes, bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)))
                 except ImageReadError as exc:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from auditor.data import DROP, drop_duplicates, drop_labels, fingerprint, map_labels, open_dataset, stratified_subset
 from auditor.data.fingerprint import manifest_sha256
 from auditor.data.index import SampleIndex
 from auditor.data.skips import SkipLog
+from auditor.data.spill import CleanRows
 from auditor.data.stream import SampleImages, content_sha256, scan_readable
 from auditor.errors import DataError, UsageError
 from auditor.scan.context import LoadedData, ScanContext
@@ -27,9 +30,9 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
         if opt.max_images < 1:
             raise UsageError("--max-images must be at least 1")
         samples = samples.take(stratified_subset(samples.labels, opt.max_images, opt.seed))
-    samples, skipped, duplicates, on_grid, notes = _read(ctx, data, samples)
+    samples, skipped, duplicates, on_grid, notes, spilled = _read(ctx, data, samples)
     manifest_sha = manifest_sha256(samples)
-    images = SampleImages(samples.paths, (spec.height, spec.width), content_sha256(samples.sha256_array()))
+    images = SampleImages(samples.paths, (spec.height, spec.width), content_sha256(samples.sha256_array()), spilled)
     y = map_labels(samples.labels, spec.class_names, opt.label_map)
     all_skipped = SkipLog(ds.skipped)
     all_skipped.extend(skipped)
@@ -55,24 +58,32 @@ def load_data(ctx: ScanContext, data: str) -> LoadedData:
 
 def _read(
     ctx: ScanContext, data: str, samples: SampleIndex
-) -> tuple[SampleIndex, SkipLog, list[Skipped], bool, dict[str, list[str]]]:
+) -> tuple[SampleIndex, SkipLog, list[Skipped], bool, dict[str, list[str]], CleanRows | None]:
     """Keep the readable samples, once each: (samples, skipped incl. duplicates, duplicates, on the 8-bit grid,
-    conversion notes per file)."""
+    conversion notes per file, and the kept samples' rows in the scan's spill of this first decode, when there is
+    room for one: :mod:`auditor.data.spill`)."""
     spec = ctx.target.spec
+    size = (spec.height, spec.width)
     notes: dict[str, list[str]] = {}
     clock = ctx.clock(ctx.target.path)
     with ctx.reporter.task("Reading images", len(samples)) as adv, clock.timed("read", len(samples)):
+        spill = ctx.scratch.clean_spill(len(samples), size) if ctx.scratch is not None else None
         kept, skipped, on_grid = scan_readable(
-            samples, (spec.height, spec.width), batch_size=ctx.options.batch_size, progress=adv, notes=notes
+            samples, size, batch_size=ctx.options.batch_size, progress=adv, notes=notes, spill=spill
         )
     if not kept:
         raise DataError(f"{data}: none of the images could be read ({skipped.total} skipped)")
     samples, _ = fingerprint(samples.take(kept))
+    rows = np.asarray(kept, dtype=np.int64)  # the spill row (index into the samples read) of each kept sample
     keep, duplicates = drop_duplicates(samples)
     if duplicates:
         samples = samples.take(keep)
+        rows = rows[np.asarray(keep, dtype=np.int64)]
         skipped.extend(duplicates)
-    return samples, skipped, duplicates, on_grid, notes
+    spilled = None
+    if spill is not None:
+        spilled = CleanRows(spill, None if np.array_equal(rows, np.arange(spill.n)) else rows)
+    return samples, skipped, duplicates, on_grid, notes, spilled
 
 
 def _caveats(ctx: ScanContext, data: str, found: Any, n_duplicates: int, on_grid: bool) -> list[str]:
