@@ -299,8 +299,8 @@ def test_a_tampered_clean_row_is_decoded_from_its_file_and_the_outcomes_are_unch
         out = make(self, n, size)
         put = out.put
 
-        def put_then_zero(i, img):  # row 4's bytes zeroed on disk right after they were written
-            done = put(i, img)
+        def put_then_zero(i, img, levels=None):  # row 4's bytes zeroed on disk right after they were written
+            done = put(i, img, levels)
             if i == 4:
                 os.pwrite(out.fd, bytes(out.row), int(out.offset[i]) * out.row)
             return done
@@ -457,3 +457,30 @@ def test_no_clean_spill_without_room_for_it(tmp_path, monkeypatch):
     images = load_data(aud.context, str(_data(tmp_path))).images
     assert images.spill is None
     aud.context.scratch.close()
+
+
+def test_the_grid_verdict_from_exact_levels_is_the_float64_one():
+    """``on_8bit_grid`` takes the readability pass's exact levels as proof of the grid and falls back to the float64
+    test otherwise: on every kind of image the verdict is the one the float64 test alone gives."""
+    from auditor.data.decode import exact_levels, on_8bit_grid
+
+    def plain(img):
+        c = img.astype(np.float64) * 255.0
+        return bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)
+
+    rng = np.random.default_rng(5)
+    levels = rng.integers(0, 256, (16, 16)).astype(np.float32)
+    cases = {
+        "8-bit": levels / np.float32(255.0),
+        "resized": rng.random((16, 16), dtype=np.float32),
+        "within the tolerance": (levels + np.float32(5e-4)) / np.float32(255.0),
+        "just beyond it": (levels + np.float32(2e-3)) / np.float32(255.0),
+        "16-bit": rng.integers(0, 65536, (16, 16)).astype(np.float32) / np.float32(65535.0),
+        "negative zero": np.where(levels > 128, levels / np.float32(255.0), np.float32(-0.0)).astype(np.float32),
+        "empty": np.zeros((0, 16), np.float32),
+    }
+    for name, img in cases.items():
+        exact = exact_levels(img) if img.size else None
+        assert on_8bit_grid(img, exact) == on_8bit_grid(img) == plain(img), name
+    assert exact_levels(cases["8-bit"]) is not None and exact_levels(cases["negative zero"]) is None
+    assert plain(cases["within the tolerance"]) and not plain(cases["just beyond it"])

@@ -186,6 +186,34 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
+def from_levels(levels: np.ndarray) -> np.ndarray:
+    """``levels / 255`` in float32: how 8-bit levels become pixels (the fast decoder's expression)."""
+    return levels.astype(np.float32) / np.float32(255.0)
+
+
+def exact_levels(img: np.ndarray) -> np.ndarray | None:
+    """The ``uint8`` levels whose :func:`from_levels` is ``img`` bit for bit (float32 ``(H, W)``), or None when
+    ``img`` is off the 8-bit grid (resized, or from a source of more than 8 bits; a ``-0.0`` too)."""
+    x = np.ascontiguousarray(img, dtype=np.float32)
+    y = x * np.float32(255.0)
+    np.rint(y, out=y)
+    np.clip(y, 0, 255, out=y)
+    levels = y.astype(np.uint8)
+    return levels if np.array_equal(from_levels(levels).view(np.uint32), x.view(np.uint32)) else None
+
+
+def on_8bit_grid(img: np.ndarray, levels: np.ndarray | None = None) -> bool:
+    """Whether every value of ``img`` lies within 1e-3 grey levels of an 8-bit level (the scan's grid caveat).
+
+    ``levels`` (:func:`exact_levels` of ``img``, when known) settles it at once: a float32 ``k / 255`` lies within
+    255 half-ulps (< 1e-5 levels) of level ``k``. Otherwise the test runs in float64, as it always has.
+    """
+    if levels is not None or img.size == 0:
+        return True
+    c = img.astype(np.float64) * 255.0
+    return bool(np.abs(c - np.rint(c)).max() <= 1e-3)
+
+
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """One image as float32 grey ``(H, W)`` in ``[0, 1]``; raises :class:`ImageReadError`."""
     return load_image_noted(path, size)[0]

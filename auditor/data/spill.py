@@ -15,7 +15,7 @@ surrogate's predictions, the clean and defended-clean evaluations, the detector,
 the data stage's readability check (:func:`auditor.data.stream.scan_readable`), writes each decoded image to a
 :class:`CleanSpill`; the scan's ``SampleImages`` (and every subset of it) read the rows back through
 :class:`CleanRows`. A row is stored as its ``uint8`` levels when ``levels / 255`` in float32 gives the decoded
-row back bit for bit (:func:`exact_levels`: H×W bytes), else as the float32 row itself (4×H×W bytes: an image
+row back bit for bit (:func:`~auditor.data.decode.exact_levels`: H×W bytes), else as the float32 row itself (4×H×W bytes: an image
 resized to the model's size, or from a source of more than 8 bits). Either way the pixels handed on are exactly
 the decode's. Unreadable files are skipped by that pass as before and never spilled; the scan's images map to
 their rows past the skipped files and exact duplicates.
@@ -51,6 +51,7 @@ from typing import Sequence
 
 import numpy as np
 
+from auditor.data.decode import exact_levels, from_levels
 from auditor.data.stream import PngImages
 
 #: free space kept on the spill's file system beyond the spill itself
@@ -296,26 +297,10 @@ class SpillWriter:
 _MISSING, _LEVELS, _FLOATS = 0, 1, 2
 
 
-def _from_levels(levels: np.ndarray) -> np.ndarray:
-    """``levels / 255`` in float32, the one expression both the exactness check and the read use."""
-    return levels.astype(np.float32) / np.float32(255.0)
-
-
-def exact_levels(img: np.ndarray) -> np.ndarray | None:
-    """The ``uint8`` levels whose :func:`_from_levels` is ``img`` bit for bit (float32 ``(H, W)``), or None when
-    ``img`` is off the 8-bit grid (resized, or from a source of more than 8 bits; a ``-0.0`` too)."""
-    x = np.ascontiguousarray(img, dtype=np.float32)
-    y = x * np.float32(255.0)
-    np.rint(y, out=y)
-    np.clip(y, 0, 255, out=y)
-    levels = y.astype(np.uint8)
-    return levels if np.array_equal(_from_levels(levels).view(np.uint32), x.view(np.uint32)) else None
-
-
 class CleanSpill(_Spill):
     """The decoded clean images of a scan, written by its first decode (:func:`auditor.data.stream.scan_readable`)
     in any order, one row per image: the ``uint8`` levels when they give the float32 row back bit for bit
-    (:func:`exact_levels`), else the float32 row itself. Row ``i`` starts at ``offset[i] * H * W`` bytes; its kind
+    (:func:`~auditor.data.decode.exact_levels`), else the float32 row itself. Row ``i`` starts at ``offset[i] * H * W`` bytes; its kind
     (:data:`_LEVELS`, :data:`_FLOATS`, or :data:`_MISSING` when never written) is ``has[i]``, and ``sha`` holds the
     SHA-256 of the stored bytes. ``budget`` is the room left for the file to grow (its file system's free space at
     creation, minus :data:`FREE_MARGIN_BYTES`): a row that does not fit is not spilled."""
@@ -328,9 +313,11 @@ class CleanSpill(_Spill):
         #: reads that decoded the file because the spill could not give the row
         self.fallbacks = 0
 
-    def put(self, i: int, img: np.ndarray) -> bool:
-        """Spill row ``i``, the float32 ``(H, W)`` decode of its file (once; later calls for ``i`` are ignored)."""
-        levels = exact_levels(img)
+    def put(self, i: int, img: np.ndarray, levels: np.ndarray | None = None) -> bool:
+        """Spill row ``i``, the float32 ``(H, W)`` decode of its file (once; later calls for ``i`` are ignored);
+        ``levels``: its :func:`~auditor.data.decode.exact_levels` when the caller has them (else found here)."""
+        if levels is None:
+            levels = exact_levels(img)
         array = levels if levels is not None else np.ascontiguousarray(img, dtype=np.float32)
         units = 1 if levels is not None else 4
         if array.shape != self.size or not 0 <= i < self.n:
@@ -367,7 +354,7 @@ class CleanSpill(_Spill):
                 raw = b""
             if len(raw) == nbytes and hashlib.sha256(raw).digest() == bytes(self.sha[32 * i : 32 * i + 32]):
                 if kind == _LEVELS:
-                    return _from_levels(np.frombuffer(raw, np.uint8).reshape(self.size))
+                    return from_levels(np.frombuffer(raw, np.uint8).reshape(self.size))
                 return np.frombuffer(raw, np.float32).reshape(self.size).copy()
         with self.lock:
             self.fallbacks += 1

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from auditor.data.decode import load_image_noted
+from auditor.data.decode import exact_levels, load_image_noted, on_8bit_grid
 from auditor.data.limits import ImageReadError
 from auditor.data.skips import SkipLog
 from auditor.errors import DataError
@@ -332,10 +332,10 @@ def scan_readable(
                 name = getattr(s, "rel_path", "") or path
                 try:
                     img, img_notes = load_image_noted(path, size)
+                    levels = exact_levels(img)
                     if spill is not None:
-                        spill.put(i, img)
-                    c = img.astype(np.float64) * 255.0
-                    out.append((i, name, None, img_notes, bool(c.size == 0 or np.abs(c - np.rint(c)).max() <= 1e-3)))
+                        spill.put(i, img, levels)
+                    out.append((i, name, None, img_notes, on_8bit_grid(img, levels)))
                 except ImageReadError as exc:
                     out.append((i, name, str(exc), (), True))
             return out
