@@ -170,8 +170,9 @@ def _comparable(value, out: str):
     return value.replace(out, "OUT") if isinstance(value, str) else value
 
 
-def test_results_json_equal_with_and_without_the_spill(tmp_path, monkeypatch):
-    """The cached scan's results.json, times and stamps aside, is the same whether the passes read the spill."""
+def _cli_scan(tmp_path):
+    """``scan(out)``: a CLI scan with 2 cached MI-FGSM sets and a JPEG defense into ``tmp_path / out``; returns its
+    results.json with times, stamps and the output path removed."""
     from click.testing import CliRunner
 
     from auditor.cli import cli
@@ -186,6 +187,12 @@ def test_results_json_equal_with_and_without_the_spill(tmp_path, monkeypatch):
         assert r.exit_code in (0, 1), r.output
         return _comparable(json.loads((tmp_path / out / "results.json").read_text()), str(tmp_path / out))
 
+    return scan
+
+
+def test_results_json_equal_with_and_without_the_spill(tmp_path, monkeypatch):
+    """The cached scan's results.json, times and stamps aside, is the same whether the passes read the spill."""
+    scan = _cli_scan(tmp_path)
     scan("build")
     spilled = scan("a")
     assert spilled["environment"]["platform"] and len(spilled["conditions"]) == 1 + 2 + 3
@@ -320,20 +327,7 @@ def test_a_tampered_clean_row_is_decoded_from_its_file_and_the_outcomes_are_unch
 def test_results_json_equal_with_and_without_the_clean_spill(tmp_path, monkeypatch):
     """The cached scan's results.json (times and stamps aside) is the same whether the clean images come from the
     spill of their first decode or are decoded by every pass."""
-    from click.testing import CliRunner
-
-    from auditor.cli import cli
-
-    data = _data(tmp_path)
-    model = make_classifier(tmp_path / "m.onnx", channels=1, class_names=CLASSES)
-    common = ["--surrogate", "target", "--attacks", "mifgsm", "--eps", "4,8", "--defenses", "jpeg:75", "-q"]
-    common += ["--format", "json", "--n-boot", "50", "--batch-size", "4", "--cache-dir", str(tmp_path / "c")]
-
-    def scan(out):
-        r = CliRunner().invoke(cli, ["scan", str(model), "--data", str(data), "--out", str(tmp_path / out), *common])
-        assert r.exit_code in (0, 1), r.output
-        return _comparable(json.loads((tmp_path / out / "results.json").read_text()), str(tmp_path / out))
-
+    scan = _cli_scan(tmp_path)
     scan("build")
     counts = _count_decodes(monkeypatch)
     spilled = scan("a")
