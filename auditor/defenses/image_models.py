@@ -88,10 +88,10 @@ class OnnxImagePreprocessor(Preprocessor):
             import onnx
             from onnx2torch import convert
 
-            from auditor.models.onnx_file import load_onnx_proto
+            from auditor.models.onnx_file import inline_initializer_aliases, load_onnx_proto
 
             load_onnx_proto(self.path)  # validates size and external-data paths first
-            module = convert(onnx.load(self.path))
+            module = convert(inline_initializer_aliases(onnx.load(self.path)))
             module.eval()
             for p in module.parameters():
                 p.requires_grad_(False)

@@ -54,7 +54,7 @@ def convert_onnx_to_torch(
     """
     from auditor.models.inputs import decode_output
     from auditor.models.onnx import OnnxClassifier
-    from auditor.models.onnx_file import load_onnx_proto
+    from auditor.models.onnx_file import inline_initializer_aliases, load_onnx_proto
 
     if spec.dtype != "float32":
         raise ConversionFailed(f"{onnx_path}: input dtype {spec.dtype} cannot carry gradients; white-box needs float32")
@@ -62,7 +62,7 @@ def convert_onnx_to_torch(
     try:
         import onnx2torch
 
-        net = onnx2torch.convert(proto)
+        net = onnx2torch.convert(inline_initializer_aliases(proto))
     except Exception as exc:  # noqa: BLE001 - onnx2torch raises NotImplementedError, KeyError, ...
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConversionFailed(

@@ -70,3 +70,42 @@ def producer_text(model) -> str:
     """
     words = f"{model.producer_name or ''} {model.producer_version or ''}".split()
     return " ".join(w for w in words if w.lower() not in ("none", "null"))
+
+
+def inline_initializer_aliases(model):
+    """``model`` with every ``Identity`` node that only renames an initializer replaced by a copy of that
+    initializer under the node's output name (in place; returned for chaining).
+
+    torch's ONNX exporter stores identical tensors once and feeds the other users through ``Identity`` aliases
+    (for example the all-zero convolution biases of a network whose batch norms still hold their initial
+    statistics). The graph computes the same values either way, but onnx2torch takes a ``Conv`` or ``Gemm``
+    weight and bias from the initializers only and fails on an alias (``KeyError``), which cost such a target
+    its white-box attacks. A graph output is never turned into an initializer.
+    """
+    import onnx
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    kept = []
+    for node in graph.node:
+        if (
+            node.op_type == "Identity"
+            and node.domain in ("", "ai.onnx")
+            and len(node.input) == 1
+            and len(node.output) == 1
+            and node.input[0] in inits
+            and node.output[0] not in inits
+            and node.output[0] not in outputs
+        ):
+            alias = onnx.TensorProto()
+            alias.CopyFrom(inits[node.input[0]])
+            alias.name = node.output[0]
+            graph.initializer.append(alias)
+            inits[alias.name] = alias
+        else:
+            kept.append(node)
+    if len(kept) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    return model

@@ -195,6 +195,70 @@ def test_onnx2torch_conversion_agrees_with_ort(tmp_path):
         convert_onnx_to_torch(path, spec, tol=-1.0)
 
 
+def test_a_target_whose_biases_are_identity_aliases_converts_for_white_box(tmp_path):
+    """torch's exporter stores identical tensors once and aliases the others through Identity nodes (here two
+    all-zero convolution biases, as in a network whose batch norms keep their initial statistics); onnx2torch
+    alone fails on the alias (KeyError), the conversion must not, and must agree with ONNX Runtime."""
+    import onnx2torch
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0, 0.3, (4, 1, 3, 3)), rng.normal(0, 0.3, (4, 4, 3, 3))
+    tensors = {"w1": w1, "b": np.zeros(4), "w2": w2, "fc_w": rng.normal(0, 0.5, (2, 4)), "fc_b": np.zeros(2)}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in tensors.items()]
+    nodes = [
+        helper.make_node("Identity", ["b"], ["b_alias"]),
+        helper.make_node("Conv", ["input", "w1", "b"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b_alias"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["output"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "aliases",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 2])],
+        inits,
+    )
+    path = tmp_path / "aliases.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what the pinned ONNX Runtime reads
+    onnx.save(model, path)
+    with pytest.raises(KeyError, match="b_alias"):
+        onnx2torch.convert(onnx.load(path))  # the failure this guards against
+    spec = ModelSpec(channels=1, height=8, width=8, class_names=("a", "b"), input_name="input", output_name="output")
+    sur = load_surrogate("target", spec, str(path), "cpu")
+    assert sur.threat_model == "white-box" and sur.identity["agreement_max_prob_diff"] <= 1e-5
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Identity") == 1  # the file itself is untouched
+
+
+def test_initializer_aliases_are_inlined_in_chains_but_never_for_graph_outputs():
+    from onnx import numpy_helper
+
+    from auditor.models.onnx_file import inline_initializer_aliases
+
+    t = numpy_helper.from_array(np.arange(3, dtype=np.float32), "t")
+    nodes = [
+        helper.make_node("Identity", ["t"], ["a"]),
+        helper.make_node("Identity", ["a"], ["b"]),  # an alias of an alias
+        helper.make_node("Identity", ["t"], ["out"]),  # a graph output stays a node
+        helper.make_node("Add", ["x", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("y", "out")],
+        [t],
+    )
+    model = inline_initializer_aliases(helper.make_model(graph))
+    assert [n.op_type for n in model.graph.node] == ["Identity", "Add"]
+    assert [i.name for i in model.graph.initializer] == ["t", "a", "b"]
+    assert all(np.array_equal(numpy_helper.to_array(i), [0, 1, 2]) for i in model.graph.initializer)
+
+
 def test_unsupported_op_raises_conversion_failed(tmp_path):
     node = helper.make_node("FancyOp", ["input"], ["output"], domain="example.custom")
     graph = helper.make_graph(
