@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from auditor.data.decode import from_levels
 from auditor.errors import DataError
 
 
@@ -104,7 +105,7 @@ def level_difference(levels: np.ndarray, x: np.ndarray, eps: float) -> np.ndarra
             f"{int(over.sum())} pixel(s) lie outside the epsilon budget of the clean image "
             f"({budget_levels(eps)} grey level(s))"
         )
-    d = (levels.astype(np.float32) / 255.0).astype(np.float64)
+    d = from_levels(levels).astype(np.float64)
     d -= x64
     return d.reshape(d.shape[0], int(np.prod(d.shape[1:], dtype=np.int64)))
 

@@ -38,6 +38,7 @@ from auditor.attacks.quantize import budget_levels, level_difference, quantize
 from auditor.attacks.set_records import GeneratedSet, SetData, SetRun
 from auditor.attacks.stats_record import SetStats
 from auditor.condition_ids import eps_name
+from auditor.data.decode import from_levels
 from auditor.data.stream import LazyImages, PngImages, prefetch
 from auditor.errors import DataError, RuntimeFailure, UsageError
 
@@ -297,7 +298,7 @@ def _batch(
         levels, digests, norms = _attack_batch(run, b, start, stop, marker, on_batch, clean)
     run.png_sha256[start:stop] = digests
     run.linf_max = max(run.linf_max, _linf(norms))  # the float L-inf of exactly these levels and clean images
-    return levels.astype(np.float32) / 255.0, levels, norms
+    return from_levels(levels), levels, norms
 
 
 def _linf(norms: Norms) -> float:

@@ -187,7 +187,8 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def from_levels(levels: np.ndarray) -> np.ndarray:
-    """``levels / 255`` in float32: how 8-bit levels become pixels (the fast decoder's expression)."""
+    """``levels / 255`` in float32: how 8-bit levels become pixels, the one expression of the cached sets' PNGs, the
+    spills, the set walk and the ε check (the fast decoder's ``np.divide`` gives the same bits)."""
     return levels.astype(np.float32) / np.float32(255.0)
 
 

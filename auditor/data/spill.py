@@ -261,7 +261,7 @@ class SpilledImages(PngImages):
             for r in range(j, k):
                 part = raw[(r - j) * step : (r - j + 1) * step]
                 if self.spill.matches(rows[r], part):
-                    out[r, 0] = np.frombuffer(part, np.uint8).reshape(self.size).astype(np.float32) / 255.0
+                    out[r, 0] = from_levels(np.frombuffer(part, np.uint8).reshape(self.size))
                 else:
                     with self.spill.lock:
                         self.fallbacks += 1

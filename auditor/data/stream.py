@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from auditor.data.decode import exact_levels, load_image_noted, on_8bit_grid
+from auditor.data.decode import exact_levels, from_levels, load_image_noted, on_8bit_grid
 from auditor.data.limits import ImageReadError
 from auditor.data.skips import SkipLog
 from auditor.errors import DataError
@@ -282,7 +282,7 @@ class PngImages(LazyImages):
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.dtype != np.uint8 or img.shape != self.size:
             raise DataError(f"{path}: not an 8-bit grey image of size {self.size}")
-        return img.astype(np.float32) / 255.0
+        return from_levels(img)
 
 
 def stream_digest(images, batch_size: int = 64) -> str:
